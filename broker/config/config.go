@@ -1,0 +1,108 @@
+// Package config owns custos.yaml: the plain structs the broker runs from,
+// loading with secret references (env:NAME, file:/path), duration parsing
+// and Validate, which reports every problem with its YAML path.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of custos.yaml.
+type Config struct {
+	// Listen holds the broker's listeners.
+	Listen Listen `yaml:"listen"`
+	// PublicURL is the broker's externally reachable base URL, used in
+	// links (Slack messages, CLI hints). Default: derived from Listen.HTTP.
+	PublicURL string `yaml:"public_url"`
+	// Store selects the state store. Default: SQLite at ./custos.db.
+	Store Store `yaml:"store"`
+	// Recording configures where and how sessions are recorded.
+	Recording Recording `yaml:"recording"`
+	// Vault configures the credential issuer. Default: none (connecting
+	// through the proxies then fails with "credentials unavailable").
+	Vault Vault `yaml:"vault"`
+	// Slack configures Slack approvals. Default: off.
+	Slack Slack `yaml:"slack"`
+	// Auth configures user authentication and tokens.
+	Auth Auth `yaml:"auth"`
+	// Users are the identities that may sign in.
+	Users []User `yaml:"users"`
+	// Groups name sets of users for policy.
+	Groups []Group `yaml:"groups"`
+	// SecurityAdmins lists groups whose members may see every session,
+	// terminate sessions and revoke any grant. Default: none.
+	SecurityAdmins []string `yaml:"security_admins"`
+	// Targets are the databases and hosts Custos brokers access to.
+	Targets []Target `yaml:"targets"`
+}
+
+// Listen holds listener addresses. Empty means the listener is off, except
+// HTTP which defaults to 127.0.0.1:8080.
+type Listen struct {
+	// HTTP serves the API, web UI, health and metrics. Default: 127.0.0.1:8080.
+	HTTP string `yaml:"http"`
+	// SSH is the SSH proxy listener, e.g. ":2222". Default: off.
+	SSH string `yaml:"ssh"`
+	// Postgres is the PostgreSQL proxy listener, e.g. ":6432". Default: off.
+	Postgres string `yaml:"postgres"`
+	// TLSCert and TLSKey are PEM files for HTTPS and the PostgreSQL
+	// proxy's TLS. Default: none (plain HTTP; the PostgreSQL proxy then
+	// refuses to start when TLS is required).
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// DataDir holds the broker's own keys (SSH host key, user CA, recording
+	// signing key) and the recording spool. Default: ./custos-data.
+	DataDir string `yaml:"data_dir"`
+}
+
+// Store selects the state store.
+type Store struct {
+	// Driver is "sqlite" or "postgres". Default: "sqlite".
+	Driver string `yaml:"driver"`
+	// Path is the SQLite database file. Default: <data_dir>/custos.db.
+	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (a secret reference is
+	// allowed). Required when Driver is "postgres".
+	DSN Secret `yaml:"dsn"`
+}
+
+// Group is a named set of users.
+type Group struct {
+	Name    string   `yaml:"name"`
+	Members []string `yaml:"members"`
+}
+
+// Load reads and parses a config file, applies defaults and validates it.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses YAML, rejecting unknown fields, applies defaults and
+// validates the result.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}

@@ -1,0 +1,181 @@
+package config
+
+// Target is a database or host Custos brokers access to.
+type Target struct {
+	// Name is how users refer to the target (custos request NAME).
+	Name string `yaml:"name"`
+	// Kind is "ssh" or "postgres".
+	Kind string `yaml:"kind"`
+	// Address is host:port of the target.
+	Address string `yaml:"address"`
+	// Description is shown in listings. Default: empty.
+	Description string `yaml:"description"`
+	// Roles are the access levels that can be requested.
+	Roles []Role `yaml:"roles"`
+	// SSH holds settings for kind "ssh".
+	SSH TargetSSH `yaml:"ssh"`
+	// Postgres holds settings for kind "postgres".
+	Postgres TargetPostgres `yaml:"postgres"`
+	// Recording overrides recording policy for this target.
+	Recording TargetRecording `yaml:"recording"`
+	// ApproveInSlack allows approving this target's requests with a Slack
+	// button. Default (nil): true; false sends approvers to the web UI.
+	ApproveInSlack *bool `yaml:"approve_in_slack"`
+	// SlackChannel overrides slack.channel for this target. Default: empty.
+	SlackChannel string `yaml:"slack_channel"`
+}
+
+// TargetSSH holds SSH-target settings.
+type TargetSSH struct {
+	// HostKeys pins the target's host public keys (authorized_keys format).
+	// Either HostKeys or HostCA is required.
+	HostKeys []string `yaml:"host_keys"`
+	// HostCA is a host certificate authority public key; host certificates
+	// it signed are accepted. Default: none.
+	HostCA string `yaml:"host_ca"`
+}
+
+// TargetPostgres holds PostgreSQL-target settings.
+type TargetPostgres struct {
+	// Database is the default database. Default: "postgres".
+	Database string `yaml:"database"`
+	// Databases lists other databases a client may name as TARGET/db.
+	// Default: only Database.
+	Databases []string `yaml:"databases"`
+	// TLS is "prefer" (use TLS when the target offers it), "require" or
+	// "disable". Default: "prefer".
+	TLS string `yaml:"tls"`
+	// Parameters is the bind-parameter redaction policy: "record", "hash"
+	// or "omit". Default: "record".
+	Parameters string `yaml:"parameters"`
+	// RecordResults records result rows, capped per statement by
+	// ResultRowsCap and ResultBytesCap. Default: false (rows are PHI).
+	RecordResults  bool `yaml:"record_results"`
+	ResultRowsCap  int  `yaml:"result_rows_cap"`
+	ResultBytesCap int  `yaml:"result_bytes_cap"`
+}
+
+// TargetRecording overrides recording policy for one target.
+type TargetRecording struct {
+	// Retention overrides recording.retention. Default: 0 (use global).
+	Retention Duration `yaml:"retention"`
+	// FailOpen lets sessions continue when the recorder fails. Default:
+	// false (fail closed). Every use is audited.
+	FailOpen bool `yaml:"fail_open"`
+}
+
+// Role is an access level on a target, with the policy that governs it.
+type Role struct {
+	// Name is the role as requested (custos request T --role NAME).
+	Name string `yaml:"name"`
+	// Login is the SSH login name on the target. Default: the role name.
+	Login string `yaml:"login"`
+	// VaultRole is the Vault role credentials come from
+	// (database/creds/<role> or ssh/sign/<role>). Default: the role name.
+	VaultRole string `yaml:"vault_role"`
+	// PerSession issues PostgreSQL credentials per session instead of per
+	// grant. Default: false.
+	PerSession bool `yaml:"per_session"`
+	// Shell lets SSH sessions open a PTY. Default (nil): true.
+	Shell *bool `yaml:"shell"`
+	// AllowPortForward allows local port forwarding (recorded). Default: false.
+	AllowPortForward bool `yaml:"allow_port_forward"`
+	// Env lists environment variables a client may set. Default: TERM and LANG/LC_*.
+	Env []string `yaml:"env"`
+	// IdleTimeout ends a session with no traffic for this long. Default: 0 (none).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// Policy decides who may request and approve, and how.
+	Policy Policy `yaml:"policy"`
+}
+
+// Policy governs requests for one role.
+type Policy struct {
+	// Requesters lists users and groups who may request. Default: anyone
+	// with an identity.
+	Requesters []string `yaml:"requesters"`
+	// Approvers lists groups (or users) whose members may approve.
+	// Required unless Approvals is 0... which is not allowed: peer
+	// approval is the point.
+	Approvers []string `yaml:"approvers"`
+	// Approvals is how many distinct approvers must approve. Default: 1.
+	Approvals int `yaml:"approvals"`
+	// DenyEnds makes any deny end the request. Default (nil): true.
+	DenyEnds *bool `yaml:"deny_ends"`
+	// MaxDuration caps the requested duration. Default: 8h.
+	MaxDuration Duration `yaml:"max_duration"`
+	// RequireReason requires a reason. Default: false.
+	RequireReason bool `yaml:"require_reason"`
+	// RequireTicket requires a ticket ID. Default: false.
+	RequireTicket bool `yaml:"require_ticket"`
+	// TicketPattern is a regular expression a ticket must match in full.
+	// Default: any.
+	TicketPattern string `yaml:"ticket_pattern"`
+	// Window limits when requests may be made and grants run. Default: always.
+	Window *Window `yaml:"window"`
+	// RequestTTL is how long a request waits for decisions. Default: 30m.
+	RequestTTL Duration `yaml:"request_ttl"`
+	// Hold lets a user wait at the SSH banner while a request is made and
+	// decided. Default: false.
+	Hold bool `yaml:"hold"`
+	// HoldTimeout bounds that wait. Default: 5m.
+	HoldTimeout Duration `yaml:"hold_timeout"`
+	// RemindBefore sends approvers a reminder this long before a pending
+	// request expires. Default: 0 (no reminder).
+	RemindBefore Duration `yaml:"remind_before"`
+	// DMApprovers sends eligible approvers a Slack DM too. Default: false.
+	DMApprovers bool `yaml:"dm_approvers"`
+}
+
+// Window is a recurring time window in a time zone.
+type Window struct {
+	// TZ is an IANA time zone. Default: UTC.
+	TZ string `yaml:"tz"`
+	// Days lists weekdays (mon..sun). Default: every day.
+	Days []string `yaml:"days"`
+	// Start and End are HH:MM. End before Start spans midnight. Default:
+	// 00:00–24:00.
+	Start string `yaml:"start"`
+	End   string `yaml:"end"`
+}
+
+// DenyEndsOrDefault reports whether a deny ends the request.
+func (p Policy) DenyEndsOrDefault() bool { return p.DenyEnds == nil || *p.DenyEnds }
+
+// ShellAllowed reports whether the role may open a PTY.
+func (r Role) ShellAllowed() bool { return r.Shell == nil || *r.Shell }
+
+// LoginOrDefault is the SSH login for the role.
+func (r Role) LoginOrDefault() string {
+	if r.Login != "" {
+		return r.Login
+	}
+	return r.Name
+}
+
+// VaultRoleOrDefault is the Vault role for the role.
+func (r Role) VaultRoleOrDefault() string {
+	if r.VaultRole != "" {
+		return r.VaultRole
+	}
+	return r.Name
+}
+
+// FindTarget returns the named target.
+func (c *Config) FindTarget(name string) (*Target, bool) {
+	for i := range c.Targets {
+		if c.Targets[i].Name == name {
+			return &c.Targets[i], true
+		}
+	}
+	return nil, false
+}
+
+// FindRole returns the named role of the target.
+func (t *Target) FindRole(name string) (*Role, bool) {
+	for i := range t.Roles {
+		if t.Roles[i].Name == name {
+			return &t.Roles[i], true
+		}
+	}
+	return nil, false
+}
