@@ -99,3 +99,28 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ResolveLines expands a list of public-key entries: an entry "file:/path"
+// is replaced by the non-empty, non-comment lines of that file; other
+// entries are kept as they are. Used for ssh_keys and host_keys.
+func ResolveLines(entries []string) ([]string, error) {
+	var out []string
+	for _, e := range entries {
+		path, ok := strings.CutPrefix(e, "file:")
+		if !ok {
+			out = append(out, e)
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line != "" && !strings.HasPrefix(line, "#") {
+				out = append(out, line)
+			}
+		}
+	}
+	return out, nil
+}
