@@ -12,14 +12,14 @@ import (
 // starts, and every chunk of the session is chained to its hash.
 type Header struct {
 	// Version is the recording format version; Start fills it in.
-	Version    int       `json:"version"`
-	SessionID  string    `json:"session_id"`
-	GrantID    string    `json:"grant_id"`
-	User       string    `json:"user"`
-	Target     string    `json:"target"`
-	Role       string    `json:"role"`
-	Protocol   string    `json:"protocol"`
-	ClientAddr string    `json:"client_addr,omitempty"`
+	Version    int    `json:"version"`
+	SessionID  string `json:"session_id"`
+	GrantID    string `json:"grant_id"`
+	User       string `json:"user"`
+	Target     string `json:"target"`
+	Role       string `json:"role"`
+	Protocol   string `json:"protocol"`
+	ClientAddr string `json:"client_addr,omitempty"`
 	// Account is the upstream account the broker used: the SSH login or
 	// the database user. Default: empty.
 	Account string `json:"account,omitempty"`
