@@ -1,0 +1,31 @@
+package sqlstore
+
+import "context"
+
+// Conn is one open transaction as the drivers expose it. Queries use $1,
+// $2, … placeholders, which both SQLite and PostgreSQL accept.
+type Conn interface {
+	// Exec runs a statement and returns the number of rows it affected.
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+}
+
+// Rows iterates over a query result.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Dialect holds what differs between the drivers.
+type Dialect struct {
+	// Name prefixes every error, e.g. "sqlite store".
+	Name string
+	// IsUniqueViolation reports whether err is a unique-constraint failure.
+	IsUniqueViolation func(err error) bool
+	// LockAudit is called once per transaction before the first audit
+	// append; it serializes appends across processes. Nil means the
+	// driver's transactions are already serialized.
+	LockAudit func(ctx context.Context, c Conn) error
+}
