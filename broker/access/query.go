@@ -1,0 +1,121 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/policy"
+)
+
+// GetRequest returns one request.
+func (s *Service) GetRequest(ctx context.Context, id string) (broker.Request, error) {
+	var r broker.Request
+	err := s.store.View(ctx, func(tx broker.Tx) error {
+		var err error
+		r, err = tx.GetRequest(id)
+		return err
+	})
+	if errors.Is(err, broker.ErrNotFound) {
+		return r, refuse(http.StatusNotFound, "not_found", "no request %s", id)
+	}
+	return r, err
+}
+
+// ListRequests returns requests matching f.
+func (s *Service) ListRequests(ctx context.Context, f broker.RequestFilter) ([]broker.Request, error) {
+	var out []broker.Request
+	err := s.store.View(ctx, func(tx broker.Tx) error {
+		var err error
+		out, err = tx.ListRequests(f)
+		return err
+	})
+	return out, err
+}
+
+// PendingFor returns pending requests the user may decide: not their own,
+// and on roles whose approvers include them.
+func (s *Service) PendingFor(ctx context.Context, user string) ([]broker.Request, error) {
+	all, err := s.ListRequests(ctx, broker.RequestFilter{States: []broker.RequestState{broker.RequestPending}})
+	if err != nil {
+		return nil, err
+	}
+	out := []broker.Request{}
+	for _, r := range all {
+		pol, err := s.policyFor(r.Target, r.Role)
+		if err != nil || r.User == user || !policy.IsApprover(pol, s.dir, user) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// GetGrant returns one grant.
+func (s *Service) GetGrant(ctx context.Context, id string) (broker.Grant, error) {
+	var g broker.Grant
+	err := s.store.View(ctx, func(tx broker.Tx) error {
+		var err error
+		g, err = tx.GetGrant(id)
+		return err
+	})
+	if errors.Is(err, broker.ErrNotFound) {
+		return g, refuse(http.StatusNotFound, "not_found", "no grant %s", id)
+	}
+	return g, err
+}
+
+// ListGrants returns grants matching f.
+func (s *Service) ListGrants(ctx context.Context, f broker.GrantFilter) ([]broker.Grant, error) {
+	var out []broker.Grant
+	err := s.store.View(ctx, func(tx broker.Tx) error {
+		var err error
+		out, err = tx.ListGrants(f)
+		return err
+	})
+	return out, err
+}
+
+// ActiveGrant returns the user's grant on target that is active now, the
+// one ending last when there are several. It returns an *Error with code
+// "no_active_grant" when there is none.
+func (s *Service) ActiveGrant(ctx context.Context, user, target string) (broker.Grant, error) {
+	now := s.now().UTC()
+	gs, err := s.ListGrants(ctx, broker.GrantFilter{User: user, Target: target,
+		States: []broker.GrantState{broker.GrantActive}, ActiveAt: now})
+	if err != nil {
+		return broker.Grant{}, fmt.Errorf("active grant: %w", err)
+	}
+	var best broker.Grant
+	for _, g := range gs {
+		if g.ActiveAt(now) && g.EndsAt.After(best.EndsAt) {
+			best = g
+		}
+	}
+	if best.ID == "" {
+		return best, refuse(http.StatusForbidden, "no_active_grant", "no active grant for %s", target)
+	}
+	return best, nil
+}
+
+// AccessAt answers "who could reach target at instant at": every grant
+// active then, with its approvers.
+func (s *Service) AccessAt(ctx context.Context, target string, at time.Time) ([]broker.Grant, error) {
+	if _, ok := s.cfg.FindTarget(target); !ok {
+		return nil, refuse(http.StatusNotFound, "unknown_target", "unknown target %q", target)
+	}
+	gs, err := s.ListGrants(ctx, broker.GrantFilter{Target: target, ActiveAt: at})
+	if err != nil {
+		return nil, err
+	}
+	out := []broker.Grant{}
+	for _, g := range gs {
+		if g.ActiveAt(at) {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}

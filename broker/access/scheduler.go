@@ -1,0 +1,89 @@
+package access
+
+import (
+	"context"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
+)
+
+// schedulerTick is how often deadlines are checked; requests and grants end
+// within one tick of their deadline.
+const schedulerTick = 200 * time.Millisecond
+
+// RunScheduler expires pending requests and ends grants on time until ctx
+// ends. State lives in the store, so a restarted broker catches up at once
+// with anything that fell due while it was down.
+func (s *Service) RunScheduler(ctx context.Context) {
+	t := time.NewTicker(schedulerTick)
+	defer t.Stop()
+	for {
+		if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("scheduler sweep failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Sweep expires everything due now. It is safe to run concurrently on
+// several replicas: each transition re-reads the row inside its transaction.
+func (s *Service) Sweep(ctx context.Context) error {
+	now := s.now().UTC()
+	var reqs []broker.Request
+	var grants []broker.Grant
+	err := s.store.Update(ctx, func(tx broker.Tx) error {
+		due, err := tx.ListRequests(broker.RequestFilter{States: []broker.RequestState{broker.RequestPending}, ExpiresBefore: now.Add(time.Nanosecond)})
+		if err != nil {
+			return err
+		}
+		for _, r := range due {
+			if r.State != broker.RequestPending || r.ExpiresAt.After(now) {
+				continue
+			}
+			r.State, r.DecidedAt = broker.RequestExpired, now
+			if err := tx.PutRequest(r); err != nil {
+				return err
+			}
+			if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{Actor: "system", Action: "request.expire", Target: r.Target,
+				Outcome: broker.OutcomeSuccess, Details: requestDetails(r)}); err != nil {
+				return err
+			}
+			reqs = append(reqs, r)
+		}
+		ending, err := tx.ListGrants(broker.GrantFilter{States: []broker.GrantState{broker.GrantActive}, EndsBefore: now.Add(time.Nanosecond)})
+		if err != nil {
+			return err
+		}
+		for _, g := range ending {
+			if g.State != broker.GrantActive || g.EndsAt.After(now) {
+				continue
+			}
+			g.State = broker.GrantExpired
+			if err := tx.PutGrant(g); err != nil {
+				return err
+			}
+			tx.NotifyGrant(broker.GrantEvent{GrantID: g.ID, State: g.State, Reason: "grant expired"})
+			if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{Actor: "system", Action: "grant.expire", Target: g.Target,
+				Outcome: broker.OutcomeSuccess, Details: grantDetails(g)}); err != nil {
+				return err
+			}
+			grants = append(grants, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		s.notifyRequest(ctx, r)
+	}
+	for _, g := range grants {
+		s.notifyGrant(ctx, g)
+	}
+	return nil
+}

@@ -1,0 +1,351 @@
+// Package access owns the just-in-time lifecycle: requests, decisions,
+// grants, expiry and revocation. It applies broker/policy to each step,
+// stores every transition with its audit record in one transaction, and
+// announces grant changes so proxies can end live sessions at once.
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/policy"
+)
+
+// Notifier hears about lifecycle changes after they commit, for channels
+// that show them (Slack messages, the web UI). Implementations must not
+// block for long; failures are theirs to retry.
+type Notifier interface {
+	RequestChanged(ctx context.Context, r broker.Request)
+	GrantChanged(ctx context.Context, g broker.Grant)
+}
+
+// Service runs the lifecycle. Build it with New.
+type Service struct {
+	cfg       *config.Config
+	dir       policy.Directory
+	store     broker.Store
+	audit     *audit.Log
+	log       *slog.Logger
+	now       func() time.Time
+	notifiers []Notifier
+}
+
+// Options configure a Service. Zero fields take the documented defaults.
+type Options struct {
+	Config *config.Config
+	// Directory answers group membership. Default: the config's groups.
+	Directory policy.Directory
+	Store     broker.Store
+	Audit     *audit.Log
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+	// Now defaults to time.Now; tests inject a clock.
+	Now func() time.Time
+	// Notifiers hear about committed changes. Default: none.
+	Notifiers []Notifier
+}
+
+// New returns a Service.
+func New(o Options) *Service {
+	s := &Service{cfg: o.Config, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, notifiers: o.Notifiers}
+	if s.dir == nil {
+		s.dir = policy.GroupsFromConfig(o.Config.Groups)
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// AddNotifier registers a notifier; call before serving.
+func (s *Service) AddNotifier(n Notifier) { s.notifiers = append(s.notifiers, n) }
+
+// NewRequest is what a user asks for.
+type NewRequest struct {
+	Target   string
+	Role     string
+	Duration time.Duration
+	Reason   string
+	Ticket   string
+}
+
+// Create records a pending request after policy accepts it. A refusal is
+// audited and changes nothing.
+func (s *Service) Create(ctx context.Context, actor string, in NewRequest) (broker.Request, error) {
+	now := s.now().UTC()
+	pol, err := s.policyFor(in.Target, in.Role)
+	if err == nil {
+		err = s.checkRequest(pol, actor, in, now)
+	}
+	if err != nil {
+		s.refused(ctx, actor, "request.create", in.Target+"/"+in.Role, err, map[string]any{"duration": in.Duration.String()})
+		return broker.Request{}, err
+	}
+	req := broker.Request{
+		ID: broker.NewID("req"), User: actor, Target: in.Target, Role: in.Role,
+		Reason: in.Reason, Ticket: in.Ticket, Duration: in.Duration,
+		State: broker.RequestPending, Required: pol.Approvals, Approvals: []broker.Decision{},
+		CreatedAt: now, ExpiresAt: now.Add(pol.RequestTTL.D()),
+	}
+	err = s.store.Update(ctx, func(tx broker.Tx) error {
+		if err := tx.PutRequest(req); err != nil {
+			return err
+		}
+		_, err := s.audit.AppendTx(ctx, tx, audit.Entry{
+			Actor: actor, Action: "request.create", Target: req.Target, Outcome: broker.OutcomeSuccess,
+			Reason: req.Reason, Details: requestDetails(req),
+		})
+		return err
+	})
+	if err != nil {
+		return broker.Request{}, fmt.Errorf("create request: %w", err)
+	}
+	s.notifyRequest(ctx, req)
+	return req, nil
+}
+
+// Decision is one approver's vote.
+type Decision struct {
+	Approve bool
+	Comment string
+	// Via names the channel: cli, web or slack.
+	Via string
+}
+
+// Decide records an approval or denial. When the approval threshold is met
+// the grant is created in the same transaction and returned.
+func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decision) (broker.Request, *broker.Grant, error) {
+	action := "request.deny"
+	if d.Approve {
+		action = "request.approve"
+	}
+	var (
+		req   broker.Request
+		grant *broker.Grant
+	)
+	err := s.store.Update(ctx, func(tx broker.Tx) error {
+		var err error
+		req, err = tx.GetRequest(requestID)
+		if errors.Is(err, broker.ErrNotFound) {
+			return refuse(http.StatusNotFound, "not_found", "no request %s", requestID)
+		}
+		if err != nil {
+			return err
+		}
+		pol, err := s.policyFor(req.Target, req.Role)
+		if err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		next, err := s.decide(pol, req, actor, d, now)
+		if err != nil {
+			return err
+		}
+		req = next
+		if req.State == broker.RequestApproved {
+			start, end := policy.GrantWindow(pol, req, now)
+			g := broker.Grant{
+				ID: broker.NewID("gr"), RequestID: req.ID, User: req.User, Target: req.Target, Role: req.Role,
+				StartsAt: start, EndsAt: end, Approvers: approverNames(req), Reason: req.Reason,
+				Ticket: req.Ticket, State: broker.GrantActive,
+			}
+			req.GrantID = g.ID
+			if err := tx.PutGrant(g); err != nil {
+				return err
+			}
+			grant = &g
+		}
+		if err := tx.PutRequest(req); err != nil {
+			return err
+		}
+		if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{
+			Actor: actor, Action: action, Target: req.Target, Outcome: broker.OutcomeSuccess,
+			Reason: d.Comment, Details: decisionDetails(req, d),
+		}); err != nil {
+			return err
+		}
+		if grant != nil {
+			tx.NotifyGrant(broker.GrantEvent{GrantID: grant.ID, State: grant.State})
+			_, err := s.audit.AppendTx(ctx, tx, audit.Entry{
+				Actor: "system", Action: "grant.create", Target: grant.Target, Outcome: broker.OutcomeSuccess,
+				Reason: grant.Reason, Details: grantDetails(*grant),
+			})
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		s.refused(ctx, actor, action, requestID, err, map[string]any{"request_id": requestID, "via": d.Via})
+		return broker.Request{}, nil, err
+	}
+	s.notifyRequest(ctx, req)
+	if grant != nil {
+		s.notifyGrant(ctx, *grant)
+	}
+	return req, grant, nil
+}
+
+// Cancel withdraws a pending request; only its requester may.
+func (s *Service) Cancel(ctx context.Context, actor, requestID string) (broker.Request, error) {
+	var req broker.Request
+	err := s.store.Update(ctx, func(tx broker.Tx) error {
+		var err error
+		req, err = tx.GetRequest(requestID)
+		if errors.Is(err, broker.ErrNotFound) {
+			return refuse(http.StatusNotFound, "not_found", "no request %s", requestID)
+		}
+		if err != nil {
+			return err
+		}
+		if req.User != actor {
+			return refuse(http.StatusForbidden, "forbidden", "only the requester may cancel request %s", requestID)
+		}
+		if req.State != broker.RequestPending {
+			return refuse(http.StatusConflict, "already_decided", "request %s is %s", requestID, req.State)
+		}
+		req.State, req.DecidedAt = broker.RequestCancelled, s.now().UTC()
+		if err := tx.PutRequest(req); err != nil {
+			return err
+		}
+		_, err = s.audit.AppendTx(ctx, tx, audit.Entry{Actor: actor, Action: "request.cancel", Target: req.Target,
+			Outcome: broker.OutcomeSuccess, Details: requestDetails(req)})
+		return err
+	})
+	if err != nil {
+		s.refused(ctx, actor, "request.cancel", requestID, err, map[string]any{"request_id": requestID})
+		return broker.Request{}, err
+	}
+	s.notifyRequest(ctx, req)
+	return req, nil
+}
+
+// Revoke ends an active grant now. The grantee, a member of the role's
+// approver groups and security admins may revoke.
+func (s *Service) Revoke(ctx context.Context, actor, grantID, reason string) (broker.Grant, error) {
+	var g broker.Grant
+	err := s.store.Update(ctx, func(tx broker.Tx) error {
+		var err error
+		g, err = tx.GetGrant(grantID)
+		if errors.Is(err, broker.ErrNotFound) {
+			return refuse(http.StatusNotFound, "not_found", "no grant %s", grantID)
+		}
+		if err != nil {
+			return err
+		}
+		if !s.mayRevoke(actor, g) {
+			return refuse(http.StatusForbidden, "forbidden", "%s may not revoke grant %s", actor, grantID)
+		}
+		if g.State != broker.GrantActive {
+			return refuse(http.StatusConflict, "grant_not_active", "grant %s is %s", grantID, g.State)
+		}
+		if reason == "" {
+			reason = "revoked by " + actor
+		}
+		g.State, g.RevokedAt, g.RevokedBy, g.RevokeReason = broker.GrantRevoked, s.now().UTC(), actor, reason
+		if err := tx.PutGrant(g); err != nil {
+			return err
+		}
+		tx.NotifyGrant(broker.GrantEvent{GrantID: g.ID, State: g.State, Reason: reason})
+		_, err = s.audit.AppendTx(ctx, tx, audit.Entry{Actor: actor, Action: "grant.revoke", Target: g.Target,
+			Outcome: broker.OutcomeSuccess, Reason: reason, Details: grantDetails(g)})
+		return err
+	})
+	if err != nil {
+		s.refused(ctx, actor, "grant.revoke", grantID, err, map[string]any{"grant_id": grantID})
+		return broker.Grant{}, err
+	}
+	s.notifyGrant(ctx, g)
+	return g, nil
+}
+
+func (s *Service) mayRevoke(actor string, g broker.Grant) bool {
+	if actor == g.User || s.isSecurityAdmin(actor) {
+		return true
+	}
+	pol, err := s.policyFor(g.Target, g.Role)
+	return err == nil && policy.IsApprover(pol, s.dir, actor)
+}
+
+func (s *Service) isSecurityAdmin(user string) bool {
+	return s.isMemberOfAny(user, s.cfg.SecurityAdmins)
+}
+
+// IsSecurityAdmin reports whether the user is in a security_admins group.
+func (s *Service) IsSecurityAdmin(user string) bool { return s.isSecurityAdmin(user) }
+
+func (s *Service) policyFor(target, role string) (config.Policy, error) {
+	t, ok := s.cfg.FindTarget(target)
+	if !ok {
+		return config.Policy{}, refuse(http.StatusNotFound, "unknown_target", "unknown target %q", target)
+	}
+	r, ok := t.FindRole(role)
+	if !ok {
+		names := make([]string, len(t.Roles))
+		for i, r := range t.Roles {
+			names[i] = r.Name
+		}
+		return config.Policy{}, refuse(http.StatusNotFound, "unknown_role", "target %s has no role %q (roles: %s)", target, role, strings.Join(names, ", "))
+	}
+	return r.Policy, nil
+}
+
+// refused audits a refused or failed operation outside the (rolled back)
+// transaction, so the refusal is evidence even though nothing changed.
+func (s *Service) refused(ctx context.Context, actor, action, target string, err error, details map[string]any) {
+	outcome, code := broker.OutcomeError, "internal"
+	if e, ok := AsError(err); ok {
+		outcome, code = broker.OutcomeDenied, e.Code
+	}
+	details["code"] = code
+	if _, aerr := s.audit.Append(ctx, audit.Entry{Actor: actor, Action: action, Target: target, Outcome: outcome,
+		Reason: err.Error(), Details: details}); aerr != nil {
+		s.log.Error("audit append failed", "action", action, "err", aerr)
+	}
+}
+
+func (s *Service) notifyRequest(ctx context.Context, r broker.Request) {
+	for _, n := range s.notifiers {
+		n.RequestChanged(ctx, r)
+	}
+}
+
+func (s *Service) notifyGrant(ctx context.Context, g broker.Grant) {
+	for _, n := range s.notifiers {
+		n.GrantChanged(ctx, g)
+	}
+}
+
+func approverNames(r broker.Request) []string {
+	out := make([]string, len(r.Approvals))
+	for i, a := range r.Approvals {
+		out[i] = a.By
+	}
+	return out
+}
+
+func requestDetails(r broker.Request) map[string]any {
+	return map[string]any{"request_id": r.ID, "user": r.User, "role": r.Role, "duration": r.Duration.String(),
+		"ticket": r.Ticket, "state": r.State, "expires_at": r.ExpiresAt}
+}
+
+func decisionDetails(r broker.Request, d Decision) map[string]any {
+	m := requestDetails(r)
+	m["via"], m["approvals"], m["required"] = d.Via, len(r.Approvals), r.Required
+	return m
+}
+
+func grantDetails(g broker.Grant) map[string]any {
+	return map[string]any{"grant_id": g.ID, "request_id": g.RequestID, "user": g.User, "role": g.Role,
+		"starts_at": g.StartsAt, "ends_at": g.EndsAt, "approvers": g.Approvers, "state": g.State}
+}
