@@ -1,0 +1,293 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
+)
+
+// RevokeGrant revokes every lease issued for the grant (in this run or an
+// earlier one) and refuses to issue for it again. Vault's revoke runs the
+// database role's revocation statements, which end the login's backends
+// (pg_terminate_backend) before dropping it, so nothing stays connected.
+// Leases that could not be revoked stay recorded and are retried by Run.
+func (i *Issuer) RevokeGrant(ctx context.Context, grantID, reason string) error {
+	i.mu.Lock()
+	if _, ok := i.ended[grantID]; !ok {
+		i.ended[grantID] = i.now()
+	}
+	i.mu.Unlock()
+	gc := i.entry(grantID)
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	if err := i.load(ctx); err != nil {
+		return fmt.Errorf("creds: revoke grant %s: %w", grantID, err)
+	}
+	tokens := map[string]string{}
+	if gc.shared != nil {
+		tokens[gc.shared.lease.LeaseID] = gc.shared.token
+	}
+	for _, s := range gc.sessions {
+		tokens[s.lease.LeaseID] = s.token
+	}
+	var errs []error
+	var done []string
+	for _, r := range i.records(func(r leaseRecord) bool { return r.GrantID == grantID }) {
+		if err := i.revokeLease(ctx, r, reason); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done = append(done, r.LeaseID)
+		if tok := tokens[r.LeaseID]; tok != "" {
+			i.c.revokeSelf(ctx, tok)
+		}
+	}
+	if len(errs) == 0 {
+		gc.shared, gc.sessions = nil, map[string]*issued{}
+		i.mu.Lock()
+		delete(i.grants, grantID) // i.ended keeps refusing it
+		i.mu.Unlock()
+	}
+	if err := i.drop(ctx, done...); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("creds: revoke grant %s: %w", grantID, err)
+	}
+	return nil
+}
+
+// EndSession revokes the session's own login when it had one (per_session
+// roles); per-grant logins live on until the grant ends.
+func (i *Issuer) EndSession(ctx context.Context, grantID, sessionID string) error {
+	if sessionID == "" {
+		return nil
+	}
+	gc := i.entry(grantID)
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	iss := gc.sessions[sessionID]
+	recs := i.records(func(r leaseRecord) bool { return r.GrantID == grantID && r.SessionID == sessionID })
+	var errs []error
+	var done []string
+	for _, r := range recs {
+		if err := i.revokeLease(ctx, r, "session ended"); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done = append(done, r.LeaseID)
+	}
+	if iss != nil && len(errs) == 0 {
+		i.c.revokeSelf(ctx, iss.token)
+		delete(gc.sessions, sessionID)
+	}
+	if err := i.drop(ctx, done...); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("creds: end session %s: %w", sessionID, err)
+	}
+	return nil
+}
+
+// revokeIssued revokes one issued login whose grant goes on (a replaced
+// shared login, or an issue that failed half way). Errors are logged: the
+// record stays and the sweep retries at the grant's end.
+func (i *Issuer) revokeIssued(ctx context.Context, grantID string, iss *issued, reason string) {
+	r := leaseRecord{LeaseID: iss.lease.LeaseID, Kind: "postgres", GrantID: grantID,
+		SessionID: iss.lease.SessionID, Username: iss.lease.Username}
+	i.mu.Lock()
+	if rec, ok := i.index.leases[r.LeaseID]; ok {
+		r = rec
+	}
+	i.mu.Unlock()
+	if err := i.revokeLease(ctx, r, reason); err != nil {
+		return
+	}
+	i.c.revokeSelf(ctx, iss.token)
+	if err := i.drop(ctx, r.LeaseID); err != nil {
+		i.log.Error("lease index not updated", "lease_id", r.LeaseID, "err", err)
+	}
+}
+
+// revokeLease revokes one lease synchronously and audits the outcome. A
+// lease Vault no longer knows (expired, revoked elsewhere) counts as
+// revoked.
+func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string) error {
+	_, err := i.c.write(ctx, "sys/leases/revoke/"+r.LeaseID, nil)
+	var es *ErrStatus
+	if errors.As(err, &es) && es.Status == http.StatusBadRequest && strings.Contains(strings.Join(es.Errors, " "), "invalid lease") {
+		err = nil
+	}
+	outcome, why := broker.OutcomeSuccess, reason
+	if err != nil {
+		outcome, why = broker.OutcomeError, reason+": "+err.Error()
+	}
+	if _, aerr := i.audit.Append(context.WithoutCancel(ctx), audit.Entry{Actor: "system", Action: "creds.revoke",
+		Target: r.Target, Outcome: outcome, Reason: why, Details: map[string]any{
+			"kind": r.Kind, "grant_id": r.GrantID, "session_id": r.SessionID, "lease_id": r.LeaseID,
+			"username": r.Username},
+	}); aerr != nil {
+		i.log.Error("audit creds.revoke", "lease_id", r.LeaseID, "err", aerr)
+	}
+	if err != nil {
+		i.log.Error("lease not revoked", "grant_id", r.GrantID, "lease_id", r.LeaseID, "err", err)
+		return err
+	}
+	i.log.Info("lease revoked", "grant_id", r.GrantID, "session_id", r.SessionID, "lease_id", r.LeaseID,
+		"username", r.Username, "reason", reason)
+	return nil
+}
+
+// Run revokes leases as grants end, until ctx ends: first every recorded
+// lease whose grant is no longer active (leases a previous run left
+// behind), then at once on each revoke or expire event from the store,
+// and, as a backstop, once a lease's grant end has passed. Failed
+// revocations are retried with backoff. The Client's own Run keeps the
+// token alive and is started separately.
+func (i *Issuer) Run(ctx context.Context) error {
+	if i.store == nil {
+		return errors.New("creds: run: no store")
+	}
+	events := i.store.GrantEvents(ctx) // subscribe before the first sweep so nothing falls between
+	r := &revoker{i: i, retryAt: map[string]time.Time{}, failures: map[string]int{}, busy: map[string]bool{}}
+	defer r.wg.Wait()
+	for ctx.Err() == nil {
+		if err := i.load(ctx); err == nil {
+			break
+		} else {
+			i.log.Error("lease index unreadable; retrying", "err", err)
+		}
+		if !sleep(ctx, time.Second) {
+			return nil
+		}
+	}
+	r.sweep(ctx, true)
+	tick := time.NewTicker(i.sweepEvery)
+	defer tick.Stop()
+	lastStoreCheck := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			if ev.State == broker.GrantRevoked || ev.State == broker.GrantExpired {
+				reason := "grant " + string(ev.State)
+				if ev.Reason != "" {
+					reason += ": " + ev.Reason
+				}
+				r.start(ctx, ev.GrantID, reason, true)
+			}
+		case <-tick.C:
+			checkStore := time.Since(lastStoreCheck) > time.Minute
+			if checkStore {
+				lastStoreCheck = time.Now()
+			}
+			r.sweep(ctx, checkStore)
+		}
+	}
+}
+
+// revoker runs revocations in the background, one at a time per grant,
+// backing off after failures.
+type revoker struct {
+	i        *Issuer
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	busy     map[string]bool
+	retryAt  map[string]time.Time
+	failures map[string]int
+}
+
+// sweep starts revocations for grants with recorded leases that have
+// ended: by their recorded end, or, with checkStore, by the store's view
+// of the grant.
+func (r *revoker) sweep(ctx context.Context, checkStore bool) {
+	now := r.i.now()
+	if checkStore {
+		// Pick up leases other replicas recorded.
+		if err := r.i.load(ctx); err != nil {
+			r.i.log.Warn("lease index unreadable", "err", err)
+		}
+		r.i.mu.Lock()
+		for id, at := range r.i.ended {
+			if now.Sub(at) > time.Hour {
+				delete(r.i.ended, id)
+			}
+		}
+		r.i.mu.Unlock()
+	}
+	grants := map[string]string{}
+	for _, rec := range r.i.records(func(leaseRecord) bool { return true }) {
+		if !rec.GrantEnd.After(now) {
+			grants[rec.GrantID] = "grant ended"
+		} else if checkStore {
+			grants[rec.GrantID] = ""
+		}
+	}
+	for id, reason := range grants {
+		if reason == "" {
+			g, err := r.getGrant(ctx, id)
+			switch {
+			case errors.Is(err, broker.ErrNotFound):
+				reason = "grant unknown to the store"
+			case err != nil:
+				r.i.log.Warn("grant lookup failed", "grant_id", id, "err", err)
+				continue
+			case g.State != broker.GrantActive || !g.ActiveAt(now):
+				reason = "grant " + string(g.State)
+			default:
+				continue
+			}
+		}
+		r.start(ctx, id, reason, false)
+	}
+}
+
+func (r *revoker) getGrant(ctx context.Context, id string) (broker.Grant, error) {
+	var g broker.Grant
+	err := r.i.store.View(ctx, func(tx broker.Tx) error {
+		var err error
+		g, err = tx.GetGrant(id)
+		return err
+	})
+	return g, err
+}
+
+// start revokes the grant in the background unless a revocation of it is
+// running or backing off (an event overrides the backoff).
+func (r *revoker) start(ctx context.Context, grantID, reason string, now bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.busy[grantID] || (!now && time.Now().Before(r.retryAt[grantID])) {
+		return
+	}
+	r.busy[grantID] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		err := r.i.RevokeGrant(ctx, grantID, reason)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.busy, grantID)
+		if err == nil {
+			delete(r.retryAt, grantID)
+			delete(r.failures, grantID)
+			return
+		}
+		r.failures[grantID]++
+		wait := min(time.Duration(1<<min(r.failures[grantID], 6))*time.Second, time.Minute)
+		r.retryAt[grantID] = time.Now().Add(wait)
+		r.i.log.Warn("grant revocation failed; will retry", "grant_id", grantID, "retry_in", wait, "err", err)
+	}()
+}
