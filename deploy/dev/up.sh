@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# up.sh starts the local development stack on loopback (`make up`):
+# PostgreSQL 15 and OpenSSH targets, MinIO, a Vault dev server bootstrapped
+# from deploy/vault, and the Custos broker, with all state under .dev/.
+# Running it again while everything runs changes nothing and prints the same
+# instructions. deploy/dev/down.sh stops it all.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+dev="$root/.dev"
+
+deploy/dev/install.sh --quiet
+
+mkdir -p "$dev/bin" bin
+go build -o "$dev/bin/devstack" ./deploy/devstack/cmd/devstack
+
+custos_args=()
+build_failed=0
+if [ -d cmd/custos ]; then
+	if go build -o bin/custos ./cmd/custos; then
+		custos_args=(-custos "$root/bin/custos")
+	else
+		build_failed=1
+		echo "up: bin/custos does not build; starting the rest of the stack without the broker" >&2
+	fi
+else
+	echo "up: cmd/custos does not exist yet; starting the stack without the broker" >&2
+fi
+
+CUSTOS_REPO_ROOT="$root" "$dev/bin/devstack" up -dir "$dev" -config "$root/deploy/dev/custos.yaml" "${custos_args[@]}"
+
+# shellcheck disable=SC1091
+source "$dev/env"
+cat <<EOT
+
+Custos development stack is up (state in .dev/, logs in .dev/logs/).
+
+  broker         $CUSTOS_URL  (CA: .dev/tls/ca.crt)
+  ssh proxy      127.0.0.1:$CUSTOS_SSH_PORT      postgres proxy  127.0.0.1:$CUSTOS_PG_PORT
+  ssh target     127.0.0.1:$CUSTOS_TARGET_SSH_PORT (login $CUSTOS_TARGET_SSH_LOGIN, Vault SSH CA certificates only)
+  pg target      127.0.0.1:$CUSTOS_TARGET_PG_PORT (superuser $CUSTOS_TARGET_PG_USER)
+  vault          $VAULT_ADDR
+  minio          $CUSTOS_S3_ENDPOINT  bucket $CUSTOS_S3_BUCKET (Object Lock)
+
+Demo users alice (requester), bob and carol (approvers), sam (security);
+password \$CUSTOS_DEMO_PASSWORD, SSH keys in .dev/keys/.
+
+  source .dev/env
+  bin/custos login --user alice
+  bin/custos request demo-pg --role readonly --for 1h --reason "INC-123 demo"
+  CUSTOS_CONFIG_DIR=.dev/bob bin/custos login --user bob    # then approve as bob
+  psql "host=127.0.0.1 port=\$CUSTOS_PG_PORT dbname=postgres user=alice sslmode=require"
+  ssh -i .dev/keys/alice -p \$CUSTOS_SSH_PORT alice@127.0.0.1
+
+Straight to the targets, bypassing the broker (debugging only):
+  PGPASSWORD=\$CUSTOS_TARGET_PG_PASSWORD psql -h 127.0.0.1 -p \$CUSTOS_TARGET_PG_PORT -U postgres
+  vault write -field=signed_key ssh/sign/ops public_key=@.dev/keys/alice.pub > /tmp/alice-cert.pub
+  ssh -i .dev/keys/alice -o CertificateFile=/tmp/alice-cert.pub -p \$CUSTOS_TARGET_SSH_PORT $CUSTOS_TARGET_SSH_LOGIN@127.0.0.1
+
+Stop everything with: make down
+EOT
+if [ "$build_failed" = 1 ]; then
+	echo "up: the broker was not started: go build ./cmd/custos failed" >&2
+	exit 1
+fi

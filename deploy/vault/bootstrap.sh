@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# bootstrap.sh configures a Vault for Custos: the one definition of the
+# engines, roles and policies used by `make up` and by the integration test
+# harness (deploy/devstack). Safe to run again on the same Vault.
+#
+#   database   connection $CUSTOS_TARGET_PG_NAME to the target PostgreSQL,
+#              roles readonly and readwrite (postgres/*.sql)
+#   ssh        CA with a generated ed25519 signing key, role ops
+#   transit    key custos-recordings (recording envelope encryption)
+#   policy     custos-broker (custos-broker.hcl), AppRole role custos-broker
+#
+# Environment:
+#   VAULT_ADDR, VAULT_TOKEN        a Vault and a token allowed to configure it (required)
+#   VAULT_BIN                      vault binary (default: $CUSTOS_TOOLS_BIN, the tool cache, $PATH)
+#   CUSTOS_TARGET_PG_PORT          target PostgreSQL port (required)
+#   CUSTOS_TARGET_PG_PASSWORD      its superuser's password (required)
+#   CUSTOS_TARGET_PG_HOST          default 127.0.0.1
+#   CUSTOS_TARGET_PG_USER          default postgres
+#   CUSTOS_TARGET_PG_DB            default postgres
+#   CUSTOS_TARGET_PG_NAME          connection name, default demo-pg
+#   CUSTOS_TARGET_PG_SSLMODE       default prefer
+#   CUSTOS_TARGET_SSH_LOGIN        login the ops role may sign for, default custos-demo
+#   CUSTOS_VAULT_OUT_DIR           when set, receives ssh-ca.pub (the SSH CA public
+#                                  key), broker-token (a custos-broker token) and
+#                                  approle-role-id / approle-secret-id
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+: "${VAULT_ADDR:?VAULT_ADDR is required}"
+: "${VAULT_TOKEN:?VAULT_TOKEN is required}"
+: "${CUSTOS_TARGET_PG_PORT:?CUSTOS_TARGET_PG_PORT is required}"
+: "${CUSTOS_TARGET_PG_PASSWORD:?CUSTOS_TARGET_PG_PASSWORD is required}"
+pg_host="${CUSTOS_TARGET_PG_HOST:-127.0.0.1}"
+pg_user="${CUSTOS_TARGET_PG_USER:-postgres}"
+pg_db="${CUSTOS_TARGET_PG_DB:-postgres}"
+pg_name="${CUSTOS_TARGET_PG_NAME:-demo-pg}"
+pg_sslmode="${CUSTOS_TARGET_PG_SSLMODE:-prefer}"
+ssh_login="${CUSTOS_TARGET_SSH_LOGIN:-custos-demo}"
+export VAULT_ADDR VAULT_TOKEN
+
+find_vault() {
+	if [ -n "${VAULT_BIN:-}" ]; then
+		echo "$VAULT_BIN"
+		return
+	fi
+	local d
+	for d in ${CUSTOS_TOOLS_BIN:-} "${XDG_CACHE_HOME:-$HOME/.cache}/custos/bin"; do
+		if [ -x "$d/vault" ]; then
+			echo "$d/vault"
+			return
+		fi
+	done
+	command -v vault || {
+		echo "bootstrap: vault not found; run deploy/dev/install.sh" >&2
+		return 1
+	}
+}
+vault_bin="$(find_vault)"
+v() { "$vault_bin" "$@"; }
+
+for _ in $(seq 1 100); do
+	if v status >/dev/null 2>&1; then break; fi
+	sleep 0.1
+done
+v status >/dev/null
+
+enabled_mounts="$(v secrets list)"
+enable_engine() {
+	if ! grep -q "^$1/ " <<<"$enabled_mounts"; then
+		v secrets enable -path="$1" "$1" >/dev/null
+	fi
+}
+enable_engine database
+enable_engine ssh
+enable_engine transit
+
+# --- database: the target PostgreSQL and its dynamic roles ------------------
+v write "database/config/$pg_name" \
+	plugin_name=postgresql-database-plugin \
+	connection_url="postgresql://{{username}}:{{password}}@$pg_host:$CUSTOS_TARGET_PG_PORT/$pg_db?sslmode=$pg_sslmode" \
+	username="$pg_user" \
+	password="$CUSTOS_TARGET_PG_PASSWORD" \
+	password_authentication=scram-sha-256 \
+	allowed_roles="readonly,readwrite" \
+	verify_connection=true >/dev/null
+
+for role in readonly readwrite; do
+	v write "database/roles/$role" \
+		db_name="$pg_name" \
+		creation_statements=@"$here/postgres/$role.create.sql" \
+		revocation_statements=@"$here/postgres/revoke.sql" \
+		default_ttl=1h \
+		max_ttl=24h >/dev/null
+done
+
+# --- ssh: a user CA and the ops role ---------------------------------------
+if ! v read -field=public_key ssh/config/ca >/dev/null 2>&1; then
+	v write ssh/config/ca generate_signing_key=true key_type=ssh-ed25519 >/dev/null
+fi
+v write ssh/roles/ops - >/dev/null <<EOF
+{
+  "key_type": "ca",
+  "allow_user_certificates": true,
+  "allow_host_certificates": false,
+  "allowed_users": "$ssh_login",
+  "default_user": "$ssh_login",
+  "allow_user_key_ids": true,
+  "default_extensions": {"permit-pty": ""},
+  "allowed_extensions": "permit-pty",
+  "ttl": "1h",
+  "max_ttl": "12h"
+}
+EOF
+
+# --- transit: the recording key ---------------------------------------------
+if ! v read transit/keys/custos-recordings >/dev/null 2>&1; then
+	v write -f transit/keys/custos-recordings type=aes256-gcm96 >/dev/null
+fi
+
+# --- the broker's policy and AppRole ---------------------------------------
+v policy write custos-broker "$here/custos-broker.hcl" >/dev/null
+if ! v auth list | grep -q '^approle/ '; then
+	v auth enable approle >/dev/null
+fi
+v write auth/approle/role/custos-broker \
+	token_policies=custos-broker \
+	token_ttl=1h token_max_ttl=24h \
+	secret_id_ttl=0 >/dev/null
+
+if [ -n "${CUSTOS_VAULT_OUT_DIR:-}" ]; then
+	mkdir -p "$CUSTOS_VAULT_OUT_DIR"
+	out="$CUSTOS_VAULT_OUT_DIR"
+	(
+		umask 077
+		v read -field=public_key ssh/config/ca >"$out/ssh-ca.pub"
+		v token create -orphan -policy=custos-broker -display-name=custos-broker \
+			-ttl=768h -field=token >"$out/broker-token"
+		v read -field=role_id auth/approle/role/custos-broker/role-id >"$out/approle-role-id"
+		v write -f -field=secret_id auth/approle/role/custos-broker/secret-id >"$out/approle-secret-id"
+	)
+	chmod 644 "$out/ssh-ca.pub"
+fi
+echo "bootstrap: vault at $VAULT_ADDR configured (database -> $pg_host:$CUSTOS_TARGET_PG_PORT as $pg_name, ssh role ops for $ssh_login, transit key custos-recordings, policy custos-broker)"
