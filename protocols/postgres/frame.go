@@ -1,0 +1,201 @@
+package pgproxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+)
+
+// headerLen is the length of a v3 message header: a type byte and a
+// big-endian int32 length that counts itself but not the type.
+const headerLen = 5
+
+// frameHandler inspects the messages of one direction. Its methods run on
+// the relay's hot path and must not allocate for streamed messages.
+type frameHandler interface {
+	// wants reports whether the message of type typ with an n-byte body
+	// must be seen whole (decoded) rather than streamed through.
+	wants(typ byte, n int) bool
+	// message is called with the whole body of a wanted message. body is
+	// only valid during the call.
+	message(typ byte, body []byte) error
+	// streamed is called once for each message that is streamed through,
+	// before its body has been read.
+	streamed(typ byte, n int) error
+}
+
+// errFrameLength and errFrameTooLarge are wrapped by scanner errors.
+var (
+	errFrameLength   = errors.New("invalid message length")
+	errFrameTooLarge = errors.New("message too large")
+)
+
+// scanner walks v3 messages in a byte stream that arrives in pieces. It
+// keeps only the state of a message being streamed through, so any split of
+// the stream yields the same calls to the handler.
+type scanner struct {
+	h frameHandler
+	// maxStream bounds any message; maxDecode bounds messages the handler
+	// wants whole (they are buffered).
+	maxStream, maxDecode int
+	// skip is how many body bytes of a streamed message are still to come.
+	skip int
+	// need is the total length (header and body) of the wanted message at
+	// the start of the bytes scan could not consume, or 0.
+	need int
+}
+
+// scan consumes complete messages from b (and the rest of a message being
+// streamed) and returns how many bytes it consumed. It stops at a partial
+// header or a partial wanted message, which the caller keeps and presents
+// again with more bytes.
+func (s *scanner) scan(b []byte) (int, error) {
+	pos := 0
+	s.need = 0
+	for {
+		if s.skip > 0 {
+			k := min(s.skip, len(b)-pos)
+			pos += k
+			s.skip -= k
+			if s.skip > 0 {
+				return pos, nil
+			}
+		}
+		if len(b)-pos < headerLen {
+			return pos, nil
+		}
+		typ := b[pos]
+		l := int64(binary.BigEndian.Uint32(b[pos+1:]))
+		if l < 4 || l > 1<<31-1 {
+			return pos, fmt.Errorf("message type %q: %w %d", typ, errFrameLength, l)
+		}
+		n := int(l - 4)
+		if n > s.maxStream {
+			return pos, fmt.Errorf("message type %q: %w: %d bytes exceed %d", typ, errFrameTooLarge, n, s.maxStream)
+		}
+		if !s.h.wants(typ, n) {
+			if err := s.h.streamed(typ, n); err != nil {
+				return pos, err
+			}
+			pos += headerLen
+			s.skip = n
+			continue
+		}
+		if n > s.maxDecode {
+			return pos, fmt.Errorf("message type %q: %w: %d bytes exceed %d", typ, errFrameTooLarge, n, s.maxDecode)
+		}
+		if len(b)-pos < headerLen+n {
+			s.need = headerLen + n
+			return pos, nil
+		}
+		if err := s.h.message(typ, b[pos+headerLen:pos+headerLen+n]); err != nil {
+			return pos, err
+		}
+		pos += headerLen + n
+	}
+}
+
+// writeError is a copier's failure to write to its destination, as
+// opposed to reading from its source.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "write: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// initialBuf is the starting size of a copier's buffer; it grows up to the
+// largest wanted message.
+const initialBuf = 32 << 10
+
+// copier relays one direction: it reads from src into its buffer, lets the
+// scanner inspect the messages, and writes every complete message (and
+// every streamed byte) to dst in one write per read.
+type copier struct {
+	src, dst net.Conn
+	sc       scanner
+	buf      []byte
+	// buf[r:w] holds bytes read but not yet consumed by the scanner.
+	r, w int
+	// flush is called after each read's messages are scanned and before
+	// they are forwarded; nil means nothing to do.
+	flush func() error
+	// atBoundary is false while a streamed message is partly forwarded, so
+	// the broker may not inject a message of its own.
+	atBoundary bool
+	// forwarded counts bytes written to dst.
+	forwarded int64
+}
+
+func newCopier(src, dst net.Conn, h frameHandler, maxStream, maxDecode int) *copier {
+	return &copier{
+		src: src, dst: dst,
+		sc:         scanner{h: h, maxStream: maxStream, maxDecode: maxDecode},
+		buf:        make([]byte, initialBuf),
+		atBoundary: true,
+	}
+}
+
+// run relays until src or dst fails or a handler refuses a message. It
+// returns io.EOF when src closed cleanly at a message boundary.
+func (c *copier) run() error {
+	for {
+		if err := c.makeRoom(); err != nil {
+			return err
+		}
+		n, rerr := c.src.Read(c.buf[c.w:])
+		if n > 0 {
+			c.w += n
+			k, serr := c.sc.scan(c.buf[c.r:c.w])
+			// Record before forwarding: a recorder failure stops the
+			// bytes it could not record.
+			if c.flush != nil {
+				if err := c.flush(); err != nil {
+					return err
+				}
+			}
+			if k > 0 {
+				wn, werr := c.dst.Write(c.buf[c.r : c.r+k])
+				c.forwarded += int64(wn)
+				if werr != nil {
+					c.atBoundary = false
+					return &writeError{werr}
+				}
+				c.r += k
+			}
+			c.atBoundary = c.sc.skip == 0
+			if serr != nil {
+				return serr
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) && (c.r != c.w || !c.atBoundary) {
+				return io.ErrUnexpectedEOF
+			}
+			return rerr
+		}
+	}
+}
+
+// makeRoom makes sure the buffer has space to read into and can hold the
+// wanted message the scanner is waiting for.
+func (c *copier) makeRoom() error {
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+	}
+	need := max(c.sc.need, headerLen)
+	if c.w < len(c.buf) && c.r+need <= len(c.buf) {
+		return nil
+	}
+	if need > len(c.buf) {
+		size := min(2*len(c.buf), c.sc.maxDecode+headerLen)
+		nb := make([]byte, max(need, size))
+		c.w = copy(nb, c.buf[c.r:c.w])
+		c.r = 0
+		c.buf = nb
+		return nil
+	}
+	c.w = copy(c.buf, c.buf[c.r:c.w])
+	c.r = 0
+	return nil
+}

@@ -1,0 +1,451 @@
+package pgproxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/deploy/devstack"
+	"github.com/custos-pam/custos/recorder/event"
+	"github.com/jackc/pgx/v5"
+)
+
+func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
+
+// fakeAuth maps connection tokens to grants, as the identity layer does.
+type fakeAuth struct {
+	mu     sync.Mutex
+	tokens map[string]fakeToken
+	// naive skips the user and target checks, returning the token owner's
+	// grant whoever presents it: the proxy must still refuse.
+	naive bool
+}
+
+type fakeToken struct {
+	user, target string
+	grant        broker.Grant
+}
+
+func (a *fakeAuth) AuthenticateDB(_ context.Context, user, token, target string) (broker.Grant, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.tokens[token]
+	if !ok {
+		return broker.Grant{}, errors.New("unknown or expired connection token")
+	}
+	if !a.naive && (t.user != user || t.target != target) {
+		return broker.Grant{}, errors.New("connection token was issued for another user or target")
+	}
+	return t.grant, nil
+}
+
+// issue adds a token for a grant and returns it.
+func (a *fakeAuth) issue(g broker.Grant) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tokens == nil {
+		a.tokens = map[string]fakeToken{}
+	}
+	b := make([]byte, 16)
+	rand.Read(b)
+	tok := "cdb_" + hex.EncodeToString(b)
+	a.tokens[tok] = fakeToken{user: g.User, target: g.Target, grant: g}
+	return tok
+}
+
+// fakeCreds hands out one real role of the devstack PostgreSQL.
+type fakeCreds struct {
+	user, password string
+	mu             sync.Mutex
+	calls          []string // session IDs
+	err            error
+}
+
+func (c *fakeCreds) PostgresLogin(_ context.Context, g broker.Grant, sessionID string) (string, string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return "", "", c.err
+	}
+	c.calls = append(c.calls, sessionID)
+	return c.user, c.password, nil
+}
+
+// memRecorder keeps recordings in memory.
+type memRecorder struct {
+	mu       sync.Mutex
+	sessions []*memRecording
+	startErr error
+	// failAfter makes recordings fail after that many events (0: never).
+	failAfter int
+}
+
+func (r *memRecorder) Start(_ context.Context, h event.Header) (Recording, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.startErr != nil {
+		return nil, r.startErr
+	}
+	m := &memRecording{header: h, start: time.Now(), done: make(chan struct{}), failAfter: r.failAfter}
+	m.events = append(m.events, event.Event{Kind: event.KindStart})
+	r.sessions = append(r.sessions, m)
+	return m, nil
+}
+
+// all returns the recordings started so far.
+func (r *memRecorder) all() []*memRecording {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*memRecording(nil), r.sessions...)
+}
+
+// last returns the latest recording.
+func (r *memRecorder) last(t *testing.T) *memRecording {
+	t.Helper()
+	all := r.all()
+	if len(all) == 0 {
+		t.Fatal("no recording started")
+	}
+	return all[len(all)-1]
+}
+
+type memRecording struct {
+	header    event.Header
+	start     time.Time
+	mu        sync.Mutex
+	events    []event.Event
+	closed    bool
+	failed    bool
+	failAfter int
+	done      chan struct{}
+}
+
+func (m *memRecording) Record(e event.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("recording closed")
+	}
+	if m.failed {
+		return errors.New("spool unwritable")
+	}
+	if m.failAfter > 0 && len(m.events) >= m.failAfter {
+		m.failed = true
+		close(m.done)
+		return errors.New("spool unwritable")
+	}
+	e.Offset = time.Since(m.start)
+	m.events = append(m.events, e)
+	return nil
+}
+
+func (m *memRecording) Done() <-chan struct{} { return m.done }
+
+func (m *memRecording) Close() error { return m.end("closed", "", "") }
+
+func (m *memRecording) Terminate(by, reason string) error { return m.end("terminated", by, reason) }
+
+func (m *memRecording) end(op, by, reason string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("recording closed twice")
+	}
+	m.closed = true
+	m.events = append(m.events, event.Event{Kind: event.KindEnd, Op: op, Name: by, Text: reason, Offset: time.Since(m.start)})
+	return nil
+}
+
+// snapshot returns a copy of the events so far.
+func (m *memRecording) snapshot() []event.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]event.Event(nil), m.events...)
+}
+
+// waitClosed waits for the recording to be closed.
+func (m *memRecording) waitClosed(t *testing.T) []event.Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		m.mu.Lock()
+		c := m.closed
+		m.mu.Unlock()
+		if c {
+			return m.snapshot()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("recording not closed")
+	return nil
+}
+
+// waitFor polls the recording until cond holds.
+func (m *memRecording) waitFor(t *testing.T, what string, cond func([]event.Event) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond(m.snapshot()) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("recording never showed %s", what)
+}
+
+// memAudit collects audit entries.
+type memAudit struct {
+	mu      sync.Mutex
+	entries []audit.Entry
+}
+
+func (a *memAudit) Append(_ context.Context, e audit.Entry) (broker.AuditRecord, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.entries = append(a.entries, e)
+	return broker.AuditRecord{Actor: e.Actor, Action: e.Action}, nil
+}
+
+func (a *memAudit) find(action, outcome string) []audit.Entry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []audit.Entry
+	for _, e := range a.entries {
+		if e.Action == action && e.Outcome == outcome {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// stack is a proxy in front of the devstack PostgreSQL with fakes for
+// identity, credentials, recording and audit.
+type stack struct {
+	pg       *devstack.Postgres
+	db       string
+	cfg      *config.Config
+	auth     *fakeAuth
+	creds    *fakeCreds
+	rec      *memRecorder
+	audit    *memAudit
+	proxy    *Proxy
+	port     int
+	psql     string
+	pgbench  string
+	role     string
+	password string
+}
+
+const testTarget = "orders"
+
+// stackOption adjusts the target or the proxy options before start.
+type stackOption func(*config.Target, *Options)
+
+// newStack starts a proxy for target "orders" (a fresh database owned by a
+// fresh role) plus target "orders/extra" when allowed.
+func newStack(t testing.TB, opts ...stackOption) *stack {
+	t.Helper()
+	pg := devstack.StartPostgres(t)
+	s := &stack{pg: pg}
+	s.psql = tool(t, "psql", "apt-get install -y postgresql-client-15")
+	s.pgbench = tool(t, "pgbench", "apt-get install -y postgresql-client-15")
+	s.db = pg.CreateDatabase(t, "pgproxy")
+	s.role, s.password = "pgp_"+randHex(4), randHex(12)
+	super(t, pg, "postgres", fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", s.role, s.password))
+	super(t, pg, "postgres", fmt.Sprintf("ALTER DATABASE %s OWNER TO %s", s.db, s.role))
+	t.Cleanup(func() {
+		super(t, pg, "postgres", fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '%s'", s.role))
+	})
+
+	target := config.Target{Name: testTarget, Kind: "postgres", Address: pg.Addr(),
+		Roles:    []config.Role{{Name: "rw"}},
+		Postgres: config.TargetPostgres{Database: s.db, TLS: "prefer", Parameters: "record"}}
+	s.cfg = &config.Config{}
+	s.auth = &fakeAuth{}
+	s.creds = &fakeCreds{user: s.role, password: s.password}
+	s.rec = &memRecorder{}
+	s.audit = &memAudit{}
+	o := Options{
+		Targets: s.cfg, Auth: s.auth, Credentials: s.creds, Recorder: s.rec, Audit: s.audit,
+		TLS:    selfSignedTLS(t),
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	}
+	if testing.Verbose() {
+		o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	for _, opt := range opts {
+		opt(&target, &o)
+	}
+	s.cfg.Targets = []config.Target{target}
+	p, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.proxy = p
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.port = l.Addr().(*net.TCPAddr).Port
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		p.Close()
+		cancel()
+		if err := <-served; !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s
+}
+
+// grant returns an active grant of user on the target.
+func (s *stack) grant(user string) broker.Grant {
+	now := time.Now()
+	return broker.Grant{ID: broker.NewID("grt"), RequestID: broker.NewID("req"), User: user, Target: testTarget,
+		Role: "rw", StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour), Approvers: []string{"bob"},
+		Reason: "INC-1 test", State: broker.GrantActive}
+}
+
+// token issues a connection token for an active grant of user.
+func (s *stack) token(user string) (string, broker.Grant) {
+	g := s.grant(user)
+	return s.auth.issue(g), g
+}
+
+// conninfo is a libpq connection string to the proxy.
+func (s *stack) conninfo(user, dbname, sslmode string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d dbname=%s user=%s sslmode=%s connect_timeout=10", s.port, dbname, user, sslmode)
+}
+
+// connect opens a pgx connection through the proxy.
+func (s *stack) connect(t testing.TB, user, token string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.conninfo(user, testTarget, "require")+" password="+token)
+	if err != nil {
+		t.Fatalf("connect through proxy: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// runPsql runs psql against the proxy with a script on stdin and returns
+// its combined output.
+func (s *stack) runPsql(t testing.TB, user, token, dbname, sslmode, script string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	all := append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", s.conninfo(user, dbname, sslmode)}, args...)
+	cmd := exec.CommandContext(ctx, s.psql, all...)
+	cmd.Env = append(cleanPGEnv(), "PGPASSWORD="+token)
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// tool finds an executable or skips (fails under CI).
+func tool(t testing.TB, name, hint string) string {
+	t.Helper()
+	devstack.Require(t, name, hint)
+	p, err := devstack.ToolPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// cleanPGEnv is the environment without PG* variables.
+func cleanPGEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// super runs SQL as the devstack superuser.
+func super(t testing.TB, pg *devstack.Postgres, db, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pg.DSN(db))
+	if err != nil {
+		t.Fatalf("superuser connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("superuser %q: %v", sql, err)
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// selfSignedTLS is a throwaway broker certificate for 127.0.0.1.
+func selfSignedTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "custos test broker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// kinds filters events by kind.
+func kinds(evs []event.Event, k event.Kind) []event.Event {
+	var out []event.Event
+	for _, e := range evs {
+		if e.Kind == k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// dump renders events for failure messages.
+func dump(evs []event.Event) string {
+	var b bytes.Buffer
+	for _, e := range evs {
+		fmt.Fprintf(&b, "%-12s op=%q name=%q text=%.80q args=%q n=%d\n", e.Kind, e.Op, e.Name, e.Text, e.Args, e.N)
+	}
+	return b.String()
+}

@@ -1,0 +1,261 @@
+package pgproxy
+
+import (
+	"encoding/binary"
+
+	"github.com/custos-pam/custos/recorder/event"
+)
+
+// Default result caps when a target records results without setting them.
+const (
+	defaultResultRows  = 1000
+	defaultResultBytes = 1 << 20
+)
+
+// serverObserver inspects server→client messages and records command
+// tags, errors, COPY and transaction boundaries.
+type serverObserver struct {
+	s   *session
+	evs []event.Event
+	// tx is the transaction status from the latest ReadyForQuery.
+	tx byte
+	// lastTag is the latest command tag; it tells COMMIT from ROLLBACK.
+	lastTag string
+	// rows counts DataRows of the current statement.
+	rows int64
+	// copy counts CopyData bytes since CopyOutResponse.
+	copy int64
+	// tags interns repeated command tags.
+	tags map[string]string
+
+	// Result recording (record_results).
+	results           bool
+	rowsCap, bytesCap int
+	recRows, recBytes int
+	resultsCapped     bool
+}
+
+func newServerObserver(s *session, tx byte, results bool, rowsCap, bytesCap int) *serverObserver {
+	if rowsCap <= 0 {
+		rowsCap = defaultResultRows
+	}
+	if bytesCap <= 0 {
+		bytesCap = defaultResultBytes
+	}
+	return &serverObserver{s: s, tx: tx, tags: make(map[string]string), results: results, rowsCap: rowsCap, bytesCap: bytesCap}
+}
+
+func (o *serverObserver) wants(typ byte, n int) bool {
+	switch typ {
+	case 'C', 'E', 'Z', 'G', 'H', 'W':
+		return true
+	case 'D':
+		return o.results && !o.resultsCapped && n <= o.bytesCap
+	}
+	return false
+}
+
+func (o *serverObserver) streamed(typ byte, n int) error {
+	switch typ {
+	case 'D':
+		o.rows++
+		if o.results && !o.resultsCapped {
+			// Too large to record under the byte cap.
+			o.resultsCapped = true
+		}
+	case 'd':
+		o.copy += int64(n)
+	case 'c':
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGCopy, Op: "done", Text: "out", N: o.copy})
+		o.copy = 0
+	case 'I':
+		o.endStatement()
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGComplete, Op: "empty"})
+	case 's':
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGComplete, Op: "suspended", N: o.rows})
+		o.endStatement()
+	}
+	return nil
+}
+
+func (o *serverObserver) message(typ byte, b []byte) error {
+	switch typ {
+	case 'C':
+		tag, _, ok := cstring(b)
+		if !ok {
+			return malformed("CommandComplete")
+		}
+		t := o.intern(tag)
+		o.lastTag = t
+		n, ok := tagRows(tag)
+		if !ok {
+			n = o.rows
+		}
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGComplete, Text: t, N: n})
+		o.endStatement()
+	case 'E':
+		code, sev, msg := errorFields(b)
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGError, Op: code, Name: sev, Text: msg})
+		o.endStatement()
+	case 'Z':
+		if len(b) != 1 {
+			return malformed("ReadyForQuery")
+		}
+		o.readyForQuery(b[0])
+	case 'G', 'H', 'W':
+		if len(b) < 3 {
+			return malformed("CopyResponse")
+		}
+		op := "in"
+		switch typ {
+		case 'H':
+			op = "out"
+		case 'W':
+			op = "both"
+		}
+		format := "text"
+		if b[0] == 1 {
+			format = "binary"
+		}
+		o.copy = 0
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGCopy, Op: op, Text: format, N: int64(binary.BigEndian.Uint16(b[1:]))})
+	case 'D':
+		o.rows++
+		o.recordRow(b)
+	}
+	return nil
+}
+
+// recordRow records one DataRow's values within the statement's caps.
+func (o *serverObserver) recordRow(b []byte) {
+	if o.recRows >= o.rowsCap || o.recBytes+len(b) > o.bytesCap {
+		o.resultsCapped = true
+		return
+	}
+	if len(b) < 2 {
+		return
+	}
+	size := len(b)
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	vals := make([]string, 0, min(n, len(b)/4+1))
+	for range n {
+		if len(b) < 4 {
+			return
+		}
+		l := int32(binary.BigEndian.Uint32(b))
+		b = b[4:]
+		if l < 0 {
+			vals = append(vals, nullArg)
+			continue
+		}
+		if int(l) > len(b) {
+			return
+		}
+		vals = append(vals, renderValue(b[:l], false))
+		b = b[l:]
+	}
+	o.recRows++
+	o.recBytes += size
+	o.evs = append(o.evs, event.Event{Kind: event.KindPGRow, Args: vals})
+}
+
+// endStatement resets per-statement counters, noting capped results.
+func (o *serverObserver) endStatement() {
+	if o.resultsCapped && o.results {
+		o.evs = append(o.evs, event.Event{Kind: event.KindNote, Op: "results_capped",
+			Text: "result rows beyond the target's record_results caps were not recorded", N: o.rows - int64(o.recRows)})
+	}
+	o.rows, o.recRows, o.recBytes, o.resultsCapped = 0, 0, 0, false
+}
+
+// readyForQuery records transaction boundaries from the status change:
+// I idle, T in a transaction block, E in a failed one.
+func (o *serverObserver) readyForQuery(tx byte) {
+	prev := o.tx
+	o.tx = tx
+	o.s.busy.Store(false)
+	if prev == tx {
+		return
+	}
+	add := func(op string) {
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGTx, Op: op})
+	}
+	switch {
+	case prev == 'I' && tx == 'T':
+		add("begin")
+	case prev == 'I' && tx == 'E':
+		add("begin")
+		add("failed")
+	case prev == 'T' && tx == 'E':
+		add("failed")
+	case prev == 'T' && tx == 'I':
+		if o.lastTag == "ROLLBACK" {
+			add("rollback")
+		} else {
+			add("commit")
+		}
+	case prev == 'E' && tx == 'I':
+		add("rollback")
+	}
+}
+
+// intern returns tag as a string, reusing the string of an identical
+// earlier tag so repeated tags do not allocate.
+func (o *serverObserver) intern(tag []byte) string {
+	if t, ok := o.tags[string(tag)]; ok {
+		return t
+	}
+	t := string(tag)
+	if len(o.tags) < 256 && len(t) <= 64 {
+		o.tags[t] = t
+	}
+	return t
+}
+
+// tagRows returns the row count of a command tag that carries one
+// (SELECT n, INSERT oid n, UPDATE n, DELETE n, MERGE n, FETCH n, MOVE n,
+// COPY n).
+func tagRows(tag []byte) (int64, bool) {
+	i := len(tag)
+	for i > 0 && tag[i-1] >= '0' && tag[i-1] <= '9' {
+		i--
+	}
+	if i == len(tag) || i == 0 || tag[i-1] != ' ' || len(tag)-i > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range tag[i:] {
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// errorFields extracts the SQLSTATE, the (non-localized when present)
+// severity and the primary message of an ErrorResponse body. Detail, hint
+// and context are not recorded: they may quote row data.
+func errorFields(b []byte) (code, severity, msg string) {
+	var sev, sevV []byte
+	for len(b) > 0 && b[0] != 0 {
+		k := b[0]
+		v, rest, ok := cstring(b[1:])
+		if !ok {
+			break
+		}
+		switch k {
+		case 'C':
+			code = string(v)
+		case 'M':
+			msg = string(v)
+		case 'S':
+			sev = v
+		case 'V':
+			sevV = v
+		}
+		b = rest
+	}
+	if len(sevV) > 0 {
+		return code, string(sevV), msg
+	}
+	return code, string(sev), msg
+}

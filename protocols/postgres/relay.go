@@ -1,0 +1,212 @@
+package pgproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/recorder/event"
+)
+
+// direction names a copier in results.
+type direction int
+
+const (
+	toUpstream direction = iota
+	toClient
+)
+
+type copyResult struct {
+	dir direction
+	err error
+}
+
+// run relays the session until either side ends it, the session is
+// terminated (revocation, grant end, shutdown, recorder failure) or a
+// protocol error occurs, then tears it down in this order:
+//
+//  1. stop both copiers (read deadlines now; writes get closeGrace),
+//  2. ask the target to cancel a running query if the session was ended
+//     by the broker,
+//  3. send the client FATAL with the cause, if it is client-visible and the
+//     client is at a message boundary,
+//  4. send the target Terminate and close both connections,
+//  5. record the end event and close the recording,
+//  6. audit the end and untrack the session.
+func (s *session) run() {
+	p := s.p
+	defer p.unregister(s)
+	p.log.Info("postgres session started", "session", s.id, "grant", s.grant.ID, "user", s.grant.User,
+		"target", s.grant.Target, "database", s.database, "client", s.clientAddr)
+	p.audit(s.ctx, "postgres.connect", s.grant.User, s.grant.Target, broker.OutcomeSuccess, "", map[string]any{
+		"session_id": s.id, "grant_id": s.grant.ID, "database": s.database, "client_addr": s.clientAddr})
+
+	expiry := time.AfterFunc(time.Until(s.grant.EffectiveEnd()), func() {
+		s.terminate(revokedCause("grant expired"))
+	})
+	defer expiry.Stop()
+
+	maxMsg := p.opts.MaxMessageSize
+	co := &clientObserver{s: s, red: s.red}
+	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
+	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
+	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
+	up.flush = func() error { return s.flush(&co.evs) }
+	down.flush = func() error { return s.flush(&so.evs) }
+
+	results := make(chan copyResult, 2)
+	go func() { results <- copyResult{toUpstream, up.run()} }()
+	go func() { results <- copyResult{toClient, down.run()} }()
+
+	var first copyResult
+	running := 2
+	select {
+	case first = <-results:
+		running--
+	case <-s.ctx.Done():
+	case <-s.rec.rec.Done():
+		s.terminate(errRecordingFailed(nil))
+	}
+	byBroker := s.ctx.Err() != nil
+	s.cancel(protocolError(first))
+	cause := context.Cause(s.ctx)
+
+	// 1. Stop both copiers.
+	now := time.Now()
+	s.client.SetReadDeadline(now)
+	s.upstream.SetReadDeadline(now)
+	s.upstream.SetWriteDeadline(now.Add(closeGrace))
+	s.client.SetWriteDeadline(now.Add(closeGrace))
+	for ; running > 0; running-- {
+		<-results
+	}
+
+	// 2. Cancel what the target is running when the broker ended it.
+	ce, visible := asClientError(cause)
+	if !visible && byBroker {
+		ce, visible = asClientError(shutdownCause())
+	}
+	if byBroker && s.busy.Load() {
+		p.wg.Go(func() {
+			if err := s.cancelUpstream(); err != nil {
+				p.log.Warn("postgres cancel on termination failed", "session", s.id, "err", err)
+			}
+		})
+	}
+
+	// 3. Tell the client why.
+	if visible && down.atBoundary {
+		s.client.SetWriteDeadline(time.Now().Add(closeGrace))
+		s.client.Write(appendFatal(nil, ce))
+	}
+
+	// 4. Close both sides.
+	if up.atBoundary && !co.terminated {
+		s.upstream.SetWriteDeadline(time.Now().Add(closeGrace))
+		s.upstream.Write([]byte{'X', 0, 0, 0, 4})
+	}
+	s.upstream.Close()
+	s.client.Close()
+
+	// 5. Final event.
+	end := endEvent(first, cause, visible, ce, co.terminated)
+	var recErr error
+	if end.Op == "terminated" {
+		recErr = s.rec.rec.Terminate(end.Name, end.Text)
+	} else {
+		s.rec.rec.Record(event.Event{Kind: event.KindNote, Op: "disconnect", Name: end.Name, Text: end.Text})
+		recErr = s.rec.rec.Close()
+	}
+	attrs := []any{"session", s.id, "user", s.grant.User, "target", s.grant.Target, "end", end.Op, "by", end.Name,
+		"reason", end.Text, "bytes_in", up.forwarded, "bytes_out", down.forwarded, "events", s.rec.events.Load()}
+	if recErr != nil {
+		attrs = append(attrs, "recording_err", recErr)
+		p.log.Error("postgres session ended; recording incomplete", attrs...)
+	} else {
+		p.log.Info("postgres session ended", attrs...)
+	}
+
+	// 6. Audit.
+	outcome := broker.OutcomeSuccess
+	if recErr != nil {
+		outcome = broker.OutcomeError
+	}
+	p.audit(context.WithoutCancel(s.ctx), "postgres.disconnect", s.grant.User, s.grant.Target, outcome, end.Text,
+		map[string]any{"session_id": s.id, "grant_id": s.grant.ID, "end": end.Op, "by": end.Name,
+			"bytes_in": up.forwarded, "bytes_out": down.forwarded})
+}
+
+// flush records the events a copier's handler gathered from one read and
+// empties the slice.
+func (s *session) flush(evs *[]event.Event) error {
+	var err error
+	for i := range *evs {
+		if err == nil {
+			err = s.rec.record((*evs)[i])
+		}
+	}
+	clear(*evs)
+	*evs = (*evs)[:0]
+	return err
+}
+
+// protocolError turns a copier's framing error into the error the client
+// sees; other results pass unchanged.
+func protocolError(r copyResult) error {
+	if !errors.Is(r.err, errFrameLength) && !errors.Is(r.err, errFrameTooLarge) {
+		return r.err
+	}
+	from := "client"
+	if r.dir == toClient {
+		from = "target"
+	}
+	return &clientError{Code: codeProtocolViolation, Msg: "custos: invalid message from " + from + ": " + r.err.Error(), err: r.err}
+}
+
+// endEvent describes how the session ended.
+func endEvent(first copyResult, cause error, visible bool, ce *clientError, clientTerminated bool) event.Event {
+	e := event.Event{Kind: event.KindEnd}
+	if visible {
+		// Terminated by the broker, or a protocol error it answered.
+		e.Op, e.Name, e.Text = "terminated", "broker", ce.Msg
+		return e
+	}
+	// Which side failed: the copier's source, or its destination when
+	// the write failed.
+	var we *writeError
+	clientSide := first.dir == toUpstream
+	if errors.As(first.err, &we) {
+		clientSide = !clientSide
+	}
+	switch {
+	case clientSide && clientTerminated:
+		e.Op, e.Name, e.Text = "closed", "client", "client sent Terminate"
+	case clientSide && isClosedConn(first.err):
+		e.Op, e.Name, e.Text = "closed", "client", "client disconnected"
+	case clientSide:
+		e.Op, e.Name, e.Text = "interrupted", "client", "client connection failed: "+errText(cause)
+	case isClosedConn(first.err):
+		e.Op, e.Name, e.Text = "closed", "target", "target closed the connection"
+	default:
+		e.Op, e.Name, e.Text = "interrupted", "target", "target connection failed: "+errText(cause)
+	}
+	return e
+}
+
+func isClosedConn(err error) bool {
+	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "unknown"
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return "timeout"
+	}
+	return err.Error()
+}
