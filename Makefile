@@ -1,0 +1,64 @@
+# Custos developer targets. See docs/development.md.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+# go test flags for `make test`; the integration tests start real
+# PostgreSQL, sshd, MinIO and Vault processes (deploy/devstack).
+TEST_FLAGS ?= -race -timeout 25m
+PKGS ?= ./...
+
+.PHONY: all build up down tools test test-go test-browser vet lint bench fuzz clean
+
+all: build
+
+## build: compile the broker into bin/custos
+build:
+	$(GO) build -o bin/custos ./cmd/custos
+
+## up: start the local stack (PostgreSQL, sshd, MinIO, Vault, broker) in .dev/
+up:
+	deploy/dev/up.sh
+
+## down: stop everything `make up` started
+down:
+	deploy/dev/down.sh
+
+## tools: install Debian packages and build MinIO and Vault into the tool cache
+tools:
+	deploy/dev/install.sh
+
+## test: tools, go vet, the Go tests with -race, then the browser tests
+test: tools vet test-go test-browser
+
+test-go:
+	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+## test-browser: the web UI's end-to-end tests (web/e2e), when they exist
+test-browser:
+	@if [ -x web/e2e/run.sh ]; then \
+		web/e2e/run.sh; \
+	elif [ -f web/e2e/package.json ]; then \
+		cd web/e2e && npm ci --no-audit --no-fund && npm test; \
+	else \
+		echo "test-browser: no web/e2e yet, nothing to run"; \
+	fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+## lint: go vet, and gofmt must have nothing to say
+lint: vet
+	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './.dev/*' -not -path '*/node_modules/*' -not -path '*/testdata/*'))"; \
+	if [ -n "$$out" ]; then echo "gofmt -l reports:"; echo "$$out"; exit 1; fi
+
+## bench: run all benchmarks and print a table (raw output in .dev/bench.txt)
+bench:
+	deploy/dev/bench.sh $(PKGS)
+
+## fuzz: run every Fuzz target for FUZZTIME (default 20s) each
+fuzz:
+	deploy/dev/fuzz.sh $(PKGS)
+
+## clean: remove build output (not .dev/; `make down` first, then rm -rf .dev)
+clean:
+	rm -rf bin
