@@ -1,0 +1,281 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/store/storetest"
+	"github.com/custos-pam/custos/deploy/devstack"
+)
+
+func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
+
+// newDB returns the DSN of a fresh, empty database.
+func newDB(t *testing.T) string {
+	t.Helper()
+	pg := devstack.StartPostgres(t)
+	return pg.DSN(pg.CreateDatabase(t, "store"))
+}
+
+func open(t *testing.T, dsn string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) broker.Store { return open(t, newDB(t)) })
+}
+
+type rawDB struct{ c *pgx.Conn }
+
+func (r rawDB) Exec(q string, args ...any) error {
+	_, err := r.c.Exec(context.Background(), q, args...)
+	return err
+}
+
+func (r rawDB) DropAuditGuards() error {
+	return r.Exec("DROP TRIGGER audit_no_update ON audit; DROP TRIGGER audit_no_delete ON audit")
+}
+
+func TestTamper(t *testing.T) {
+	storetest.RunTamper(t, func(t *testing.T) (broker.Store, storetest.RawDB) {
+		dsn := newDB(t)
+		s := open(t, dsn)
+		c, err := pgx.Connect(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return s, rawDB{c}
+	})
+}
+
+// Two pools on one database stand for two broker processes appending at
+// once: the advisory lock must keep the chain single.
+func TestTwoBrokersAppend(t *testing.T) {
+	dsn := newDB(t)
+	a, b := open(t, dsn), open(t, dsn)
+	storetest.AppendConcurrently(t, []broker.Store{a, b}, 20, 25)
+	rep, err := audit.Verify(t.Context(), b)
+	if err != nil || !rep.OK || rep.Records != 500 {
+		t.Fatalf("Verify = %+v, %v; want 500 intact records", rep, err)
+	}
+}
+
+func TestGrantEventsAcrossBrokers(t *testing.T) {
+	dsn := newDB(t)
+	a, b := open(t, dsn), open(t, dsn)
+	ctx := t.Context()
+	fromA, fromB := a.GrantEvents(ctx), b.GrantEvents(ctx)
+
+	ev := broker.GrantEvent{GrantID: "grt_x", State: broker.GrantRevoked, Reason: "revoked by sec"}
+	if err := a.Update(ctx, func(tx broker.Tx) error { tx.NotifyGrant(ev); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]<-chan broker.GrantEvent{"a (in-process)": fromA, "b (LISTEN)": fromB} {
+		select {
+		case got := <-ch:
+			if got != ev {
+				t.Errorf("%s got %+v, want %+v", name, got, ev)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no event", name)
+		}
+	}
+
+	// A rolled-back transaction notifies nobody.
+	_ = b.Update(ctx, func(tx broker.Tx) error {
+		tx.NotifyGrant(broker.GrantEvent{GrantID: "grt_rolled_back"})
+		return errors.New("abort")
+	})
+	ev2 := broker.GrantEvent{GrantID: "grt_y", State: broker.GrantExpired}
+	if err := b.Update(ctx, func(tx broker.Tx) error { tx.NotifyGrant(ev2); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-fromA:
+		if got != ev2 {
+			t.Errorf("a got %+v, want %+v (only the committed event)", got, ev2)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a: no event from b")
+	}
+	// Nothing else: a heard its own event once, not again through NOTIFY.
+	select {
+	case got := <-fromA:
+		t.Errorf("a got an extra event %+v", got)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// The listener reconnects after its connection is killed.
+func TestListenerReconnects(t *testing.T) {
+	dsn := newDB(t)
+	a, b := open(t, dsn), open(t, dsn)
+	events := b.GrantEvents(t.Context())
+	_, err := a.pool.Exec(t.Context(),
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := a.Update(t.Context(), func(tx broker.Tx) error {
+			tx.NotifyGrant(broker.GrantEvent{GrantID: "grt_after"})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ev := <-events:
+			if ev.GrantID != "grt_after" {
+				t.Fatalf("got %+v", ev)
+			}
+			return
+		case <-time.After(time.Second):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no event after the listening connection was killed")
+		}
+	}
+}
+
+// Several brokers starting at once on an empty database take turns
+// migrating it.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	dsn := newDB(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			s, err := Open(t.Context(), dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			s.Close()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	s := open(t, dsn)
+	var n int
+	if err := s.pool.QueryRow(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != 1 {
+		t.Errorf("schema_migrations rows = %d, %v; want 1", n, err)
+	}
+}
+
+// Two transactions that lock a row and the audit chain in opposite
+// orders deadlock; PostgreSQL aborts one and Update runs it again.
+func TestUpdateRetriesDeadlock(t *testing.T) {
+	s := open(t, newDB(t))
+	ctx := t.Context()
+	if err := s.Update(ctx, func(tx broker.Tx) error { return tx.PutGrant(broker.Grant{ID: "grt_1"}) }); err != nil {
+		t.Fatal(err)
+	}
+	aHasRow, bHasChain := make(chan struct{}), make(chan struct{})
+	var onceA, onceB sync.Once
+	var runsA, runsB atomic.Int32
+	var wg sync.WaitGroup
+	var errA, errB error
+	wg.Go(func() { // row, then chain
+		errA = s.Update(ctx, func(tx broker.Tx) error {
+			runsA.Add(1)
+			if err := tx.PutGrant(broker.Grant{ID: "grt_1", Reason: "a"}); err != nil {
+				return err
+			}
+			onceA.Do(func() { close(aHasRow) })
+			<-bHasChain
+			_, err := tx.AppendAudit(broker.AuditRecord{Actor: "a", Action: "x", Outcome: "success"})
+			return err
+		})
+	})
+	wg.Go(func() { // chain, then row
+		errB = s.Update(ctx, func(tx broker.Tx) error {
+			runsB.Add(1)
+			<-aHasRow
+			if _, err := tx.AppendAudit(broker.AuditRecord{Actor: "b", Action: "x", Outcome: "success"}); err != nil {
+				return err
+			}
+			onceB.Do(func() { close(bHasChain) })
+			return tx.PutGrant(broker.Grant{ID: "grt_1", Reason: "b"})
+		})
+	})
+	wg.Wait()
+	if errA != nil || errB != nil {
+		t.Fatalf("Update errors: a=%v b=%v", errA, errB)
+	}
+	if runsA.Load()+runsB.Load() < 3 {
+		t.Errorf("runs a=%d b=%d; want one of them retried", runsA.Load(), runsB.Load())
+	}
+	rep, err := audit.Verify(ctx, s)
+	if err != nil || !rep.OK || rep.Records != 2 {
+		t.Errorf("Verify = %+v, %v", rep, err)
+	}
+}
+
+// While one transaction holds the chain, another broker's append waits for
+// it and then reads the new head: it runs once and gets the next seq. (The
+// seq primary key alone would also stop a fork, but by failing the second
+// transaction, which Update would then have to run again.)
+func TestAuditLockSerializesAppends(t *testing.T) {
+	dsn := newDB(t)
+	a, b := open(t, dsn), open(t, dsn)
+	ctx := t.Context()
+	aAppended, release := make(chan struct{}), make(chan struct{})
+	errA := make(chan error, 1)
+	go func() {
+		errA <- a.Update(ctx, func(tx broker.Tx) error {
+			if _, err := tx.AppendAudit(broker.AuditRecord{Actor: "a", Action: "x", Outcome: "success"}); err != nil {
+				return err
+			}
+			close(aAppended)
+			<-release
+			return nil
+		})
+	}()
+	<-aAppended
+	var runs atomic.Int32
+	var rec broker.AuditRecord
+	errB := make(chan error, 1)
+	go func() {
+		errB <- b.Update(ctx, func(tx broker.Tx) error {
+			runs.Add(1)
+			var err error
+			rec, err = tx.AppendAudit(broker.AuditRecord{Actor: "b", Action: "x", Outcome: "success"})
+			return err
+		})
+	}()
+	select {
+	case err := <-errB:
+		t.Fatalf("b's append finished while a held the chain: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if err := <-errA; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errB; err != nil {
+		t.Fatal(err)
+	}
+	if runs.Load() != 1 || rec.Seq != 2 {
+		t.Errorf("b ran %d times and got seq %d; want once, seq 2", runs.Load(), rec.Seq)
+	}
+}
