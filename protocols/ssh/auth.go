@@ -1,0 +1,301 @@
+package sshproxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/config"
+)
+
+// userExtension carries the identified Custos user from PublicKeyCallback
+// to VerifiedPublicKeyCallback.
+const userExtension = "custos-user"
+
+// holdPoll is how often a held connection looks for its grant again.
+const holdPoll = time.Second
+
+// parseLogin splits the SSH user field at its last '@': "web-1" names the
+// target, "deploy@web-1" also a login.
+func parseLogin(field string) (login, target string, err error) {
+	i := strings.LastIndexByte(field, '@')
+	login, target = "", field
+	if i >= 0 {
+		login, target = field[:i], field[i+1:]
+		if login == "" {
+			return "", "", errors.New("empty login before '@'")
+		}
+	}
+	if target == "" {
+		return "", "", errors.New("no target named")
+	}
+	return login, target, nil
+}
+
+// refusal is why a connection was not admitted: err for logs and audit,
+// banner for the user.
+type refusal struct {
+	err    error
+	banner string
+}
+
+func refuse(banner string, args ...any) *refusal {
+	msg := fmt.Sprintf(banner, args...)
+	return &refusal{err: errors.New(msg), banner: msg + "\n"}
+}
+
+// admission is everything an authorized connection needs to become a
+// session.
+type admission struct {
+	sessionID string
+	user      string
+	login     string
+	target    *config.Target
+	role      *config.Role
+	grant     broker.Grant
+	upstream  *ssh.Client
+	rec       *tap
+}
+
+// release closes what an admission holds when the connection never became
+// a session.
+func (a *admission) release(reason string) {
+	if a.upstream != nil {
+		a.upstream.Close()
+	}
+	a.rec.end(endCause{state: "interrupted", by: "system", reason: reason}, time.Second)
+}
+
+// authState is one connection's authentication progress.
+type authState struct {
+	p   *Proxy
+	raw net.Conn
+
+	mu      sync.Mutex
+	preauth ssh.ServerPreAuthConn
+	refused bool
+	adm     *admission
+}
+
+var errRefused = errors.New("connection refused earlier")
+
+func (p *Proxy) serverConfig(st *authState) *ssh.ServerConfig {
+	cfg := &ssh.ServerConfig{
+		ServerVersion: "SSH-2.0-Custos",
+		MaxAuthTries:  6,
+		PreAuthConnCallback: func(c ssh.ServerPreAuthConn) {
+			st.mu.Lock()
+			st.preauth = c
+			st.mu.Unlock()
+		},
+		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if st.isRefused() {
+				return nil, errRefused
+			}
+			user, crit, err := p.identify(key)
+			if err != nil {
+				return nil, err
+			}
+			return &ssh.Permissions{CriticalOptions: crit, Extensions: map[string]string{userExtension: user}}, nil
+		},
+		VerifiedPublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+			if st.isRefused() {
+				return nil, errRefused
+			}
+			user := perms.Extensions[userExtension]
+			adm, r := p.admit(st, meta, user)
+			if r != nil {
+				st.refuse()
+				return nil, &ssh.BannerError{Err: r.err, Message: r.banner}
+			}
+			st.mu.Lock()
+			st.adm = adm
+			st.mu.Unlock()
+			return perms, nil
+		},
+	}
+	cfg.AddHostKey(p.hostKey)
+	return cfg
+}
+
+func (st *authState) isRefused() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.refused
+}
+
+// refuse marks the connection refused: later attempts fail without another
+// banner, and the connection is cut shortly after the banner went out.
+func (st *authState) refuse() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.refused {
+		st.refused = true
+		time.AfterFunc(time.Second, func() { st.raw.Close() })
+	}
+}
+
+func (st *authState) banner(msg string) {
+	st.mu.Lock()
+	c := st.preauth
+	st.mu.Unlock()
+	if c != nil {
+		_ = c.SendAuthBanner(msg)
+	}
+}
+
+// identify maps a key to a user: a certificate from the broker's user CA
+// names the user in its first principal; a plain key must be registered.
+func (p *Proxy) identify(key ssh.PublicKey) (user string, critical map[string]string, err error) {
+	cert, ok := key.(*ssh.Certificate)
+	if !ok {
+		user, ok := p.opts.Identities.UserForKey(key)
+		if !ok {
+			return "", nil, errors.New("public key is not registered")
+		}
+		return user, nil, nil
+	}
+	if cert.CertType != ssh.UserCert || len(cert.ValidPrincipals) == 0 {
+		return "", nil, errors.New("not a user certificate")
+	}
+	user = cert.ValidPrincipals[0]
+	checker := ssh.CertChecker{IsUserAuthority: p.isUserCA, Clock: p.opts.Now}
+	if err := checker.CheckCert(user, cert); err != nil {
+		return "", nil, err
+	}
+	if !p.opts.Identities.UserEnabled(user) {
+		return "", nil, errors.New("certificate user is unknown or disabled")
+	}
+	return user, cert.CriticalOptions, nil
+}
+
+func (p *Proxy) isUserCA(auth ssh.PublicKey) bool {
+	b := auth.Marshal()
+	for _, k := range p.opts.UserCAKeys {
+		if bytes.Equal(k.Marshal(), b) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit authorizes an identified user, dials the target and starts the
+// recording, all before the client's authentication completes, so that
+// every refusal reaches the user as a banner.
+func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admission, *refusal) {
+	ctx, cancel := context.WithTimeout(p.ctx, p.opts.AuthTimeout)
+	defer cancel()
+	client := meta.RemoteAddr().String()
+	login, name, err := parseLogin(meta.User())
+	if err != nil {
+		return nil, refuse("custos: %v; connect as TARGET@broker or LOGIN@TARGET@broker", err)
+	}
+	deny := func(reason string, r *refusal) *refusal {
+		p.audit(ctx, AuditEntry{Actor: user, Action: "ssh.connect", Target: name, Outcome: broker.OutcomeDenied,
+			Reason: reason, Details: map[string]any{"client": client, "login": login}})
+		p.log.Info("ssh connection refused", "user", user, "target", name, "client", client, "reason", reason)
+		return r
+	}
+	tgt, ok := p.opts.Targets.FindTarget(name)
+	if !ok || tgt.Kind != "ssh" {
+		return nil, deny("unknown target", refuse("custos: unknown SSH target %q", name))
+	}
+	g, err := p.opts.Grants.ActiveGrant(ctx, user, name)
+	if err != nil {
+		g, err = p.hold(st, tgt, user, login)
+		if err != nil {
+			return nil, deny("no active grant", noGrant(tgt, login, err))
+		}
+		// The hold used up the first timeout; the dial gets a fresh one.
+		cancel()
+		ctx, cancel = context.WithTimeout(p.ctx, p.opts.AuthTimeout)
+		defer cancel()
+	}
+	role, ok := tgt.FindRole(g.Role)
+	if !ok {
+		return nil, deny("role not configured", refuse("custos: role %q of your grant is not configured on %s", g.Role, name))
+	}
+	want := role.LoginOrDefault()
+	if login != "" && login != want {
+		return nil, deny("login not allowed", refuse("custos: login %q is not allowed by your grant on %s (role %s logs in as %q)", login, name, role.Name, want))
+	}
+	adm := &admission{sessionID: broker.NewID("ses"), user: user, login: want, target: tgt, role: role, grant: g}
+	up, err := p.dialUpstream(ctx, adm)
+	if err != nil {
+		p.log.Warn("ssh upstream failed", "target", name, "session", adm.sessionID, "err", err)
+		return nil, deny("upstream: "+err.Error(), refuse("custos: cannot connect to %s: %v", name, err))
+	}
+	adm.upstream = up
+	adm.rec, err = p.startRecording(ctx, adm, client)
+	if err != nil {
+		up.Close()
+		p.log.Error("ssh recording start failed", "target", name, "session", adm.sessionID, "err", err)
+		return nil, deny("recording unavailable", refuse("custos: session refused: recording is unavailable"))
+	}
+	return adm, nil
+}
+
+// noGrant is the refusal for a user without an active grant, naming the
+// command that asks for one.
+func noGrant(t *config.Target, login string, cause error) *refusal {
+	role := "ROLE"
+	for i := range t.Roles {
+		if login == "" || t.Roles[i].LoginOrDefault() == login {
+			role = t.Roles[i].Name
+			break
+		}
+	}
+	r := refuse("no active grant for %s; run: custos request %s --role %s --for 1h --reason ...", t.Name, t.Name, role)
+	r.err = fmt.Errorf("no active grant for %s: %w", t.Name, cause)
+	return r
+}
+
+// hold waits at the banner for a grant when a role of the target allows
+// it, up to the role's hold timeout. Without a hold policy it returns an
+// error at once.
+func (p *Proxy) hold(st *authState, t *config.Target, user, login string) (broker.Grant, error) {
+	var pol *config.Policy
+	for i := range t.Roles {
+		if t.Roles[i].Policy.Hold && (login == "" || t.Roles[i].LoginOrDefault() == login) {
+			pol = &t.Roles[i].Policy
+			break
+		}
+	}
+	if pol == nil {
+		return broker.Grant{}, errors.New("no active grant")
+	}
+	wait := pol.HoldTimeout.D()
+	if wait <= 0 {
+		wait = 5 * time.Minute
+	}
+	st.banner(fmt.Sprintf("no active grant for %s; waiting up to %s for approval.\nIn another terminal run: custos request %s --role ROLE --for 1h --reason ...\n", t.Name, wait, t.Name))
+	deadline := p.opts.Now().Add(wait)
+	_ = st.raw.SetDeadline(deadline.Add(p.opts.AuthTimeout))
+	tick := time.NewTicker(holdPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return broker.Grant{}, context.Cause(p.ctx)
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(p.ctx, p.opts.AuthTimeout)
+		g, err := p.opts.Grants.ActiveGrant(ctx, user, t.Name)
+		cancel()
+		if err == nil {
+			st.banner("grant approved; connecting\n")
+			return g, nil
+		}
+		if !p.opts.Now().Before(deadline) {
+			return broker.Grant{}, fmt.Errorf("no grant within %s: %w", wait, err)
+		}
+	}
+}

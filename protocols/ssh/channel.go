@@ -1,0 +1,281 @@
+package sshproxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/custos-pam/custos/recorder/event"
+)
+
+// copyBufSize is the relay buffer: large enough that a busy stream moves
+// many SSH packets per read, write and recorded event.
+const copyBufSize = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// relayMode is what a session channel carries, decided by its shell, exec
+// or subsystem request before any byte moves.
+type relayMode int
+
+const (
+	// modeTerminal records every byte in both directions.
+	modeTerminal relayMode = iota
+	// modeSFTP records SFTP file operations and byte counts.
+	modeSFTP
+	// modeSCP records legacy scp file headers and byte counts.
+	modeSCP
+	// modeTransfer records only byte counts (rsync's own protocol).
+	modeTransfer
+)
+
+// sessionChannel relays one "session" channel between client and target.
+type sessionChannel struct {
+	s      *session
+	num    uint32
+	client ssh.Channel
+	up     ssh.Channel
+	pty    atomic.Bool
+
+	mode relayMode
+	// files decodes SFTP or scp streams in modeSFTP and modeSCP.
+	files fileObserver
+
+	started    chan struct{} // closed when the relay starts
+	startOnce  sync.Once
+	upDone     chan struct{} // closed when the target's requests end
+	exited     chan struct{} // closed on exit-status or exit-signal
+	exitOnce   sync.Once
+	exitMu     sync.Mutex
+	exitType   string
+	exitMsg    []byte
+	ended      atomic.Bool // the client side was closed by a termination
+	outWG      sync.WaitGroup
+	bytesIn    atomic.Int64 // client to target
+	bytesOut   atomic.Int64 // target to client
+	clientGone chan struct{}
+}
+
+// fileObserver follows a file-transfer protocol in both directions.
+type fileObserver interface {
+	// fromClient and fromTarget see relayed stdout/stdin bytes; an error
+	// is a recording failure.
+	fromClient(p []byte) error
+	fromTarget(p []byte) error
+	// close reports transfers still open when the channel ends.
+	close() error
+}
+
+func (s *session) handleSessionChannel(nc ssh.NewChannel) {
+	num := s.nextChan.Add(1)
+	up, upReqs, err := s.up.OpenChannel("session", nil)
+	if err != nil {
+		_ = s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "session", Name: "failed: " + err.Error()})
+		_ = nc.Reject(ssh.ConnectionFailed, "custos: the target refused the session: "+err.Error())
+		return
+	}
+	cl, clReqs, err := nc.Accept()
+	if err != nil {
+		up.Close()
+		return
+	}
+	c := &sessionChannel{s: s, num: num, client: cl, up: up,
+		started: make(chan struct{}), upDone: make(chan struct{}), exited: make(chan struct{}), clientGone: make(chan struct{})}
+	if err := s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "session"}); err != nil {
+		cl.Close()
+		up.Close()
+		return
+	}
+	s.addChannel(c)
+	defer s.removeChannel(c)
+	go c.forwardTargetRequests(upReqs)
+	go c.serveClientRequests(clReqs)
+	c.teardown()
+}
+
+// teardown waits for the channel to finish and closes it in order: the
+// target's exit status, the drained output, then CloseWrite and Close to
+// the client. It never waits for the stdin copier.
+func (c *sessionChannel) teardown() {
+	relaying := false
+	select {
+	case <-c.started:
+		relaying = true
+	case <-c.upDone:
+	case <-c.clientGone:
+	}
+	if relaying {
+		c.outWG.Wait()
+	}
+	select {
+	case <-c.exited:
+	case <-c.upDone:
+	case <-c.clientGone:
+	}
+	if c.files != nil {
+		_ = c.files.close()
+	}
+	if !c.ended.Load() {
+		c.exitMu.Lock()
+		typ, msg := c.exitType, c.exitMsg
+		c.exitMu.Unlock()
+		if typ != "" {
+			_, _ = c.client.SendRequest(typ, false, msg)
+		}
+		_ = c.client.CloseWrite()
+		_ = c.client.Close()
+	}
+	_ = c.up.Close()
+	_ = c.s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: c.num, Op: "close",
+		N: c.bytesOut.Load(), Args: []string{fmt.Sprintf("in=%d", c.bytesIn.Load()), fmt.Sprintf("out=%d", c.bytesOut.Load())}})
+}
+
+// notifyEnd shows a termination message on the client's terminal and
+// closes the channel, ahead of the connection being cut.
+func (c *sessionChannel) notifyEnd(msg string) {
+	if c.ended.Swap(true) {
+		return
+	}
+	if c.pty.Load() {
+		msg = "\r\n" + strings.ReplaceAll(msg, "\n", "\r\n") + "\r\n"
+	} else {
+		msg += "\n"
+	}
+	_, _ = c.client.Stderr().Write([]byte(msg))
+	_, _ = c.client.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{255}))
+	_ = c.client.CloseWrite()
+	_ = c.client.Close()
+}
+
+// startRelay starts the copiers once, after the request that gives the
+// channel its purpose succeeded upstream.
+func (c *sessionChannel) startRelay() {
+	c.startOnce.Do(func() {
+		c.outWG.Add(2)
+		go c.copyToClient(false)
+		go c.copyToClient(true)
+		go c.copyToUpstream()
+		close(c.started)
+	})
+}
+
+// copyToClient relays the target's stdout (or stderr) to the client,
+// recording each read before it is written.
+func (c *sessionChannel) copyToClient(stderr bool) {
+	defer c.outWG.Done()
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var src io.Reader = c.up
+	var dst io.Writer = c.client
+	kind := event.KindOutput
+	if stderr {
+		src, dst, kind = c.up.Stderr(), c.client.Stderr(), event.KindStderr
+	}
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			c.s.touch()
+			var err error
+			switch {
+			case stderr || c.mode == modeTerminal:
+				err = c.s.rec.data(kind, c.num, buf[:n])
+			case c.files != nil:
+				err = c.files.fromTarget(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+			c.bytesOut.Add(int64(n))
+		}
+		if rerr != nil {
+			return
+		}
+	}
+}
+
+// copyToUpstream relays the client's stdin to the target. At the client's
+// EOF it half-closes the target side.
+func (c *sessionChannel) copyToUpstream() {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := c.client.Read(buf)
+		if n > 0 {
+			c.s.touch()
+			var err error
+			switch {
+			case c.mode == modeTerminal:
+				err = c.s.rec.data(event.KindInput, c.num, buf[:n])
+			case c.files != nil:
+				err = c.files.fromClient(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+			if _, err := c.up.Write(buf[:n]); err != nil {
+				return
+			}
+			c.bytesIn.Add(int64(n))
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				_ = c.up.CloseWrite()
+			}
+			return
+		}
+	}
+}
+
+// forwardTargetRequests relays the target's channel requests. The exit
+// status is held back until the output has drained (see teardown).
+func (c *sessionChannel) forwardTargetRequests(reqs <-chan *ssh.Request) {
+	defer close(c.upDone)
+	for req := range reqs {
+		switch req.Type {
+		case "exit-status", "exit-signal":
+			ev := event.Event{Kind: event.KindSSHRequest, Channel: c.num, Op: req.Type}
+			if req.Type == "exit-status" {
+				var m struct{ Status uint32 }
+				if ssh.Unmarshal(req.Payload, &m) == nil {
+					ev.N = int64(m.Status)
+					c.s.lastExit.Store(int64(m.Status))
+				}
+			} else {
+				var m struct {
+					Signal     string
+					CoreDumped bool
+					Msg        string
+					Lang       string
+				}
+				if ssh.Unmarshal(req.Payload, &m) == nil {
+					ev.Name, ev.Text = m.Signal, m.Msg
+				}
+			}
+			_ = c.s.rec.record(ev)
+			c.exitMu.Lock()
+			c.exitType, c.exitMsg = req.Type, req.Payload
+			c.exitMu.Unlock()
+			c.exitOnce.Do(func() { close(c.exited) })
+			if req.WantReply {
+				_ = req.Reply(true, nil)
+			}
+		case "keepalive@openssh.com":
+			_ = req.Reply(false, nil)
+		default:
+			ok, err := c.client.SendRequest(req.Type, req.WantReply, req.Payload)
+			if req.WantReply {
+				_ = req.Reply(ok && err == nil, nil)
+			}
+		}
+	}
+}

@@ -1,0 +1,104 @@
+package sshproxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/recorder/event"
+)
+
+// directTCPIP is the extra data of a direct-tcpip channel open (RFC 4254
+// section 7.2).
+type directTCPIP struct {
+	Host     string
+	Port     uint32
+	OrigHost string
+	OrigPort uint32
+}
+
+// handleDirectTCPIP relays a local port forward when the role allows it,
+// recording the destination and byte counts; otherwise it refuses with a
+// message the client prints, and audits the attempt.
+func (s *session) handleDirectTCPIP(nc ssh.NewChannel) {
+	num := s.nextChan.Add(1)
+	var m directTCPIP
+	if err := ssh.Unmarshal(nc.ExtraData(), &m); err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, "custos: malformed forward request")
+		return
+	}
+	dest := net.JoinHostPort(m.Host, strconv.FormatUint(uint64(m.Port), 10))
+	ev := event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "direct-tcpip", Text: dest}
+	if !s.role.AllowPortForward {
+		ev.Denied = true
+		_ = s.rec.record(ev)
+		s.refused(num, "direct-tcpip", dest, "port forwarding is not allowed")
+		_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("custos: port forwarding is not allowed by role %s", s.role.Name))
+		return
+	}
+	if err := s.rec.record(ev); err != nil {
+		_ = nc.Reject(ssh.Prohibited, "custos: recording unavailable")
+		return
+	}
+	up, upReqs, err := s.up.OpenChannel("direct-tcpip", nc.ExtraData())
+	if err != nil {
+		_ = s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "close", Name: "failed: " + err.Error()})
+		_ = nc.Reject(ssh.ConnectionFailed, "custos: the target refused the forward: "+err.Error())
+		return
+	}
+	cl, clReqs, err := nc.Accept()
+	if err != nil {
+		up.Close()
+		return
+	}
+	go ssh.DiscardRequests(clReqs)
+	go ssh.DiscardRequests(upReqs)
+	s.p.audit(s.ctx, AuditEntry{Actor: s.user, Action: "ssh.forward", Target: s.target.Name, Outcome: broker.OutcomeSuccess,
+		Details: map[string]any{"session": s.id, "destination": dest, "channel": num}})
+	var in, out int64
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		in = s.pipe(up, cl)
+	}()
+	go func() {
+		defer wg.Done()
+		out = s.pipe(cl, up)
+	}()
+	wg.Wait()
+	cl.Close()
+	up.Close()
+	_ = s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "close", N: out,
+		Args: []string{fmt.Sprintf("in=%d", in), fmt.Sprintf("out=%d", out)}})
+}
+
+// pipe copies src to dst until EOF, then half-closes dst, and returns the
+// bytes moved.
+func (s *session) pipe(dst, src ssh.Channel) int64 {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	n, err := io.CopyBuffer(activity{dst, s}, src, *bp)
+	if err == nil {
+		_ = dst.CloseWrite()
+	} else {
+		_ = dst.Close()
+	}
+	return n
+}
+
+// activity marks the session active on every write.
+type activity struct {
+	io.Writer
+	s *session
+}
+
+func (a activity) Write(p []byte) (int, error) {
+	a.s.touch()
+	return a.Writer.Write(p)
+}
