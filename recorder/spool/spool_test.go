@@ -1,0 +1,81 @@
+package spool
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func TestSpool(t *testing.T) {
+	root := t.TempDir()
+	d, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(root); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: err = %v, want ErrLocked", err)
+	}
+	s, err := d.Create("ses_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Create("ses_1"); err == nil {
+		t.Fatal("created the same session twice")
+	}
+	if _, err := d.Create("../escape"); err == nil {
+		t.Fatal("accepted a path as session id")
+	}
+	for _, seq := range []uint64{2, 1, 10} {
+		if err := s.WriteChunk(seq, []byte{byte(seq)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.WriteFile("meta.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	// A crash mid-write leaves a temporary file behind.
+	os.WriteFile(filepath.Join(s.Dir(), ".tmp-chunk-000011-123"), []byte("partial"), 0o600)
+
+	seqs, err := s.Chunks()
+	if err != nil || !reflect.DeepEqual(seqs, []uint64{1, 2, 10}) {
+		t.Fatalf("Chunks = %v, %v", seqs, err)
+	}
+	if err := s.RemoveTemp(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), ".tmp-chunk-000011-123")); !os.IsNotExist(err) {
+		t.Fatal("temporary file survived RemoveTemp")
+	}
+	if b, err := s.ReadChunk(10); err != nil || b[0] != 10 {
+		t.Fatalf("ReadChunk = %v, %v", b, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// After the lock is released the spool reopens with its sessions.
+	d2, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	ids, err := d2.Sessions()
+	if err != nil || !reflect.DeepEqual(ids, []string{"ses_1"}) {
+		t.Fatalf("Sessions = %v, %v", ids, err)
+	}
+	s2, err := d2.Session("ses_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s2.ReadFile("meta.json"); err != nil || string(b) != "{}" {
+		t.Fatalf("ReadFile = %q, %v", b, err)
+	}
+	if err := s2.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := d2.Sessions(); len(ids) != 0 {
+		t.Fatalf("sessions after Remove: %v", ids)
+	}
+}
