@@ -162,4 +162,3 @@ func (r *Recorder) List(ctx context.Context, since, until time.Time) ([]Stored, 
 	}
 	return res, nil
 }
-

@@ -73,7 +73,7 @@ func New(ctx context.Context, cfg Config) (*Recorder, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "recorder"), spool: sp,
 		trusted: append([]ed25519.PublicKey{cfg.Signer.Public()}, cfg.TrustedKeys...),
 		ctx:     rctx, cancel: cancel,
-		live:    map[string]*Writer{}, tracks: map[string]*track{},
+		live: map[string]*Writer{}, tracks: map[string]*track{},
 		jobWake: make(chan struct{}, 1), idle: make(chan struct{}),
 	}
 	if err := r.recover(ctx); err != nil {
