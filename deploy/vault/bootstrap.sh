@@ -3,10 +3,15 @@
 # engines, roles and policies used by `make up` and by the integration test
 # harness (deploy/devstack). Safe to run again on the same Vault.
 #
-#   database   connection $CUSTOS_TARGET_PG_NAME to the target PostgreSQL,
-#              roles readonly and readwrite (postgres/*.sql)
+#   database   connection $CUSTOS_TARGET_PG_NAME to the target PostgreSQL (its
+#              username_template names user and grant), dynamic roles readonly
+#              and readwrite (postgres/*.sql), static role breakglass for the
+#              login custos_breakglass (created in the target when missing)
 #   ssh        CA with a generated ed25519 signing key, role ops
 #   transit    key custos-recordings (recording envelope encryption)
+#   secret     KV v2 for break-glass material under secret/custos/
+#   token      role custos-grant (policy custos-grant.hcl): the per-grant
+#              tokens database logins are read with
 #   policy     custos-broker (custos-broker.hcl), AppRole role custos-broker
 #
 # Environment:
@@ -20,6 +25,7 @@
 #   CUSTOS_TARGET_PG_NAME          connection name, default demo-pg
 #   CUSTOS_TARGET_PG_SSLMODE       default prefer
 #   CUSTOS_TARGET_SSH_LOGIN        login the ops role may sign for, default custos-demo
+#   PSQL                           psql binary (default: $PATH, then /usr/lib/postgresql/15/bin)
 #   CUSTOS_VAULT_OUT_DIR           when set, receives ssh-ca.pub (the SSH CA public
 #                                  key), broker-token (a custos-broker token) and
 #                                  approle-role-id / approle-secret-id
@@ -44,8 +50,9 @@ find_vault() {
 		echo "$VAULT_BIN"
 		return
 	fi
-	local d
-	for d in ${CUSTOS_TOOLS_BIN:-} "${XDG_CACHE_HOME:-$HOME/.cache}/custos/bin"; do
+	local d dirs=()
+	if [ -n "${CUSTOS_TOOLS_BIN:-}" ]; then IFS=: read -ra dirs <<<"$CUSTOS_TOOLS_BIN"; fi
+	for d in "${dirs[@]}" "${XDG_CACHE_HOME:-$HOME/.cache}/custos/bin"; do
 		if [ -x "$d/vault" ]; then
 			echo "$d/vault"
 			return
@@ -76,13 +83,18 @@ enable_engine ssh
 enable_engine transit
 
 # --- database: the target PostgreSQL and its dynamic roles ------------------
+# Generated role names show who and why: the broker reads credentials with a
+# per-grant token whose display name is "<user>-<grant id>"; Vault stores it as
+# "token-<user>-<grant-id>" (non-alphanumerics become "-").
+username_template='{{ printf "%s-%s-%s" (.DisplayName | replace "token-" "" | truncate 40) (.RoleName | truncate 10) (random 6) }}'
 v write "database/config/$pg_name" \
 	plugin_name=postgresql-database-plugin \
 	connection_url="postgresql://{{username}}:{{password}}@$pg_host:$CUSTOS_TARGET_PG_PORT/$pg_db?sslmode=$pg_sslmode" \
 	username="$pg_user" \
 	password="$CUSTOS_TARGET_PG_PASSWORD" \
 	password_authentication=scram-sha-256 \
-	allowed_roles="readonly,readwrite" \
+	username_template="$username_template" \
+	allowed_roles="readonly,readwrite,breakglass" \
 	verify_connection=true >/dev/null
 
 for role in readonly readwrite; do
@@ -93,6 +105,31 @@ for role in readonly readwrite; do
 		default_ttl=1h \
 		max_ttl=24h >/dev/null
 done
+
+# The break-glass account: a standing login whose password only Vault knows
+# and rotates; custodians unseal it under dual control.
+find_psql() {
+	if [ -n "${PSQL:-}" ]; then
+		echo "$PSQL"
+		return
+	fi
+	command -v psql && return
+	if [ -x /usr/lib/postgresql/15/bin/psql ]; then
+		echo /usr/lib/postgresql/15/bin/psql
+		return
+	fi
+	echo "bootstrap: psql not found; set PSQL" >&2
+	return 1
+}
+psql_bin="$(find_psql)"
+PGPASSWORD="$CUSTOS_TARGET_PG_PASSWORD" PGSSLMODE="$pg_sslmode" "$psql_bin" -X -q -v ON_ERROR_STOP=1 \
+	-h "$pg_host" -p "$CUSTOS_TARGET_PG_PORT" -U "$pg_user" -d "$pg_db" -f "$here/postgres/breakglass.sql" >/dev/null
+if ! v read "database/static-roles/breakglass" >/dev/null 2>&1; then
+	v write "database/static-roles/breakglass" \
+		db_name="$pg_name" \
+		username=custos_breakglass \
+		rotation_period=24h >/dev/null
+fi
 
 # --- ssh: a user CA and the ops role ---------------------------------------
 if ! v read -field=public_key ssh/config/ca >/dev/null 2>&1; then
@@ -106,9 +143,9 @@ v write ssh/roles/ops - >/dev/null <<EOF
   "allowed_users": "$ssh_login",
   "default_user": "$ssh_login",
   "allow_user_key_ids": true,
-  "default_extensions": {"permit-pty": ""},
+  "default_extensions": {},
   "allowed_extensions": "permit-pty",
-  "ttl": "1h",
+  "ttl": "5m",
   "max_ttl": "12h"
 }
 EOF
@@ -117,6 +154,23 @@ EOF
 if ! v read transit/keys/custos-recordings >/dev/null 2>&1; then
 	v write -f transit/keys/custos-recordings type=aes256-gcm96 >/dev/null
 fi
+
+# --- kv: break-glass material ------------------------------------------------
+if ! grep -q "^secret/ " <<<"$enabled_mounts"; then
+	v secrets enable -path=secret -version=2 kv >/dev/null
+fi
+
+# --- per-grant tokens ----------------------------------------------------------
+# Orphans (they outlive a broker token rotation), not renewable, at most 24h:
+# the broker creates one per grant with TTL = time left, and Vault revokes the
+# leases read with it when it expires.
+v policy write custos-grant "$here/custos-grant.hcl" >/dev/null
+v write auth/token/roles/custos-grant \
+	allowed_policies=custos-grant \
+	orphan=true \
+	renewable=false \
+	token_type=service \
+	token_explicit_max_ttl=24h >/dev/null
 
 # --- the broker's policy and AppRole ---------------------------------------
 v policy write custos-broker "$here/custos-broker.hcl" >/dev/null
@@ -141,4 +195,4 @@ if [ -n "${CUSTOS_VAULT_OUT_DIR:-}" ]; then
 	)
 	chmod 644 "$out/ssh-ca.pub"
 fi
-echo "bootstrap: vault at $VAULT_ADDR configured (database -> $pg_host:$CUSTOS_TARGET_PG_PORT as $pg_name, ssh role ops for $ssh_login, transit key custos-recordings, policy custos-broker)"
+echo "bootstrap: vault at $VAULT_ADDR configured (database -> $pg_host:$CUSTOS_TARGET_PG_PORT as $pg_name, static role breakglass, ssh role ops for $ssh_login, transit key custos-recordings, token role custos-grant, policy custos-broker)"
