@@ -357,9 +357,15 @@ func (s *stack) connect(t testing.TB, user, token string) *pgx.Conn {
 // its combined output.
 func (s *stack) runPsql(t testing.TB, user, token, dbname, sslmode, script string, args ...string) (string, error) {
 	t.Helper()
+	return s.runPsqlConn(t, s.conninfo(user, dbname, sslmode), token, script, args...)
+}
+
+// runPsqlConn runs psql with a connection string.
+func (s *stack) runPsqlConn(t testing.TB, conninfo, token, script string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	all := append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", s.conninfo(user, dbname, sslmode)}, args...)
+	all := append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", conninfo}, args...)
 	cmd := exec.CommandContext(ctx, s.psql, all...)
 	cmd.Env = append(cleanPGEnv(), "PGPASSWORD="+token)
 	cmd.Stdin = strings.NewReader(script)
