@@ -1,0 +1,415 @@
+package sshproxy
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/recorder/event"
+)
+
+func TestExecExitCodesAndOutput(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		name   string
+		cmd    string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"success", "echo hello; exit 0", 0, "hello\n", ""},
+		{"failure", "echo out; echo err >&2; exit 1", 1, "out\n", "err\n"},
+		{"remote 255", "exit 255", 255, "", ""},
+		{"other code", "printf 'no newline at end'; exit 42", 42, "no newline at end", ""},
+		// The last bytes must arrive before the exit status closes the
+		// channel.
+		{"large output", "head -c 3000000 /dev/zero | tr '\\0' x; exit 3", 3, strings.Repeat("x", 3000000), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.ssh(testTarget, tc.cmd)
+			if r.code != tc.code {
+				t.Fatalf("exit code %d, want %d; stderr %q", r.code, tc.code, r.stderr)
+			}
+			if r.stdout != tc.stdout {
+				t.Fatalf("stdout %q (len %d), want len %d", abbrev(r.stdout), len(r.stdout), len(tc.stdout))
+			}
+			if tc.stderr != "" && !strings.Contains(r.stderr, tc.stderr) {
+				t.Fatalf("stderr %q, want %q", r.stderr, tc.stderr)
+			}
+			rec := e.rec.last(t)
+			rec.waitClosed(t)
+			exec := rec.find(event.KindSSHRequest, "exec")
+			if len(exec) != 1 || exec[0].Text != tc.cmd {
+				t.Fatalf("exec events %+v", exec)
+			}
+			st := rec.find(event.KindSSHRequest, "exit-status")
+			if len(st) != 1 || st[0].N != int64(tc.code) {
+				t.Fatalf("exit-status events %+v", st)
+			}
+			if got := rec.terminal(event.KindOutput); got != tc.stdout {
+				t.Fatalf("recorded output %q, want %q", abbrev(got), abbrev(tc.stdout))
+			}
+		})
+	}
+	t.Run("killed by signal", func(t *testing.T) {
+		r := e.ssh(testTarget, "kill -TERM $$")
+		if r.code != 255 {
+			t.Fatalf("exit code %d, want 255 (ssh's code for a remote signal)", r.code)
+		}
+		rec := e.rec.last(t)
+		rec.waitClosed(t)
+		sig := rec.find(event.KindSSHRequest, "exit-signal")
+		if len(sig) != 1 || sig[0].Name != "TERM" {
+			t.Fatalf("exit-signal events %+v\n%s", sig, rec.dump())
+		}
+	})
+	t.Run("stdin reaches the command", func(t *testing.T) {
+		r := run(t, strings.NewReader("line one\nline two\n"), "ssh", e.sshArgs(testTarget, "sha256sum")...)
+		want := fmt.Sprintf("%x  -\n", sha256.Sum256([]byte("line one\nline two\n")))
+		if r.code != 0 || r.stdout != want {
+			t.Fatalf("code %d stdout %q want %q stderr %q", r.code, r.stdout, want, r.stderr)
+		}
+		rec := e.rec.last(t)
+		rec.waitClosed(t)
+		if got := rec.terminal(event.KindInput); got != "line one\nline two\n" {
+			t.Fatalf("recorded input %q", got)
+		}
+	})
+}
+
+func abbrev(s string) string {
+	if len(s) > 80 {
+		return s[:40] + "…" + s[len(s)-40:]
+	}
+	return s
+}
+
+func TestHeaderAndCredentials(t *testing.T) {
+	e := newEnv(t)
+	r := e.ssh(e.sshd.Login+"@"+testTarget, "id -un")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != e.sshd.Login {
+		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	rec := e.rec.last(t)
+	rec.waitClosed(t)
+	h := rec.header
+	if h.User != testUser || h.Target != testTarget || h.Role != testRole || h.GrantID != e.grant.ID ||
+		h.Protocol != "ssh" || h.Account != e.sshd.Login || !strings.HasPrefix(h.SessionID, "ses_") {
+		t.Fatalf("header %+v", h)
+	}
+	if len(h.Policy.Approvers) != 1 || h.Policy.Reason != "INC-1" {
+		t.Fatalf("policy snapshot %+v", h.Policy)
+	}
+	// The upstream certificate was issued for this grant and session.
+	e.creds.mu.Lock()
+	calls := append([]string(nil), e.creds.calls...)
+	e.creds.mu.Unlock()
+	if len(calls) != 1 || calls[0] != e.grant.ID+"/"+h.SessionID {
+		t.Fatalf("credential calls %v", calls)
+	}
+	end := rec.find(event.KindEnd, "")
+	if len(end) != 1 || end[0].Op != "closed" || end[0].N != 0 {
+		t.Fatalf("end events %+v", end)
+	}
+	if len(e.audit.find("session.start")) != 1 || len(e.audit.find("session.end")) != 1 {
+		t.Fatalf("audit %+v", e.audit.entries)
+	}
+
+	// A login the role does not use is refused with a banner.
+	r = e.ssh("root@"+testTarget, "true")
+	if r.code != 255 || !strings.Contains(r.stderr, `login "root" is not allowed`) {
+		t.Fatalf("code %d stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestNoGrantBanner(t *testing.T) {
+	e := newEnv(t)
+	e.grants.remove(testUser, testTarget)
+	before := e.rec.count()
+	r := e.ssh(testTarget, "echo should-not-run")
+	want := "no active grant for web-1; run: custos request web-1 --role ops --for 1h --reason ..."
+	if r.code != 255 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("code %d stderr %q", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout, "should-not-run") || e.rec.count() != before {
+		t.Fatal("a session ran without a grant")
+	}
+	if r.took > 5*time.Second {
+		t.Fatalf("refusal took %s", r.took)
+	}
+	denied := e.audit.find("ssh.connect")
+	if len(denied) != 1 || denied[0].Outcome != "denied" || denied[0].Actor != testUser {
+		t.Fatalf("audit %+v", denied)
+	}
+
+	// Unknown targets and unknown keys are refused too.
+	r = e.ssh("nope", "true")
+	if r.code != 255 || !strings.Contains(r.stderr, `unknown SSH target "nope"`) {
+		t.Fatalf("code %d stderr %q", r.code, r.stderr)
+	}
+	other := filepath.Join(t.TempDir(), "k")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	args := e.sshArgs(testTarget, "true")
+	for i, a := range args {
+		if a == e.key {
+			args[i] = other
+		}
+	}
+	r = run(t, nil, "ssh", args...)
+	if r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
+		t.Fatalf("unregistered key: code %d stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestHoldWaitsForGrant(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.Targets[0].Roles[0].Policy.Hold = true
+		c.Targets[0].Roles[0].Policy.HoldTimeout = config.Duration(20 * time.Second)
+	})
+	e.grants.remove(testUser, testTarget)
+	time.AfterFunc(1500*time.Millisecond, func() { e.grants.set(e.grant) })
+	r := e.ssh(testTarget, "echo approved-and-running")
+	if r.code != 0 || r.stdout != "approved-and-running\n" {
+		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "waiting up to 20s for approval") || r.took < time.Second {
+		t.Fatalf("no hold: took %s stderr %q", r.took, r.stderr)
+	}
+}
+
+func TestUnknownTargetHostKeyRefused(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		// Pin some other key: the real sshd's key is then unknown.
+		c.Targets[0].SSH.HostKeys = []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGlOWxMbMV4zG7I7lM5b8N5m3dl5WfBlSnYfvjOUU0Lq"}
+	})
+	r := e.ssh(testTarget, "echo should-not-run")
+	if r.code != 255 || !strings.Contains(r.stderr, "cannot connect to web-1") || !strings.Contains(r.stderr, "is not trusted for web-1") {
+		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if e.rec.count() != 0 {
+		t.Fatal("a recording started for a refused session")
+	}
+}
+
+func TestEnvAllowList(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Targets[0].Roles[0].Env = []string{"LC_*", "CUSTOS_OK"} })
+	args := append([]string{"-o", "SetEnv=CUSTOS_OK=yes CUSTOS_NO=no LC_TEST=fr"}, e.sshArgs(testTarget, `echo "$CUSTOS_OK/$CUSTOS_NO/$LC_TEST"`)...)
+	// The development sshd accepts no environment at all (no AcceptEnv),
+	// so what the proxy forwarded is checked in the recording.
+	r := run(t, nil, "ssh", args...)
+	if r.code != 0 {
+		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	rec := e.rec.last(t)
+	rec.waitClosed(t)
+	var denied, allowed []string
+	for _, ev := range rec.find(event.KindSSHRequest, "env") {
+		if ev.Denied {
+			denied = append(denied, ev.Name+"="+ev.Text)
+		} else {
+			allowed = append(allowed, ev.Name+"="+ev.Text)
+		}
+	}
+	slices.Sort(allowed)
+	if !slices.Equal(denied, []string{"CUSTOS_NO=no"}) || !slices.Equal(allowed, []string{"CUSTOS_OK=yes", "LC_TEST=fr"}) {
+		t.Fatalf("denied %v allowed %v\n%s", denied, allowed, rec.dump())
+	}
+}
+
+// startLongSession runs a command that prints "ready" and sleeps, and
+// returns once "ready" arrived, with the process and its stderr.
+func (e *env) startLongSession(t *testing.T, extra ...string) (*exec.Cmd, *syncBuffer, chan error) {
+	t.Helper()
+	args := append(extra, e.sshArgs(testTarget, "echo ready; sleep 60")...)
+	cmd := exec.Command("ssh", args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("read %q: %v; stderr %s", line, err, stderr.String())
+	}
+	done := make(chan error, 1)
+	go func() {
+		io.Copy(io.Discard, out)
+		done <- cmd.Wait()
+	}()
+	return cmd, stderr, done
+}
+
+func TestRevokeGrantClosesSessionWithinASecond(t *testing.T) {
+	e := newEnv(t)
+	cmd, stderr, done := e.startLongSession(t)
+	start := time.Now()
+	if n := e.proxy.TerminateGrant(e.grant.ID, "grant revoked by bob"); n != 1 {
+		t.Fatalf("terminated %d sessions", n)
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatalf("session still open 1s after revocation; stderr %q", stderr.String())
+	}
+	took := time.Since(start)
+	if !strings.Contains(stderr.String(), "access revoked: grant revoked by bob") {
+		t.Fatalf("stderr %q", stderr.String())
+	}
+	if cmd.ProcessState.ExitCode() != 255 {
+		t.Fatalf("exit code %d", cmd.ProcessState.ExitCode())
+	}
+	rec := e.rec.last(t)
+	rec.waitClosed(t)
+	end := rec.find(event.KindEnd, "")
+	if len(end) != 1 || end[0].Op != "terminated" || end[0].Text != "grant revoked by bob" {
+		t.Fatalf("end %+v", end)
+	}
+	if len(e.proxy.Sessions()) != 0 {
+		t.Fatal("session still tracked")
+	}
+	t.Logf("closed %s after revocation", took)
+}
+
+func TestTerminateSessionByID(t *testing.T) {
+	e := newEnv(t)
+	_, stderr, done := e.startLongSession(t)
+	live := e.proxy.Sessions()
+	if len(live) != 1 || live[0].User != testUser || live[0].GrantID != e.grant.ID {
+		t.Fatalf("sessions %+v", live)
+	}
+	if err := e.proxy.Terminate("ses_nope", "x"); err != ErrSessionNotFound {
+		t.Fatalf("unknown session: %v", err)
+	}
+	if err := e.proxy.Terminate(live[0].ID, "terminated by sam: INC-9"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("session still open 1s after termination")
+	}
+	if !strings.Contains(stderr.String(), "access revoked: terminated by sam: INC-9") {
+		t.Fatalf("stderr %q", stderr.String())
+	}
+	if len(e.audit.find("session.terminate")) != 1 {
+		t.Fatalf("audit %+v", e.audit.entries)
+	}
+}
+
+func TestGrantExpiryEndsSession(t *testing.T) {
+	e := newEnv(t)
+	g := e.grant
+	g.EndsAt = time.Now().Add(3 * time.Second)
+	e.grants.set(g)
+	_, stderr, done := e.startLongSession(t)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("session outlived its grant")
+	}
+	if !strings.Contains(stderr.String(), "access revoked: grant expired") {
+		t.Fatalf("stderr %q", stderr.String())
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Targets[0].Roles[0].IdleTimeout = config.Duration(time.Second) })
+	start := time.Now()
+	_, stderr, done := e.startLongSession(t)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("idle session not closed")
+	}
+	if time.Since(start) < time.Second || !strings.Contains(stderr.String(), "session closed after 1s without activity") {
+		t.Fatalf("after %s stderr %q", time.Since(start), stderr.String())
+	}
+}
+
+func TestRecordingFailureFailsClosed(t *testing.T) {
+	t.Run("start refused", func(t *testing.T) {
+		e := newEnv(t)
+		e.rec.fail(fmt.Errorf("object store unreachable"), 0)
+		r := e.ssh(testTarget, "echo should-not-run")
+		if r.code != 255 || !strings.Contains(r.stderr, "session refused: recording is unavailable") || r.stdout != "" {
+			t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("fails mid-session", func(t *testing.T) {
+		e := newEnv(t)
+		e.rec.fail(nil, 8)
+		r := e.ssh(testTarget, "for i in $(seq 1 200); do echo line $i; sleep 0.01; done")
+		if r.code != 255 || !strings.Contains(r.stderr, "session ended: recording failed") {
+			t.Fatalf("code %d stderr %q", r.code, r.stderr)
+		}
+		if strings.Contains(r.stdout, "line 200") {
+			t.Fatal("output kept flowing after the recording failed")
+		}
+	})
+	t.Run("fail open target continues", func(t *testing.T) {
+		e := newEnv(t, func(c *config.Config) { c.Targets[0].Recording.FailOpen = true })
+		e.rec.fail(fmt.Errorf("object store unreachable"), 0)
+		r := e.ssh(testTarget, "echo still-works")
+		if r.code != 0 || r.stdout != "still-works\n" {
+			t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		}
+		if len(e.audit.find("session.record_fail_open")) != 1 {
+			t.Fatalf("fail-open not audited: %+v", e.audit.entries)
+		}
+	})
+}
+
+func TestHostKeyPersists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "host_key")
+	a, err := LoadOrCreateHostKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %v %v", st, err)
+	}
+	b, err := LoadOrCreateHostKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a.PublicKey().Marshal()) != string(b.PublicKey().Marshal()) {
+		t.Fatal("host key changed across restarts")
+	}
+}
+
+// syncBuffer is a buffer exec's copier writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
