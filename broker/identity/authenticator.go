@@ -1,0 +1,88 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Credentials are what a client presents to sign in. Providers use the
+// fields they understand; an OIDC provider would read an authorization
+// code or ID token from Token and ignore Password.
+type Credentials struct {
+	User     string
+	Password string
+	// TOTP is the current one-time code, when the user has a second factor.
+	TOTP string
+	// Token carries a provider-issued credential (an OIDC ID token).
+	Token string
+	// Source is the client's address, for rate limiting and audit.
+	Source string
+}
+
+// Authenticator checks credentials and returns who presented them. A
+// wrong credential is an *Error with CodeLoginFailed whose Reason says
+// what was wrong, for the audit log. Implementations: PasswordAuthenticator
+// (users from config); an OIDC one can be added beside it.
+type Authenticator interface {
+	Authenticate(ctx context.Context, c Credentials) (Identity, error)
+}
+
+// PasswordAuthenticator signs in users from the Directory with their
+// argon2id password and, when they have one, a TOTP code.
+type PasswordAuthenticator struct {
+	dir   *Directory
+	steps StepGuard
+	now   func() time.Time
+}
+
+var _ Authenticator = (*PasswordAuthenticator)(nil)
+
+// NewPasswordAuthenticator returns an authenticator over dir. steps
+// defaults to a MemoryStepGuard and now to time.Now.
+func NewPasswordAuthenticator(dir *Directory, steps StepGuard, now func() time.Time) *PasswordAuthenticator {
+	if steps == nil {
+		steps = &MemoryStepGuard{}
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &PasswordAuthenticator{dir: dir, steps: steps, now: now}
+}
+
+// Authenticate implements Authenticator. The password is checked before
+// the TOTP code, so a code is only ever consumed by someone who knows the
+// password.
+func (p *PasswordAuthenticator) Authenticate(ctx context.Context, c Credentials) (Identity, error) {
+	a, ok := p.dir.users[c.User]
+	if !ok || !a.hasPass {
+		p.dir.dummy.verify(c.Password) // as slow as a real check
+		switch {
+		case p.dir.disabled[c.User]:
+			return Identity{}, loginFailed("user is disabled")
+		case ok:
+			return Identity{}, loginFailed("user has no password")
+		default:
+			return Identity{}, loginFailed("unknown user")
+		}
+	}
+	if !a.password.verify(c.Password) {
+		return Identity{}, loginFailed("wrong password")
+	}
+	if a.totpKey != nil {
+		if c.TOTP == "" {
+			return Identity{}, loginFailed("totp code missing")
+		}
+		step, ok := checkTOTP(a.totpKey, c.TOTP, p.now())
+		if !ok {
+			return Identity{}, loginFailed("wrong totp code")
+		}
+		if err := p.steps.Claim(ctx, a.id.Name, step); errors.Is(err, ErrCodeReused) {
+			return Identity{}, loginFailed("totp code already used")
+		} else if err != nil {
+			return Identity{}, fmt.Errorf("authenticate %s: %w", a.id.Name, err)
+		}
+	}
+	return a.id.clone(), nil
+}
