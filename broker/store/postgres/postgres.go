@@ -1,10 +1,11 @@
 // Package postgres is the state store for several broker replicas sharing
 // one PostgreSQL database, through a pgx connection pool.
 //
-// Audit appends are serialized across every process by a
-// transaction-scoped advisory lock taken before the chain head is read,
-// with the seq primary key as a backstop, so concurrent brokers never fork
-// the chain. Grant events are published with pg_notify inside the
+// Update transactions are serialized across every process by a
+// transaction-scoped advisory lock taken when they begin, as SQLite's
+// write lock does for one file: a read-modify-write in Update never loses
+// another broker's concurrent change, and concurrent audit appends never
+// fork the chain (the seq primary key backs the lock up). Grant events are published with pg_notify inside the
 // transaction, so they reach other replicas only if it commits; each
 // Store LISTENs on one dedicated connection and delivers the other
 // replicas' events, while its own are delivered in-process right after
@@ -36,7 +37,7 @@ var migrationFS embed.FS
 // Advisory lock keys (pg_advisory_xact_lock takes a bigint). They only
 // need to be distinct from other applications' keys in the same database.
 const (
-	auditLockKey   int64 = 0x637573746f730001 // "custos" + 1
+	writeLockKey   int64 = 0x637573746f730001 // "custos" + 1
 	migrateLockKey int64 = 0x637573746f730002
 )
 
@@ -50,10 +51,7 @@ const maxAttempts = 5
 var dialect = sqlstore.Dialect{
 	Name:              "postgres store",
 	IsUniqueViolation: func(err error) bool { return pgCode(err) == "23505" },
-	LockAudit: func(ctx context.Context, c sqlstore.Conn) error {
-		_, err := c.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", auditLockKey)
-		return err
-	},
+	// Update already holds the write lock; no further audit lock.
 }
 
 // Store is the PostgreSQL state store.
@@ -127,12 +125,15 @@ func (s *Store) View(ctx context.Context, fn func(broker.Tx) error) error {
 	return fn(sqlstore.NewTx(ctx, conn{tx}, &dialect, true))
 }
 
-// Update runs fn in a read-committed transaction and commits when fn
-// returns nil. When PostgreSQL aborts the transaction for a deadlock or
-// a serialization failure, Update rolls back and runs fn again, up to
-// five times in all, so fn must not have effects outside the Tx. Grant
-// events announced in fn are sent with pg_notify before the commit and
-// delivered in-process after it.
+// Update runs fn in a read-committed transaction that first takes the
+// store-wide write lock, so Updates from every broker run one at a time
+// and each sees everything committed before it; it commits when fn
+// returns nil. Reads from View are not blocked. When PostgreSQL aborts
+// the transaction for a deadlock or a serialization failure (possible
+// only with other clients writing the same rows), Update rolls back and
+// runs fn again, up to five times in all, so fn must not have effects
+// outside the Tx. Grant events announced in fn are sent with pg_notify
+// before the commit and delivered in-process after it.
 func (s *Store) Update(ctx context.Context, fn func(broker.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := s.update(ctx, fn)
@@ -154,6 +155,9 @@ func (s *Store) update(ctx context.Context, fn func(broker.Tx) error) error {
 		return fmt.Errorf("postgres store: begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLockKey); err != nil {
+		return fmt.Errorf("postgres store: take write lock: %w", err)
+	}
 	t := sqlstore.NewTx(ctx, conn{tx}, &dialect, false)
 	if err := fn(t); err != nil {
 		return err
@@ -176,7 +180,7 @@ func (s *Store) update(ctx context.Context, fn func(broker.Tx) error) error {
 
 // retryable reports whether a whole transaction may be retried: a
 // deadlock, a serialization failure, or two appends that raced past the
-// advisory lock to the same seq.
+// write lock to the same seq (a client that does not take it).
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {

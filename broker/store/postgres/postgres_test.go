@@ -76,6 +76,13 @@ func TestTwoBrokersAppend(t *testing.T) {
 	}
 }
 
+// Two brokers doing read-modify-write at once lose nothing: Updates are
+// serialized across processes, not only where they append to the audit log.
+func TestTwoBrokersReadModifyWrite(t *testing.T) {
+	dsn := newDB(t)
+	storetest.IncrementConcurrently(t, []broker.Store{open(t, dsn), open(t, dsn)}, 10, 10)
+}
+
 func TestGrantEventsAcrossBrokers(t *testing.T) {
 	dsn := newDB(t)
 	a, b := open(t, dsn), open(t, dsn)
@@ -182,58 +189,80 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	}
 }
 
-// Two transactions that lock a row and the audit chain in opposite
-// orders deadlock; PostgreSQL aborts one and Update runs it again.
+// Another client locks a row, then waits for the write lock an Update
+// holds while the Update waits for that row: a deadlock. With a short
+// deadlock_timeout the Update's backend detects it and is aborted, and
+// Update runs fn again.
 func TestUpdateRetriesDeadlock(t *testing.T) {
-	s := open(t, newDB(t))
+	dsn := newDB(t)
+	s := open(t, dsn+"&deadlock_timeout=100ms")
 	ctx := t.Context()
 	if err := s.Update(ctx, func(tx broker.Tx) error { return tx.PutGrant(broker.Grant{ID: "grt_1"}) }); err != nil {
 		t.Fatal(err)
 	}
-	aHasRow, bHasChain := make(chan struct{}), make(chan struct{})
-	var onceA, onceB sync.Once
-	var runsA, runsB atomic.Int32
-	var wg sync.WaitGroup
-	var errA, errB error
-	wg.Go(func() { // row, then chain
-		errA = s.Update(ctx, func(tx broker.Tx) error {
-			runsA.Add(1)
-			if err := tx.PutGrant(broker.Grant{ID: "grt_1", Reason: "a"}); err != nil {
-				return err
-			}
-			onceA.Do(func() { close(aHasRow) })
-			<-bHasChain
-			_, err := tx.AppendAudit(broker.AuditRecord{Actor: "a", Action: "x", Outcome: "success"})
-			return err
-		})
-	})
-	wg.Go(func() { // chain, then row
-		errB = s.Update(ctx, func(tx broker.Tx) error {
-			runsB.Add(1)
-			<-aHasRow
-			if _, err := tx.AppendAudit(broker.AuditRecord{Actor: "b", Action: "x", Outcome: "success"}); err != nil {
-				return err
-			}
-			onceB.Do(func() { close(bHasChain) })
-			return tx.PutGrant(broker.Grant{ID: "grt_1", Reason: "b"})
-		})
-	})
-	wg.Wait()
-	if errA != nil || errB != nil {
-		t.Fatalf("Update errors: a=%v b=%v", errA, errB)
+	raw, err := pgx.Connect(ctx, dsn+"&deadlock_timeout=10s")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if runsA.Load()+runsB.Load() < 3 {
-		t.Errorf("runs a=%d b=%d; want one of them retried", runsA.Load(), runsB.Load())
+	defer raw.Close(context.Background())
+	rawTx, err := raw.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	rep, err := audit.Verify(ctx, s)
-	if err != nil || !rep.OK || rep.Records != 2 {
-		t.Errorf("Verify = %+v, %v", rep, err)
+	if _, err := rawTx.Exec(ctx, "UPDATE grants SET data = data WHERE id = 'grt_1'"); err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int32
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(ctx, func(tx broker.Tx) error {
+			runs.Add(1)
+			return tx.PutGrant(broker.Grant{ID: "grt_1", Reason: "updated"})
+		})
+	}()
+	// Wait until the Update holds the write lock and waits for the row.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting int
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO grants%'`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Update never waited for the row")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := rawTx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writeLockKey); err != nil {
+		t.Fatalf("raw client lost the deadlock instead: %v", err)
+	}
+	if err := rawTx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if runs.Load() != 2 {
+		t.Errorf("fn ran %d times, want 2 (aborted once, then retried)", runs.Load())
+	}
+	err = s.View(ctx, func(tx broker.Tx) error {
+		g, err := tx.GetGrant("grt_1")
+		if err == nil && g.Reason != "updated" {
+			t.Errorf("grant after retry = %+v", g)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
-// While one transaction holds the chain, another broker's append waits for
-// it and then reads the new head: it runs once and gets the next seq. (The
-// seq primary key alone would also stop a fork, but by failing the second
+// While one broker's Update is open, another broker's Update waits for it
+// and then sees its result: it runs once and gets the next seq. (The seq
+// primary key alone would also stop a fork, but by failing the second
 // transaction, which Update would then have to run again.)
 func TestAuditLockSerializesAppends(t *testing.T) {
 	dsn := newDB(t)

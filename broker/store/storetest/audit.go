@@ -2,8 +2,10 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -64,6 +66,15 @@ func testAuditAppend(t *testing.T, s broker.Store) {
 	})
 	if err == nil {
 		t.Error("append with invalid details succeeded")
+	}
+	for name, r := range map[string]broker.AuditRecord{
+		"invalid UTF-8 actor":   {Actor: "a\xff", Action: "b", Outcome: "c"},
+		"invalid UTF-8 details": {Actor: "a", Action: "b", Outcome: "c", Details: json.RawMessage("{\"k\":\"\xff\"}")},
+	} {
+		err := s.Update(t.Context(), func(tx broker.Tx) error { _, err := tx.AppendAudit(r); return err })
+		if err == nil {
+			t.Errorf("append with %s succeeded", name)
+		}
 	}
 	rep, err := audit.Verify(t.Context(), s)
 	if err != nil || !rep.OK || rep.Records != 3 || rep.Head != got[2].Hash {
@@ -171,4 +182,60 @@ func AppendConcurrently(t *testing.T, stores []broker.Store, workers, n int) {
 	if t.Failed() {
 		t.FailNow()
 	}
+}
+
+// testReadModifyWrite has many goroutines increment one counter with a
+// read and a write in each Update; serialized Updates lose no increment.
+// This is what keeps two approvals arriving at once from overwriting each
+// other.
+func testReadModifyWrite(t *testing.T, s broker.Store) {
+	IncrementConcurrently(t, []broker.Store{s}, 10, 10)
+}
+
+// IncrementConcurrently runs workers goroutines, spread over the given
+// stores, each incrementing a counter in state n times, then checks that
+// no increment was lost.
+func IncrementConcurrently(t *testing.T, stores []broker.Store, workers, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		s := stores[w%len(stores)]
+		wg.Go(func() {
+			for range n {
+				err := s.Update(t.Context(), func(tx broker.Tx) error {
+					v := 0
+					b, err := tx.GetState("counter")
+					if err == nil {
+						err = json.Unmarshal(b, &v)
+					} else if errors.Is(err, broker.ErrNotFound) {
+						err = nil
+					}
+					if err != nil {
+						return err
+					}
+					return tx.PutState("counter", []byte(strconv.Itoa(v+1)))
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	view(t, stores[0], func(tx broker.Tx) error {
+		b, err := tx.GetState("counter")
+		if err != nil {
+			return err
+		}
+		if string(b) != strconv.Itoa(workers*n) {
+			t.Errorf("counter = %s after %d increments; Updates were not serialized", b, workers*n)
+		}
+		return nil
+	})
 }

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) broker.Store) {
 	t.Run("AuditAppend", func(t *testing.T) { testAuditAppend(t, open(t)) })
 	t.Run("AuditFilters", func(t *testing.T) { testAuditFilters(t, open(t)) })
 	t.Run("AuditConcurrent", func(t *testing.T) { testAuditConcurrent(t, open(t)) })
+	t.Run("ReadModifyWrite", func(t *testing.T) { testReadModifyWrite(t, open(t)) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := open(t).Ping(context.Background()); err != nil {
 			t.Fatal(err)

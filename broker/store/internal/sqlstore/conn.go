@@ -18,14 +18,13 @@ type Rows interface {
 	Close()
 }
 
-// Dialect holds what differs between the drivers.
+// Dialect holds what differs between the drivers. Drivers serialize
+// write transactions themselves (SQLite's write lock, a PostgreSQL
+// advisory lock), so AppendAudit can read the chain head and insert the
+// next record without racing another append.
 type Dialect struct {
 	// Name prefixes every error, e.g. "sqlite store".
 	Name string
 	// IsUniqueViolation reports whether err is a unique-constraint failure.
 	IsUniqueViolation func(err error) bool
-	// LockAudit is called once per transaction before the first audit
-	// append; it serializes appends across processes. Nil means the
-	// driver's transactions are already serialized.
-	LockAudit func(ctx context.Context, c Conn) error
 }

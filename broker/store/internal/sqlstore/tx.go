@@ -17,7 +17,6 @@ type Tx struct {
 	c        Conn
 	d        *Dialect
 	readOnly bool
-	locked   bool
 	events   []broker.GrantEvent
 }
 
