@@ -146,6 +146,12 @@ func (r *Recorder) buildManifest(t *track) ([]byte, error) {
 		m.Retention.Mode = "COMPLIANCE"
 	}
 	for _, c := range chunks {
+		if c.Lost {
+			// The chain cannot continue past a lost chunk.
+			m.State, m.EndedBy = stateInterrupted, ""
+			m.EndReason = fmt.Sprintf("spooled chunk %d was lost before upload; the recording ends before it", c.Seq)
+			break
+		}
 		if !c.Uploaded {
 			return nil, fmt.Errorf("recorder: manifest: chunk %d not uploaded", c.Seq)
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
 	"time"
 
@@ -64,6 +65,8 @@ type chunkInfo struct {
 	Sealed      time.Time
 	VersionID   string
 	Uploaded    bool
+	// Lost is set when the spooled file vanished before upload.
+	Lost bool
 }
 
 // Spool file names besides chunks.
@@ -169,6 +172,15 @@ func (r *Recorder) uploadChunk(j job) {
 	ci := t.chunks[j.seq-1]
 	r.mu.Unlock()
 	body, err := t.sp.ReadChunk(j.seq)
+	if errors.Is(err, fs.ErrNotExist) {
+		r.log.Error("recorder: spooled chunk vanished before upload; the recording ends before it",
+			"session", t.id, "seq", j.seq)
+		r.mu.Lock()
+		t.chunks[j.seq-1].Lost = true
+		r.maybeFinalize(t)
+		r.mu.Unlock()
+		return
+	}
 	if err != nil {
 		r.log.Error("recorder: read spooled chunk", "session", t.id, "seq", j.seq, "err", err)
 		r.retry(j)
@@ -293,7 +305,7 @@ func (r *Recorder) maybeFinalize(t *track) {
 		return
 	}
 	for _, c := range t.chunks {
-		if !c.Uploaded {
+		if !c.Uploaded && !c.Lost {
 			return
 		}
 	}
