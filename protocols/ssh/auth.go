@@ -71,7 +71,7 @@ func (a *admission) release(reason string) {
 	if a.upstream != nil {
 		a.upstream.Close()
 	}
-	a.rec.end(endCause{state: "interrupted", by: "system", reason: reason}, time.Second)
+	_ = a.rec.end(endCause{state: "interrupted", by: "system", reason: reason})
 }
 
 // authState is one connection's authentication progress.

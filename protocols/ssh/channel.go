@@ -248,7 +248,6 @@ func (c *sessionChannel) forwardTargetRequests(reqs <-chan *ssh.Request) {
 				var m struct{ Status uint32 }
 				if ssh.Unmarshal(req.Payload, &m) == nil {
 					ev.N = int64(m.Status)
-					c.s.lastExit.Store(int64(m.Status))
 				}
 			} else {
 				var m struct {

@@ -119,13 +119,13 @@ type fakeRecorder struct {
 	discard bool
 }
 
-func (f *fakeRecorder) Start(_ context.Context, h event.Header) (recording, error) {
+func (f *fakeRecorder) Start(_ context.Context, h event.Header) (Recording, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failStart != nil {
 		return nil, f.failStart
 	}
-	r := &memRecording{header: h, failAfter: f.failAfter, discard: f.discard}
+	r := &memRecording{header: h, failAfter: f.failAfter, discard: f.discard, done: make(chan struct{}), start: time.Now()}
 	f.recs = append(f.recs, r)
 	return r, nil
 }
@@ -155,41 +155,76 @@ func (f *fakeRecorder) count() int {
 
 type memRecording struct {
 	header    event.Header
+	start     time.Time
+	done      chan struct{}
 	mu        sync.Mutex
 	events    []event.Event
 	closed    bool
+	failed    bool
 	failAfter int
 	n         int
 	discard   bool
 	buf       []byte
 }
 
-func (r *memRecording) Record(e *event.Event) error {
+func (r *memRecording) Output(ch uint32, p []byte) error {
+	return r.Record(event.Event{Kind: event.KindOutput, Channel: ch, Data: p})
+}
+
+func (r *memRecording) Stderr(ch uint32, p []byte) error {
+	return r.Record(event.Event{Kind: event.KindStderr, Channel: ch, Data: p})
+}
+
+func (r *memRecording) Input(ch uint32, p []byte) error {
+	return r.Record(event.Event{Kind: event.KindInput, Channel: ch, Data: p})
+}
+
+func (r *memRecording) Record(e event.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return errors.New("recording closed")
 	}
 	r.n++
-	if r.failAfter > 0 && r.n > r.failAfter {
+	if r.failed || r.failAfter > 0 && r.n > r.failAfter {
 		return errors.New("spool disk full")
 	}
+	e.Offset = time.Since(r.start)
 	if r.discard && e.Kind.Terminal() {
 		// Encode as a recorder would, and keep nothing.
 		r.buf = event.AppendData(r.buf[:0], e.Kind, e.Offset, e.Channel, e.Data)
 		return nil
 	}
-	c := *e
-	c.Data = bytes.Clone(e.Data)
-	c.Args = append([]string(nil), e.Args...)
-	r.events = append(r.events, c)
+	e.Data = bytes.Clone(e.Data)
+	e.Args = append([]string(nil), e.Args...)
+	r.events = append(r.events, e)
 	return nil
 }
 
-func (r *memRecording) Close(context.Context) error {
+// failNow fails the recording asynchronously, as a spool write error does.
+func (r *memRecording) failNow() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.failed {
+		r.failed = true
+		close(r.done)
+	}
+}
+
+func (r *memRecording) Done() <-chan struct{} { return r.done }
+
+func (r *memRecording) Close() error { return r.end("closed", "", "") }
+
+func (r *memRecording) Terminate(by, reason string) error { return r.end("terminated", by, reason) }
+
+func (r *memRecording) end(state, by, reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("recording closed twice")
+	}
 	r.closed = true
+	r.events = append(r.events, event.Event{Kind: event.KindEnd, Offset: time.Since(r.start), Op: state, Name: by, Text: reason})
 	return nil
 }
 

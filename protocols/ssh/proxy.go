@@ -13,7 +13,6 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
-	"github.com/custos-pam/custos/recorder/event"
 )
 
 // identities maps a client's public key to the Custos user it is registered
@@ -43,23 +42,6 @@ type credentials interface {
 	// SSHSigner returns a signer carrying a short-lived certificate for the
 	// grant's role login on the grant's target.
 	SSHSigner(ctx context.Context, g broker.Grant, sessionID string) (ssh.Signer, error)
-}
-
-// recorder starts session recordings.
-type recorder interface {
-	// Start begins a recording. It returns once the recording can accept
-	// events; an error refuses the session unless the target fails open.
-	Start(ctx context.Context, h event.Header) (recording, error)
-}
-
-// recording is one session's recording.
-type recording interface {
-	// Record appends an event. It must not block on storage and must copy
-	// what it keeps: e.Data is reused as soon as Record returns. An error
-	// means the recording failed; the session then ends (fail-closed).
-	Record(e *event.Event) error
-	// Close flushes and seals the recording after the final event.
-	Close(ctx context.Context) error
 }
 
 // AuditEntry is one refusal or session lifecycle record for the audit log.
@@ -97,7 +79,7 @@ type Options struct {
 	Targets targets
 	// Credentials issues upstream certificates. Required.
 	Credentials credentials
-	// Recorder records sessions. Required.
+	// Recorder records sessions; see RecorderFunc. Required.
 	Recorder recorder
 	// Audit receives refusals and session starts and ends. Default: none
 	// (they are only logged).

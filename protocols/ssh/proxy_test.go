@@ -119,7 +119,7 @@ func TestHeaderAndCredentials(t *testing.T) {
 		t.Fatalf("credential calls %v", calls)
 	}
 	end := rec.find(event.KindEnd, "")
-	if len(end) != 1 || end[0].Op != "closed" || end[0].N != 0 {
+	if len(end) != 1 || end[0].Op != "closed" {
 		t.Fatalf("end events %+v", end)
 	}
 	if len(e.audit.find("session.start")) != 1 || len(e.audit.find("session.end")) != 1 {
@@ -362,6 +362,19 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 		}
 		if strings.Contains(r.stdout, "line 200") {
 			t.Fatal("output kept flowing after the recording failed")
+		}
+	})
+	t.Run("fails while idle", func(t *testing.T) {
+		e := newEnv(t)
+		_, stderr, done := e.startLongSession(t)
+		e.rec.last(t).failNow()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			t.Fatal("idle session kept running after its recording failed")
+		}
+		if !strings.Contains(stderr.String(), "session ended: recording failed") {
+			t.Fatalf("stderr %q", stderr.String())
 		}
 	})
 	t.Run("fail open target continues", func(t *testing.T) {

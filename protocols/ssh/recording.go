@@ -4,31 +4,70 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
+// Recording is one session's recording; *recorder.Writer implements it.
+// Its methods are called concurrently by the relay goroutines, must not
+// wait on the network, and must copy what they keep: p and e.Data are
+// reused as soon as they return. The recording stamps offsets.
+type Recording interface {
+	// Output, Stderr and Input record terminal or stream bytes of a
+	// channel.
+	Output(ch uint32, p []byte) error
+	Stderr(ch uint32, p []byte) error
+	Input(ch uint32, p []byte) error
+	// Record records a structured event.
+	Record(e event.Event) error
+	// Done is closed when a fail-closed recording failed and the session
+	// must end.
+	Done() <-chan struct{}
+	// Close records an ordinary end and seals the recording; Terminate
+	// records an end the broker caused, by whom and why.
+	Close() error
+	Terminate(by, reason string) error
+}
+
+// recorder starts session recordings.
+type recorder interface {
+	// Start begins a recording. It returns once the recording can accept
+	// events; an error refuses the session unless the target fails open.
+	Start(ctx context.Context, h event.Header) (Recording, error)
+}
+
+// RecorderFunc adapts a function to the proxy's recorder, e.g. for
+// *recorder.Recorder:
+//
+//	sshproxy.RecorderFunc(func(ctx context.Context, h event.Header) (sshproxy.Recording, error) {
+//		w, err := rec.Start(ctx, h)
+//		if err != nil {
+//			return nil, err
+//		}
+//		return w, nil
+//	})
+type RecorderFunc func(ctx context.Context, h event.Header) (Recording, error)
+
+// Start calls f.
+func (f RecorderFunc) Start(ctx context.Context, h event.Header) (Recording, error) { return f(ctx, h) }
+
 // ErrRecordingFailed ends a session whose recording stopped accepting
 // events (fail-closed).
 var ErrRecordingFailed = errors.New("recording failed")
 
-// tap is a session's recording as the relay sees it: it stamps offsets in
-// order, serializes the copiers, turns a failure into the session's end
-// (or, for a fail-open target, into a note and no further recording), and
-// is a no-op when nil.
+// tap is a session's recording as the relay sees it: a failure on a
+// fail-closed target ends the session (once) and stops the relay; on a
+// fail-open target recording simply stops. A nil tap (a fail-open session
+// whose recording never started) records nothing.
 type tap struct {
-	mu       sync.Mutex
-	rec      recording
-	start    time.Time
+	rec      Recording
 	failOpen bool
-	// onFail is called once, outside the lock, when recording fails on a
-	// fail-closed target.
-	onFail func(error)
-	failed bool
-	ev     event.Event
+	// onFail is called once when recording fails on a fail-closed target.
+	onFail  atomic.Pointer[func(error)]
+	failed  atomic.Bool
+	stopped atomic.Bool
 }
 
 // startRecording starts the session's recording with its header. A
@@ -54,112 +93,84 @@ func (p *Proxy) startRecording(ctx context.Context, a *admission, client string)
 			FailOpen:    a.target.Recording.FailOpen,
 		},
 	}
-	t := &tap{start: time.Now(), failOpen: a.target.Recording.FailOpen}
 	rec, err := p.opts.Recorder.Start(ctx, h)
 	if err != nil {
-		if !t.failOpen {
+		if !h.Policy.FailOpen {
 			return nil, fmt.Errorf("start recording: %w", err)
 		}
 		p.audit(ctx, AuditEntry{Actor: a.user, Action: "session.record_fail_open", Target: a.target.Name,
 			Outcome: broker.OutcomeError, Reason: err.Error(), Details: map[string]any{"session": a.sessionID}})
-		return t, nil
+		return nil, nil
 	}
-	t.rec = rec
-	return t, nil
+	return &tap{rec: rec, failOpen: h.Policy.FailOpen}, nil
 }
 
-// data records terminal or stream bytes. p may be any length; it is split
-// into events of at most event.MaxFieldLen bytes.
+// data records terminal or stream bytes of one kind.
 func (t *tap) data(k event.Kind, ch uint32, p []byte) error {
-	if t == nil {
-		return nil
-	}
-	t.mu.Lock()
-	if t.rec == nil {
-		t.mu.Unlock()
+	if t == nil || t.stopped.Load() {
 		return nil
 	}
 	var err error
-	for len(p) > 0 && err == nil {
-		n := min(len(p), event.MaxFieldLen)
-		t.ev = event.Event{Kind: k, Offset: time.Since(t.start), Channel: ch, Data: p[:n]}
-		err = t.rec.Record(&t.ev)
-		p = p[n:]
+	switch k {
+	case event.KindOutput:
+		err = t.rec.Output(ch, p)
+	case event.KindStderr:
+		err = t.rec.Stderr(ch, p)
+	default:
+		err = t.rec.Input(ch, p)
 	}
-	t.ev.Data = nil
-	return t.afterRecord(err)
+	return t.check(err)
 }
 
 // record records one event.
 func (t *tap) record(e event.Event) error {
-	if t == nil {
+	if t == nil || t.stopped.Load() {
 		return nil
 	}
-	t.mu.Lock()
-	if t.rec == nil {
-		t.mu.Unlock()
-		return nil
-	}
-	e.Offset = time.Since(t.start)
-	t.ev = e
-	err := t.rec.Record(&t.ev)
-	return t.afterRecord(err)
+	return t.check(t.rec.Record(e))
 }
 
-// afterRecord releases the lock taken by data or record and handles a
-// failure.
-func (t *tap) afterRecord(err error) error {
+// check turns a recording error into the session's end (fail-closed) or
+// the end of recording (fail-open).
+func (t *tap) check(err error) error {
 	if err == nil {
-		t.mu.Unlock()
 		return nil
 	}
-	first := !t.failed
-	t.failed = true
 	if t.failOpen {
-		// Keep the session; say so in the recording if it still listens,
-		// then stop recording.
-		_ = t.rec.Record(&event.Event{Kind: event.KindNote, Offset: time.Since(t.start), Op: "fail_open", Text: err.Error()})
-		t.rec = nil
-		t.mu.Unlock()
+		t.stopped.Store(true)
 		return nil
 	}
-	onFail := t.onFail
-	t.mu.Unlock()
-	if first && onFail != nil {
-		onFail(err)
+	if !t.failed.Swap(true) {
+		if f := t.onFail.Load(); f != nil {
+			(*f)(err)
+		}
 	}
-	return fmt.Errorf("%w: %v", ErrRecordingFailed, err)
+	return fmt.Errorf("%w: %w", ErrRecordingFailed, err)
 }
 
-func (t *tap) setOnFail(f func(error)) {
+// setOnFail installs the session's reaction to a failure and watches the
+// recording's Done channel until ctx ends.
+func (t *tap) setOnFail(ctx context.Context, f func(error)) {
 	if t == nil {
 		return
 	}
-	t.mu.Lock()
-	t.onFail = f
-	t.mu.Unlock()
+	t.onFail.Store(&f)
+	go func() {
+		select {
+		case <-t.rec.Done():
+			_ = t.check(ErrRecordingFailed)
+		case <-ctx.Done():
+		}
+	}()
 }
 
-// end writes the final event and closes the recording.
-func (t *tap) end(c endCause, timeout time.Duration) error {
+// end records the session's end and seals the recording.
+func (t *tap) end(c endCause) error {
 	if t == nil {
 		return nil
 	}
-	t.mu.Lock()
-	rec := t.rec
-	t.rec = nil
-	var err error
-	if rec != nil && !t.failed {
-		err = rec.Record(&event.Event{Kind: event.KindEnd, Offset: time.Since(t.start), Op: c.state, Name: c.by, Text: c.reason, N: int64(c.exit)})
+	if c.state == "closed" {
+		return t.rec.Close()
 	}
-	t.mu.Unlock()
-	if rec == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if cerr := rec.Close(ctx); err == nil {
-		err = cerr
-	}
-	return err
+	return t.rec.Terminate(c.by, c.reason)
 }

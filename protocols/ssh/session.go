@@ -26,7 +26,6 @@ type endCause struct {
 	reason string
 	// message is what the user sees; empty for an ordinary close.
 	message string
-	exit    int
 }
 
 func (c *endCause) Error() string { return c.reason }
@@ -54,7 +53,6 @@ type session struct {
 
 	// lastActive is when bytes last moved, in Unix nanoseconds.
 	lastActive atomic.Int64
-	lastExit   atomic.Int64
 	nextChan   atomic.Uint32
 
 	mu    sync.Mutex
@@ -83,7 +81,6 @@ func (p *Proxy) handleConn(raw net.Conn) {
 		grant: adm.grant, clientAddr: raw.RemoteAddr().String(), startedAt: p.opts.Now().UTC(),
 		conn: conn, up: adm.upstream, rec: adm.rec, chans: map[*sessionChannel]struct{}{},
 	}
-	s.lastExit.Store(-1)
 	s.touch()
 	s.ctx, s.cancel = context.WithCancelCause(p.ctx)
 	if !p.trackSession(s) {
@@ -129,7 +126,7 @@ func (s *session) cause() endCause {
 // session is terminated, then writes the final event.
 func (s *session) run(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	p := s.p
-	s.rec.setOnFail(func(err error) {
+	s.rec.setOnFail(s.ctx, func(err error) {
 		p.log.Error("ssh recording failed; ending session", "session", s.id, "err", err)
 		s.terminate(endCause{state: "interrupted", by: "system", reason: "recording failed"})
 	})
@@ -187,8 +184,7 @@ func (s *session) run(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 // finish writes the final event, closes the recording and audits the end.
 func (s *session) finish() {
 	c := s.cause()
-	c.exit = int(s.lastExit.Load())
-	if err := s.rec.end(c, 10*time.Second); err != nil {
+	if err := s.rec.end(c); err != nil {
 		s.p.log.Error("ssh recording close failed", "session", s.id, "err", err)
 	}
 	outcome := broker.OutcomeSuccess
