@@ -15,6 +15,11 @@ import (
 	"unicode/utf8"
 )
 
+type heldBytes struct {
+	b []byte
+	t time.Duration
+}
+
 // Header is the first line of an asciicast v2 file.
 type Header struct {
 	Version   int               `json:"version"`
@@ -39,7 +44,7 @@ type Encoder struct {
 	w    *bufio.Writer
 	last time.Duration
 	// held are the bytes of an incomplete UTF-8 sequence per event type.
-	held map[string][]byte
+	held map[string]heldBytes
 	line bytes.Buffer
 	enc  *json.Encoder
 	err  error
@@ -57,7 +62,7 @@ func NewEncoder(w io.Writer, h Header) (*Encoder, error) {
 	if h.Height <= 0 {
 		h.Height = 24
 	}
-	e := &Encoder{w: bufio.NewWriter(w), held: map[string][]byte{}}
+	e := &Encoder{w: bufio.NewWriter(w), held: map[string]heldBytes{}}
 	e.enc = json.NewEncoder(&e.line)
 	e.enc.SetEscapeHTML(false)
 	if err := e.enc.Encode(h); err != nil {
@@ -86,12 +91,12 @@ func (e *Encoder) Marker(t time.Duration, label string) error {
 }
 
 func (e *Encoder) text(t time.Duration, typ string, p []byte) error {
-	if h := e.held[typ]; len(h) > 0 {
-		p = append(h, p...)
-		e.held[typ] = nil
+	if h := e.held[typ]; len(h.b) > 0 {
+		p = append(h.b, p...)
+		delete(e.held, typ)
 	}
 	if n := incompleteTail(p); n > 0 {
-		e.held[typ] = append([]byte(nil), p[len(p)-n:]...)
+		e.held[typ] = heldBytes{b: append([]byte(nil), p[len(p)-n:]...), t: t}
 		p = p[:len(p)-n]
 	}
 	if len(p) == 0 {
@@ -156,9 +161,9 @@ func (e *Encoder) event(t time.Duration, typ, data string) error {
 // Close writes any held bytes (as replacement characters) and flushes.
 func (e *Encoder) Close() error {
 	for _, typ := range []string{TypeOutput, TypeInput} {
-		if h := e.held[typ]; len(h) > 0 {
-			e.held[typ] = nil
-			e.event(e.last, typ, string(h))
+		if h := e.held[typ]; len(h.b) > 0 {
+			delete(e.held, typ)
+			e.event(h.t, typ, string(h.b))
 		}
 	}
 	if e.err != nil {
