@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -35,6 +36,10 @@ type PasswordAuthenticator struct {
 	dir   *Directory
 	steps StepGuard
 	now   func() time.Time
+	// slots bounds concurrent password checks: each one holds the hash's
+	// memory (64 MiB by default), so a burst of sign-ins must queue
+	// rather than exhaust memory.
+	slots chan struct{}
 }
 
 var _ Authenticator = (*PasswordAuthenticator)(nil)
@@ -48,7 +53,19 @@ func NewPasswordAuthenticator(dir *Directory, steps StepGuard, now func() time.T
 	if now == nil {
 		now = time.Now
 	}
-	return &PasswordAuthenticator{dir: dir, steps: steps, now: now}
+	return &PasswordAuthenticator{dir: dir, steps: steps, now: now, slots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
+}
+
+// checkPassword verifies pw against h once a slot is free, or returns the
+// context's error when ctx ends first.
+func (p *PasswordAuthenticator) checkPassword(ctx context.Context, h passwordHash, pw string) (bool, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false, context.Cause(ctx)
+	}
+	defer func() { <-p.slots }()
+	return h.verify(pw), nil
 }
 
 // Authenticate implements Authenticator. The password is checked before
@@ -57,7 +74,10 @@ func NewPasswordAuthenticator(dir *Directory, steps StepGuard, now func() time.T
 func (p *PasswordAuthenticator) Authenticate(ctx context.Context, c Credentials) (Identity, error) {
 	a, ok := p.dir.users[c.User]
 	if !ok || !a.hasPass {
-		p.dir.dummy.verify(c.Password) // as slow as a real check
+		// As slow as a real check, so names cannot be probed by timing.
+		if _, err := p.checkPassword(ctx, p.dir.dummy, c.Password); err != nil {
+			return Identity{}, fmt.Errorf("authenticate: %w", err)
+		}
 		switch {
 		case p.dir.disabled[c.User]:
 			return Identity{}, loginFailed("user is disabled")
@@ -67,7 +87,11 @@ func (p *PasswordAuthenticator) Authenticate(ctx context.Context, c Credentials)
 			return Identity{}, loginFailed("unknown user")
 		}
 	}
-	if !a.password.verify(c.Password) {
+	match, err := p.checkPassword(ctx, a.password, c.Password)
+	if err != nil {
+		return Identity{}, fmt.Errorf("authenticate %s: %w", a.id.Name, err)
+	}
+	if !match {
 		return Identity{}, loginFailed("wrong password")
 	}
 	if a.totpKey != nil {

@@ -83,3 +83,31 @@ func TestWrongPasswordDoesNotConsumeCode(t *testing.T) {
 		t.Fatalf("real sign-in after a guess: %v", err)
 	}
 }
+
+// Password checks queue for a slot instead of all allocating hash memory
+// at once, and a caller that gives up while queued gets its context error.
+func TestPasswordChecksAreBounded(t *testing.T) {
+	cfg, _ := testConfig(t)
+	d, err := NewDirectory(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewPasswordAuthenticator(d, nil, nil)
+	for range cap(a.slots) {
+		a.slots <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	for _, user := range []string{"alice", "zed"} {
+		if _, err := a.Authenticate(ctx, Credentials{User: user, Password: "alice-pw"}); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s with every slot taken: %v", user, err)
+		}
+	}
+	<-a.slots
+	if _, err := a.Authenticate(context.Background(), Credentials{User: "alice", Password: "alice-pw"}); err != nil {
+		t.Fatalf("with a free slot: %v", err)
+	}
+	if len(a.slots) != cap(a.slots)-1 {
+		t.Fatalf("slot not released: %d of %d taken", len(a.slots), cap(a.slots))
+	}
+}

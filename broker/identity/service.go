@@ -87,8 +87,14 @@ func (s *Service) Tokens() *Tokens { return s.tokens }
 // outcome is audited as auth.login with the attempted user name as actor;
 // the audit reason says what was wrong, never the password or code.
 func (s *Service) Login(ctx context.Context, user, password, totp, source string) (string, broker.Token, error) {
-	userKey, addrKey := "user:"+user, "addr:"+source
-	if key, until, blocked := s.limiter.Blocked(userKey, addrKey); blocked {
+	// Without a source address only the user name is limited: one shared
+	// empty key would let anyone lock everyone out.
+	keys := []string{"user:" + user}
+	addrKey := "addr:" + source
+	if source != "" {
+		keys = append(keys, addrKey)
+	}
+	if key, until, blocked := s.limiter.Blocked(keys...); blocked {
 		what := "user " + user
 		if key == addrKey {
 			what = "address " + source
@@ -104,7 +110,7 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 			s.log.Error("sign-in failed", "user", auditName(user), "source", source, "err", err)
 			return "", broker.Token{}, fmt.Errorf("login: %w", err)
 		}
-		s.limiter.Fail(userKey, addrKey)
+		s.limiter.Fail(keys...)
 		return "", broker.Token{}, s.loginRefused(ctx, user, source, e)
 	}
 	s.limiter.Reset("user:" + id.Name)

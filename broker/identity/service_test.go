@@ -121,6 +121,14 @@ func TestLoginRateLimit(t *testing.T) {
 		t.Fatalf("other address: %q", c)
 	}
 
+	// Without a source address only the user name counts.
+	for _, u := range []string{"zed", "yan", "xi"} {
+		login(u, "guess", "")
+	}
+	if c := login("bob", "bob-pw", ""); c != CodeLoginFailed { // bob has TOTP; no code given
+		t.Fatalf("empty source is one shared key: %q", c)
+	}
+
 	// Refusals are audited too, as denied sign-ins naming the limit.
 	var limited int
 	for _, r := range auditRecords(t, s.tokens.store, "auth.login") {

@@ -62,8 +62,7 @@ func CheckRequest(pol config.Policy, dir Directory, user string, duration time.D
 	if pol.RequireReason && strings.TrimSpace(reason) == "" {
 		return refuse(CodeReasonRequired, "this role requires a reason")
 	}
-	ticket = strings.TrimSpace(ticket)
-	if pol.RequireTicket && ticket == "" {
+	if pol.RequireTicket && strings.TrimSpace(ticket) == "" {
 		return refuse(CodeTicketRequired, "this role requires a ticket")
 	}
 	if ticket != "" && pol.TicketPattern != "" {

@@ -45,6 +45,8 @@ func TestCheckRequest(t *testing.T) {
 		{name: "alternation is anchored as a whole", pol: ticketPattern(`INC-\d+|CHG-\d+`), user: "alice", duration: time.Hour, ticket: "INC-1x", code: CodeTicketMalformed},
 		{name: "alternation second branch", pol: ticketPattern(`INC-\d+|CHG-\d+`), user: "alice", duration: time.Hour, ticket: "CHG-7"},
 		{name: "optional ticket still checked", pol: func(p *config.Policy) { p.TicketPattern = `INC-\d+` }, user: "alice", duration: time.Hour, ticket: "nope", code: CodeTicketMalformed},
+		{name: "ticket required and blank", pol: func(p *config.Policy) { p.RequireTicket = true }, user: "alice", duration: time.Hour, ticket: "  ", code: CodeTicketRequired},
+		{name: "ticket with a trailing space", pol: ticketPattern(`INC-\d+`), user: "alice", duration: time.Hour, ticket: "INC-42 ", code: CodeTicketMalformed},
 		{name: "optional ticket absent", pol: func(p *config.Policy) { p.TicketPattern = `INC-\d+` }, user: "alice", duration: time.Hour},
 		{name: "too few approvers besides the requester", pol: withApprovers(3, "dba"), user: "alice", duration: time.Hour, code: CodeNoEligibleApprovers},
 		{name: "just enough approvers besides the requester", pol: withApprovers(2, "dba"), user: "alice", duration: time.Hour},
