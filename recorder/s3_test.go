@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/deploy/devstack"
@@ -392,5 +394,74 @@ func TestS3OutagePastAllowance(t *testing.T) {
 	drain(t, r)
 	if rep, err := r.Verify(ctx, "ses_s3_down"); err != nil || !rep.Intact {
 		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// TestS3BrokerPolicy records, verifies and reads a session with
+// credentials restricted by deploy/minio/custos-broker-policy.json (an STS
+// session policy on MinIO), and shows those credentials cannot delete.
+func TestS3BrokerPolicy(t *testing.T) {
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join(devstack.RepoRoot(), "deploy", "minio", "custos-broker-policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pol struct {
+		Statement []struct {
+			Effect string
+			Action []string
+		}
+	}
+	if err := json.Unmarshal(raw, &pol); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range pol.Statement {
+		for _, a := range st.Action {
+			if st.Effect == "Allow" && (strings.Contains(a, "Delete") || strings.Contains(a, "Bypass") || strings.Contains(a, "*")) {
+				t.Fatalf("policy allows %s", a)
+			}
+		}
+	}
+
+	m := devstack.StartMinIO(t)
+	bucket := m.NewLockedBucket(t)
+	policy := strings.ReplaceAll(string(raw), "custos-recordings", bucket)
+	sts, err := credentials.NewSTSAssumeRole(m.URL(), credentials.STSAssumeRoleOptions{
+		AccessKey: m.AccessKey, SecretKey: m.SecretKey, Policy: policy, DurationSeconds: 900,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := sts.GetWithContext(nil)
+	if err != nil {
+		t.Fatalf("assume role with the broker policy: %v", err)
+	}
+	st, err := s3.New(s3.Config{Endpoint: m.Endpoint, Bucket: bucket, AccessKey: v.AccessKeyID,
+		SecretKey: v.SecretAccessKey, SessionToken: v.SessionToken, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newEnv(t, st)
+	r := env.recorder()
+	h := testHeader("ses_s3_policy")
+	h.Policy.LegalHold = true
+	w, err := r.Start(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Output(1, []byte("restricted"))
+	w.Close()
+	drain(t, r)
+	rep, err := r.Verify(ctx, "ses_s3_policy")
+	if err != nil || !rep.Intact {
+		t.Fatalf("verify with the broker policy: %+v, %v", rep, err)
+	}
+	if evs := readAll(t, r, "ses_s3_policy"); len(evs) < 2 {
+		t.Fatalf("read %d events", len(evs))
+	}
+	loc, _ := r.locate(ctx, "ses_s3_policy")
+	err = st.Client().RemoveObject(ctx, bucket, loc.key, minio.RemoveObjectOptions{})
+	if err == nil || minio.ToErrorResponse(err).Code != "AccessDenied" {
+		t.Fatalf("the broker's credentials could delete (or place a delete marker): %v", err)
 	}
 }

@@ -29,6 +29,8 @@ type Config struct {
 	// AccessKey and SecretKey are the broker's credentials; they need no
 	// delete permission (deploy/minio/custos-broker-policy.json).
 	AccessKey, SecretKey string
+	// SessionToken goes with temporary credentials. Default: none.
+	SessionToken string
 	// Insecure uses plain HTTP. Default: false (HTTPS).
 	Insecure bool
 	// Transport overrides the HTTP transport. Default: minio-go's.
@@ -58,7 +60,7 @@ func New(cfg Config) (*Store, error) {
 		region = "us-east-1"
 	}
 	c, err := minio.New(cfg.Endpoint, &minio.Options{
-		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
 		Secure:    !cfg.Insecure,
 		Region:    region,
 		Transport: cfg.Transport,
