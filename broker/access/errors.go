@@ -33,7 +33,7 @@ func statusForPolicyCode(code string) int {
 	switch code {
 	case "not_requester", "self_approval", "not_approver", "forbidden":
 		return http.StatusForbidden
-	case "already_decided", "duplicate_approval", "request_expired", "not_pending", "grant_not_active":
+	case "already_decided", "duplicate_approval", "duplicate_denial", "request_expired", "not_pending", "grant_not_active":
 		return http.StatusConflict
 	default:
 		return http.StatusUnprocessableEntity

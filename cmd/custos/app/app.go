@@ -11,11 +11,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/store"
 	"github.com/custos-pam/custos/web"
 )
@@ -36,8 +39,26 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer st.Close()
 	auditLog := audit.NewLog(st)
 
+	dir, err := identity.NewDirectory(cfg)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dir, Store: st, Audit: auditLog, Log: log})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log})
+
 	srv := web.New(log, nil)
 	srv.AddCheck("store", st.Ping)
+	(&web.AccessAPI{Auth: ids, Access: acc, Log: log}).Register(srv)
+	(&web.AuditAPI{Auth: ids, Store: st, IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
+
+	// Background work stops before the store closes.
+	bg, stopBG := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stopBG(); wg.Wait() }()
+	wg.Go(func() { acc.RunScheduler(bg) })
 
 	ln, err := net.Listen("tcp", cfg.Listen.HTTP)
 	if err != nil {

@@ -68,6 +68,16 @@ func newRoot(g *globals) *cobra.Command {
 		newServeCmd(g),
 		newConfigCmd(g),
 		newVersionCmd(g),
+		newLoginCmd(g),
+		newWhoamiCmd(g),
+		newRequestCmd(g),
+		newRequestsCmd(g),
+		newDecideCmd(g, true),
+		newDecideCmd(g, false),
+		newCancelCmd(g),
+		newGrantsCmd(g),
+		newRevokeCmd(g),
+		newAuditCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func newLoginCmd(g *globals) *cobra.Command {
+	var user, totp string
+	var passwordStdin bool
+	cmd := &cobra.Command{
+		Use:   "login",
+		Short: "Sign in to the broker and save a short-lived API token",
+		Example: `  custos login --user alice
+  echo "$PASSWORD" | custos login --user alice --password-stdin --totp 123456`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.newClient(false)
+			if err != nil {
+				return err
+			}
+			if user == "" {
+				user = os.Getenv("USER")
+			}
+			password, err := readPassword(g, passwordStdin)
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Token     string    `json:"token"`
+				User      string    `json:"user"`
+				ExpiresAt time.Time `json:"expires_at"`
+			}
+			if err := c.do(cmd.Context(), "POST", "/api/v1/login", map[string]string{"user": user, "password": password, "totp": totp}, &out); err != nil {
+				return fmt.Errorf("login: %w", err)
+			}
+			if err := saveToken(savedToken{URL: c.base, User: out.User, Token: out.Token, ExpiresAt: out.ExpiresAt}); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "logged in as %s until %s\n", out.User, out.ExpiresAt.Local().Format(time.RFC1123))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&user, "user", "", "user name (default $USER)")
+	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	cmd.Flags().StringVar(&totp, "totp", "", "current TOTP code, when your account has a second factor")
+	return cmd
+}
+
+func readPassword(g *globals, fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(g.stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return "", errors.New("login: no password on standard input")
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	f, ok := g.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", errors.New("login: no terminal to ask for the password; use --password-stdin")
+	}
+	fmt.Fprint(g.stderr, "Password: ")
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(g.stderr)
+	if err != nil {
+		return "", fmt.Errorf("login: read password: %w", err)
+	}
+	return string(b), nil
+}
+
+func newWhoamiCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "whoami",
+		Short:   "Show who the saved token belongs to",
+		Example: "  custos whoami",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out map[string]any
+			if err := g.call(cmd.Context(), "GET", "/api/v1/whoami", nil, &out); err != nil {
+				return err
+			}
+			if j, err := g.jsonOutput(); err != nil || j {
+				if err != nil {
+					return err
+				}
+				return g.printJSON(out)
+			}
+			fmt.Fprintf(g.stdout, "%v (token %v, expires %v)\n", out["user"], out["token_id"], out["expires_at"])
+			return nil
+		},
+	}
+}
+
+// call runs one authenticated API call.
+func (g *globals) call(ctx context.Context, method, path string, in, out any) error {
+	c, err := g.newClient(true)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, method, path, in, out)
+}
