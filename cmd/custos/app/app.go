@@ -1,6 +1,6 @@
 // Package app assembles a running broker from its config: the state store,
-// audit log, services, proxies and the HTTP server, started and stopped in
-// a fixed order.
+// audit log, identities, access lifecycle, credential issuer, recorder,
+// proxies and the HTTP server, started and stopped in a fixed order.
 package app
 
 import (
@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
+	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/store"
 	"github.com/custos-pam/custos/web"
@@ -27,7 +30,9 @@ import (
 // shutdown signal.
 const shutdownGrace = 10 * time.Second
 
-// Run runs the broker until ctx ends, then shuts down gracefully.
+// Run runs the broker until ctx ends, then shuts down in this order: stop
+// accepting HTTP and proxy connections, end live sessions, seal and upload
+// their recordings, stop background work, close the store.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Listen.DataDir, 0o700); err != nil {
 		return fmt.Errorf("serve: data dir: %w", err)
@@ -48,20 +53,71 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log})
+	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
 
 	srv := web.New(log, nil)
 	srv.AddCheck("store", st.Ping)
-	(&web.AccessAPI{Auth: ids, Access: acc, Log: log}).Register(srv)
-	(&web.AuditAPI{Auth: ids, Store: st, IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
 
 	// Background work stops before the store closes.
-	bg, stopBG := context.WithCancel(ctx)
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	defer func() { stopBG(); wg.Wait() }()
 	wg.Go(func() { acc.RunScheduler(bg) })
 
+	var (
+		vc     *vaultcreds.Client
+		issuer *vaultcreds.Issuer
+	)
+	if cfg.Vault.Address != "" {
+		if vc, err = vaultcreds.New(cfg.Vault, log); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		if issuer, err = vaultcreds.NewIssuer(vaultcreds.Options{Client: vc, Config: cfg, Store: st, Audit: auditLog, Log: log}); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		srv.AddCheck("vault", vc.Health)
+		wg.Go(func() { vc.Run(bg) })
+		wg.Go(func() { _ = issuer.Run(bg) })
+	}
+
+	rec, err := newRecorder(ctx, cfg, vc, st, auditLog, log)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	srv.AddCheck("recordings", func(context.Context) error { return rec.Ready() })
+
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, auditLog, log, func(f func()) { wg.Go(f) })
+	if err != nil {
+		_ = rec.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	// Grant changes from this broker and, on PostgreSQL, from every
+	// replica end live sessions at once.
+	events := st.GrantEvents(bg)
+	wg.Go(func() {
+		for ev := range events {
+			if ev.State != broker.GrantActive {
+				px.terminateGrant(ev.GrantID, revokeMessage(ev))
+			}
+		}
+	})
+
+	(&web.AccessAPI{Auth: ids, Access: acc, Log: log}).Register(srv)
+	(&web.AuditAPI{Auth: ids, Store: st, IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
+	pgHost, pgPort := proxyHostPort(cfg)
+	(&web.DBAPI{Auth: ids, Tokens: dbt, Host: pgHost, Port: pgPort, Database: func(target string) string {
+		if t, ok := cfg.FindTarget(target); ok {
+			return t.Postgres.Database
+		}
+		return ""
+	}}).Register(srv)
+	(&web.SessionsAPI{Auth: ids, Store: st, Recorder: rec, Terminator: px, Audit: auditLog,
+		IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
+
 	ln, err := net.Listen("tcp", cfg.Listen.HTTP)
 	if err != nil {
+		px.close()
+		_ = rec.Close()
 		return fmt.Errorf("serve: listen %s: %w", cfg.Listen.HTTP, err)
 	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -77,18 +133,55 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			errc <- err
 		}
 	}()
-	log.Info("custos broker started", "http", ln.Addr().String(), "store", cfg.Store.Driver)
+	log.Info("custos broker started", "http", ln.Addr().String(), "store", cfg.Store.Driver,
+		"recordings", cfg.Recording.Store, "vault", cfg.Vault.Address != "")
 	_, _ = auditLog.Append(ctx, audit.Entry{Actor: "system", Action: "broker.start", Outcome: broker.OutcomeSuccess})
 
+	var runErr error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		return fmt.Errorf("serve: http: %w", err)
+		runErr = fmt.Errorf("serve: http: %w", err)
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	_ = httpSrv.Shutdown(sctx)
+	px.close()
+	if err := rec.Drain(sctx); err != nil {
+		log.Warn("recordings not fully uploaded at shutdown; they stay spooled and upload on next start", "err", err)
+	}
+	_ = rec.Close()
 	_, _ = auditLog.Append(sctx, audit.Entry{Actor: "system", Action: "broker.stop", Outcome: broker.OutcomeSuccess})
-	return nil
+	return runErr
+}
+
+// revokeMessage is what a user sees when their session is ended by a grant
+// change.
+func revokeMessage(ev broker.GrantEvent) string {
+	switch {
+	case ev.State == broker.GrantExpired:
+		return "grant expired"
+	case ev.Reason != "":
+		return "grant revoked: " + ev.Reason
+	default:
+		return "grant " + string(ev.State)
+	}
+}
+
+// proxyHostPort is where clients reach the PostgreSQL proxy: the public
+// URL's host and the listener's port.
+func proxyHostPort(cfg *config.Config) (string, string) {
+	host, port, _ := net.SplitHostPort(cfg.Listen.Postgres)
+	if u := cfg.PublicURL; u != "" {
+		u = u[strings.Index(u, "://")+3:]
+		if i := strings.IndexAny(u, ":/"); i >= 0 {
+			u = u[:i]
+		}
+		host = u
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return host, port
 }

@@ -78,6 +78,11 @@ func newRoot(g *globals) *cobra.Command {
 		newGrantsCmd(g),
 		newRevokeCmd(g),
 		newAuditCmd(g),
+		newDBCmd(g),
+		newSessionsCmd(g),
+		newVerifyCmd(g),
+		newExportCmd(g),
+		newPlayCmd(g),
 	)
 	return root
 }
