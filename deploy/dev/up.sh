@@ -52,13 +52,15 @@ password \$CUSTOS_DEMO_PASSWORD, SSH keys in .dev/keys/.
   source .dev/env
   bin/custos login --user alice
   bin/custos request demo-pg --role readonly --for 1h --reason "INC-123 demo"
-  CUSTOS_CONFIG_DIR=.dev/bob bin/custos login --user bob    # then approve as bob
-  psql "host=127.0.0.1 port=\$CUSTOS_PG_PORT dbname=postgres user=alice sslmode=require"
-  ssh -i .dev/keys/alice -p \$CUSTOS_SSH_PORT alice@127.0.0.1
+  CUSTOS_CONFIG_DIR=.dev/bob bin/custos login --user bob     # approvers sign in separately
+  CUSTOS_CONFIG_DIR=.dev/bob bin/custos approve <request-id>
+  ssh -i .dev/keys/alice -p \$CUSTOS_SSH_PORT demo-ssh@127.0.0.1
+  psql "host=127.0.0.1 port=\$CUSTOS_PG_PORT dbname=demo-pg user=alice sslmode=verify-full sslrootcert=.dev/tls/ca.crt"
+      (the password psql asks for is a short-lived connection token from the broker)
 
 Straight to the targets, bypassing the broker (debugging only):
   PGPASSWORD=\$CUSTOS_TARGET_PG_PASSWORD psql -h 127.0.0.1 -p \$CUSTOS_TARGET_PG_PORT -U postgres
-  vault write -field=signed_key ssh/sign/ops public_key=@.dev/keys/alice.pub > /tmp/alice-cert.pub
+  .dev/bin/vault write -field=signed_key ssh/sign/ops public_key=@.dev/keys/alice.pub > /tmp/alice-cert.pub
   ssh -i .dev/keys/alice -o CertificateFile=/tmp/alice-cert.pub -p \$CUSTOS_TARGET_SSH_PORT $CUSTOS_TARGET_SSH_LOGIN@127.0.0.1
 
 Stop everything with: make down

@@ -19,13 +19,10 @@ const InstallHint = "run `make tools` (deploy/dev/install.sh) to install and bui
 //
 //	func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
 func Main(m *testing.M) int {
-	code := func() int {
-		// Stop components even if a test panics; the panic still fails
-		// the binary after the deferred cleanup.
-		defer cleanupAll()
-		return m.Run()
-	}()
-	return code
+	// A panicking test or a -timeout kills the binary without running
+	// this; the parent-death signal then takes the components down.
+	defer cleanupAll()
+	return m.Run()
 }
 
 // cleanupAll stops every attached process and removes the shared work dir.
