@@ -2,25 +2,17 @@
 # Mount paths are the broker's defaults (vault.database_mount, ssh_mount,
 # transit_mount, kv_mount in the broker config); change both together.
 
-# Dynamic PostgreSQL logins: one read of database/creds/<role> per grant or
-# session. Roles are named after the target roles in the broker config.
-path "database/creds/*" {
-  capabilities = ["read"]
+# Dynamic PostgreSQL logins are read with a per-grant token from the
+# custos-grant token role (policy custos-grant), never with this token: the
+# token's display name puts user and grant into the generated role name, and
+# its TTL ends the login at the grant's end.
+path "auth/token/create/custos-grant" {
+  capabilities = ["update"]
 }
 
-# Renew and revoke the leases it was issued (grant end, revocation, session
-# end). The body form (sys/leases/revoke with lease_id) is what the API client
-# uses; the path form is scoped to database leases.
-path "sys/leases/renew" {
-  capabilities = ["update"]
-}
-path "sys/leases/revoke" {
-  capabilities = ["update"]
-}
+# Revoke database leases (grant end, revocation, session end). Only the path
+# form, scoped to the database engine: no other lease can be revoked.
 path "sys/leases/revoke/database/creds/*" {
-  capabilities = ["update"]
-}
-path "sys/leases/lookup" {
   capabilities = ["update"]
 }
 
@@ -33,8 +25,19 @@ path "ssh/config/ca" {
   capabilities = ["read"]
 }
 
+# Break-glass: read and rotate database static roles.
+path "database/static-creds/*" {
+  capabilities = ["read"]
+}
+path "database/rotate-role/*" {
+  capabilities = ["update"]
+}
+
 # Envelope encryption of recordings: data keys and unwrap for replay, with
 # the one transit key Custos uses.
+path "transit/datakey/plaintext/custos-recordings" {
+  capabilities = ["update"]
+}
 path "transit/datakey/wrapped/custos-recordings" {
   capabilities = ["update"]
 }

@@ -304,7 +304,7 @@ func (c *Client) call(ctx context.Context, op string, fn func(ctx context.Contex
 			return s, nil
 		}
 		var re *vaultapi.ResponseError
-		if attempt == 0 && c.approle() && errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+		if attempt == 0 && c.approle() && errors.As(err, &re) && re.StatusCode == http.StatusForbidden && !c.tokenValid(ctx) {
 			c.mu.Lock()
 			c.auth = nil
 			c.mu.Unlock()
@@ -318,6 +318,14 @@ func (c *Client) call(ctx context.Context, op string, fn func(ctx context.Contex
 		}
 		return nil, classify(ctx, op, err)
 	}
+}
+
+// tokenValid tells a dead token from a policy denial: both are 403.
+func (c *Client) tokenValid(ctx context.Context) bool {
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, err := c.api.Auth().Token().LookupSelfWithContext(cctx)
+	return err == nil
 }
 
 func (c *Client) read(ctx context.Context, path string) (*vaultapi.Secret, error) {

@@ -207,10 +207,9 @@ func (i *Issuer) Issue(ctx context.Context, g broker.Grant, sessionID string, pe
 	if perSession {
 		gc.sessions[sessionID] = iss
 	} else {
-		if gc.shared != nil {
-			// The old login is about to expire; let it go now.
-			i.revokeIssued(ctx, g.ID, gc.shared, "replaced")
-		}
+		// A login being replaced is about to expire (role max_ttl shorter
+		// than the grant). It stays on record: Vault ends it at its
+		// expiry and the grant's revocation sweeps it up if not.
 		gc.shared = iss
 	}
 	return iss.lease, nil

@@ -1,4 +1,5 @@
-SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{{name}}';
+ALTER ROLE "{{name}}" NOLOGIN;
+SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = '{{name}}';
 REASSIGN OWNED BY "{{name}}" TO CURRENT_USER;
 DROP OWNED BY "{{name}}";
 DROP ROLE IF EXISTS "{{name}}";
