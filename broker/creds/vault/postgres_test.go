@@ -70,9 +70,18 @@ func TestPostgresPerGrantLifecycle(t *testing.T) {
 	if got := backends(t, admin, oid); got != 1 {
 		t.Fatalf("%d backends for %s, want 1", got, lease.Username)
 	}
+	var shown string
+	if err := admin.QueryRow(ctx, "SELECT usename FROM pg_stat_activity WHERE usesysid = $1", oid).Scan(&shown); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(shown, wantName+"-readonly-") {
+		t.Errorf("pg_stat_activity shows %q, want user, grant and role (%s-readonly-…)", shown, wantName)
+	}
 
+	start := time.Now()
 	e.endGrant(t, g, broker.GrantRevoked, true)
-	took := e.waitLeaseGone(t, lease.LeaseID, 5*time.Second)
+	e.waitLeaseGone(t, lease.LeaseID, 5*time.Second)
+	took := time.Since(start)
 	t.Logf("lease revoked %s after the grant was revoked", took)
 	if took > time.Second {
 		t.Errorf("lease revoked %s after the grant, want within 1s", took)
