@@ -32,10 +32,11 @@ stop() {
 	if alive "$pid" && ours "$pid"; then
 		# sshd sessions run in sessions of their own: find them first.
 		kids="$(descendants "$pid")"
-		# PostgreSQL: fast shutdown, without waiting for clients.
+		# PostgreSQL: fast shutdown, without waiting for clients. The broker
+		# drains recordings for up to ten seconds: allow 20.
 		if [ "$name" = postgres ]; then sig=INT; fi
 		kill "-$sig" "$pid" 2>/dev/null || true
-		for i in $(seq 1 50); do
+		for i in $(seq 1 100); do
 			alive "$pid" || break
 			sleep 0.2
 		done

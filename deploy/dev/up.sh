@@ -21,7 +21,14 @@ go build -o "$dev/bin/devstack" ./deploy/devstack/cmd/devstack
 custos_args=()
 build_failed=0
 if [ -d cmd/custos ]; then
-	if go build -o bin/custos ./cmd/custos; then
+	# Replace bin/custos only when the build differs, so an unchanged
+	# broker keeps running.
+	if go build -o "$dev/bin/custos.new" ./cmd/custos; then
+		if cmp -s "$dev/bin/custos.new" bin/custos; then
+			rm -f "$dev/bin/custos.new"
+		else
+			mv -f "$dev/bin/custos.new" bin/custos
+		fi
 		custos_args=(-custos "$root/bin/custos")
 	else
 		build_failed=1

@@ -402,11 +402,11 @@ func TestRenderConfig(t *testing.T) {
 	dir := t.TempDir()
 	tmpl := filepath.Join(dir, "in.yaml")
 	out := filepath.Join(dir, "out.yaml")
-	os.WriteFile(tmpl, []byte("http: 127.0.0.1:${CUSTOS_HTTP_PORT}\nurl: $CUSTOS_URL\n"), 0o644)
+	os.WriteFile(tmpl, []byte("# each ${VAR} is replaced\nhttp: 127.0.0.1:${CUSTOS_HTTP_PORT}\nurl: $CUSTOS_URL\n"), 0o644)
 	if err := renderConfig(tmpl, out, map[string]string{"CUSTOS_HTTP_PORT": "8443", "CUSTOS_URL": "https://x"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFileString(out); got != "http: 127.0.0.1:8443\nurl: https://x" {
+	if got := readFileString(out); got != "# each ${VAR} is replaced\nhttp: 127.0.0.1:8443\nurl: https://x" {
 		t.Fatalf("rendered %q", got)
 	}
 	err := renderConfig(tmpl, out, map[string]string{"CUSTOS_HTTP_PORT": "8443"})

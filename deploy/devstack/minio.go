@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -125,6 +126,9 @@ type minioOptions struct {
 
 // launchMinIO starts a single-drive server with data in dir/data.
 func launchMinIO(o minioOptions) (*MinIO, *process, error) {
+	if err := os.MkdirAll(filepath.Join(o.dir, "data"), 0o755); err != nil {
+		return nil, nil, fmt.Errorf("minio: %w", err)
+	}
 	if o.logPath == "" {
 		o.logPath = filepath.Join(o.dir, "minio.log")
 	}

@@ -153,6 +153,11 @@ func startInfra(o UpOptions, env map[string]string) error {
 	if err := settle(env, dir); err != nil {
 		return err
 	}
+	// Saved before anything starts, so a failed up keeps its secrets and
+	// the next one reuses them (the PostgreSQL password is set at initdb).
+	if err := writeEnvFile(filepath.Join(dir, "env"), env); err != nil {
+		return err
+	}
 	say := func(format string, args ...any) { fmt.Fprintf(o.Out, "up: "+format+"\n", args...) }
 	tlsFiles, err := ensureDevTLS(filepath.Join(dir, "tls"))
 	if err != nil {
@@ -270,6 +275,9 @@ func startCustos(o UpOptions, env map[string]string, infraRestarted bool) error 
 		fmt.Fprintln(o.Out, "up: custos already running")
 		return nil
 	}
+	if pidAlive(dir, "custos") {
+		fmt.Fprintln(o.Out, "up: restarting custos (new binary, new config or restarted components)")
+	}
 	stopPid(dir, "custos")
 	brokerToken, err := os.ReadFile(filepath.Join(dir, "vault", "out", "broker-token"))
 	if err != nil {
@@ -341,21 +349,28 @@ func caClient(caPath string) (*http.Client, error) {
 	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
 }
 
-// renderConfig replaces ${VAR} in the template with env values; an unknown
-// variable is an error rather than an empty string.
+// renderConfig replaces ${VAR} in the template with env values, except on
+// comment lines; an unknown variable is an error rather than an empty string.
 func renderConfig(template, out string, env map[string]string) error {
 	b, err := os.ReadFile(template)
 	if err != nil {
 		return fmt.Errorf("up: config: %w", err)
 	}
 	var missing []string
-	rendered := os.Expand(string(b), func(k string) string {
-		v, ok := env[k]
-		if !ok {
-			missing = append(missing, k)
+	lines := strings.SplitAfter(string(b), "\n")
+	for i, line := range lines {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue // comments may mention ${VAR} literally
 		}
-		return v
-	})
+		lines[i] = os.Expand(line, func(k string) string {
+			v, ok := env[k]
+			if !ok {
+				missing = append(missing, k)
+			}
+			return v
+		})
+	}
+	rendered := strings.Join(lines, "")
 	if len(missing) > 0 {
 		return fmt.Errorf("up: config %s uses variables the stack does not set: %s", template, strings.Join(missing, ", "))
 	}
@@ -438,7 +453,8 @@ func stopPid(dir, name string) {
 		}
 		descendants := descendantsOf(pid)
 		_ = syscall.Kill(pid, sig)
-		for i := 0; i < 100 && alive(pid); i++ {
+		// The broker drains recordings for up to ten seconds.
+		for i := 0; i < 200 && alive(pid); i++ {
 			time.Sleep(100 * time.Millisecond)
 		}
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
