@@ -199,7 +199,7 @@ func (r *Recorder) uploadChunk(j job) {
 	}
 	r.storeOK()
 	mark, _ := json.Marshal(uploadMark{VersionID: vid})
-	if err := t.sp.WriteFile(chunk.ObjectName(j.seq)+uploadedExt, mark); err != nil {
+	if err := t.sp.WriteHint(chunk.ObjectName(j.seq)+uploadedExt, mark); err != nil {
 		// Not fatal: recovery finds the uploaded version again.
 		r.log.Warn("recorder: write upload mark", "session", t.id, "seq", j.seq, "err", err)
 	}

@@ -116,6 +116,28 @@ func (s *Session) WriteFile(name string, b []byte) error {
 	return nil
 }
 
+// WriteHint writes a small named file without forcing it to disk: for
+// facts that can be rebuilt after a crash (upload marks). A reader sees
+// either the whole file or none.
+func (s *Session) WriteHint(name string, b []byte) error {
+	f, err := os.CreateTemp(s.dir, ".tmp-"+name+"-*")
+	if err != nil {
+		return fmt.Errorf("spool: session %s: write %s: %w", s.id, name, err)
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(s.dir, name))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("spool: session %s: write %s: %w", s.id, name, err)
+	}
+	return nil
+}
+
 // ReadFile reads a named file; a missing file wraps fs.ErrNotExist.
 func (s *Session) ReadFile(name string) ([]byte, error) {
 	b, err := os.ReadFile(filepath.Join(s.dir, name))

@@ -64,6 +64,8 @@ func New(cfg Config) (*Store, error) {
 		Secure:    !cfg.Insecure,
 		Region:    region,
 		Transport: cfg.Transport,
+		// Checksums (required with Object Lock) travel as trailers.
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 store: %w", err)
@@ -116,7 +118,6 @@ func (s *Store) Put(ctx context.Context, key string, body []byte, opts store.Put
 	po := minio.PutObjectOptions{
 		ContentType:      "application/octet-stream",
 		DisableMultipart: true,
-		SendContentMd5:   true,
 	}
 	if key != "" && strings.HasSuffix(key, ".json") {
 		po.ContentType = "application/json"
@@ -128,6 +129,9 @@ func (s *Store) Put(ctx context.Context, key string, body []byte, opts store.Put
 	if opts.LegalHold {
 		po.LegalHold = minio.LegalHoldEnabled
 	}
+	// Object Lock writes need an integrity header (Content-MD5 or a
+	// checksum): send the body's SHA-256, which the server checks.
+	po.Checksum = minio.ChecksumSHA256
 	if opts.SHA256 != "" {
 		po.UserMetadata = map[string]string{metaSHA256: opts.SHA256}
 	}
