@@ -91,6 +91,7 @@ func (p *Proxy) serverConfig(st *authState) *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		ServerVersion: "SSH-2.0-Custos",
 		MaxAuthTries:  6,
+		Config:        ssh.Config{Ciphers: clientCiphers},
 		PreAuthConnCallback: func(c ssh.ServerPreAuthConn) {
 			st.mu.Lock()
 			st.preauth = c

@@ -130,6 +130,13 @@ func (f *fakeRecorder) Start(_ context.Context, h event.Header) (Recording, erro
 	return r, nil
 }
 
+// discardData makes new recordings encode terminal data and keep none.
+func (f *fakeRecorder) discardData() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.discard = true
+}
+
 // fail sets how new recordings fail: at start, or after n events.
 func (f *fakeRecorder) fail(start error, after int) {
 	f.mu.Lock()
@@ -337,6 +344,12 @@ const (
 // proxy starts; the user alice has an active grant on web-1 unless noGrant.
 func newEnv(t testing.TB, edit ...func(*config.Config)) *env {
 	t.Helper()
+	return newEnvRecorder(t, nil, edit...)
+}
+
+// newEnvRecorder is newEnv with another recorder than the in-memory fake.
+func newEnvRecorder(t testing.TB, rec recorder, edit ...func(*config.Config)) *env {
+	t.Helper()
 	for _, tool := range []string{"ssh", "scp", "sftp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			devstack.Require(t, tool, "apt-get install -y openssh-client")
@@ -381,9 +394,12 @@ func newEnv(t testing.TB, edit ...func(*config.Config)) *env {
 		StartsAt: time.Now().Add(-time.Minute), EndsAt: time.Now().Add(time.Hour), State: broker.GrantActive,
 		Approvers: []string{"bob"}, Reason: "INC-1"}
 	e.grants.set(e.grant)
+	if rec == nil {
+		rec = e.rec
+	}
 	e.proxy, err = New(Options{
 		HostKeyFile: filepath.Join(e.dir, "host_key"),
-		Identities:  ids, Grants: e.grants, Targets: e.cfg, Credentials: e.creds, Recorder: e.rec, Audit: e.audit,
+		Identities:  ids, Grants: e.grants, Targets: e.cfg, Credentials: e.creds, Recorder: rec, Audit: e.audit,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
