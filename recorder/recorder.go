@@ -90,9 +90,10 @@ func New(ctx context.Context, cfg Config) (*Recorder, error) {
 	return r, nil
 }
 
-// Close stops the background work and releases the spool. Live writers
-// are not closed: what they spooled is recovered by the next Recorder.
-// Uploads still pending stay in the spool.
+// Close ends the sessions still being recorded (terminated by "broker",
+// their data spooled), stops the background work and releases the spool.
+// Uploads not finished stay in the spool and are completed by the next
+// Recorder; call Drain first to finish them now.
 func (r *Recorder) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -100,7 +101,16 @@ func (r *Recorder) Close() error {
 		return nil
 	}
 	r.closed = true
+	live := make([]*Writer, 0, len(r.live))
+	for _, w := range r.live {
+		live = append(live, w)
+	}
 	r.mu.Unlock()
+	for _, w := range live {
+		if err := w.Terminate("broker", "broker shutting down"); err != nil && !errors.Is(err, ErrClosed) {
+			r.log.Warn("recorder: end session at shutdown", "session", w.header.SessionID, "err", err)
+		}
+	}
 	r.cancel()
 	r.wg.Wait()
 	return r.spool.Close()

@@ -323,3 +323,41 @@ func TestManifestSignedByBroker(t *testing.T) {
 		t.Fatalf("manifest: %+v", m)
 	}
 }
+
+// TestCloseEndsLiveSessions shuts a Recorder down mid-session: the session
+// ends as terminated by the broker, and the next Recorder stores it.
+func TestCloseEndsLiveSessions(t *testing.T) {
+	ctx := context.Background()
+	env := newEnv(t, nil)
+	r, err := New(ctx, env.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := r.Start(ctx, testHeader("ses_shutdown"))
+	w.Output(1, []byte("in flight"))
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Output(1, []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write after shutdown: %v", err)
+	}
+	if _, err := r.Start(ctx, testHeader("ses_after")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("start after shutdown: %v", err)
+	}
+	r2 := env.recorder()
+	drain(t, r2)
+	rep, err := r2.Verify(ctx, "ses_shutdown")
+	if err != nil || !rep.Intact || rep.State != "terminated" {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+	if s := env.session("ses_shutdown"); s.State != broker.SessionTerminated || !strings.Contains(s.EndReason, "shutting down") {
+		t.Fatalf("index: %+v", s)
+	}
+	var out bytes.Buffer
+	for _, e := range readAll(t, r2, "ses_shutdown") {
+		out.Write(e.Data)
+	}
+	if out.String() != "in flight" {
+		t.Fatalf("read %q", out.String())
+	}
+}

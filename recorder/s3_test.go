@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	vault "github.com/hashicorp/vault/api"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/deploy/devstack"
 	"github.com/custos-pam/custos/recorder/event"
+	"github.com/custos-pam/custos/recorder/keywrap"
 	"github.com/custos-pam/custos/recorder/store/s3"
 )
 
@@ -463,5 +465,44 @@ func TestS3BrokerPolicy(t *testing.T) {
 	err = st.Client().RemoveObject(ctx, bucket, loc.key, minio.RemoveObjectOptions{})
 	if err == nil || minio.ToErrorResponse(err).Code != "AccessDenied" {
 		t.Fatalf("the broker's credentials could delete (or place a delete marker): %v", err)
+	}
+}
+
+// TestS3WithVaultTransit records with data keys from the devstack Vault's
+// Transit engine (broker token, bootstrap policy) into MinIO, and reads back.
+func TestS3WithVaultTransit(t *testing.T) {
+	ctx := context.Background()
+	v := devstack.StartVault(t)
+	v.Bootstrap(t, devstack.StartPostgres(t))
+	vcfg := vault.DefaultConfig()
+	vcfg.Address = v.Addr
+	vc, err := vault.NewClient(vcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(v.BrokerToken)
+	env, _, _ := s3Env(t)
+	env.keys = keywrap.NewTransit(vc, "transit", "custos-recordings")
+	r := env.recorder()
+	w, err := r.Start(ctx, testHeader("ses_s3_transit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Output(1, []byte("wrapped by vault"))
+	w.Close()
+	drain(t, r)
+	loc, err := r.locate(ctx, "ses_s3_transit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := loc.signed.Manifest.Key; k.Wrapper != "vault-transit" || k.KeyID != "transit/custos-recordings" || !strings.HasPrefix(k.Ciphertext, "vault:v") {
+		t.Fatalf("manifest key: %+v", k)
+	}
+	var out bytes.Buffer
+	for _, e := range readAll(t, r, "ses_s3_transit") {
+		out.Write(e.Data)
+	}
+	if !strings.Contains(out.String(), "wrapped by vault") {
+		t.Fatalf("read back %q", out.String())
 	}
 }
