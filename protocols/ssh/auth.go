@@ -167,8 +167,13 @@ func (p *Proxy) identify(key ssh.PublicKey) (user string, critical map[string]st
 	if cert.CertType != ssh.UserCert || len(cert.ValidPrincipals) == 0 {
 		return "", nil, errors.New("not a user certificate")
 	}
+	if !p.isUserCA(cert.SignatureKey) {
+		return "", nil, errors.New("certificate signed by an unknown authority")
+	}
 	user = cert.ValidPrincipals[0]
-	checker := ssh.CertChecker{IsUserAuthority: p.isUserCA, Clock: p.opts.Now}
+	// CheckCert verifies the signature, validity and critical options; the
+	// authority is checked above (CheckCert does not).
+	checker := ssh.CertChecker{Clock: p.opts.Now}
 	if err := checker.CheckCert(user, cert); err != nil {
 		return "", nil, err
 	}
@@ -263,21 +268,22 @@ func noGrant(t *config.Target, login string, cause error) *refusal {
 // it, up to the role's hold timeout. Without a hold policy it returns an
 // error at once.
 func (p *Proxy) hold(st *authState, t *config.Target, user, login string) (broker.Grant, error) {
-	var pol *config.Policy
+	var role *config.Role
 	for i := range t.Roles {
 		if t.Roles[i].Policy.Hold && (login == "" || t.Roles[i].LoginOrDefault() == login) {
-			pol = &t.Roles[i].Policy
+			role = &t.Roles[i]
 			break
 		}
 	}
-	if pol == nil {
+	if role == nil {
 		return broker.Grant{}, errors.New("no active grant")
 	}
-	wait := pol.HoldTimeout.D()
+	wait := role.Policy.HoldTimeout.D()
 	if wait <= 0 {
 		wait = 5 * time.Minute
 	}
-	st.banner(fmt.Sprintf("no active grant for %s; waiting up to %s for approval.\nIn another terminal run: custos request %s --role ROLE --for 1h --reason ...\n", t.Name, wait, t.Name))
+	st.banner(fmt.Sprintf("no active grant for %s; waiting up to %s for approval.\nIn another terminal run: custos request %s --role %s --for 1h --reason ...\n",
+		t.Name, wait, t.Name, role.Name))
 	deadline := p.opts.Now().Add(wait)
 	_ = st.raw.SetDeadline(deadline.Add(p.opts.AuthTimeout))
 	tick := time.NewTicker(holdPoll)

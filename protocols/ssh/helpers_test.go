@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -350,6 +351,12 @@ func newEnv(t testing.TB, edit ...func(*config.Config)) *env {
 // newEnvRecorder is newEnv with another recorder than the in-memory fake.
 func newEnvRecorder(t testing.TB, rec recorder, edit ...func(*config.Config)) *env {
 	t.Helper()
+	return newEnvOptions(t, rec, nil, edit...)
+}
+
+// newEnvOptions is newEnvRecorder with a last say on the proxy's options.
+func newEnvOptions(t testing.TB, rec recorder, opts func(*Options), edit ...func(*config.Config)) *env {
+	t.Helper()
 	for _, tool := range []string{"ssh", "scp", "sftp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			devstack.Require(t, tool, "apt-get install -y openssh-client")
@@ -397,11 +404,15 @@ func newEnvRecorder(t testing.TB, rec recorder, edit ...func(*config.Config)) *e
 	if rec == nil {
 		rec = e.rec
 	}
-	e.proxy, err = New(Options{
+	o := Options{
 		HostKeyFile: filepath.Join(e.dir, "host_key"),
 		Identities:  ids, Grants: e.grants, Targets: e.cfg, Credentials: e.creds, Recorder: rec, Audit: e.audit,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	e.proxy, err = New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,6 +470,13 @@ func run(t testing.TB, stdin io.Reader, name string, args ...string) result {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return r
+}
+
+// withKey returns args with the user's key file replaced by key.
+func (e *env) withKey(args []string, key string) []string {
+	out := slices.Clone(args)
+	out[slices.Index(out, e.key)] = key
+	return out
 }
 
 // ssh runs ssh through the proxy as alice to TARGET (or LOGIN@TARGET).

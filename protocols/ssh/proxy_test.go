@@ -2,6 +2,8 @@ package sshproxy
 
 import (
 	"bufio"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -9,10 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/recorder/event"
@@ -425,4 +430,72 @@ func (w *syncBuffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// userCert writes a private key and a certificate for it (KEY-cert.pub,
+// which OpenSSH loads beside KEY) signed by ca for principal user.
+func userCert(t *testing.T, dir string, ca ssh.Signer, user string, validFor time.Duration) string {
+	t.Helper()
+	key := filepath.Join(dir, user+"-"+strconv.Itoa(int(validFor.Seconds())))
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	b, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cert := &ssh.Certificate{Key: pub, CertType: ssh.UserCert, KeyId: user, ValidPrincipals: []string{user},
+		ValidAfter: uint64(now.Add(-2 * time.Hour).Unix()), ValidBefore: uint64(now.Add(validFor).Unix()),
+		Permissions: ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}}}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func TestUserCertificateFromBrokerCA(t *testing.T) {
+	newCA := func() ssh.Signer {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		s, err := ssh.NewSignerFromKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	ca, otherCA := newCA(), newCA()
+	e := newEnvOptions(t, nil, func(o *Options) { o.UserCAKeys = []ssh.PublicKey{ca.PublicKey()} },
+		func(c *config.Config) { c.Users = append(c.Users, config.User{Name: "mallory", Disabled: true}) })
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		key  string
+		ok   bool
+	}{
+		{"valid certificate", userCert(t, dir, ca, testUser, time.Hour), true},
+		{"expired certificate", userCert(t, dir, ca, testUser, -time.Hour), false},
+		{"another CA", userCert(t, dir, otherCA, testUser, 2*time.Hour), false},
+		{"disabled user", userCert(t, dir, ca, "mallory", time.Hour), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, nil, "ssh", e.withKey(e.sshArgs(testTarget, "echo via-cert"), tc.key)...)
+			if tc.ok != (r.code == 0 && r.stdout == "via-cert\n") {
+				t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+			}
+			if !tc.ok && !strings.Contains(r.stderr, "Permission denied") {
+				t.Fatalf("stderr %q", r.stderr)
+			}
+		})
+	}
+	if h := e.rec.last(t).header; h.User != testUser {
+		t.Fatalf("header %+v", h)
+	}
 }
