@@ -169,14 +169,14 @@ func crashAndRecover(t *testing.T, env *testEnv, hc helperConfig) {
 	if next == 0 {
 		t.Fatal("nothing recovered")
 	}
-	// Lines the child wrote more than a second (plus an fsync's slack)
-	// before the kill must have survived.
+	// Lines the child wrote more than a second (plus slack for the fsync
+	// on a loaded machine) before the kill must have survived.
 	lostFrom, ok := written[next]
 	if !ok {
 		t.Logf("recovered all %d lines", next)
 		return
 	}
-	if lost := killed.Sub(lostFrom); lost > 1300*time.Millisecond {
+	if lost := killed.Sub(lostFrom); lost > 1500*time.Millisecond {
 		t.Fatalf("lost %d lines written in the last %v before SIGKILL; at most about 1s may be lost", len(written)-next, lost)
 	}
 	t.Logf("recovered %d of %d lines; lost the last %v", next, len(written), killed.Sub(lostFrom).Round(time.Millisecond))

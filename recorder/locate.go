@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/manifest"
 	"github.com/custos-pam/custos/recorder/store"
@@ -25,6 +26,8 @@ type located struct {
 	others []store.Version
 	// expected is the manifest hash the index recorded, if known.
 	expected string
+	// indexed is the session's index entry, when there is one.
+	indexed *broker.Session
 }
 
 // locate finds a session's manifest. The session index gives the start
@@ -41,6 +44,7 @@ func (r *Recorder) locate(ctx context.Context, id string) (*located, error) {
 		if s, err := r.cfg.Index.GetSession(ctx, id); err == nil {
 			loc.prefix = r.sessionPrefix(id, s.StartedAt)
 			loc.expected = s.ManifestHash
+			loc.indexed = &s
 		}
 	}
 	if loc.prefix == "" {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/recorder/chunk"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/manifest"
@@ -127,7 +128,16 @@ func (r *Recorder) Verify(ctx context.Context, sessionID string) (*VerifyReport,
 	}
 	if errors.Is(err, ErrNotFound) {
 		rep.Checks = append(rep.Checks, "manifest present")
-		rep.fail(0, rep.ManifestKey, "manifest", "missing: the recording's manifest is not in the store")
+		switch {
+		case loc != nil && loc.indexed != nil && loc.indexed.State == broker.SessionLive:
+			rep.State = "live"
+			rep.fail(0, rep.ManifestKey, "manifest", "not written yet: the session index says the session is live (or its broker died and has not restarted)")
+		case loc != nil && loc.indexed != nil:
+			rep.fail(0, rep.ManifestKey, "manifest", "missing: the session index records a %s session (manifest %s) but the store has no manifest",
+				loc.indexed.State, orNone(loc.indexed.ManifestHash))
+		default:
+			rep.fail(0, rep.ManifestKey, "manifest", "missing: the recording's manifest is not in the store")
+		}
 		return rep, nil
 	}
 	if err != nil && (loc == nil || loc.raw == nil) {

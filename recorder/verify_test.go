@@ -159,3 +159,23 @@ func TestVerifyMissingRecording(t *testing.T) {
 		t.Fatalf("missing recording: %+v", rep)
 	}
 }
+
+func TestVerifyLiveSession(t *testing.T) {
+	ctx := context.Background()
+	env := newEnv(t, nil)
+	r := env.recorder()
+	w, _ := r.Start(ctx, testHeader("ses_live"))
+	defer w.Close()
+	rep, err := r.Verify(ctx, "ses_live")
+	if err != nil || rep.Intact || rep.State != "live" {
+		t.Fatalf("live session: %+v, %v", rep, err)
+	}
+	// Another broker's view: only the index knows the session.
+	other := newEnv(t, nil)
+	other.state = env.state
+	r2 := other.recorder()
+	rep, err = r2.Verify(ctx, "ses_live")
+	if err != nil || rep.Intact || rep.State != "live" || !strings.Contains(rep.Verdict, "not written yet") {
+		t.Fatalf("live elsewhere: %+v, %v", rep, err)
+	}
+}

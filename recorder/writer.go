@@ -135,6 +135,9 @@ func (w *Writer) Record(e event.Event) error {
 }
 
 func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
+	if len(p) == 0 {
+		return w.Err()
+	}
 	for {
 		n := min(len(p), event.MaxFieldLen)
 		w.mu.Lock()
