@@ -60,6 +60,8 @@ func startProcess(spec processSpec) (*process, error) {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	defer logFile.Close()
+	// Logs are appended across restarts: mark where this run begins.
+	fmt.Fprintf(logFile, "--- devstack: starting %s at %s\n", spec.Name, time.Now().UTC().Format(time.RFC3339))
 	if spec.RunAs != nil {
 		// The child writes to the inherited descriptor; ownership only
 		// matters for people reading the log later.
