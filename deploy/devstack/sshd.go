@@ -208,12 +208,19 @@ func ensureLoginUser(login string) error {
 		if os.Geteuid() != 0 {
 			return fmt.Errorf("sshd: login user %s does not exist and only root can create it", login)
 		}
-		out, err := exec.Command("useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", login).CombinedOutput()
-		if err != nil {
-			// Another test binary may have created it meanwhile.
-			if _, lerr := user.Lookup(login); lerr != nil {
-				return fmt.Errorf("sshd: useradd %s: %w\n%s", login, err, out)
+		// Test binaries run in parallel: another may hold the passwd lock
+		// or have created the user meanwhile.
+		var out []byte
+		for try := 0; try < 20; try++ {
+			out, err = exec.Command("useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", login).CombinedOutput()
+			if _, lerr := user.Lookup(login); lerr == nil {
+				err = nil
+				break
 			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if err != nil {
+			return fmt.Errorf("sshd: useradd %s: %w\n%s", login, err, out)
 		}
 	}
 	if os.Geteuid() == 0 && passwordLocked(login) {
