@@ -117,7 +117,8 @@ func (c *sessionChannel) teardown() {
 	case <-c.upDone:
 	case <-c.clientGone:
 	}
-	if c.files != nil {
+	// files is set before the relay starts; without a relay it saw nothing.
+	if relaying && c.files != nil {
 		_ = c.files.close()
 	}
 	if !c.ended.Load() {
