@@ -1,0 +1,281 @@
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
+	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/web"
+)
+
+// Access is what Slack needs from the access lifecycle;
+// *access.Service implements it.
+type Access interface {
+	Decide(ctx context.Context, actor, requestID string, d access.Decision) (broker.Request, *broker.Grant, error)
+	GetRequest(ctx context.Context, id string) (broker.Request, error)
+	GetGrant(ctx context.Context, id string) (broker.Grant, error)
+	ListRequests(ctx context.Context, f broker.RequestFilter) ([]broker.Request, error)
+}
+
+// Directory maps Slack users to identities and answers group membership;
+// *identity.Directory implements it.
+type Directory interface {
+	Lookup(name string) (identity.Identity, bool)
+	BySlackID(id string) (identity.Identity, bool)
+	ByEmail(email string) (identity.Identity, bool)
+	GroupsOf(user string) []string
+	Members(group string) ([]string, bool)
+}
+
+// Options configure Slack approvals. Zero fields take the documented
+// defaults; Config, Access, Directory, Store and Audit are required.
+type Options struct {
+	// Config is the slack section of custos.yaml. Its secret references
+	// are resolved by New.
+	Config config.Slack
+	// PublicURL is the broker's base URL; messages link to
+	// PublicURL/ui/requests/<id>. Default: no link.
+	PublicURL string
+	// Targets are the configured targets, for per-target channels,
+	// approve_in_slack and the policy of each role.
+	Targets   []config.Target
+	Access    Access
+	Directory Directory
+	Store     broker.Store
+	Audit     *audit.Log
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+	// HTTPClient makes the Web API calls. Default: a client with a
+	// 15-second timeout.
+	HTTPClient *http.Client
+}
+
+// timings are the intervals of the background work; tests shorten them.
+type timings struct {
+	poll      time.Duration // outbox wake-up when nothing signalled
+	sweep     time.Duration // reminders and reconciliation with the store
+	retryBase time.Duration // first retry delay; doubles per attempt
+	retryMax  time.Duration // cap of the retry delay
+	lease     time.Duration // how long a claimed outbox item is reserved
+	maxAge    time.Duration // give up on an item this old
+	call      time.Duration // timeout of one Web API call
+	ephemeral time.Duration // give up on a private reply this old
+}
+
+var defaultTimings = timings{
+	poll: time.Second, sweep: 15 * time.Second, retryBase: 2 * time.Second, retryMax: 5 * time.Minute,
+	lease: time.Minute, maxAge: 24 * time.Hour, call: 15 * time.Second, ephemeral: 2 * time.Minute,
+}
+
+// Slack is the Slack approval channel. Build it with New, register its
+// endpoint with Register, add it to the access service with AddNotifier and
+// run its background work with Run.
+type Slack struct {
+	cfg       config.Slack
+	publicURL string
+	targets   []config.Target
+	access    Access
+	dir       Directory
+	store     broker.Store
+	audit     *audit.Log
+	log       *slog.Logger
+	now       func() time.Time
+	api       *slack.Client
+	appToken  string
+	secret    string
+	t         timings
+
+	wake chan struct{}
+
+	mu          sync.Mutex
+	pausedUntil time.Time // set by a 429: no Web API call before then
+	teamID      string    // the workspace, from auth.test
+}
+
+var _ access.Notifier = (*Slack)(nil)
+
+// New resolves the tokens and returns a Slack approval channel. It makes no
+// network call.
+func New(o Options) (*Slack, error) {
+	if o.Access == nil || o.Directory == nil || o.Store == nil || o.Audit == nil {
+		return nil, errors.New("slack: access, directory, store and audit are required")
+	}
+	bot, err := o.Config.BotToken.Resolve()
+	if err != nil || bot == "" {
+		return nil, fmt.Errorf("slack: bot_token: %w", orMissing(err))
+	}
+	s := &Slack{
+		cfg: o.Config, publicURL: strings.TrimRight(o.PublicURL, "/"), targets: o.Targets,
+		access: o.Access, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
+		t: defaultTimings, wake: make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("component", "slack")
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if o.Config.SigningSecret.IsSet() {
+		if s.secret, err = o.Config.SigningSecret.Resolve(); err != nil || s.secret == "" {
+			return nil, fmt.Errorf("slack: signing_secret: %w", orMissing(err))
+		}
+	}
+	if o.Config.AppToken.IsSet() {
+		if s.appToken, err = o.Config.AppToken.Resolve(); err != nil || s.appToken == "" {
+			return nil, fmt.Errorf("slack: app_token: %w", orMissing(err))
+		}
+	}
+	if s.secret == "" && s.appToken == "" {
+		return nil, errors.New("slack: a signing_secret or an app_token is required to receive clicks")
+	}
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: s.t.call}
+	}
+	opts := []slack.Option{slack.OptionHTTPClient(hc)}
+	if o.Config.APIURL != "" {
+		u := o.Config.APIURL
+		if !strings.HasSuffix(u, "/") {
+			u += "/"
+		}
+		opts = append(opts, slack.OptionAPIURL(u))
+	}
+	if s.appToken != "" {
+		opts = append(opts, slack.OptionAppLevelToken(s.appToken))
+	}
+	s.api = slack.New(bot, opts...)
+	return s, nil
+}
+
+func orMissing(err error) error {
+	if err != nil {
+		return err
+	}
+	return errors.New("empty")
+}
+
+// Register adds POST /slack/interactions when a signing secret is
+// configured. With only an app token, clicks arrive over Socket Mode and no
+// endpoint is exposed.
+func (s *Slack) Register(srv *web.Server) {
+	if s.secret != "" {
+		srv.Handle("POST /slack/interactions", s.InteractionHandler())
+	}
+}
+
+// Run delivers the outbox, sends reminders, keeps messages in step with
+// the store and, with an app token, holds the Socket Mode connection, until
+// ctx ends.
+func (s *Slack) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.runOutbox(ctx) })
+	wg.Go(func() { s.runSweeper(ctx) })
+	if s.appToken != "" {
+		wg.Go(func() { s.runSocketMode(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// SecurityNotice posts text to the security channel (break-glass unseals,
+// drills). It queues the post and returns; delivery is retried like every
+// other message.
+func (s *Slack) SecurityNotice(ctx context.Context, text string) error {
+	ch := s.cfg.SecurityChannel
+	if ch == "" {
+		ch = s.cfg.Channel
+	}
+	if ch == "" {
+		return errors.New("slack: security notice: no security_channel or channel configured")
+	}
+	it := &item{ID: "notice/" + broker.NewID("ntc"), Kind: kindNotice, Channel: ch, Text: text}
+	if err := s.enqueue(context.WithoutCancel(ctx), nil, it); err != nil {
+		return fmt.Errorf("slack: security notice: %w", err)
+	}
+	return nil
+}
+
+// target returns the configured target, or nil.
+func (s *Slack) target(name string) *config.Target {
+	for i := range s.targets {
+		if s.targets[i].Name == name {
+			return &s.targets[i]
+		}
+	}
+	return nil
+}
+
+// policy returns the policy of a target's role.
+func (s *Slack) policy(target, role string) (config.Policy, bool) {
+	t := s.target(target)
+	if t == nil {
+		return config.Policy{}, false
+	}
+	r, ok := t.FindRole(role)
+	if !ok {
+		return config.Policy{}, false
+	}
+	return r.Policy, true
+}
+
+// approveInSlack reports whether the target's requests may be decided with
+// a Slack button. Unknown targets may not.
+func (s *Slack) approveInSlack(target string) bool {
+	t := s.target(target)
+	return t != nil && (t.ApproveInSlack == nil || *t.ApproveInSlack)
+}
+
+// channelFor is the approval channel of a target: its slack_channel, or the
+// default channel.
+func (s *Slack) channelFor(target string) string {
+	if t := s.target(target); t != nil && t.SlackChannel != "" {
+		return t.SlackChannel
+	}
+	return s.cfg.Channel
+}
+
+// requestURL links to the request in the web UI, or "" without a public URL.
+func (s *Slack) requestURL(id string) string {
+	if s.publicURL == "" {
+		return ""
+	}
+	return s.publicURL + "/ui/requests/" + id
+}
+
+// slackIDOf returns the Slack user ID configured for a Custos user.
+func (s *Slack) slackIDOf(user string) string {
+	if id, ok := s.dir.Lookup(user); ok {
+		return id.SlackID
+	}
+	return ""
+}
+
+// signal wakes the outbox worker.
+func (s *Slack) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// auditReject records a refused interaction outside any other transaction.
+func (s *Slack) auditEntry(ctx context.Context, e audit.Entry) {
+	if _, err := s.audit.Append(context.WithoutCancel(ctx), e); err != nil {
+		s.log.Error("audit append failed", "action", e.Action, "err", err)
+	}
+}
