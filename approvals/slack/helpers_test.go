@@ -215,9 +215,9 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	return e
 }
 
-func withSocketMode(o *envOptions)              { o.socket = true }
-func withMatchEmail(o *envOptions)              { o.matchEmail = true }
-func withScheduler(o *envOptions)               { o.scheduler = true }
+func withSocketMode(o *envOptions) { o.socket = true }
+func withMatchEmail(o *envOptions) { o.matchEmail = true }
+func withScheduler(o *envOptions)  { o.scheduler = true }
 func withSlack(f func(*slacktest.Server)) func(*envOptions) {
 	return func(o *envOptions) { o.before = f }
 }

@@ -84,7 +84,7 @@ func (s *Server) blockActions(user string, m *Message, b Button) []byte {
 	}
 	p := map[string]any{
 		"type": "block_actions", "user": s.userJSON(user), "api_app_id": AppID, "token": "deprecatedVerificationToken",
-		"container": map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": false},
+		"container":  map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": false},
 		"trigger_id": s.issueTrigger(user), "team": map[string]any{"id": s.o.TeamID, "domain": "custos-test"},
 		"enterprise": nil, "is_enterprise_install": false, "channel": map[string]any{"id": m.Channel, "name": "approvals"},
 		"message": messageJSON(m, false), "state": map[string]any{"values": map[string]any{}},

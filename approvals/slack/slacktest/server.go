@@ -263,7 +263,9 @@ func (s *Server) ScopesUsed() []string {
 }
 
 // DMChannel is the ID of the bot's DM with a user.
-func DMChannel(user string) string { return "D" + strings.TrimPrefix(strings.TrimPrefix(user, "U"), "W") }
+func DMChannel(user string) string {
+	return "D" + strings.TrimPrefix(strings.TrimPrefix(user, "U"), "W")
+}
 
 // request is one parsed Web API call.
 type request struct {
