@@ -201,3 +201,33 @@ func TestStoreOutagePastAllowanceFailsClosed(t *testing.T) {
 		t.Fatalf("fail-open data lost: %q", got.String())
 	}
 }
+
+// TestIndexShowsEndBeforeUpload: a session that ended during a store
+// outage is listed as ended at once, and gets its manifest hash once
+// stored.
+func TestIndexShowsEndBeforeUpload(t *testing.T) {
+	ctx := context.Background()
+	base := newEnv(t, nil)
+	flaky := &flakyStore{ObjectStore: base.store}
+	env := newEnv(t, flaky)
+	r := env.recorder()
+	flaky.down.Store(true)
+	w, _ := r.Start(ctx, testHeader("ses_early"))
+	w.Output(1, []byte("x"))
+	w.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for env.session("ses_early").State != broker.SessionClosed {
+		if time.Now().After(deadline) {
+			t.Fatalf("index still says %s after Close", env.session("ses_early").State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := env.session("ses_early"); s.ManifestHash != "" || s.EndedAt.IsZero() {
+		t.Fatalf("before upload: %+v", s)
+	}
+	flaky.down.Store(false)
+	drain(t, r)
+	if s := env.session("ses_early"); s.ManifestHash == "" || s.State != broker.SessionClosed {
+		t.Fatalf("after upload: %+v", s)
+	}
+}

@@ -109,10 +109,7 @@ func (r *Recorder) finalizeSteps(t *track) error {
 		r.mu.Lock()
 		st := t.stats
 		r.mu.Unlock()
-		reason := m.EndReason
-		if m.EndedBy != "" {
-			reason = m.EndedBy + ": " + reason
-		}
+		reason := endReason(endInfo{By: m.EndedBy, Reason: m.EndReason})
 		entry := func() broker.Session {
 			return sessionEntry(h, broker.SessionState(m.State), st, m.EndedAt, signed.Hash, reason)
 		}

@@ -144,6 +144,26 @@ func (r *Recorder) sessionEnded(w *Writer, info endInfo, st indexStats) {
 	t.stats = st
 	r.maybeFinalize(t)
 	r.mu.Unlock()
+	if r.cfg.Index != nil {
+		// The session is over even if its upload is still pending; the
+		// finalizer adds the manifest hash.
+		go func() {
+			entry := func() broker.Session {
+				return w.indexEntry(broker.SessionState(info.State), st, info.EndedAt, "", endReason(info))
+			}
+			if err := t.putIndex(r, entry, false); err != nil {
+				r.log.Warn("recorder: update session index", "session", t.id, "err", err)
+			}
+		}()
+	}
+}
+
+// endReason is the index's end reason: who and why.
+func endReason(e endInfo) string {
+	if e.By != "" {
+		return e.By + ": " + e.Reason
+	}
+	return e.Reason
 }
 
 // recordingFailed logs and audits a recording failure.
