@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -67,6 +68,9 @@ targets:
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 1h, request_ttl: 2s}
 `
 
+// readyClient polls /readyz; test brokers use self-signed certificates.
+var readyClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+
 // brokerProc is one running `custos serve`.
 type brokerProc struct {
 	t     *testing.T
@@ -77,6 +81,8 @@ type brokerProc struct {
 	done  chan struct{}
 	mu    sync.Mutex
 	homes map[string]string
+	// env is added to the broker's and the CLI's environment.
+	env []string
 }
 
 func newBroker(t *testing.T, storeSection string) *brokerProc {
@@ -97,7 +103,7 @@ func (b *brokerProc) start() {
 	b.t.Helper()
 	b.logs = &bytes.Buffer{}
 	b.cmd = exec.Command(custosBin, "serve", "--config", b.cfg)
-	b.cmd.Env = append(os.Environ(), "CUSTOS_E2E_PASSWORD="+e2ePassword)
+	b.cmd.Env = append(append(os.Environ(), "CUSTOS_E2E_PASSWORD="+e2ePassword), b.env...)
 	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
 	if err := b.cmd.Start(); err != nil {
 		b.t.Fatal(err)
@@ -106,7 +112,7 @@ func (b *brokerProc) start() {
 	go func() { _ = b.cmd.Wait(); close(b.done) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(b.url + "/readyz")
+		resp, err := readyClient.Get(b.url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -150,7 +156,7 @@ func (b *brokerProc) run(user string, stdin string, args ...string) (string, str
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, custosBin, args...)
-	cmd.Env = append(os.Environ(), "CUSTOS_URL="+b.url, "CUSTOS_CONFIG_DIR="+home)
+	cmd.Env = append(append(os.Environ(), "CUSTOS_URL="+b.url, "CUSTOS_CONFIG_DIR="+home), b.env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
+
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
@@ -23,6 +25,7 @@ import (
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/store"
+	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
 )
 
@@ -80,7 +83,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		wg.Go(func() { _ = issuer.Run(bg) })
 	}
 
-	rec, err := newRecorder(ctx, cfg, vc, st, auditLog, log)
+	var vapi *vaultapi.Client
+	if vc != nil {
+		vapi = vc.API()
+	}
+	rec, err := recorder.FromConfig(ctx, cfg, vapi, recorder.Deps{Audit: auditLog, Index: recorder.StoreIndex(st), Logger: log})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -142,7 +143,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		var err error
 		p.pg, err = pgproxy.New(pgproxy.Options{
 			Targets: cfg, Auth: dbt, Credentials: creds, Audit: auditLog, TLS: tlsCfg,
-			Recorder: pgRecorder{rec}, Logger: log.With("proxy", "postgres"),
+			Recorder: pgRecorder{rec: rec, issuer: issuer, log: log}, Logger: log.With("proxy", "postgres"),
 		})
 		if err != nil {
 			p.close()
@@ -159,13 +160,44 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 	return p, nil
 }
 
-// pgRecorder adapts the recorder to the PostgreSQL proxy.
-type pgRecorder struct{ rec *recorder.Recorder }
+// pgRecorder adapts the recorder to the PostgreSQL proxy. A session's end
+// (its recording's Close or Terminate) also ends its per-session database
+// login, if the role issues one.
+type pgRecorder struct {
+	rec    *recorder.Recorder
+	issuer *vaultcreds.Issuer
+	log    *slog.Logger
+}
 
 func (r pgRecorder) Start(ctx context.Context, h event.Header) (pgproxy.Recording, error) {
 	w, err := r.rec.Start(ctx, h)
 	if err != nil {
 		return nil, err
 	}
-	return w, nil
+	if r.issuer == nil {
+		return w, nil
+	}
+	return &pgSession{Writer: w, end: func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.issuer.EndSession(ctx, h.GrantID, h.SessionID); err != nil {
+			r.log.Warn("end per-session credentials", "session", h.SessionID, "err", err)
+		}
+	}}, nil
+}
+
+// pgSession is a recording whose end also ends the session's credentials.
+type pgSession struct {
+	*recorder.Writer
+	end func()
+}
+
+func (s *pgSession) Close() error {
+	defer s.end()
+	return s.Writer.Close()
+}
+
+func (s *pgSession) Terminate(by, reason string) error {
+	defer s.end()
+	return s.Writer.Terminate(by, reason)
 }
