@@ -141,10 +141,22 @@ func TestFullStack(t *testing.T) {
 	if _, err := sshRun(t, alice, sshPort, "demo-ssh", "exit 3"); exitCode(err) != 3 {
 		t.Fatalf("exit status not preserved: %v", err)
 	}
+	// A key registered nowhere works once the broker's user CA certified
+	// it (custos login --ssh), and not before.
+	laptop := writeUserKey(t, dir, "laptop")
+	if _, err := sshRun(t, laptop, sshPort, "demo-ssh", "true"); err == nil {
+		t.Fatal("an unregistered key got in")
+	}
+	if _, errs, code := b.run("alice", e2ePassword+"\n", "login", "--user", "alice", "--password-stdin", "--ssh", "--ssh-key", laptop); code != 0 {
+		t.Fatalf("login --ssh: %s", errs)
+	}
+	if out, err := sshRun(t, laptop, sshPort, "demo-ssh", "echo via-cert"); err != nil || !strings.Contains(out, "via-cert") {
+		t.Fatalf("ssh with the broker certificate: %v %q", err, out)
+	}
 
 	// Both sessions are listed, searchable, and verify intact in MinIO
 	// under COMPLIANCE retention once closed.
-	sessions := waitSessions(t, b, 3)
+	sessions := waitSessions(t, b, 4)
 	for _, s := range sessions {
 		v := b.ok("sam", "verify", s.ID)
 		if !strings.Contains(v, "intact") || !strings.Contains(v, "COMPLIANCE") {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
@@ -93,7 +95,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	srv.AddCheck("recordings", func(context.Context) error { return rec.Ready() })
 
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, auditLog, log, func(f func()) { wg.Go(f) })
+	userCA, err := sshca.LoadOrCreate(filepath.Join(cfg.Listen.DataDir, "ssh_user_ca"))
+	if err != nil {
+		_ = rec.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
@@ -118,6 +125,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return ""
 	}}).Register(srv)
+	(&web.SSHCertAPI{Auth: ids, CA: userCA, TTL: cfg.Auth.SSHCertTTL.D(), Audit: auditLog}).Register(srv)
 	(&web.SessionsAPI{Auth: ids, Store: st, Recorder: rec, Terminator: px, Audit: auditLog,
 		IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
 

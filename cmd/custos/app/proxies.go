@@ -18,6 +18,7 @@ import (
 	"github.com/custos-pam/custos/broker/config"
 	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
 	"github.com/custos-pam/custos/broker/dbtoken"
+	"github.com/custos-pam/custos/broker/sshca"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
@@ -99,7 +100,7 @@ func (p proxies) close() {
 // startProxies starts the listeners named in cfg.Listen; each proxy serves
 // until ctx ends or close is called.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
-	issuer *vaultcreds.Issuer, rec *recorder.Recorder, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
+	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
 	var p proxies
 	creds := issuerCreds{issuer}
 	if cfg.Listen.SSH != "" {
@@ -109,6 +110,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		}
 		p.ssh, err = sshproxy.New(sshproxy.Options{
 			HostKeyFile: filepath.Join(cfg.Listen.DataDir, "ssh_host_ed25519_key"),
+			UserCAKeys:  []ssh.PublicKey{userCA.PublicKey()},
 			Identities:  ids, Grants: acc, Targets: cfg, Credentials: creds,
 			Recorder: sshproxy.RecorderFunc(func(ctx context.Context, h event.Header) (sshproxy.Recording, error) {
 				w, err := rec.Start(ctx, h)

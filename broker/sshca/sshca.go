@@ -1,0 +1,89 @@
+// Package sshca is the broker's own SSH user certificate authority: it
+// signs short-lived certificates (custos login --ssh) that authenticate a
+// user to the SSH proxy without registering a public key in config. The
+// certificate's only principal is the Custos user name; it grants nothing
+// by itself, since every connection still needs an active grant.
+package sshca
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// CA signs user certificates.
+type CA struct {
+	signer ssh.Signer
+	now    func() time.Time
+}
+
+// LoadOrCreate reads the CA's private key (OpenSSH format) from path, or
+// generates an Ed25519 key there (mode 0600) on first start.
+func LoadOrCreate(path string) (*CA, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
+		if gerr != nil {
+			return nil, fmt.Errorf("sshca: generate: %w", gerr)
+		}
+		block, merr := ssh.MarshalPrivateKey(priv, "custos user CA")
+		if merr != nil {
+			return nil, fmt.Errorf("sshca: %w", merr)
+		}
+		b = pem.EncodeToMemory(block)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("sshca: %w", err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, fmt.Errorf("sshca: write %s: %w", path, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("sshca: read %s: %w", path, err)
+	}
+	s, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("sshca: parse %s: %w", path, err)
+	}
+	return &CA{signer: s, now: time.Now}, nil
+}
+
+// PublicKey is the CA key the SSH proxy trusts.
+func (c *CA) PublicKey() ssh.PublicKey { return c.signer.PublicKey() }
+
+// Sign certifies pub for user for ttl. The certificate carries the usual
+// interactive extensions; forwarding is still decided by the proxy's
+// policy, not by the certificate.
+func (c *CA) Sign(pub ssh.PublicKey, user string, ttl time.Duration) (*ssh.Certificate, error) {
+	if user == "" || ttl <= 0 {
+		return nil, errors.New("sshca: user and a positive ttl are required")
+	}
+	if _, isCert := pub.(*ssh.Certificate); isCert {
+		return nil, errors.New("sshca: give a plain public key, not a certificate")
+	}
+	var serial [8]byte
+	if _, err := rand.Read(serial[:]); err != nil {
+		return nil, err
+	}
+	now := c.now()
+	cert := &ssh.Certificate{
+		Key: pub, Serial: binary.BigEndian.Uint64(serial[:]), CertType: ssh.UserCert,
+		KeyId:           "custos:user=" + user,
+		ValidPrincipals: []string{user},
+		ValidAfter:      uint64(now.Add(-time.Minute).Unix()),
+		ValidBefore:     uint64(now.Add(ttl).Unix()),
+		Permissions:     ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}},
+	}
+	if err := cert.SignCert(rand.Reader, c.signer); err != nil {
+		return nil, fmt.Errorf("sshca: sign: %w", err)
+	}
+	return cert, nil
+}
