@@ -19,16 +19,16 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// TLSFiles are the PEM files of a development certificate authority and a
+// tlsPaths are the PEM files of a development certificate authority and a
 // server certificate it signed for localhost, 127.0.0.1 and ::1.
-type TLSFiles struct {
+type tlsPaths struct {
 	CACert, CAKey         string
 	ServerCert, ServerKey string
 }
 
 // tlsFiles names the files under dir.
-func tlsFiles(dir string) TLSFiles {
-	return TLSFiles{
+func tlsFiles(dir string) tlsPaths {
+	return tlsPaths{
 		CACert:     filepath.Join(dir, "ca.crt"),
 		CAKey:      filepath.Join(dir, "ca.key"),
 		ServerCert: filepath.Join(dir, "server.crt"),
@@ -38,7 +38,7 @@ func tlsFiles(dir string) TLSFiles {
 
 // ensureDevTLS writes a CA and a loopback server certificate into dir,
 // keeping existing ones that are valid for at least another week.
-func ensureDevTLS(dir string) (TLSFiles, error) {
+func ensureDevTLS(dir string) (tlsPaths, error) {
 	f := tlsFiles(dir)
 	if certValid(f.CACert) && certValid(f.ServerCert) && exists(f.CAKey) && exists(f.ServerKey) {
 		return f, nil

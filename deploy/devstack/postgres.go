@@ -179,7 +179,7 @@ type pgOptions struct {
 	dir      string // holds data/, run/ and the server's TLS files
 	port     int
 	password string
-	tls      TLSFiles
+	tls      tlsPaths
 	// fast trades durability for speed (fsync off): tests only.
 	fast     bool
 	detached bool

@@ -32,8 +32,8 @@ type UpOptions struct {
 	Out io.Writer
 }
 
-// DemoUsers get an SSH key pair each under Dir/keys.
-var DemoUsers = []string{"alice", "bob", "carol", "sam"}
+// demoUsers get an SSH key pair each under Dir/keys.
+var demoUsers = []string{"alice", "bob", "carol", "sam"}
 
 // Bucket is the recordings bucket Up creates, with Object Lock.
 const Bucket = "custos-recordings"
@@ -163,7 +163,7 @@ func startInfra(o UpOptions, env map[string]string) error {
 	if err != nil {
 		return err
 	}
-	for _, u := range DemoUsers {
+	for _, u := range demoUsers {
 		if _, err := ensureSSHKey(filepath.Join(dir, "keys", u), u+"@custos-dev"); err != nil {
 			return err
 		}
