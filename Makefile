@@ -8,16 +8,20 @@ GO ?= go
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 PKGS ?= ./...
 
-.PHONY: all build up down tools test test-go test-browser vet lint bench fuzz clean
+.PHONY: all build ui up down tools test test-go test-browser vet lint bench fuzz clean
 
 all: build
 
 ## build: compile the broker into bin/custos
-build:
+build: ui
 	$(GO) build -o bin/custos ./cmd/custos
 
+## ui: copy the web UI's npm packages (xterm.js) into web/ui/static/vendor
+ui:
+	web/ui/build.sh
+
 ## up: start the local stack (PostgreSQL, sshd, MinIO, Vault, broker) in .dev/
-up:
+up: ui
 	deploy/dev/up.sh
 
 ## down: stop everything `make up` started
@@ -29,7 +33,7 @@ tools:
 	deploy/dev/install.sh
 
 ## test: tools, go vet, the Go tests with -race, then the browser tests
-test: tools vet test-go test-browser
+test: tools ui vet test-go test-browser
 
 test-go:
 	$(GO) test $(TEST_FLAGS) $(PKGS)

@@ -1,0 +1,42 @@
+// Entry point: shows the navigation for the signed-in user and renders the
+// page named by <body data-page>.
+import { api, me, el } from './lib.js';
+
+const pages = {
+  login: () => import('./login.js'),
+  requests: () => import('./requests.js'),
+  sessions: () => import('./sessions.js'),
+  replay: () => import('./replay.js'),
+  live: () => import('./live.js'),
+  watch: () => import('./watch.js'),
+  verify: () => import('./verify.js'),
+  audit: () => import('./audit.js'),
+};
+
+async function main() {
+  const page = document.body.dataset.page;
+  const root = document.getElementById('main');
+  if (page !== 'login') {
+    const who = await me();
+    const nav = document.getElementById('nav');
+    nav.hidden = false;
+    for (const a of nav.querySelectorAll('a')) {
+      if (a.dataset.nav.split(' ').includes(page)) a.classList.add('active');
+      if ('admin' in a.dataset) a.hidden = !who.admin;
+    }
+    document.getElementById('who').hidden = false;
+    document.getElementById('who-name').textContent = who.user + (who.admin ? ' (security)' : '');
+    document.getElementById('logout').addEventListener('click', async () => {
+      await api('POST', '/ui/api/logout', {});
+      location.assign('/ui/login');
+    });
+  }
+  const mod = await pages[page]();
+  root.replaceChildren();
+  await mod.render(root);
+}
+
+main().catch((e) => {
+  const root = document.getElementById('main');
+  root.replaceChildren(el('p', { class: 'notice error', role: 'alert' }, 'Error: ' + (e && e.message ? e.message : String(e))));
+});

@@ -1,0 +1,143 @@
+// Shared helpers. Rule for every page: text from the server (and above all
+// from recordings) is only ever set as text: el() builds nodes with
+// createTextNode and attributes through setAttribute on an allow-list.
+// No page ever parses a string as markup.
+
+let meCache = null;
+
+const allowedAttrs = new Set(['id', 'name', 'type', 'value', 'placeholder', 'for', 'size', 'href', 'download', 'title',
+  'colspan', 'role', 'min', 'max', 'step', 'inputmode', 'autocomplete', 'required', 'hidden', 'aria-label', 'disabled', 'checked']);
+
+export function el(tag, props, ...children) {
+  const n = document.createElement(tag);
+  if (props) {
+    for (const [k, v] of Object.entries(props)) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') n.className = v;
+      else if (k === 'text') n.textContent = String(v);
+      else if (k === 'on') for (const [ev, f] of Object.entries(v)) n.addEventListener(ev, f);
+      else if (k === 'dataset') Object.assign(n.dataset, v);
+      else if (!allowedAttrs.has(k)) throw new Error('el: refusing attribute ' + k);
+      else if (k === 'href' && !/^(\/|#|\?)/.test(String(v))) throw new Error('el: only local links');
+      else n.setAttribute(k, v === true ? '' : String(v));
+    }
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    n.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return n;
+}
+
+export function clear(n) {
+  while (n.firstChild) n.removeChild(n.firstChild);
+  return n;
+}
+
+export class APIError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (method !== 'GET') {
+    headers['Content-Type'] = 'application/json';
+    if (meCache) headers['X-CSRF-Token'] = meCache.csrf;
+  }
+  const res = await fetch(path, {
+    method, headers, credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  const ct = res.headers.get('Content-Type') || '';
+  if (ct.includes('application/json')) data = await res.json();
+  if (!res.ok) {
+    const e = (data && data.error) || { code: 'http_' + res.status, message: res.statusText };
+    if (res.status === 401 && document.body.dataset.page !== 'login') {
+      location.assign('/ui/login?next=' + encodeURIComponent(location.pathname + location.search));
+    }
+    throw new APIError(res.status, e.code, e.message);
+  }
+  return data;
+}
+
+export async function me() {
+  if (!meCache) meCache = await api('GET', '/ui/api/me');
+  return meCache;
+}
+
+export function setMe(m) { meCache = m; }
+
+export function fmtDuration(msTotal) {
+  if (msTotal === undefined || msTotal === null || isNaN(msTotal)) return '';
+  let s = Math.max(0, Math.floor(msTotal / 1000));
+  const h = Math.floor(s / 3600); s -= h * 3600;
+  const m = Math.floor(s / 60); s -= m * 60;
+  const pad = (x) => String(x).padStart(2, '0');
+  return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+export function fmtBytes(n) {
+  if (!n) return '0 B';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? n : n.toFixed(1)) + ' ' + u[i];
+}
+
+export function fmtTime(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (isNaN(d)) return String(iso);
+  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+export function table(columns, rows, opts = {}) {
+  const t = el('table', { class: opts.class || 'grid' });
+  t.append(el('thead', null, el('tr', null, columns.map((c) => el('th', null, c)))));
+  const tb = el('tbody');
+  if (rows.length === 0) {
+    tb.append(el('tr', null, el('td', { class: 'muted', colspan: columns.length }, opts.empty || 'Nothing to show.')));
+  }
+  for (const r of rows) tb.append(r instanceof Node ? r : el('tr', null, r.map((c) => el('td', null, c))));
+  t.append(tb);
+  return t;
+}
+
+export function notice(parent, kind, text) {
+  const n = el('p', { class: 'notice ' + kind, role: kind === 'error' ? 'alert' : 'status' }, text);
+  parent.prepend(n);
+  setTimeout(() => n.remove(), 8000);
+  return n;
+}
+
+export function section(title, ...children) {
+  return el('section', { class: 'card' }, el('h2', null, title), ...children);
+}
+
+export function b64bytes(s) {
+  const bin = atob(s || '');
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: false });
+export function b64text(s) { return utf8.decode(b64bytes(s)); }
+
+// printable shows control characters of typed input as symbols.
+export function printable(s) {
+  return s.replace(/\r\n|\r|\n/g, '⏎\n').replace(/\x1b\[[0-9;]*[A-Za-z~]|\x1bO[A-Za-z]/g, (m) => {
+    const names = { '\x1b[A': '↑', '\x1b[B': '↓', '\x1b[C': '→', '\x1b[D': '←', '\x1bOA': '↑', '\x1bOB': '↓', '\x1bOC': '→', '\x1bOD': '←' };
+    return names[m] || '⎋';
+  }).replace(/\x7f/g, '⌫').replace(/\t/g, '⇥').replace(/[\x00-\x08\x0b-\x1f]/g, (c) => '^' + String.fromCharCode(c.charCodeAt(0) + 64));
+}
+
+export function wsURL(path) {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return proto + '//' + location.host + path;
+}

@@ -1,0 +1,113 @@
+import { api, me, el, table, notice, section, fmtTime } from './lib.js';
+
+function approvals(r) {
+  const names = (r.approvals || []).map((d) => d.by).join(', ');
+  return `${(r.approvals || []).length}/${r.required}` + (names ? ` (${names})` : '');
+}
+
+export async function render(root) {
+  const who = await me();
+  const targets = await api('GET', '/ui/api/targets');
+  const pendingBox = el('div', { id: 'pending' });
+  const mineBox = el('div', { id: 'mine' });
+  const grantsBox = el('div', { id: 'grants' });
+  const allBox = el('div', { id: 'all' });
+
+  // New request form.
+  const tsel = el('select', { id: 'req-target', name: 'target' }, targets.map((t) => el('option', { value: t.name }, `${t.name} (${t.kind})`)));
+  const rsel = el('select', { id: 'req-role', name: 'role' });
+  const fillRoles = () => {
+    const t = targets.find((x) => x.name === tsel.value);
+    rsel.replaceChildren(...(t ? t.roles : []).map((r) => el('option', { value: r.name },
+      `${r.name} · ${r.approvals} approval${r.approvals === 1 ? '' : 's'}${r.max_duration ? ' · max ' + r.max_duration : ''}`)));
+  };
+  tsel.addEventListener('change', fillRoles);
+  fillRoles();
+  const dur = el('input', { id: 'req-duration', name: 'duration', value: '1h', size: 6 });
+  const reason = el('input', { id: 'req-reason', name: 'reason', placeholder: 'why, e.g. INC-123 fix replication', size: 40 });
+  const ticket = el('input', { id: 'req-ticket', name: 'ticket', placeholder: 'ticket', size: 12 });
+  const form = el('form', { class: 'inline', id: 'request-form' },
+    el('label', null, 'Target ', tsel), el('label', null, 'Role ', rsel), el('label', null, 'For ', dur),
+    el('label', null, 'Reason ', reason), el('label', null, 'Ticket ', ticket),
+    el('button', { type: 'submit', class: 'primary' }, 'Request access'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api('POST', '/ui/api/requests', { target: tsel.value, role: rsel.value, duration: dur.value, reason: reason.value, ticket: ticket.value });
+      notice(root, 'ok', `Request ${r.id} created: waiting for ${r.required} approval(s).`);
+      reason.value = '';
+      await load();
+    } catch (e) { notice(root, 'error', e.message); }
+  });
+
+  const decideRow = (r) => {
+    const comment = el('input', { placeholder: 'comment (required to deny)', size: 24, 'aria-label': 'comment for ' + r.id });
+    const approve = el('button', { class: 'primary', dataset: { action: 'approve', id: r.id } }, 'Approve');
+    const deny = el('button', { class: 'danger', dataset: { action: 'deny', id: r.id } }, 'Deny');
+    const act = (what) => async () => {
+      try {
+        const res = await api('POST', `/ui/api/requests/${encodeURIComponent(r.id)}/${what}`, { comment: comment.value });
+        notice(root, 'ok', what === 'approve'
+          ? (res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
+          : `Denied request ${r.id}.`);
+        await load();
+      } catch (e) { notice(root, 'error', e.message); }
+    };
+    approve.addEventListener('click', act('approve'));
+    deny.addEventListener('click', act('deny'));
+    return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, r.user), el('td', null, `${r.target} / ${r.role}`),
+      el('td', null, r.duration), el('td', null, r.reason || ''), el('td', null, r.ticket || ''), el('td', null, approvals(r)),
+      el('td', null, fmtTime(r.expires_at)), el('td', { class: 'actions' }, comment, approve, deny));
+  };
+
+  const mineRow = (r) => {
+    const cancel = r.state === 'pending' ? el('button', { dataset: { action: 'cancel', id: r.id } }, 'Cancel') : null;
+    if (cancel) cancel.addEventListener('click', async () => {
+      try { await api('POST', `/ui/api/requests/${encodeURIComponent(r.id)}/cancel`, {}); await load(); } catch (e) { notice(root, 'error', e.message); }
+    });
+    return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, `${r.target} / ${r.role}`), el('td', null, r.duration),
+      el('td', { class: 'state-' + r.state }, r.state), el('td', null, approvals(r)), el('td', null, r.reason || ''),
+      el('td', null, fmtTime(r.created_at)), el('td', null, r.grant_id || ''), el('td', null, cancel));
+  };
+
+  const grantRow = (g) => {
+    const reasonIn = el('input', { placeholder: 'reason', size: 16, 'aria-label': 'revoke reason for ' + g.id });
+    const revoke = g.state === 'active' ? el('button', { class: 'danger', dataset: { action: 'revoke', id: g.id } }, 'Revoke') : null;
+    if (revoke) revoke.addEventListener('click', async () => {
+      try {
+        await api('POST', `/ui/api/grants/${encodeURIComponent(g.id)}/revoke`, { reason: reasonIn.value });
+        notice(root, 'ok', `Grant ${g.id} revoked.`);
+        await load();
+      } catch (e) { notice(root, 'error', e.message); }
+    });
+    return el('tr', { dataset: { grant: g.id } }, el('td', null, g.id), el('td', null, g.user), el('td', null, `${g.target} / ${g.role}`),
+      el('td', { class: 'state-' + g.state }, g.state), el('td', null, fmtTime(g.starts_at)), el('td', null, fmtTime(g.ends_at)),
+      el('td', null, (g.approvers || []).join(', ')), el('td', null, g.reason || ''),
+      el('td', { class: 'actions' }, revoke ? [reasonIn, revoke] : (g.revoked_by ? `by ${g.revoked_by}: ${g.revoke_reason || ''}` : '')));
+  };
+
+  async function load() {
+    const [pending, mine, grants] = await Promise.all([
+      api('GET', '/ui/api/requests?view=pending'), api('GET', '/ui/api/requests?view=mine'), api('GET', '/ui/api/grants')]);
+    pendingBox.replaceChildren(table(['Request', 'User', 'Target / role', 'For', 'Reason', 'Ticket', 'Approvals', 'Expires', ''],
+      pending.map(decideRow), { empty: 'Nothing waits for your decision.' }));
+    mineBox.replaceChildren(table(['Request', 'Target / role', 'For', 'State', 'Approvals', 'Reason', 'Created', 'Grant', ''],
+      mine.map(mineRow), { empty: 'You have made no requests.' }));
+    grantsBox.replaceChildren(table(['Grant', 'User', 'Target / role', 'State', 'Starts', 'Ends', 'Approvers', 'Reason', ''],
+      grants.map(grantRow), { empty: 'No grants.' }));
+    if (who.admin) {
+      const all = await api('GET', '/ui/api/requests?view=all');
+      allBox.replaceChildren(table(['Request', 'Target / role', 'For', 'State', 'Approvals', 'Reason', 'Created', 'Grant', ''],
+        all.map(mineRow), { empty: 'No requests.' }));
+    }
+  }
+
+  root.append(
+    el('h1', null, 'Requests'),
+    section('Request access', form),
+    section('Waiting for your approval', pendingBox),
+    section('My requests', mineBox),
+    section(who.admin ? 'Grants' : 'My grants and grants I approved', grantsBox),
+    who.admin ? section('All requests', allBox) : null);
+  await load();
+}

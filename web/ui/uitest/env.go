@@ -1,0 +1,251 @@
+// Package uitest runs the broker's web UI in-process on loopback for the
+// UI's Go tests and its browser suite: a SQLite state store, the real
+// identity and access services, a recorder over a local directory, the
+// live hub, and seeded requests, grants and recordings (short SSH and
+// PostgreSQL sessions recorded through the recorder, a generated two-hour
+// terminal session, and live sessions fed from the test).
+package uitest
+
+import (
+	"context"
+	"encoding/base32"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
+	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/store/sqlite"
+	"github.com/custos-pam/custos/recorder"
+	"github.com/custos-pam/custos/recorder/keywrap"
+	"github.com/custos-pam/custos/recorder/manifest"
+	"github.com/custos-pam/custos/recorder/store/localdir"
+	"github.com/custos-pam/custos/web"
+	webui "github.com/custos-pam/custos/web/ui"
+)
+
+// Password is every seeded user's password.
+const Password = "correct horse battery staple"
+
+// TOTPKey is the second factor of user sam (security).
+var TOTPKey = []byte("custos-uitest-totp-key!!")
+
+// Users: alice and dave request (dbas), bob and carol approve, sam is
+// security and signs in with a TOTP code.
+const configYAML = `
+listen:
+  http: 127.0.0.1:0
+  data_dir: %[1]s/data
+store:
+  driver: sqlite
+  path: %[1]s/state.db
+recording:
+  store: local
+  dir: %[1]s/recordings
+  encryption: local
+  retention: 1d
+auth:
+  max_failures: 50
+users:
+  - {name: alice, password: %[2]q}
+  - {name: dave, password: %[2]q}
+  - {name: bob, password: %[2]q}
+  - {name: carol, password: %[2]q}
+  - {name: sam, password: %[2]q, totp_secret: %[3]q}
+groups:
+  - {name: dbas, members: [alice, dave]}
+  - {name: approvers, members: [bob, carol]}
+  - {name: security, members: [sam]}
+security_admins: [security]
+targets:
+  - name: demo-ssh
+    kind: ssh
+    address: 127.0.0.1:22
+    ssh:
+      host_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"]
+    roles:
+      - name: ops
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h, require_reason: true}
+  - name: demo-pg
+    kind: postgres
+    address: 127.0.0.1:5432
+    postgres: {database: postgres}
+    roles:
+      - name: readonly
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h}
+`
+
+// Env is a running web UI with its services.
+type Env struct {
+	URL      string
+	Server   *httptest.Server
+	Config   *config.Config
+	State    *sqlite.Store
+	Audit    *audit.Log
+	Identity *identity.Service
+	Access   *access.Service
+	Recorder *recorder.Recorder
+	Hub      *webui.Hub
+	UI       *webui.UI
+	Synth    *Synth
+	Term     *Terminator
+	dir      string
+}
+
+// Start starts the UI on a loopback TLS listener; everything stops at the
+// end of the test.
+func Start(tb testing.TB) *Env {
+	tb.Helper()
+	ctx := context.Background()
+	dir := tb.TempDir()
+	totp := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(TOTPKey)
+	cfg, err := config.Parse(fmt.Appendf(nil, configYAML, dir, Password, totp))
+	if err != nil {
+		tb.Fatalf("uitest: config: %v", err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "state.db"))
+	if err != nil {
+		tb.Fatalf("uitest: store: %v", err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	auditLog := audit.NewLog(st)
+	dirx, err := identity.NewDirectory(cfg)
+	if err != nil {
+		tb.Fatalf("uitest: directory: %v", err)
+	}
+	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dirx, Store: st, Audit: auditLog, Log: log})
+	if err != nil {
+		tb.Fatalf("uitest: identity: %v", err)
+	}
+	acc := access.New(access.Options{Config: cfg, Directory: dirx, Store: st, Audit: auditLog, Log: log})
+
+	objects, err := localdir.New(filepath.Join(dir, "recordings"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := manifest.LoadSigner(filepath.Join(dir, "keys", "signing.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keys, err := keywrap.LoadLocal(filepath.Join(dir, "keys", "wrap.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rec, err := recorder.New(ctx, recorder.Config{SpoolDir: filepath.Join(dir, "spool"), Store: objects, Signer: signer,
+		Keys: keys, Audit: auditLog, Index: recorder.StoreIndex(st), Logger: log, IndexInterval: 200 * time.Millisecond})
+	if err != nil {
+		tb.Fatalf("uitest: recorder: %v", err)
+	}
+	tb.Cleanup(func() { rec.Close() })
+
+	hub := webui.NewHub()
+	term := &Terminator{taps: map[string]*webui.Tap{}}
+	e := &Env{Config: cfg, State: st, Audit: auditLog, Identity: ids, Access: acc, Recorder: rec, Hub: hub, Term: term, dir: dir,
+		Synth: &Synth{Store: objects, Signer: signer, Keys: keys, State: st, Audit: auditLog}}
+
+	srv := web.New(log, nil)
+	e.Server = httptest.NewUnstartedServer(srv.Handler())
+	e.Server.StartTLS()
+	tb.Cleanup(e.Server.Close)
+	e.URL = e.Server.URL
+	ui, err := webui.New(webui.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
+		Config: cfg, Recordings: rec, Live: hub, Terminator: term, PublicURL: e.URL, Log: log})
+	if err != nil {
+		tb.Fatalf("uitest: ui: %v", err)
+	}
+	ui.Register(srv)
+	e.UI = ui
+	return e
+}
+
+// Terminator ends live sessions started with StartLive, as the proxies
+// would.
+type Terminator struct {
+	mu   sync.Mutex
+	taps map[string]*webui.Tap
+}
+
+// Terminate implements the UI's terminator.
+func (t *Terminator) Terminate(sessionID, reason string) bool {
+	t.mu.Lock()
+	tap := t.taps[sessionID]
+	delete(t.taps, sessionID)
+	t.mu.Unlock()
+	if tap == nil {
+		return false
+	}
+	_ = tap.Output(1, []byte("\r\ncustos: access revoked: "+reason+"\r\n"))
+	return tap.Terminate("security", reason) == nil
+}
+
+func (t *Terminator) add(id string, tap *webui.Tap) {
+	t.mu.Lock()
+	t.taps[id] = tap
+	t.mu.Unlock()
+}
+
+// Client is an HTTP client for the env with its own cookie jar.
+func (e *Env) Client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	c := e.Server.Client()
+	cc := *c
+	cc.Jar = jar
+	cc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cc
+}
+
+// TOTP returns sam's current code.
+func TOTP() string { return identity.TOTP(TOTPKey, time.Now()) }
+
+// Grant makes user's request on target/role and has approver approve it.
+func (e *Env) Grant(tb testing.TB, user, target, role, approver string) broker.Grant {
+	tb.Helper()
+	ctx := context.Background()
+	req, err := e.Access.Create(ctx, user, access.NewRequest{Target: target, Role: role, Duration: 4 * time.Hour,
+		Reason: "INC-" + strings.ToUpper(user[:1]) + " maintenance", Ticket: "INC-1234"})
+	if err != nil {
+		tb.Fatalf("uitest: request: %v", err)
+	}
+	_, g, err := e.Access.Decide(ctx, approver, req.ID, access.Decision{Approve: true, Comment: "ok", Via: "cli"})
+	if err != nil || g == nil {
+		tb.Fatalf("uitest: approve: %v", err)
+	}
+	return *g
+}
+
+// Drain waits until every closed recording is stored and indexed.
+func (e *Env) Drain(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.Recorder.Drain(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// AuditRecords returns the audit records with an action prefix.
+func (e *Env) AuditRecords(tb testing.TB, prefix string) []broker.AuditRecord {
+	tb.Helper()
+	var out []broker.AuditRecord
+	err := e.State.View(context.Background(), func(tx broker.Tx) error {
+		var err error
+		out, err = tx.ListAudit(broker.AuditFilter{ActionPrefix: prefix, Limit: 10000})
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
