@@ -160,12 +160,9 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	}
 	st := o.store
 	if st == nil {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "custos.db"))
-		if err != nil {
+		if st, err = openStore(t); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.Close() })
-		st = s
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -213,6 +210,15 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	e.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
 	t.Cleanup(e.stop)
 	return e
+}
+
+func openStore(t *testing.T) (broker.Store, error) {
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "custos.db"))
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, nil
 }
 
 func withSocketMode(o *envOptions) { o.socket = true }

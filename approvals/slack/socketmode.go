@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 )
 
@@ -69,7 +70,11 @@ func (s *Slack) onSocketEvent(ctx context.Context, client *socketmode.Client, ev
 	case socketmode.EventTypeConnected:
 		s.log.Info("slack socket mode connected")
 	case socketmode.EventTypeConnectionError:
-		s.log.Warn("slack socket mode connection failed; retrying")
+		var err error
+		if ce, ok := evt.Data.(*slack.ConnectionErrorEvent); ok {
+			err = ce.ErrorObj
+		}
+		s.log.Warn("slack socket mode connection failed; retrying", "err", errText(err))
 	case socketmode.EventTypeInvalidAuth:
 		s.log.Error("slack socket mode: app_token refused")
 	}

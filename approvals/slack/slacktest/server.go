@@ -14,7 +14,9 @@ package slacktest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -168,6 +170,8 @@ func New(tb testing.TB, o Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/{method}", s.serveAPI)
 	mux.HandleFunc("/link/", s.serveSocket)
+	// Slack's Socket Mode endpoint accepts the Origin slack-go sends.
+	s.up.CheckOrigin = func(*http.Request) bool { return true }
 	s.srv = httptest.NewServer(mux)
 	tb.Cleanup(s.Close)
 	return s
@@ -418,7 +422,8 @@ func parseRequest(r *http.Request) (*request, *apiError) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch {
 	case r.Method == http.MethodPost && ct == "application/json":
-		if err := json.NewDecoder(r.Body).Decode(&req.json); err != nil {
+		// An empty body (apps.connections.open sends none) is no arguments.
+		if err := json.NewDecoder(r.Body).Decode(&req.json); err != nil && !errors.Is(err, io.EOF) {
 			return req, fail("invalid_json")
 		}
 	default:
