@@ -115,7 +115,7 @@ func TestAgentAndX11Refused(t *testing.T) {
 		}
 	}
 	if len(e.audit.find("ssh.refuse")) < 1 {
-		t.Fatalf("audit %+v", e.audit.entries)
+		t.Fatalf("audit %+v", e.audit.all())
 	}
 }
 

@@ -306,6 +306,12 @@ func (f *fakeAudit) Audit(_ context.Context, e AuditEntry) error {
 	return nil
 }
 
+func (f *fakeAudit) all() []AuditEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]AuditEntry(nil), f.entries...)
+}
+
 func (f *fakeAudit) find(action string) []AuditEntry {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -128,7 +128,7 @@ func TestHeaderAndCredentials(t *testing.T) {
 		t.Fatalf("end events %+v", end)
 	}
 	if len(e.audit.find("session.start")) != 1 || len(e.audit.find("session.end")) != 1 {
-		t.Fatalf("audit %+v", e.audit.entries)
+		t.Fatalf("audit %+v", e.audit.all())
 	}
 
 	// A login the role does not use is refused with a banner.
@@ -314,8 +314,9 @@ func TestTerminateSessionByID(t *testing.T) {
 	if !strings.Contains(stderr.String(), "access revoked: terminated by sam: INC-9") {
 		t.Fatalf("stderr %q", stderr.String())
 	}
+	e.rec.last(t).waitClosed(t)
 	if len(e.audit.find("session.terminate")) != 1 {
-		t.Fatalf("audit %+v", e.audit.entries)
+		t.Fatalf("audit %+v", e.audit.all())
 	}
 }
 
@@ -390,7 +391,7 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 			t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 		}
 		if len(e.audit.find("session.record_fail_open")) != 1 {
-			t.Fatalf("fail-open not audited: %+v", e.audit.entries)
+			t.Fatalf("fail-open not audited: %+v", e.audit.all())
 		}
 	})
 }
