@@ -68,6 +68,25 @@ targets:
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 1h, request_ttl: 2s}
 `
 
+// syncBuffer collects a broker's output; the process writes while the
+// test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // readyClient polls /readyz; test brokers use self-signed certificates.
 var readyClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 
@@ -77,7 +96,7 @@ type brokerProc struct {
 	cfg   string
 	url   string
 	cmd   *exec.Cmd
-	logs  *bytes.Buffer
+	logs  *syncBuffer
 	done  chan struct{}
 	mu    sync.Mutex
 	homes map[string]string
@@ -101,7 +120,7 @@ func newBroker(t *testing.T, storeSection string) *brokerProc {
 
 func (b *brokerProc) start() {
 	b.t.Helper()
-	b.logs = &bytes.Buffer{}
+	b.logs = &syncBuffer{}
 	b.cmd = exec.Command(custosBin, "serve", "--config", b.cfg)
 	b.cmd.Env = append(append(os.Environ(), "CUSTOS_E2E_PASSWORD="+e2ePassword), b.env...)
 	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
