@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -89,7 +90,15 @@ type replayRequest struct {
 	Until float64 `json:"until"`
 }
 
-func ms(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+// ms converts milliseconds, saturating: "until the end" is any large
+// number.
+func ms(f float64) time.Duration {
+	const limit = float64(math.MaxInt64 / int64(time.Millisecond))
+	if f >= limit {
+		return math.MaxInt64
+	}
+	return time.Duration(f * float64(time.Millisecond))
+}
 
 // wsReplay streams a stored recording to the player. The read is audited
 // (recorder.Open) before the upgrade; a caller who may not see the session
