@@ -77,6 +77,10 @@ type Grant struct {
 	RevokedAt    time.Time `json:"revoked_at,omitzero"`
 	RevokedBy    string    `json:"revoked_by,omitempty"`
 	RevokeReason string    `json:"revoke_reason,omitempty"`
+	// BreakGlass names the break-glass account whose unseal opened this
+	// grant; empty for ordinary grants. Only such grants get the
+	// account's credential.
+	BreakGlass string `json:"break_glass,omitempty"`
 }
 
 // EffectiveEnd is when access actually ended or will end: the revocation time

@@ -86,6 +86,9 @@ func (s *Service) Create(ctx context.Context, actor string, in NewRequest) (brok
 	now := s.now().UTC()
 	pol, err := s.policyFor(in.Target, in.Role)
 	if err == nil {
+		err = s.refuseBreakGlassRole(in.Target, in.Role)
+	}
+	if err == nil {
 		err = s.checkRequest(pol, actor, in, now)
 	}
 	if err != nil {

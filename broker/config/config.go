@@ -40,6 +40,8 @@ type Config struct {
 	SecurityAdmins []string `yaml:"security_admins"`
 	// Targets are the databases and hosts Custos brokers access to.
 	Targets []Target `yaml:"targets"`
+	// BreakGlass are the sealed emergency accounts. Default: none.
+	BreakGlass []BreakGlassAccount `yaml:"breakglass"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

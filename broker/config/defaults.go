@@ -67,6 +67,7 @@ func (c *Config) ApplyDefaults() {
 			setDur(&p.HoldTimeout, 5*time.Minute)
 		}
 	}
+	c.applyBreakGlassDefaults()
 }
 
 func setStr(s *string, def string) {

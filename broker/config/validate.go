@@ -74,6 +74,7 @@ func (c *Config) Validate() error {
 	for i := range c.Targets {
 		c.validateTarget(&ck, fmt.Sprintf("targets[%d]", i), &c.Targets[i], names, users, groups)
 	}
+	c.validateBreakGlass(&ck, users, groups)
 	if len(ck.problems) > 0 {
 		return &ValidationError{Problems: ck.problems}
 	}

@@ -130,6 +130,9 @@ func (i *Issuer) role(g broker.Grant, kind string) (*config.Target, *config.Role
 	if !ok {
 		return nil, nil, fmt.Errorf("target %q has no role %q", g.Target, g.Role)
 	}
+	if err := i.checkBreakGlass(g); err != nil {
+		return nil, nil, err
+	}
 	return t, r, nil
 }
 
@@ -163,6 +166,9 @@ func (i *Issuer) entry(grantID string) *grantCreds {
 // says per_session. Errors wrap creds.ErrVaultUnreachable when Vault does
 // not answer and creds.ErrGrantEnded when the grant is over.
 func (i *Issuer) ForSession(ctx context.Context, g broker.Grant, sessionID string) (creds.Lease, error) {
+	if a, ok := i.breakGlassStatic(g); ok {
+		return i.breakGlassLogin(ctx, g, sessionID, a)
+	}
 	_, r, err := i.role(g, "postgres")
 	if err != nil {
 		return creds.Lease{}, fmt.Errorf("creds: grant %s: %w", g.ID, err)
