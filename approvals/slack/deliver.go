@@ -168,9 +168,15 @@ func (s *Slack) deliverRemind(ctx context.Context, it *item) result {
 	if r.State != broker.RequestPending {
 		return result{reminded: it.Dest}
 	}
+	undecided := s.undecided(r)
 	var mentions []string
-	if strings.HasPrefix(it.Dest, "channel:") {
-		for _, u := range s.undecided(r) {
+	if uid, ok := strings.CutPrefix(it.Dest, "user:"); ok {
+		// An approver's own copy: remind only one who has not voted.
+		if id, ok := s.dir.BySlackID(uid); !ok || !slices.Contains(undecided, id.Name) {
+			return result{reminded: it.Dest}
+		}
+	} else {
+		for _, u := range undecided {
 			if id := s.slackIDOf(u); id != "" {
 				mentions = append(mentions, "<@"+id+">")
 			}

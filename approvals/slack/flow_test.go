@@ -287,39 +287,45 @@ func TestReminderThenExpiry(t *testing.T) {
 	e := newEnv(t, withScheduler)
 	req := e.create("alice", "demo-pg", "brief", 10*time.Minute, "", "")
 	m := e.waitMessage(approvals, req.ID)
-	reminders := func() []slacktest.Message {
+	bobDM := e.waitMessage(slacktest.DMChannel("U0BOB"), req.ID)
+	carolDM := e.waitMessage(slacktest.DMChannel("U0CAROL"), req.ID)
+	e.click("U0BOB", bobDM, "custos_approve")
+	replies := func(root slacktest.Message) []slacktest.Message {
 		var out []slacktest.Message
-		for _, x := range e.emu.Messages(approvals) {
-			if x.ThreadTS == m.TS {
+		for _, x := range e.emu.Messages(root.Channel) {
+			if x.ThreadTS == root.TS {
 				out = append(out, x)
 			}
 		}
 		return out
 	}
-	eventually(t, "reminder", func() bool { return len(reminders()) == 1 })
-	rem := reminders()[0]
-	if time.Until(req.ExpiresAt) > 2*time.Second+200*time.Millisecond {
-		t.Errorf("reminder came %s before expiry, policy says 2s", time.Until(req.ExpiresAt))
+	eventually(t, "reminder", func() bool { return len(replies(m)) == 1 })
+	rem := replies(m)[0]
+	if left := time.Until(req.ExpiresAt); left > 2*time.Second+200*time.Millisecond || left < time.Second {
+		t.Errorf("reminder came %s before expiry, policy says 2s", left)
 	}
-	for _, want := range []string{"Reminder", req.ID, "<@U0BOB>", "<@U0CAROL>", "1 more approval"} {
+	for _, want := range []string{"Reminder", req.ID, "<@U0CAROL>", "needs 1 more approval"} {
 		if !strings.Contains(rem.Text, want) {
 			t.Errorf("reminder lacks %q: %q", want, rem.Text)
 		}
 	}
-	if strings.Contains(rem.Text, "<@U0ALICE>") {
-		t.Error("the reminder asks the requester to approve")
+	for _, who := range []string{"<@U0ALICE>", "<@U0BOB>"} {
+		if strings.Contains(rem.Text, who) {
+			t.Errorf("the reminder asks %s, who may not or did already decide: %q", who, rem.Text)
+		}
 	}
+	eventually(t, "carol's DM reminder", func() bool { return len(replies(carolDM)) == 1 })
 	eventually(t, "expiry shown", func() bool { return strings.Contains(e.current(m).Content(), "*Expired*") })
-	if len(e.current(m).Buttons()) != 0 {
-		t.Error("expired request still has buttons")
+	for _, msg := range []slacktest.Message{m, bobDM, carolDM} {
+		eventually(t, "buttons removed", func() bool { return len(e.current(msg).Buttons()) == 0 })
 	}
 	eventually(t, "requester told", func() bool { return len(dmMessages(e, "U0ALICE")) == 1 })
-	if dm := dmMessages(e, "U0ALICE")[0].Text; !strings.Contains(dm, "Expired") {
+	if dm := dmMessages(e, "U0ALICE")[0].Text; !strings.Contains(dm, "Expired") || !strings.Contains(dm, "1 of 2") {
 		t.Errorf("expiry DM = %q", dm)
 	}
 	time.Sleep(300 * time.Millisecond) // several sweeps
-	if n := len(reminders()); n != 1 {
-		t.Errorf("%d reminders, want exactly 1", n)
+	if n, nb, nc := len(replies(m)), len(replies(bobDM)), len(replies(carolDM)); n != 1 || nb != 0 || nc != 1 {
+		t.Errorf("reminders: channel %d, bob %d, carol %d; want 1, 0, 1", n, nb, nc)
 	}
 }
 

@@ -62,7 +62,7 @@ targets:
       - name: readwrite
         policy: {requesters: [dbas], approvers: [approvers], approvals: 2, max_duration: 4h, dm_approvers: true}
       - name: brief
-        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, request_ttl: 3s, remind_before: 2s}
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 2, dm_approvers: true, request_ttl: 4s, remind_before: 2s}
   - name: prod-db
     kind: postgres
     address: 127.0.0.1:5433

@@ -25,9 +25,13 @@ package slack
 //   - Slack's limits are honoured: a 429 pauses every call for its
 //     Retry-After; other failures back off exponentially per item.
 //
-// The remaining window: an ephemeral reply (a refusal shown only to the
-// clicker) cannot be found again, so a retry after an uncertain failure may
-// show it twice. Nothing else is affected.
+// What remains: an ephemeral reply (a refusal shown only to the clicker)
+// cannot be found again, so a retry after an uncertain failure may show it
+// twice. The search for an earlier attempt covers the conversation from
+// five minutes before the first attempt, up to 2,000 messages; a post
+// Slack accepted but did not yet list in history when the retry looked
+// would be posted again. Neither can make a message claim a decision that
+// was not made: every message is rendered from the store.
 
 import (
 	"context"
