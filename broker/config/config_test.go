@@ -158,6 +158,9 @@ func TestDevConfigIsValid(t *testing.T) {
 		if strings.HasSuffix(k, "_PORT") {
 			return "1234"
 		}
+		if strings.HasSuffix(k, "_ENABLED") {
+			return "true"
+		}
 		return "x"
 	})
 	if _, err := Parse([]byte(s)); err != nil {

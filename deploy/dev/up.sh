@@ -72,6 +72,10 @@ Straight to the targets, bypassing the broker (debugging only):
 
 Stop everything with: make down
 EOT
+if [ -n "${CUSTOS_SLACK_BOT_TOKEN:-}" ] && [ -n "${CUSTOS_SLACK_SIGNING_SECRET:-}" ]; then
+	echo "Slack approvals are on: requests post to channel C0APPROVALS${CUSTOS_SLACK_API_URL:+ via $CUSTOS_SLACK_API_URL};"
+	echo "  set the app's interactivity request URL to $CUSTOS_URL/slack/interactions (docs/slack.md)."
+fi
 if [ "$build_failed" = 1 ]; then
 	echo "up: the broker was not started: go build ./cmd/custos failed" >&2
 	exit 1

@@ -87,6 +87,7 @@ func Up(o UpOptions) (map[string]string, error) {
 	if err := writeEnvFile(envPath, env); err != nil {
 		return nil, err
 	}
+	slackEnv(env)
 	if o.ConfigTemplate != "" {
 		if err := renderConfig(o.ConfigTemplate, env["CUSTOS_CONFIG"], env); err != nil {
 			return nil, err
@@ -347,6 +348,23 @@ func caClient(caPath string) (*http.Client, error) {
 		return nil, fmt.Errorf("no certificate in %s", caPath)
 	}
 	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
+}
+
+// slackEnv turns Slack approvals on in the rendered config when the caller's
+// environment has CUSTOS_SLACK_BOT_TOKEN and CUSTOS_SLACK_SIGNING_SECRET, and
+// passes CUSTOS_SLACK_API_URL through. The two secrets reach the broker's
+// environment only: they are not in envKeys, so .dev/env never holds them.
+func slackEnv(env map[string]string) {
+	enabled := os.Getenv("CUSTOS_SLACK_BOT_TOKEN") != "" && os.Getenv("CUSTOS_SLACK_SIGNING_SECRET") != ""
+	env["CUSTOS_SLACK_ENABLED"] = strconv.FormatBool(enabled)
+	env["CUSTOS_SLACK_API_URL"] = os.Getenv("CUSTOS_SLACK_API_URL")
+	for _, k := range []string{"CUSTOS_SLACK_BOT_TOKEN", "CUSTOS_SLACK_SIGNING_SECRET"} {
+		if enabled {
+			env[k] = os.Getenv(k)
+		} else {
+			delete(env, k)
+		}
+	}
 }
 
 // renderConfig replaces ${VAR} in the template with env values, except on
