@@ -11,6 +11,7 @@ import (
 	"encoding/base32"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -157,6 +158,8 @@ func Start(tb testing.TB) *Env {
 
 	srv := web.New(log, nil)
 	e.Server = httptest.NewUnstartedServer(srv.Handler())
+	// Browsers reject the test certificate once before accepting it.
+	e.Server.Config.ErrorLog = stdlog.New(io.Discard, "", 0)
 	e.Server.StartTLS()
 	tb.Cleanup(e.Server.Close)
 	e.URL = e.Server.URL

@@ -42,6 +42,7 @@ export async function render(root) {
     const base = '/ui/api/audit/views/' + encodeURIComponent(vsel.value) + '?';
     csv.setAttribute('href', base + q.toString() + '&format=csv');
     json.setAttribute('href', base + q.toString() + '&format=json&download=1');
+    out.dataset.rows = '';
     try {
       const t = await api('GET', base + q.toString());
       out.replaceChildren(el('p', { class: 'muted' }, `${t.rows.length} rows`), el('div', { class: 'scroll' }, table(t.columns, t.rows, { empty: 'No rows.' })));

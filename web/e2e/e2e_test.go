@@ -1,0 +1,91 @@
+//go:build browser
+
+// Package e2e runs the web UI's browser suite: a real broker UI in-process
+// on loopback (web/ui/uitest: identity, access, recorder, seeded SSH and
+// PostgreSQL recordings, a generated two-hour session and a live session
+// fed from here), driven by Debian chromium through playwright-core
+// (suite.mjs). Run it with run.sh, which installs what it needs; it is
+// part of `make test`.
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/web/ui/uitest"
+)
+
+func TestBrowser(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Fatal("chromium is not installed: run web/e2e/run.sh (apt-get install chromium)")
+	}
+	if _, err := os.Stat("node_modules/playwright-core"); err != nil {
+		t.Fatal("playwright-core is not installed: run web/e2e/run.sh")
+	}
+	began := time.Now()
+	env := uitest.Start(t)
+	if !env.UI.XtermAvailable() {
+		t.Fatal("the UI was built without xterm.js: run web/ui/build.sh before the suite")
+	}
+	f := env.Seed(t, 2*time.Hour)
+	live := env.StartLive(t, f.Grant, "ses_live_alice")
+	if err := live.Type("uptime\r"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("broker and fixtures ready in %v", time.Since(began))
+
+	// The control endpoint lets the suite act as the user on the live
+	// session and fetch sam's current second factor.
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /totp", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, uitest.TOTP()) })
+	mux.HandleFunc("POST /type", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if err := live.Type(string(b)); err != nil {
+			http.Error(w, err.Error(), http.StatusGone)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	ctl := httptest.NewServer(mux)
+	defer ctl.Close()
+
+	fixtures, _ := json.Marshal(map[string]any{
+		"url": env.URL, "control": ctl.URL, "password": uitest.Password,
+		"pending": f.Pending.ID, "ssh": f.SSH, "pg": f.PG, "long": f.Long, "daveSSH": f.DaveSSH, "live": live.ID,
+		"longTick": uitest.LongTick(3600),
+	})
+	artifacts, _ := filepath.Abs("artifacts")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", "suite.mjs")
+	cmd.Env = append(os.Environ(), "CUSTOS_E2E="+string(fixtures), "CUSTOS_E2E_ARTIFACTS="+artifacts)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("browser suite failed: %v (screenshots in %s)", err, artifacts)
+	}
+
+	// What the browser did is on the record.
+	var approved, denied, terminated bool
+	for _, r := range env.AuditRecords(t, "") {
+		switch {
+		case r.Action == "request.approve" && r.Actor == "bob":
+			approved = true
+		case r.Action == "session.recording.read" && r.Actor == "alice" && r.Outcome == "denied":
+			denied = true
+		case r.Action == "session.terminate" && r.Actor == "sam" && r.Outcome == "success":
+			terminated = true
+		}
+	}
+	if !approved || !denied || !terminated {
+		t.Fatalf("audit after the suite: approve %v, refused read %v, terminate %v", approved, denied, terminated)
+	}
+	t.Logf("browser suite passed in %v", time.Since(began))
+}

@@ -1,0 +1,306 @@
+// The web UI's browser suite, run by e2e_test.go against a broker it
+// started: Debian chromium through playwright-core, one fresh profile,
+// every page screenshotted into CUSTOS_E2E_ARTIFACTS.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inflateRawSync } from 'node:zlib';
+import assert from 'node:assert/strict';
+
+const F = JSON.parse(process.env.CUSTOS_E2E);
+const ART = process.env.CUSTOS_E2E_ARTIFACTS;
+const timings = {};
+
+const profile = mkdtempSync(join(tmpdir(), 'custos-e2e-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  ignoreHTTPSErrors: true,
+  acceptDownloads: true,
+  viewport: { width: 1400, height: 1000 },
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+context.setDefaultTimeout(15000);
+const page = context.pages()[0] || await context.newPage();
+const problems = [];
+page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+page.on('console', (m) => {
+  // Blocked inline styles are xterm.js's own <style> elements, which the
+  // CSP refuses as intended (term.js mirrors them); anything else counts.
+  if (m.type() === 'error' && !/Failed to load resource|Applying inline style violates/.test(m.text())) problems.push('console error: ' + m.text());
+  if (/violates the following Content Security Policy directive 'script-src/.test(m.text())) problems.push('script blocked by CSP: ' + m.text());
+});
+page.on('dialog', (d) => { problems.push('unexpected dialog: ' + d.message()); d.dismiss(); });
+
+const url = (p) => F.url + p;
+const shot = (name) => page.screenshot({ path: join(ART, name + '.png'), fullPage: true });
+
+async function signIn(user, totp) {
+  await page.goto(url('/ui/login'));
+  await page.fill('#user', user);
+  await page.fill('#password', F.password);
+  if (totp) await page.fill('#totp', totp);
+  await page.click('button[type=submit]');
+  await page.waitForURL(/\/ui\/sessions/);
+}
+
+async function signOut() {
+  await page.click('#logout');
+  await page.waitForURL(/\/ui\/login/);
+}
+
+// termText is what the xterm.js screen shows.
+const termText = () => page.evaluate(() => {
+  const rows = document.querySelector('.xterm-rows');
+  return rows ? [...rows.children].map((r) => r.textContent).join('\n') : '';
+});
+
+async function control(path, body) {
+  const res = await fetch(F.control + path, { method: body === undefined ? 'GET' : 'POST', body });
+  assert.ok(res.ok, `control ${path}: ${res.status}`);
+  return res.text();
+}
+
+// unzip reads a zip's stored and deflated entries.
+function unzip(buf) {
+  const files = {};
+  let eocd = buf.length - 22;
+  while (eocd >= 0 && buf.readUInt32LE(eocd) !== 0x06054b50) eocd--;
+  let p = buf.readUInt32LE(eocd + 16);
+  const n = buf.readUInt16LE(eocd + 10);
+  for (let i = 0; i < n; i++) {
+    const method = buf.readUInt16LE(p + 10);
+    const csize = buf.readUInt32LE(p + 20);
+    const nameLen = buf.readUInt16LE(p + 28), extra = buf.readUInt16LE(p + 30), comment = buf.readUInt16LE(p + 32);
+    const local = buf.readUInt32LE(p + 42);
+    const name = buf.toString('utf8', p + 46, p + 46 + nameLen);
+    const start = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
+    const data = buf.subarray(start, start + csize);
+    files[name] = method === 8 ? inflateRawSync(data) : data;
+    p += 46 + nameLen + extra + comment;
+  }
+  return files;
+}
+
+const steps = [];
+const step = (name, fn) => steps.push({ name, fn });
+
+step('sign-in page, approver approves a request', async () => {
+  await page.goto(url('/ui/login'));
+  await shot('01-login');
+  await signIn('bob');
+  await page.goto(url('/ui/requests'));
+  const row = page.locator(`#pending tr[data-request="${F.pending}"]`);
+  await row.waitFor();
+  await row.locator('button[data-action=approve]').click();
+  await page.locator('.notice.ok', { hasText: 'Approved: grant' }).waitFor();
+  assert.equal(await page.locator(`#pending tr[data-request="${F.pending}"]`).count(), 0);
+  await shot('02-requests-approved');
+  await signOut();
+});
+
+step('a requester cannot open another user\'s recording (403)', async () => {
+  await signIn('alice');
+  await page.waitForSelector('#sessions table');
+  assert.equal(await page.locator(`tr[data-session="${F.daveSSH}"]`).count(), 0, 'alice lists dave\'s session');
+  assert.equal(await page.locator(`tr[data-session="${F.ssh}"]`).count(), 1);
+  const res = await page.request.get(url('/ui/api/sessions/' + F.daveSSH));
+  assert.equal(res.status(), 403);
+  await page.goto(url('/ui/sessions/' + F.daveSSH));
+  await page.locator('.notice.error', { hasText: 'may not open' }).waitFor();
+  await shot('03-forbidden');
+  await signOut();
+});
+
+step('security signs in with a second factor; sessions table with search', async () => {
+  await signIn('sam', (await control('/totp')).trim());
+  await page.waitForSelector('#sessions table');
+  await page.fill('#f-q', 'notes.html');
+  await page.click('#filters button[type=submit]');
+  await page.locator(`tr[data-session="${F.ssh}"]`).waitFor();
+  assert.equal(await page.locator(`tr[data-session="${F.pg}"]`).count(), 0);
+  await page.locator(`tr[data-session="${F.ssh}"] .verify-intact`).waitFor({ timeout: 20000 });
+  await shot('04-sessions');
+});
+
+step('terminal replay: XSS probe and OSC 8 link render as text', async () => {
+  await page.goto(url('/ui/sessions/' + F.ssh));
+  await page.waitForSelector('#player[data-state=ready]');
+  assert.equal(await page.getAttribute('#player', 'data-renderer'), 'xterm');
+  await page.selectOption('#speed', '8');
+  await page.check('#show-input');
+  await page.click('#play');
+  await page.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent.includes('logout'));
+  const text = await termText();
+  assert.ok(text.includes('<script>window.__xss=1</script>'), 'script tag shown as text:\n' + text);
+  assert.ok(text.includes('<img src=x onerror="window.__xss=2">'), 'img tag shown as text');
+  assert.ok(text.includes('click-me-link') && text.includes('docs-link'), 'OSC 8 link text shown');
+  const dom = await page.evaluate(() => ({
+    xss: window.__xss,
+    scripts: document.querySelectorAll('#player script, .xterm script').length,
+    imgs: document.querySelectorAll('#player img').length,
+    anchors: document.querySelectorAll('.xterm a').length,
+    spanDisplay: getComputedStyle(document.querySelector('.xterm-rows span') || document.body).display,
+  }));
+  assert.equal(dom.xss, undefined, 'recorded output ran as script');
+  assert.equal(dom.scripts + dom.imgs + dom.anchors, 0, 'recorded output became markup');
+  assert.equal(dom.spanDisplay, 'inline-block', 'xterm.js styles apply under the CSP');
+  await page.getByText('click-me-link').first().click({ force: true });
+  await page.waitForTimeout(300);
+  assert.equal(context.pages().length, 1, 'the OSC 8 link opened a page');
+  assert.ok(page.url().includes('/ui/sessions/' + F.ssh));
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  assert.ok((await page.textContent('#input-pane')).includes('cat notes.html⏎'), 'input shown alongside');
+  const markers = await page.textContent('#marker-list');
+  assert.ok(markers.includes('uname -a') && markers.includes('/tmp/report.csv'), 'exec and file markers: ' + markers);
+  await shot('05-replay-ssh');
+});
+
+step('two-hour session opens and seeks to the middle in under two seconds', async () => {
+  const t0 = Date.now();
+  await page.goto(url('/ui/sessions/' + F.long));
+  await page.waitForSelector('#player[data-state=ready]');
+  await page.evaluate(() => {
+    const tl = document.getElementById('timeline');
+    tl.value = '3600000';
+    tl.dispatchEvent(new Event('change'));
+  });
+  await page.waitForSelector('#player[data-frame-t="3600000"][data-state=ready]');
+  await page.waitForFunction((tick) => document.querySelector('.xterm-rows')?.textContent.includes(tick), F.longTick);
+  const total = Date.now() - t0;
+  const seekMs = Number(await page.getAttribute('#player', 'data-seek-ms'));
+  timings.longOpenAndSeekMs = total;
+  timings.longSeekMs = seekMs;
+  const text = await termText();
+  const ticks = text.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('tick '));
+  assert.equal(ticks[ticks.length - 1], F.longTick, 'screen at 1:00:00:\n' + text);
+  assert.ok(total < 2000, `opening and seeking took ${total} ms`);
+  await page.waitForSelector('#player[data-indexed=yes]');
+  await shot('06-replay-long-seek');
+  // Playback continues from there at 8x.
+  await page.selectOption('#speed', '8');
+  await page.click('#play');
+  await page.waitForFunction(() => Number(document.getElementById('player').dataset.t) > 3604000);
+  await page.click('#play');
+  const later = await termText();
+  assert.ok(later.includes('tick 0003604'), 'playback after the seek:\n' + later);
+});
+
+step('PostgreSQL statement timeline', async () => {
+  await page.goto(url('/ui/sessions/' + F.pg));
+  await page.waitForSelector('#pg[data-loaded=yes]');
+  await page.waitForSelector('#statements tbody tr');
+  const body = await page.textContent('#statements');
+  assert.ok(body.includes("UPDATE trials SET note = '<script>window.__xss=4</script>' WHERE id = 7"), 'SQL shown as text');
+  assert.ok(body.includes('$1 = 42'), 'parameters as recorded');
+  assert.ok(body.includes('42P01'), 'error shown');
+  assert.ok(body.includes('transaction 1: BEGIN') && body.includes('transaction 1: ROLLBACK'), 'transaction boundaries');
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  assert.equal(await page.locator('#statements script').count(), 0);
+  await shot('07-replay-postgres');
+  await page.fill('#stmt-filter', 'patients');
+  await page.waitForFunction(() => document.getElementById('statements')?.dataset.shown === '1');
+  await page.fill('#stmt-filter', '');
+  await page.check('#stmt-errors');
+  await page.waitForFunction(() => document.getElementById('statements')?.dataset.shown === '1');
+});
+
+step('watch a live session as it is typed into, then terminate it', async () => {
+  await page.goto(url('/ui/live'));
+  await page.locator(`tr[data-session="${F.live}"] a`).click();
+  await page.waitForSelector('#watch[data-ready=yes]');
+  await page.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent.includes('$ uptime'));
+  const sent = Date.now();
+  await control('/type', 'echo hello-from-the-test');
+  await page.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent.includes('echo hello-from-the-test'), null, { timeout: 1000 });
+  timings.liveLagMs = Date.now() - sent;
+  await shot('08-live-watch');
+  await page.click('#terminate');
+  await page.locator('.notice.error', { hasText: 'reason' }).waitFor();
+  await page.fill('#terminate-reason', 'not covered by the change ticket');
+  await page.click('#terminate');
+  await page.waitForSelector('#live-status[data-ended=terminated]');
+  assert.ok((await page.textContent('#live-status')).includes('not covered by the change ticket'));
+  assert.ok((await termText()).includes('access revoked'), 'the user was told');
+  await shot('09-live-terminated');
+  await page.goto(url('/ui/live'));
+  await page.waitForSelector('#live table');
+  await shot('10-live-list');
+});
+
+step('verify a session and download its evidence bundle', async () => {
+  await page.goto(url('/ui/verify/' + F.ssh));
+  await page.locator('#verdict', { hasText: 'Recording intact' }).waitFor();
+  const verdict = await page.textContent('#verdict');
+  assert.ok(verdict.includes('Chain') && verdict.includes('Signature') && verdict.includes('Retention'));
+  await shot('11-verify');
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#evidence')]);
+  const file = join(ART, 'evidence-' + F.ssh + '.zip');
+  await dl.saveAs(file);
+  const files = unzip(readFileSync(file));
+  for (const n of ['manifest.json', 'verify-report.json', 'audit-records.jsonl', 'grant.json', 'request.json', 'SHA256SUMS']) {
+    assert.ok(files[n], 'bundle lacks ' + n);
+  }
+  const rep = JSON.parse(files['verify-report.json'].toString());
+  assert.equal(rep.intact, true);
+  assert.equal(rep.session_id, F.ssh);
+  const actions = files['audit-records.jsonl'].toString().trim().split('\n').map((l) => JSON.parse(l).action);
+  for (const a of ['request.create', 'request.approve', 'grant.create', 'session.recorded', 'session.evidence.export']) {
+    assert.ok(actions.includes(a), 'bundle audit records lack ' + a);
+  }
+});
+
+step('audit saved views with CSV and JSON export', async () => {
+  await page.goto(url('/ui/audit'));
+  await page.locator('#chain', { hasText: 'Hash chain intact' }).waitFor();
+  await page.selectOption('#view', 'grants-for-target');
+  await page.fill('#v-target', 'demo-ssh');
+  await page.click('#view-form button[type=submit]');
+  await page.waitForFunction(() => Number(document.getElementById('view-result')?.dataset.rows) >= 2);
+  await shot('12-audit-grants');
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+  const csvPath = join(ART, 'grants-demo-ssh.csv');
+  await csv.saveAs(csvPath);
+  assert.ok(readFileSync(csvPath, 'utf8').startsWith('grant_id,user,role'));
+  await page.selectOption('#view', 'recording-access');
+  await page.click('#view-form button[type=submit]');
+  await page.waitForFunction(() => document.getElementById('view-result')?.textContent.includes('session.recording.read'));
+  const rows = await page.textContent('#view-result');
+  assert.ok(rows.includes('session.recording.read') && rows.includes('denied'), 'recording access view');
+  const [js] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
+  const jsPath = join(ART, 'recording-access.json');
+  await js.saveAs(jsPath);
+  assert.ok(JSON.parse(readFileSync(jsPath, 'utf8')).rows.length >= 1);
+  await page.selectOption('#view', 'sessions-terminated');
+  await page.click('#view-form button[type=submit]');
+  await page.waitForFunction((id) => document.getElementById('view-result')?.textContent.includes(id), F.live);
+  await shot('13-audit-terminated');
+});
+
+let passed = 0, failed = 0;
+const started = Date.now();
+for (const s of steps) {
+  const t = Date.now();
+  try {
+    await s.fn();
+    passed++;
+    console.log(`ok   ${s.name} (${Date.now() - t} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${s.name}: ${e.stack || e}`);
+    await shot('failed-' + steps.indexOf(s)).catch(() => {});
+  }
+}
+if (problems.length) {
+  failed++;
+  console.log('FAIL browser problems:\n  ' + problems.join('\n  '));
+}
+writeFileSync(join(ART, 'timings.json'), JSON.stringify(timings, null, 2));
+console.log('timings: ' + JSON.stringify(timings));
+console.log(`browser suite: ${steps.length} scenarios in ${Date.now() - started} ms`);
+console.log(`${passed} passed, ${failed} failed`);
+await context.close();
+rmSync(profile, { recursive: true, force: true });
+process.exit(failed ? 1 : 0);
