@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # install.sh installs and caches everything the local stack and the integration
 # tests need: Debian packages (openssh-server, rsync, tmux, asciinema,
-# pgbouncer, sqlite3, postgresql-15) and tools built from Go source (MinIO,
-# Vault) under ${XDG_CACHE_HOME:-$HOME/.cache}/custos/bin.
+# pgbouncer, sqlite3, postgresql-15, chromium for the browser tests) and
+# tools built from Go source (MinIO, Vault) under ${XDG_CACHE_HOME:-$HOME/.cache}/custos/bin.
 #
 # It is idempotent: when everything is present it only checks and returns.
 # Flags:
@@ -64,6 +64,7 @@ debian_packages=(
 	"sqlite3:/usr/bin/sqlite3"
 	"openssl:/usr/bin/openssl"
 	"procps:/usr/bin/pgrep"
+	"chromium:/usr/bin/chromium"
 )
 
 install_debian() {
