@@ -136,6 +136,13 @@ func (s *session) run(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 
 	stopShutdown := context.AfterFunc(s.ctx, s.shutdown)
 	defer stopShutdown()
+	// A revocation announced while the connection was being admitted found
+	// no tracked session; look once more now that it is tracked.
+	gctx, gcancel := context.WithTimeout(s.ctx, p.opts.AuthTimeout)
+	if _, err := p.opts.Grants.ActiveGrant(gctx, s.user, s.target.Name); err != nil && gctx.Err() == nil {
+		s.terminate(endCause{state: "terminated", by: "system", reason: "grant ended"})
+	}
+	gcancel()
 	grantEnd := time.AfterFunc(time.Until(s.grant.EffectiveEnd()), func() {
 		s.terminate(endCause{state: "terminated", by: "system", reason: "grant expired"})
 	})
