@@ -1,11 +1,5 @@
 //go:build browser
 
-// Package e2e runs the web UI's browser suite: a real broker UI in-process
-// on loopback (web/ui/uitest: identity, access, recorder, seeded SSH and
-// PostgreSQL recordings, a generated two-hour session and a live session
-// fed from here), driven by Debian chromium through playwright-core
-// (suite.mjs). Run it with run.sh, which installs what it needs; it is
-// part of `make test`.
 package e2e
 
 import (
@@ -22,6 +16,10 @@ import (
 	"github.com/custos-pam/custos/web/ui/uitest"
 )
 
+// TestBrowser runs suite.mjs against a real broker UI in-process on
+// loopback (web/ui/uitest: identity, access, recorder, seeded SSH and
+// PostgreSQL recordings, a generated two-hour session and a live session
+// fed from here).
 func TestBrowser(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
 		t.Fatal("chromium is not installed: run web/e2e/run.sh (apt-get install chromium)")
