@@ -33,7 +33,7 @@ func (s *Slack) deliver(ctx context.Context, it *item) result {
 		_, err := s.api.PostEphemeralContext(ctx, it.Channel, it.User, slack.MsgOptionText(it.Text, false))
 		return result{err: err}
 	case kindNotice:
-		_, err := s.postOnce(ctx, it, it.Channel, "", slack.MsgOptionText(it.Text, false))
+		_, _, err := s.postOnce(ctx, it, it.Channel, "", slack.MsgOptionText(it.Text, false))
 		return result{err: err}
 	}
 	return result{err: permanent("unknown item kind " + it.Kind)}
@@ -79,11 +79,17 @@ func (s *Slack) deliverPost(ctx context.Context, it *item) result {
 		return result{err: err}
 	}
 	text, blocks := m.render()
-	ts, err := s.postOnce(ctx, it, channel, "", slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	ts, adopted, err := s.postOnce(ctx, it, channel, "", slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
 	if err != nil {
 		return result{err: err}
 	}
-	return result{posted: []posted{{Dest: it.Dest, Channel: channel, TS: ts, Shown: fingerprint(r, g)}}}
+	shown := fingerprint(r, g)
+	if adopted {
+		// Rendered by the earlier attempt, maybe from an older state: the
+		// update that recordEffects queues brings it up to date.
+		shown = ""
+	}
+	return result{posted: []posted{{Dest: it.Dest, Channel: channel, TS: ts, Shown: shown}}}
 }
 
 func (s *Slack) deliverUpdate(ctx context.Context, it *item) result {
@@ -146,7 +152,7 @@ func (s *Slack) deliverNotify(ctx context.Context, it *item) result {
 			slack.NewSectionBlock(mrkdwn(clip(text, 3000)), nil, nil),
 			slack.NewContextBlock("", mrkdwn("<"+escapeLinkURL(u)+"|Open in Custos>"))))
 	}
-	if _, err := s.postOnce(ctx, it, channel, "", opts...); err != nil {
+	if _, _, err := s.postOnce(ctx, it, channel, "", opts...); err != nil {
 		return result{err: err}
 	}
 	return result{notified: it.Event}
@@ -182,7 +188,7 @@ func (s *Slack) deliverRemind(ctx context.Context, it *item) result {
 			}
 		}
 	}
-	if _, err := s.postOnce(ctx, it, p.Channel, p.TS, slack.MsgOptionText(reminderText(r, mentions), false), slack.MsgOptionTS(p.TS)); err != nil {
+	if _, _, err := s.postOnce(ctx, it, p.Channel, p.TS, slack.MsgOptionText(reminderText(r, mentions), false), slack.MsgOptionTS(p.TS)); err != nil {
 		return result{err: err}
 	}
 	return result{reminded: it.Dest}
@@ -190,22 +196,22 @@ func (s *Slack) deliverRemind(ctx context.Context, it *item) result {
 
 // postOnce posts a message tagged with the item's ID. When an earlier
 // attempt may have reached Slack it first looks for that message and
-// returns its ts instead of posting again.
-func (s *Slack) postOnce(ctx context.Context, it *item, channel, thread string, opts ...slack.MsgOption) (string, error) {
+// returns its ts (adopted) instead of posting again.
+func (s *Slack) postOnce(ctx context.Context, it *item, channel, thread string, opts ...slack.MsgOption) (ts string, adopted bool, err error) {
 	if it.Uncertain {
 		ts, found, err := s.findPosted(ctx, channel, thread, it)
 		if err != nil {
-			return "", fmt.Errorf("look for earlier attempt: %w", err)
+			return "", false, fmt.Errorf("look for earlier attempt: %w", err)
 		}
 		if found {
 			s.log.Info("slack message from an earlier attempt found; not posting again", "item", it.ID)
-			return ts, nil
+			return ts, true, nil
 		}
 	}
 	opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: metadataType,
 		EventPayload: map[string]any{"item": it.ID}}), slack.MsgOptionDisableLinkUnfurl())
-	_, ts, err := s.api.PostMessageContext(ctx, channel, opts...)
-	return ts, err
+	_, ts, err = s.api.PostMessageContext(ctx, channel, opts...)
+	return ts, false, err
 }
 
 // findPosted searches the channel (or thread) for a message carrying the

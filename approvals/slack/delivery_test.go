@@ -83,19 +83,29 @@ func TestRateLimitAndServerErrorsDeliverOnce(t *testing.T) {
 }
 
 // TestPostProcessedButUnanswered: Slack posts the message and answers 500;
-// the retry adopts that message instead of posting a second one.
+// the retry adopts that message instead of posting a second one, and
+// brings it up to date with what happened in between.
 func TestPostProcessedButUnanswered(t *testing.T) {
 	e := newEnv(t, withSlack(func(s *slacktest.Server) {
-		s.Fail("chat.postMessage", slacktest.Failure{Status: 500, AfterEffect: true}, slacktest.Failure{Status: 502})
+		s.Fail("chat.postMessage", slacktest.Failure{Status: 500, AfterEffect: true})
+		// Slow the search for it down, so a decision comes first.
+		s.Fail("conversations.history", slacktest.Failure{Status: 503}, slacktest.Failure{Status: 503})
 	}))
 	req := e.create("alice", "demo-pg", "readonly", time.Hour, "lost answer", "")
-	m := e.waitMessage(approvals, req.ID)
+	eventually(t, "the post reached Slack", func() bool { return len(e.messagesFor(approvals, req.ID)) == 1 })
+	m := e.messagesFor(approvals, req.ID)[0]
+	e.click("U0BOB", m, "custos_approve") // while the broker does not know the message yet
+	eventually(t, "the adopted message is updated", func() bool { return len(e.current(m).Buttons()) == 0 })
 	e.drain()
 	if n := len(e.messagesFor(approvals, req.ID)); n != 1 {
 		t.Fatalf("%d messages, want 1", n)
 	}
-	e.click("U0BOB", m, "custos_approve")
-	eventually(t, "the adopted message is updated", func() bool { return len(e.current(m).Buttons()) == 0 })
+	if n := len(postsTo(e.emu.Calls("chat.postMessage"), approvals)); n != 1 {
+		t.Errorf("posted %d times, want 1", n)
+	}
+	if c := e.current(m).Content(); !strings.Contains(c, "Approved by *bob*") {
+		t.Errorf("message:\n%s", c)
+	}
 }
 
 // blockingTransport hangs every Web API call while down, as an
