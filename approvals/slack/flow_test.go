@@ -331,11 +331,11 @@ func TestReminderThenExpiry(t *testing.T) {
 
 func TestSecurityNotice(t *testing.T) {
 	e := newEnv(t)
-	if err := e.sl.SecurityNotice(e.ctx, "break-glass account pg-admin unsealed by sam and carol"); err != nil {
+	if err := e.sl.SecurityNotice(e.ctx, "break-glass account pg-admin unsealed by sam and carol: <!channel> & co"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "notice", func() bool { return len(e.emu.Messages(securityChan)) == 1 })
-	if got := e.emu.Messages(securityChan)[0].Text; got != "break-glass account pg-admin unsealed by sam and carol" {
+	if got := e.emu.Messages(securityChan)[0].Text; got != "break-glass account pg-admin unsealed by sam and carol: &lt;!channel&gt; &amp; co" {
 		t.Errorf("notice = %q", got)
 	}
 	e.drain()

@@ -193,8 +193,9 @@ func (s *Slack) Run(ctx context.Context) error {
 }
 
 // SecurityNotice posts text to the security channel (break-glass unseals,
-// drills). It queues the post and returns; delivery is retried like every
-// other message.
+// drills). The text is escaped, so nothing in it can become a mention, a
+// broadcast or a link; *bold* and _italic_ still work. It queues the post
+// and returns; delivery is retried like every other message.
 func (s *Slack) SecurityNotice(ctx context.Context, text string) error {
 	ch := s.cfg.SecurityChannel
 	if ch == "" {
@@ -203,7 +204,7 @@ func (s *Slack) SecurityNotice(ctx context.Context, text string) error {
 	if ch == "" {
 		return errors.New("slack: security notice: no security_channel or channel configured")
 	}
-	it := &item{ID: "notice/" + broker.NewID("ntc"), Kind: kindNotice, Channel: ch, Text: text}
+	it := &item{ID: "notice/" + broker.NewID("ntc"), Kind: kindNotice, Channel: ch, Text: escape(text)}
 	if err := s.enqueue(context.WithoutCancel(ctx), nil, it); err != nil {
 		return fmt.Errorf("slack: security notice: %w", err)
 	}
@@ -273,7 +274,7 @@ func (s *Slack) signal() {
 	}
 }
 
-// auditReject records a refused interaction outside any other transaction.
+// auditEntry appends an audit record in a transaction of its own.
 func (s *Slack) auditEntry(ctx context.Context, e audit.Entry) {
 	if _, err := s.audit.Append(context.WithoutCancel(ctx), e); err != nil {
 		s.log.Error("audit append failed", "action", e.Action, "err", err)
