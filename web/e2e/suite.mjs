@@ -97,6 +97,7 @@ step('sign-in page, approver approves a request', async () => {
   await row.locator('button[data-action=approve]').click();
   await page.locator('.notice.ok', { hasText: 'Approved: grant' }).waitFor();
   assert.equal(await page.locator(`#pending tr[data-request="${F.pending}"]`).count(), 0);
+  assert.ok(!/null\s*$/.test(await page.textContent('main')), 'stray text on the requests page');
   await shot('02-requests-approved');
   await signOut();
 });
@@ -235,6 +236,7 @@ step('verify a session and download its evidence bundle', async () => {
   await page.locator('#verdict', { hasText: 'Recording intact' }).waitFor();
   const verdict = await page.textContent('#verdict');
   assert.ok(verdict.includes('Chain') && verdict.includes('Signature') && verdict.includes('Retention'));
+  assert.ok(!/null\s*$/.test(await page.textContent('main')), 'stray text on the verify page');
   await shot('11-verify');
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#evidence')]);
   const file = join(ART, 'evidence-' + F.ssh + '.zip');

@@ -102,12 +102,12 @@ export async function render(root) {
     }
   }
 
-  root.append(
+  root.append(...[
     el('h1', null, 'Requests'),
     section('Request access', form),
     section('Waiting for your approval', pendingBox),
     section('My requests', mineBox),
     section(who.admin ? 'Grants' : 'My grants and grants I approved', grantsBox),
-    who.admin ? section('All requests', allBox) : null);
+    who.admin ? section('All requests', allBox) : null].filter(Boolean));
   await load();
 }

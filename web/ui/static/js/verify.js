@@ -32,12 +32,12 @@ export async function render(root) {
     ['Grant', s.grant ? `${s.grant.id}, approved by ${(s.grant.approvers || []).join(', ')}` : ''],
     ['Reason', s.grant ? `${s.grant.reason || ''} ${s.grant.ticket || ''}` : '']], { class: 'facts' });
   const tampering = (rep.tampering || []).map((t) => [t.key, t.detail, t.version_id || '', fmtTime(t.last_modified)]);
-  root.append(
+  root.append(...[
     section('Verdict', verdict,
       el('p', null, el('a', { href: '/ui/api/sessions/' + encodeURIComponent(id) + '/evidence', id: 'evidence', class: 'button primary', download: `custos-evidence-${id}.zip` }, 'Download evidence bundle'),
         ' ', el('a', { href: '/ui/sessions/' + encodeURIComponent(id), class: 'button' }, 'Replay'))),
     section('Session', facts),
     section('Checks performed', el('ol', null, (rep.checks || []).map((c) => el('li', null, c)))),
     tampering.length ? section('Tampering attempts detected', table(['Key', 'What', 'Version', 'When'], tampering)) : null,
-    problems.length ? section('Problems', table(['Chunk', 'Key', 'Check', 'Detail'], problems.map((p) => [String(p.chunk || ''), p.key || '', p.check, p.detail]))) : null);
+    problems.length ? section('Problems', table(['Chunk', 'Key', 'Check', 'Detail'], problems.map((p) => [String(p.chunk || ''), p.key || '', p.check, p.detail]))) : null].filter(Boolean));
 }
