@@ -83,10 +83,10 @@ func TestRefusedConnections(t *testing.T) {
 		})
 	}
 	// Only the database-missing case got as far as credentials.
-	if len(s.creds.calls) != 1 {
-		t.Errorf("credentials issued %d times, want 1 (only after a valid token and grant)", len(s.creds.calls))
+	if n := s.creds.count(); n != 1 {
+		t.Errorf("credentials issued %d times, want 1 (only after a valid token and grant)", n)
 	}
-	if n := len(s.audit.find("postgres.connect", broker.OutcomeDenied)); n != len(tests) {
+	if n := len(s.audit.wait(t, "postgres.connect", broker.OutcomeDenied, len(tests))); n != len(tests) {
 		t.Errorf("denied audit records = %d, want %d", n, len(tests))
 	}
 	if len(s.rec.all()) != 0 {

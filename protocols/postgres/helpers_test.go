@@ -92,6 +92,12 @@ func (c *fakeCreds) PostgresLogin(_ context.Context, g broker.Grant, sessionID s
 	return c.user, c.password, nil
 }
 
+func (c *fakeCreds) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.calls)
+}
+
 // memRecorder keeps recordings in memory.
 type memRecorder struct {
 	mu       sync.Mutex
@@ -237,6 +243,20 @@ func (a *memAudit) find(action, outcome string) []audit.Entry {
 		}
 	}
 	return out
+}
+
+// wait polls until n entries with action and outcome exist and returns
+// them; the proxy audits a session's end after closing its recording.
+func (a *memAudit) wait(t testing.TB, action, outcome string, n int) []audit.Entry {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := a.find(action, outcome)
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // stack is a proxy in front of the devstack PostgreSQL with fakes for

@@ -187,6 +187,13 @@ func dialUpstream(ctx context.Context, t *config.Target, db, user, password stri
 	if err != nil {
 		return nil, err
 	}
+	// pgconn may have a background read in flight (started when a login
+	// write was slow) or bytes buffered; either would steal the first
+	// bytes of the relay. SyncConn settles both.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("sync upstream: %w", err)
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)

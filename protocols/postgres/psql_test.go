@@ -149,10 +149,10 @@ func TestPsqlSessionIsRelayedAndRecorded(t *testing.T) {
 	if n := kinds(evs, event.KindNote); len(n) == 0 || n[len(n)-1].Op != "disconnect" || n[len(n)-1].Text != "client sent Terminate" {
 		t.Errorf("disconnect note = %+v", n)
 	}
-	if got := s.audit.find("postgres.connect", "success"); len(got) != 1 {
+	if got := s.audit.wait(t, "postgres.connect", "success", 1); len(got) != 1 {
 		t.Errorf("connect audit records = %d, want 1", len(got))
 	}
-	if got := s.audit.find("postgres.disconnect", "success"); len(got) != 1 {
+	if got := s.audit.wait(t, "postgres.disconnect", "success", 1); len(got) != 1 {
 		t.Errorf("disconnect audit records = %d, want 1", len(got))
 	}
 }
@@ -210,7 +210,7 @@ func TestPsqlCtrlCCancelsTheRightQuery(t *testing.T) {
 		t.Errorf("psql took %v to return after Ctrl-C", took)
 	}
 	if err == nil || !strings.Contains(out.String(), "canceling statement due to user request") {
-		t.Fatalf("psql after Ctrl-C: err=%v output:\n%s", err, out.String())
+		t.Fatalf("psql after Ctrl-C: err=%v output:\n%s\nrecorded:\n%s", err, out.String(), dump(rec.waitClosed(t)))
 	}
 	evs := rec.waitClosed(t)
 	if notes := kinds(evs, event.KindNote); len(notes) == 0 || notes[0].Op != "cancel" {

@@ -183,7 +183,9 @@ func endEvent(first copyResult, cause error, visible bool, ce *clientError, clie
 		clientSide = !clientSide
 	}
 	switch {
-	case clientSide && clientTerminated:
+	case clientTerminated:
+		// The target closing after the client's Terminate may be seen
+		// first; the client still ended the session.
 		e.Op, e.Name, e.Text = "closed", "client", "client sent Terminate"
 	case clientSide && isClosedConn(first.err):
 		e.Op, e.Name, e.Text = "closed", "client", "client disconnected"
