@@ -54,7 +54,7 @@ type Options struct {
 	Targets     targets
 	Auth        authenticator
 	Credentials credentials
-	Recorder    recorder
+	Recorder    recordingStarter
 	// Audit receives audit records. Default: nil (refusals are only
 	// logged).
 	Audit auditSink

@@ -7,9 +7,9 @@ import (
 	"github.com/custos-pam/custos/recorder/event"
 )
 
-// recorder starts session recordings; the recorder package's Recorder,
+// recordingStarter starts session recordings; the recorder package's Recorder,
 // behind a one-line adapter, implements it.
-type recorder interface {
+type recordingStarter interface {
 	// Start begins the recording of one session and makes it durable
 	// before returning. An error refuses the session (fail closed) before
 	// any client byte is relayed.
