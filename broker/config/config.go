@@ -18,7 +18,7 @@ type Config struct {
 	// Listen holds the broker's listeners.
 	Listen Listen `yaml:"listen"`
 	// PublicURL is the broker's externally reachable base URL, used in
-	// links (Slack messages, CLI hints). Default: derived from Listen.HTTP.
+	// links (Slack messages, CLI hints). Default: http(s)://<listen.http>.
 	PublicURL string `yaml:"public_url"`
 	// Store selects the state store. Default: SQLite at ./custos.db.
 	Store Store `yaml:"store"`

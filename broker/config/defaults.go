@@ -13,6 +13,13 @@ func (c *Config) ApplyDefaults() {
 	if c.Listen.DataDir == "" {
 		c.Listen.DataDir = "custos-data"
 	}
+	if c.PublicURL == "" {
+		scheme := "http://"
+		if c.Listen.TLSCert != "" {
+			scheme = "https://"
+		}
+		c.PublicURL = scheme + c.Listen.HTTP
+	}
 	if c.Store.Driver == "" {
 		c.Store.Driver = "sqlite"
 	}

@@ -18,6 +18,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
+	slackapprovals "github.com/custos-pam/custos/approvals/slack"
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
@@ -115,6 +116,19 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}
 	})
+
+	if cfg.Slack.Enabled {
+		sl, err := slackapprovals.New(slackapprovals.Options{Config: cfg.Slack, PublicURL: cfg.PublicURL,
+			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Log: log})
+		if err != nil {
+			px.close()
+			_ = rec.Close()
+			return fmt.Errorf("serve: %w", err)
+		}
+		acc.AddNotifier(sl)
+		sl.Register(srv)
+		wg.Go(func() { _ = sl.Run(bg) })
+	}
 
 	(&web.AccessAPI{Auth: ids, Access: acc, Log: log}).Register(srv)
 	(&web.AuditAPI{Auth: ids, Store: st, IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
