@@ -100,6 +100,16 @@ func TestFullStack(t *testing.T) {
 	t.Cleanup(func() { b.stop(15) })
 	b.login("alice", "bob", "sam")
 
+	// The web UI is served by the same binary, under a strict CSP.
+	resp, err := readyClient.Get(b.url + "/ui/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); resp.StatusCode != 200 || csp == "" || strings.Contains(csp, "unsafe-inline") {
+		t.Fatalf("GET /ui/login: %d, CSP %q", resp.StatusCode, csp)
+	}
+
 	// No grant: the SSH banner says why and what to run.
 	out, _ := sshRun(t, alice, sshPort, "demo-ssh", "true")
 	if !strings.Contains(out, "no active grant for demo-ssh") || !strings.Contains(out, "custos request demo-ssh") {

@@ -167,6 +167,7 @@ func (u *UI) Register(s *web.Server) {
 	})
 	h("GET /ui/login", u.page("login", false))
 	h("GET /ui/requests", u.page("requests", true))
+	h("GET /ui/requests/{id}", u.page("requests", true)) // the link in Slack messages
 	h("GET /ui/sessions", u.page("sessions", true))
 	h("GET /ui/sessions/{id}", u.page("replay", true))
 	h("GET /ui/live", u.page("live", true))

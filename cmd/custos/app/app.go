@@ -30,6 +30,7 @@ import (
 	"github.com/custos-pam/custos/broker/store"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
+	webui "github.com/custos-pam/custos/web/ui"
 )
 
 // shutdownGrace bounds how long in-flight HTTP requests may take after a
@@ -101,7 +102,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, log, func(f func()) { wg.Go(f) })
+	hub := webui.NewHub()
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, hub, userCA, auditLog, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
@@ -142,6 +144,16 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	(&web.SSHCertAPI{Auth: ids, CA: userCA, TTL: cfg.Auth.SSHCertTTL.D(), Audit: auditLog}).Register(srv)
 	(&web.SessionsAPI{Auth: ids, Store: st, Recorder: rec, Terminator: px, Audit: auditLog,
 		IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
+
+	ui, err := webui.New(webui.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
+		Config: cfg, Live: hub, Terminator: px, Recordings: rec, PublicURL: cfg.PublicURL,
+		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: cfg.Listen.TLSCert == "", Log: log})
+	if err != nil {
+		px.close()
+		_ = rec.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	ui.Register(srv)
 
 	ln, err := net.Listen("tcp", cfg.Listen.HTTP)
 	if err != nil {

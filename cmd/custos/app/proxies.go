@@ -23,6 +23,7 @@ import (
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
+	webui "github.com/custos-pam/custos/web/ui"
 )
 
 // errNoVault is what a proxied connection sees when the broker has no
@@ -100,7 +101,7 @@ func (p proxies) close() {
 // startProxies starts the listeners named in cfg.Listen; each proxy serves
 // until ctx ends or close is called.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
-	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
+	issuer *vaultcreds.Issuer, rec *recorder.Recorder, hub *webui.Hub, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
 	var p proxies
 	creds := issuerCreds{issuer}
 	if cfg.Listen.SSH != "" {
@@ -117,7 +118,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 				if err != nil {
 					return nil, err
 				}
-				return w, nil
+				return hub.Tap(w), nil
 			}),
 			Audit: sshAudit{auditLog}, Log: log.With("proxy", "ssh"),
 		})
@@ -145,7 +146,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		var err error
 		p.pg, err = pgproxy.New(pgproxy.Options{
 			Targets: cfg, Auth: dbt, Credentials: creds, Audit: auditLog, TLS: tlsCfg,
-			Recorder: pgRecorder{rec: rec, issuer: issuer, log: log}, Logger: log.With("proxy", "postgres"),
+			Recorder: pgRecorder{rec: rec, hub: hub, issuer: issuer, log: log}, Logger: log.With("proxy", "postgres"),
 		})
 		if err != nil {
 			p.close()
@@ -167,6 +168,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 // login, if the role issues one.
 type pgRecorder struct {
 	rec    *recorder.Recorder
+	hub    *webui.Hub
 	issuer *vaultcreds.Issuer
 	log    *slog.Logger
 }
@@ -176,10 +178,11 @@ func (r pgRecorder) Start(ctx context.Context, h event.Header) (pgproxy.Recordin
 	if err != nil {
 		return nil, err
 	}
+	tap := r.hub.Tap(w)
 	if r.issuer == nil {
-		return w, nil
+		return tap, nil
 	}
-	return &pgSession{Writer: w, end: func() {
+	return &pgSession{Recording: tap, end: func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := r.issuer.EndSession(ctx, h.GrantID, h.SessionID); err != nil {
@@ -190,16 +193,16 @@ func (r pgRecorder) Start(ctx context.Context, h event.Header) (pgproxy.Recordin
 
 // pgSession is a recording whose end also ends the session's credentials.
 type pgSession struct {
-	*recorder.Writer
+	pgproxy.Recording
 	end func()
 }
 
 func (s *pgSession) Close() error {
 	defer s.end()
-	return s.Writer.Close()
+	return s.Recording.Close()
 }
 
 func (s *pgSession) Terminate(by, reason string) error {
 	defer s.end()
-	return s.Writer.Terminate(by, reason)
+	return s.Recording.Terminate(by, reason)
 }
