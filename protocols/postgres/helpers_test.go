@@ -52,10 +52,10 @@ func (a *fakeAuth) AuthenticateDB(_ context.Context, user, token, target string)
 	defer a.mu.Unlock()
 	t, ok := a.tokens[token]
 	if !ok {
-		return broker.Grant{}, errors.New("unknown or expired connection token")
+		return broker.Grant{}, fmt.Errorf("password authentication failed for user %q: unknown or expired connection token", user)
 	}
 	if !a.naive && (t.user != user || t.target != target) {
-		return broker.Grant{}, errors.New("connection token was issued for another user or target")
+		return broker.Grant{}, fmt.Errorf("password authentication failed for user %q: connection token was issued for another user or target", user)
 	}
 	return t.grant, nil
 }

@@ -103,8 +103,7 @@ func readToken(conn net.Conn, st *startup) (string, error) {
 func (p *Proxy) authorize(ctx context.Context, req *loginRequest, token string) (broker.Grant, *config.Target, string, *refusal) {
 	g, err := p.opts.Auth.AuthenticateDB(ctx, req.user, token, req.target)
 	if err != nil {
-		return g, nil, "", refuse(&clientError{Code: codeInvalidPassword,
-			Msg: fmt.Sprintf("password authentication failed for user %q: %v", req.user, err),
+		return g, nil, "", refuse(&clientError{Code: codeInvalidPassword, Msg: err.Error(),
 			Detail: fmt.Sprintf("The password must be a connection token from \"custos db token %s\" "+
 				"for an active grant on that target.", req.target), err: err})
 	}

@@ -22,9 +22,10 @@ import (
 // it with "db" tokens scoped to one target.
 type authenticator interface {
 	// AuthenticateDB returns the active grant that token (the password the
-	// client sent) gives user on target. Its error text is shown to the
-	// client, so it must name the problem (unknown or expired token, token
-	// of another user or target, no active grant) and hold no secret.
+	// client sent) gives user on target. Its error text is the FATAL
+	// message the client sees (SQLSTATE 28P01), so it must name the
+	// problem (unknown or expired token, token of another user or target,
+	// no active grant) and hold no secret.
 	AuthenticateDB(ctx context.Context, user, token, target string) (broker.Grant, error)
 }
 

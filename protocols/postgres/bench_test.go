@@ -1,0 +1,243 @@
+package pgproxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/deploy/devstack"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Benchmark settings: each pgbench run is short and every configuration
+// runs benchRuns times, interleaved, so drift hits all paths alike.
+const (
+	benchRuns     = 5
+	benchDuration = 2 // seconds per pgbench run
+	benchScale    = 8
+)
+
+// benchEnv is the devstack PostgreSQL reached three ways: directly, through
+// the broker (recording every statement with the real recorder) and
+// through PgBouncer in session mode. Every hop uses TLS.
+type benchEnv struct {
+	s        *stack
+	token    string
+	direct   string
+	broker   string
+	bouncer  string
+	password string // for direct and PgBouncer
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	b.Helper()
+	s := newStack(b, withRecorder(realRecorder(b)))
+	tok, _ := s.token("alice")
+	e := &benchEnv{s: s, token: tok, password: s.password,
+		direct: fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=require", s.pg.Host, s.pg.Port, s.db, s.role),
+		broker: s.conninfo("alice", testTarget, "require")}
+	e.bouncer = startPgbouncer(b, s)
+	runPgbench(b, s.pgbench, e.direct, e.password, "-i", "-q", "-s", strconv.Itoa(benchScale))
+	super(b, s.pg, s.db, "VACUUM ANALYZE")
+	return e
+}
+
+// startPgbouncer runs PgBouncer in session mode in front of the test
+// database, with TLS to the client and to the server.
+func startPgbouncer(b *testing.B, s *stack) string {
+	b.Helper()
+	bin := tool(b, "pgbouncer", "apt-get install -y pgbouncer")
+	dir, err := os.MkdirTemp("", "custos-pgbouncer-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cert := selfSignedTLS(b).Certificates[0]
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := devstack.FreePort(b)
+	files := map[string][]byte{
+		"server.crt":   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
+		"server.key":   pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		"userlist.txt": fmt.Appendf(nil, "%q %q\n", s.role, s.password),
+		"pgbouncer.ini": fmt.Appendf(nil, `[databases]
+%[1]s = host=%[2]s port=%[3]d dbname=%[1]s user=%[4]s password=%[5]s
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %[6]d
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = %[7]s/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 100
+client_tls_sslmode = require
+client_tls_cert_file = %[7]s/server.crt
+client_tls_key_file = %[7]s/server.key
+server_tls_sslmode = require
+logfile = %[7]s/pgbouncer.log
+pidfile = %[7]s/pgbouncer.pid
+`, s.db, s.pg.Host, s.pg.Port, s.role, s.password, port, dir),
+	}
+	cred := postgresUser(b)
+	if cred != nil {
+		os.Chown(dir, int(cred.Uid), int(cred.Gid))
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		if cred != nil {
+			os.Chown(p, int(cred.Uid), int(cred.Gid))
+		}
+	}
+	cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
+			b.Fatalf("pgbouncer did not start: %v\n%s", err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Sprintf("host=127.0.0.1 port=%d dbname=%s user=%s sslmode=require", port, s.db, s.role)
+}
+
+// postgresUser is the account PgBouncer runs as when we are root (it
+// refuses to run as root); nil otherwise.
+func postgresUser(b *testing.B) *syscall.Credential {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		b.Skipf("running as root needs a postgres user for pgbouncer: %v", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkPgbench runs pgbench -M simple directly, through the broker with
+// every statement recorded, and through PgBouncer (session mode), for the
+// select-only and TPC-B-like scripts at 1, 8 and 32 clients, and reports
+// median TPS and the broker's ratios to the other two.
+func BenchmarkPgbench(b *testing.B) {
+	e := newBenchEnv(b)
+	for _, script := range []struct{ name, flag string }{{"select-only", "-S"}, {"tpcb", ""}} {
+		for _, clients := range []int{1, 8, 32} {
+			b.Run(fmt.Sprintf("%s/clients=%d", script.name, clients), func(b *testing.B) {
+				paths := []struct{ name, conn, password string }{
+					{"direct", e.direct, e.password}, {"broker", e.broker, e.token}, {"pgbouncer", e.bouncer, e.password}}
+				tps := map[string][]float64{}
+				for range b.N {
+					for run := 0; run < benchRuns; run++ {
+						for _, p := range paths {
+							args := []string{"-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
+								"-T", strconv.Itoa(benchDuration)}
+							if script.flag != "" {
+								args = append(args, script.flag)
+							}
+							out := runPgbench(b, e.s.pgbench, p.conn, p.password, args...)
+							m := tpsRE.FindStringSubmatch(out)
+							if m == nil {
+								b.Fatalf("%s: no tps in pgbench output:\n%s", p.name, out)
+							}
+							v, _ := strconv.ParseFloat(m[1], 64)
+							tps[p.name] = append(tps[p.name], v)
+						}
+					}
+				}
+				d, br, pb := median(tps["direct"]), median(tps["broker"]), median(tps["pgbouncer"])
+				b.ReportMetric(0, "ns/op")
+				b.ReportMetric(d, "tps_direct")
+				b.ReportMetric(br, "tps_broker")
+				b.ReportMetric(pb, "tps_pgbouncer")
+				b.ReportMetric(br/d, "x_direct")
+				b.ReportMetric(br/pb, "x_pgbouncer")
+			})
+		}
+	}
+}
+
+// BenchmarkSimpleQueryLatency measures single-client round trips of a
+// simple-protocol SELECT 1 directly and through the broker, interleaved in
+// blocks, and reports the p50 and p99 the broker adds.
+func BenchmarkSimpleQueryLatency(b *testing.B) {
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	connect := func(conninfo, password string) *pgconn.PgConn {
+		c, err := pgconn.Connect(ctx, conninfo+" password="+password)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	direct, broker := connect(e.direct, e.password), connect(e.broker, e.token)
+	measure := func(c *pgconn.PgConn, n int, into *[]time.Duration) {
+		for range n {
+			start := time.Now()
+			if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+				b.Fatal(err)
+			}
+			*into = append(*into, time.Since(start))
+		}
+	}
+	var dl, bl []time.Duration
+	for range b.N {
+		for block := 0; block < 20; block++ {
+			measure(direct, 500, &dl)
+			measure(broker, 500, &bl)
+		}
+	}
+	pct := func(ds []time.Duration, p float64) float64 {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return float64(s[int(float64(len(s)-1)*p)].Nanoseconds()) / 1e3
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(pct(dl, 0.5), "p50_direct_us")
+	b.ReportMetric(pct(bl, 0.5), "p50_broker_us")
+	b.ReportMetric(pct(bl, 0.5)-pct(dl, 0.5), "p50_added_us")
+	b.ReportMetric(pct(bl, 0.99)-pct(dl, 0.99), "p99_added_us")
+}
