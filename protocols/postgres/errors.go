@@ -16,6 +16,7 @@ const (
 	codeInvalidCatalog      = "3D000" // database not allowed on the target
 	codeAdminShutdown       = "57P01" // session ended by the broker (revoked, recording failed)
 	codeCannotConnectNow    = "57P03" // broker shutting down, credentials unavailable
+	codeIdleSessionTimeout  = "57P05" // role idle_timeout reached
 	codeFeatureNotSupported = "0A000" // protocol version
 )
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
+	"time"
 )
 
 // headerLen is the length of a v3 message header: a type byte and a
@@ -125,6 +127,8 @@ type copier struct {
 	atBoundary bool
 	// forwarded counts bytes written to dst.
 	forwarded int64
+	// active, when set, receives the time of every read (idle timeout).
+	active *atomic.Int64
 }
 
 func newCopier(src, dst net.Conn, h frameHandler, maxStream, maxDecode int) *copier {
@@ -145,6 +149,9 @@ func (c *copier) run() error {
 		}
 		n, rerr := c.src.Read(c.buf[c.w:])
 		if n > 0 {
+			if c.active != nil {
+				c.active.Store(time.Now().UnixNano())
+			}
 			c.w += n
 			k, serr := c.sc.scan(c.buf[c.r:c.w])
 			// Record before forwarding: a recorder failure stops the

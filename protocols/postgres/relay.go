@@ -3,9 +3,11 @@ package pgproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -55,6 +57,13 @@ func (s *session) run() {
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
 	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
 	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
+	if s.idle > 0 {
+		var active atomic.Int64
+		active.Store(time.Now().UnixNano())
+		up.active, down.active = &active, &active
+		stop := s.watchIdle(&active)
+		defer stop()
+	}
 	up.flush = func() error { return s.flush(&co.evs) }
 	down.flush = func() error { return s.flush(&so.evs) }
 
@@ -138,6 +147,33 @@ func (s *session) run() {
 	p.audit(context.WithoutCancel(s.ctx), "postgres.disconnect", s.grant.User, s.grant.Target, outcome, end.Text,
 		map[string]any{"session_id": s.id, "grant_id": s.grant.ID, "end": end.Op, "by": end.Name,
 			"bytes_in": up.forwarded, "bytes_out": down.forwarded})
+}
+
+// watchIdle ends the session once neither side has sent anything for the
+// role's idle timeout. It returns a function that stops the watch.
+func (s *session) watchIdle(active *atomic.Int64) func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTimer(s.idle)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+			}
+			idle := time.Since(time.Unix(0, active.Load()))
+			if idle >= s.idle {
+				s.terminate(&clientError{Code: codeIdleSessionTimeout,
+					Msg: fmt.Sprintf("custos: session idle for %s; disconnected (role idle_timeout)", s.idle)})
+				return
+			}
+			t.Reset(s.idle - idle)
+		}
+	}()
+	return func() { close(done) }
 }
 
 // flush records the events a copier's handler gathered from one read and

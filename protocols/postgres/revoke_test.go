@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -208,6 +209,26 @@ func TestGrantEndTerminatesSessions(t *testing.T) {
 		_, err := conn.Exec(context.Background(), "SELECT 1")
 		wantRevoked(t, err, "broker shutting down")
 	})
+}
+
+func TestIdleTimeout(t *testing.T) {
+	s := newStack(t, func(tg *config.Target, _ *Options) { tg.Roles[0].IdleTimeout = config.Duration(700 * time.Millisecond) })
+	tok, _ := s.token("alice")
+	conn := s.connect(t, "alice", tok)
+	ctx := context.Background()
+	// Activity keeps the session alive past the timeout.
+	for range 4 {
+		time.Sleep(300 * time.Millisecond)
+		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatalf("active session ended: %v", err)
+		}
+	}
+	time.Sleep(1200 * time.Millisecond)
+	_, err := conn.Exec(ctx, "SELECT 1")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P05" || !strings.Contains(pe.Message, "idle for 700ms") {
+		t.Fatalf("idle session: %v", err)
+	}
 }
 
 func TestRecorderFailureEndsTheSessionBeforeTheStatementRuns(t *testing.T) {

@@ -25,6 +25,8 @@ type session struct {
 	clientAddr string
 	started    time.Time
 	red        redactor
+	// idle is the role's idle timeout; 0 means none.
+	idle time.Duration
 
 	client   net.Conn
 	upstream net.Conn
@@ -172,6 +174,9 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 		red: redactor{policy: t.Postgres.Parameters, key: p.opts.ParamHashKey},
 	}
 	s.results.on, s.results.rows, s.results.bytes = t.Postgres.RecordResults, t.Postgres.ResultRowsCap, t.Postgres.ResultBytesCap
+	if r, ok := t.FindRole(g.Role); ok {
+		s.idle = time.Duration(r.IdleTimeout)
+	}
 	if s.red.policy == "" {
 		s.red.policy = paramsRecord
 	}
