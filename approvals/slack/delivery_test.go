@@ -141,7 +141,9 @@ func TestSlackDownRequestsStillWork(t *testing.T) {
 	if _, _, err := e.acc.Decide(e.ctx, "carol", req.ID, access.Decision{Approve: true, Via: "cli"}); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > time.Second {
+	// The transport never answers: a notifier that waited on it would
+	// hang here for good, so any generous bound shows it does not.
+	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("request and approval took %s with Slack down", d)
 	}
 	if r := e.request(req.ID); r.State != broker.RequestApproved {
