@@ -125,15 +125,21 @@ func Append(buf []byte, e *Event) []byte {
 }
 
 // AppendData appends a terminal-data event without building an Event. p
-// must be at most MaxFieldLen bytes.
+// must be at most MaxFieldLen bytes. The data is copied once: the body's
+// length is known up front, so nothing is moved afterwards.
 func AppendData(buf []byte, k Kind, off time.Duration, ch uint32, p []byte) []byte {
-	start := len(buf)
-	buf = append(buf, 0, 0, 0, 0, 0)
-	body := len(buf)
-	buf = append(buf, byte(k))
 	if off < 0 {
 		off = 0
 	}
+	n := 1 + uvarintLen(uint64(off))
+	if ch != 0 {
+		n += 1 + uvarintLen(uint64(ch))
+	}
+	if len(p) > 0 {
+		n += 1 + uvarintLen(uint64(len(p))) + len(p)
+	}
+	buf = binary.AppendUvarint(buf, uint64(n))
+	buf = append(buf, byte(k))
 	buf = binary.AppendUvarint(buf, uint64(off))
 	if ch != 0 {
 		buf = appendVarint(buf, fieldChannel, uint64(ch))
@@ -141,7 +147,17 @@ func AppendData(buf []byte, k Kind, off time.Duration, ch uint32, p []byte) []by
 	if len(p) > 0 {
 		buf = appendBytesField(buf, fieldData, p)
 	}
-	return finish(buf, start, body)
+	return buf
+}
+
+// uvarintLen is the length of v's uvarint encoding.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
 
 // finish writes the body length in front of the body at buf[body:] and

@@ -105,19 +105,23 @@ func TestGolden(t *testing.T) {
 }
 
 func TestAppendDataMatchesAppend(t *testing.T) {
-	for _, size := range []int{0, 1, 127, 128, 300, 70000} {
-		p := bytes.Repeat([]byte{'a'}, size)
-		e := Event{Kind: KindOutput, Offset: 1234567 * time.Microsecond, Channel: 7, Data: p}
-		a := Append(nil, &e)
-		b := AppendData(nil, KindOutput, e.Offset, 7, p)
-		if !bytes.Equal(a, b) {
-			t.Fatalf("size %d: AppendData and Append disagree", size)
-		}
-		if size == 0 {
-			e.Data = nil
-		}
-		if got := decodeAll(t, a); len(got) != 1 || !reflect.DeepEqual(got[0], e) {
-			t.Fatalf("size %d: round trip: %+v", size, got)
+	for _, size := range []int{0, 1, 120, 127, 128, 300, 16370, 16384, 70000, MaxFieldLen} {
+		for _, ch := range []uint32{0, 7, 300} {
+			for _, off := range []time.Duration{0, 1234567 * time.Microsecond} {
+				p := bytes.Repeat([]byte{'a'}, size)
+				e := Event{Kind: KindOutput, Offset: off, Channel: ch, Data: p}
+				a := Append([]byte("prefix"), &e)
+				b := AppendData([]byte("prefix"), KindOutput, e.Offset, ch, p)
+				if !bytes.Equal(a, b) {
+					t.Fatalf("size %d channel %d offset %s: AppendData and Append disagree", size, ch, off)
+				}
+				if size == 0 {
+					e.Data = nil
+				}
+				if got := decodeAll(t, a[len("prefix"):]); len(got) != 1 || !reflect.DeepEqual(got[0], e) {
+					t.Fatalf("size %d: round trip: %+v", size, got)
+				}
+			}
 		}
 	}
 }

@@ -58,8 +58,10 @@ type Policy struct {
 	RecordResults bool `json:"record_results,omitempty"`
 }
 
-// FormatVersion is the recording format version this package writes.
-const FormatVersion = 1
+// FormatVersion is the recording format version this package writes:
+// 2 since chunks may be compressed (chunk frame version 2). Readers accept
+// versions 1 and 2.
+const FormatVersion = 2
 
 // MaxSessionIDLen bounds session identifiers; they are used in object keys.
 const MaxSessionIDLen = 128
