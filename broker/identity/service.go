@@ -143,9 +143,19 @@ func auditName(user string) string {
 	}
 }
 
-// VerifyToken returns the token for a secret of the given kind.
+// VerifyToken returns the token for a secret of the given kind. A refused
+// token (unknown, revoked, expired or of another kind) is audited with its
+// precise reason; the secret never is.
 func (s *Service) VerifyToken(ctx context.Context, secret, kind string) (broker.Token, error) {
-	return s.tokens.Verify(ctx, secret, kind)
+	tok, err := s.tokens.Verify(ctx, secret, kind)
+	var e *Error
+	if errors.As(err, &e) {
+		if _, aerr := s.audit.Append(ctx, audit.Entry{Actor: "anonymous", Action: "auth.token", Outcome: broker.OutcomeDenied,
+			Reason: e.Reason, Details: map[string]any{"code": e.Code, "kind": kind}}); aerr != nil {
+			s.log.Error("audit refused token", "err", aerr)
+		}
+	}
+	return tok, err
 }
 
 // ListTokens returns the user's tokens.

@@ -328,6 +328,17 @@ func TestAccessLifecycleEndToEnd(t *testing.T) {
 		}
 		waitRequestState(t, b, hurried.ID, "expired", time.Now().Add(time.Second))
 
+		// A revoked token is refused with a precise code, and audited.
+		toks := decode[[]struct {
+			ID   string `json:"id"`
+			Kind string `json:"kind"`
+		}](t, b.ok("carol", "tokens", "-o", "json"))
+		if len(toks) != 1 || toks[0].Kind != "api" {
+			t.Fatalf("carol's tokens: %+v", toks)
+		}
+		b.ok("carol", "tokens", "revoke", toks[0].ID)
+		b.refused("carol", "token_invalid", "whoami")
+
 		// Every step is in the audit log, and the chain verifies.
 		out := b.ok("sam", "audit", "verify")
 		if !strings.Contains(out, "audit chain intact") {
@@ -343,6 +354,7 @@ func TestAccessLifecycleEndToEnd(t *testing.T) {
 			"request.create:success:alice", "request.approve:denied:alice", "request.approve:success:bob",
 			"grant.create:success:system", "grant.expire:success:system", "request.approve:denied:bob",
 			"grant.revoke:success:sam", "request.expire:success:system", "request.approve:success:carol",
+			"auth.token:denied:anonymous",
 		} {
 			if !seen[want] {
 				t.Errorf("audit log lacks %s", want)
