@@ -13,6 +13,9 @@
 #   token      role custos-grant (policy custos-grant.hcl): the per-grant
 #              tokens database logins are read with
 #   policy     custos-broker (custos-broker.hcl), AppRole role custos-broker
+#   policy     custos-custodians (custos-custodians.hcl): the out-of-band
+#              break-glass path for custodians' own identities; ssh role
+#              breakglass for the break-glass SSH login
 #
 # Environment:
 #   VAULT_ADDR, VAULT_TOKEN        a Vault and a token allowed to configure it (required)
@@ -25,6 +28,10 @@
 #   CUSTOS_TARGET_PG_NAME          connection name, default demo-pg
 #   CUSTOS_TARGET_PG_SSLMODE       default prefer
 #   CUSTOS_TARGET_SSH_LOGIN        login the ops role may sign for, default custos-demo
+#   CUSTOS_BREAKGLASS_SSH_LOGIN    login the breakglass ssh role signs for, default
+#                                  $CUSTOS_TARGET_SSH_LOGIN
+#   CUSTOS_VAULT_AUDIT_FILE        when set, enables Vault's file audit device there
+#                                  (it records custodians' out-of-band reads)
 #   PSQL                           psql binary (default: $PATH, then /usr/lib/postgresql/15/bin)
 #   CUSTOS_VAULT_OUT_DIR           when set, receives ssh-ca.pub (the SSH CA public
 #                                  key), broker-token (a custos-broker token) and
@@ -43,6 +50,7 @@ pg_db="${CUSTOS_TARGET_PG_DB:-postgres}"
 pg_name="${CUSTOS_TARGET_PG_NAME:-demo-pg}"
 pg_sslmode="${CUSTOS_TARGET_PG_SSLMODE:-prefer}"
 ssh_login="${CUSTOS_TARGET_SSH_LOGIN:-custos-demo}"
+bg_ssh_login="${CUSTOS_BREAKGLASS_SSH_LOGIN:-$ssh_login}"
 export VAULT_ADDR VAULT_TOKEN
 
 find_vault() {
@@ -150,6 +158,23 @@ v write ssh/roles/ops - >/dev/null <<EOF
 }
 EOF
 
+# The break-glass SSH login: the broker signs for it while an account is
+# unsealed; custodians sign their own key with it when the broker is down.
+v write ssh/roles/breakglass - >/dev/null <<EOF
+{
+  "key_type": "ca",
+  "allow_user_certificates": true,
+  "allow_host_certificates": false,
+  "allowed_users": "$bg_ssh_login",
+  "default_user": "$bg_ssh_login",
+  "allow_user_key_ids": true,
+  "default_extensions": {},
+  "allowed_extensions": "permit-pty",
+  "ttl": "5m",
+  "max_ttl": "1h"
+}
+EOF
+
 # --- transit: the recording key ---------------------------------------------
 if ! v read transit/keys/custos-recordings >/dev/null 2>&1; then
 	v write -f transit/keys/custos-recordings type=aes256-gcm96 >/dev/null
@@ -174,6 +199,11 @@ v write auth/token/roles/custos-grant \
 
 # --- the broker's policy and AppRole ---------------------------------------
 v policy write custos-broker "$here/custos-broker.hcl" >/dev/null
+# The custodians' out-of-band break-glass path (attach to their identities).
+v policy write custos-custodians "$here/custos-custodians.hcl" >/dev/null
+if [ -n "${CUSTOS_VAULT_AUDIT_FILE:-}" ] && ! v audit list 2>/dev/null | grep -q '^file/ '; then
+	v audit enable file file_path="$CUSTOS_VAULT_AUDIT_FILE" >/dev/null
+fi
 if ! v auth list | grep -q '^approle/ '; then
 	v auth enable approle >/dev/null
 fi
@@ -195,4 +225,4 @@ if [ -n "${CUSTOS_VAULT_OUT_DIR:-}" ]; then
 	)
 	chmod 644 "$out/ssh-ca.pub"
 fi
-echo "bootstrap: vault at $VAULT_ADDR configured (database -> $pg_host:$CUSTOS_TARGET_PG_PORT as $pg_name, static role breakglass, ssh role ops for $ssh_login, transit key custos-recordings, token role custos-grant, policy custos-broker)"
+echo "bootstrap: vault at $VAULT_ADDR configured (database -> $pg_host:$CUSTOS_TARGET_PG_PORT as $pg_name, static role breakglass, ssh role ops for $ssh_login, transit key custos-recordings, token role custos-grant, policies custos-broker and custos-custodians)"
