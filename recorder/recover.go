@@ -10,6 +10,7 @@ import (
 
 	"github.com/custos-pam/custos/recorder/chunk"
 	"github.com/custos-pam/custos/recorder/event"
+	"github.com/custos-pam/custos/recorder/spool"
 )
 
 // recover takes over the sessions a previous process left in the spool.
@@ -57,6 +58,10 @@ func (r *Recorder) recoverSession(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("recorder: %s: header hash: %w", metaFile, err)
 	}
+	marks, err := readMarks(sp)
+	if err != nil {
+		return err
+	}
 	for i, seq := range seqs {
 		b, err := sp.ReadChunk(seq)
 		if err != nil {
@@ -72,7 +77,10 @@ func (r *Recorder) recoverSession(ctx context.Context, id string) error {
 		}
 		ci := chunkInfo{Seq: seq, Hash: chunk.Hash(b), Prev: prev, Size: int64(len(b)),
 			Events: f.Events, First: f.First, Last: f.Last, Sealed: f.Sealed}
-		if mk, err := sp.ReadFile(chunk.ObjectName(seq) + uploadedExt); err == nil {
+		if vid, ok := marks[seq]; ok {
+			ci.VersionID, ci.Uploaded = vid, true
+		} else if mk, err := sp.ReadFile(chunk.ObjectName(seq) + uploadedExt); err == nil {
+			// A mark file, as spools kept them before the upload log.
 			var m uploadMark
 			if json.Unmarshal(mk, &m) == nil {
 				ci.VersionID, ci.Uploaded = m.VersionID, true
@@ -112,6 +120,23 @@ func (r *Recorder) recoverSession(ctx context.Context, id string) error {
 	}
 	r.maybeFinalize(t)
 	return nil
+}
+
+// readMarks reads the upload log: chunk sequence number to version id.
+// A line a crash cut short is skipped; that chunk is looked up again.
+func readMarks(sp *spool.Session) (map[uint64]string, error) {
+	lines, err := sp.ReadLog(uploadLog)
+	if err != nil {
+		return nil, err
+	}
+	marks := make(map[uint64]string, len(lines))
+	for _, l := range lines {
+		var m uploadMark
+		if json.Unmarshal(l, &m) == nil && m.Seq > 0 {
+			marks[m.Seq] = m.VersionID
+		}
+	}
+	return marks, nil
 }
 
 // recoverStats rebuilds a recovered session's index stats from its spooled

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sync"
 	"time"
 
@@ -74,12 +75,25 @@ const (
 	metaFile     = "session.json"
 	endFile      = "end.json"
 	manifestFile = "manifest.json"
-	uploadedExt  = ".up"
+	// uploadLog lists the uploaded chunks, one uploadMark per line.
+	uploadLog = "uploaded"
+	// uploadedExt names the manifest's upload mark (and, in spools
+	// written before the upload log, each chunk's).
+	uploadedExt = ".up"
 )
 
-// uploadMark is the content of a chunk's or the manifest's upload mark.
+// uploadMark records an upload: a line of the upload log, or the content
+// of the manifest's mark.
 type uploadMark struct {
+	Seq       uint64 `json:"seq,omitempty"`
 	VersionID string `json:"version_id"`
+}
+
+// filePutter is an ObjectStore that can take a spooled chunk file over
+// instead of being sent its bytes (store/localdir, by hard link). PutFile
+// must succeed again for the same file, as Put does for the same bytes.
+type filePutter interface {
+	PutFile(ctx context.Context, key, path string, opts store.PutOptions) (string, error)
 }
 
 // job is a unit of background work: upload chunk seq, or finalize the
@@ -171,7 +185,23 @@ func (r *Recorder) uploadChunk(j job) {
 	r.mu.Lock()
 	ci := t.chunks[j.seq-1]
 	r.mu.Unlock()
-	body, err := t.sp.ReadChunk(j.seq)
+	key := t.meta.Prefix + chunk.ObjectName(j.seq)
+	var vid string
+	var err error
+	if fp, ok := r.cfg.Store.(filePutter); ok {
+		vid, err = r.putFile(fp, t, j.seq, key, ci.Hash)
+	} else {
+		var body []byte
+		body, err = t.sp.ReadChunk(j.seq)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Error("recorder: read spooled chunk", "session", t.id, "seq", j.seq, "err", err)
+			r.retry(j)
+			return
+		}
+		if err == nil {
+			vid, err = r.put(key, body, ci.Hash, t.meta, j.check)
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		r.log.Error("recorder: spooled chunk vanished before upload; the recording ends before it",
 			"session", t.id, "seq", j.seq)
@@ -182,13 +212,6 @@ func (r *Recorder) uploadChunk(j job) {
 		return
 	}
 	if err != nil {
-		r.log.Error("recorder: read spooled chunk", "session", t.id, "seq", j.seq, "err", err)
-		r.retry(j)
-		return
-	}
-	key := t.meta.Prefix + chunk.ObjectName(j.seq)
-	vid, err := r.put(key, body, ci.Hash, t.meta, j.check)
-	if err != nil {
 		if r.ctx.Err() != nil {
 			return // shutting down: the spool keeps the chunk
 		}
@@ -198,8 +221,8 @@ func (r *Recorder) uploadChunk(j job) {
 		return
 	}
 	r.storeOK()
-	mark, _ := json.Marshal(uploadMark{VersionID: vid})
-	if err := t.sp.WriteHint(chunk.ObjectName(j.seq)+uploadedExt, mark); err != nil {
+	mark, _ := json.Marshal(uploadMark{Seq: j.seq, VersionID: vid})
+	if err := t.sp.AppendLog(uploadLog, mark); err != nil {
 		// Not fatal: recovery finds the uploaded version again.
 		r.log.Warn("recorder: write upload mark", "session", t.id, "seq", j.seq, "err", err)
 	}
@@ -208,6 +231,25 @@ func (r *Recorder) uploadChunk(j job) {
 	t.chunks[j.seq-1].Uploaded = true
 	r.maybeFinalize(t)
 	r.mu.Unlock()
+}
+
+// putFile hands spooled chunk seq to a store that takes files over. An
+// error wraps fs.ErrNotExist only when the spooled file is gone.
+func (r *Recorder) putFile(fp filePutter, t *track, seq uint64, key string, sum [32]byte) (string, error) {
+	path := t.sp.ChunkPath(seq)
+	if _, err := os.Stat(path); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, putTimeout)
+	defer cancel()
+	opts := store.PutOptions{RetainUntil: t.meta.RetainUntil, LegalHold: t.meta.LegalHold, SHA256: hex.EncodeToString(sum[:])}
+	vid, err := fp.PutFile(ctx, key, path, opts)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(path); serr == nil {
+			err = fmt.Errorf("recorder: put %s: %s", key, err) // the store's side: retry
+		}
+	}
+	return vid, err
 }
 
 // put writes body at key under the session's retention. With check set it

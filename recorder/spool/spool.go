@@ -1,18 +1,23 @@
 // Package spool is the recorder's local, crash-safe staging area: one
-// directory per session holding its metadata, its sealed chunks and marks
-// of what has been uploaded. Every file is written to a temporary name,
-// fsynced, renamed into place and its directory fsynced, so after a crash a
-// file is either complete or absent. A spool directory belongs to one
-// process at a time (an exclusive lock on its lock file).
+// directory per session holding its metadata, its sealed chunks and a log
+// of what has been uploaded. Every durable file is written to a temporary
+// name, synced, renamed into place and its directory fsynced, so after a
+// crash a file is either complete or absent. Chunk files are created
+// read-only (0444), so a local store can link them in as they are. A spool
+// directory belongs to one process at a time (an exclusive lock on its
+// lock file).
 package spool
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -110,29 +115,7 @@ func (s *Session) Dir() string { return s.dir }
 
 // WriteFile durably writes a small named file (metadata, marks).
 func (s *Session) WriteFile(name string, b []byte) error {
-	if err := writeAtomic(s.dir, name, b); err != nil {
-		return fmt.Errorf("spool: session %s: write %s: %w", s.id, name, err)
-	}
-	return nil
-}
-
-// WriteHint writes a small named file without forcing it to disk: for
-// facts that can be rebuilt after a crash (upload marks). A reader sees
-// either the whole file or none.
-func (s *Session) WriteHint(name string, b []byte) error {
-	f, err := os.CreateTemp(s.dir, ".tmp-"+name+"-*")
-	if err != nil {
-		return fmt.Errorf("spool: session %s: write %s: %w", s.id, name, err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(s.dir, name))
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := writeAtomic(s.dir, name, b, 0o600); err != nil {
 		return fmt.Errorf("spool: session %s: write %s: %w", s.id, name, err)
 	}
 	return nil
@@ -147,9 +130,60 @@ func (s *Session) ReadFile(name string) ([]byte, error) {
 	return b, nil
 }
 
-// WriteChunk durably stores sealed chunk seq.
+// WriteChunk durably stores sealed chunk seq in a read-only file: one
+// write, fdatasync, rename, directory fsync.
 func (s *Session) WriteChunk(seq uint64, b []byte) error {
-	return s.WriteFile(chunk.ObjectName(seq), b)
+	name := chunk.ObjectName(seq)
+	if err := writeAtomic(s.dir, name, b, 0o444); err != nil {
+		return fmt.Errorf("spool: session %s: write %s: %w", s.id, name, err)
+	}
+	return nil
+}
+
+// ChunkPath returns the file of chunk seq, for a store that takes spooled
+// files over instead of copying them. The file must not be written to.
+func (s *Session) ChunkPath(seq uint64) string {
+	return filepath.Join(s.dir, chunk.ObjectName(seq))
+}
+
+// AppendLog appends one line to a named log file without forcing it to
+// disk: for facts that can be rebuilt after a crash (upload marks). The
+// line is written with a single append; a crash may cut the last line,
+// which ReadLog then drops.
+func (s *Session) AppendLog(name string, line []byte) error {
+	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: session %s: append %s: %w", s.id, name, err)
+	}
+	_, err = f.Write(append(line[:len(line):len(line)], '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: session %s: append %s: %w", s.id, name, err)
+	}
+	return nil
+}
+
+// ReadLog returns the complete lines of a log file; a missing file has
+// none.
+func (s *Session) ReadLog(name string) ([][]byte, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: session %s: %w", s.id, err)
+	}
+	var lines [][]byte
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return lines, nil // a cut last line is dropped
+		}
+		lines = append(lines, b[:i])
+		b = b[i+1:]
+	}
 }
 
 // ReadChunk reads sealed chunk seq.
@@ -198,15 +232,18 @@ func (s *Session) Remove() error {
 	return nil
 }
 
-func writeAtomic(dir, name string, b []byte) error {
-	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
+// writeAtomic writes a file durably: a temporary file created with mode,
+// written in one call, fdatasynced, renamed into place, then the directory
+// fsynced (which also commits the new file's metadata).
+func writeAtomic(dir, name string, b []byte, mode os.FileMode) error {
+	f, err := createTemp(dir, ".tmp-"+name+"-", mode)
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	_, err = f.Write(b)
 	if err == nil {
-		err = f.Sync()
+		err = fdatasync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -219,6 +256,20 @@ func writeAtomic(dir, name string, b []byte) error {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// createTemp is os.CreateTemp with a file mode: a read-only mode still
+// leaves the returned descriptor writable.
+func createTemp(dir, prefix string, mode os.FileMode) (*os.File, error) {
+	for range 10000 {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("create temporary file in %s: %w", dir, fs.ErrExist)
 }
 
 func syncDir(dir string) error {

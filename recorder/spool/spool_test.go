@@ -51,6 +51,30 @@ func TestSpool(t *testing.T) {
 	if b, err := s.ReadChunk(10); err != nil || b[0] != 10 {
 		t.Fatalf("ReadChunk = %v, %v", b, err)
 	}
+	// Chunks are read-only from the start, so a store can link them.
+	if fi, err := os.Stat(s.ChunkPath(10)); err != nil || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("chunk file: %v, %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Join(s.Dir(), "meta.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("meta file: %v, %v", fi, err)
+	}
+
+	// A log keeps its complete lines; a crash may cut the last one.
+	if lines, err := s.ReadLog("log"); err != nil || lines != nil {
+		t.Fatalf("missing log: %q, %v", lines, err)
+	}
+	for _, l := range []string{"one", "two"} {
+		if err := s.AppendLog("log", []byte(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, _ := os.OpenFile(filepath.Join(s.Dir(), "log"), os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString("thr")
+	f.Close()
+	lines, err := s.ReadLog("log")
+	if err != nil || len(lines) != 2 || string(lines[0]) != "one" || string(lines[1]) != "two" {
+		t.Fatalf("ReadLog = %q, %v", lines, err)
+	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}

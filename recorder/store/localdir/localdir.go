@@ -1,8 +1,9 @@
 // Package localdir stores recordings in a local directory with the same
 // key layout as the S3 store. Files are written once (never replaced),
-// fsynced and made read-only (0444). A directory cannot enforce retention:
-// it is the embedded default for a single host, not an Object Lock
-// substitute.
+// fsynced and made read-only (0444). PutFile takes a file over by hard
+// link instead of copying it, when both are on one filesystem. A
+// directory cannot enforce retention: it is the embedded default for a
+// single host, not an Object Lock substitute.
 package localdir
 
 import (
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/custos-pam/custos/recorder/store"
 )
@@ -105,6 +107,93 @@ func (s *Store) Put(_ context.Context, key string, body []byte, _ store.PutOptio
 		return "", fmt.Errorf("local store: put %s: %w", key, err)
 	}
 	return "", nil
+}
+
+// PutFile stores the file at src under key, as Put would store its
+// bytes. On the same filesystem the file is hard-linked into the store,
+// not copied: src must be complete, synced and never written again. A
+// file that is not read-only yet is made so (0444), which src then shares.
+// Elsewhere its bytes are copied.
+func (s *Store) PutFile(ctx context.Context, key, src string, opts store.PutOptions) (string, error) {
+	p, err := s.Path(key)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("local store: put %s: %w", key, err)
+	}
+	err = os.Link(src, p)
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrExist):
+		if same, serr := sameContent(src, p); serr != nil {
+			return "", fmt.Errorf("local store: put %s: %w", key, serr)
+		} else if !same {
+			return "", fmt.Errorf("local store: put %s: %w", key, store.ErrExists)
+		}
+		return "", nil
+	case errors.Is(err, syscall.EXDEV), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EMLINK),
+		errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.ENOSYS):
+		// Another filesystem, or one without hard links: copy.
+		body, rerr := os.ReadFile(src)
+		if rerr != nil {
+			return "", fmt.Errorf("local store: put %s: %w", key, rerr)
+		}
+		return s.Put(ctx, key, body, opts)
+	default:
+		return "", fmt.Errorf("local store: put %s: %w", key, err)
+	}
+	fi, err := os.Stat(p)
+	if err == nil && fi.Mode().Perm() != 0o444 {
+		if err = os.Chmod(p, 0o444); err == nil {
+			err = syncFile(p)
+		}
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("local store: put %s: %w", key, err)
+	}
+	return "", nil
+}
+
+// sameContent reports whether two files hold the same bytes: the same
+// file (a retried link), or equal copies.
+func sameContent(a, b string) (bool, error) {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	if os.SameFile(fa, fb) {
+		return true, nil
+	}
+	if fa.Size() != fb.Size() {
+		return false, nil
+	}
+	ba, err := os.ReadFile(a)
+	if err != nil {
+		return false, err
+	}
+	bb, err := os.ReadFile(b)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(ba, bb), nil
+}
+
+func syncFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func syncDir(dir string) error {
