@@ -12,6 +12,7 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/recorder/keywrap"
 	"github.com/custos-pam/custos/recorder/manifest"
+	"github.com/custos-pam/custos/recorder/spool"
 	"github.com/custos-pam/custos/recorder/store"
 )
 
@@ -94,6 +95,9 @@ type Config struct {
 	// IndexInterval is how often live sessions' index entries are
 	// refreshed. Default: 2s.
 	IndexInterval time.Duration
+
+	// spoolWrite replaces spool.Session.WriteChunks in tests.
+	spoolWrite func(sp *spool.Session, seq uint64, bodies [][]byte) (int, error)
 }
 
 // DefaultRetention is six years, as hours.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/recorder/chunk"
 	"github.com/custos-pam/custos/recorder/spool"
 )
 
@@ -39,6 +40,9 @@ type Recorder struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// Chunk buffers: plaintext being filled, and sealed chunks.
+	plainBufs, sealBufs *bufPool
 
 	mu      sync.Mutex
 	closed  bool
@@ -75,6 +79,8 @@ func New(ctx context.Context, cfg Config) (*Recorder, error) {
 		ctx:     rctx, cancel: cancel,
 		live: map[string]*Writer{}, tracks: map[string]*track{},
 		jobWake: make(chan struct{}, 1), idle: make(chan struct{}),
+		plainBufs: newBufPool(cfg.ChunkSize + cfg.ChunkSize/8),
+		sealBufs:  newBufPool(chunk.MaxSealedLen(cfg.ChunkSize + cfg.ChunkSize/8)),
 	}
 	if err := r.recover(ctx); err != nil {
 		cancel()

@@ -8,10 +8,17 @@ import (
 	"github.com/custos-pam/custos/recorder/chunk"
 )
 
-// sealLoop closes chunks on time, seals them and writes them to the spool.
-// It exits once the writer is closing and everything is spooled.
+// sealed is a chunk sealed and waiting for the spool.
+type sealed struct {
+	b     []byte
+	ci    chunkInfo
+	epoch uint64
+}
+
+// sealLoop closes chunks on time, seals them in order and hands them to
+// spoolLoop. It exits once the writer is closing and everything is sealed.
 func (w *Writer) sealLoop() {
-	defer close(w.sealerDone)
+	defer close(w.toSpool)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -33,20 +40,23 @@ func (w *Writer) sealLoop() {
 		w.mu.Unlock()
 
 		for _, p := range batch {
-			err := w.seal(p)
+			s, err := w.seal(p)
+			if err != nil {
+				// Failed before the chunk is acknowledged, so a Flush
+				// waiting for it reports the failure.
+				w.fail(fmt.Errorf("%w: seal: %w", ErrRecordingFailed, err))
+			}
+			w.r.plainBufs.put(p.b)
 			w.mu.Lock()
 			if err != nil {
 				w.lost = true
 				w.dropped += int64(p.n)
+				w.spooled++
+				w.broadcast()
 			}
-			w.spooled++
-			if len(w.free) < 2 {
-				w.free = append(w.free, p.b[:0])
-			}
-			w.broadcast()
 			w.mu.Unlock()
-			if err != nil {
-				w.fail(fmt.Errorf("%w: spool: %w", ErrRecordingFailed, err))
+			if err == nil {
+				w.toSpool <- s
 			}
 		}
 		if closing {
@@ -68,27 +78,109 @@ func (w *Writer) sealLoop() {
 	}
 }
 
-// seal encrypts one chunk, writes it durably to the spool and queues its
-// upload. A chunk that cannot be spooled is dropped without taking a
-// sequence number, so the chain stays unbroken over what was stored.
-func (w *Writer) seal(p pending) error {
+// seal compresses, encrypts and hashes one chunk onto the chain. After a
+// failed spool write the chain first rewinds to the last durable chunk.
+func (w *Writer) seal(p pending) (sealed, error) {
+	w.mu.Lock()
+	if w.rewind != nil {
+		w.seq, w.prev = w.rewind.seq, w.rewind.hash
+		w.rewind = nil
+	}
+	epoch := w.epoch
+	w.mu.Unlock()
 	f := chunk.Frame{
 		SessionID: w.header.SessionID, Seq: w.seq + 1, Prev: w.prev,
 		Events: p.n, First: p.first, Last: p.last, Sealed: time.Now().UTC(),
 	}
-	b, err := chunk.Seal(w.aead, f, p.b, rand.Reader)
+	b, err := chunk.AppendSeal(w.r.sealBufs.get(), w.aead, f, p.b, rand.Reader)
 	if err != nil {
-		return err
+		return sealed{}, err
 	}
-	if err := w.t.sp.WriteChunk(f.Seq, b); err != nil {
-		return err
-	}
-	w.seq = f.Seq
 	h := chunk.Hash(b)
-	w.r.chunkSpooled(w.t, chunkInfo{Seq: f.Seq, Hash: h, Prev: w.prev, Size: int64(len(b)),
-		Events: p.n, First: p.first, Last: p.last, Sealed: f.Sealed})
-	w.prev = h
-	return nil
+	ci := chunkInfo{Seq: f.Seq, Hash: h, Prev: w.prev, Size: int64(len(b)),
+		Events: p.n, First: p.first, Last: p.last, Sealed: f.Sealed}
+	w.seq, w.prev = f.Seq, h
+	return sealed{b: b, ci: ci, epoch: epoch}, nil
+}
+
+// spoolLoop writes sealed chunks to the spool: every chunk waiting is
+// written, then the batch is made durable with one directory sync and
+// acknowledged in order, each queued for upload. It closes sealerDone once
+// sealLoop has finished and everything is written.
+func (w *Writer) spoolLoop() {
+	defer close(w.sealerDone)
+	write := w.t.sp.WriteChunks
+	if hook := w.r.cfg.spoolWrite; hook != nil {
+		write = func(seq uint64, bodies [][]byte) (int, error) { return hook(w.t.sp, seq, bodies) }
+	}
+	batch := make([]sealed, 0, maxInFlight)
+	bodies := make([][]byte, 0, maxInFlight)
+	for s := range w.toSpool {
+		batch = append(batch[:0], s)
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case s, ok := <-w.toSpool:
+				if !ok {
+					break more
+				}
+				batch = append(batch, s)
+			default:
+				break more
+			}
+		}
+		w.mu.Lock()
+		epoch := w.epoch
+		w.mu.Unlock()
+		// Chunks sealed onto a chunk that failed to spool cannot be
+		// chained: they are dropped with it.
+		live := batch[:0]
+		for _, s := range batch {
+			if s.epoch == epoch {
+				live = append(live, s)
+			} else {
+				w.finish(s, false)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		bodies = bodies[:0]
+		for _, s := range live {
+			bodies = append(bodies, s.b)
+		}
+		n, err := write(live[0].ci.Seq, bodies)
+		for _, s := range live[:n] {
+			w.r.chunkSpooled(w.t, s.ci)
+			w.finish(s, true)
+		}
+		if err == nil {
+			continue
+		}
+		failed := live[n]
+		w.mu.Lock()
+		w.epoch++
+		w.rewind = &chainLink{seq: failed.ci.Seq - 1, hash: failed.ci.Prev}
+		w.mu.Unlock()
+		w.fail(fmt.Errorf("%w: spool: %w", ErrRecordingFailed, err))
+		for _, s := range live[n:] {
+			w.finish(s, false)
+		}
+	}
+}
+
+// finish accounts for a chunk the spool writer is done with: durable, or
+// dropped with its events.
+func (w *Writer) finish(s sealed, durable bool) {
+	w.mu.Lock()
+	if !durable {
+		w.lost = true
+		w.dropped += int64(s.ci.Events)
+	}
+	w.spooled++
+	w.broadcast()
+	w.mu.Unlock()
+	w.r.sealBufs.put(s.b)
 }
 
 // chunkSpooled records a spooled chunk and queues its upload.

@@ -84,10 +84,11 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 	w := &Writer{
 		r: r, t: t, header: h, start: now.Add(-lag), aead: aead, failOpen: h.Policy.FailOpen,
 		chunkSize: r.cfg.ChunkSize, interval: r.cfg.ChunkInterval,
-		kick: make(chan struct{}, 1), sealerDone: make(chan struct{}), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), toSpool: make(chan sealed, maxInFlight),
+		sealerDone: make(chan struct{}), done: make(chan struct{}),
 		progress: make(chan struct{}), ix: newIndexer(), prev: hh,
 	}
-	w.cur = make([]byte, 0, w.chunkSize+w.chunkSize/8)
+	w.cur = r.plainBufs.get()
 	start := event.Event{Kind: event.KindStart}
 	w.ix.observe(&start)
 	w.appended(event.Append(w.cur, &start), 0)
@@ -108,6 +109,7 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 	r.tracks[id] = t
 	r.mu.Unlock()
 	go w.sealLoop()
+	go w.spoolLoop()
 	if ready != nil {
 		// A fail-open session started while the store is down.
 		w.fail(fmt.Errorf("%w: %w", ErrRecordingFailed, ready))

@@ -11,10 +11,15 @@ import (
 )
 
 // Writer records one session. Its methods are safe for concurrent use by
-// the proxy's relay goroutines and never wait on the network: an event is
-// encoded into an in-memory buffer that a background goroutine seals into
-// an encrypted chunk and fsyncs into the spool at 1 MiB or 1 s, whichever
-// comes first. They wait only when several chunks are queued for the disk.
+// the proxy's relay goroutines and never wait on the network or the disk:
+// an event is encoded into an in-memory buffer, closed as a chunk at 1 MiB
+// or 1 s, whichever comes first. In the background one goroutine seals
+// closed chunks (compression, encryption, chain hash) while another writes
+// the sealed ones to the spool, syncing each batch once. A method waits
+// only when maxInFlight closed chunks are not yet durable: that bounds a
+// session's memory to about maxInFlight+1 chunks (~9 MiB of events, each
+// held as plaintext or sealed, not both). Buffers are recycled through the
+// Recorder's pools.
 //
 // When recording fails (spool unwritable, or the store unreachable past
 // the allowed outage), Err returns the cause; for a fail-closed session
@@ -32,7 +37,8 @@ type Writer struct {
 	interval  time.Duration
 
 	kick       chan struct{} // wakes the sealer
-	sealerDone chan struct{}
+	toSpool    chan sealed   // sealed chunks, to the spool writer
+	sealerDone chan struct{} // closed once both have finished
 	done       chan struct{} // closed when a fail-closed recording fails
 
 	mu       sync.Mutex
@@ -43,19 +49,30 @@ type Writer struct {
 	curAt    time.Time // when the open chunk got its first event
 	full     []pending // closed chunks waiting for the sealer
 	handed   uint64    // chunks handed to the sealer
-	spooled  uint64    // chunks the sealer has finished (written or dropped)
+	spooled  uint64    // chunks finished: durable in the spool, or dropped
 	progress chan struct{}
-	free     [][]byte
 	last     time.Duration
 	ix       *indexer
 	closing  bool
 	err      error
 	lost     bool  // some events could not be spooled
 	dropped  int64 // events lost that way
+	// epoch counts chain rewinds: after a failed spool write, chunks
+	// sealed onto the lost one are dropped, and the sealer continues the
+	// chain from rewind (the last durable chunk).
+	epoch  uint64
+	rewind *chainLink
 
 	// Owned by the sealer goroutine.
 	seq  uint64
 	prev [32]byte
+}
+
+// chainLink is a point in the chunk chain: a sequence number and the hash
+// of that chunk (the header hash for 0).
+type chainLink struct {
+	seq  uint64
+	hash [32]byte
 }
 
 // pending is a closed chunk's plaintext waiting to be sealed.
@@ -65,8 +82,9 @@ type pending struct {
 	first, last time.Duration
 }
 
-// maxQueued bounds closed chunks waiting for the disk before appends wait.
-const maxQueued = 4
+// maxInFlight bounds the closed chunks not yet durable in the spool
+// (waiting to be sealed, sealed, or being written) before appends wait.
+const maxInFlight = 8
 
 // SessionID returns the recorded session's id.
 func (w *Writer) SessionID() string { return w.header.SessionID }
@@ -156,8 +174,8 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 	}
 }
 
-// writable waits while the sealer is behind and reports whether events may
-// be appended. Callers hold w.mu.
+// writable waits while the disk is behind (maxInFlight chunks not yet
+// durable) and reports whether events may be appended. Callers hold w.mu.
 func (w *Writer) writable() error {
 	for {
 		if w.closing {
@@ -166,7 +184,7 @@ func (w *Writer) writable() error {
 		if w.err != nil && !w.failOpen {
 			return w.err
 		}
-		if len(w.full) < maxQueued {
+		if w.handed-w.spooled < maxInFlight {
 			return nil
 		}
 		ch := w.progress
@@ -211,12 +229,7 @@ func (w *Writer) handOff() {
 	}
 	w.full = append(w.full, pending{b: w.cur, n: w.curN, first: w.curFirst, last: w.curLast})
 	w.handed++
-	if n := len(w.free); n > 0 {
-		w.cur = w.free[n-1][:0]
-		w.free = w.free[:n-1]
-	} else {
-		w.cur = make([]byte, 0, w.chunkSize+w.chunkSize/8)
-	}
+	w.cur = w.r.plainBufs.get()
 	w.curN = 0
 }
 

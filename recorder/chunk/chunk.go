@@ -100,6 +100,12 @@ const (
 // it, and for incompressible data, chunks are stored uncompressed.
 const minSaving = 32
 
+// MaxSealedLen is the most bytes Seal returns for n bytes of events, for
+// sizing buffers given to AppendSeal.
+func MaxSealedLen(n int) int {
+	return len(Magic) + 3 + fixedLen + 1 + 255 + v2Len + s2.MaxEncodedLen(n) + TagSize
+}
+
 // Seal compresses plaintext (encoded events) when that saves space,
 // encrypts it under aead and returns the stored chunk bytes. The nonce is
 // read from rand.

@@ -130,14 +130,33 @@ func (s *Session) ReadFile(name string) ([]byte, error) {
 	return b, nil
 }
 
-// WriteChunk durably stores sealed chunk seq in a read-only file: one
-// write, fdatasync, rename, directory fsync.
+// WriteChunk durably stores sealed chunk seq; see WriteChunks.
 func (s *Session) WriteChunk(seq uint64, b []byte) error {
-	name := chunk.ObjectName(seq)
-	if err := writeAtomic(s.dir, name, b, 0o444); err != nil {
-		return fmt.Errorf("spool: session %s: write %s: %w", s.id, name, err)
+	_, err := s.WriteChunks(seq, [][]byte{b})
+	return err
+}
+
+// WriteChunks durably stores consecutive sealed chunks from seq on: each
+// in a read-only file (one write, fdatasync, rename), then one directory
+// fsync for them all. It returns how many are durable: on an error, the
+// chunks before the one that failed.
+func (s *Session) WriteChunks(seq uint64, bodies [][]byte) (int, error) {
+	n := 0
+	var err error
+	for i, b := range bodies {
+		name := chunk.ObjectName(seq + uint64(i))
+		if err = writeFile(s.dir, name, b, 0o444); err != nil {
+			err = fmt.Errorf("spool: session %s: write %s: %w", s.id, name, err)
+			break
+		}
+		n++
 	}
-	return nil
+	if n > 0 {
+		if serr := syncDir(s.dir); serr != nil {
+			return 0, fmt.Errorf("spool: session %s: sync: %w", s.id, serr)
+		}
+	}
+	return n, err
 }
 
 // ChunkPath returns the file of chunk seq, for a store that takes spooled
@@ -232,10 +251,19 @@ func (s *Session) Remove() error {
 	return nil
 }
 
-// writeAtomic writes a file durably: a temporary file created with mode,
-// written in one call, fdatasynced, renamed into place, then the directory
+// writeAtomic writes a file durably: writeFile, then the directory
 // fsynced (which also commits the new file's metadata).
 func writeAtomic(dir, name string, b []byte, mode os.FileMode) error {
+	if err := writeFile(dir, name, b, mode); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// writeFile writes a temporary file created with mode in one call,
+// fdatasyncs it and renames it into place; the rename is durable once the
+// directory is synced.
+func writeFile(dir, name string, b []byte, mode os.FileMode) error {
 	f, err := createTemp(dir, ".tmp-"+name+"-", mode)
 	if err != nil {
 		return err
@@ -253,9 +281,8 @@ func writeAtomic(dir, name string, b []byte, mode os.FileMode) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
 	}
-	return syncDir(dir)
+	return err
 }
 
 // createTemp is os.CreateTemp with a file mode: a read-only mode still
