@@ -49,8 +49,21 @@ func (s *Service) StartDrill(ctx context.Context, actor, name string, f Factor) 
 	return d, nil
 }
 
-// GetDrill returns a drill's evidence.
-func (s *Service) GetDrill(ctx context.Context, id string) (Drill, error) {
+// GetDrill returns a drill's evidence to the account's custodians and
+// security admins.
+func (s *Service) GetDrill(ctx context.Context, actor, id string) (Drill, error) {
+	d, err := s.drill(ctx, id)
+	if err != nil {
+		return Drill{}, err
+	}
+	a, ok := s.cfg.FindBreakGlass(d.Account)
+	if (ok && !s.maySee(a, actor)) || (!ok && !s.dir.IsSecurityAdmin(actor)) {
+		return Drill{}, forbidden("forbidden", "%s is not a custodian of %s", actor, d.Account)
+	}
+	return d, nil
+}
+
+func (s *Service) drill(ctx context.Context, id string) (Drill, error) {
 	var d Drill
 	err := s.store.View(ctx, func(tx broker.Tx) error {
 		var err error
@@ -76,7 +89,7 @@ func (s *Service) startDrillRun(a *config.BreakGlassAccount, u Unseal) {
 // account.
 func (s *Service) runDrill(ctx context.Context, a *config.BreakGlassAccount, u Unseal) {
 	ctx = context.WithoutCancel(ctx)
-	d, err := s.GetDrill(ctx, u.Drill)
+	d, err := s.drill(ctx, u.Drill)
 	if err != nil {
 		s.log.Error("drill not run", "drill", u.Drill, "err", err)
 		return
@@ -321,7 +334,7 @@ func (s *Service) finishDrill(ctx context.Context, a *config.BreakGlassAccount, 
 
 // failDrill fails a drill that did not get to run its steps.
 func (s *Service) failDrill(ctx context.Context, id, reason string) {
-	d, err := s.GetDrill(ctx, id)
+	d, err := s.drill(ctx, id)
 	if err != nil || d.Outcome != DrillRunning {
 		return
 	}

@@ -78,7 +78,7 @@ targets:
     address: "%[3]s"
     roles:
       - {name: readonly, policy: {requesters: [dbas], approvers: [custodians]}}
-      - {name: bg, vault_role: breakglass}
+      - {name: bg, vault_role: breakglass, policy: {approvers: [custodians]}}
 %[4]s
 breakglass:
 %[5]s

@@ -127,6 +127,7 @@ func (s *Service) startup(ctx context.Context) error {
 				return err
 			}
 			s.metrics.state(a.Name, st.State)
+			s.metrics.setOverdue(a.Name, s.due(a.Name, st, now).Overdue)
 		}
 		return putJSON(tx, heartbeatKey, heartbeat{At: now, Instance: s.instance})
 	})

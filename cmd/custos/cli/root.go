@@ -83,6 +83,7 @@ func newRoot(g *globals) *cobra.Command {
 		newVerifyCmd(g),
 		newExportCmd(g),
 		newPlayCmd(g),
+		newBreakglassCmd(g), newDrillCmd(g),
 		newTokensCmd(g),
 	)
 	return root
