@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	})
 
+	var notify securityNotifier
 	if cfg.Slack.Enabled {
 		sl, err := slackapprovals.New(slackapprovals.Options{Config: cfg.Slack, PublicURL: cfg.PublicURL,
 			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Log: log})
@@ -130,6 +131,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		acc.AddNotifier(sl)
 		sl.Register(srv)
 		wg.Go(func() { _ = sl.Run(bg) })
+		notify = sl
+	}
+	if _, err := startBreakGlass(bg, cfg, st, auditLog, dir, acc, issuer, rec, notify, ids, srv, log, func(f func()) { wg.Go(f) }); err != nil {
+		px.close()
+		_ = rec.Close()
+		return fmt.Errorf("serve: break-glass: %w", err)
 	}
 
 	(&web.AccessAPI{Auth: ids, Access: acc, Log: log}).Register(srv)
