@@ -182,6 +182,14 @@ func dialUpstream(ctx context.Context, t *config.Target, db, user, password stri
 	}
 	cfg.Password = password
 	cfg.RuntimeParams = params
+	dial := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return direct(c), nil
+	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -292,8 +292,9 @@ func revokedCause(reason string) error {
 }
 
 // Terminate ends one live session: the client receives FATAL "access
-// revoked: <reason>" (SQLSTATE 57P01) and is disconnected. It reports
-// whether the session was live.
+// revoked: <reason>" (SQLSTATE 57P01) and is disconnected. Once it
+// returns, nothing more of the session is relayed (it waits up to 2s for
+// that). It reports whether the session was live.
 func (p *Proxy) Terminate(sessionID, reason string) bool {
 	p.mu.Lock()
 	s := p.sessions[sessionID]
@@ -302,11 +303,12 @@ func (p *Proxy) Terminate(sessionID, reason string) bool {
 		return false
 	}
 	s.terminate(revokedCause(reason))
+	s.waitStopped()
 	return true
 }
 
-// TerminateGrant ends every live session of a grant and returns how many
-// it ended.
+// TerminateGrant ends every live session of a grant, like Terminate, and
+// returns how many it ended.
 func (p *Proxy) TerminateGrant(grantID, reason string) int {
 	p.mu.Lock()
 	var live []*session
@@ -318,6 +320,9 @@ func (p *Proxy) TerminateGrant(grantID, reason string) int {
 	p.mu.Unlock()
 	for _, s := range live {
 		s.terminate(revokedCause(reason))
+	}
+	for _, s := range live {
+		s.waitStopped()
 	}
 	return len(live)
 }

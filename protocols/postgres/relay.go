@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +94,7 @@ func (s *session) run() {
 	for ; running > 0; running-- {
 		<-results
 	}
+	close(s.stopped)
 
 	// 2. Cancel what the target is running when the broker ended it.
 	ce, visible := asClientError(cause)
@@ -108,9 +110,11 @@ func (s *session) run() {
 	}
 
 	// 3. Tell the client why.
+	told := false
 	if visible && down.atBoundary {
 		s.client.SetWriteDeadline(time.Now().Add(closeGrace))
-		s.client.Write(appendFatal(nil, ce))
+		_, err := s.client.Write(appendFatal(nil, ce))
+		told = err == nil
 	}
 
 	// 4. Close both sides.
@@ -119,7 +123,11 @@ func (s *session) run() {
 		s.upstream.Write([]byte{'X', 0, 0, 0, 4})
 	}
 	s.upstream.Close()
-	s.client.Close()
+	if told {
+		lingerClose(s.client)
+	} else {
+		s.client.Close()
+	}
 
 	// 5. Final event.
 	end := endEvent(first, cause, visible, ce, co.terminated)
@@ -188,6 +196,26 @@ func (s *session) flush(evs *[]event.Event) error {
 	clear(*evs)
 	*evs = (*evs)[:0]
 	return err
+}
+
+// lingerTime bounds lingerClose; the client has its FIN at once.
+const lingerTime = 250 * time.Millisecond
+
+// lingerClose closes a connection the broker just wrote its FATAL to:
+// it shuts down the sending side first and discards what the client still
+// sends for up to lingerTime. Closing a socket with unread input makes the
+// kernel send a reset, which can destroy the FATAL before the client reads
+// it.
+func lingerClose(c net.Conn) {
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		raw.SetReadDeadline(time.Now().Add(lingerTime))
+		io.Copy(io.Discard, io.LimitReader(raw, 1<<20))
+	}
+	c.Close()
 }
 
 // protocolError turns a copier's framing error into the error the client

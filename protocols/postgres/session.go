@@ -47,7 +47,9 @@ type session struct {
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	rec    *sessionRecorder
+	// stopped is closed once neither copier relays anything more.
+	stopped chan struct{}
+	rec     *sessionRecorder
 	// busy is true while the target may be running a query (between a
 	// Query, FunctionCall or Sync and the next ReadyForQuery).
 	busy atomic.Bool
@@ -56,11 +58,26 @@ type session struct {
 // terminate ends the session with cause; the first cause wins.
 func (s *session) terminate(cause error) { s.cancel(cause) }
 
+// stopWait is how long Terminate, TerminateGrant and Close wait for a
+// session's relay to stop.
+const stopWait = 2 * time.Second
+
+// waitStopped waits until the session relays nothing more (both copiers
+// stopped), or stopWait passed.
+func (s *session) waitStopped() {
+	t := time.NewTimer(stopWait)
+	defer t.Stop()
+	select {
+	case <-s.stopped:
+	case <-t.C:
+	}
+}
+
 // handle runs one client connection from accept to close.
 func (p *Proxy) handle(ctx context.Context, conn net.Conn) {
 	start := time.Now()
 	conn.SetDeadline(start.Add(p.opts.LoginTimeout))
-	n, err := negotiate(conn, p.opts.TLS)
+	n, err := negotiate(direct(conn), p.opts.TLS)
 	if n.conn != conn {
 		defer n.conn.Close()
 	}
@@ -170,7 +187,7 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 	sctx, scancel := context.WithCancelCause(ctx)
 	s := &session{
 		p: p, id: broker.NewID("ses"), grant: g, database: db, clientAddr: req.clientAddr,
-		started: time.Now(), client: n.conn, ctx: sctx, cancel: scancel,
+		started: time.Now(), client: n.conn, ctx: sctx, cancel: scancel, stopped: make(chan struct{}),
 		red: redactor{policy: t.Postgres.Parameters, key: p.opts.ParamHashKey},
 	}
 	s.results.on, s.results.rows, s.results.bytes = t.Postgres.RecordResults, t.Postgres.ResultRowsCap, t.Postgres.ResultBytesCap
