@@ -103,3 +103,43 @@ func TestSpool(t *testing.T) {
 		t.Fatalf("sessions after Remove: %v", ids)
 	}
 }
+
+// TestWriteChunksStopsAtFailure: chunks are written several at a time,
+// but only those before the first failure count, and files written after
+// it are removed, so the spool holds an unbroken run.
+func TestWriteChunksStopsAtFailure(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	s, err := d.Create("ses_batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := make([][]byte, 12)
+	for i := range bodies {
+		bodies[i] = []byte{byte(i)}
+	}
+	if n, err := s.WriteChunks(1, bodies[:3]); n != 3 || err != nil {
+		t.Fatalf("WriteChunks = %d, %v", n, err)
+	}
+	// A directory where chunk 6 must go makes its write fail.
+	if err := os.Mkdir(s.ChunkPath(6), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.WriteChunks(4, bodies[3:])
+	if n != 2 || err == nil {
+		t.Fatalf("WriteChunks = %d, %v; want 2 and an error", n, err)
+	}
+	os.Remove(s.ChunkPath(6))
+	seqs, err := s.Chunks()
+	if err != nil || !reflect.DeepEqual(seqs, []uint64{1, 2, 3, 4, 5}) {
+		t.Fatalf("Chunks = %v, %v", seqs, err)
+	}
+	for _, seq := range seqs {
+		if b, err := s.ReadChunk(seq); err != nil || len(b) != 1 || b[0] != byte(seq-1) {
+			t.Fatalf("chunk %d = %v, %v", seq, b, err)
+		}
+	}
+}
