@@ -33,17 +33,8 @@ func (s *Service) release(name string) {
 	delete(s.busy, name)
 }
 
-// rotateClaimed rotates an account this process claimed, verifies the
-// result and reseals it, or flags it compromised-until-rotated.
-func (s *Service) rotateClaimed(ctx context.Context, a *config.BreakGlassAccount, actor string) (Verification, error) {
-	if !s.acquire(a.Name) {
-		return Verification{}, conflict("rotating", "%s is being rotated", a.Name)
-	}
-	defer s.release(a.Name)
-	return s.rotateHeld(ctx, a, actor)
-}
-
-// rotateHeld is rotateClaimed for a caller already holding the account.
+// rotateHeld rotates an account this process claimed and holds, verifies
+// the result and reseals it, or flags it compromised-until-rotated.
 func (s *Service) rotateHeld(ctx context.Context, a *config.BreakGlassAccount, actor string) (Verification, error) {
 	ctx = context.WithoutCancel(ctx) // a rotation once begun is finished
 	v, cause := s.rotateAndVerify(ctx, a, actor)

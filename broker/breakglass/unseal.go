@@ -288,6 +288,12 @@ func (s *Service) close(ctx context.Context, actor, name, reason string) (Accoun
 	if reason == "" {
 		reason = "closed by " + actor
 	}
+	// Hold the account from the claim to the end of the rotation, so the
+	// scheduler does not start a second one.
+	if !s.acquire(name) {
+		return AccountView{}, conflict("busy", "%s is being rotated or drilled; try again when it is done", name)
+	}
+	defer s.release(name)
 	now := s.now().UTC()
 	var (
 		rotate bool
@@ -333,7 +339,7 @@ func (s *Service) close(ctx context.Context, actor, name, reason string) (Accoun
 	}
 	if rotate {
 		s.announce(ctx, fmt.Sprintf("break-glass account %s closed by %s (%s); rotating", name, actor, reason))
-		s.rotateClaimed(ctx, a, actor)
+		_, _ = s.rotateHeld(ctx, a, actor)
 	} else {
 		s.announce(ctx, fmt.Sprintf("break-glass unseal of %s cancelled by %s (%s); still sealed", name, actor, reason))
 	}
