@@ -353,8 +353,7 @@ func (s *Service) drillDue(ctx context.Context, a *config.BreakGlassAccount, st 
 	if due.NextDue.IsZero() {
 		return
 	}
-	remind := !due.Overdue && !now.Before(due.NextDue.Add(-a.Drill.RemindBefore.D())) && !st.RemindedFor.Equal(due.NextDue)
-	overdue := due.Overdue && (!st.OverdueFor.Equal(due.NextDue) || now.Sub(st.LastOverdueNotice) >= overdueRepeat)
+	remind, overdue := drillNotice(due, st, a.Drill.RemindBefore.D(), now)
 	if !remind && !overdue {
 		return
 	}
@@ -370,15 +369,13 @@ func (s *Service) drillDue(ctx context.Context, a *config.BreakGlassAccount, st 
 		if err != nil {
 			return err
 		}
+		// Another replica may have sent it meanwhile.
+		if r, o := drillNotice(due, cur, a.Drill.RemindBefore.D(), now); r != remind || o != overdue {
+			return nil
+		}
 		if overdue {
-			if cur.OverdueFor.Equal(due.NextDue) && now.Sub(cur.LastOverdueNotice) < overdueRepeat {
-				return nil
-			}
 			cur.OverdueFor, cur.LastOverdueNotice = due.NextDue, now
 		} else {
-			if cur.RemindedFor.Equal(due.NextDue) {
-				return nil
-			}
 			cur.RemindedFor = due.NextDue
 		}
 		if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{Actor: "system", Action: action, Target: a.Target,
@@ -395,6 +392,19 @@ func (s *Service) drillDue(ctx context.Context, a *config.BreakGlassAccount, st 
 	if sent {
 		s.announce(ctx, text)
 	}
+}
+
+// drillNotice decides whether a drill needs a reminder (once per due
+// date, within remindBefore of it) or an overdue notice (once per due
+// date, then every overdueRepeat).
+func drillNotice(due DrillDue, st Account, remindBefore time.Duration, now time.Time) (remind, overdue bool) {
+	if due.NextDue.IsZero() {
+		return false, false
+	}
+	if due.Overdue {
+		return false, !st.OverdueFor.Equal(due.NextDue) || now.Sub(st.LastOverdueNotice) >= overdueRepeat
+	}
+	return !now.Before(due.NextDue.Add(-remindBefore)) && !st.RemindedFor.Equal(due.NextDue), false
 }
 
 func (s *Service) drillIndex(ctx context.Context) ([]drillRef, error) {
