@@ -237,16 +237,13 @@ func (r *Recorder) uploadChunk(j job) {
 // error wraps fs.ErrNotExist only when the spooled file is gone.
 func (r *Recorder) putFile(fp filePutter, t *track, seq uint64, key string, sum [32]byte) (string, error) {
 	path := t.sp.ChunkPath(seq)
-	if _, err := os.Stat(path); err != nil {
-		return "", err
-	}
 	ctx, cancel := context.WithTimeout(r.ctx, putTimeout)
 	defer cancel()
 	opts := store.PutOptions{RetainUntil: t.meta.RetainUntil, LegalHold: t.meta.LegalHold, SHA256: hex.EncodeToString(sum[:])}
 	vid, err := fp.PutFile(ctx, key, path, opts)
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Stat(path); serr == nil {
-			err = fmt.Errorf("recorder: put %s: %s", key, err) // the store's side: retry
+		if _, serr := os.Stat(path); !errors.Is(serr, fs.ErrNotExist) {
+			err = fmt.Errorf("recorder: put %s: %s", key, err) // not the spooled file: retry
 		}
 	}
 	return vid, err

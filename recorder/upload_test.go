@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/recorder/chunk"
+	"github.com/custos-pam/custos/recorder/spool"
 	"github.com/custos-pam/custos/recorder/store"
 	"github.com/custos-pam/custos/recorder/store/localdir"
 )
@@ -176,5 +178,52 @@ func TestRecoveryHonorsUploadMarks(t *testing.T) {
 	rep, err := r2.Verify(ctx, "ses_marks")
 	if err != nil || rep.Verdict != "intact" {
 		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// copyingStore hides PutFile: chunks are sent as bytes.
+type copyingStore struct{ ObjectStore }
+
+// TestSpooledChunkVanished: a spooled chunk deleted before its upload ends
+// the recording before it, as interrupted, whether the store is sent bytes
+// or takes files over.
+func TestSpooledChunkVanished(t *testing.T) {
+	for _, files := range []bool{true, false} {
+		t.Run(fmt.Sprintf("files=%v", files), func(t *testing.T) {
+			ctx := context.Background()
+			env := newEnv(t, nil)
+			if !files {
+				env.store = copyingStore{env.store}
+			}
+			// Chunk 1 disappears right after it is durable, before it is
+			// acknowledged and uploaded.
+			vanish := func(sp *spool.Session, seq uint64, bodies [][]byte) (int, error) {
+				n, err := sp.WriteChunks(seq, bodies)
+				if seq == 1 && n > 0 {
+					os.Remove(sp.ChunkPath(1))
+				}
+				return n, err
+			}
+			r := env.recorder(func(c *Config) { c.spoolWrite = vanish })
+			w, err := r.Start(ctx, testHeader("ses_vanish"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Output(1, []byte("gone"))
+			if err := w.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, r)
+			rep, err := r.Verify(ctx, "ses_vanish")
+			if err != nil || !rep.Intact || rep.State != "interrupted" || rep.Chunks != 0 {
+				t.Fatalf("verify: %+v, %v", rep, err)
+			}
+			if s := env.session("ses_vanish"); !strings.Contains(s.EndReason, "chunk 1 was lost") {
+				t.Fatalf("end reason %q", s.EndReason)
+			}
+		})
 	}
 }
