@@ -166,19 +166,7 @@ func newBGStatusCmd(g *globals) *cobra.Command {
 		Example: "  custos breakglass status pg-admin",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.jsonOutput()
-			if err != nil {
-				return err
-			}
-			var a bgAccount
-			if err := g.call(cmd.Context(), "GET", "/api/v1/breakglass/"+url.PathEscape(args[0]), nil, &a); err != nil {
-				return fmt.Errorf("breakglass status: %w", err)
-			}
-			if asJSON {
-				return g.printJSON(a)
-			}
-			g.printAccount(a)
-			return nil
+			return show(cmd.Context(), g, "breakglass status", "GET", "/api/v1/breakglass/"+url.PathEscape(args[0]), nil, printed(g.printAccount))
 		},
 	}
 }
@@ -254,24 +242,14 @@ func newBGUnsealCmd(g *globals) *cobra.Command {
   echo "$PW" | custos breakglass unseal pg-admin --reason "..." --incident INC-4711 --totp 123456 --password-stdin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.jsonOutput()
-			if err != nil {
-				return err
-			}
-			body, err := f.body(g)
-			if err != nil {
-				return err
-			}
-			body["reason"], body["incident"] = reason, incident
-			var u bgUnseal
-			if err := g.call(cmd.Context(), "POST", "/api/v1/breakglass/"+url.PathEscape(args[0])+"/unseal", body, &u); err != nil {
-				return fmt.Errorf("breakglass unseal: %w", err)
-			}
-			if asJSON {
-				return g.printJSON(u)
-			}
-			g.printUnseal(u)
-			return nil
+			return show(cmd.Context(), g, "breakglass unseal", "POST", "/api/v1/breakglass/"+url.PathEscape(args[0])+"/unseal",
+				func() (any, error) {
+					body, err := f.body(g)
+					if err == nil {
+						body["reason"], body["incident"] = reason, incident
+					}
+					return body, err
+				}, printed(g.printUnseal))
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why the normal path is not enough (required)")
@@ -305,23 +283,8 @@ func newBGConfirmCmd(g *globals) *cobra.Command {
 		Example: "  custos breakglass confirm bgu_5x2kq7m3abcdefgh --totp 654321",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.jsonOutput()
-			if err != nil {
-				return err
-			}
-			body, err := f.body(g)
-			if err != nil {
-				return err
-			}
-			var u bgUnseal
-			if err := g.call(cmd.Context(), "POST", "/api/v1/breakglass/unseals/"+url.PathEscape(args[0])+"/confirm", body, &u); err != nil {
-				return fmt.Errorf("breakglass confirm: %w", err)
-			}
-			if asJSON {
-				return g.printJSON(u)
-			}
-			g.printUnseal(u)
-			return nil
+			return show(cmd.Context(), g, "breakglass confirm", "POST", "/api/v1/breakglass/unseals/"+url.PathEscape(args[0])+"/confirm",
+				func() (any, error) { return f.body(g) }, printed(g.printUnseal))
 		},
 	}
 	f.add(cmd)
@@ -337,22 +300,15 @@ func newBGCloseCmd(g *globals) *cobra.Command {
   custos breakglass close pg-admin    # a compromised account: retry the rotation`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.jsonOutput()
-			if err != nil {
-				return err
-			}
-			var a bgAccount
-			if err := g.call(cmd.Context(), "POST", "/api/v1/breakglass/"+url.PathEscape(args[0])+"/close", map[string]string{"reason": reason}, &a); err != nil {
-				return fmt.Errorf("breakglass close: %w", err)
-			}
-			if asJSON {
-				return g.printJSON(a)
-			}
-			g.printAccount(a)
-			if a.State == "compromised-until-rotated" {
-				return &exitError{code: 1, msg: "rotation failed: " + a.LastRotationError}
-			}
-			return nil
+			return show(cmd.Context(), g, "breakglass close", "POST", "/api/v1/breakglass/"+url.PathEscape(args[0])+"/close",
+				func() (any, error) { return map[string]string{"reason": reason}, nil },
+				func(a bgAccount) error {
+					g.printAccount(a)
+					if a.State == "compromised-until-rotated" {
+						return &exitError{code: 1, msg: "rotation failed: " + a.LastRotationError}
+					}
+					return nil
+				})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why it is closed")
@@ -402,20 +358,8 @@ func newBGReportCmd(g *globals) *cobra.Command {
 		Example: `  custos breakglass report pg-admin --incident INC-4711 --details "read from Vault during the outage to restart replication"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.jsonOutput()
-			if err != nil {
-				return err
-			}
-			var a bgAccount
-			if err := g.call(cmd.Context(), "POST", "/api/v1/breakglass/"+url.PathEscape(args[0])+"/report",
-				map[string]string{"incident": incident, "details": details}, &a); err != nil {
-				return fmt.Errorf("breakglass report: %w", err)
-			}
-			if asJSON {
-				return g.printJSON(a)
-			}
-			g.printAccount(a)
-			return nil
+			return show(cmd.Context(), g, "breakglass report", "POST", "/api/v1/breakglass/"+url.PathEscape(args[0])+"/report",
+				func() (any, error) { return map[string]string{"incident": incident, "details": details}, nil }, printed(g.printAccount))
 		},
 	}
 	cmd.Flags().StringVar(&incident, "incident", "", "incident id (required)")

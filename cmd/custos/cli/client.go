@@ -211,3 +211,33 @@ func (g *globals) jsonOutput() (bool, error) {
 		return false, fmt.Errorf("--output must be text or json, not %q", g.output)
 	}
 }
+
+// show runs one API call and prints its answer: the object as JSON for
+// --output json, otherwise through text. body, when non-nil, builds the
+// request body after the output format was checked (it may prompt for a
+// second factor). op prefixes errors, e.g. "breakglass status".
+func show[T any](ctx context.Context, g *globals, op, method, path string, body func() (any, error), text func(T) error) error {
+	asJSON, err := g.jsonOutput()
+	if err != nil {
+		return err
+	}
+	var in any
+	if body != nil {
+		if in, err = body(); err != nil {
+			return err
+		}
+	}
+	var out T
+	if err := g.call(ctx, method, path, in, &out); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if asJSON {
+		return g.printJSON(out)
+	}
+	return text(out)
+}
+
+// printed adapts a printer that cannot fail to show's text parameter.
+func printed[T any](print func(T)) func(T) error {
+	return func(v T) error { print(v); return nil }
+}

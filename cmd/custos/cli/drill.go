@@ -146,19 +146,7 @@ func newDrillShowCmd(g *globals) *cobra.Command {
 		Example: "  custos drill show drl_5x2kq7m3abcdefgh",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.jsonOutput()
-			if err != nil {
-				return err
-			}
-			var d drill
-			if err := g.call(cmd.Context(), "GET", "/api/v1/drills/"+url.PathEscape(args[0]), nil, &d); err != nil {
-				return fmt.Errorf("drill show: %w", err)
-			}
-			if asJSON {
-				return g.printJSON(d)
-			}
-			g.printDrill(d)
-			return nil
+			return show(cmd.Context(), g, "drill show", "GET", "/api/v1/drills/"+url.PathEscape(args[0]), nil, printed(g.printDrill))
 		},
 	}
 }
