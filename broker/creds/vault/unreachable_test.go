@@ -26,9 +26,10 @@ func TestVaultUnreachable(t *testing.T) {
 	ctx := context.Background()
 
 	// A private Vault dev server, killed once the broker logged in to it.
+	devstack.Require(t, "vault", devstack.InstallHint)
 	vaultBin, err := devstack.ToolPath("vault")
 	if err != nil {
-		t.Skip("vault binary not found")
+		t.Fatal(err)
 	}
 	port := devstack.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
