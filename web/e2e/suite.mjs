@@ -96,6 +96,8 @@ step('sign-in page, approver approves a request', async () => {
   await row.waitFor();
   await row.locator('button[data-action=approve]').click();
   await page.locator('.notice.ok', { hasText: 'Approved: grant' }).waitFor();
+  // The list reloads after the notice shows: the decided request leaves it.
+  await page.locator(`#pending tr[data-request="${F.pending}"]`).waitFor({ state: 'detached', timeout: 5000 });
   assert.equal(await page.locator(`#pending tr[data-request="${F.pending}"]`).count(), 0);
   assert.ok(!/null\s*$/.test(await page.textContent('main')), 'stray text on the requests page');
   await shot('02-requests-approved');
