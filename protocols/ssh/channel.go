@@ -46,8 +46,13 @@ type sessionChannel struct {
 	// files decodes SFTP or scp streams in modeSFTP and modeSCP.
 	files fileObserver
 
-	started    chan struct{} // closed when the relay starts
-	startOnce  sync.Once
+	started   chan struct{} // closed when the relay starts
+	startOnce sync.Once
+	// starting is set before a shell, exec or subsystem request goes to
+	// the target; decided is closed once its answer is known.
+	starting   atomic.Bool
+	decided    chan struct{}
+	decideOnce sync.Once
 	upDone     chan struct{} // closed when the target's requests end
 	exited     chan struct{} // closed on exit-status or exit-signal
 	exitOnce   sync.Once
@@ -85,7 +90,8 @@ func (s *session) handleSessionChannel(nc ssh.NewChannel) {
 		return
 	}
 	c := &sessionChannel{s: s, num: num, client: cl, up: up,
-		started: make(chan struct{}), upDone: make(chan struct{}), exited: make(chan struct{}), clientGone: make(chan struct{})}
+		started: make(chan struct{}), decided: make(chan struct{}), upDone: make(chan struct{}), exited: make(chan struct{}),
+		clientGone: make(chan struct{})}
 	if err := s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "session"}); err != nil {
 		cl.Close()
 		up.Close()
@@ -102,12 +108,27 @@ func (s *session) handleSessionChannel(nc ssh.NewChannel) {
 // target's exit status, the drained output, then CloseWrite and Close to
 // the client. It never waits for the stdin copier.
 func (c *sessionChannel) teardown() {
+	select {
+	case <-c.started:
+	case <-c.upDone:
+		// A quick command can run, print and close the target's channel
+		// before its exec request's answer reaches the relay: wait for the
+		// answer so its output is still relayed.
+		if c.starting.Load() {
+			select {
+			case <-c.decided:
+			case <-c.clientGone:
+			}
+		}
+	case <-c.clientGone:
+		// Requests are served in order, so a start request has been
+		// answered by the time the client's request stream ends.
+	}
 	relaying := false
 	select {
 	case <-c.started:
 		relaying = true
-	case <-c.upDone:
-	case <-c.clientGone:
+	default:
 	}
 	if relaying {
 		c.outWG.Wait()

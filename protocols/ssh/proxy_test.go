@@ -500,3 +500,63 @@ func TestUserCertificateFromBrokerCA(t *testing.T) {
 		t.Fatalf("header %+v", h)
 	}
 }
+
+// TestQuickExecOutputNeverLost runs many short commands at once: a target
+// that prints, exits and closes its channel before the exec request's
+// answer reaches the relay must still have its output relayed.
+func TestQuickExecOutputNeverLost(t *testing.T) {
+	e := newEnv(t)
+	keyPEM, err := os.ReadFile(e.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ssh.Dial("tcp", "127.0.0.1:"+strconv.Itoa(e.port), &ssh.ClientConfig{
+		User: testTarget, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	const workers, rounds = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*rounds)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				sess, err := client.NewSession()
+				if err != nil {
+					errs <- err
+					return
+				}
+				want := fmt.Sprintf("w%d-%d\n", w, i)
+				var buf strings.Builder
+				sess.Stdout = &buf
+				err = sess.Start("echo " + strings.TrimSpace(want))
+				if err != nil {
+					err = fmt.Errorf("start: %w", err)
+				} else if err = sess.Wait(); err != nil {
+					err = fmt.Errorf("wait: %w", err)
+				}
+				out := buf.String()
+				sess.Close()
+				if err != nil {
+					errs <- fmt.Errorf("exec %d/%d: %v", w, i, err)
+				} else if string(out) != want {
+					errs <- fmt.Errorf("exec %d/%d: stdout %q, want %q", w, i, out, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

@@ -148,12 +148,16 @@ func (c *sessionChannel) start(req *ssh.Request, ev event.Event) {
 	if !c.recordOrFail(req, ev) {
 		return
 	}
+	c.starting.Store(true)
 	ok, err := c.up.SendRequest(req.Type, true, req.Payload)
 	ok = ok && err == nil
+	// The answer goes out before the relay can finish and close the
+	// channel under it.
 	c.reply(req, ok)
 	if ok {
 		c.startRelay()
 	}
+	c.decideOnce.Do(func() { close(c.decided) })
 }
 
 // classifyExec picks how an exec channel is recorded: legacy scp and rsync
