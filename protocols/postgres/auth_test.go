@@ -147,6 +147,7 @@ func TestLoginFailuresAfterAuthentication(t *testing.T) {
 			t.Errorf("got %s %q", pe.Code, pe.Message)
 		}
 		assertNoBackends(t, s)
+		s.creds.waitEnded(t)
 	})
 	t.Run("recording unavailable on a fail-open target", func(t *testing.T) {
 		s := newStack(t, func(tg *config.Target, _ *Options) { tg.Recording.FailOpen = true })
@@ -169,6 +170,17 @@ func TestLoginFailuresAfterAuthentication(t *testing.T) {
 		if pe.Code != "08006" || pe.Message != `custos: cannot log in to target "orders"` {
 			t.Errorf("got %s %q", pe.Code, pe.Message)
 		}
+		s.creds.waitEnded(t)
+	})
+	t.Run("an ended session gives its login back", func(t *testing.T) {
+		s := newStack(t)
+		tok, _ := s.token("alice")
+		conn := s.connect(t, "alice", tok)
+		if _, err := conn.Exec(context.Background(), "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(context.Background())
+		s.creds.waitEnded(t)
 	})
 }
 

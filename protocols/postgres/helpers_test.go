@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -79,7 +80,36 @@ type fakeCreds struct {
 	user, password string
 	mu             sync.Mutex
 	calls          []string // session IDs
+	ended          []string // session IDs given back with EndLogin
 	err            error
+}
+
+func (c *fakeCreds) EndLogin(_ context.Context, _ broker.Grant, sessionID string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ended = append(c.ended, sessionID)
+	return nil
+}
+
+// waitEnded waits until every issued login has been given back exactly
+// once.
+func (c *fakeCreds) waitEnded(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		calls, ended := slices.Clone(c.calls), slices.Clone(c.ended)
+		c.mu.Unlock()
+		slices.Sort(calls)
+		slices.Sort(ended)
+		if len(calls) > 0 && slices.Equal(calls, ended) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logins issued for sessions %v, given back for %v", calls, ended)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (c *fakeCreds) PostgresLogin(_ context.Context, g broker.Grant, sessionID string) (string, string, error) {

@@ -35,6 +35,11 @@ type credentials interface {
 	// g's target, valid at least for the session. The issuer revokes them
 	// when the grant (or, for per-session roles, the session) ends.
 	PostgresLogin(ctx context.Context, g broker.Grant, sessionID string) (user, password string, err error)
+	// EndLogin is called once a session that PostgresLogin served has
+	// ended, or failed to start after the login was issued. A login issued
+	// for that session alone (per-session roles) is revoked; a login shared
+	// by the grant's sessions lives on until the grant ends.
+	EndLogin(ctx context.Context, g broker.Grant, sessionID string) error
 }
 
 // targets finds a configured target by name; *config.Config implements it.
@@ -88,6 +93,8 @@ const (
 	// closeGrace bounds writing the final error to a client that is not
 	// reading.
 	closeGrace = 500 * time.Millisecond
+	// endLoginTimeout bounds handing a session's login back to the issuer.
+	endLoginTimeout = 10 * time.Second
 )
 
 // Proxy is the PostgreSQL proxy. It is safe for concurrent use.

@@ -147,7 +147,10 @@ func (s *session) run() {
 		p.log.Info("postgres session ended", attrs...)
 	}
 
-	// 6. Audit.
+	// 6. The session's own database login, if it had one, ends with it.
+	s.endLogin()
+
+	// 7. Audit.
 	outcome := broker.OutcomeSuccess
 	if recErr != nil {
 		outcome = broker.OutcomeError

@@ -208,6 +208,11 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 			Msg: "custos: credentials unavailable for target " + g.Target, err: err}))
 	}
 	s.account = user
+	issuedFail := fail
+	fail = func(r *refusal) (*session, *refusal) {
+		s.endLogin()
+		return issuedFail(r)
+	}
 	hc, err := dialUpstream(lctx, t, db, user, password, upstreamParams(n.startup))
 	if err != nil {
 		return fail(refuse(upstreamRefusal(g.Target, err)))
@@ -244,6 +249,16 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 		s.cancel(err)
 	}
 	return s, nil
+}
+
+// endLogin hands the session's database login back to the issuer, which
+// revokes it when it was issued for this session alone.
+func (s *session) endLogin() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), endLoginTimeout)
+	defer cancel()
+	if err := s.p.opts.Credentials.EndLogin(ctx, s.grant, s.id); err != nil {
+		s.p.log.Warn("postgres session login not ended", "session", s.id, "err", err)
+	}
 }
 
 // forwardCancel handles a CancelRequest: when the key pair belongs to a

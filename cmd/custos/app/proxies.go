@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -54,6 +53,13 @@ func (c issuerCreds) PostgresLogin(ctx context.Context, g broker.Grant, sessionI
 		return "", "", err
 	}
 	return l.Username, l.Password, nil
+}
+
+func (c issuerCreds) EndLogin(ctx context.Context, g broker.Grant, sessionID string) error {
+	if c.issuer == nil {
+		return nil
+	}
+	return c.issuer.EndSession(ctx, g.ID, sessionID)
 }
 
 // sshAudit adapts the audit log to the SSH proxy's auditor.
@@ -146,7 +152,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		var err error
 		p.pg, err = pgproxy.New(pgproxy.Options{
 			Targets: cfg, Auth: dbt, Credentials: creds, Audit: auditLog, TLS: tlsCfg,
-			Recorder: pgRecorder{rec: rec, hub: hub, issuer: issuer, log: log}, Logger: log.With("proxy", "postgres"),
+			Recorder: pgRecorder{rec: rec, hub: hub}, Logger: log.With("proxy", "postgres"),
 		})
 		if err != nil {
 			p.close()
@@ -163,14 +169,11 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 	return p, nil
 }
 
-// pgRecorder adapts the recorder to the PostgreSQL proxy. A session's end
-// (its recording's Close or Terminate) also ends its per-session database
-// login, if the role issues one.
+// pgRecorder adapts the recorder to the PostgreSQL proxy and lets the web
+// UI watch its sessions live.
 type pgRecorder struct {
-	rec    *recorder.Recorder
-	hub    *webui.Hub
-	issuer *vaultcreds.Issuer
-	log    *slog.Logger
+	rec *recorder.Recorder
+	hub *webui.Hub
 }
 
 func (r pgRecorder) Start(ctx context.Context, h event.Header) (pgproxy.Recording, error) {
@@ -178,31 +181,5 @@ func (r pgRecorder) Start(ctx context.Context, h event.Header) (pgproxy.Recordin
 	if err != nil {
 		return nil, err
 	}
-	tap := r.hub.Tap(w)
-	if r.issuer == nil {
-		return tap, nil
-	}
-	return &pgSession{Recording: tap, end: func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := r.issuer.EndSession(ctx, h.GrantID, h.SessionID); err != nil {
-			r.log.Warn("end per-session credentials", "session", h.SessionID, "err", err)
-		}
-	}}, nil
-}
-
-// pgSession is a recording whose end also ends the session's credentials.
-type pgSession struct {
-	pgproxy.Recording
-	end func()
-}
-
-func (s *pgSession) Close() error {
-	defer s.end()
-	return s.Recording.Close()
-}
-
-func (s *pgSession) Terminate(by, reason string) error {
-	defer s.end()
-	return s.Recording.Terminate(by, reason)
+	return r.hub.Tap(w), nil
 }
