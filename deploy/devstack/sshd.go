@@ -148,9 +148,16 @@ func launchSSHD(o sshdOptions) (*SSHD, *process, error) {
 	return s, p, nil
 }
 
+// TargetAcceptEnv is the development target's AcceptEnv: the SSH proxy's
+// default environment allow-list (TERM, LANG, LC_*) and CUSTOS_TEST_* for
+// tests that check a role's env list end to end.
+const TargetAcceptEnv = "TERM LANG LC_* CUSTOS_TEST_*"
+
 // sshdConfig accepts only certificates from the trusted CA, for login only
-// (the certificate's principals must name it); PTYs and SFTP work, agent,
-// X11 and TCP forwarding are off.
+// (the certificate's principals must name it); PTYs and SFTP work, the
+// variables of TargetAcceptEnv may be set, local TCP forwarding works for
+// certificates carrying permit-port-forwarding; agent, X11, remote and
+// Unix-socket forwarding are off.
 func sshdConfig(port int, hostKey, caPath, pidFile, login string) string {
 	return fmt.Sprintf(`# Written by deploy/devstack: a Custos development SSH target.
 Port %d
@@ -174,12 +181,14 @@ PrintLastLog no
 PermitTTY yes
 X11Forwarding no
 AllowAgentForwarding no
-AllowTcpForwarding no
+AllowTcpForwarding local
+AllowStreamLocalForwarding no
+AcceptEnv %s
 MaxStartups 100:30:200
 MaxSessions 20
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
-`, port, hostKey, pidFile, caPath, login)
+`, port, hostKey, pidFile, caPath, login, TargetAcceptEnv)
 }
 
 // sshBanner checks that an SSH server answers on addr.
