@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/custos-pam/custos/deploy/devstack"
@@ -56,6 +57,9 @@ targets:
     address: "%[8]s"
     roles:
       - name: readonly
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 1h, require_reason: true}
+      - name: readwrite
+        per_session: true
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 1h, require_reason: true}
   - name: demo-ssh
     kind: ssh
@@ -208,9 +212,62 @@ func TestFullStack(t *testing.T) {
 	if _, err := psql(ctx, "select 1"); err == nil {
 		t.Fatal("connected after the grant was revoked")
 	}
+
+	// A per-session role (the readonly grant is over now): the session's
+	// own Vault user is gone from the target once the session ends, while
+	// the grant goes on.
+	rwReq := decode[jsonRequest](t, b.ok("alice", "request", "demo-pg", "--role", "readwrite", "--for", "10m", "--reason", "INC-9", "-o", "json"))
+	b.ok("bob", "approve", rwReq.ID)
+	rwToken := strings.TrimSpace(b.ok("alice", "db", "token", "demo-pg"))
+	rwUser := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1",
+			fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require", pgPort), "-c", "select session_user")
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+rwToken, "PGCONNECT_TIMEOUT=10")
+		o, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(o), "readwrite") {
+			t.Fatalf("psql as readwrite: %v: %q\nbroker log:\n%s", err, o, b.logs)
+		}
+		return strings.TrimSpace(string(o))
+	}
+	first := rwUser()
+	waitRoleGone(t, pg, first)
+	if second := rwUser(); second == first {
+		t.Fatalf("a per-session role reused the login %q", first)
+	}
 	out = b.ok("sam", "audit", "verify")
 	if !strings.Contains(out, "intact") {
 		t.Fatalf("audit verify: %s", out)
+	}
+}
+
+// waitRoleGone waits until the target has no role named name: Vault's
+// revocation statements drop it when the lease is revoked.
+func waitRoleGone(t *testing.T, pg *devstack.Postgres, name string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := pgx.Connect(ctx, pg.DSN("postgres"))
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		var n int
+		err = c.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", name).Scan(&n)
+		c.Close(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("role %s still exists after its session ended", name)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
