@@ -209,28 +209,56 @@ func TestUnknownTargetHostKeyRefused(t *testing.T) {
 	}
 }
 
+// The role's env list decides which client variables reach the target:
+// the development sshd accepts TERM, LANG, LC_* and CUSTOS_TEST_*, so a
+// CUSTOS_TEST_ variable missing on the target was refused by the proxy.
 func TestEnvAllowList(t *testing.T) {
-	e := newEnv(t, func(c *config.Config) { c.Targets[0].Roles[0].Env = []string{"LC_*", "CUSTOS_OK"} })
-	args := append([]string{"-o", "SetEnv=CUSTOS_OK=yes CUSTOS_NO=no LC_TEST=fr"}, e.sshArgs(testTarget, `echo "$CUSTOS_OK/$CUSTOS_NO/$LC_TEST"`)...)
-	// The development sshd accepts no environment at all (no AcceptEnv),
-	// so what the proxy forwarded is checked in the recording.
-	r := run(t, nil, "ssh", args...)
-	if r.code != 0 {
-		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
-	}
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
-	var denied, allowed []string
-	for _, ev := range rec.find(event.KindSSHRequest, "env") {
-		if ev.Denied {
-			denied = append(denied, ev.Name+"="+ev.Text)
-		} else {
-			allowed = append(allowed, ev.Name+"="+ev.Text)
-		}
-	}
-	slices.Sort(allowed)
-	if !slices.Equal(denied, []string{"CUSTOS_NO=no"}) || !slices.Equal(allowed, []string{"CUSTOS_OK=yes", "LC_TEST=fr"}) {
-		t.Fatalf("denied %v allowed %v\n%s", denied, allowed, rec.dump())
+	const setEnv = "SetEnv=CUSTOS_TEST_OK=yes CUSTOS_TEST_NO=no CUSTOS_SECRET_X=no LANG=C.UTF-8 LC_TEST=fr"
+	for _, tc := range []struct {
+		name            string
+		env             []string
+		stdout          string
+		allowed, denied []string
+	}{
+		{
+			name:    "role list",
+			env:     []string{"LC_*", "CUSTOS_TEST_OK"},
+			stdout:  "yes///-/fr\n",
+			allowed: []string{"CUSTOS_TEST_OK=yes", "LC_TEST=fr"},
+			denied:  []string{"CUSTOS_SECRET_X=no", "CUSTOS_TEST_NO=no", "LANG=C.UTF-8"},
+		},
+		{
+			name:    "default list",
+			stdout:  "///C.UTF-8/fr\n",
+			allowed: []string{"LANG=C.UTF-8", "LC_TEST=fr"},
+			denied:  []string{"CUSTOS_SECRET_X=no", "CUSTOS_TEST_NO=no", "CUSTOS_TEST_OK=yes"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *config.Config) { c.Targets[0].Roles[0].Env = tc.env })
+			// LANG is shown as "-" when unset: the target's shell has none
+			// of its own (UsePAM no, no login profile setting it).
+			cmd := `echo "$CUSTOS_TEST_OK/$CUSTOS_TEST_NO/$CUSTOS_SECRET_X/${LANG:--}/$LC_TEST"`
+			r := run(t, nil, "ssh", append([]string{"-o", setEnv}, e.sshArgs(testTarget, cmd)...)...)
+			if r.code != 0 || r.stdout != tc.stdout {
+				t.Fatalf("code %d stdout %q (want %q) stderr %q", r.code, r.stdout, tc.stdout, r.stderr)
+			}
+			rec := e.rec.last(t)
+			rec.waitClosed(t)
+			var denied, allowed []string
+			for _, ev := range rec.find(event.KindSSHRequest, "env") {
+				if ev.Denied {
+					denied = append(denied, ev.Name+"="+ev.Text)
+				} else {
+					allowed = append(allowed, ev.Name+"="+ev.Text)
+				}
+			}
+			slices.Sort(allowed)
+			slices.Sort(denied)
+			if !slices.Equal(denied, tc.denied) || !slices.Equal(allowed, tc.allowed) {
+				t.Fatalf("denied %v allowed %v\n%s", denied, allowed, rec.dump())
+			}
+		})
 	}
 }
 
