@@ -48,6 +48,9 @@ type Tx interface {
 	PutToken(Token) error
 	ListTokens(user string) ([]Token, error)
 	DeleteToken(id string) error
+	// DeleteExpiredTokens deletes every token whose ExpiresAt is before
+	// the given instant and returns how many it deleted.
+	DeleteExpiredTokens(before time.Time) (int, error)
 
 	GetSession(id string) (Session, error)
 	PutSession(Session) error

@@ -206,6 +206,56 @@ func testTokens(t *testing.T, s broker.Store) {
 	}
 }
 
+// testDeleteExpiredTokens: tokens whose expiry is strictly before the
+// cutoff go, whoever owns them and whatever their kind; the rest stay.
+// Expiries a nanosecond apart and in another zone check that the store
+// compares instants.
+func testDeleteExpiredTokens(t *testing.T, s broker.Store) {
+	cutoff := base.Add(time.Hour) // base is UTC+1: compared as an instant
+	toks := []broker.Token{
+		{ID: "tok_old", Hash: "h1", User: "alice", Kind: "api", CreatedAt: at(-48 * time.Hour), ExpiresAt: at(-40 * time.Hour)},
+		{ID: "tok_justbefore", Hash: "h2", User: "bob", Kind: "db", Target: "db1", CreatedAt: at(0), ExpiresAt: at(time.Hour - time.Nanosecond)},
+		{ID: "tok_at", Hash: "h3", User: "alice", Kind: "web", CreatedAt: at(0), ExpiresAt: at(time.Hour)},
+		{ID: "tok_live", Hash: "h4", User: "alice", Kind: "api", CreatedAt: at(0), ExpiresAt: at(8 * time.Hour)},
+	}
+	update(t, s, func(tx broker.Tx) error {
+		for _, tok := range toks {
+			if err := tx.PutToken(tok); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var n int
+	update(t, s, func(tx broker.Tx) error {
+		var err error
+		n, err = tx.DeleteExpiredTokens(cutoff)
+		return err
+	})
+	if n != 2 {
+		t.Errorf("DeleteExpiredTokens deleted %d, want 2", n)
+	}
+	view(t, s, func(tx broker.Tx) error {
+		for _, id := range []string{"tok_old", "tok_justbefore"} {
+			if _, err := tx.GetToken(id); !errors.Is(err, broker.ErrNotFound) {
+				t.Errorf("GetToken %s after the purge: %v", id, err)
+			}
+		}
+		l, err := tx.ListTokens("alice")
+		checkIDs(t, "ListTokens alice after the purge", l, err, "tok_live", "tok_at")
+		return nil
+	})
+	// Nothing left to delete: zero, not an error.
+	update(t, s, func(tx broker.Tx) error {
+		var err error
+		n, err = tx.DeleteExpiredTokens(cutoff)
+		return err
+	})
+	if n != 0 {
+		t.Errorf("second DeleteExpiredTokens deleted %d, want 0", n)
+	}
+}
+
 func testSessions(t *testing.T, s broker.Store) {
 	mk := func(id, grant, user, target, proto string, st broker.SessionState, start time.Duration, index string) broker.Session {
 		return broker.Session{ID: id, GrantID: grant, User: user, Target: target, Role: "r", Protocol: proto,

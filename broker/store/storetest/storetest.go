@@ -21,6 +21,7 @@ func Run(t *testing.T, open func(t *testing.T) broker.Store) {
 	t.Run("Requests", func(t *testing.T) { testRequests(t, open(t)) })
 	t.Run("Grants", func(t *testing.T) { testGrants(t, open(t)) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, open(t)) })
+	t.Run("DeleteExpiredTokens", func(t *testing.T) { testDeleteExpiredTokens(t, open(t)) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, open(t)) })
 	t.Run("State", func(t *testing.T) { testState(t, open(t)) })
 	t.Run("NotFound", func(t *testing.T) { testNotFound(t, open(t)) })

@@ -82,6 +82,10 @@ func testViewIsReadOnly(t *testing.T, s broker.Store) {
 		"PutSession":  func(tx broker.Tx) error { return tx.PutSession(broker.Session{ID: "ses_v"}) },
 		"PutState":    func(tx broker.Tx) error { return tx.PutState("k", []byte("v")) },
 		"DeleteToken": func(tx broker.Tx) error { return tx.DeleteToken("tok_v") },
+		"DeleteExpiredTokens": func(tx broker.Tx) error {
+			_, err := tx.DeleteExpiredTokens(base)
+			return err
+		},
 		"AppendAudit": func(tx broker.Tx) error {
 			_, err := tx.AppendAudit(broker.AuditRecord{Actor: "a", Action: "b", Outcome: "c"})
 			return err

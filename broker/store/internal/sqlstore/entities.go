@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/custos-pam/custos/broker"
 )
@@ -189,6 +190,20 @@ func (t *Tx) DeleteToken(id string) error {
 		return t.errorf("delete token %s: %w", id, err)
 	}
 	return nil
+}
+
+// DeleteExpiredTokens deletes the tokens whose expiry is before the given
+// instant. Stored times are fixed-width UTC text, so the text comparison
+// is the time comparison (and uses the tokens_expires index).
+func (t *Tx) DeleteExpiredTokens(before time.Time) (int, error) {
+	if err := t.writable("delete expired tokens"); err != nil {
+		return 0, err
+	}
+	n, err := t.c.Exec(t.ctx, "DELETE FROM tokens WHERE expires_at < $1", fmtTime(before))
+	if err != nil {
+		return 0, t.errorf("delete expired tokens: %w", err)
+	}
+	return int(n), nil
 }
 
 // GetSession returns the session with the given ID.
