@@ -7,7 +7,8 @@
 #              username_template names user and grant), dynamic roles readonly
 #              and readwrite (postgres/*.sql), static role breakglass for the
 #              login custos_breakglass (created in the target when missing)
-#   ssh        CA with a generated ed25519 signing key, role ops
+#   ssh        CA with a generated ed25519 signing key, role ops (extensions
+#              permit-pty and permit-port-forwarding on request, none by default)
 #   transit    key custos-recordings (recording envelope encryption)
 #   secret     KV v2 for break-glass material under secret/custos/
 #   token      role custos-grant (policy custos-grant.hcl): the per-grant
@@ -140,6 +141,9 @@ if ! v read "database/static-roles/breakglass" >/dev/null 2>&1; then
 fi
 
 # --- ssh: a user CA and the ops role ---------------------------------------
+# The broker asks for permit-pty when a role allows a shell and for
+# permit-port-forwarding when it allows local port forwarding; nothing is
+# granted by default (empty default_extensions).
 if ! v read -field=public_key ssh/config/ca >/dev/null 2>&1; then
 	v write ssh/config/ca generate_signing_key=true key_type=ssh-ed25519 >/dev/null
 fi
@@ -152,7 +156,7 @@ v write ssh/roles/ops - >/dev/null <<EOF
   "default_user": "$ssh_login",
   "allow_user_key_ids": true,
   "default_extensions": {},
-  "allowed_extensions": "permit-pty",
+  "allowed_extensions": "permit-pty,permit-port-forwarding",
   "ttl": "5m",
   "max_ttl": "12h"
 }

@@ -13,12 +13,29 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/creds"
 )
 
-// permitPTY is the only extension a session certificate may carry; agent,
-// X11 and port forwarding are never granted upstream.
-const permitPTY = "permit-pty"
+// The extensions a session certificate may carry: permit-pty when the role
+// allows a shell, permit-port-forwarding when it allows local port
+// forwarding. Agent and X11 forwarding are never granted upstream.
+const (
+	permitPTY            = "permit-pty"
+	permitPortForwarding = "permit-port-forwarding"
+)
+
+// sshExtensions are the certificate extensions role r's sessions need.
+func sshExtensions(r *config.Role) map[string]string {
+	exts := map[string]string{}
+	if r.ShellAllowed() {
+		exts[permitPTY] = ""
+	}
+	if r.AllowPortForward {
+		exts[permitPortForwarding] = ""
+	}
+	return exts
+}
 
 // KeyID is the certificate key id for a session: it names user, grant and
 // session, and lands in the target's auth log.
@@ -30,7 +47,8 @@ func KeyID(user, grantID, sessionID string) string {
 // the SSH CA (<ssh_mount>/sign/<vault_role>): valid for the role's login
 // only, until the grant's end at the latest (and SSHCertTTL, since it is
 // only needed for the upstream handshake), with permit-pty only when the
-// role allows a shell and no forwarding. The private key never leaves the
+// role allows a shell, permit-port-forwarding only when it allows port
+// forwarding, and nothing else. The private key never leaves the
 // process. Errors wrap creds.ErrVaultUnreachable when Vault does not
 // answer and creds.ErrGrantEnded when the grant is over.
 func (i *Issuer) SSHForSession(ctx context.Context, g broker.Grant, sessionID string) (creds.SSHCert, error) {
@@ -75,7 +93,7 @@ func (i *Issuer) signSSH(ctx context.Context, g broker.Grant, sessionID string) 
 	}
 	login := r.LoginOrDefault()
 	keyID := KeyID(g.User, g.ID, sessionID)
-	allowed := map[string]bool{}
+	exts := sshExtensions(r)
 	req := map[string]any{
 		"public_key":       string(ssh.MarshalAuthorizedKey(sshPub)),
 		"valid_principals": login,
@@ -83,9 +101,8 @@ func (i *Issuer) signSSH(ctx context.Context, g broker.Grant, sessionID string) 
 		"key_id":           keyID,
 		"ttl":              fmt.Sprintf("%ds", int64(ttl/time.Second)),
 	}
-	if r.ShellAllowed() {
-		req["extensions"] = map[string]string{permitPTY: ""}
-		allowed[permitPTY] = true
+	if len(exts) > 0 {
+		req["extensions"] = exts
 	}
 	vaultRole := r.VaultRoleOrDefault()
 	path := i.c.cfg.SSHMount + "/sign/" + vaultRole
@@ -116,7 +133,7 @@ func (i *Issuer) signSSH(ctx context.Context, g broker.Grant, sessionID string) 
 		return creds.SSHCert{}, fmt.Errorf("vault: %s: certificate is for another key", path)
 	}
 	for ext := range cert.Extensions {
-		if !allowed[ext] {
+		if _, asked := exts[ext]; !asked {
 			return creds.SSHCert{}, fmt.Errorf("vault: %s: certificate carries extension %q the role does not allow (check the Vault role's default_extensions)", path, ext)
 		}
 	}
@@ -128,16 +145,16 @@ func (i *Issuer) signSSH(ctx context.Context, g broker.Grant, sessionID string) 
 	if err != nil {
 		return creds.SSHCert{}, fmt.Errorf("signer: %w", err)
 	}
-	exts := make([]string, 0, len(cert.Extensions))
+	got := make([]string, 0, len(cert.Extensions))
 	for ext := range cert.Extensions {
-		exts = append(exts, ext)
+		got = append(got, ext)
 	}
-	sort.Strings(exts)
+	sort.Strings(got)
 	serial, _ := s.Data["serial_number"].(string)
 	if _, err := i.audit.Append(ctx, audit.Entry{Actor: g.User, Action: "creds.issue", Target: g.Target,
 		Outcome: broker.OutcomeSuccess, Details: map[string]any{
 			"kind": "ssh", "grant_id": g.ID, "session_id": sessionID, "vault_role": vaultRole,
-			"login": login, "key_id": keyID, "serial": serial, "extensions": exts,
+			"login": login, "key_id": keyID, "serial": serial, "extensions": got,
 			"valid_before": validBefore.UTC()},
 	}); err != nil {
 		return creds.SSHCert{}, fmt.Errorf("audit: %w", err)

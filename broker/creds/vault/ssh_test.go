@@ -1,11 +1,17 @@
 package vault
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"io"
+	"maps"
+	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +141,112 @@ func TestSSHCertificateForSession(t *testing.T) {
 	if _, err := e.issuer.SSHForSession(ctx, ended, "ses_ssh4"); !errors.Is(err, creds.ErrGrantEnded) {
 		t.Errorf("certificate for a revoked grant: %v", err)
 	}
+}
+
+// A role's shell and port-forwarding settings decide the certificate's
+// extensions, and the real sshd (AllowTcpForwarding local) forwards a
+// local port for a Vault certificate only when it carries
+// permit-port-forwarding.
+func TestSSHCertificatePortForwarding(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sshd, tgt := e.sshTarget(t)
+	no := false
+	cfg := *e.cfg
+	cfg.Targets = slices.Clone(e.cfg.Targets)
+	host1, _ := cfg.FindTarget("host1")
+	host1.Roles = append(slices.Clone(host1.Roles),
+		config.Role{Name: "fwd", Login: devstack.DefaultSSHLogin, VaultRole: "ops", AllowPortForward: true},
+		config.Role{Name: "tunnel", Login: devstack.DefaultSSHLogin, VaultRole: "ops", AllowPortForward: true, Shell: &no},
+	)
+	_, issuer := e.start(t, &cfg)
+	dest := echoListener(t)
+
+	for _, tc := range []struct {
+		role    string
+		exts    []string
+		forward bool
+	}{
+		{role: "ops", exts: []string{"permit-pty"}},
+		{role: "batch", exts: []string{}},
+		{role: "fwd", exts: []string{"permit-port-forwarding", "permit-pty"}, forward: true},
+		{role: "tunnel", exts: []string{"permit-port-forwarding"}, forward: true},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			g := e.grant(t, "alice", "host1", tc.role, 90*time.Second)
+			sessionID := "ses_fwd_" + tc.role
+			cert, err := issuer.SSHForSession(ctx, g, sessionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := slices.Sorted(maps.Keys(cert.Certificate.Extensions))
+			if !slices.Equal(got, tc.exts) {
+				t.Fatalf("extensions %v, want %v", got, tc.exts)
+			}
+			var audited []any
+			for _, r := range e.auditRecords(t, "creds.issue") {
+				var d struct {
+					SessionID  string `json:"session_id"`
+					Extensions []any  `json:"extensions"`
+				}
+				if json.Unmarshal(r.Details, &d) == nil && d.SessionID == sessionID {
+					audited = d.Extensions
+				}
+			}
+			if len(audited) != len(tc.exts) {
+				t.Errorf("audited extensions %v, want %v", audited, tc.exts)
+			}
+
+			client, err := dialTarget(tgt, cert)
+			if err != nil {
+				t.Fatalf("sshd refused the certificate: %v\n%s", err, tail(sshd.LogPath()))
+			}
+			defer client.Close()
+			c, err := client.Dial("tcp", dest)
+			if !tc.forward {
+				if err == nil {
+					c.Close()
+					t.Fatal("sshd forwarded a port for a certificate without permit-port-forwarding")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("forward through sshd: %v\n%s", err, tail(sshd.LogPath()))
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			io.WriteString(c, "ping\n")
+			b, _ := io.ReadAll(c)
+			if string(b) != "echo:ping\n" {
+				t.Fatalf("through the forward: %q", b)
+			}
+		})
+	}
+}
+
+// echoListener answers each connection's first line with "echo:" + line.
+func echoListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if line, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+					io.WriteString(c, "echo:"+line)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // The broker refuses a target whose host key is not the pinned one.
