@@ -100,3 +100,18 @@ func TraceID(ctx context.Context) string {
 
 // NewTraceID returns a fresh random trace ID.
 func NewTraceID() string { return broker.NewID("trc") }
+
+type sourceKey struct{}
+
+// WithSource returns a context carrying the client address (without port)
+// of the request being served, so code that audits a refusal deep in a
+// call can name where it came from.
+func WithSource(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, sourceKey{}, addr)
+}
+
+// Source returns the client address carried by ctx, or "".
+func Source(ctx context.Context) string {
+	a, _ := ctx.Value(sourceKey{}).(string)
+	return a
+}
