@@ -83,6 +83,12 @@ func (s *Service) ListGrants(ctx context.Context, f broker.GrantFilter) ([]broke
 // one ending last when there are several. It returns an *Error with code
 // "no_active_grant" when there is none.
 func (s *Service) ActiveGrant(ctx context.Context, user, target string) (broker.Grant, error) {
+	return s.ActiveGrantAs(ctx, user, target, "")
+}
+
+// ActiveGrantAs is ActiveGrant for one role of the target; role "" means
+// any role.
+func (s *Service) ActiveGrantAs(ctx context.Context, user, target, role string) (broker.Grant, error) {
 	now := s.now().UTC()
 	gs, err := s.ListGrants(ctx, broker.GrantFilter{User: user, Target: target,
 		States: []broker.GrantState{broker.GrantActive}, ActiveAt: now})
@@ -91,9 +97,12 @@ func (s *Service) ActiveGrant(ctx context.Context, user, target string) (broker.
 	}
 	var best broker.Grant
 	for _, g := range gs {
-		if g.ActiveAt(now) && g.EndsAt.After(best.EndsAt) {
+		if g.ActiveAt(now) && (role == "" || g.Role == role) && g.EndsAt.After(best.EndsAt) {
 			best = g
 		}
+	}
+	if best.ID == "" && role != "" {
+		return best, refuse(http.StatusForbidden, "no_active_grant", "no active grant for %s as role %s", target, role)
 	}
 	if best.ID == "" {
 		return best, refuse(http.StatusForbidden, "no_active_grant", "no active grant for %s", target)

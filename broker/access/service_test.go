@@ -109,6 +109,12 @@ func TestRequestApproveExpire(t *testing.T) {
 	if active, err := s.ActiveGrant(ctx, "alice", "db"); err != nil || active.ID != g.ID {
 		t.Fatalf("active grant: %v %v", active, err)
 	}
+	if active, err := s.ActiveGrantAs(ctx, "alice", "db", g.Role); err != nil || active.ID != g.ID {
+		t.Fatalf("active grant as %s: %v %v", g.Role, active, err)
+	}
+	if _, err := s.ActiveGrantAs(ctx, "alice", "db", g.Role+"-other"); code(err) != "no_active_grant" {
+		t.Fatalf("active grant as another role: want no_active_grant, got %v", err)
+	}
 	// One nanosecond before the end the grant is still active; at the end it expires.
 	c.t = g.EndsAt.Add(-time.Nanosecond)
 	if err := s.Sweep(ctx); err != nil {

@@ -31,9 +31,11 @@ func New(tokens *identity.Tokens, acc *access.Service, ttl time.Duration) *Servi
 }
 
 // Issue returns a connection token for user on target. The user needs an
-// active grant on target; the token expires with the grant at the latest.
-func (s *Service) Issue(ctx context.Context, user, target, source string) (string, broker.Token, broker.Grant, error) {
-	g, err := s.access.ActiveGrant(ctx, user, target)
+// active grant on target (for role, when not empty); the token expires with
+// that grant at the latest. The token itself is not tied to a role: the
+// client picks one when connecting (custos.role), as it may hold several.
+func (s *Service) Issue(ctx context.Context, user, target, role, source string) (string, broker.Token, broker.Grant, error) {
+	g, err := s.access.ActiveGrantAs(ctx, user, target, role)
 	if err != nil {
 		return "", broker.Token{}, broker.Grant{}, err
 	}
@@ -56,7 +58,7 @@ func (s *Service) Issue(ctx context.Context, user, target, source string) (strin
 // must be a live connection token of user for target, and user must hold
 // an active grant on target now. Errors are shown to the client and name
 // the problem without any secret.
-func (s *Service) AuthenticateDB(ctx context.Context, user, token, target string) (broker.Grant, error) {
+func (s *Service) AuthenticateDB(ctx context.Context, user, token, target, role string) (broker.Grant, error) {
 	tok, err := s.tokens.Verify(ctx, token, identity.KindDB)
 	if err != nil {
 		return broker.Grant{}, fmt.Errorf("password authentication failed for user %q: %w", user, err)
@@ -67,7 +69,10 @@ func (s *Service) AuthenticateDB(ctx context.Context, user, token, target string
 	if tok.Target != target {
 		return broker.Grant{}, fmt.Errorf("password authentication failed for user %q: the token is for target %s, not %s", user, tok.Target, target)
 	}
-	g, err := s.access.ActiveGrant(ctx, user, target)
+	g, err := s.access.ActiveGrantAs(ctx, user, target, role)
+	if err != nil && role != "" {
+		return broker.Grant{}, fmt.Errorf("no active grant for %s as role %s; run: custos request %s --role %s --for 1h --reason ...", target, role, target, role)
+	}
 	if err != nil {
 		return broker.Grant{}, fmt.Errorf("no active grant for %s; run: custos request %s --role ROLE --for 1h --reason ...", target, target)
 	}

@@ -236,6 +236,16 @@ func TestFullStack(t *testing.T) {
 	if second := rwUser(); second == first {
 		t.Fatalf("a per-session role reused the login %q", first)
 	}
+
+	// Holding grants for two roles of one target, the user picks one.
+	roReq := decode[jsonRequest](t, b.ok("alice", "request", "demo-pg", "--role", "readonly", "--for", "10m", "--reason", "INC-10", "-o", "json"))
+	b.ok("bob", "approve", roReq.ID)
+	for _, role := range []string{"readonly", "readwrite"} {
+		out := b.ok("alice", "db", "connect", "demo-pg", "--role", role, "--", "-X", "-At", "-c", "select session_user")
+		if !strings.Contains(out, "-"+role+"-") {
+			t.Fatalf("db connect --role %s logged in as %q", role, out)
+		}
+	}
 	out = b.ok("sam", "audit", "verify")
 	if !strings.Contains(out, "intact") {
 		t.Fatalf("audit verify: %s", out)

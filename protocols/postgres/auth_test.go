@@ -3,6 +3,7 @@ package pgproxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,5 +207,52 @@ func assertNoBackends(t *testing.T, s *stack) {
 			t.Fatalf("%d backends of %s left on the target", n, s.role)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRoleOption shows the client picking the role with its options
+// (PGOPTIONS='-c custos.role=...'): the authenticator is asked for that
+// role, and the option never reaches the target while the client's other
+// options do.
+func TestRoleOption(t *testing.T) {
+	s := newStack(t)
+	tok, _ := s.token("alice")
+	out, err := s.runPsqlConn(t, s.conninfo("alice", testTarget, "require")+
+		` options='-c custos.role=readwrite -c work_mem=3MB'`, tok,
+		"SHOW work_mem;\nSELECT coalesce(current_setting('custos.role', true), '<unset>');")
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "3MB") || !strings.Contains(out, "<unset>") {
+		t.Errorf("upstream options: %s", out)
+	}
+	s.auth.mu.Lock()
+	roles := slices.Clone(s.auth.roles)
+	s.auth.mu.Unlock()
+	if len(roles) != 1 || roles[0] != "readwrite" {
+		t.Errorf("roles asked for: %q", roles)
+	}
+}
+
+func TestSplitRoleOption(t *testing.T) {
+	tests := []struct {
+		in, role, rest string
+	}{
+		{"", "", ""},
+		{"-c custos.role=rw", "rw", ""},
+		{"-ccustos.role=rw", "rw", ""},
+		{"--custos.role=rw", "rw", ""},
+		{"-c search_path=a -c custos.role=ro -c work_mem=64MB", "ro", "-c search_path=a -c work_mem=64MB"},
+		{`-c search_path=a\ b`, "", `-c search_path=a\ b`},
+		{`-c application_name=x\\y`, "", `-c application_name=x\\y`},
+		{"  -c   custos.role=rw  ", "rw", ""},
+		{"-c", "", "-c"},
+		{"-c custos.rolex=rw", "", "-c custos.rolex=rw"},
+	}
+	for _, tt := range tests {
+		role, rest := splitRoleOption(tt.in)
+		if role != tt.role || rest != tt.rest {
+			t.Errorf("splitRoleOption(%q) = %q, %q; want %q, %q", tt.in, role, rest, tt.role, tt.rest)
+		}
 	}
 }

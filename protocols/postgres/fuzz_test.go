@@ -87,7 +87,9 @@ func FuzzStartup(f *testing.F) {
 			}
 			parseDBName(st.get("database"))
 			replicationRequested(st)
-			_ = fmt.Sprint(upstreamParams(st))
+			req := &loginRequest{startup: st}
+			req.role, req.options = splitRoleOption(st.get("options"))
+			_ = fmt.Sprint(upstreamParams(req))
 		}
 		if len(body) >= 4 {
 			parseCancel(body[4:])

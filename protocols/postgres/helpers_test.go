@@ -41,6 +41,8 @@ type fakeAuth struct {
 	// naive skips the user and target checks, returning the token owner's
 	// grant whoever presents it: the proxy must still refuse.
 	naive bool
+	// roles are the roles asked for, one per call.
+	roles []string
 }
 
 type fakeToken struct {
@@ -48,9 +50,10 @@ type fakeToken struct {
 	grant        broker.Grant
 }
 
-func (a *fakeAuth) AuthenticateDB(_ context.Context, user, token, target string) (broker.Grant, error) {
+func (a *fakeAuth) AuthenticateDB(_ context.Context, user, token, target, role string) (broker.Grant, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.roles = append(a.roles, role)
 	t, ok := a.tokens[token]
 	if !ok {
 		return broker.Grant{}, fmt.Errorf("password authentication failed for user %q: unknown or expired connection token", user)

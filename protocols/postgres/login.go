@@ -29,6 +29,8 @@ type loginRequest struct {
 	user       string
 	target     string
 	database   string // as named by the client; empty means the default
+	role       string // the target role asked for with custos.role; "" for any
+	options    string // the client's options without custos.role
 	clientAddr string
 }
 
@@ -47,6 +49,7 @@ func (p *Proxy) checkStartup(n *negotiated) (*loginRequest, *refusal) {
 	st := n.startup
 	req := &loginRequest{conn: n.conn, tls: n.tls, startup: st, user: st.get("user"), clientAddr: n.conn.RemoteAddr().String()}
 	req.target, req.database = parseDBName(st.get("database"))
+	req.role, req.options = splitRoleOption(st.get("options"))
 	if req.target == "" {
 		req.target = req.user
 	}
@@ -101,7 +104,7 @@ func readToken(conn net.Conn, st *startup) (string, error) {
 // authorize checks the token and the grant it maps to, and resolves the
 // target and database.
 func (p *Proxy) authorize(ctx context.Context, req *loginRequest, token string) (broker.Grant, *config.Target, string, *refusal) {
-	g, err := p.opts.Auth.AuthenticateDB(ctx, req.user, token, req.target)
+	g, err := p.opts.Auth.AuthenticateDB(ctx, req.user, token, req.target, req.role)
 	if err != nil {
 		return g, nil, "", refuse(&clientError{Code: codeInvalidPassword, Msg: err.Error(),
 			Detail: fmt.Sprintf("The password must be a connection token from \"custos db token %s\" "+
@@ -142,17 +145,97 @@ func (p *Proxy) authorize(ctx context.Context, req *loginRequest, token string) 
 
 // upstreamParams are the client's startup parameters passed to the target:
 // everything but the ones the broker decides (user, database) and refuses
-// (replication).
-func upstreamParams(st *startup) map[string]string {
-	m := make(map[string]string, len(st.Params))
-	for _, kv := range st.Params {
+// (replication), with the broker's own option taken out of options.
+func upstreamParams(req *loginRequest) map[string]string {
+	m := make(map[string]string, len(req.startup.Params))
+	for _, kv := range req.startup.Params {
 		switch kv.Key {
 		case "user", "database", "replication":
+			continue
+		case "options":
+			if req.options != "" {
+				m[kv.Key] = req.options
+			}
 			continue
 		}
 		m[kv.Key] = kv.Value
 	}
 	return m
+}
+
+// roleOption is the run-time parameter that picks the target role to
+// connect as (PGOPTIONS='-c custos.role=readwrite') when the user holds
+// grants for several roles of one target.
+const roleOption = "custos.role"
+
+// splitRoleOption takes custos.role out of a startup options string,
+// following PostgreSQL's rules: arguments separated by spaces, a backslash
+// keeps the next character, and a setting is "-c name=value",
+// "-cname=value" or "--name=value". It returns the role and the remaining
+// options, escaped again.
+func splitRoleOption(opts string) (role, rest string) {
+	var args []string
+	var cur strings.Builder
+	inArg, esc := false, false
+	for _, r := range opts {
+		switch {
+		case esc:
+			cur.WriteRune(r)
+			esc = false
+		case r == '\\':
+			esc, inArg = true, true
+		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteRune(r)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	setting := func(s string) (string, bool) {
+		name, v, ok := strings.Cut(s, "=")
+		if ok && strings.EqualFold(name, roleOption) {
+			return v, true
+		}
+		return "", false
+	}
+	var kept []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-c" && i+1 < len(args):
+			if v, ok := setting(args[i+1]); ok {
+				role = v
+				i++
+				continue
+			}
+			kept = append(kept, a, args[i+1])
+			i++
+			continue
+		case strings.HasPrefix(a, "-c"):
+			if v, ok := setting(a[2:]); ok {
+				role = v
+				continue
+			}
+		case strings.HasPrefix(a, "--"):
+			if v, ok := setting(a[2:]); ok {
+				role = v
+				continue
+			}
+		}
+		kept = append(kept, a)
+	}
+	quote := strings.NewReplacer(`\`, `\\`, " ", `\ `, "\t", "\\\t", "\n", "\\\n", "\r", "\\\r")
+	for i, k := range kept {
+		kept[i] = quote.Replace(k)
+	}
+	return role, strings.Join(kept, " ")
 }
 
 // quoteDSN quotes a keyword/value connection string value.

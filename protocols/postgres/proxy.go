@@ -26,7 +26,9 @@ type authenticator interface {
 	// message the client sees (SQLSTATE 28P01), so it must name the
 	// problem (unknown or expired token, token of another user or target,
 	// no active grant) and hold no secret.
-	AuthenticateDB(ctx context.Context, user, token, target string) (broker.Grant, error)
+	// role, when not empty, picks the grant for that role of the target
+	// (the client's custos.role option); otherwise the grant ending last.
+	AuthenticateDB(ctx context.Context, user, token, target, role string) (broker.Grant, error)
 }
 
 // credentials issues the upstream login for a session.

@@ -213,7 +213,7 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 		s.endLogin()
 		return issuedFail(r)
 	}
-	hc, err := dialUpstream(lctx, t, db, user, password, upstreamParams(n.startup))
+	hc, err := dialUpstream(lctx, t, db, user, password, upstreamParams(req))
 	if err != nil {
 		return fail(refuse(upstreamRefusal(g.Target, err)))
 	}

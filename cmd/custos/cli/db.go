@@ -21,18 +21,31 @@ type dbToken struct {
 	Port      string    `json:"port"`
 	DBName    string    `json:"dbname"`
 	SSLMode   string    `json:"sslmode"`
+	Role      string    `json:"role"`
+	// Options picks the role when one was asked for (-c custos.role=...).
+	Options string `json:"options,omitempty"`
 }
 
 func (t dbToken) env() []string {
-	return []string{"PGHOST=" + t.Host, "PGPORT=" + t.Port, "PGUSER=" + t.User, "PGDATABASE=" + t.DBName,
+	env := []string{"PGHOST=" + t.Host, "PGPORT=" + t.Port, "PGUSER=" + t.User, "PGDATABASE=" + t.DBName,
 		"PGPASSWORD=" + t.Token, "PGSSLMODE=" + t.SSLMode}
+	if t.Options != "" {
+		env = append(env, "PGOPTIONS="+t.Options)
+	}
+	return env
 }
 
 func newDBCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "db", Short: "Connect to PostgreSQL targets through the broker"}
+	var role string
+	cmd.PersistentFlags().StringVar(&role, "role", "", "connect as this role of the target, when you hold grants for several (default: the grant ending last)")
 	fetch := func(cmd *cobra.Command, target string) (dbToken, error) {
 		var t dbToken
-		if err := g.call(cmd.Context(), "POST", "/api/v1/db/token", map[string]string{"target": target}, &t); err != nil {
+		body := map[string]string{"target": target}
+		if role != "" {
+			body["role"] = role
+		}
+		if err := g.call(cmd.Context(), "POST", "/api/v1/db/token", body, &t); err != nil {
 			return t, fmt.Errorf("db token: %w", err)
 		}
 		return t, nil
@@ -72,6 +85,7 @@ func newDBCmd(g *globals) *cobra.Command {
 		Use:   "connect TARGET [-- PSQL-ARGS...]",
 		Short: "Run psql connected to the target through the broker",
 		Example: `  custos db connect demo-pg
+  custos db connect demo-pg --role readwrite
   custos db connect demo-pg -- -c 'select now()'`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
