@@ -17,17 +17,33 @@ import (
 // so junk sign-in attempts cannot bloat it.
 const maxAuditedName = 128
 
+// Token purge defaults.
+const (
+	DefaultTokenRetention = 7 * 24 * time.Hour
+	DefaultPurgeEvery     = time.Hour
+)
+
+// rejectionLog audits refusals of callers nobody has authenticated yet,
+// bounding how many records they produce; *audit.Throttle implements it.
+type rejectionLog interface {
+	Record(ctx context.Context, source string, e audit.Entry) error
+}
+
 // Service signs users in: it rate-limits attempts, asks the Authenticator,
 // audits every outcome and issues API tokens. It implements the web
 // package's Authenticator interface.
 type Service struct {
-	dir     *Directory
-	auth    Authenticator
-	tokens  *Tokens
-	limiter *Limiter
-	audit   auditLog
-	ttl     time.Duration
-	log     *slog.Logger
+	dir        *Directory
+	auth       Authenticator
+	tokens     *Tokens
+	limiter    *Limiter
+	audit      auditLog
+	rejections rejectionLog // nil: every refusal is its own record
+	ttl        time.Duration
+	retention  time.Duration
+	purgeEvery time.Duration
+	now        func() time.Time
+	log        *slog.Logger
 }
 
 // Options configure a Service. Zero fields take the documented defaults.
@@ -40,6 +56,17 @@ type Options struct {
 	Store broker.Store
 	// Audit receives every sign-in, issue and revocation. Required.
 	Audit *audit.Log
+	// Rejections, when set, audits the refusals anyone can provoke
+	// without credentials (bearer tokens refused by VerifyToken, sign-ins
+	// refused by the rate limiter): the first few per source address and
+	// window are records of their own, the rest are counted into one
+	// summary record. Default: nil, every refusal is its own record.
+	Rejections *audit.Throttle
+	// TokenRetention is how long an expired token stays in the store (and
+	// in the token list) before Run deletes it. Default 7 days.
+	TokenRetention time.Duration
+	// PurgeEvery is how often Run deletes such tokens. Default 1 hour.
+	PurgeEvery time.Duration
 	// Authenticator checks credentials. Default: a PasswordAuthenticator
 	// over Directory with a StoreStepGuard over Store.
 	Authenticator Authenticator
@@ -67,11 +94,21 @@ func NewService(o Options) (*Service, error) {
 	if ttl <= 0 {
 		ttl = 8 * time.Hour
 	}
-	return &Service{
+	if o.TokenRetention <= 0 {
+		o.TokenRetention = DefaultTokenRetention
+	}
+	if o.PurgeEvery <= 0 {
+		o.PurgeEvery = DefaultPurgeEvery
+	}
+	s := &Service{
 		dir: o.Directory, auth: o.Authenticator, tokens: NewTokens(o.Store, o.Audit, o.Now),
 		limiter: NewLimiter(o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
-		audit:   o.Audit, ttl: ttl, log: o.Log,
-	}, nil
+		audit:   o.Audit, ttl: ttl, retention: o.TokenRetention, purgeEvery: o.PurgeEvery, now: o.Now, log: o.Log,
+	}
+	if o.Rejections != nil {
+		s.rejections = o.Rejections
+	}
+	return s, nil
 }
 
 // Directory returns the user directory.
@@ -86,6 +123,8 @@ func (s *Service) Tokens() *Tokens { return s.tokens }
 // with too_many_attempts before the credentials are looked at. Every
 // outcome is audited as auth.login with the attempted user name as actor;
 // the audit reason says what was wrong, never the password or code.
+// Attempts refused by the rate limiter go through Options.Rejections, so
+// hammering a blocked key cannot flood the audit log.
 func (s *Service) Login(ctx context.Context, user, password, totp, source string) (string, broker.Token, error) {
 	// Without a source address only the user name is limited: one shared
 	// empty key would let anyone lock everyone out.
@@ -101,7 +140,7 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 		}
 		e := &Error{Code: CodeTooManyAttempts, Reason: "rate limited: too many failed sign-ins for " + what,
 			Message: "too many failed sign-ins: try again after " + until.UTC().Format(time.RFC3339)}
-		return "", broker.Token{}, s.loginRefused(ctx, user, source, e)
+		return "", broker.Token{}, s.loginRefused(ctx, user, source, e, true)
 	}
 	id, err := s.auth.Authenticate(ctx, Credentials{User: user, Password: password, TOTP: totp, Source: source})
 	if err != nil {
@@ -111,7 +150,7 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 			return "", broker.Token{}, fmt.Errorf("login: %w", err)
 		}
 		s.limiter.Fail(keys...)
-		return "", broker.Token{}, s.loginRefused(ctx, user, source, e)
+		return "", broker.Token{}, s.loginRefused(ctx, user, source, e, false)
 	}
 	s.limiter.Reset("user:" + id.Name)
 	secret, tok, err := s.tokens.issue(ctx, id.Name, KindAPI, "", s.ttl, source, audit.Entry{Actor: id.Name, Action: "auth.login"})
@@ -121,14 +160,34 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 	return secret, tok, nil
 }
 
-// loginRefused audits a refused sign-in and returns e.
-func (s *Service) loginRefused(ctx context.Context, user, source string, e *Error) error {
-	if _, err := s.audit.Append(ctx, audit.Entry{Actor: auditName(user), Action: "auth.login", Outcome: broker.OutcomeDenied,
-		Reason: e.Reason, Details: map[string]any{"source": source, "code": e.Code}}); err != nil {
-		// A sign-in that cannot be audited is refused all the same.
+// loginRefused audits a refused sign-in and returns e. A sign-in refused
+// by the rate limiter (limited) is audited through the throttle; a wrong
+// credential always has a record of its own, and the limiter bounds how
+// many there can be.
+func (s *Service) loginRefused(ctx context.Context, user, source string, e *Error, limited bool) error {
+	entry := audit.Entry{Actor: auditName(user), Action: "auth.login", Outcome: broker.OutcomeDenied,
+		Reason: e.Reason, Details: map[string]any{"source": source, "code": e.Code}}
+	// A sign-in that cannot be audited is refused all the same.
+	if limited {
+		s.refused(ctx, source, entry)
+	} else if _, err := s.audit.Append(ctx, entry); err != nil {
 		s.log.Error("audit append failed", "action", "auth.login", "err", err)
 	}
 	return e
+}
+
+// refused audits a refusal of an unauthenticated caller through the
+// throttle, or as a record of its own without one.
+func (s *Service) refused(ctx context.Context, source string, e audit.Entry) {
+	var err error
+	if s.rejections != nil {
+		err = s.rejections.Record(ctx, source, e)
+	} else {
+		_, err = s.audit.Append(ctx, e)
+	}
+	if err != nil {
+		s.log.Error("audit append failed", "action", e.Action, "err", err)
+	}
 }
 
 // auditName is the attempted user name as written to the audit log.
@@ -144,18 +203,40 @@ func auditName(user string) string {
 }
 
 // VerifyToken returns the token for a secret of the given kind. A refused
-// token (unknown, revoked, expired or of another kind) is audited with its
-// precise reason; the secret never is.
+// token (unknown, revoked, expired or of another kind) is audited as
+// auth.token with its precise reason and the client address audit.Source
+// finds in ctx, through Options.Rejections; the secret never is.
 func (s *Service) VerifyToken(ctx context.Context, secret, kind string) (broker.Token, error) {
 	tok, err := s.tokens.Verify(ctx, secret, kind)
 	var e *Error
 	if errors.As(err, &e) {
-		if _, aerr := s.audit.Append(ctx, audit.Entry{Actor: "anonymous", Action: "auth.token", Outcome: broker.OutcomeDenied,
-			Reason: e.Reason, Details: map[string]any{"code": e.Code, "kind": kind}}); aerr != nil {
-			s.log.Error("audit refused token", "err", aerr)
-		}
+		source := audit.Source(ctx)
+		s.refused(ctx, source, audit.Entry{Actor: "anonymous", Action: "auth.token", Outcome: broker.OutcomeDenied,
+			Reason: e.Reason, Details: map[string]any{"code": e.Code, "kind": kind, "source": source}})
 	}
 	return tok, err
+}
+
+// Run deletes the tokens that expired more than Options.TokenRetention
+// ago, at once and then every Options.PurgeEvery, until ctx ends. Each run
+// that deletes any appends one token.purge record with the count.
+func (s *Service) Run(ctx context.Context) {
+	tk := time.NewTicker(s.purgeEvery)
+	defer tk.Stop()
+	for {
+		if n, err := s.tokens.PurgeExpired(ctx, s.now().Add(-s.retention)); err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("token purge failed", "err", err)
+			}
+		} else if n > 0 {
+			s.log.Info("expired tokens purged", "deleted", n, "retention", s.retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
 }
 
 // ListTokens returns the user's tokens.

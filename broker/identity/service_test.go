@@ -20,7 +20,9 @@ func newTestService(t *testing.T, clk *clock) (*Service, *config.Config) {
 		t.Fatal(err)
 	}
 	st := openStore(t)
-	s, err := NewService(Options{Auth: cfg.Auth, Directory: d, Store: st, Audit: audit.NewLog(st), Now: clk.Now})
+	log := audit.NewLog(st)
+	s, err := NewService(Options{Auth: cfg.Auth, Directory: d, Store: st, Audit: log, Now: clk.Now,
+		Rejections: audit.NewThrottle(log, audit.ThrottleOptions{Now: clk.Now})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -205,6 +205,28 @@ func (t *Tokens) revoke(ctx context.Context, id, by string, admin bool) error {
 	return nil
 }
 
+// PurgeExpired deletes the tokens of every user and kind that expired
+// before the given instant, and appends one token.purge record with the
+// count in the same transaction when it deleted any. It returns how many
+// it deleted.
+func (t *Tokens) PurgeExpired(ctx context.Context, before time.Time) (int, error) {
+	var n int
+	before = before.UTC()
+	err := t.store.Update(ctx, func(tx broker.Tx) error {
+		var err error
+		if n, err = tx.DeleteExpiredTokens(before); err != nil || n == 0 {
+			return err
+		}
+		_, err = t.audit.AppendTx(ctx, tx, audit.Entry{Actor: "system", Action: "token.purge", Outcome: broker.OutcomeSuccess,
+			Reason: "expired tokens deleted", Details: map[string]any{"deleted": n, "expired_before": before}})
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge tokens: %w", err)
+	}
+	return n, nil
+}
+
 func tokenDetails(t broker.Token) map[string]any {
 	d := map[string]any{"token_id": t.ID, "user": t.User, "kind": t.Kind, "expires_at": t.ExpiresAt, "source": t.Source}
 	if t.Target != "" {
