@@ -214,7 +214,7 @@ func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admis
 	if !ok || tgt.Kind != "ssh" {
 		return nil, deny("unknown target", refuse("custos: unknown SSH target %q", name))
 	}
-	g, err := p.opts.Grants.ActiveGrant(ctx, user, name)
+	g, err := p.activeGrant(ctx, tgt, user, login)
 	if err != nil {
 		g, err = p.hold(st, tgt, user, login)
 		if err != nil {
@@ -247,6 +247,28 @@ func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admis
 		return nil, deny("recording unavailable", refuse("custos: session refused: recording is unavailable"))
 	}
 	return adm, nil
+}
+
+// activeGrant finds the user's active grant on t. With a login, a grant
+// for a role that logs in as it comes first (the one ending last), so a
+// user holding grants for several roles picks one by login.
+func (p *Proxy) activeGrant(ctx context.Context, t *config.Target, user, login string) (broker.Grant, error) {
+	if login != "" {
+		var best broker.Grant
+		for i := range t.Roles {
+			if t.Roles[i].LoginOrDefault() != login {
+				continue
+			}
+			g, err := p.opts.Grants.ActiveGrantAs(ctx, user, t.Name, t.Roles[i].Name)
+			if err == nil && g.EndsAt.After(best.EndsAt) {
+				best = g
+			}
+		}
+		if best.ID != "" {
+			return best, nil
+		}
+	}
+	return p.opts.Grants.ActiveGrantAs(ctx, user, t.Name, "")
 }
 
 // noGrant is the refusal for a user without an active grant, naming the
@@ -295,7 +317,7 @@ func (p *Proxy) hold(st *authState, t *config.Target, user, login string) (broke
 		case <-tick.C:
 		}
 		ctx, cancel := context.WithTimeout(p.ctx, p.opts.AuthTimeout)
-		g, err := p.opts.Grants.ActiveGrant(ctx, user, t.Name)
+		g, err := p.activeGrant(ctx, t, user, login)
 		cancel()
 		if err == nil {
 			st.banner("grant approved; connecting\n")

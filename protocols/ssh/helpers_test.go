@@ -78,7 +78,7 @@ func (f *fakeCreds) SSHSigner(_ context.Context, g broker.Grant, sessionID strin
 	return ssh.NewCertSigner(cert, s)
 }
 
-// fakeGrants holds grants by user and target.
+// fakeGrants holds grants by user, target and role.
 type fakeGrants struct {
 	mu sync.Mutex
 	m  map[string]broker.Grant
@@ -90,23 +90,33 @@ func (f *fakeGrants) set(g broker.Grant) {
 	if f.m == nil {
 		f.m = map[string]broker.Grant{}
 	}
-	f.m[g.User+"/"+g.Target] = g
+	f.m[g.User+"/"+g.Target+"/"+g.Role] = g
 }
 
+// remove drops every grant of user on target.
 func (f *fakeGrants) remove(user, target string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.m, user+"/"+target)
+	for k := range f.m {
+		if strings.HasPrefix(k, user+"/"+target+"/") {
+			delete(f.m, k)
+		}
+	}
 }
 
-func (f *fakeGrants) ActiveGrant(_ context.Context, user, target string) (broker.Grant, error) {
+func (f *fakeGrants) ActiveGrantAs(_ context.Context, user, target, role string) (broker.Grant, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	g, ok := f.m[user+"/"+target]
-	if !ok {
-		return g, errors.New("no active grant for " + target)
+	var best broker.Grant
+	for k, g := range f.m {
+		if strings.HasPrefix(k, user+"/"+target+"/") && (role == "" || g.Role == role) && g.EndsAt.After(best.EndsAt) {
+			best = g
+		}
 	}
-	return g, nil
+	if best.ID == "" {
+		return best, errors.New("no active grant for " + target)
+	}
+	return best, nil
 }
 
 // fakeRecorder keeps recordings in memory. failStart refuses new

@@ -27,9 +27,10 @@ type identities interface {
 
 // grants answers whether a user may reach a target now.
 type grants interface {
-	// ActiveGrant returns the user's grant on target that is active now, or
-	// an error when there is none.
-	ActiveGrant(ctx context.Context, user, target string) (broker.Grant, error)
+	// ActiveGrantAs returns the user's grant on target for role (any role
+	// when "") that is active now, the one ending last, or an error when
+	// there is none.
+	ActiveGrantAs(ctx context.Context, user, target, role string) (broker.Grant, error)
 }
 
 // targets looks up target configuration; *config.Config satisfies it.

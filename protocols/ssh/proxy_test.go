@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/recorder/event"
 )
@@ -586,5 +587,33 @@ func TestQuickExecOutputNeverLost(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestLoginPicksTheGrant gives alice grants for two roles of one target
+// with different logins: LOGIN@TARGET uses the grant of the role that logs
+// in as LOGIN, and a login no grant allows is refused with the reason.
+func TestLoginPicksTheGrant(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.Targets[0].Roles = append(c.Targets[0].Roles, config.Role{Name: "deploy", Login: "deployer"})
+	})
+	other := e.grant
+	other.ID, other.Role = broker.NewID("grt"), "deploy"
+	other.EndsAt = e.grant.EndsAt.Add(time.Hour) // ends last: the default pick
+	e.grants.set(other)
+
+	r := e.ssh(e.sshd.Login+"@"+testTarget, "whoami")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != e.sshd.Login {
+		t.Fatalf("%s@%s: code %d stdout %q stderr %q", e.sshd.Login, testTarget, r.code, r.stdout, r.stderr)
+	}
+	rec := e.rec.last(t)
+	rec.waitClosed(t)
+	if h := rec.header; h.GrantID != e.grant.ID || h.Role != testRole {
+		t.Fatalf("recorded grant %s role %s, want %s %s", h.GrantID, h.Role, e.grant.ID, testRole)
+	}
+
+	r = e.ssh("root@"+testTarget, "true")
+	if r.code == 0 || !strings.Contains(r.stderr, `login "root" is not allowed by your grant`) {
+		t.Fatalf("root@%s: code %d stderr %q", testTarget, r.code, r.stderr)
 	}
 }

@@ -139,7 +139,7 @@ func (s *session) run(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	// A revocation announced while the connection was being admitted found
 	// no tracked session; look once more now that it is tracked.
 	gctx, gcancel := context.WithTimeout(s.ctx, p.opts.AuthTimeout)
-	if _, err := p.opts.Grants.ActiveGrant(gctx, s.user, s.target.Name); err != nil && gctx.Err() == nil {
+	if _, err := p.opts.Grants.ActiveGrantAs(gctx, s.user, s.target.Name, s.role.Name); err != nil && gctx.Err() == nil {
 		s.terminate(endCause{state: "terminated", by: "system", reason: "grant ended"})
 	}
 	gcancel()
