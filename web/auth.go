@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
 )
 
 // Authenticator signs users in and checks bearer tokens. broker/identity
@@ -39,7 +40,9 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 }
 
 // RequireToken wraps h so it runs only with a valid API bearer token; the
-// caller is then available through PrincipalFrom.
+// caller is then available through PrincipalFrom. The client address is in
+// the context (audit.Source) when the token is verified, so a refusal is
+// audited, and throttled, per address.
 func RequireToken(auth Authenticator, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -47,7 +50,7 @@ func RequireToken(auth Authenticator, h http.HandlerFunc) http.Handler {
 			WriteError(w, http.StatusUnauthorized, "unauthenticated", "missing bearer token: run custos login")
 			return
 		}
-		tok, err := auth.VerifyToken(r.Context(), strings.TrimSpace(secret), "api")
+		tok, err := auth.VerifyToken(audit.WithSource(r.Context(), ClientIP(r)), strings.TrimSpace(secret), "api")
 		if err != nil {
 			code, msg := errorCode(err, "token_invalid"), err.Error()
 			WriteError(w, http.StatusUnauthorized, code, msg)
@@ -66,6 +69,14 @@ func errorCode(err error, def string) string {
 		return c.ErrorCode()
 	}
 	return def
+}
+
+// withSource puts every request's client address in its context
+// (audit.Source), for audit records of refusals deep in a call.
+func withSource(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(audit.WithSource(r.Context(), ClientIP(r))))
+	})
 }
 
 // ClientIP is the request's source address without port.

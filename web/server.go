@@ -69,7 +69,7 @@ func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.mux.HandleFu
 
 // Handler is the root handler, with request logging and panic recovery.
 func (s *Server) Handler() http.Handler {
-	return s.recoverer(s.mux)
+	return s.recoverer(withSource(s.mux))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
