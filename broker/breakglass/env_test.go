@@ -426,7 +426,7 @@ func (e *env) login(user, pass string) error {
 // viaProxy connects through the PostgreSQL proxy as user with a
 // connection token.
 func (e *env) viaProxy(user, target string) (*pgx.Conn, error) {
-	tok, _, _, err := e.dbt.Issue(e.ctx, user, target, "127.0.0.1")
+	tok, _, _, err := e.dbt.Issue(e.ctx, user, target, "", "127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -525,6 +525,10 @@ type issuerLogins struct{ i *vaultcreds.Issuer }
 func (c issuerLogins) PostgresLogin(ctx context.Context, g broker.Grant, sessionID string) (string, string, error) {
 	l, err := c.i.ForSession(ctx, g, sessionID)
 	return l.Username, l.Password, err
+}
+
+func (c issuerLogins) EndLogin(ctx context.Context, g broker.Grant, sessionID string) error {
+	return c.i.EndSession(ctx, g.ID, sessionID)
 }
 
 type recorderStart struct{ r *recorder.Recorder }
