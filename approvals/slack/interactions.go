@@ -18,6 +18,7 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/policy"
+	"github.com/custos-pam/custos/web"
 )
 
 const (
@@ -45,13 +46,14 @@ var ok = reply{status: http.StatusOK}
 // the handler Socket Mode uses too.
 func (s *Slack) InteractionHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(audit.WithSource(r.Context(), web.ClientIP(r)))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInteractionBody))
 		if err != nil {
 			http.Error(w, "request body too large or unreadable", http.StatusRequestEntityTooLarge)
 			return
 		}
 		if code := s.verify(r.Header, body); code != "" {
-			s.auditEntry(r.Context(), audit.Entry{Actor: "slack:unverified", Action: "slack.reject", Outcome: broker.OutcomeDenied,
+			s.refused(r.Context(), audit.Entry{Actor: "slack:unverified", Action: "slack.reject", Outcome: broker.OutcomeDenied,
 				Reason: verifyReasons[code], Details: map[string]any{"transport": "http", "code": code, "remote_addr": r.RemoteAddr}})
 			s.log.Warn("slack interaction refused", "code", code, "remote_addr", r.RemoteAddr)
 			http.Error(w, verifyReasons[code], http.StatusUnauthorized)
@@ -59,7 +61,7 @@ func (s *Slack) InteractionHandler() http.Handler {
 		}
 		form, err := url.ParseQuery(string(body))
 		if err != nil || form.Get("payload") == "" {
-			s.auditEntry(r.Context(), audit.Entry{Actor: "slack", Action: "slack.reject", Outcome: broker.OutcomeDenied,
+			s.refused(r.Context(), audit.Entry{Actor: "slack", Action: "slack.reject", Outcome: broker.OutcomeDenied,
 				Reason: "signed request without an interaction payload", Details: map[string]any{"transport": "http", "code": "malformed"}})
 			http.Error(w, "no interaction payload", http.StatusBadRequest)
 			return
@@ -105,7 +107,7 @@ func (s *Slack) verify(h http.Header, body []byte) string {
 func (s *Slack) handle(ctx context.Context, transport string, raw []byte) reply {
 	in, err := parseInteraction(raw)
 	if err != nil {
-		s.auditEntry(ctx, audit.Entry{Actor: "slack", Action: "slack.reject", Outcome: broker.OutcomeDenied,
+		s.refused(ctx, audit.Entry{Actor: "slack", Action: "slack.reject", Outcome: broker.OutcomeDenied,
 			Reason: "malformed interaction payload", Details: map[string]any{"transport": transport, "code": "malformed"}})
 		return reply{status: http.StatusBadRequest}
 	}
@@ -313,6 +315,21 @@ func (s *Slack) team(ctx context.Context) (string, error) {
 	s.teamID = res.TeamID
 	s.mu.Unlock()
 	return res.TeamID, nil
+}
+
+// refused audits an interaction refused before anyone is identified
+// (forged, stale or malformed), which anyone who can reach the endpoint
+// can send, through the throttle: per source address (audit.Source; none
+// over Socket Mode), the first few are records, the rest one summary.
+// Refusals of an identified clicker go through reject, one record each.
+func (s *Slack) refused(ctx context.Context, e audit.Entry) {
+	if s.rejections == nil {
+		s.auditEntry(ctx, e)
+		return
+	}
+	if err := s.rejections.Record(ctx, audit.Source(ctx), e); err != nil {
+		s.log.Error("audit append failed", "action", e.Action, "err", err)
+	}
 }
 
 // reject audits a refused interaction.

@@ -55,6 +55,13 @@ type Options struct {
 	Directory Directory
 	Store     broker.Store
 	Audit     *audit.Log
+	// Rejections, when set, audits the interactions refused before anyone
+	// is identified (bad or missing signature, stale timestamp, malformed
+	// body), which anyone who can reach the endpoint can send: the first
+	// few per source address and window are records of their own, the
+	// rest one summary record. Default: nil, every refusal is its own
+	// record.
+	Rejections *audit.Throttle
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 	// Now defaults to time.Now.
@@ -101,6 +108,9 @@ type Slack struct {
 
 	wake chan struct{}
 
+	// rejections throttles refusals before identification; nil: none.
+	rejections *audit.Throttle
+
 	mu          sync.Mutex
 	pausedUntil time.Time // set by a 429: no Web API call before then
 	teamID      string    // the workspace, from auth.test
@@ -121,7 +131,7 @@ func New(o Options) (*Slack, error) {
 	s := &Slack{
 		cfg: o.Config, publicURL: strings.TrimRight(o.PublicURL, "/"), targets: o.Targets,
 		access: o.Access, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
-		t: defaultTimings, wake: make(chan struct{}, 1),
+		t: defaultTimings, wake: make(chan struct{}, 1), rejections: o.Rejections,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
