@@ -50,12 +50,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer st.Close()
 	auditLog := audit.NewLog(st)
+	// Refusals anyone can provoke without credentials (forged Slack
+	// requests, bad bearer tokens, rate-limited sign-ins) are recorded a
+	// few per source address and minute, the rest summarized.
+	rejections := audit.NewThrottle(auditLog, audit.ThrottleOptions{Log: log})
 
 	dir, err := identity.NewDirectory(cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dir, Store: st, Audit: auditLog, Log: log})
+	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dir, Store: st, Audit: auditLog,
+		Rejections: rejections, Log: log})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -70,6 +75,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	defer func() { stopBG(); wg.Wait() }()
 	wg.Go(func() { acc.RunScheduler(bg) })
+	wg.Go(func() { rejections.Run(bg) })
+	wg.Go(func() { ids.Run(bg) }) // purges long-expired tokens
 
 	var (
 		vc     *vaultcreds.Client
@@ -122,7 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	var notify securityNotifier
 	if cfg.Slack.Enabled {
 		sl, err := slackapprovals.New(slackapprovals.Options{Config: cfg.Slack, PublicURL: cfg.PublicURL,
-			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Log: log})
+			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Rejections: rejections, Log: log})
 		if err != nil {
 			px.close()
 			_ = rec.Close()
@@ -200,6 +207,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Warn("recordings not fully uploaded at shutdown; they stay spooled and upload on next start", "err", err)
 	}
 	_ = rec.Close()
+	if err := rejections.Close(sctx); err != nil {
+		log.Error("audit summaries not appended at shutdown", "err", err)
+	}
 	_, _ = auditLog.Append(sctx, audit.Entry{Actor: "system", Action: "broker.stop", Outcome: broker.OutcomeSuccess})
 	return runErr
 }
