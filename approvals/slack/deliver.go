@@ -33,10 +33,24 @@ func (s *Slack) deliver(ctx context.Context, it *item) result {
 		_, err := s.api.PostEphemeralContext(ctx, it.Channel, it.User, slack.MsgOptionText(it.Text, false))
 		return result{err: err}
 	case kindNotice:
-		_, _, err := s.postOnce(ctx, it, it.Channel, "", slack.MsgOptionText(it.Text, false))
+		_, _, err := s.postOnce(ctx, it, it.Channel, "", noticeOptions(it)...)
 		return result{err: err}
 	}
 	return result{err: permanent("unknown item kind " + it.Kind)}
+}
+
+// noticeOptions is a security notice's content: its text and, when it has
+// a link, the text again as a section with a button to the web UI under
+// it (a link button: a click opens the page, Slack only reports it).
+func noticeOptions(it *item) []slack.MsgOption {
+	opts := []slack.MsgOption{slack.MsgOptionText(it.Text, false)}
+	if it.LinkURL == "" {
+		return opts
+	}
+	open := slack.NewButtonBlockElement(actionOpen, "", plain(it.LinkText)).WithURL(it.LinkURL).WithStyle(slack.StylePrimary)
+	return append(opts, slack.MsgOptionBlocks(
+		slack.NewSectionBlock(mrkdwn(clip(it.Text, 3000)), nil, nil, slack.SectionBlockOptionBlockID("custos_notice")),
+		slack.NewActionBlock(blockActions, open)))
 }
 
 // view loads a request and its grant and renders its message.

@@ -102,6 +102,8 @@ type envOptions struct {
 	store      broker.Store
 	noRun      bool
 	before     func(*slacktest.Server)
+	// noPublicURL runs Slack without the broker's public URL: no links.
+	noPublicURL bool
 }
 
 // env is one broker with Slack approvals against an emulated Slack: the
@@ -184,7 +186,11 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	} else {
 		sc.SigningSecret = config.Secret(signingSecret)
 	}
-	sl, err := slack.New(slack.Options{Config: sc, PublicURL: cfg.PublicURL, Targets: cfg.Targets, Access: acc,
+	publicURL := cfg.PublicURL
+	if o.noPublicURL {
+		publicURL = ""
+	}
+	sl, err := slack.New(slack.Options{Config: sc, PublicURL: publicURL, Targets: cfg.Targets, Access: acc,
 		Directory: dir, Store: st, Audit: auditLog, Log: log, HTTPClient: o.httpClient})
 	if err != nil {
 		t.Fatal(err)
@@ -221,9 +227,10 @@ func openStore(t *testing.T) (broker.Store, error) {
 	return s, nil
 }
 
-func withSocketMode(o *envOptions) { o.socket = true }
-func withMatchEmail(o *envOptions) { o.matchEmail = true }
-func withScheduler(o *envOptions)  { o.scheduler = true }
+func withSocketMode(o *envOptions)   { o.socket = true }
+func withMatchEmail(o *envOptions)   { o.matchEmail = true }
+func withScheduler(o *envOptions)    { o.scheduler = true }
+func withoutPublicURL(o *envOptions) { o.noPublicURL = true }
 func withSlack(f func(*slacktest.Server)) func(*envOptions) {
 	return func(o *envOptions) { o.before = f }
 }

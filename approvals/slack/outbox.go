@@ -73,6 +73,9 @@ type item struct {
 	Channel string `json:"channel,omitempty"`
 	User    string `json:"user,omitempty"`
 	Text    string `json:"text,omitempty"`
+	// LinkText and LinkURL are a notice's button to the web UI, if any.
+	LinkText string `json:"link_text,omitempty"`
+	LinkURL  string `json:"link_url,omitempty"`
 	// Event is what a notify item tells: approved, denied, expired or revoked.
 	Event string `json:"event,omitempty"`
 	// Gen counts enqueues; an item changed while in flight runs again.

@@ -207,6 +207,24 @@ func (s *Slack) Run(ctx context.Context) error {
 // broadcast or a link; *bold* and _italic_ still work. It queues the post
 // and returns; delivery is retried like every other message.
 func (s *Slack) SecurityNotice(ctx context.Context, text string) error {
+	return s.SecurityNoticeWithLink(ctx, text, Link{})
+}
+
+// Link is a button under a security notice that opens a page of the web
+// UI, for a step Slack cannot take itself (one that needs a fresh second
+// factor, such as confirming a break-glass unseal).
+type Link struct {
+	// Text is the button's label (at most 75 characters).
+	Text string
+	// Path is the page under the broker's public URL, e.g.
+	// /ui/breakglass/unseals/bgu_x.
+	Path string
+}
+
+// SecurityNoticeWithLink posts text to the security channel like
+// SecurityNotice, with a button that opens PublicURL+l.Path. Without a
+// public URL the notice is posted without the button.
+func (s *Slack) SecurityNoticeWithLink(ctx context.Context, text string, l Link) error {
 	ch := s.cfg.SecurityChannel
 	if ch == "" {
 		ch = s.cfg.Channel
@@ -215,6 +233,9 @@ func (s *Slack) SecurityNotice(ctx context.Context, text string) error {
 		return errors.New("slack: security notice: no security_channel or channel configured")
 	}
 	it := &item{ID: "notice/" + broker.NewID("ntc"), Kind: kindNotice, Channel: ch, Text: escape(text)}
+	if s.publicURL != "" && l.Text != "" && strings.HasPrefix(l.Path, "/") {
+		it.LinkText, it.LinkURL = clip(l.Text, 75), s.publicURL+l.Path
+	}
 	if err := s.enqueue(context.WithoutCancel(ctx), nil, it); err != nil {
 		return fmt.Errorf("slack: security notice: %w", err)
 	}

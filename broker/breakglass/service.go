@@ -58,6 +58,14 @@ type notifier interface {
 	SecurityNotice(ctx context.Context, text string) error
 }
 
+// unsealNotifier is a notifier that can also hand custodians on to where
+// they confirm a pending unseal (the broker's wiring gives the Slack notice
+// a button to the web UI, since Slack cannot take a fresh second factor).
+// Optional: without it the notice is plain text naming the CLI command.
+type unsealNotifier interface {
+	UnsealRequested(ctx context.Context, text string, u Unseal) error
+}
+
 // Recording is a recorded session of a drill's probe; *recorder.Writer
 // implements it.
 type Recording interface {
@@ -267,6 +275,19 @@ func (s *Service) announce(ctx context.Context, text string) {
 		return
 	}
 	if err := s.notify.SecurityNotice(context.WithoutCancel(ctx), text); err != nil {
+		s.log.Error("break-glass notice not sent", "err", err)
+	}
+}
+
+// announceUnseal posts the notice of a pending unseal, handing custodians
+// on to confirm it when the notifier can.
+func (s *Service) announceUnseal(ctx context.Context, text string, u Unseal) {
+	n, ok := s.notify.(unsealNotifier)
+	if !ok {
+		s.announce(ctx, text)
+		return
+	}
+	if err := n.UnsealRequested(context.WithoutCancel(ctx), text, u); err != nil {
 		s.log.Error("break-glass notice not sent", "err", err)
 	}
 }

@@ -105,8 +105,8 @@ func (s *Service) unseal(ctx context.Context, actor string, in UnsealRequest, d 
 	}
 	s.log.Warn("break-glass "+kind+" requested", "account", a.Name, "by", actor, "incident", u.Incident, "unseal_id", u.ID)
 	if u.Outcome == UnsealPending {
-		s.announce(ctx, fmt.Sprintf("%sbreak-glass %s of %s (%s on %s) requested by %s: %s [incident %s]. %d of %d custodians confirmed; others confirm with: custos breakglass confirm %s (expires %s)",
-			loud(a), kind, a.Name, a.Role, a.Target, actor, u.Reason, u.Incident, len(u.Confirmations), u.Required, u.ID, u.ExpiresAt.Format(time.RFC3339)))
+		s.announceUnseal(ctx, fmt.Sprintf("%sbreak-glass %s of %s (%s on %s) requested by %s: %s [incident %s]. %d of %d custodians confirmed; others confirm in the web UI or with: custos breakglass confirm %s (expires %s)",
+			loud(a), kind, a.Name, a.Role, a.Target, actor, u.Reason, u.Incident, len(u.Confirmations), u.Required, u.ID, u.ExpiresAt.Format(time.RFC3339)), u)
 	}
 	s.opened(ctx, a, u, grant)
 	return u, nil

@@ -178,5 +178,6 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request) {
 func (u *UI) me(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
 	web.WriteJSON(w, http.StatusOK, map[string]any{"user": p.User, "csrf": p.CSRF, "admin": p.Admin,
-		"expires_at": p.Token.ExpiresAt, "live": u.o.Live != nil, "terminate": u.o.Terminator != nil})
+		"expires_at": p.Token.ExpiresAt, "live": u.o.Live != nil, "terminate": u.o.Terminator != nil,
+		"breakglass": u.mayBreakGlass(r.Context(), p)})
 }

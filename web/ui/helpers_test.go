@@ -23,14 +23,16 @@ type client struct {
 	http *http.Client
 	csrf string
 	user string
+	// code is the TOTP code the client signed in with, if any.
+	code string
 }
 
 func login(t testing.TB, env *uitest.Env, user string) *client {
 	t.Helper()
 	c := &client{t: t, env: env, http: env.Client(), user: user}
 	body := map[string]string{"user": user, "password": uitest.Password}
-	if user == "sam" {
-		body["totp"] = uitest.TOTP()
+	if c.code = uitest.Code(user, time.Now()); c.code != "" {
+		body["totp"] = c.code
 	}
 	var out struct {
 		CSRF string `json:"csrf"`

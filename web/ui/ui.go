@@ -5,7 +5,9 @@
 // verification with an evidence bundle, and the audit log's saved views.
 // Pages are static assets embedded in the binary (the terminal renderer,
 // xterm.js, is copied in by the build); data flows as JSON under /ui/api
-// and over websockets under /ws. Nothing from a recording is ever
+// and over websockets under /ws. Custodians request, confirm (with a
+// fresh second factor) and close break-glass unseals and see drill
+// standing. Nothing from a recording is ever
 // interpreted as markup: the scripts set text only, and the
 // Content-Security-Policy forbids inline code.
 package webui
@@ -25,6 +27,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
@@ -79,6 +82,10 @@ type Options struct {
 	Live *Hub
 	// Terminator ends live sessions. Default: nil, Terminate answers 503.
 	Terminator terminator
+	// BreakGlass serves the break-glass page; *breakglass.Service
+	// implements it. Default: nil, and the page says no account is
+	// configured.
+	BreakGlass breakGlass
 	// PublicURL is the broker's external URL; its origin is accepted on
 	// state changes and websocket upgrades besides the request's own
 	// host. Default: empty, same host only.
@@ -153,6 +160,7 @@ func (u *UI) XtermAvailable() bool { return u.xterm }
 var pageTitles = map[string]string{
 	"login": "Sign in", "requests": "Requests", "sessions": "Sessions", "replay": "Replay",
 	"live": "Live sessions", "watch": "Live session", "verify": "Verify", "audit": "Audit log",
+	"breakglass": "Break-glass",
 }
 
 // Register adds the UI's routes to s: pages under /ui/, JSON under
@@ -174,6 +182,8 @@ func (u *UI) Register(s *web.Server) {
 	h("GET /ui/live/{id}", u.page("watch", true))
 	h("GET /ui/verify/{id}", u.page("verify", true))
 	h("GET /ui/audit", u.page("audit", true))
+	h("GET /ui/breakglass", u.page("breakglass", true))
+	h("GET "+unsealPages+"{id}", u.page("breakglass", true)) // the link in Slack notices
 	s.Handle("GET /ui/static/", u.secure(u.staticFiles()))
 
 	h("POST /ui/api/login", u.login)
@@ -197,6 +207,10 @@ func (u *UI) Register(s *web.Server) {
 	h("GET /ui/api/audit/verify", u.user(u.admin(u.auditVerify)))
 	h("GET /ui/api/audit/views", u.user(u.admin(u.auditViews)))
 	h("GET /ui/api/audit/views/{view}", u.user(u.admin(u.auditView)))
+	h("GET /ui/api/breakglass", u.user(u.withBreakGlass(u.listBreakGlass)))
+	h("POST /ui/api/breakglass/{account}/unseal", u.user(u.withBreakGlass(u.unsealBreakGlass)))
+	h("POST /ui/api/breakglass/{account}/close", u.user(u.withBreakGlass(u.closeBreakGlass)))
+	h("POST /ui/api/breakglass/unseals/{id}/confirm", u.user(u.withBreakGlass(u.confirmUnseal)))
 
 	h("GET /ws/replay", u.user(u.wsReplay))
 	h("GET /ws/live", u.user(u.wsLive))
@@ -264,6 +278,10 @@ func (u *UI) staticFiles() http.Handler {
 // fail answers an error from a broker service.
 func (u *UI) fail(w http.ResponseWriter, err error) {
 	if e, ok := access.AsError(err); ok {
+		web.WriteError(w, e.Status, e.Code, e.Message)
+		return
+	}
+	if e, ok := breakglass.AsError(err); ok {
 		web.WriteError(w, e.Status, e.Code, e.Message)
 		return
 	}

@@ -140,7 +140,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		wg.Go(func() { _ = sl.Run(bg) })
 		notify = sl
 	}
-	if _, err := startBreakGlass(bg, cfg, st, auditLog, dir, acc, issuer, rec, notify, ids, srv, log, func(f func()) { wg.Go(f) }); err != nil {
+	bgSvc, err := startBreakGlass(bg, cfg, st, auditLog, dir, acc, issuer, rec, notify, ids, srv, log, func(f func()) { wg.Go(f) })
+	if err != nil {
 		px.close()
 		_ = rec.Close()
 		return fmt.Errorf("serve: break-glass: %w", err)
@@ -160,7 +161,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
 
 	ui, err := webui.New(webui.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Live: hub, Terminator: px, Recordings: rec, PublicURL: cfg.PublicURL,
+		Config: cfg, Live: hub, Terminator: px, Recordings: rec, BreakGlass: bgSvc, PublicURL: cfg.PublicURL,
 		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: cfg.Listen.TLSCert == "", Log: log})
 	if err != nil {
 		px.close()

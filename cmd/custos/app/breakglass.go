@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	slackapprovals "github.com/custos-pam/custos/approvals/slack"
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
@@ -16,12 +17,28 @@ import (
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/web"
+	webui "github.com/custos-pam/custos/web/ui"
 )
 
 // securityNotifier posts to the security channel; the Slack integration
 // implements it. A nil interface means no Slack.
 type securityNotifier interface {
 	SecurityNotice(ctx context.Context, text string) error
+	SecurityNoticeWithLink(ctx context.Context, text string, l slackapprovals.Link) error
+}
+
+// unsealLinkText labels the button under an unseal request's notice.
+const unsealLinkText = "Review and confirm in Custos"
+
+// breakGlassNotices adapts the security channel to the break-glass
+// service: a pending unseal's notice carries a button to its page in the
+// web UI, since a confirmation needs a fresh second factor that Slack
+// cannot take.
+type breakGlassNotices struct{ securityNotifier }
+
+// UnsealRequested implements the break-glass service's hand-off.
+func (n breakGlassNotices) UnsealRequested(ctx context.Context, text string, u breakglass.Unseal) error {
+	return n.SecurityNoticeWithLink(ctx, text, slackapprovals.Link{Text: unsealLinkText, Path: webui.UnsealPath(u.ID)})
 }
 
 // noVault stands in for the issuer when Vault is not configured: every
@@ -54,7 +71,7 @@ func startBreakGlass(ctx context.Context, cfg *config.Config, st broker.Store, a
 		o.Vault = issuer
 	}
 	if notify != nil {
-		o.Notifier = notify
+		o.Notifier = breakGlassNotices{notify}
 	}
 	if rec != nil {
 		o.Record = func(ctx context.Context, h event.Header) (breakglass.Recording, error) {

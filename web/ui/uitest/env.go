@@ -1,9 +1,10 @@
 // Package uitest runs the broker's web UI in-process on loopback for the
 // UI's Go tests and its browser suite: a SQLite state store, the real
 // identity and access services, a recorder over a local directory, the
-// live hub, and seeded requests, grants and recordings (short SSH and
-// PostgreSQL sessions recorded through the recorder, a generated two-hour
-// terminal session, and live sessions fed from the test).
+// live hub, the break-glass service with two sealed accounts, and seeded
+// requests, grants and recordings (short SSH and PostgreSQL sessions
+// recorded through the recorder, a generated two-hour terminal session,
+// and live sessions fed from the test).
 package uitest
 
 import (
@@ -25,6 +26,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/store/sqlite"
@@ -43,7 +45,9 @@ const Password = "correct horse battery staple"
 var TOTPKey = []byte("custos-uitest-totp-key!!")
 
 // Users: alice and dave request (dbas), bob and carol approve, sam is
-// security and signs in with a TOTP code.
+// security and signs in with a TOTP code, erin and frank are break-glass
+// custodians (with TOTP codes). ssh-root's drill is hourly and, since the
+// service first saw it two hours ago, overdue; pg-admin's is quarterly.
 const configYAML = `
 listen:
   http: 127.0.0.1:0
@@ -64,10 +68,13 @@ users:
   - {name: bob, password: %[2]q}
   - {name: carol, password: %[2]q}
   - {name: sam, password: %[2]q, totp_secret: %[3]q}
+  - {name: erin, password: %[2]q, totp_secret: %[4]q}
+  - {name: frank, password: %[2]q, totp_secret: %[5]q}
 groups:
   - {name: dbas, members: [alice, dave]}
   - {name: approvers, members: [bob, carol]}
   - {name: security, members: [sam]}
+  - {name: custodians, members: [erin, frank]}
 security_admins: [security]
 targets:
   - name: demo-ssh
@@ -78,6 +85,7 @@ targets:
     roles:
       - name: ops
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h, require_reason: true}
+      - {name: bg-root, policy: {approvers: [custodians]}}
   - name: demo-pg
     kind: postgres
     address: 127.0.0.1:5432
@@ -85,6 +93,10 @@ targets:
     roles:
       - name: readonly
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h}
+      - {name: bg-admin, vault_role: breakglass, policy: {approvers: [custodians]}}
+breakglass:
+  - {name: ssh-root, target: demo-ssh, role: bg-root, custodians: [custodians], drill: {schedule: "0 * * * *"}}
+  - {name: pg-admin, target: demo-pg, role: bg-admin, custodians: [custodians], max_open: 30m}
 `
 
 // Env is a running web UI with its services.
@@ -101,7 +113,11 @@ type Env struct {
 	UI       *webui.UI
 	Synth    *Synth
 	Term     *Terminator
-	dir      string
+	// BreakGlass runs the break-glass accounts; its notices land in
+	// Notices.
+	BreakGlass *breakglass.Service
+	Notices    *Notices
+	dir        string
 }
 
 // Start starts the UI on a loopback TLS listener; everything stops at the
@@ -110,8 +126,8 @@ func Start(tb testing.TB) *Env {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	totp := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(TOTPKey)
-	cfg, err := config.Parse(fmt.Appendf(nil, configYAML, dir, Password, totp))
+	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString
+	cfg, err := config.Parse(fmt.Appendf(nil, configYAML, dir, Password, b32(TOTPKey), b32(totpKeys["erin"]), b32(totpKeys["frank"])))
 	if err != nil {
 		tb.Fatalf("uitest: config: %v", err)
 	}
@@ -163,8 +179,9 @@ func Start(tb testing.TB) *Env {
 	e.Server.StartTLS()
 	tb.Cleanup(e.Server.Close)
 	e.URL = e.Server.URL
+	e.startBreakGlass(tb, dirx, log)
 	ui, err := webui.New(webui.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Recordings: rec, Live: hub, Terminator: term, PublicURL: e.URL, Log: log})
+		Config: cfg, Recordings: rec, Live: hub, Terminator: term, BreakGlass: e.BreakGlass, PublicURL: e.URL, Log: log})
 	if err != nil {
 		tb.Fatalf("uitest: ui: %v", err)
 	}

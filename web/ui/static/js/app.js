@@ -11,6 +11,7 @@ const pages = {
   watch: () => import('./watch.js'),
   verify: () => import('./verify.js'),
   audit: () => import('./audit.js'),
+  breakglass: () => import('./breakglass.js'),
 };
 
 async function main() {
@@ -23,6 +24,7 @@ async function main() {
     for (const a of nav.querySelectorAll('a')) {
       if (a.dataset.nav.split(' ').includes(page)) a.classList.add('active');
       if ('admin' in a.dataset) a.hidden = !who.admin;
+      if ('breakglass' in a.dataset) a.hidden = !who.breakglass;
     }
     document.getElementById('who').hidden = false;
     document.getElementById('who-name').textContent = who.user + (who.admin ? ' (security)' : '');

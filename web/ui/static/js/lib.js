@@ -57,7 +57,9 @@ export async function api(method, path, body) {
   if (ct.includes('application/json')) data = await res.json();
   if (!res.ok) {
     const e = (data && data.error) || { code: 'http_' + res.status, message: res.statusText };
-    if (res.status === 401 && document.body.dataset.page !== 'login') {
+    // Only a lost sign-in sends the user back to the sign-in page; a
+    // refused second factor (also 401) is shown where it was given.
+    if (res.status === 401 && e.code === 'unauthenticated' && document.body.dataset.page !== 'login') {
       location.assign('/ui/login?next=' + encodeURIComponent(location.pathname + location.search));
     }
     throw new APIError(res.status, e.code, e.message);

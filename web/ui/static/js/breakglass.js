@@ -1,0 +1,226 @@
+// Break-glass: the accounts a custodian (or security admin) may see, their
+// state and drill standing, and the steps a custodian takes: request an
+// unseal, confirm one with a fresh second factor, close an open account.
+// /ui/breakglass/unseals/<id> (the link in Slack notices) puts that
+// unseal's account first. The broker decides who may do what; refusals
+// are shown as they come.
+import { api, me, el, section, table, fmtTime } from './lib.js';
+
+const stateLabels = {
+  sealed: 'Sealed', unseal_requested: 'Unseal requested', open: 'Open', rotating: 'Rotating',
+  'compromised-until-rotated': 'Compromised until rotated',
+};
+
+// rel says how far t is from now, e.g. "in 14 min" or "3 days ago".
+function rel(iso) {
+  const ms = new Date(iso) - Date.now();
+  if (!iso || isNaN(ms)) return '';
+  const a = Math.abs(ms) / 1000;
+  const n = a < 90 ? [Math.round(a), 's'] : a < 5400 ? [Math.round(a / 60), ' min'] : a < 172800 ? [Math.round(a / 3600), ' h'] : [Math.round(a / 86400), ' days'];
+  return ms >= 0 ? `in ${n[0]}${n[1]}` : `${n[0]}${n[1]} ago`;
+}
+
+const when = (iso) => (iso ? `${fmtTime(iso)} (${rel(iso)})` : '');
+
+function badge(state) {
+  return el('span', { class: 'badge bg-' + state, dataset: { state } }, stateLabels[state] || state);
+}
+
+function confirmations(u) {
+  const c = u.confirmations || [];
+  return `${c.length} of ${u.required}` + (c.length ? ' — ' + c.map((x) => `${x.custodian} (${x.via}, ${x.second_factor}, ${fmtTime(x.at)})`).join('; ') : '');
+}
+
+// drillLine is an account's drill standing in one line.
+function drillLine(a) {
+  const d = a.drill || {};
+  if (d.overdue) return el('span', { class: 'overdue', dataset: { overdue: 'yes' } }, `⚠ OVERDUE: was due ${when(d.next_due)}`);
+  return el('span', { dataset: { overdue: 'no' } }, d.next_due ? `next due ${when(d.next_due)}` : 'not scheduled');
+}
+
+function lastDrill(a) {
+  const last = a.drills && a.drills.last;
+  const running = a.drills && a.drills.running;
+  const parts = [];
+  if (running) parts.push(el('span', { class: 'state-pending' }, `running: ${running.id} since ${fmtTime(running.started_at)}`));
+  if (last) {
+    parts.push(el('span', { class: last.outcome === 'passed' ? 'state-approved' : 'state-denied', dataset: { drillOutcome: last.outcome } },
+      `${last.outcome}: ${last.id}, ${fmtTime(last.finished_at || last.started_at)}${last.reason ? ' — ' + last.reason : ''}`));
+  }
+  if (!parts.length) parts.push(el('span', { class: 'muted' }, 'no drill yet'));
+  return parts;
+}
+
+let seq = 0;
+
+// field is a labelled input.
+function field(label, attrs) {
+  const id = 'bg-f' + (++seq);
+  return [el('input', { id, ...attrs }), el('label', { for: id }, label + ' ')];
+}
+
+// secondFactor are the password and, when the account needs it, the
+// authenticator code a custodian gives again for this one step.
+function secondFactor(a) {
+  const [pw, pwl] = field('Password', { type: 'password', name: 'password', autocomplete: 'current-password', required: true, size: 16 });
+  const parts = [el('span', null, pwl, pw)];
+  let totp = null;
+  if (a.totp_required) {
+    let tl;
+    [totp, tl] = field('Authenticator code', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', required: true, size: 7 });
+    parts.push(el('span', null, tl, totp));
+  }
+  return { parts, value: () => ({ password: pw.value, totp: totp ? totp.value : '' }), clear: () => { pw.value = ''; if (totp) totp.value = ''; } };
+}
+
+// actionForm runs fn on submit and shows its outcome (or refusal) under
+// the form; the second factor is cleared whatever happens.
+function actionForm(action, children, button, fn, after, sf) {
+  const msg = el('p', { class: 'notice', role: 'status', hidden: true });
+  const btn = el('button', { type: 'submit', class: button.class }, button.text);
+  const form = el('form', { class: 'inline bg-action', dataset: { action } }, children, btn, msg);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    btn.disabled = true;
+    msg.hidden = true;
+    try {
+      const res = await fn();
+      await after(res);
+    } catch (e) {
+      msg.className = 'notice error';
+      msg.setAttribute('role', 'alert');
+      msg.replaceChildren((e.code ? `Refused (${e.code}): ` : 'Error: ') + e.message);
+      msg.hidden = false;
+    } finally {
+      if (sf) sf.clear();
+      btn.disabled = false;
+    }
+  });
+  return form;
+}
+
+export async function render(root) {
+  const m = location.pathname.match(/^\/ui\/breakglass\/unseals\/([^/]+)$/);
+  const focus = m ? decodeURIComponent(m[1]) : '';
+  const who = await me();
+  const status = el('div', { id: 'bg-status' });
+  const focusBox = el('div', { id: 'bg-focus' });
+  const accountsBox = el('div', { id: 'bg-accounts' });
+  const drillsBox = el('div', { id: 'bg-drills' });
+  const refresh = el('button', { type: 'button', id: 'bg-refresh' }, 'Refresh');
+  root.append(el('h1', null, 'Break-glass ', refresh), status,
+    focus ? section('Unseal request ' + focus, focusBox) : null,
+    section('Accounts', accountsBox), section('Drills', drillsBox));
+
+  // done shows what an action did above everything, then reloads.
+  const done = async (text, link) => {
+    await load();
+    status.prepend(el('p', { class: 'notice ok', role: 'status' }, text, link ? [' ', el('a', { href: link }, link)] : null));
+  };
+
+  const actions = (a) => {
+    const out = [];
+    const u = a.unseal;
+    if (a.state === 'sealed') {
+      const [reason, rl] = field('Reason', { name: 'reason', placeholder: 'what is broken', size: 28, required: true });
+      const [incident, il] = field('Incident', { name: 'incident', placeholder: 'INC-…', size: 10, required: true });
+      const sf = secondFactor(a);
+      out.push(actionForm('unseal', [el('span', null, rl, reason), el('span', null, il, incident), sf.parts],
+        { text: 'Request unseal', class: 'danger' },
+        () => api('POST', `/ui/api/breakglass/${encodeURIComponent(a.name)}/unseal`, { reason: reason.value, incident: incident.value, ...sf.value() }),
+        (res) => (res.outcome === 'opened'
+          ? done(`${a.name} is open until ${fmtTime(res.open_until)} (single custodian).`)
+          : done(`Unseal ${res.id} of ${a.name} requested: ${res.confirmations.length} of ${res.required} confirmations. Another custodian confirms at`,
+            '/ui/breakglass/unseals/' + encodeURIComponent(res.id))), sf));
+    }
+    if (a.state === 'unseal_requested' && u && !(u.confirmations || []).some((c) => c.custodian === who.user)) {
+      const sf = secondFactor(a);
+      out.push(actionForm('confirm', [el('span', { class: 'muted' }, 'Confirm with a fresh second factor: '), sf.parts],
+        { text: 'Confirm unseal', class: 'danger' },
+        () => api('POST', `/ui/api/breakglass/unseals/${encodeURIComponent(u.id)}/confirm`, sf.value()),
+        (res) => done(res.outcome === 'opened'
+          ? `Confirmed: ${res.confirmations.length} of ${res.required}. ${a.name} is open for ${res.requested_by} until ${fmtTime(res.open_until)}.`
+          : `Confirmed: ${res.confirmations.length} of ${res.required} confirmations.`), sf));
+    } else if (a.state === 'unseal_requested') {
+      out.push(el('p', { class: 'muted' }, 'You confirmed this unseal; it waits for other custodians.'));
+    }
+    if (a.state === 'unseal_requested' || a.state === 'open' || a.state === 'compromised-until-rotated') {
+      const verb = { unseal_requested: 'Cancel request', open: 'Close and rotate', 'compromised-until-rotated': 'Retry rotation' }[a.state];
+      const [reason, rl] = field('Reason', { name: 'close-reason', placeholder: 'optional', size: 24 });
+      out.push(actionForm('close', [el('span', null, rl, reason)], { text: verb },
+        () => api('POST', `/ui/api/breakglass/${encodeURIComponent(a.name)}/close`, { reason: reason.value }),
+        (res) => done(`${a.name}: ${stateLabels[res.state] || res.state}.`)));
+    }
+    return out;
+  };
+
+  const card = (a) => {
+    const u = a.unseal;
+    const rows = [
+      ['Target / role', `${a.target} / ${a.role} (${a.credential})`],
+      ['Custodians', `${(a.custodians || []).join(', ')} — ${a.required} must confirm${a.single_custodian ? ' (single custodian allowed)' : ''}`],
+      ['Stays open', `at most ${a.max_open}`],
+      ['Drill', [drillLine(a), ` · schedule ${(a.drill && a.drill.schedule) || ''}`]],
+      ['Last drill', lastDrill(a)],
+    ];
+    if (u) {
+      rows.push(['Unseal', `${u.id}${u.drill ? ' (drill ' + u.drill + ')' : ''}, requested by ${u.requested_by} ${when(u.requested_at)}`]);
+      rows.push(['Reason', `${u.reason} [incident ${u.incident}]`]);
+      rows.push(['Confirmations', confirmations(u)]);
+      if (a.state === 'unseal_requested') rows.push(['Expires', when(u.expires_at)]);
+      if (u.open_until) rows.push(['Open until', `${when(u.open_until)}${u.grant_id ? ', grant ' + u.grant_id + ' for ' + u.requested_by : ''}`]);
+    }
+    if (a.state === 'compromised-until-rotated') {
+      rows.push(['Compromised since', when(a.compromised_since)]);
+      rows.push(['Rotation error', a.last_rotation_error || '']);
+    }
+    if (a.state === 'rotating') rows.push(['Rotating', a.rotate_reason || '']);
+    if (a.last_rotation) rows.push(['Last rotation', when(a.last_rotation)]);
+    const lu = a.last_unseal;
+    if (lu) rows.push(['Last unseal', `${lu.id}: ${lu.outcome} ${fmtTime(lu.closed_at || lu.opened_at || lu.requested_at)}${lu.closed_by ? ' by ' + lu.closed_by : ''}`]);
+    return el('article', { class: 'card bg-account' + (a.drill && a.drill.overdue ? ' has-overdue' : ''), dataset: { account: a.name, state: a.state } },
+      el('h2', null, a.name, ' ', badge(a.state), a.drill && a.drill.overdue ? el('span', { class: 'badge bg-overdue' }, 'Drill overdue') : null),
+      table(['', ''], rows.map(([k, v]) => el('tr', null, el('td', null, k), el('td', null, v))), { class: 'grid facts' }),
+      actions(a));
+  };
+
+  async function load() {
+    const data = await api('GET', '/ui/api/breakglass');
+    const accts = data.accounts || [];
+    status.replaceChildren();
+    if ((data.overdue || []).length) {
+      status.append(el('p', { class: 'notice warn', role: 'alert', id: 'bg-overdue' },
+        `⚠ Drill overdue: ${data.overdue.join(', ')}. A custodian runs it with: custos drill run ACCOUNT`));
+    }
+    let focused = null;
+    if (focus) {
+      focused = accts.find((a) => (a.unseal && a.unseal.id === focus) || (a.last_unseal && a.last_unseal.id === focus));
+      if (!focused) {
+        focusBox.replaceChildren(el('p', { class: 'notice error', role: 'alert' },
+          `Unseal ${focus} is not on any break-glass account you may see (you are not a custodian, or it is long closed).`));
+      } else {
+        const pending = focused.unseal && focused.unseal.id === focus && focused.state === 'unseal_requested';
+        const lu = focused.last_unseal;
+        focusBox.replaceChildren(
+          pending ? null : el('p', { class: 'notice error', role: 'status' },
+            focused.unseal && focused.unseal.id === focus ? `This unseal is no longer pending: ${focused.name} is ${stateLabels[focused.state] || focused.state}.`
+              : `This unseal is no longer pending: ${lu.outcome}${lu.close_reason ? ' (' + lu.close_reason + ')' : ''}.`),
+          card(focused));
+      }
+    }
+    const rest = accts.filter((a) => a !== focused);
+    accountsBox.replaceChildren(...(rest.length ? rest.map(card)
+      : [el('p', { class: 'muted' }, focused ? 'No other account.' : 'You are not a custodian of any break-glass account.')]));
+    drillsBox.replaceChildren(table(['Account', 'Target', 'Schedule', 'Next due', 'Standing', 'Last drill', 'Last passed'],
+      accts.map((a) => el('tr', { dataset: { account: a.name, overdue: a.drill && a.drill.overdue ? 'yes' : 'no' }, class: a.drill && a.drill.overdue ? 'overdue-row' : null },
+        el('td', null, a.name), el('td', null, a.target), el('td', null, (a.drill && a.drill.schedule) || ''),
+        el('td', null, when(a.drill && a.drill.next_due)),
+        el('td', null, a.drill && a.drill.overdue ? el('strong', { class: 'overdue' }, '⚠ OVERDUE') : 'on schedule'),
+        el('td', null, lastDrill(a)), el('td', null, a.drills && a.drills.last_ok ? fmtTime(a.drills.last_ok) : 'never'))),
+      { empty: 'No break-glass account.' }));
+  }
+
+  refresh.addEventListener('click', () => load().catch((e) => status.prepend(el('p', { class: 'notice error', role: 'alert' }, e.message))));
+  await load();
+  if (focus) document.getElementById('bg-focus').scrollIntoView();
+}
