@@ -138,7 +138,9 @@ func (t *Throttle) Record(ctx context.Context, source string, e Entry) error {
 	k := throttleKey{action: e.Action, source: source}
 	var due []Entry
 	if cur, ok := t.keys[k]; ok && t.ended(cur, now) {
-		due = append(due, t.remove(k, cur, false))
+		if sum, ok := t.remove(k, cur, false); ok {
+			due = append(due, sum)
+		}
 	}
 	if _, ok := t.keys[k]; !ok && t.regular >= t.maxKeys {
 		// Make room from windows that have closed before overflowing.
@@ -147,7 +149,9 @@ func (t *Throttle) Record(ctx context.Context, source string, e Entry) error {
 	if _, ok := t.keys[k]; !ok && t.regular >= t.maxKeys {
 		k = throttleKey{action: e.Action, overflow: true}
 		if cur, ok := t.keys[k]; ok && t.ended(cur, now) {
-			due = append(due, t.remove(k, cur, false))
+			if sum, ok := t.remove(k, cur, false); ok {
+				due = append(due, sum)
+			}
 		}
 	}
 	ta, ok := t.keys[k]
@@ -232,23 +236,23 @@ func (t *Throttle) takeClosed(now time.Time, all bool) []Entry {
 	var due []Entry
 	for k, ta := range t.keys {
 		if all || t.ended(ta, now) {
-			if e := t.remove(k, ta, all); e.Action != "" {
-				due = append(due, e)
+			if sum, ok := t.remove(k, ta, all); ok {
+				due = append(due, sum)
 			}
 		}
 	}
 	return due
 }
 
-// remove forgets key k and returns its summary, or a zero Entry when
-// nothing was suppressed. Callers hold mu.
-func (t *Throttle) remove(k throttleKey, ta *tally, early bool) Entry {
+// remove forgets key k and returns its summary, if anything was
+// suppressed. Callers hold mu.
+func (t *Throttle) remove(k throttleKey, ta *tally, early bool) (Entry, bool) {
 	delete(t.keys, k)
 	if !k.overflow {
 		t.regular--
 	}
 	if ta.suppressed == 0 {
-		return Entry{}
+		return Entry{}, false
 	}
 	src := k.source
 	if k.overflow {
@@ -280,7 +284,7 @@ func (t *Throttle) remove(k throttleKey, ta *tally, early bool) Entry {
 	if a, ok := ta.actors.only(); ok {
 		e.Actor = a
 	}
-	return e
+	return e, true
 }
 
 // appendSummaries appends summaries built by remove, logging each.

@@ -209,6 +209,32 @@ func TestThrottleNextWindow(t *testing.T) {
 	}
 }
 
+// TestThrottleQuietWindow: a window that never reached the limit ends
+// without a summary, and the key's next refusal is simply recorded.
+func TestThrottleQuietWindow(t *testing.T) {
+	th, s, clk := newThrottle(t, audit.ThrottleOptions{})
+	ctx := context.Background()
+	for i := range 2 {
+		if err := th.Record(ctx, "198.51.100.2", forged(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(2 * time.Minute)
+	if err := th.Record(ctx, "198.51.100.2", forged(2)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Minute)
+	if err := th.FlushClosed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := th.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if single, sums := split(t, s, "slack.reject"); len(single) != 3 || len(sums) != 0 {
+		t.Fatalf("%d records, summaries %+v; want 3 and none", len(single), sums)
+	}
+}
+
 // TestThrottleShutdown: when Run's context ends, pending summaries are
 // appended although their windows are still open, and later refusals are
 // appended one each.
