@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -125,8 +126,9 @@ func newThrottle(log appender, o ThrottleOptions) *Throttle {
 
 // Record audits a refusal of e.Action from source (a client address
 // without port; "" when unknown): it appends e, or counts it toward the
-// key's summary. e.Outcome should be denied. It returns the error of an
-// append; a counted refusal returns nil.
+// key's summary. IPv6 addresses count per /64, the block one host or
+// subscriber usually holds. e.Outcome should be denied. It returns the
+// error of an append; a counted refusal returns nil.
 func (t *Throttle) Record(ctx context.Context, source string, e Entry) error {
 	ctx = context.WithoutCancel(ctx)
 	now := t.now()
@@ -135,7 +137,7 @@ func (t *Throttle) Record(ctx context.Context, source string, e Entry) error {
 		t.mu.Unlock()
 		return t.appendEntry(ctx, e)
 	}
-	k := throttleKey{action: e.Action, source: source}
+	k := throttleKey{action: e.Action, source: keySource(source)}
 	var due []Entry
 	if cur, ok := t.keys[k]; ok && t.ended(cur, now) {
 		if sum, ok := t.remove(k, cur, false); ok {
@@ -306,6 +308,20 @@ func (t *Throttle) appendSummaries(ctx context.Context, due []Entry) error {
 func (t *Throttle) appendEntry(ctx context.Context, e Entry) error {
 	_, err := t.log.Append(ctx, e)
 	return err
+}
+
+// keySource is the source part of a key: the address, or its /64 for
+// IPv6, so one host cycling through its block is one key.
+func keySource(source string) string {
+	a, err := netip.ParseAddr(source)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return source
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return source
+	}
+	return p.String()
 }
 
 // counts tallies strings, at most maxTallied distinct ones.

@@ -159,6 +159,11 @@ func TestThrottleKeys(t *testing.T) {
 		{"auth.token", "192.0.2.2", 2},
 		{"auth.login", "192.0.2.1", 4},
 		{"auth.token", "", 3},
+		// One IPv6 /64 is one key, whichever of its addresses is used.
+		{"auth.token", "2001:db8:1:2::1", 1},
+		{"auth.token", "2001:db8:1:2:ffff::9", 1},
+		{"auth.token", "2001:db8:1:2::1234", 1},
+		{"auth.token", "2001:db8:1:3::1", 1},
 	}
 	for _, x := range sends {
 		for range x.n {
@@ -176,7 +181,7 @@ func TestThrottleKeys(t *testing.T) {
 	for _, d := range sums {
 		bySource[d.Source] = d.Suppressed
 	}
-	if len(single) != 2+2+2 || fmt.Sprint(bySource) != fmt.Sprint(map[string]int{"192.0.2.1": 5, "": 1}) {
+	if len(single) != 2+2+2+2+1 || fmt.Sprint(bySource) != fmt.Sprint(map[string]int{"192.0.2.1": 5, "": 1, "2001:db8:1:2::/64": 1}) {
 		t.Errorf("auth.token: %d records, summaries by source %v", len(single), bySource)
 	}
 	single, sums = split(t, s, "auth.login")
