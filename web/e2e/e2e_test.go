@@ -40,9 +40,20 @@ func TestBrowser(t *testing.T) {
 	t.Logf("broker and fixtures ready in %v", time.Since(began))
 
 	// The control endpoint lets the suite act as the user on the live
-	// session and fetch sam's current second factor.
+	// session and fetch a user's second factor: /totp?user=erin (default
+	// sam), &fresh=1 for the next time step's code (a code already used to
+	// sign in is refused).
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /totp", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, uitest.TOTP()) })
+	mux.HandleFunc("GET /totp", func(w http.ResponseWriter, r *http.Request) {
+		user, at := r.URL.Query().Get("user"), time.Now()
+		if user == "" {
+			user = "sam"
+		}
+		if r.URL.Query().Get("fresh") != "" {
+			at = at.Add(30 * time.Second)
+		}
+		io.WriteString(w, uitest.Code(user, at))
+	})
 	mux.HandleFunc("POST /type", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if err := live.Type(string(b)); err != nil {
@@ -71,9 +82,13 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// What the browser did is on the record.
-	var approved, denied, terminated bool
+	var approved, denied, terminated, confirmed, notCustodian bool
 	for _, r := range env.AuditRecords(t, "") {
 		switch {
+		case r.Action == "breakglass.unseal.confirm" && r.Actor == "frank" && r.Outcome == "success":
+			confirmed = true
+		case r.Action == "breakglass.unseal.confirm" && r.Actor == "sam" && r.Outcome == "denied":
+			notCustodian = true
 		case r.Action == "request.approve" && r.Actor == "bob":
 			approved = true
 		case r.Action == "session.recording.read" && r.Actor == "alice" && r.Outcome == "denied":
@@ -82,8 +97,9 @@ func TestBrowser(t *testing.T) {
 			terminated = true
 		}
 	}
-	if !approved || !denied || !terminated {
-		t.Fatalf("audit after the suite: approve %v, refused read %v, terminate %v", approved, denied, terminated)
+	if !approved || !denied || !terminated || !confirmed || !notCustodian {
+		t.Fatalf("audit after the suite: approve %v, refused read %v, terminate %v, unseal confirmed %v, non-custodian refused %v",
+			approved, denied, terminated, confirmed, notCustodian)
 	}
 	t.Logf("browser suite passed in %v", time.Since(began))
 }

@@ -123,6 +123,8 @@ step('security signs in with a second factor; sessions table with search', async
   await page.fill('#f-q', 'notes.html');
   await page.click('#filters button[type=submit]');
   await page.locator(`tr[data-session="${F.ssh}"]`).waitFor();
+  // The unfiltered list may still show until the search answers.
+  await page.locator(`tr[data-session="${F.pg}"]`).waitFor({ state: 'detached', timeout: 5000 });
   assert.equal(await page.locator(`tr[data-session="${F.pg}"]`).count(), 0);
   await page.locator(`tr[data-session="${F.ssh}"] .verify-intact`).waitFor({ timeout: 20000 });
   await shot('04-sessions');
@@ -281,6 +283,76 @@ step('audit saved views with CSV and JSON export', async () => {
   await page.click('#view-form button[type=submit]');
   await page.waitForFunction((id) => document.getElementById('view-result')?.textContent.includes(id), F.live);
   await shot('13-audit-terminated');
+});
+
+step('break-glass: overdue drill flagged; unseal requested, refused without custodian or fresh factor, confirmed, closed', async () => {
+  // sam (security, no custodian) sees the accounts and the overdue drill.
+  await page.goto(url('/ui/breakglass'));
+  await page.locator('[data-account="ssh-root"][data-state=sealed]').waitFor();
+  assert.ok(await page.isVisible('#nav a[href="/ui/breakglass"]'), 'break-glass in the nav for security');
+  assert.ok((await page.textContent('#bg-overdue')).includes('ssh-root'), 'overdue drill banner');
+  assert.equal(await page.getAttribute('#bg-drills tr[data-account="ssh-root"]', 'data-overdue'), 'yes');
+  assert.ok((await page.textContent('#bg-drills tr[data-account="ssh-root"]')).includes('OVERDUE'));
+  await shot('14-breakglass');
+  await signOut();
+
+  // erin, a custodian, asks to unseal ssh-root.
+  await signIn('erin', (await control('/totp?user=erin')).trim());
+  await page.goto(url('/ui/breakglass'));
+  const form = page.locator('[data-account="ssh-root"] form[data-action=unseal]');
+  await form.locator('input[name=reason]').fill('sshd config broken on the bastion <b>now</b>');
+  await form.locator('input[name=incident]').fill('INC-4242');
+  await form.locator('input[name=password]').fill(F.password);
+  await form.locator('input[name=totp]').fill((await control('/totp?user=erin&fresh=1')).trim());
+  await form.locator('button[type=submit]').click();
+  const link = page.locator('#bg-status .notice.ok a');
+  await link.waitFor();
+  const unsealPath = await link.getAttribute('href');
+  assert.match(unsealPath, /^\/ui\/breakglass\/unseals\/bgu_/);
+  await page.locator('[data-account="ssh-root"][data-state=unseal_requested]').waitFor();
+  const card = await page.textContent('[data-account="ssh-root"]');
+  assert.ok(card.includes('1 of 2') && card.includes('<b>now</b>'), 'confirmations so far, reason as text: ' + card);
+  assert.equal(await page.locator('[data-account="ssh-root"] b').count(), 0, 'reason became markup');
+  await shot('15-breakglass-unseal-requested');
+  await signOut();
+
+  // sam follows the Slack link but is no custodian: the broker refuses.
+  await signIn('sam', (await control('/totp?fresh=1')).trim());
+  await page.goto(url(unsealPath));
+  const focus = page.locator('#bg-focus [data-account="ssh-root"]');
+  await focus.waitFor();
+  await focus.locator('form[data-action=confirm] input[name=password]').fill(F.password);
+  await focus.locator('form[data-action=confirm] input[name=totp]').fill('123456');
+  await focus.locator('form[data-action=confirm] button[type=submit]').click();
+  await focus.locator('.notice.error', { hasText: 'not_custodian' }).waitFor();
+  await shot('16-breakglass-not-custodian');
+  await signOut();
+
+  // frank confirms: a wrong code is refused, a fresh one opens the account.
+  await signIn('frank', (await control('/totp?user=frank')).trim());
+  await page.goto(url(unsealPath));
+  await focus.waitFor();
+  assert.ok((await page.textContent('#bg-focus')).includes('1 of 2'));
+  const confirm = focus.locator('form[data-action=confirm]');
+  await confirm.locator('input[name=password]').fill(F.password);
+  await confirm.locator('input[name=totp]').fill('000000');
+  await confirm.locator('button[type=submit]').click();
+  await confirm.locator('.notice.error', { hasText: 'second_factor_failed' }).waitFor();
+  assert.equal(await confirm.locator('input[name=password]').inputValue(), '', 'password kept after a refusal');
+  await shot('17-breakglass-wrong-code');
+  await confirm.locator('input[name=password]').fill(F.password);
+  await confirm.locator('input[name=totp]').fill((await control('/totp?user=frank&fresh=1')).trim());
+  await confirm.locator('button[type=submit]').click();
+  await page.locator('#bg-status .notice.ok', { hasText: 'is open for erin' }).waitFor();
+  await page.locator('#bg-focus [data-account="ssh-root"][data-state=open]').waitFor();
+  assert.ok((await page.textContent('#bg-focus')).includes('2 of 2'));
+  await shot('18-breakglass-open');
+
+  // frank closes it: ssh-root has no standing secret, so it reseals at once.
+  await page.locator('#bg-focus form[data-action=close] input[name=close-reason]').fill('bastion fixed');
+  await page.locator('#bg-focus form[data-action=close] button[type=submit]').click();
+  await page.locator('#bg-focus [data-account="ssh-root"][data-state=sealed]').waitFor();
+  await shot('19-breakglass-closed');
 });
 
 let passed = 0, failed = 0;

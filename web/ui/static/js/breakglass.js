@@ -20,6 +20,9 @@ function rel(iso) {
   return ms >= 0 ? `in ${n[0]}${n[1]}` : `${n[0]}${n[1]} ago`;
 }
 
+// goDuration shortens a Go duration: 1h0m0s is 1h.
+const goDuration = (d) => String(d || '').replace(/([hm])0s$/, '$1').replace(/h0m$/, 'h');
+
 const when = (iso) => (iso ? `${fmtTime(iso)} (${rel(iso)})` : '');
 
 function badge(state) {
@@ -78,7 +81,7 @@ function secondFactor(a) {
 function actionForm(action, children, button, fn, after, sf) {
   const msg = el('p', { class: 'notice', role: 'status', hidden: true });
   const btn = el('button', { type: 'submit', class: button.class }, button.text);
-  const form = el('form', { class: 'inline bg-action', dataset: { action } }, children, btn, msg);
+  const form = el('form', { class: 'inline bg-action', dataset: { action } }, children.flat(), btn, msg);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     btn.disabled = true;
@@ -108,9 +111,9 @@ export async function render(root) {
   const accountsBox = el('div', { id: 'bg-accounts' });
   const drillsBox = el('div', { id: 'bg-drills' });
   const refresh = el('button', { type: 'button', id: 'bg-refresh' }, 'Refresh');
-  root.append(el('h1', null, 'Break-glass ', refresh), status,
+  root.append(...[el('h1', null, 'Break-glass ', refresh), status,
     focus ? section('Unseal request ' + focus, focusBox) : null,
-    section('Accounts', accountsBox), section('Drills', drillsBox));
+    section('Accounts', accountsBox), section('Drills', drillsBox)].filter(Boolean));
 
   // done shows what an action did above everything, then reloads.
   const done = async (text, link) => {
@@ -145,7 +148,7 @@ export async function render(root) {
       out.push(el('p', { class: 'muted' }, 'You confirmed this unseal; it waits for other custodians.'));
     }
     if (a.state === 'unseal_requested' || a.state === 'open' || a.state === 'compromised-until-rotated') {
-      const verb = { unseal_requested: 'Cancel request', open: 'Close and rotate', 'compromised-until-rotated': 'Retry rotation' }[a.state];
+      const verb = { unseal_requested: 'Cancel request', open: 'Close and reseal', 'compromised-until-rotated': 'Retry rotation' }[a.state];
       const [reason, rl] = field('Reason', { name: 'close-reason', placeholder: 'optional', size: 24 });
       out.push(actionForm('close', [el('span', null, rl, reason)], { text: verb },
         () => api('POST', `/ui/api/breakglass/${encodeURIComponent(a.name)}/close`, { reason: reason.value }),
@@ -159,7 +162,7 @@ export async function render(root) {
     const rows = [
       ['Target / role', `${a.target} / ${a.role} (${a.credential})`],
       ['Custodians', `${(a.custodians || []).join(', ')} — ${a.required} must confirm${a.single_custodian ? ' (single custodian allowed)' : ''}`],
-      ['Stays open', `at most ${a.max_open}`],
+      ['Stays open', `at most ${goDuration(a.max_open)}`],
       ['Drill', [drillLine(a), ` · schedule ${(a.drill && a.drill.schedule) || ''}`]],
       ['Last drill', lastDrill(a)],
     ];
@@ -180,7 +183,7 @@ export async function render(root) {
     if (lu) rows.push(['Last unseal', `${lu.id}: ${lu.outcome} ${fmtTime(lu.closed_at || lu.opened_at || lu.requested_at)}${lu.closed_by ? ' by ' + lu.closed_by : ''}`]);
     return el('article', { class: 'card bg-account' + (a.drill && a.drill.overdue ? ' has-overdue' : ''), dataset: { account: a.name, state: a.state } },
       el('h2', null, a.name, ' ', badge(a.state), a.drill && a.drill.overdue ? el('span', { class: 'badge bg-overdue' }, 'Drill overdue') : null),
-      table(['', ''], rows.map(([k, v]) => el('tr', null, el('td', null, k), el('td', null, v))), { class: 'grid facts' }),
+      el('table', { class: 'grid facts' }, el('tbody', null, rows.map(([k, v]) => el('tr', null, el('td', null, k), el('td', null, v))))),
       actions(a));
   };
 
@@ -190,7 +193,8 @@ export async function render(root) {
     status.replaceChildren();
     if ((data.overdue || []).length) {
       status.append(el('p', { class: 'notice warn', role: 'alert', id: 'bg-overdue' },
-        `⚠ Drill overdue: ${data.overdue.join(', ')}. A custodian runs it with: custos drill run ACCOUNT`));
+        `⚠ Drill overdue: ${data.overdue.join(', ')}. A custodian runs it with: `,
+        data.overdue.flatMap((n, i) => [i ? ', ' : '', el('code', null, 'custos drill run ' + n)])));
     }
     let focused = null;
     if (focus) {
@@ -201,11 +205,13 @@ export async function render(root) {
       } else {
         const pending = focused.unseal && focused.unseal.id === focus && focused.state === 'unseal_requested';
         const lu = focused.last_unseal;
-        focusBox.replaceChildren(
-          pending ? null : el('p', { class: 'notice error', role: 'status' },
-            focused.unseal && focused.unseal.id === focus ? `This unseal is no longer pending: ${focused.name} is ${stateLabels[focused.state] || focused.state}.`
+        focusBox.replaceChildren(...[
+          pending ? null : focused.state === 'open' && focused.unseal && focused.unseal.id === focus
+            ? el('p', { class: 'notice ok', role: 'status' }, `This unseal has its confirmations: ${focused.name} is open until ${fmtTime(focused.unseal.open_until)}.`)
+            : el('p', { class: 'notice warn', role: 'status' }, focused.unseal && focused.unseal.id === focus
+              ? `This unseal is no longer pending: ${focused.name} is ${stateLabels[focused.state] || focused.state}.`
               : `This unseal is no longer pending: ${lu.outcome}${lu.close_reason ? ' (' + lu.close_reason + ')' : ''}.`),
-          card(focused));
+          card(focused)].filter(Boolean));
       }
     }
     const rest = accts.filter((a) => a !== focused);
