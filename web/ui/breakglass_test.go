@@ -261,3 +261,36 @@ func TestBreakGlassUnsealConfirmClose(t *testing.T) {
 		t.Errorf("audit: frank's confirmation %v, sam's refusal %v", confirmed, refused)
 	}
 }
+
+// A rotation that fails at close leaves the account flagged
+// compromised-until-rotated, with the cause, for the page to show.
+func TestBreakGlassCompromisedAfterFailedRotation(t *testing.T) {
+	env := uitest.Start(t)
+	erin, frank := login(t, env, "erin"), login(t, env, "frank")
+	st, code, b := erin.post("/ui/api/breakglass/pg-admin/unseal", map[string]string{"reason": "primary down", "incident": "INC-9",
+		"password": uitest.Password, "totp": uitest.FreshCode("erin")})
+	if st != http.StatusCreated {
+		t.Fatalf("unseal: %d %s", st, code)
+	}
+	var u breakglass.Unseal
+	if err := json.Unmarshal(b, &u); err != nil {
+		t.Fatal(err)
+	}
+	if st, code, _ := frank.post("/ui/api/breakglass/unseals/"+u.ID+"/confirm", map[string]string{"password": uitest.Password,
+		"totp": uitest.FreshCode("frank")}); st != http.StatusOK {
+		t.Fatalf("confirm: %d %s", st, code)
+	}
+	// The UI env has no Vault: the rotation at close fails.
+	if st, code, _ := frank.post("/ui/api/breakglass/pg-admin/close", map[string]string{"reason": "done"}); st != http.StatusOK {
+		t.Fatalf("close: %d %s", st, code)
+	}
+	for _, a := range erin.breakGlass().Accounts {
+		if a.Name != "pg-admin" {
+			continue
+		}
+		if a.State != breakglass.StateCompromised || a.CompromisedSince.IsZero() || !strings.Contains(a.LastRotationError, "no vault") ||
+			a.LastUnseal == nil || a.LastUnseal.ID != u.ID || a.LastUnseal.ClosedBy != "frank" {
+			t.Errorf("pg-admin after a failed rotation: %+v", a.AccountView)
+		}
+	}
+}
