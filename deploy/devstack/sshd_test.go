@@ -1,11 +1,9 @@
 package devstack
 
 import (
-	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -58,37 +56,13 @@ func dialSSHD(t *testing.T, s *SSHD, signer ssh.Signer) *ssh.Client {
 	return c
 }
 
-// echoServer answers each connection's first line with "echo:" + line.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				io.WriteString(c, "echo:"+line)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // The development target forwards local ports for certificates that carry
 // permit-port-forwarding and only for them, never remote ports, and
 // accepts the variables of TargetAcceptEnv and no others.
 func TestSSHDForwardingAndEnv(t *testing.T) {
 	ca, caPub := newCA(t)
 	s := StartSSHD(t, caPub)
-	dest := echoServer(t)
+	dest := EchoServer(t)
 
 	fwd := dialSSHD(t, s, extCert(t, ca, s.Login, "permit-pty", "permit-port-forwarding"))
 	c, err := fwd.Dial("tcp", dest)

@@ -1,7 +1,6 @@
 package sshproxy
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -122,33 +121,6 @@ func TestAgentAndX11Refused(t *testing.T) {
 	}
 }
 
-// echoServer is a plain TCP service on loopback that answers each
-// connection's first line with "echo:" + line (and nothing to a connection
-// closed without a line).
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if line, err := bufio.NewReader(c).ReadString('\n'); err == nil {
-					io.WriteString(c, "echo:"+line)
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // echoThrough sends "ping" through the local forward on port and returns
 // the answer.
 func echoThrough(t *testing.T, port int) string {
@@ -169,7 +141,7 @@ func echoThrough(t *testing.T, port int) string {
 // counts.
 func TestPortForwardAllowedByRole(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { c.Targets[0].Roles[0].AllowPortForward = true })
-	dest := echoServer(t)
+	dest := devstack.EchoServer(t)
 	port, stderr := e.localForward(t, dest)
 	if got := echoThrough(t, port); got != "echo:ping\n" {
 		t.Fatalf("through the forward: %q; ssh: %s\nsshd: %s", got, stderr.String(), tailFile(e.sshd.LogPath()))

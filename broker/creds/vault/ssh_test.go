@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"maps"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -160,7 +158,7 @@ func TestSSHCertificatePortForwarding(t *testing.T) {
 		config.Role{Name: "tunnel", Login: devstack.DefaultSSHLogin, VaultRole: "ops", AllowPortForward: true, Shell: &no},
 	)
 	_, issuer := e.start(t, &cfg)
-	dest := echoListener(t)
+	dest := devstack.EchoServer(t)
 
 	for _, tc := range []struct {
 		role    string
@@ -222,31 +220,6 @@ func TestSSHCertificatePortForwarding(t *testing.T) {
 			}
 		})
 	}
-}
-
-// echoListener answers each connection's first line with "echo:" + line.
-func echoListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if line, err := bufio.NewReader(c).ReadString('\n'); err == nil {
-					io.WriteString(c, "echo:"+line)
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // The broker refuses a target whose host key is not the pinned one.
