@@ -228,6 +228,10 @@ step('watch a live session as it is typed into, then terminate it', async () => 
   await page.click('#terminate');
   await page.waitForSelector('#live-status[data-ended=terminated]');
   assert.ok((await page.textContent('#live-status')).includes('not covered by the change ticket'));
+  // xterm.js renders writes asynchronously: the end status can show before
+  // the last output is on the screen.
+  await page.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent.includes('access revoked'), null, { timeout: 5000 })
+    .catch(() => {});
   assert.ok((await termText()).includes('access revoked'), 'the user was told');
   await shot('09-live-terminated');
   await page.goto(url('/ui/live'));
