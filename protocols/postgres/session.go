@@ -197,7 +197,12 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 	if s.red.policy == "" {
 		s.red.policy = paramsRecord
 	}
+	// fail refuses the login; a database login already issued for the
+	// session is given back.
 	fail := func(r *refusal) (*session, *refusal) {
+		if s.account != "" {
+			s.endLogin()
+		}
 		scancel(r)
 		r.grantID = g.ID
 		return nil, r
@@ -208,11 +213,6 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 			Msg: "custos: credentials unavailable for target " + g.Target, err: err}))
 	}
 	s.account = user
-	issuedFail := fail
-	fail = func(r *refusal) (*session, *refusal) {
-		s.endLogin()
-		return issuedFail(r)
-	}
 	hc, err := dialUpstream(lctx, t, db, user, password, upstreamParams(req))
 	if err != nil {
 		return fail(refuse(upstreamRefusal(g.Target, err)))
