@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custos-pam/custos/recorder/event"
+	"github.com/custos-pam/custos/recorder/sqlnorm"
 )
 
 // indexStats are a session's counters and search text for the index.
@@ -18,7 +19,8 @@ type indexStats struct {
 }
 
 // Index limits: the index is stored unencrypted in the state store, so it
-// holds only commands, SQL and paths, deduplicated and bounded.
+// holds only commands, SQL (normalised by default: no literal values) and
+// paths, deduplicated and bounded.
 const (
 	maxIndexBytes = 256 << 10
 	maxIndexEntry = 1 << 10
@@ -36,10 +38,23 @@ type indexer struct {
 	seed                      maphash.Seed
 	pty                       map[uint32]*screenLine
 	changed                   bool
+	// sql is the session's event.Policy.IndexSQL.
+	sql string
 }
 
-func newIndexer() *indexer {
-	return &indexer{seen: map[uint64]struct{}{}, seed: maphash.MakeSeed(), pty: map[uint32]*screenLine{}}
+func newIndexer(sqlPolicy string) *indexer {
+	return &indexer{seen: map[uint64]struct{}{}, seed: maphash.MakeSeed(), pty: map[uint32]*screenLine{}, sql: sqlPolicy}
+}
+
+// addSQL indexes a statement's text as the session's policy says.
+func (x *indexer) addSQL(text string) {
+	switch x.sql {
+	case event.IndexSQLNone:
+	case event.IndexSQLFull:
+		x.add(text)
+	default:
+		x.add(sqlnorm.Normalize(text))
+	}
 }
 
 func (x *indexer) stats() indexStats {
@@ -112,10 +127,10 @@ func (x *indexer) observe(e *event.Event) {
 	case event.KindPGQuery:
 		x.statements++
 		x.bytes += int64(len(e.Text))
-		x.add(e.Text)
+		x.addSQL(e.Text)
 	case event.KindPGParse:
 		x.bytes += int64(len(e.Text))
-		x.add(e.Text)
+		x.addSQL(e.Text)
 	case event.KindPGExecute:
 		x.statements++
 	}

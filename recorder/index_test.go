@@ -33,7 +33,7 @@ func TestScreenLineRender(t *testing.T) {
 }
 
 func TestIndexer(t *testing.T) {
-	x := newIndexer()
+	x := newIndexer(event.IndexSQLFull)
 	x.observe(&event.Event{Kind: event.KindSSHRequest, Channel: 1, Op: "pty-req"})
 	typed := func(in, echo string) {
 		x.data(event.KindInput, 1, []byte(in))
@@ -76,8 +76,43 @@ func TestIndexer(t *testing.T) {
 	}
 }
 
+// TestIndexerSQLPolicy: by default the index holds statements without
+// their literals (a password, a patient identifier); "full" keeps them and
+// "none" keeps no SQL at all.
+func TestIndexerSQLPolicy(t *testing.T) {
+	stmts := []string{
+		"ALTER ROLE app PASSWORD 'hunter2-secret'",
+		"SELECT * FROM subjects WHERE mrn = 'MRN-0042' AND age > 77",
+	}
+	index := func(policy string) string {
+		x := newIndexer(policy)
+		x.observe(&event.Event{Kind: event.KindPGQuery, Text: stmts[0]})
+		x.observe(&event.Event{Kind: event.KindPGParse, Text: stmts[1]})
+		return x.stats().Index
+	}
+	for _, policy := range []string{"", event.IndexSQLNormalized} {
+		got := index(policy)
+		for _, want := range []string{"ALTER ROLE app PASSWORD $1", "SELECT * FROM subjects WHERE mrn = $1 AND age > $2"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("policy %q: index lacks %q:\n%s", policy, want, got)
+			}
+		}
+		for _, secret := range []string{"hunter2", "MRN-0042", "77"} {
+			if strings.Contains(got, secret) {
+				t.Errorf("policy %q: index holds literal %q:\n%s", policy, secret, got)
+			}
+		}
+	}
+	if got := index(event.IndexSQLFull); !strings.Contains(got, "hunter2-secret") || !strings.Contains(got, "MRN-0042") {
+		t.Errorf("policy full: index lacks the statements as sent:\n%s", got)
+	}
+	if got := index(event.IndexSQLNone); got != "" {
+		t.Errorf("policy none: index = %q, want empty", got)
+	}
+}
+
 func TestIndexBounded(t *testing.T) {
-	x := newIndexer()
+	x := newIndexer(event.IndexSQLFull)
 	for i := range 100000 {
 		x.observe(&event.Event{Kind: event.KindPGQuery, Text: strings.Repeat("x", 100) + string(rune('a'+i%26)) + strings.Repeat("y", i%50)})
 	}

@@ -167,7 +167,7 @@ func (r *Recorder) statsFromChunks(ctx context.Context, t *track) (indexStats, e
 	if err != nil {
 		return indexStats{}, err
 	}
-	ix := newIndexer()
+	ix := newIndexer(t.meta.IndexSQL)
 	for _, c := range t.chunks {
 		b, err := t.sp.ReadChunk(c.Seq)
 		if err != nil {

@@ -65,6 +65,7 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 		Key: wrapped, Prefix: r.sessionPrefix(id, h.StartedAt),
 		RetainUntil: h.StartedAt.Add(retention).Truncate(time.Second),
 		LegalHold:   r.cfg.LegalHold || h.Policy.LegalHold, FailOpen: h.Policy.FailOpen,
+		IndexSQL: h.Policy.IndexSQL,
 	}
 	mb, err := json.Marshal(meta)
 	if err != nil {
@@ -86,7 +87,7 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 		chunkSize: r.cfg.ChunkSize, interval: r.cfg.ChunkInterval,
 		kick: make(chan struct{}, 1), toSpool: make(chan sealed, maxInFlight),
 		sealerDone: make(chan struct{}), done: make(chan struct{}),
-		progress: make(chan struct{}), ix: newIndexer(), prev: hh,
+		progress: make(chan struct{}), ix: newIndexer(h.Policy.IndexSQL), prev: hh,
 	}
 	w.cur = r.plainBufs.get()
 	start := event.Event{Kind: event.KindStart}

@@ -46,6 +46,9 @@ type sessionMeta struct {
 	RetainUntil time.Time       `json:"retain_until"`
 	LegalHold   bool            `json:"legal_hold,omitempty"`
 	FailOpen    bool            `json:"fail_open,omitempty"`
+	// IndexSQL is the header's Policy.IndexSQL, for the index rebuilt
+	// at recovery.
+	IndexSQL string `json:"index_sql,omitempty"`
 }
 
 // endInfo is how a session ended; it is spooled as end.json.

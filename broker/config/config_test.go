@@ -59,6 +59,7 @@ targets:
   - name: db
     kind: postgres
     address: nope
+    recording: {index_sql: everything}
     roles:
       - name: rw
         policy:
@@ -81,6 +82,7 @@ targets:
 		"users[1].name: duplicate user",
 		"groups[0].members[0]: unknown user",
 		"targets[0].address: must be host:port",
+		"targets[0].recording.index_sql: must be normalized, full or none",
 		"targets[0].roles[0].policy.approvers[0]: unknown user or group",
 		"targets[0].roles[0].policy.max_duration: must be > 0",
 		"targets[0].roles[0].policy.ticket_pattern: invalid regular expression",

@@ -62,6 +62,11 @@ type TargetRecording struct {
 	// FailOpen lets sessions continue when the recorder fails. Default:
 	// false (fail closed). Every use is audited.
 	FailOpen bool `yaml:"fail_open"`
+	// IndexSQL is what the unencrypted session index keeps of SQL text:
+	// "normalized" (literals replaced by $N placeholders, comments
+	// dropped), "full" (as sent, literals included) or "none". Default:
+	// "" (normalized).
+	IndexSQL string `yaml:"index_sql"`
 }
 
 // Role is an access level on a target, with the policy that governs it.

@@ -185,6 +185,11 @@ func (c *Config) validateTarget(ck *checker, p string, t *Target, names, users, 
 	default:
 		ck.add(p+".kind", "must be ssh or postgres, not %q", t.Kind)
 	}
+	switch t.Recording.IndexSQL {
+	case "", "normalized", "full", "none":
+	default:
+		ck.add(p+".recording.index_sql", "must be normalized, full or none")
+	}
 	if _, _, err := net.SplitHostPort(t.Address); err != nil {
 		ck.add(p+".address", "must be host:port")
 	}

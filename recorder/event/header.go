@@ -56,7 +56,23 @@ type Policy struct {
 	Parameters string `json:"parameters,omitempty"`
 	// RecordResults says whether result rows are recorded. Default: false.
 	RecordResults bool `json:"record_results,omitempty"`
+	// IndexSQL is what of a statement's text the unencrypted session index
+	// keeps: IndexSQLNormalized, IndexSQLFull or IndexSQLNone. Default:
+	// empty, which means IndexSQLNormalized.
+	IndexSQL string `json:"index_sql,omitempty"`
 }
+
+// Session index policies for SQL text (Policy.IndexSQL).
+const (
+	// IndexSQLNormalized indexes statements with their literals replaced
+	// by placeholders and comments removed; the literals stay only in the
+	// encrypted recording.
+	IndexSQLNormalized = "normalized"
+	// IndexSQLFull indexes statements as sent, literals included.
+	IndexSQLFull = "full"
+	// IndexSQLNone keeps statements out of the index.
+	IndexSQLNone = "none"
+)
 
 // FormatVersion is the recording format version this package writes:
 // 2 since chunks may be compressed (chunk frame version 2). Readers accept
