@@ -78,6 +78,11 @@ type GrantEvent struct {
 	GrantID string     `json:"grant_id"`
 	State   GrantState `json:"state"`
 	Reason  string     `json:"reason,omitempty"`
+	// Resync, set on an event of its own with no grant, says that events
+	// may have been missed before it (another broker's notifications
+	// while the store's listening connection was down). A subscriber
+	// re-checks everything it holds against the store at once.
+	Resync bool `json:"resync,omitempty"`
 }
 
 // RequestFilter selects requests; zero fields match everything. Results are

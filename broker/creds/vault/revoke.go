@@ -181,6 +181,12 @@ func (i *Issuer) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
+			if ev.Resync {
+				// Events were missed: check every lease's grant now.
+				lastStoreCheck = time.Now()
+				r.sweep(ctx, true)
+				continue
+			}
 			if ev.State == broker.GrantRevoked || ev.State == broker.GrantExpired {
 				reason := "grant " + string(ev.State)
 				if ev.Reason != "" {

@@ -97,7 +97,10 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, c *pgx.Conn) {
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
-		s.log.Info("grant event listener reconnected")
+		s.log.Info("grant event listener reconnected; subscribers re-check their grants")
+		// Notifications sent while the connection was down are lost:
+		// subscribers re-read what they hold.
+		s.hub.Publish(broker.GrantEvent{Resync: true})
 	}
 }
 

@@ -149,6 +149,9 @@ func TestListenerReconnects(t *testing.T) {
 		}
 		select {
 		case ev := <-events:
+			if ev.Resync {
+				continue
+			}
 			if ev.GrantID != "grt_after" {
 				t.Fatalf("got %+v", ev)
 			}
@@ -158,6 +161,34 @@ func TestListenerReconnects(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no event after the listening connection was killed")
 		}
+	}
+}
+
+// A revocation another broker announces while the listening connection is
+// down is not delivered, so the reconnect announces a resync: subscribers
+// re-check their grants against the store instead of missing the end.
+func TestListenerResyncAfterMissedEvents(t *testing.T) {
+	dsn := newDB(t)
+	a, b := open(t, dsn), open(t, dsn)
+	events := b.GrantEvents(t.Context())
+	// Terminate b's listener and wait until it is gone, then notify
+	// while b waits to reconnect. Whichever comes first after that, the
+	// reconnect or a's event, b's first event is the resync.
+	if _, err := a.pool.Exec(t.Context(),
+		"SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"); err != nil {
+		t.Fatal(err)
+	}
+	missed := broker.GrantEvent{GrantID: "grt_missed", State: broker.GrantRevoked, Reason: "revoked while b was deaf"}
+	if err := a.Update(t.Context(), func(tx broker.Tx) error { tx.NotifyGrant(missed); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if !ev.Resync || ev.GrantID != "" {
+			t.Fatalf("first event after the outage = %+v, want a resync", ev)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no resync after the listening connection came back")
 	}
 }
 
