@@ -411,3 +411,43 @@ func TestCheckpointAfterSealedRecording(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// A rewrite of records this process already checkpointed is noticed by
+// the next checkpoint, logged, and the new checkpoint records the chain
+// as it is now, while the earlier one keeps the evidence.
+func TestCheckpointerNoticesRewriteUnderIt(t *testing.T) {
+	e := newTamperEnv(t)
+	var logs syncBuf
+	c := e.checkpointer(func(o *audit.CheckpointerOptions) { o.Log = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	e.append(4)
+	e.checkpoint(c)
+	e.dropGuards()
+	audittest.Rewrite(t, e.st, e, 2, broker.OutcomeSuccess, "")
+	e.append(1)
+	if names := e.checkpoint(c); len(names) != 1 {
+		t.Fatalf("checkpoint after the rewrite: %v", names)
+	}
+	if !strings.Contains(logs.String(), "audit chain changed under the checkpointer") {
+		t.Fatalf("log: %s", logs.String())
+	}
+	if rep := e.verify(); rep.FirstBad != 2 {
+		t.Fatalf("verify = %+v", rep)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
