@@ -44,7 +44,9 @@ type Recording struct {
 }
 
 // Open opens a stored recording for reading. It checks the manifest's
-// signature, writes an audit record of the access ("session.recording.read",
+// signature and that the manifest is session sessionID's own (see
+// bindingProblem: a manifest copied from another session is refused with
+// ErrIntegrity), writes an audit record of the access ("session.recording.read",
 // actor a.Actor) and only then unwraps the data key: an access that cannot
 // be audited is refused.
 func (r *Recorder) Open(ctx context.Context, sessionID string, a Access) (*Recording, error) {
@@ -61,6 +63,9 @@ func (r *Recorder) Open(ctx context.Context, sessionID string, a Access) (*Recor
 	signer, err := loc.signed.Verify(r.trusted...)
 	if err != nil {
 		return nil, fmt.Errorf("recorder: open %s: %w: %w", sessionID, ErrIntegrity, err)
+	}
+	if check, detail := loc.bindingProblem(sessionID); check != "" {
+		return nil, fmt.Errorf("recorder: open %s: %w: %s: %s", sessionID, ErrIntegrity, check, detail)
 	}
 	m := &loc.signed.Manifest
 	var h event.Header

@@ -4,17 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/recorder/chunk"
-	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/manifest"
 	"github.com/custos-pam/custos/recorder/store"
 )
@@ -161,22 +158,13 @@ func (r *Recorder) Verify(ctx context.Context, sessionID string) (*VerifyReport,
 	} else {
 		rep.SignedBy = signer
 	}
-	if loc.expected != "" {
-		rep.Checks = append(rep.Checks, "manifest hash matches the audited hash")
-		if loc.expected != rep.ManifestHash {
-			rep.fail(0, loc.key, "manifest hash", "%s, but the audit recorded %s", rep.ManifestHash, loc.expected)
-		}
+	rep.Checks = append(rep.Checks, "manifest belongs to the session: session id, header, prefix, audited hash")
+	if check, detail := loc.bindingProblem(sessionID); check != "" {
+		rep.fail(0, loc.key, check, "%s", detail)
 	}
 	rep.Checks = append(rep.Checks, "header hash")
-	hh := sha256.Sum256(m.Header)
-	var h event.Header
-	switch {
-	case hex.EncodeToString(hh[:]) != m.HeaderHash:
+	if hh := sha256.Sum256(m.Header); hex.EncodeToString(hh[:]) != m.HeaderHash {
 		rep.fail(0, loc.key, "header hash", "header hashes to %x, manifest says %s", hh, m.HeaderHash)
-	case json.Unmarshal(m.Header, &h) != nil || h.SessionID != sessionID || m.SessionID != sessionID:
-		rep.fail(0, loc.key, "header", "header or manifest names another session")
-	case !strings.HasPrefix(loc.key, m.Prefix):
-		rep.fail(0, loc.key, "prefix", "manifest prefix %s does not hold it", m.Prefix)
 	}
 	lock := r.cfg.Store.ObjectLock()
 	if lock {

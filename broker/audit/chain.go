@@ -18,12 +18,16 @@ type Report struct {
 	// empty log. Keep it somewhere else: a log cut short at the end is a
 	// valid chain, and only a remembered head shows it.
 	Head string `json:"head"`
-	// OK is true when every record checked is intact.
+	// OK is true when every record checked is intact (and, with
+	// checkpoints, agrees with them and they raised no problem).
 	OK bool `json:"ok"`
 	// FirstBad is the Seq of the first broken record, 0 when OK.
 	FirstBad int64 `json:"first_bad,omitempty"`
 	// Problem says what is wrong with FirstBad.
 	Problem string `json:"problem,omitempty"`
+	// Checkpoints is what the signed checkpoints showed; nil when the
+	// chain was checked without them. OK is false when it lists problems.
+	Checkpoints *CheckpointReport `json:"checkpoints,omitempty"`
 }
 
 // Chain checks records one at a time in Seq order. The zero value expects

@@ -24,6 +24,8 @@ type Config struct {
 	Store Store `yaml:"store"`
 	// Recording configures where and how sessions are recorded.
 	Recording Recording `yaml:"recording"`
+	// Audit configures the audit log's signed checkpoints.
+	Audit Audit `yaml:"audit"`
 	// Vault configures the credential issuer. Default: none (connecting
 	// through the proxies then fails with "credentials unavailable").
 	Vault Vault `yaml:"vault"`

@@ -56,6 +56,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	setDur(&r.Retention, 52584*time.Hour)
 	setDur(&r.MaxUploadOutage, 5*time.Minute)
+	setDur(&c.Audit.CheckpointInterval, DefaultCheckpointInterval)
 	setStr(&c.Slack.SecurityChannel, c.Slack.Channel)
 	for i := range c.Targets {
 		t := &c.Targets[i]

@@ -53,6 +53,7 @@ func (c *Config) Validate() error {
 		ck.add("store.driver", "must be sqlite or postgres, not %q", c.Store.Driver)
 	}
 	c.validateRecording(&ck)
+	c.validateAudit(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")

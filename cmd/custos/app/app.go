@@ -98,7 +98,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if vc != nil {
 		vapi = vc.API()
 	}
-	rec, err := recorder.FromConfig(ctx, cfg, vapi, recorder.Deps{Audit: auditLog, Index: recorder.StoreIndex(st), Logger: log})
+	// The audit chain is checkpointed into the recordings bucket, at
+	// once whenever a recording is sealed.
+	checkpoints, err := startAuditCheckpoints(bg, cfg, st, log, func(f func()) { wg.Go(f) })
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	rec, err := recorder.FromConfig(ctx, cfg, vapi, recorder.Deps{Audit: checkpoints.sealed(auditLog), Index: recorder.StoreIndex(st), Logger: log})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -148,7 +154,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 
 	(&web.AccessAPI{Auth: ids, Access: acc, Log: log}).Register(srv)
-	(&web.AuditAPI{Auth: ids, Store: st, IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
+	(&web.AuditAPI{Auth: ids, Store: st, Verifier: checkpoints.verifier, IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
 	pgHost, pgPort := proxyHostPort(cfg)
 	(&web.DBAPI{Auth: ids, Tokens: dbt, Host: pgHost, Port: pgPort, Database: func(target string) string {
 		if t, ok := cfg.FindTarget(target); ok {
@@ -212,6 +218,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Error("audit summaries not appended at shutdown", "err", err)
 	}
 	_, _ = auditLog.Append(sctx, audit.Entry{Actor: "system", Action: "broker.stop", Outcome: broker.OutcomeSuccess})
+	checkpoints.final(sctx, log)
 	return runErr
 }
 

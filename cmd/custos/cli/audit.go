@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"text/tabwriter"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/store"
+	"github.com/custos-pam/custos/cmd/custos/app"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
@@ -24,9 +26,14 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var cfgPath string
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Walk the audit chain and name the first broken record",
+		Short: "Check the audit chain against its signed checkpoints and name the first broken record",
+		Long: `Walks the hash-chained audit log in the state store and compares it with every signed
+checkpoint in the recordings bucket. Exits 1 naming the first record that is broken or
+disagrees with a checkpoint, or listing checkpoint problems (bad signature, deleted,
+records left uncovered).`,
 		Example: `  custos audit verify                                   # through the broker (security admins)
-  custos audit verify --config /etc/custos/custos.yaml  # straight from the store, broker down`,
+  custos audit verify --config /etc/custos/custos.yaml  # straight from the store and bucket, broker up or down
+  custos audit verify -o json                           # the full report`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rep audit.Report
@@ -40,7 +47,11 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 					return err
 				}
 				defer st.Close()
-				if rep, err = audit.Verify(cmd.Context(), st); err != nil {
+				v, err := app.AuditVerifier(cfg, st)
+				if err != nil {
+					return fmt.Errorf("audit verify: %w", err)
+				}
+				if rep, err = v.Verify(cmd.Context()); err != nil {
 					return fmt.Errorf("audit verify: %w", err)
 				}
 			} else if err := g.call(cmd.Context(), "GET", "/api/v1/audit/verify", nil, &rep); err != nil {
@@ -52,17 +63,45 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 				if err := g.printJSON(rep); err != nil {
 					return err
 				}
-			} else if rep.OK {
-				fmt.Fprintf(g.stdout, "audit chain intact: %d records, head %s\n", rep.Records, rep.Head)
+			} else {
+				printAuditReport(g.stdout, rep)
 			}
-			if !rep.OK {
+			switch {
+			case rep.FirstBad != 0:
 				return &exitError{code: 1, msg: fmt.Sprintf("audit chain broken at record %d: %s", rep.FirstBad, rep.Problem)}
+			case rep.Checkpoints != nil && len(rep.Checkpoints.Problems) > 0:
+				return &exitError{code: 1, msg: fmt.Sprintf("audit checkpoints: %d problem(s), the first: %s",
+					len(rep.Checkpoints.Problems), rep.Checkpoints.Problems[0])}
+			case !rep.OK:
+				return &exitError{code: 1, msg: "audit verify: the log did not verify"}
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "read the store named in this config file instead of asking the broker")
+	cmd.Flags().StringVar(&cfgPath, "config", "", "read the store and the checkpoints named in this config file instead of asking the broker")
 	return cmd
+}
+
+// printAuditReport writes a verification report as text: the chain, the
+// checkpoints and every checkpoint problem.
+func printAuditReport(w io.Writer, rep audit.Report) {
+	if rep.FirstBad == 0 {
+		fmt.Fprintf(w, "audit chain intact: %d records, head %s\n", rep.Records, rep.Head)
+	} else {
+		fmt.Fprintf(w, "audit chain broken at record %d (%d records before it intact)\n", rep.FirstBad, rep.Records)
+	}
+	cp := rep.Checkpoints
+	if cp == nil {
+		return
+	}
+	fmt.Fprintf(w, "checkpoints: %d found, %d signed by a trusted key", cp.Found, cp.Verified)
+	if n := cp.Newest; n != nil {
+		fmt.Fprintf(w, "; newest covers record %d (taken %s by %s)", n.Seq, n.Time.UTC().Format(time.RFC3339), n.Replica)
+	}
+	fmt.Fprintln(w)
+	for _, p := range cp.Problems {
+		fmt.Fprintf(w, "checkpoint problem: %s\n", p)
+	}
 }
 
 func newAuditListCmd(g *globals) *cobra.Command {

@@ -253,7 +253,15 @@ func (s *Store) Versions(ctx context.Context, prefix string) ([]store.Version, e
 // List returns the keys under prefix in lexical order.
 func (s *Store) List(_ context.Context, prefix string) ([]string, error) {
 	var out []string
-	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+	// Walk only the prefix's folder: listing checkpoints must not read
+	// every recording's directory.
+	start := s.root
+	if i := strings.LastIndex(prefix, "/"); i > 0 {
+		if p, err := s.Path(prefix[:i]); err == nil {
+			start = p
+		}
+	}
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
