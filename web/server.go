@@ -6,8 +6,6 @@ package web
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -31,6 +29,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	checks map[string]Check
+	routes []string
 }
 
 // New returns a server with /healthz, /readyz and /metrics registered.
@@ -42,11 +41,11 @@ func New(log *slog.Logger, registry *prometheus.Registry) *Server {
 		registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	}
 	s := &Server{log: log, mux: http.NewServeMux(), registry: registry, checks: map[string]Check{}}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	s.HandleFunc("GET /readyz", s.readyz)
+	s.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	return s
 }
 
@@ -61,11 +60,26 @@ func (s *Server) AddCheck(name string, c Check) {
 }
 
 // Handle registers a handler for a ServeMux pattern such as
-// "POST /api/v1/requests".
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// "POST /api/v1/requests". Every pattern is listed by Routes.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.mu.Unlock()
+	s.mux.Handle(pattern, h)
+}
 
 // HandleFunc registers a handler function for a ServeMux pattern.
-func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.Handle(pattern, h) }
+
+// Routes lists every registered pattern, sorted: the authorization test
+// compares it with its table, so a route added without a row fails it.
+func (s *Server) Routes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]string(nil), s.routes...)
+	sort.Strings(out)
+	return out
+}
 
 // Handler is the root handler, with request logging and panic recovery.
 func (s *Server) Handler() http.Handler {
@@ -128,46 +142,4 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
-}
-
-// APIError is the JSON body of every error response: a machine-readable
-// code and a message for people.
-type APIError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// ErrorBody wraps APIError as {"error": {...}}.
-type ErrorBody struct {
-	Error APIError `json:"error"`
-}
-
-// WriteJSON writes v as JSON with the status code.
-func WriteJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-// WriteError writes an APIError.
-func WriteError(w http.ResponseWriter, code int, errCode, msg string) {
-	WriteJSON(w, code, ErrorBody{Error: APIError{Code: errCode, Message: msg}})
-}
-
-// DecodeJSON reads a JSON request body of at most 1 MiB into v, rejecting
-// unknown fields.
-func DecodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errors.New("request body too large")
-		}
-		return errors.New("malformed JSON body: " + err.Error())
-	}
-	return nil
 }
