@@ -198,7 +198,9 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	acc.AddNotifier(sl)
 
 	mux := http.NewServeMux()
-	mux.Handle(slack.InteractionPath, sl.Handler())
+	if h := sl.Handler(); h != nil {
+		mux.Handle(slack.InteractionPath, h)
+	}
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 

@@ -84,7 +84,9 @@ func newThrottledEnv(t *testing.T) *throttledEnv {
 	}
 	acc.AddNotifier(sl)
 	mux := http.NewServeMux()
-	mux.Handle(slack.InteractionPath, sl.Handler())
+	if h := sl.Handler(); h != nil {
+		mux.Handle(slack.InteractionPath, h)
+	}
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	return &throttledEnv{emu: emu, st: st, acc: acc, th: th, clk: clk, endpoint: hs.URL + "/slack/interactions"}
