@@ -6,9 +6,12 @@ package web
 
 import (
 	"context"
+	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,9 +30,10 @@ type Server struct {
 	mux      *http.ServeMux
 	registry *prometheus.Registry
 
-	mu     sync.Mutex
-	checks map[string]Check
-	routes []string
+	mu           sync.Mutex
+	checks       map[string]Check
+	routes       []string
+	metricsToken string
 }
 
 // New returns a server with /healthz, /readyz and /metrics registered.
@@ -45,8 +49,39 @@ func New(log *slog.Logger, registry *prometheus.Registry) *Server {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.HandleFunc("GET /readyz", s.readyz)
-	s.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	s.Handle("GET /metrics", s.metricsGate(promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
 	return s
+}
+
+// ProtectMetrics makes /metrics answer only requests that carry token as
+// a bearer token. Without a token (the default) /metrics answers loopback
+// callers only.
+func (s *Server) ProtectMetrics(token string) {
+	s.mu.Lock()
+	s.metricsToken = token
+	s.mu.Unlock()
+}
+
+func (s *Server) metricsGate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		token := s.metricsToken
+		s.mu.Unlock()
+		if token == "" {
+			if ip, err := netip.ParseAddr(ClientIP(r)); err != nil || !ip.IsLoopback() {
+				WriteError(w, http.StatusForbidden, "forbidden", "metrics are served to loopback callers only unless listen.metrics_token is set")
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			WriteError(w, http.StatusUnauthorized, "unauthenticated", "metrics need the metrics bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Registry is the Prometheus registry served on /metrics.
@@ -101,10 +136,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
+	// The answer names each check and whether it passed, never why not:
+	// error text can carry addresses and internals. The cause is logged.
 	type result struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
+		Name string `json:"name"`
+		OK   bool   `json:"ok"`
 	}
 	results := make([]result, len(names))
 	var wg sync.WaitGroup
@@ -115,7 +151,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			err := checks[n](ctx)
 			results[i] = result{Name: n, OK: err == nil}
 			if err != nil {
-				results[i].Error = err.Error()
+				s.log.Warn("readiness check failed", "check", n, "err", err)
 			}
 		}()
 	}

@@ -69,6 +69,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	srv := web.New(log, nil)
 	srv.AddCheck("store", st.Ping)
+	if cfg.Listen.MetricsToken.IsSet() {
+		tok, err := cfg.Listen.MetricsToken.Resolve()
+		if err != nil {
+			return fmt.Errorf("serve: listen.metrics_token: %w", err)
+		}
+		srv.ProtectMetrics(tok)
+	}
 
 	// Background work stops before the store closes.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
