@@ -107,7 +107,7 @@ export async function render(root) {
     section('Request access', form),
     section('Waiting for your approval', pendingBox),
     section('My requests', mineBox),
-    section(who.admin ? 'Grants' : 'My grants and grants I approved', grantsBox),
+    section(who.admin ? 'Grants' : 'My grants and grants of roles I approve', grantsBox),
     who.admin ? section('All requests', allBox) : null].filter(Boolean));
   await load();
 }
