@@ -53,7 +53,9 @@ func TestMetricsNeedLoopbackOrToken(t *testing.T) {
 // internals) is not.
 func TestReadyzHidesInternals(t *testing.T) {
 	srv := web.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	srv.AddCheck("store", func(context.Context) error { return errors.New("dial tcp 10.1.2.3:5432: password authentication failed for user custos") })
+	srv.AddCheck("store", func(context.Context) error {
+		return errors.New("dial tcp 10.1.2.3:5432: password authentication failed for user custos")
+	})
 	st, body := serve(srv, "192.0.2.7:5000", "/readyz", "")
 	if st != http.StatusServiceUnavailable || !strings.Contains(body, `"store"`) {
 		t.Fatalf("readyz: %d %s", st, body)
