@@ -1,7 +1,6 @@
 package web
 
 import (
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -11,113 +10,19 @@ import (
 	"github.com/custos-pam/custos/broker/config"
 )
 
-// AccessAPI serves the request, grant and access endpoints under /api/v1.
-type AccessAPI struct {
-	Auth   Authenticator
-	Access *access.Service
-	Log    *slog.Logger
-}
-
-// Register adds the API's routes to s.
-func (a *AccessAPI) Register(s *Server) {
-	s.HandleFunc("POST /api/v1/login", a.login)
-	auth := func(h http.HandlerFunc) http.Handler { return RequireToken(a.Auth, h) }
-	s.Handle("GET /api/v1/whoami", auth(a.whoami))
-	s.Handle("GET /api/v1/tokens", auth(a.listTokens))
-	s.Handle("DELETE /api/v1/tokens/{id}", auth(a.revokeToken))
-	s.Handle("POST /api/v1/requests", auth(a.createRequest))
-	s.Handle("GET /api/v1/requests", auth(a.listRequests))
-	s.Handle("GET /api/v1/requests/{id}", auth(a.getRequest))
-	s.Handle("POST /api/v1/requests/{id}/approve", auth(a.decide(true)))
-	s.Handle("POST /api/v1/requests/{id}/deny", auth(a.decide(false)))
-	s.Handle("POST /api/v1/requests/{id}/cancel", auth(a.cancel))
-	s.Handle("GET /api/v1/grants", auth(a.listGrants))
-	s.Handle("GET /api/v1/grants/{id}", auth(a.getGrant))
-	s.Handle("POST /api/v1/grants/{id}/revoke", auth(a.revoke))
-	s.Handle("GET /api/v1/access", auth(a.accessAt))
-}
-
 // RequestView is a request as the API shows it.
 type RequestView struct {
 	broker.Request
 	Duration string `json:"duration"`
+	// CanDecide is set on pending requests the caller may approve or deny.
+	CanDecide bool `json:"can_decide"`
 }
 
-func viewRequest(r broker.Request) RequestView {
+func viewRequest(r broker.Request, canDecide bool) RequestView {
 	if r.Approvals == nil {
 		r.Approvals = []broker.Decision{}
 	}
-	return RequestView{Request: r, Duration: r.Duration.String()}
-}
-
-func viewRequests(rs []broker.Request) []RequestView {
-	out := make([]RequestView, len(rs))
-	for i, r := range rs {
-		out[i] = viewRequest(r)
-	}
-	return out
-}
-
-func (a *AccessAPI) fail(w http.ResponseWriter, err error) {
-	if e, ok := access.AsError(err); ok {
-		WriteError(w, e.Status, e.Code, e.Message)
-		return
-	}
-	a.Log.Error("api error", "err", err)
-	WriteError(w, http.StatusInternalServerError, "internal", "internal error")
-}
-
-type loginBody struct {
-	User     string `json:"user"`
-	Password string `json:"password"`
-	TOTP     string `json:"totp,omitempty"`
-}
-
-func (a *AccessAPI) login(w http.ResponseWriter, r *http.Request) {
-	var in loginBody
-	if err := DecodeJSON(r, &in); err != nil {
-		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
-	}
-	secret, tok, err := a.Auth.Login(r.Context(), in.User, in.Password, in.TOTP, ClientIP(r))
-	if err != nil {
-		code := errorCode(err, "login_failed")
-		status := http.StatusUnauthorized
-		if code == "too_many_attempts" {
-			status = http.StatusTooManyRequests
-		}
-		WriteError(w, status, code, err.Error())
-		return
-	}
-	WriteJSON(w, http.StatusOK, map[string]any{"token": secret, "user": tok.User, "token_id": tok.ID, "expires_at": tok.ExpiresAt})
-}
-
-func (a *AccessAPI) whoami(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
-	WriteJSON(w, http.StatusOK, map[string]any{"user": p.User, "token_id": p.Token.ID, "expires_at": p.Token.ExpiresAt,
-		"security_admin": a.Access.IsSecurityAdmin(p.User)})
-}
-
-func (a *AccessAPI) listTokens(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
-	toks, err := a.Auth.ListTokens(r.Context(), p.User)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	if toks == nil {
-		toks = []broker.Token{}
-	}
-	WriteJSON(w, http.StatusOK, toks)
-}
-
-func (a *AccessAPI) revokeToken(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
-	if err := a.Auth.RevokeToken(r.Context(), r.PathValue("id"), p.User); err != nil {
-		WriteError(w, http.StatusNotFound, errorCode(err, "not_found"), err.Error())
-		return
-	}
-	WriteJSON(w, http.StatusOK, map[string]string{"revoked": r.PathValue("id")})
+	return RequestView{Request: r, Duration: r.Duration.String(), CanDecide: canDecide}
 }
 
 type createRequestBody struct {
@@ -128,8 +33,8 @@ type createRequestBody struct {
 	Ticket   string `json:"ticket"`
 }
 
-func (a *AccessAPI) createRequest(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+func (a *API) createRequest(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	var in createRequestBody
 	if err := DecodeJSON(r, &in); err != nil {
 		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -140,68 +45,102 @@ func (a *AccessAPI) createRequest(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, "bad_duration", "duration must be a positive duration such as 30m or 1h")
 		return
 	}
-	req, err := a.Access.Create(r.Context(), p.User, access.NewRequest{Target: in.Target, Role: in.Role,
+	req, err := a.o.Access.Create(r.Context(), p.User, access.NewRequest{Target: in.Target, Role: in.Role,
 		Duration: d, Reason: in.Reason, Ticket: in.Ticket})
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusCreated, viewRequest(req))
+	WriteJSON(w, http.StatusCreated, viewRequest(req, false))
 }
 
-// listRequests: ?mine=true → the caller's; ?pending=true → pending requests
-// the caller may decide; otherwise security admins see all and others see
-// their own plus those they may decide. ?state= filters by state.
-func (a *AccessAPI) listRequests(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+// listRequests: ?view=mine (or ?mine=true) → the caller's; ?view=pending
+// (or ?pending=true) → pending requests the caller may decide; ?view=all →
+// every request (security and auditors only); without a view, everything
+// for security and auditors, otherwise their own plus those they may
+// decide. ?state= and ?target= filter.
+func (a *API) listRequests(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	ctx := r.Context()
 	q := r.URL.Query()
 	f := broker.RequestFilter{Target: q.Get("target")}
 	if s := q.Get("state"); s != "" {
 		f.States = []broker.RequestState{broker.RequestState(s)}
 	}
-	var (
-		out []broker.Request
-		err error
-	)
+	view := q.Get("view")
 	switch {
-	case q.Get("pending") == "true":
-		out, err = a.Access.PendingFor(r.Context(), p.User)
-	case q.Get("mine") == "true" || !a.Access.IsSecurityAdmin(p.User):
+	case view == "" && q.Get("pending") == "true":
+		view = "pending"
+	case view == "" && q.Get("mine") == "true":
+		view = "mine"
+	}
+	pending, err := a.o.Access.PendingFor(ctx, p.User)
+	if err != nil {
+		a.Fail(w, err)
+		return
+	}
+	mayDecide := map[string]bool{}
+	for _, q := range pending {
+		mayDecide[q.ID] = true
+	}
+	var out []broker.Request
+	switch view {
+	case "pending":
+		out = pending
+	case "mine":
 		f.User = p.User
-		out, err = a.Access.ListRequests(r.Context(), f)
-		if err == nil && q.Get("mine") != "true" {
-			var more []broker.Request
-			more, err = a.Access.PendingFor(r.Context(), p.User)
-			out = append(out, more...)
+		out, err = a.o.Access.ListRequests(ctx, f)
+	case "all":
+		if !a.o.Access.May(p.User, access.ListAllRequests) {
+			WriteError(w, http.StatusForbidden, "forbidden", "only security staff and auditors see every request")
+			return
 		}
+		out, err = a.o.Access.ListRequests(ctx, f)
+	case "":
+		out, err = a.o.Access.VisibleRequests(ctx, p.User, f)
 	default:
-		out, err = a.Access.ListRequests(r.Context(), f)
-	}
-	if err != nil {
-		a.fail(w, err)
+		WriteError(w, http.StatusBadRequest, "bad_filter", "view must be mine, pending or all")
 		return
 	}
-	WriteJSON(w, http.StatusOK, viewRequests(out))
-}
-
-func (a *AccessAPI) getRequest(w http.ResponseWriter, r *http.Request) {
-	req, err := a.Access.GetRequest(r.Context(), r.PathValue("id"))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, viewRequest(req))
+	views := make([]RequestView, 0, len(out))
+	for _, q := range out {
+		views = append(views, viewRequest(q, mayDecide[q.ID]))
+	}
+	WriteJSON(w, http.StatusOK, views)
 }
 
+// getRequest answers one request the caller may see: their own, one they
+// may decide, any for security and auditors.
+func (a *API) getRequest(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	req, err := a.o.Access.ViewRequestAs(r.Context(), p.User, r.PathValue("id"))
+	if err != nil {
+		a.Fail(w, err)
+		return
+	}
+	canDecide := req.State == broker.RequestPending && a.o.Access.CheckDecide(p.User, req) == nil
+	WriteJSON(w, http.StatusOK, viewRequest(req, canDecide))
+}
+
+// decideBody is an approval's comment, or a denial's reason (either field).
+// The channel recorded with the vote is the caller's (Principal.Via),
+// never a field of the body.
 type decideBody struct {
 	Comment string `json:"comment"`
 	Reason  string `json:"reason"`
-	Via     string `json:"via"`
+	// Via is accepted from older clients and ignored.
+	Via string `json:"via,omitempty"`
 }
 
-func (a *AccessAPI) decide(approve bool) http.HandlerFunc {
+// decide approves or denies through the access service, and so the same
+// rules, as Slack. A denial needs a reason.
+func (a *API) decide(approve bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, _ := PrincipalFrom(r.Context())
+		p := principal(r)
 		var in decideBody
 		if r.ContentLength != 0 {
 			if err := DecodeJSON(r, &in); err != nil {
@@ -209,51 +148,45 @@ func (a *AccessAPI) decide(approve bool) http.HandlerFunc {
 				return
 			}
 		}
-		comment := in.Comment
+		comment := strings.TrimSpace(in.Comment)
 		if !approve {
 			comment = strings.TrimSpace(in.Reason + " " + in.Comment)
 			if comment == "" {
-				WriteError(w, http.StatusBadRequest, "reason_required", "a deny needs a reason")
+				WriteError(w, http.StatusBadRequest, "reason_required", "a denial needs a reason")
 				return
 			}
 		}
-		via := in.Via
-		if via != "web" {
-			via = "cli"
-		}
-		req, grant, err := a.Access.Decide(r.Context(), p.User, r.PathValue("id"), access.Decision{Approve: approve, Comment: comment, Via: via})
+		req, grant, err := a.o.Access.Decide(r.Context(), p.User, r.PathValue("id"),
+			access.Decision{Approve: approve, Comment: comment, Via: p.Via})
 		if err != nil {
-			a.fail(w, err)
+			a.Fail(w, err)
 			return
 		}
-		WriteJSON(w, http.StatusOK, map[string]any{"request": viewRequest(req), "grant": grant})
+		WriteJSON(w, http.StatusOK, map[string]any{"request": viewRequest(req, false), "grant": grant})
 	}
 }
 
-func (a *AccessAPI) cancel(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
-	req, err := a.Access.Cancel(r.Context(), p.User, r.PathValue("id"))
+func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
+	req, err := a.o.Access.Cancel(r.Context(), principal(r).User, r.PathValue("id"))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, viewRequest(req))
+	WriteJSON(w, http.StatusOK, viewRequest(req, false))
 }
 
-// listGrants: ?active=true, ?target=, ?user=. Non-admins see their own.
-func (a *AccessAPI) listGrants(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+// listGrants: the grants the caller may see (their own, those of roles
+// they approve or that they approved; every one for security and
+// auditors), filtered by ?active=true, ?target=, ?user=.
+func (a *API) listGrants(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := broker.GrantFilter{Target: q.Get("target"), User: q.Get("user")}
 	if q.Get("active") == "true" {
 		f.States = []broker.GrantState{broker.GrantActive}
 	}
-	if !a.Access.IsSecurityAdmin(p.User) {
-		f.User = p.User
-	}
-	gs, err := a.Access.ListGrants(r.Context(), f)
+	gs, err := a.o.Access.VisibleGrants(r.Context(), principal(r).User, f)
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	if gs == nil {
@@ -262,10 +195,10 @@ func (a *AccessAPI) listGrants(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, gs)
 }
 
-func (a *AccessAPI) getGrant(w http.ResponseWriter, r *http.Request) {
-	g, err := a.Access.GetGrant(r.Context(), r.PathValue("id"))
+func (a *API) getGrant(w http.ResponseWriter, r *http.Request) {
+	g, err := a.o.Access.ViewGrantAs(r.Context(), principal(r).User, r.PathValue("id"))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, g)
@@ -275,8 +208,11 @@ type revokeBody struct {
 	Reason string `json:"reason"`
 }
 
-func (a *AccessAPI) revoke(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+// revoke ends a grant. The web UI's form always asks for a reason, so a
+// revocation from a web session without one is refused; from the CLI
+// the access service records "revoked by USER".
+func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	var in revokeBody
 	if r.ContentLength != 0 {
 		if err := DecodeJSON(r, &in); err != nil {
@@ -284,16 +220,22 @@ func (a *AccessAPI) revoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g, err := a.Access.Revoke(r.Context(), p.User, r.PathValue("id"), in.Reason)
+	reason := strings.TrimSpace(in.Reason)
+	if reason == "" && p.Via == ViaWeb {
+		WriteError(w, http.StatusBadRequest, "reason_required", "revoking a grant needs a reason")
+		return
+	}
+	g, err := a.o.Access.Revoke(r.Context(), p.User, r.PathValue("id"), reason)
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, g)
 }
 
-// accessAt answers GET /api/v1/access?target=X&at=RFC3339 (default now).
-func (a *AccessAPI) accessAt(w http.ResponseWriter, r *http.Request) {
+// accessAt answers GET /api/v1/access?target=X&at=RFC3339 (default now)
+// with the grants active then that the caller may see.
+func (a *API) accessAt(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	target := q.Get("target")
 	if target == "" {
@@ -309,9 +251,9 @@ func (a *AccessAPI) accessAt(w http.ResponseWriter, r *http.Request) {
 		}
 		at = t
 	}
-	gs, err := a.Access.AccessAt(r.Context(), target, at)
+	gs, err := a.o.Access.AccessAtAs(r.Context(), principal(r).User, target, at)
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"target": target, "at": at.UTC(), "grants": gs})

@@ -2,81 +2,103 @@ package web
 
 import (
 	"bytes"
-	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/custos-pam/custos/broker/breakglass"
 )
 
-// BreakGlassAPI serves the break-glass and drill endpoints under
-// /api/v1/breakglass and /api/v1/drills. Every step that opens an account
-// or shows its secret takes the caller's password and TOTP code again in
-// the body: a bearer token alone is never enough.
-type BreakGlassAPI struct {
-	Auth       Authenticator
-	BreakGlass *breakglass.Service
-	Log        *slog.Logger
+// breakGlassEnabled reports whether break-glass accounts are configured
+// and served.
+func (a *API) breakGlassEnabled() bool {
+	return a.o.BreakGlass != nil && len(a.o.Config.BreakGlass) > 0
 }
 
-// Register adds the API's routes to s.
-func (a *BreakGlassAPI) Register(s *Server) {
-	auth := func(h http.HandlerFunc) http.Handler { return RequireToken(a.Auth, h) }
-	s.Handle("GET /api/v1/breakglass", auth(a.list))
-	s.Handle("GET /api/v1/breakglass/{account}", auth(a.status))
-	s.Handle("POST /api/v1/breakglass/{account}/unseal", auth(a.unseal))
-	s.Handle("POST /api/v1/breakglass/unseals/{id}/confirm", auth(a.confirm))
-	s.Handle("POST /api/v1/breakglass/{account}/close", auth(a.close))
-	s.Handle("POST /api/v1/breakglass/{account}/reveal", auth(a.reveal))
-	s.Handle("POST /api/v1/breakglass/{account}/report", auth(a.report))
-	s.Handle("GET /api/v1/drills", auth(a.drillStatus))
-	s.Handle("POST /api/v1/drills", auth(a.startDrill))
-	s.Handle("GET /api/v1/drills/report", auth(a.drillReport))
-	s.Handle("GET /api/v1/drills/{id}", auth(a.getDrill))
-}
-
-func (a *BreakGlassAPI) fail(w http.ResponseWriter, err error) {
-	if e, ok := breakglass.AsError(err); ok {
-		WriteError(w, e.Status, e.Code, e.Message)
-		return
+// withBreakGlass answers 404 when break-glass is not configured.
+func (a *API) withBreakGlass(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.breakGlassEnabled() {
+			WriteError(w, http.StatusNotFound, "not_configured", "no break-glass accounts are configured")
+			return
+		}
+		h(w, r)
 	}
-	a.Log.Error("break-glass api error", "err", err)
-	WriteError(w, http.StatusInternalServerError, "internal", "internal error")
 }
 
-// factorBody is the second factor a custodian presents again.
+// factorBody is the second factor a custodian presents again. Every step
+// that opens an account or shows its secret takes it: a bearer token or a
+// session cookie alone is never enough.
 type factorBody struct {
 	Password string `json:"password"`
 	TOTP     string `json:"totp"`
-	Via      string `json:"via"`
+	// Via is accepted from older clients and ignored: the server decides
+	// the channel from how the caller signed in.
+	Via string `json:"via,omitempty"`
 }
 
+// factor is the caller's second factor, with the channel the server
+// decided (never one the body names).
 func (f factorBody) factor(r *http.Request) breakglass.Factor {
-	via := "cli"
-	if f.Via == "web" {
-		via = "web"
-	}
-	return breakglass.Factor{Password: f.Password, TOTP: f.TOTP, Via: via, Source: ClientIP(r)}
+	return breakglass.Factor{Password: f.Password, TOTP: f.TOTP, Via: principal(r).Via, Source: ClientIP(r)}
 }
 
-func (a *BreakGlassAPI) list(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
-	out, err := a.BreakGlass.List(r.Context(), p.User)
+// bgAccount is an account as the API shows it: its configuration, state
+// and drill standing.
+type bgAccount struct {
+	breakglass.AccountView
+	// TOTPRequired says confirmations ask for an authenticator code as
+	// well as the password.
+	TOTPRequired bool `json:"totp_required"`
+	// Drills is the last and running drill; nil when the service has none
+	// for the account.
+	Drills *breakglass.DrillStatus `json:"drills,omitempty"`
+}
+
+// bgList is GET /api/v1/breakglass.
+type bgList struct {
+	Accounts []bgAccount `json:"accounts"`
+	// Overdue names the accounts whose drill is overdue.
+	Overdue []string `json:"overdue"`
+}
+
+// listBreakGlass returns the accounts the caller may see (custodians and
+// security staff) with their drill standing.
+func (a *API) listBreakGlass(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	accts, err := a.o.BreakGlass.List(r.Context(), p.User)
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
-	if out == nil {
-		out = []breakglass.AccountView{}
+	drills, err := a.o.BreakGlass.DrillStatuses(r.Context(), p.User)
+	if err != nil {
+		a.Fail(w, err)
+		return
+	}
+	out := bgList{Accounts: []bgAccount{}, Overdue: []string{}}
+	for _, acct := range accts {
+		v := bgAccount{AccountView: acct, TOTPRequired: true}
+		if c, ok := a.o.Config.FindBreakGlass(acct.Name); ok {
+			v.TOTPRequired = c.TOTPRequired()
+		}
+		for i := range drills {
+			if drills[i].Account == acct.Name {
+				v.Drills = &drills[i]
+			}
+		}
+		if acct.Drill.Overdue {
+			out.Overdue = append(out.Overdue, acct.Name)
+		}
+		out.Accounts = append(out.Accounts, v)
 	}
 	WriteJSON(w, http.StatusOK, out)
 }
 
-func (a *BreakGlassAPI) status(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
-	v, err := a.BreakGlass.Status(r.Context(), p.User, r.PathValue("account"))
+func (a *API) breakGlassStatus(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	v, err := a.o.BreakGlass.Status(r.Context(), p.User, r.PathValue("account"))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, v)
@@ -88,39 +110,39 @@ type unsealBody struct {
 	Incident string `json:"incident"`
 }
 
-func (a *BreakGlassAPI) unseal(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+func (a *API) unseal(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	var in unsealBody
 	if err := DecodeJSON(r, &in); err != nil {
 		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	u, err := a.BreakGlass.Unseal(r.Context(), p.User, breakglass.UnsealRequest{Account: r.PathValue("account"),
+	u, err := a.o.BreakGlass.Unseal(r.Context(), p.User, breakglass.UnsealRequest{Account: r.PathValue("account"),
 		Reason: in.Reason, Incident: in.Incident, Factor: in.factor(r)})
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusCreated, u)
 }
 
-func (a *BreakGlassAPI) confirm(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+func (a *API) confirm(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	var in factorBody
 	if err := DecodeJSON(r, &in); err != nil {
 		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	u, err := a.BreakGlass.Confirm(r.Context(), p.User, r.PathValue("id"), in.factor(r))
+	u, err := a.o.BreakGlass.Confirm(r.Context(), p.User, r.PathValue("id"), in.factor(r))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, u)
 }
 
-func (a *BreakGlassAPI) close(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+func (a *API) closeBreakGlass(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	var in struct {
 		Reason string `json:"reason"`
 	}
@@ -130,31 +152,31 @@ func (a *BreakGlassAPI) close(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	v, err := a.BreakGlass.Close(r.Context(), p.User, r.PathValue("account"), in.Reason)
+	v, err := a.o.BreakGlass.Close(r.Context(), p.User, r.PathValue("account"), strings.TrimSpace(in.Reason))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, v)
 }
 
-func (a *BreakGlassAPI) reveal(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+func (a *API) reveal(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	var in factorBody
 	if err := DecodeJSON(r, &in); err != nil {
 		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	sec, err := a.BreakGlass.Reveal(r.Context(), p.User, r.PathValue("account"), in.factor(r))
+	sec, err := a.o.BreakGlass.Reveal(r.Context(), p.User, r.PathValue("account"), in.factor(r))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, sec)
 }
 
-func (a *BreakGlassAPI) report(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+func (a *API) report(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	var in struct {
 		Incident string `json:"incident"`
 		Details  string `json:"details"`
@@ -163,19 +185,19 @@ func (a *BreakGlassAPI) report(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	v, err := a.BreakGlass.ReportOutOfBand(r.Context(), p.User, r.PathValue("account"), in.Incident, in.Details)
+	v, err := a.o.BreakGlass.ReportOutOfBand(r.Context(), p.User, r.PathValue("account"), in.Incident, in.Details)
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, v)
 }
 
-func (a *BreakGlassAPI) drillStatus(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
-	out, err := a.BreakGlass.DrillStatuses(r.Context(), p.User)
+func (a *API) drillStatus(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	out, err := a.o.BreakGlass.DrillStatuses(r.Context(), p.User)
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, out)
@@ -186,26 +208,26 @@ type startDrillBody struct {
 	Account string `json:"account"`
 }
 
-func (a *BreakGlassAPI) startDrill(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+func (a *API) startDrill(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	var in startDrillBody
 	if err := DecodeJSON(r, &in); err != nil {
 		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	d, err := a.BreakGlass.StartDrill(r.Context(), p.User, in.Account, in.factor(r))
+	d, err := a.o.BreakGlass.StartDrill(r.Context(), p.User, in.Account, in.factor(r))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusCreated, d)
 }
 
-func (a *BreakGlassAPI) getDrill(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
-	d, err := a.BreakGlass.GetDrill(r.Context(), p.User, r.PathValue("id"))
+func (a *API) getDrill(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	d, err := a.o.BreakGlass.GetDrill(r.Context(), p.User, r.PathValue("id"))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, d)
@@ -213,16 +235,16 @@ func (a *BreakGlassAPI) getDrill(w http.ResponseWriter, r *http.Request) {
 
 // drillReport: ?quarter=2026Q4 (required), ?format=json (default), text or
 // csv.
-func (a *BreakGlassAPI) drillReport(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+func (a *API) drillReport(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	q := r.URL.Query()
 	if q.Get("quarter") == "" {
 		WriteError(w, http.StatusBadRequest, "bad_request", "quarter is required, e.g. ?quarter=2026Q4")
 		return
 	}
-	rep, err := a.BreakGlass.DrillReport(r.Context(), p.User, q.Get("quarter"))
+	rep, err := a.o.BreakGlass.DrillReport(r.Context(), p.User, q.Get("quarter"))
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	var (
@@ -243,7 +265,7 @@ func (a *BreakGlassAPI) drillReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		a.fail(w, err)
+		a.Fail(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", ctype)

@@ -2,155 +2,195 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/recorder"
+	"github.com/custos-pam/custos/recorder/evidence"
 )
 
-// terminator ends a live session by id; the proxies implement it.
-type terminator interface {
-	Terminate(sessionID, reason string) bool
+// SessionRow is a session as lists show it.
+type SessionRow struct {
+	broker.Session
+	DurationMS int64       `json:"duration_ms"`
+	Verify     verifyState `json:"verify"`
+	Watchable  bool        `json:"watchable"`
 }
 
-// SessionsAPI serves the recorded-session endpoints: list and search,
-// verify, export, and terminating a live session.
-type SessionsAPI struct {
-	Auth            Authenticator
-	Store           broker.Store
-	Recorder        *recorder.Recorder
-	Terminator      terminator
-	Audit           *audit.Log
-	IsSecurityAdmin func(user string) bool
+// Row returns the row of session s, with its verification status (a
+// background check is queued when none is known) and whether it can be
+// watched on this broker.
+func (a *API) Row(s broker.Session) SessionRow {
+	end := s.EndedAt
+	if end.IsZero() {
+		end = a.o.Now()
+	}
+	row := SessionRow{Session: s, DurationMS: max(end.Sub(s.StartedAt), 0).Milliseconds()}
+	switch {
+	case s.State == broker.SessionLive:
+		row.Verify = verifyState{Status: "live"}
+		row.Watchable = a.o.Live != nil && a.o.Live.Has(s.ID)
+	case a.o.Recordings == nil:
+		row.Verify = verifyState{Status: "unavailable"}
+	default:
+		row.Verify = a.verify.status(s, a.o.Recordings)
+	}
+	return row
 }
 
-// Register adds the routes to s.
-func (a *SessionsAPI) Register(s *Server) {
-	auth := func(h http.HandlerFunc) http.Handler { return RequireToken(a.Auth, h) }
-	s.Handle("GET /api/v1/sessions", auth(a.list))
-	s.Handle("GET /api/v1/sessions/{id}", auth(a.get))
-	s.Handle("GET /api/v1/sessions/{id}/verify", auth(a.verify))
-	s.Handle("GET /api/v1/sessions/{id}/export", auth(a.export))
-	s.Handle("POST /api/v1/sessions/{id}/kill", auth(a.kill))
+// CanTerminate reports whether p may end running sessions on this broker.
+func (a *API) CanTerminate(p Principal) bool {
+	return a.o.Terminator != nil && a.o.Access.May(p.User, access.TerminateSession)
 }
 
-// list: filters user, target, protocol, state, since, until (RFC 3339) and
-// contains (commands, SQL, file paths). Non-admins see only their own.
-func (a *SessionsAPI) list(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+// sessionFilter parses the list's filters: user, target, protocol,
+// state, since, until, q (or contains: commands, SQL, file paths), limit.
+func sessionFilter(r *http.Request) (broker.SessionFilter, error) {
 	q := r.URL.Query()
+	contains := q.Get("q")
+	if contains == "" {
+		contains = q.Get("contains")
+	}
 	f := broker.SessionFilter{User: q.Get("user"), Target: q.Get("target"), Protocol: q.Get("protocol"),
-		Contains: q.Get("contains"), Limit: 500}
+		Contains: strings.TrimSpace(contains), Limit: 500}
 	if s := q.Get("state"); s != "" {
 		f.States = []broker.SessionState{broker.SessionState(s)}
 	}
 	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := q.Get(name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
+			t, err := ParseTime(v)
 			if err != nil {
-				WriteError(w, http.StatusBadRequest, "bad_time", name+" must be an RFC 3339 time")
-				return
+				return f, errors.New(name + " must be a time such as 2026-11-23T14:00 or an RFC 3339 time")
 			}
 			*dst = t
 		}
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			WriteError(w, http.StatusBadRequest, "bad_request", "limit must be a positive number")
-			return
+		if err != nil || n <= 0 || n > 5000 {
+			return f, errors.New("limit must be between 1 and 5000")
 		}
 		f.Limit = n
 	}
-	if !a.IsSecurityAdmin(p.User) {
-		f.User = p.User
-	}
-	var out []broker.Session
-	if err := a.Store.View(r.Context(), func(tx broker.Tx) error {
-		var err error
-		out, err = tx.ListSessions(f)
-		return err
-	}); err != nil {
-		WriteError(w, http.StatusInternalServerError, "internal", "list sessions failed")
-		return
-	}
-	if out == nil {
-		out = []broker.Session{}
-	}
-	WriteJSON(w, http.StatusOK, out)
+	return f, nil
 }
 
-// session loads a session the caller may see: their own, or any for a
-// security admin. A refusal is audited.
-func (a *SessionsAPI) session(w http.ResponseWriter, r *http.Request, purpose string) (broker.Session, Principal, bool) {
-	p, _ := PrincipalFrom(r.Context())
-	id := r.PathValue("id")
-	var s broker.Session
-	err := a.Store.View(r.Context(), func(tx broker.Tx) error {
-		var err error
-		s, err = tx.GetSession(id)
-		return err
-	})
-	if errors.Is(err, broker.ErrNotFound) {
-		WriteError(w, http.StatusNotFound, "not_found", "no session "+id)
-		return s, p, false
+// ParseTime accepts RFC 3339 and the browser's datetime-local form (UTC).
+func ParseTime(v string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC(), nil
+		}
 	}
+	return time.Time{}, errors.New("bad time")
+}
+
+// listSessions lists the sessions the caller may see: their own and those
+// of grants they approved; every one for security and auditors.
+// ?state=live lists the running ones.
+func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
+	f, err := sessionFilter(r)
 	if err != nil {
-		WriteError(w, http.StatusInternalServerError, "internal", "read session failed")
-		return s, p, false
-	}
-	if s.User != p.User && !a.IsSecurityAdmin(p.User) {
-		_, _ = a.Audit.Append(r.Context(), audit.Entry{Actor: p.User, Action: "session.recording.read", Target: s.Target,
-			Outcome: broker.OutcomeDenied, Reason: "not the session's user or a security admin",
-			Details: map[string]any{"session_id": id, "purpose": purpose}})
-		WriteError(w, http.StatusForbidden, "forbidden", "you may only open your own sessions")
-		return s, p, false
-	}
-	return s, p, true
-}
-
-func (a *SessionsAPI) get(w http.ResponseWriter, r *http.Request) {
-	if s, _, ok := a.session(w, r, "metadata"); ok {
-		WriteJSON(w, http.StatusOK, s)
-	}
-}
-
-func (a *SessionsAPI) verify(w http.ResponseWriter, r *http.Request) {
-	s, p, ok := a.session(w, r, "verify")
-	if !ok {
+		WriteError(w, http.StatusBadRequest, "bad_filter", err.Error())
 		return
 	}
-	rep, err := a.Recorder.Verify(r.Context(), s.ID)
+	out, err := a.o.Access.VisibleSessions(r.Context(), principal(r).User, f)
 	if err != nil {
-		WriteError(w, http.StatusBadGateway, "verify_failed", "verify: "+err.Error())
+		a.Fail(w, err)
 		return
 	}
+	rows := make([]SessionRow, len(out))
+	for i, s := range out {
+		rows[i] = a.Row(s)
+	}
+	WriteJSON(w, http.StatusOK, rows)
+}
+
+// Session loads session id for a read by the caller under the access
+// rules; a refusal is audited by the access service.
+func (a *API) Session(r *http.Request, id string, action access.Action, purpose string) (broker.Session, error) {
+	p := principal(r)
+	return a.o.Access.SessionAs(r.Context(), p.User, id, access.SessionRead{Action: action, Purpose: purpose, Via: p.Via})
+}
+
+// sessionDetail is one session with the request and grant behind it.
+type sessionDetail struct {
+	SessionRow
+	Grant   *broker.Grant   `json:"grant,omitempty"`
+	Request *broker.Request `json:"request,omitempty"`
+	// CanTerminate is set for security staff on a live session.
+	CanTerminate bool `json:"can_terminate"`
+}
+
+func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
+	s, err := a.Session(r, r.PathValue("id"), access.ViewSession, "metadata")
+	if err != nil {
+		a.Fail(w, err)
+		return
+	}
+	d := sessionDetail{SessionRow: a.Row(s)}
+	if g, err := a.o.Access.GetGrant(r.Context(), s.GrantID); err == nil {
+		d.Grant = &g
+		if q, err := a.o.Access.GetRequest(r.Context(), g.RequestID); err == nil {
+			d.Request = &q
+		}
+	}
+	d.CanTerminate = s.State == broker.SessionLive && a.CanTerminate(principal(r))
+	WriteJSON(w, http.StatusOK, d)
+}
+
+// verifySession runs a full verification and returns the report.
+func (a *API) verifySession(w http.ResponseWriter, r *http.Request) {
+	s, err := a.Session(r, r.PathValue("id"), access.ViewSession, "verify")
+	if err != nil {
+		a.Fail(w, err)
+		return
+	}
+	if a.o.Recordings == nil {
+		unavailable(w, "no_recorder", "recordings are not available on this broker")
+		return
+	}
+	rep, err := a.o.Recordings.Verify(r.Context(), s.ID)
+	if err != nil {
+		WriteError(w, http.StatusBadGateway, "verify_failed", "the recording store could not be read: "+err.Error())
+		return
+	}
+	a.verify.put(s, rep)
 	outcome := broker.OutcomeSuccess
 	if !rep.Intact {
 		outcome = broker.OutcomeError
 	}
-	_, _ = a.Audit.Append(r.Context(), audit.Entry{Actor: p.User, Action: "session.verify", Target: s.Target,
-		Outcome: outcome, Reason: rep.Verdict, Details: map[string]any{"session_id": s.ID}})
+	p := principal(r)
+	a.record(r.Context(), audit.Entry{Actor: p.User, Action: "session.verify", Target: s.Target, Outcome: outcome,
+		Reason: rep.Verdict, Details: map[string]any{"session_id": s.ID, "via": p.Via}})
 	WriteJSON(w, http.StatusOK, rep)
 }
 
 // export streams ?format=jsonl (the raw events) or asciicast (one terminal
 // channel: ?channel=N, ?input=true to include keystrokes).
-func (a *SessionsAPI) export(w http.ResponseWriter, r *http.Request) {
+func (a *API) export(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	format := q.Get("format")
 	if format != "jsonl" && format != "asciicast" {
 		WriteError(w, http.StatusBadRequest, "bad_format", "format must be asciicast or jsonl")
 		return
 	}
-	s, p, ok := a.session(w, r, "export "+format)
-	if !ok {
+	s, err := a.Session(r, r.PathValue("id"), access.ExportSession, "export "+format)
+	if err != nil {
+		a.Fail(w, err)
 		return
 	}
-	rec, err := a.Recorder.Open(r.Context(), s.ID, recorder.Access{Actor: p.User, Purpose: "export " + format})
+	if a.o.Recordings == nil {
+		unavailable(w, "no_recorder", "recordings are not available on this broker")
+		return
+	}
+	rec, err := a.o.Recordings.Open(r.Context(), s.ID, recorder.Access{Actor: principal(r).User, Purpose: "export " + format})
 	if err != nil {
 		WriteError(w, http.StatusBadGateway, "recording_unavailable", err.Error())
 		return
@@ -173,29 +213,90 @@ func (a *SessionsAPI) export(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.b)
 }
 
-func (a *SessionsAPI) kill(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+// evidence builds and sends the session's evidence bundle (see
+// recorder/evidence). The download is audited first: an export that
+// cannot be audited is refused.
+func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
+	s, err := a.Session(r, r.PathValue("id"), access.ExportSession, "evidence bundle")
+	if err != nil {
+		a.Fail(w, err)
+		return
+	}
+	if a.o.Recordings == nil {
+		unavailable(w, "no_recorder", "recordings are not available on this broker")
+		return
+	}
+	if s.State == broker.SessionLive {
+		WriteError(w, http.StatusConflict, "live", "the session is still being recorded")
+		return
+	}
+	ctx := r.Context()
+	p := principal(r)
+	rec, err := a.o.Audit.Append(ctx, audit.Entry{Actor: p.User, Action: "session.evidence.export", Target: s.Target,
+		Outcome: broker.OutcomeSuccess, Reason: "evidence bundle",
+		Details: map[string]any{"session_id": s.ID, "user": s.User, "manifest_sha256": s.ManifestHash, "via": p.Via}})
+	if err != nil {
+		a.Fail(w, fmt.Errorf("evidence: audit: %w", err))
+		return
+	}
+	in := evidence.Input{Session: s, Recordings: a.o.Recordings, Store: a.o.Store, Now: a.o.Now()}
+	if g, err := a.o.Access.GetGrant(ctx, s.GrantID); err == nil {
+		in.Grant = &g
+		if q, err := a.o.Access.GetRequest(ctx, g.RequestID); err == nil {
+			in.Request = &q
+		}
+	}
+	body, rep, err := evidence.Build(ctx, in)
+	if err != nil {
+		a.log.Error("api: evidence bundle", "session", s.ID, "audit_seq", rec.Seq, "err", err)
+		WriteError(w, http.StatusBadGateway, "evidence_failed", "the evidence bundle could not be built: "+err.Error())
+		return
+	}
+	a.verify.put(s, rep)
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="custos-evidence-%s.zip"`, s.ID))
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
+}
+
+// kill ends a live session: security staff only, reason required.
+func (a *API) kill(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	id := r.PathValue("id")
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if err := DecodeJSON(r, &in); err != nil || in.Reason == "" {
+	if err := DecodeJSON(r, &in); err != nil || strings.TrimSpace(in.Reason) == "" {
 		WriteError(w, http.StatusBadRequest, "reason_required", "terminating a session needs a reason")
 		return
 	}
-	if !a.IsSecurityAdmin(p.User) {
-		_, _ = a.Audit.Append(r.Context(), audit.Entry{Actor: p.User, Action: "session.terminate", Outcome: broker.OutcomeDenied,
-			Reason: "not a security admin", Details: map[string]any{"session_id": id}})
-		WriteError(w, http.StatusForbidden, "forbidden", "only security admins may terminate sessions")
+	reason := strings.TrimSpace(in.Reason)
+	if !a.o.Access.May(p.User, access.TerminateSession) {
+		a.record(r.Context(), audit.Entry{Actor: p.User, Action: "session.terminate", Outcome: broker.OutcomeDenied,
+			Reason: "not a security admin", Details: map[string]any{"session_id": id, "via": p.Via}})
+		WriteError(w, http.StatusForbidden, "forbidden", "only security staff may terminate sessions")
 		return
 	}
-	reason := "terminated by " + p.User + ": " + in.Reason
-	if !a.Terminator.Terminate(id, reason) {
-		WriteError(w, http.StatusNotFound, "not_live", "no live session "+id)
+	if a.o.Terminator == nil {
+		unavailable(w, "no_proxies", "no proxy runs on this broker")
 		return
 	}
-	_, _ = a.Audit.Append(r.Context(), audit.Entry{Actor: p.User, Action: "session.terminate", Outcome: broker.OutcomeSuccess,
-		Reason: in.Reason, Details: map[string]any{"session_id": id}})
+	var s broker.Session
+	err := a.o.Store.View(r.Context(), func(tx broker.Tx) error {
+		var err error
+		s, err = tx.GetSession(id)
+		return err
+	})
+	if err != nil && !errors.Is(err, broker.ErrNotFound) {
+		a.Fail(w, err)
+		return
+	}
+	if !a.o.Terminator.Terminate(id, "terminated by "+p.User+": "+reason) {
+		WriteError(w, http.StatusNotFound, "not_live", "no live session "+id+" on this broker")
+		return
+	}
+	a.record(r.Context(), audit.Entry{Actor: p.User, Action: "session.terminate", Target: s.Target,
+		Outcome: broker.OutcomeSuccess, Reason: reason, Details: map[string]any{"session_id": id, "user": s.User, "via": p.Via}})
 	WriteJSON(w, http.StatusOK, map[string]string{"terminated": id})
 }
 

@@ -9,26 +9,17 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
-	"github.com/custos-pam/custos/broker/sshca"
 )
 
-// SSHCertAPI serves POST /api/v1/ssh/certificate: a short-lived SSH user
-// certificate for the caller's public key, signed by the broker's user CA
-// (custos login --ssh).
-type SSHCertAPI struct {
-	Auth  Authenticator
-	CA    *sshca.CA
-	TTL   time.Duration
-	Audit *audit.Log
-}
-
-// Register adds the route to s.
-func (a *SSHCertAPI) Register(s *Server) {
-	s.Handle("POST /api/v1/ssh/certificate", RequireToken(a.Auth, a.sign))
-}
-
-func (a *SSHCertAPI) sign(w http.ResponseWriter, r *http.Request) {
-	p, _ := PrincipalFrom(r.Context())
+// sshCertificate serves POST /api/v1/ssh/certificate: a short-lived SSH
+// user certificate for the caller's public key, signed by the broker's
+// user CA (custos login --ssh).
+func (a *API) sshCertificate(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	if a.o.SSHCA == nil {
+		unavailable(w, "no_ssh_ca", "this broker has no SSH user CA")
+		return
+	}
 	var in struct {
 		PublicKey string `json:"public_key"`
 	}
@@ -42,16 +33,16 @@ func (a *SSHCertAPI) sign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The certificate never outlives the API token that asked for it.
-	ttl := a.TTL
+	ttl := a.o.SSHCertTTL
 	if left := time.Until(p.Token.ExpiresAt); left < ttl {
 		ttl = left
 	}
-	cert, err := a.CA.Sign(pub, p.User, ttl)
+	cert, err := a.o.SSHCA.Sign(pub, p.User, ttl)
 	if err != nil {
 		WriteError(w, http.StatusBadRequest, "bad_public_key", err.Error())
 		return
 	}
-	_, _ = a.Audit.Append(r.Context(), audit.Entry{Actor: p.User, Action: "ssh.certificate.issue", Outcome: broker.OutcomeSuccess,
+	a.record(r.Context(), audit.Entry{Actor: p.User, Action: "ssh.certificate.issue", Outcome: broker.OutcomeSuccess,
 		Details: map[string]any{"fingerprint": ssh.FingerprintSHA256(pub), "serial": cert.Serial,
 			"valid_before": time.Unix(int64(cert.ValidBefore), 0).UTC()}})
 	WriteJSON(w, http.StatusOK, map[string]any{

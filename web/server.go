@@ -6,11 +6,12 @@ package web
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
+	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,8 +30,10 @@ type Server struct {
 	mux      *http.ServeMux
 	registry *prometheus.Registry
 
-	mu     sync.Mutex
-	checks map[string]Check
+	mu           sync.Mutex
+	checks       map[string]Check
+	routes       []string
+	metricsToken string
 }
 
 // New returns a server with /healthz, /readyz and /metrics registered.
@@ -42,12 +45,43 @@ func New(log *slog.Logger, registry *prometheus.Registry) *Server {
 		registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	}
 	s := &Server{log: log, mux: http.NewServeMux(), registry: registry, checks: map[string]Check{}}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	s.HandleFunc("GET /readyz", s.readyz)
+	s.Handle("GET /metrics", s.metricsGate(promhttp.HandlerFor(registry, promhttp.HandlerOpts{})))
 	return s
+}
+
+// ProtectMetrics makes /metrics answer only requests that carry token as
+// a bearer token. Without a token (the default) /metrics answers loopback
+// callers only.
+func (s *Server) ProtectMetrics(token string) {
+	s.mu.Lock()
+	s.metricsToken = token
+	s.mu.Unlock()
+}
+
+func (s *Server) metricsGate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		token := s.metricsToken
+		s.mu.Unlock()
+		if token == "" {
+			if ip, err := netip.ParseAddr(ClientIP(r)); err != nil || !ip.IsLoopback() {
+				WriteError(w, http.StatusForbidden, "forbidden", "metrics are served to loopback callers only unless listen.metrics_token is set")
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			WriteError(w, http.StatusUnauthorized, "unauthenticated", "metrics need the metrics bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Registry is the Prometheus registry served on /metrics.
@@ -61,11 +95,26 @@ func (s *Server) AddCheck(name string, c Check) {
 }
 
 // Handle registers a handler for a ServeMux pattern such as
-// "POST /api/v1/requests".
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// "POST /api/v1/requests". Every pattern is listed by Routes.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.mu.Unlock()
+	s.mux.Handle(pattern, h)
+}
 
 // HandleFunc registers a handler function for a ServeMux pattern.
-func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.Handle(pattern, h) }
+
+// Routes lists every registered pattern, sorted: the authorization test
+// compares it with its table, so a route added without a row fails it.
+func (s *Server) Routes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]string(nil), s.routes...)
+	sort.Strings(out)
+	return out
+}
 
 // Handler is the root handler, with request logging and panic recovery.
 func (s *Server) Handler() http.Handler {
@@ -87,10 +136,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
+	// The answer names each check and whether it passed, never why not:
+	// error text can carry addresses and internals. The cause is logged.
 	type result struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
+		Name string `json:"name"`
+		OK   bool   `json:"ok"`
 	}
 	results := make([]result, len(names))
 	var wg sync.WaitGroup
@@ -101,7 +151,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			err := checks[n](ctx)
 			results[i] = result{Name: n, OK: err == nil}
 			if err != nil {
-				results[i].Error = err.Error()
+				s.log.Warn("readiness check failed", "check", n, "err", err)
 			}
 		}()
 	}
@@ -128,46 +178,4 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
-}
-
-// APIError is the JSON body of every error response: a machine-readable
-// code and a message for people.
-type APIError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// ErrorBody wraps APIError as {"error": {...}}.
-type ErrorBody struct {
-	Error APIError `json:"error"`
-}
-
-// WriteJSON writes v as JSON with the status code.
-func WriteJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-// WriteError writes an APIError.
-func WriteError(w http.ResponseWriter, code int, errCode, msg string) {
-	WriteJSON(w, code, ErrorBody{Error: APIError{Code: errCode, Message: msg}})
-}
-
-// DecodeJSON reads a JSON request body of at most 1 MiB into v, rejecting
-// unknown fields.
-func DecodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errors.New("request body too large")
-		}
-		return errors.New("malformed JSON body: " + err.Error())
-	}
-	return nil
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/store/sqlite"
-	"github.com/custos-pam/custos/web"
 )
 
 const (
@@ -198,9 +197,11 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 	slack.FastTimings(sl)
 	acc.AddNotifier(sl)
 
-	srv := web.New(log, nil)
-	sl.Register(srv)
-	hs := httptest.NewServer(srv.Handler())
+	mux := http.NewServeMux()
+	if h := sl.Handler(); h != nil {
+		mux.Handle(slack.InteractionPath, h)
+	}
+	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,7 +18,6 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/policy"
-	"github.com/custos-pam/custos/web"
 )
 
 const (
@@ -46,7 +45,7 @@ var ok = reply{status: http.StatusOK}
 // the handler Socket Mode uses too.
 func (s *Slack) InteractionHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r = r.WithContext(audit.WithSource(r.Context(), web.ClientIP(r)))
+		r = r.WithContext(audit.WithSource(r.Context(), audit.SourceAddr(r.RemoteAddr)))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInteractionBody))
 		if err != nil {
 			http.Error(w, "request body too large or unreadable", http.StatusRequestEntityTooLarge)
@@ -147,14 +146,14 @@ func (s *Slack) onBlockAction(ctx context.Context, in interaction) reply {
 	}
 	// Deny asks for a reason first. Refuse at once what the submission
 	// would be refused for, rather than ask for a reason in vain.
-	pol, _ := s.policy(req.Target, req.Role)
-	switch {
-	case who.Name == req.User:
-		s.reject(ctx, in, who.Name, policy.CodeSelfApproval, "requester tried to deny their own request")
+	// The same rule the API applies (access.CheckDecide).
+	switch code := broker.CodeOf(s.access.CheckDecide(who.Name, req)); {
+	case code == policy.CodeSelfApproval:
+		s.reject(ctx, in, who.Name, code, "requester tried to deny their own request")
 		s.tell(ctx, in, "You cannot approve or deny your own request. To withdraw it, cancel it in Custos.")
 		return ok
-	case !policy.IsApprover(pol, s.dir, who.Name):
-		s.reject(ctx, in, who.Name, policy.CodeNotApprover, who.Name+" is not an approver for "+req.Target+"/"+req.Role)
+	case code != "":
+		s.reject(ctx, in, who.Name, code, who.Name+" is not an approver for "+req.Target+"/"+req.Role)
 		s.tell(ctx, in, fmt.Sprintf("You are not an approver for %s/%s.", req.Target, req.Role))
 		return ok
 	case req.State != broker.RequestPending:
@@ -367,7 +366,7 @@ func (s *Slack) tell(ctx context.Context, in interaction, text string) {
 // refusalText is what the clicker sees when the access service refused a
 // decision: its message when it is a policy refusal, never internal detail.
 func refusalText(err error) string {
-	if e, ok := access.AsError(err); ok {
+	if e, ok := broker.AsError(err); ok {
 		return "Not counted: " + e.Message
 	}
 	return "Not counted: Custos could not record your decision. Try again, or use the web UI."

@@ -17,7 +17,6 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
-	"github.com/custos-pam/custos/web"
 )
 
 // Access is what Slack needs from the access lifecycle;
@@ -27,6 +26,9 @@ type Access interface {
 	GetRequest(ctx context.Context, id string) (broker.Request, error)
 	GetGrant(ctx context.Context, id string) (broker.Grant, error)
 	ListRequests(ctx context.Context, f broker.RequestFilter) ([]broker.Request, error)
+	// CheckDecide applies the access rules to a vote before it is cast
+	// (the deny dialog is not opened for a vote that would be refused).
+	CheckDecide(user string, r broker.Request) error
 }
 
 // Directory maps Slack users to identities and answers group membership;
@@ -88,8 +90,8 @@ var defaultTimings = timings{
 	lease: time.Minute, maxAge: 24 * time.Hour, call: 15 * time.Second, ephemeral: 2 * time.Minute,
 }
 
-// Slack is the Slack approval channel. Build it with New, register its
-// endpoint with Register, add it to the access service with AddNotifier and
+// Slack is the Slack approval channel. Build it with New, mount its
+// endpoint (Handler) at InteractionPath, add it to the access service with AddNotifier and
 // run its background work with Run.
 type Slack struct {
 	cfg       config.Slack
@@ -179,14 +181,19 @@ func orMissing(err error) error {
 	return errors.New("empty")
 }
 
-// Register adds POST /slack/interactions when a signing secret is
-// configured. With only an app token, clicks arrive over Socket Mode and no
-// endpoint is exposed.
-func (s *Slack) Register(srv *web.Server) {
-	if s.secret != "" {
-		srv.Handle("POST /slack/interactions", s.InteractionHandler())
+// Handler is the interaction endpoint to mount at POST
+// /slack/interactions (InteractionPath), or nil when no signing secret is
+// configured: with only an app token, clicks arrive over Socket Mode and
+// no endpoint is exposed.
+func (s *Slack) Handler() http.Handler {
+	if s.secret == "" {
+		return nil
 	}
+	return s.InteractionHandler()
 }
+
+// InteractionPath is the ServeMux pattern Handler is served under.
+const InteractionPath = "POST /slack/interactions"
 
 // Run delivers the outbox, sends reminders, keeps messages in step with
 // the store and, with an app token, holds the Socket Mode connection, until

@@ -20,7 +20,6 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
-	"github.com/custos-pam/custos/web"
 )
 
 // throttleClock is the audit throttle's settable time; Slack's signature
@@ -84,9 +83,11 @@ func newThrottledEnv(t *testing.T) *throttledEnv {
 		t.Fatal(err)
 	}
 	acc.AddNotifier(sl)
-	srv := web.New(log, nil)
-	sl.Register(srv)
-	hs := httptest.NewServer(srv.Handler())
+	mux := http.NewServeMux()
+	if h := sl.Handler(); h != nil {
+		mux.Handle(slack.InteractionPath, h)
+	}
+	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	return &throttledEnv{emu: emu, st: st, acc: acc, th: th, clk: clk, endpoint: hs.URL + "/slack/interactions"}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -34,7 +33,7 @@ type BreakGlassGrant struct {
 // break-glass account uses: its grants come only from unseals.
 func (s *Service) refuseBreakGlassRole(target, role string) error {
 	if a, ok := s.cfg.BreakGlassFor(target, role); ok {
-		return refuse(http.StatusForbidden, "breakglass_role",
+		return refuse(broker.KindForbidden, "breakglass_role",
 			"role %s of %s is the sealed break-glass account %s: run custos breakglass unseal %s", role, target, a.Name, a.Name)
 	}
 	return nil

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/policy"
 )
 
 // GetRequest returns one request.
@@ -20,7 +18,7 @@ func (s *Service) GetRequest(ctx context.Context, id string) (broker.Request, er
 		return err
 	})
 	if errors.Is(err, broker.ErrNotFound) {
-		return r, refuse(http.StatusNotFound, "not_found", "no request %s", id)
+		return r, refuse(broker.KindNotFound, "not_found", "no request %s", id)
 	}
 	return r, err
 }
@@ -45,8 +43,7 @@ func (s *Service) PendingFor(ctx context.Context, user string) ([]broker.Request
 	}
 	out := []broker.Request{}
 	for _, r := range all {
-		pol, err := s.policyFor(r.Target, r.Role)
-		if err != nil || r.User == user || !policy.IsApprover(pol, s.dir, user) {
+		if !Allowed(DecideRequest, s.RequestFacts(user, r)) {
 			continue
 		}
 		out = append(out, r)
@@ -63,7 +60,7 @@ func (s *Service) GetGrant(ctx context.Context, id string) (broker.Grant, error)
 		return err
 	})
 	if errors.Is(err, broker.ErrNotFound) {
-		return g, refuse(http.StatusNotFound, "not_found", "no grant %s", id)
+		return g, refuse(broker.KindNotFound, "not_found", "no grant %s", id)
 	}
 	return g, err
 }
@@ -102,10 +99,10 @@ func (s *Service) ActiveGrantAs(ctx context.Context, user, target, role string) 
 		}
 	}
 	if best.ID == "" && role != "" {
-		return best, refuse(http.StatusForbidden, "no_active_grant", "no active grant for %s as role %s", target, role)
+		return best, refuse(broker.KindForbidden, "no_active_grant", "no active grant for %s as role %s", target, role)
 	}
 	if best.ID == "" {
-		return best, refuse(http.StatusForbidden, "no_active_grant", "no active grant for %s", target)
+		return best, refuse(broker.KindForbidden, "no_active_grant", "no active grant for %s", target)
 	}
 	return best, nil
 }
@@ -114,7 +111,7 @@ func (s *Service) ActiveGrantAs(ctx context.Context, user, target, role string) 
 // active then, with its approvers.
 func (s *Service) AccessAt(ctx context.Context, target string, at time.Time) ([]broker.Grant, error) {
 	if _, ok := s.cfg.FindTarget(target); !ok {
-		return nil, refuse(http.StatusNotFound, "unknown_target", "unknown target %q", target)
+		return nil, refuse(broker.KindNotFound, "unknown_target", "unknown target %q", target)
 	}
 	gs, err := s.ListGrants(ctx, broker.GrantFilter{Target: target, ActiveAt: at})
 	if err != nil {

@@ -10,12 +10,12 @@ import (
 	"github.com/custos-pam/custos/broker/policy"
 )
 
-// fromPolicy turns a policy refusal into an access Error with its HTTP
-// status; other errors pass through.
+// fromPolicy turns a policy refusal into a broker.Error of its kind;
+// other errors pass through.
 func fromPolicy(err error) error {
 	var pe *policy.Error
 	if errors.As(err, &pe) {
-		return &Error{Code: pe.Code, Message: pe.Message, Status: statusForPolicyCode(pe.Code)}
+		return &broker.Error{Kind: kindForPolicyCode(pe.Code), Code: pe.Code, Message: pe.Message}
 	}
 	return err
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -141,7 +140,7 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		var err error
 		req, err = tx.GetRequest(requestID)
 		if errors.Is(err, broker.ErrNotFound) {
-			return refuse(http.StatusNotFound, "not_found", "no request %s", requestID)
+			return refuse(broker.KindNotFound, "not_found", "no request %s", requestID)
 		}
 		if err != nil {
 			return err
@@ -206,16 +205,16 @@ func (s *Service) Cancel(ctx context.Context, actor, requestID string) (broker.R
 		var err error
 		req, err = tx.GetRequest(requestID)
 		if errors.Is(err, broker.ErrNotFound) {
-			return refuse(http.StatusNotFound, "not_found", "no request %s", requestID)
+			return refuse(broker.KindNotFound, "not_found", "no request %s", requestID)
 		}
 		if err != nil {
 			return err
 		}
-		if req.User != actor {
-			return refuse(http.StatusForbidden, "forbidden", "only the requester may cancel request %s", requestID)
+		if !Allowed(CancelRequest, s.RequestFacts(actor, req)) {
+			return refuse(broker.KindForbidden, "forbidden", "only the requester may cancel request %s", requestID)
 		}
 		if req.State != broker.RequestPending {
-			return refuse(http.StatusConflict, "already_decided", "request %s is %s", requestID, req.State)
+			return refuse(broker.KindConflict, "already_decided", "request %s is %s", requestID, req.State)
 		}
 		req.State, req.DecidedAt = broker.RequestCancelled, s.now().UTC()
 		if err := tx.PutRequest(req); err != nil {
@@ -241,16 +240,16 @@ func (s *Service) Revoke(ctx context.Context, actor, grantID, reason string) (br
 		var err error
 		g, err = tx.GetGrant(grantID)
 		if errors.Is(err, broker.ErrNotFound) {
-			return refuse(http.StatusNotFound, "not_found", "no grant %s", grantID)
+			return refuse(broker.KindNotFound, "not_found", "no grant %s", grantID)
 		}
 		if err != nil {
 			return err
 		}
 		if !s.mayRevoke(actor, g) {
-			return refuse(http.StatusForbidden, "forbidden", "%s may not revoke grant %s", actor, grantID)
+			return refuse(broker.KindForbidden, "forbidden", "%s may not revoke grant %s", actor, grantID)
 		}
 		if g.State != broker.GrantActive {
-			return refuse(http.StatusConflict, "grant_not_active", "grant %s is %s", grantID, g.State)
+			return refuse(broker.KindConflict, "grant_not_active", "grant %s is %s", grantID, g.State)
 		}
 		if reason == "" {
 			reason = "revoked by " + actor
@@ -273,11 +272,7 @@ func (s *Service) Revoke(ctx context.Context, actor, grantID, reason string) (br
 }
 
 func (s *Service) mayRevoke(actor string, g broker.Grant) bool {
-	if actor == g.User || s.isSecurityAdmin(actor) {
-		return true
-	}
-	pol, err := s.policyFor(g.Target, g.Role)
-	return err == nil && policy.IsApprover(pol, s.dir, actor)
+	return Allowed(RevokeGrant, s.GrantFacts(actor, g))
 }
 
 func (s *Service) isSecurityAdmin(user string) bool {
@@ -290,7 +285,7 @@ func (s *Service) IsSecurityAdmin(user string) bool { return s.isSecurityAdmin(u
 func (s *Service) policyFor(target, role string) (config.Policy, error) {
 	t, ok := s.cfg.FindTarget(target)
 	if !ok {
-		return config.Policy{}, refuse(http.StatusNotFound, "unknown_target", "unknown target %q", target)
+		return config.Policy{}, refuse(broker.KindNotFound, "unknown_target", "unknown target %q", target)
 	}
 	r, ok := t.FindRole(role)
 	if !ok {
@@ -298,7 +293,7 @@ func (s *Service) policyFor(target, role string) (config.Policy, error) {
 		for i, r := range t.Roles {
 			names[i] = r.Name
 		}
-		return config.Policy{}, refuse(http.StatusNotFound, "unknown_role", "target %s has no role %q (roles: %s)", target, role, strings.Join(names, ", "))
+		return config.Policy{}, refuse(broker.KindNotFound, "unknown_role", "target %s has no role %q (roles: %s)", target, role, strings.Join(names, ", "))
 	}
 	return r.Policy, nil
 }
@@ -307,7 +302,7 @@ func (s *Service) policyFor(target, role string) (config.Policy, error) {
 // transaction, so the refusal is evidence even though nothing changed.
 func (s *Service) refused(ctx context.Context, actor, action, target string, err error, details map[string]any) {
 	outcome, code := broker.OutcomeError, "internal"
-	if e, ok := AsError(err); ok {
+	if e, ok := broker.AsError(err); ok {
 		outcome, code = broker.OutcomeDenied, e.Code
 	}
 	details["code"] = code

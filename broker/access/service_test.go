@@ -36,13 +36,7 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time      { return c.t }
 func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newClock() *clock               { return &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)} }
-func code(err error) string          { e, _ := access.AsError(err); return errCode(e) }
-func errCode(e *access.Error) string {
-	if e == nil {
-		return ""
-	}
-	return e.Code
-}
+func code(err error) string          { return broker.CodeOf(err) }
 
 func setup(t *testing.T) (*access.Service, broker.Store, *clock) {
 	t.Helper()

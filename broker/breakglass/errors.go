@@ -1,37 +1,43 @@
 package breakglass
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
+
+	"github.com/custos-pam/custos/broker"
 )
 
-// Error is a refusal with a machine-readable code; Status is the HTTP
-// status the API answers with.
-type Error struct {
-	Code    string
-	Message string
-	Status  int
-	// reason is the precise cause for the audit log when Message is
-	// deliberately vague (a failed second factor).
-	reason string
+// Error is a refusal with a machine-readable code: the broker's one error
+// type.
+type Error = broker.Error
+
+// refuse returns a refusal. status names the class of refusal as the
+// HTTP status it resembles; it is turned into a broker.Kind here and the
+// web package decides the real status from the kind.
+func refuse(status int, code, format string, args ...any) *Error {
+	return broker.Refuse(kindOf(status), code, format, args...)
 }
 
-func (e *Error) Error() string { return e.Message }
-
-// ErrorCode implements the web package's coder.
-func (e *Error) ErrorCode() string { return e.Code }
-
-func refuse(status int, code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Status: status}
+func kindOf(status int) broker.Kind {
+	switch status {
+	case http.StatusNotFound:
+		return broker.KindNotFound
+	case http.StatusForbidden:
+		return broker.KindForbidden
+	case http.StatusConflict:
+		return broker.KindConflict
+	case http.StatusUnauthorized:
+		return broker.KindUnauthenticated
+	case http.StatusTooManyRequests:
+		return broker.KindRateLimited
+	case http.StatusServiceUnavailable:
+		return broker.KindUnavailable
+	default:
+		return broker.KindInvalid
+	}
 }
 
 // AsError returns err as an *Error when it is one.
-func AsError(err error) (*Error, bool) {
-	var e *Error
-	ok := errors.As(err, &e)
-	return e, ok
-}
+func AsError(err error) (*Error, bool) { return broker.AsError(err) }
 
 func notFound(format string, args ...any) *Error {
 	return refuse(http.StatusNotFound, "not_found", format, args...)

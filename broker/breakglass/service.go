@@ -202,7 +202,18 @@ func (s *Service) isCustodian(a *config.BreakGlassAccount, user string) bool {
 // maySee reports whether user may see the account: its custodians and
 // security admins.
 func (s *Service) maySee(a *config.BreakGlassAccount, user string) bool {
-	return s.isCustodian(a, user) || s.dir.IsSecurityAdmin(user)
+	return access.Allowed(access.ViewBreakGlass, s.facts(a, user))
+}
+
+// mayUnseal reports whether user may ask to unseal the account, confirm
+// its unseal or report its use: its custodians.
+func (s *Service) mayUnseal(a *config.BreakGlassAccount, user string) bool {
+	return access.Allowed(access.UnsealBreakGlass, s.facts(a, user))
+}
+
+// facts are what the access rules need to know about user and account a.
+func (s *Service) facts(a *config.BreakGlassAccount, user string) access.Facts {
+	return access.Facts{Custodian: s.isCustodian(a, user), Security: s.dir.IsSecurityAdmin(user)}
 }
 
 // Factor is what a custodian presents again to confirm: the password and,
@@ -234,7 +245,7 @@ func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, 
 		}
 		s.limiter.Fail(key)
 		e := refuse(http.StatusUnauthorized, "second_factor_failed", "second factor check failed: wrong password or code")
-		e.reason = "second factor check failed: " + ie.Reason
+		e.Detail = "second factor check failed: " + ie.Reason
 		return "", e
 	}
 	if id.Name != user {
@@ -253,8 +264,8 @@ func (s *Service) refused(ctx context.Context, actor, action, target string, err
 	outcome, code, reason := broker.OutcomeError, "internal", err.Error()
 	if e, ok := AsError(err); ok {
 		outcome, code = broker.OutcomeDenied, e.Code
-		if e.reason != "" {
-			reason = e.reason
+		if e.Detail != "" {
+			reason = e.Detail
 		}
 	}
 	if details == nil {

@@ -42,7 +42,7 @@ func (s *Service) unseal(ctx context.Context, actor string, in UnsealRequest, d 
 	if err != nil {
 		return Unseal{}, err
 	}
-	if !s.isCustodian(a, actor) {
+	if !s.mayUnseal(a, actor) {
 		return Unseal{}, forbidden("not_custodian", "%s is not a custodian of %s", actor, a.Name)
 	}
 	in.Reason, in.Incident = strings.TrimSpace(in.Reason), strings.TrimSpace(in.Incident)
@@ -147,7 +147,7 @@ func (s *Service) confirm(ctx context.Context, actor, unsealID string, f Factor)
 		return Unseal{}, err
 	}
 	ref := Unseal{Account: a.Name}
-	if !s.isCustodian(a, actor) {
+	if !s.mayUnseal(a, actor) {
 		return ref, forbidden("not_custodian", "%s is not a custodian of %s", actor, a.Name)
 	}
 	if err := checkConfirm(a, st, actor, unsealID, s.now().UTC()); err != nil {
@@ -463,7 +463,7 @@ func (s *Service) reveal(ctx context.Context, actor, name string, f Factor) (Sec
 // was down and the account was rotated as an out-of-band unseal.
 func (s *Service) ReportOutOfBand(ctx context.Context, actor, name, incident, details string) (AccountView, error) {
 	a, err := s.account(name)
-	if err == nil && !s.isCustodian(a, actor) {
+	if err == nil && !s.mayUnseal(a, actor) {
 		err = forbidden("not_custodian", "%s is not a custodian of %s", actor, name)
 	}
 	if err == nil && (strings.TrimSpace(incident) == "" || strings.TrimSpace(details) == "") {

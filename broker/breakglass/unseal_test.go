@@ -80,7 +80,7 @@ func TestDualControl(t *testing.T) {
 	}
 	// An ordinary request for the break-glass role is refused.
 	_, err = e.acc.Create(ctx, "alice", access.NewRequest{Target: "demo-pg", Role: "bg", Duration: time.Hour, Reason: "x"})
-	if ae, ok := access.AsError(err); !ok || ae.Code != "breakglass_role" {
+	if ae, ok := broker.AsError(err); !ok || ae.Code != "breakglass_role" {
 		t.Errorf("ordinary request for the break-glass role: %v", err)
 	}
 

@@ -60,6 +60,10 @@ type Listen struct {
 	// refuses to start when TLS is required).
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// MetricsToken is the bearer token /metrics asks for (a secret
+	// reference is allowed). Default: none, and /metrics answers loopback
+	// callers only.
+	MetricsToken Secret `yaml:"metrics_token"`
 	// DataDir holds the broker's own keys (SSH host key, user CA, recording
 	// signing key) and the recording spool. Default: ./custos-data.
 	DataDir string `yaml:"data_dir"`

@@ -8,7 +8,6 @@ package dbtoken
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -44,8 +43,7 @@ func (s *Service) Issue(ctx context.Context, user, target, role, source string) 
 		ttl = left
 	}
 	if ttl <= 0 {
-		return "", broker.Token{}, broker.Grant{}, &access.Error{Code: "no_active_grant", Status: http.StatusForbidden,
-			Message: "no active grant for " + target}
+		return "", broker.Token{}, broker.Grant{}, broker.Refuse(broker.KindForbidden, "no_active_grant", "no active grant for %s", target)
 	}
 	secret, tok, err := s.tokens.Issue(ctx, user, identity.KindDB, target, ttl, source)
 	if err != nil {

@@ -109,7 +109,7 @@ step('a requester cannot open another user\'s recording (403)', async () => {
   await page.waitForSelector('#sessions table');
   assert.equal(await page.locator(`tr[data-session="${F.daveSSH}"]`).count(), 0, 'alice lists dave\'s session');
   assert.equal(await page.locator(`tr[data-session="${F.ssh}"]`).count(), 1);
-  const res = await page.request.get(url('/ui/api/sessions/' + F.daveSSH));
+  const res = await page.request.get(url('/api/v1/sessions/' + F.daveSSH));
   assert.equal(res.status(), 403);
   await page.goto(url('/ui/sessions/' + F.daveSSH));
   await page.locator('.notice.error', { hasText: 'may not open' }).waitFor();

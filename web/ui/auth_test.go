@@ -15,7 +15,7 @@ import (
 func TestSignInCookieAttributes(t *testing.T) {
 	env := uitest.Start(t)
 	c := &client{t: t, env: env, http: env.Client()}
-	st, _, hdr := c.raw("POST", "/ui/api/login", map[string]string{"user": "alice", "password": uitest.Password},
+	st, _, hdr := c.raw("POST", "/api/v1/session", map[string]string{"user": "alice", "password": uitest.Password},
 		map[string]string{"Origin": env.URL})
 	if st != http.StatusOK {
 		t.Fatalf("login: %d", st)
@@ -56,7 +56,7 @@ func TestSignInNeedsSecondFactor(t *testing.T) {
 		{"code", map[string]string{"user": "sam", "password": uitest.Password, "totp": uitest.TOTP()}, http.StatusOK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			st, body, _ := c.raw("POST", "/ui/api/login", tt.body, map[string]string{"Origin": env.URL})
+			st, body, _ := c.raw("POST", "/api/v1/session", tt.body, map[string]string{"Origin": env.URL})
 			if st != tt.want {
 				t.Fatalf("status %d, want %d: %s", st, tt.want, body)
 			}
@@ -71,7 +71,7 @@ func TestCSRFAndOriginOnStateChanges(t *testing.T) {
 	env := uitest.Start(t)
 	f := env.Seed(t, 0)
 	bob := login(t, env, "bob")
-	path := "/ui/api/requests/" + f.Pending.ID + "/deny"
+	path := "/api/v1/requests/" + f.Pending.ID + "/deny"
 	body := map[string]string{"comment": "no"}
 	for _, tt := range []struct {
 		name    string
@@ -101,15 +101,15 @@ func TestCSRFAndOriginOnStateChanges(t *testing.T) {
 func TestLogoutRevokesSession(t *testing.T) {
 	env := uitest.Start(t)
 	c := login(t, env, "alice")
-	if st := c.do("GET", "/ui/api/me", nil, nil); st != http.StatusOK {
+	if st := c.do("GET", "/api/v1/whoami", nil, nil); st != http.StatusOK {
 		t.Fatalf("me: %d", st)
 	}
 	u, _ := http.NewRequest("GET", env.URL, nil)
 	secret := c.http.Jar.Cookies(u.URL)[0].Value
-	if st := c.do("POST", "/ui/api/logout", map[string]string{}, nil); st != http.StatusOK {
+	if st := c.do("DELETE", "/api/v1/session", map[string]string{}, nil); st != http.StatusOK {
 		t.Fatalf("logout: %d", st)
 	}
-	if st := c.do("GET", "/ui/api/me", nil, nil); st != http.StatusUnauthorized {
+	if st := c.do("GET", "/api/v1/whoami", nil, nil); st != http.StatusUnauthorized {
 		t.Fatalf("me after logout: %d", st)
 	}
 	if _, err := env.Identity.VerifyToken(t.Context(), secret, "web"); err == nil {
@@ -125,7 +125,7 @@ func TestLogoutRevokesSession(t *testing.T) {
 func TestSecurityHeaders(t *testing.T) {
 	env := uitest.Start(t)
 	c := login(t, env, "alice")
-	for _, p := range []string{"/ui/login", "/ui/sessions", "/ui/api/me", "/ui/static/js/app.js"} {
+	for _, p := range []string{"/ui/login", "/ui/sessions", "/api/v1/whoami", "/ui/static/js/app.js"} {
 		_, _, h := c.raw("GET", p, nil, nil)
 		csp := h.Get("Content-Security-Policy")
 		if csp == "" || strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") ||
@@ -175,16 +175,16 @@ func TestApproveAndDenyFromTheWeb(t *testing.T) {
 	alice, bob := login(t, env, "alice"), login(t, env, "bob")
 
 	var pending []map[string]any
-	bob.do("GET", "/ui/api/requests?view=pending", nil, &pending)
+	bob.do("GET", "/api/v1/requests?view=pending", nil, &pending)
 	if len(pending) != 1 || pending[0]["id"] != f.Pending.ID || pending[0]["can_decide"] != true {
 		t.Fatalf("bob's pending: %v", pending)
 	}
 	// The requester never approves her own request.
-	if st := alice.do("POST", "/ui/api/requests/"+f.Pending.ID+"/approve", map[string]string{}, nil); st < 400 {
+	if st := alice.do("POST", "/api/v1/requests/"+f.Pending.ID+"/approve", map[string]string{}, nil); st < 400 {
 		t.Fatalf("self-approval: %d", st)
 	}
 	// A denial needs a reason.
-	if st := bob.do("POST", "/ui/api/requests/"+f.Pending.ID+"/deny", map[string]string{}, nil); st != http.StatusBadRequest {
+	if st := bob.do("POST", "/api/v1/requests/"+f.Pending.ID+"/deny", map[string]string{}, nil); st != http.StatusBadRequest {
 		t.Fatalf("deny without reason: %d", st)
 	}
 	var res struct {
@@ -192,7 +192,7 @@ func TestApproveAndDenyFromTheWeb(t *testing.T) {
 			ID string `json:"id"`
 		} `json:"grant"`
 	}
-	if st := bob.do("POST", "/ui/api/requests/"+f.Pending.ID+"/approve", map[string]string{"comment": "looks fine"}, &res); st != http.StatusOK || res.Grant == nil {
+	if st := bob.do("POST", "/api/v1/requests/"+f.Pending.ID+"/approve", map[string]string{"comment": "looks fine"}, &res); st != http.StatusOK || res.Grant == nil {
 		t.Fatalf("approve: %d %+v", st, res)
 	}
 	var approved bool
@@ -207,16 +207,16 @@ func TestApproveAndDenyFromTheWeb(t *testing.T) {
 		t.Fatal("no audit record of bob's web approval")
 	}
 	// Alice sees the grant and can revoke it with a reason.
-	if st := alice.do("POST", "/ui/api/grants/"+res.Grant.ID+"/revoke", map[string]string{}, nil); st != http.StatusBadRequest {
+	if st := alice.do("POST", "/api/v1/grants/"+res.Grant.ID+"/revoke", map[string]string{}, nil); st != http.StatusBadRequest {
 		t.Fatalf("revoke without reason: %d", st)
 	}
 	var g map[string]any
-	if st := alice.do("POST", "/ui/api/grants/"+res.Grant.ID+"/revoke", map[string]string{"reason": "done early"}, &g); st != http.StatusOK || g["state"] != "revoked" {
+	if st := alice.do("POST", "/api/v1/grants/"+res.Grant.ID+"/revoke", map[string]string{"reason": "done early"}, &g); st != http.StatusOK || g["state"] != "revoked" {
 		t.Fatalf("revoke: %d %v", st, g)
 	}
 	// Creating a request from the form.
 	var created map[string]any
-	if st := alice.do("POST", "/ui/api/requests", map[string]string{"target": "demo-pg", "role": "readonly", "duration": "30m", "reason": "INC-9"}, &created); st != http.StatusCreated || created["state"] != "pending" {
+	if st := alice.do("POST", "/api/v1/requests", map[string]string{"target": "demo-pg", "role": "readonly", "duration": "30m", "reason": "INC-9"}, &created); st != http.StatusCreated || created["state"] != "pending" {
 		t.Fatalf("create: %d %v", st, created)
 	}
 }

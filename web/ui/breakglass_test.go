@@ -13,7 +13,7 @@ import (
 	"github.com/custos-pam/custos/web/ui/uitest"
 )
 
-// bgList is GET /ui/api/breakglass.
+// bgList is GET /api/v1/breakglass.
 type bgList struct {
 	Accounts []struct {
 		breakglass.AccountView
@@ -26,7 +26,7 @@ type bgList struct {
 func (c *client) breakGlass() bgList {
 	c.t.Helper()
 	var out bgList
-	if st := c.do("GET", "/ui/api/breakglass", nil, &out); st != http.StatusOK {
+	if st := c.do("GET", "/api/v1/breakglass", nil, &out); st != http.StatusOK {
 		c.t.Fatalf("%s: list break-glass: status %d", c.user, st)
 	}
 	return out
@@ -95,14 +95,14 @@ func TestBreakGlassPageAndNav(t *testing.T) {
 		if user != "erin" {
 			c = login(t, env, user)
 		}
-		c.do("GET", "/ui/api/me", nil, &me)
+		c.do("GET", "/api/v1/whoami", nil, &me)
 		if me.BreakGlass != want {
 			t.Errorf("me of %s: breakglass %v, want %v", user, me.BreakGlass, want)
 		}
 	}
 	// The script exists and sets text only.
 	st, js, _ := erin.raw("GET", "/ui/static/js/breakglass.js", nil, nil)
-	if st != http.StatusOK || !strings.Contains(string(js), "/ui/api/breakglass") {
+	if st != http.StatusOK || !strings.Contains(string(js), "/api/v1/breakglass") {
 		t.Fatalf("breakglass.js: status %d", st)
 	}
 }
@@ -149,7 +149,7 @@ func TestBreakGlassListsAccountsAndOverdueDrills(t *testing.T) {
 func TestBreakGlassUnsealConfirmClose(t *testing.T) {
 	env := uitest.Start(t)
 	erin, frank, sam, alice := login(t, env, "erin"), login(t, env, "frank"), login(t, env, "sam"), login(t, env, "alice")
-	unseal := "/ui/api/breakglass/ssh-root/unseal"
+	unseal := "/api/v1/breakglass/ssh-root/unseal"
 	body := map[string]string{"reason": "root shell needed: sshd config broken", "incident": "INC-77",
 		"password": uitest.Password, "totp": uitest.FreshCode("erin")}
 
@@ -189,7 +189,7 @@ func TestBreakGlassUnsealConfirmClose(t *testing.T) {
 		t.Fatalf("ssh-root is %s", l.state("ssh-root"))
 	}
 
-	confirm := "/ui/api/breakglass/unseals/" + u.ID + "/confirm"
+	confirm := "/api/v1/breakglass/unseals/" + u.ID + "/confirm"
 	// A security admin who is no custodian is refused by the service.
 	if st, code, _ := sam.post(confirm, map[string]string{"password": uitest.Password, "totp": uitest.FreshCode("sam")}); st != http.StatusForbidden || code != "not_custodian" {
 		t.Errorf("sam confirms: %d %s", st, code)
@@ -236,10 +236,10 @@ func TestBreakGlassUnsealConfirmClose(t *testing.T) {
 	}
 
 	// Closing: not for other users; a custodian closes and it reseals.
-	if st, code, _ := alice.post("/ui/api/breakglass/ssh-root/close", map[string]string{"reason": "x"}); st != http.StatusForbidden || code != "forbidden" {
+	if st, code, _ := alice.post("/api/v1/breakglass/ssh-root/close", map[string]string{"reason": "x"}); st != http.StatusForbidden || code != "forbidden" {
 		t.Errorf("alice closes: %d %s", st, code)
 	}
-	st, code, b = frank.post("/ui/api/breakglass/ssh-root/close", map[string]string{"reason": "fixed"})
+	st, code, b = frank.post("/api/v1/breakglass/ssh-root/close", map[string]string{"reason": "fixed"})
 	if st != http.StatusOK {
 		t.Fatalf("close: %d %s %s", st, code, b)
 	}
@@ -267,7 +267,7 @@ func TestBreakGlassUnsealConfirmClose(t *testing.T) {
 func TestBreakGlassCompromisedAfterFailedRotation(t *testing.T) {
 	env := uitest.Start(t)
 	erin, frank := login(t, env, "erin"), login(t, env, "frank")
-	st, code, b := erin.post("/ui/api/breakglass/pg-admin/unseal", map[string]string{"reason": "primary down", "incident": "INC-9",
+	st, code, b := erin.post("/api/v1/breakglass/pg-admin/unseal", map[string]string{"reason": "primary down", "incident": "INC-9",
 		"password": uitest.Password, "totp": uitest.FreshCode("erin")})
 	if st != http.StatusCreated {
 		t.Fatalf("unseal: %d %s", st, code)
@@ -276,12 +276,12 @@ func TestBreakGlassCompromisedAfterFailedRotation(t *testing.T) {
 	if err := json.Unmarshal(b, &u); err != nil {
 		t.Fatal(err)
 	}
-	if st, code, _ := frank.post("/ui/api/breakglass/unseals/"+u.ID+"/confirm", map[string]string{"password": uitest.Password,
+	if st, code, _ := frank.post("/api/v1/breakglass/unseals/"+u.ID+"/confirm", map[string]string{"password": uitest.Password,
 		"totp": uitest.FreshCode("frank")}); st != http.StatusOK {
 		t.Fatalf("confirm: %d %s", st, code)
 	}
 	// The UI env has no Vault: the rotation at close fails.
-	if st, code, _ := frank.post("/ui/api/breakglass/pg-admin/close", map[string]string{"reason": "done"}); st != http.StatusOK {
+	if st, code, _ := frank.post("/api/v1/breakglass/pg-admin/close", map[string]string{"reason": "done"}); st != http.StatusOK {
 		t.Fatalf("close: %d %s", st, code)
 	}
 	for _, a := range erin.breakGlass().Accounts {

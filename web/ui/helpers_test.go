@@ -37,7 +37,7 @@ func login(t testing.TB, env *uitest.Env, user string) *client {
 	var out struct {
 		CSRF string `json:"csrf"`
 	}
-	if st := c.do("POST", "/ui/api/login", body, &out); st != http.StatusOK {
+	if st := c.do("POST", "/api/v1/session", body, &out); st != http.StatusOK {
 		t.Fatalf("login %s: status %d", user, st)
 	}
 	c.csrf = out.CSRF

@@ -39,11 +39,11 @@ func TestLiveWatchAndTerminate(t *testing.T) {
 	sam, alice, dave := login(t, env, "sam"), login(t, env, "alice"), login(t, env, "dave")
 
 	var rows []row
-	sam.do("GET", "/ui/api/live", nil, &rows)
+	sam.do("GET", "/api/v1/sessions?state=live&limit=500", nil, &rows)
 	if len(rows) != 1 || rows[0].ID != live.ID || rows[0].State != "live" {
 		t.Fatalf("live list: %+v", rows)
 	}
-	dave.do("GET", "/ui/api/live", nil, &rows)
+	dave.do("GET", "/api/v1/sessions?state=live&limit=500", nil, &rows)
 	if len(rows) != 0 {
 		t.Fatalf("dave sees alice's live session: %+v", rows)
 	}
@@ -95,7 +95,7 @@ func TestLiveWatchAndTerminate(t *testing.T) {
 		t.Fatal("live view not audited")
 	}
 
-	path := "/ui/api/sessions/" + live.ID + "/terminate"
+	path := "/api/v1/sessions/" + live.ID + "/kill"
 	if st := sam.do("POST", path, map[string]string{"reason": " "}, nil); st != http.StatusBadRequest {
 		t.Fatalf("terminate without reason: %d", st)
 	}
@@ -129,7 +129,7 @@ func TestLiveWatchAndTerminate(t *testing.T) {
 	var tbl struct {
 		Rows [][]string `json:"rows"`
 	}
-	sam.do("GET", "/ui/api/audit/views/sessions-terminated", nil, &tbl)
+	sam.do("GET", "/api/v1/audit/views/sessions-terminated", nil, &tbl)
 	if len(tbl.Rows) != 1 || tbl.Rows[0][0] != live.ID {
 		t.Fatalf("sessions terminated: %v", tbl.Rows)
 	}

@@ -49,8 +49,8 @@ func TestRequesterCannotOpenAnotherUsersRecording(t *testing.T) {
 	alice := login(t, env, "alice")
 	readsBefore := len(env.AuditRecords(t, "session.recording.read"))
 
-	for _, p := range []string{"/ui/api/sessions/" + f.DaveSSH, "/ui/api/sessions/" + f.DaveSSH + "/verify",
-		"/ui/api/sessions/" + f.DaveSSH + "/evidence"} {
+	for _, p := range []string{"/api/v1/sessions/" + f.DaveSSH, "/api/v1/sessions/" + f.DaveSSH + "/verify",
+		"/api/v1/sessions/" + f.DaveSSH + "/evidence"} {
 		if st, b, _ := alice.raw("GET", p, nil, nil); st != http.StatusForbidden {
 			t.Fatalf("%s: %d %s", p, st, b)
 		}
@@ -83,24 +83,24 @@ func TestRequesterCannotOpenAnotherUsersRecording(t *testing.T) {
 
 	// The list shows alice her own sessions only.
 	var rows []row
-	alice.do("GET", "/ui/api/sessions", nil, &rows)
+	alice.do("GET", "/api/v1/sessions", nil, &rows)
 	if got := ids(rows); !got[f.SSH] || !got[f.PG] || got[f.DaveSSH] {
 		t.Fatalf("alice's list: %v", got)
 	}
 	// carol approved dave's grant: she sees and may open his session; bob
 	// approved alice's and does not see dave's.
 	carol, bob, sam := login(t, env, "carol"), login(t, env, "bob"), login(t, env, "sam")
-	if st := carol.do("GET", "/ui/api/sessions/"+f.DaveSSH, nil, nil); st != http.StatusOK {
+	if st := carol.do("GET", "/api/v1/sessions/"+f.DaveSSH, nil, nil); st != http.StatusOK {
 		t.Fatalf("approver carol: %d", st)
 	}
-	carol.do("GET", "/ui/api/sessions", nil, &rows)
+	carol.do("GET", "/api/v1/sessions", nil, &rows)
 	if got := ids(rows); !got[f.DaveSSH] || got[f.SSH] {
 		t.Fatalf("carol's list: %v", got)
 	}
-	if st := bob.do("GET", "/ui/api/sessions/"+f.DaveSSH, nil, nil); st != http.StatusForbidden {
+	if st := bob.do("GET", "/api/v1/sessions/"+f.DaveSSH, nil, nil); st != http.StatusForbidden {
 		t.Fatalf("bob on dave's session: %d", st)
 	}
-	sam.do("GET", "/ui/api/sessions", nil, &rows)
+	sam.do("GET", "/api/v1/sessions", nil, &rows)
 	if got := ids(rows); !got[f.SSH] || !got[f.DaveSSH] || !got[f.PG] {
 		t.Fatalf("security sees all: %v", got)
 	}
@@ -128,7 +128,7 @@ func TestSessionTableFiltersAndColumns(t *testing.T) {
 	} {
 		t.Run(tt.query, func(t *testing.T) {
 			var rows []row
-			if st := sam.do("GET", "/ui/api/sessions?"+tt.query, nil, &rows); st != http.StatusOK {
+			if st := sam.do("GET", "/api/v1/sessions?"+tt.query, nil, &rows); st != http.StatusOK {
 				t.Fatalf("status %d", st)
 			}
 			got := ids(rows)
@@ -147,7 +147,7 @@ func TestSessionTableFiltersAndColumns(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var rows []row
-		sam.do("GET", "/ui/api/sessions?user=alice", nil, &rows)
+		sam.do("GET", "/api/v1/sessions?user=alice", nil, &rows)
 		settled := true
 		for _, r := range rows {
 			if r.Verify.Status == "pending" {
@@ -180,7 +180,7 @@ func TestEvidenceBundle(t *testing.T) {
 	env := uitest.Start(t)
 	f := env.Seed(t, 0)
 	sam := login(t, env, "sam")
-	st, body, hdr := sam.raw("GET", "/ui/api/sessions/"+f.SSH+"/evidence", nil, nil)
+	st, body, hdr := sam.raw("GET", "/api/v1/sessions/"+f.SSH+"/evidence", nil, nil)
 	if st != http.StatusOK || hdr.Get("Content-Type") != "application/zip" || !strings.Contains(hdr.Get("Content-Disposition"), "attachment") {
 		t.Fatalf("evidence: %d %v", st, hdr)
 	}
@@ -255,12 +255,12 @@ func TestAuditSavedViews(t *testing.T) {
 	env := uitest.Start(t)
 	f := env.Seed(t, 0)
 	sam, alice := login(t, env, "sam"), login(t, env, "alice")
-	if st := alice.do("GET", "/ui/api/audit/views/grants-for-target?target=demo-ssh", nil, nil); st != http.StatusForbidden {
+	if st := alice.do("GET", "/api/v1/audit/views/grants-for-target?target=demo-ssh", nil, nil); st != http.StatusForbidden {
 		t.Fatalf("requester on audit views: %d", st)
 	}
 	// A recording read and a refused one, for the access view.
-	sam.do("GET", "/ui/api/sessions/"+f.SSH+"/evidence", nil, nil)
-	alice.do("GET", "/ui/api/sessions/"+f.DaveSSH, nil, nil)
+	sam.do("GET", "/api/v1/sessions/"+f.SSH+"/evidence", nil, nil)
+	alice.do("GET", "/api/v1/sessions/"+f.DaveSSH, nil, nil)
 
 	type tbl struct {
 		Columns []string   `json:"columns"`
@@ -269,7 +269,7 @@ func TestAuditSavedViews(t *testing.T) {
 	view := func(q string) tbl {
 		t.Helper()
 		var out tbl
-		if st := sam.do("GET", "/ui/api/audit/views/"+q, nil, &out); st != http.StatusOK {
+		if st := sam.do("GET", "/api/v1/audit/views/"+q, nil, &out); st != http.StatusOK {
 			t.Fatalf("%s: %d", q, st)
 		}
 		return out
@@ -303,11 +303,11 @@ func TestAuditSavedViews(t *testing.T) {
 	if a := view("recording-access"); !has(a, "session.evidence.export", "sam", f.SSH) || !has(a, "session.recording.read", "alice", "denied", f.DaveSSH) {
 		t.Fatalf("recording access: %v", a.Rows)
 	}
-	if st := sam.do("GET", "/ui/api/audit/views/access-at?target=demo-ssh", nil, nil); st != http.StatusBadRequest {
+	if st := sam.do("GET", "/api/v1/audit/views/access-at?target=demo-ssh", nil, nil); st != http.StatusBadRequest {
 		t.Fatalf("missing parameter: %d", st)
 	}
 	// CSV export: same rows, formula-safe cells, as a download, audited.
-	st, body, hdr := sam.raw("GET", "/ui/api/audit/views/grants-for-target?target=demo-ssh&format=csv", nil, nil)
+	st, body, hdr := sam.raw("GET", "/api/v1/audit/views/grants-for-target?target=demo-ssh&format=csv", nil, nil)
 	if st != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "text/csv") || !strings.Contains(hdr.Get("Content-Disposition"), "attachment") {
 		t.Fatalf("csv: %d %v", st, hdr)
 	}

@@ -4,12 +4,13 @@
 // PostgreSQL replay, live watching with terminate, per-session
 // verification with an evidence bundle, and the audit log's saved views.
 // Pages are static assets embedded in the binary (the terminal renderer,
-// xterm.js, is copied in by the build); data flows as JSON under /ui/api
-// and over websockets under /ws. Custodians request, confirm (with a
-// fresh second factor) and close break-glass unseals and see drill
-// standing. Nothing from a recording is ever
-// interpreted as markup: the scripts set text only, and the
-// Content-Security-Policy forbids inline code.
+// xterm.js, is copied in by the build); their data comes from the one
+// JSON API under /api/v1 (package web), with the session cookie, and over
+// the websockets under /ws served here. Custodians request, confirm (with
+// a fresh second factor) and close break-glass unseals and see drill
+// standing. Nothing from a recording is ever interpreted as markup: the
+// scripts set text only, and the Content-Security-Policy forbids inline
+// code.
 package webui
 
 import (
@@ -22,13 +23,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
-	"github.com/custos-pam/custos/broker/breakglass"
-	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
 )
@@ -36,24 +34,10 @@ import (
 //go:embed static templates
 var assets embed.FS
 
-// tokenIssuer issues browser session tokens; identity.Service's Tokens()
-// implements it.
-type tokenIssuer interface {
-	Issue(ctx context.Context, user, kind, target string, ttl time.Duration, source string) (string, broker.Token, error)
-}
-
-// recordings reads and verifies stored recordings; *recorder.Recorder
+// recordings opens stored recordings for replay; *recorder.Recorder
 // implements it. Open audits every read.
 type recordings interface {
 	Open(ctx context.Context, sessionID string, a recorder.Access) (*recorder.Recording, error)
-	Verify(ctx context.Context, sessionID string) (*recorder.VerifyReport, error)
-	ManifestFile(ctx context.Context, sessionID string) ([]byte, error)
-}
-
-// terminator ends a live session by id and reports whether it was found;
-// the proxies implement it.
-type terminator interface {
-	Terminate(sessionID, reason string) bool
 }
 
 // auditor appends to the audit log; *audit.Log implements it.
@@ -61,44 +45,22 @@ type auditor interface {
 	Append(ctx context.Context, e audit.Entry) (broker.AuditRecord, error)
 }
 
-// Options configure the UI. Auth, Tokens, Access, Store, Audit and Config
-// are required.
+// Options configure the UI. API and Audit are required.
 type Options struct {
-	// Auth checks passwords and second factors and verifies session
-	// tokens; identity.Service implements it.
-	Auth web.Authenticator
-	// Tokens issues the "web" tokens behind session cookies.
-	Tokens tokenIssuer
-	Access *access.Service
-	Store  broker.Store
-	Audit  auditor
-	// Config lists the targets and roles offered in the request form.
-	Config *config.Config
-	// Recordings serves replay, verification and evidence. Default: nil,
-	// and those pages answer 503.
+	// API is the JSON API the pages call; its gate authenticates the
+	// pages and websockets, and its access rules decide who sees what.
+	API   *web.API
+	Audit auditor
+	// Recordings serves replay. Default: nil, and replay answers 503.
 	Recordings recordings
 	// Live publishes running sessions to watchers. Default: nil, and the
 	// live view lists sessions without a picture.
 	Live *Hub
-	// Terminator ends live sessions. Default: nil, Terminate answers 503.
-	Terminator terminator
-	// BreakGlass serves the break-glass page; *breakglass.Service
-	// implements it. Default: nil, and the page says no account is
-	// configured.
-	BreakGlass breakGlass
-	// PublicURL is the broker's external URL; its origin is accepted on
-	// state changes and websocket upgrades besides the request's own
-	// host. Default: empty, same host only.
-	PublicURL string
-	// SessionTTL is how long a sign-in lasts. Default: 8h.
-	SessionTTL time.Duration
-	// InsecureCookies drops the Secure attribute from cookies, for a
-	// broker served over plain HTTP on loopback. Default: false.
+	// InsecureCookies drops HSTS, for a broker served over plain HTTP on
+	// loopback. Default: false.
 	InsecureCookies bool
 	// Log defaults to slog.Default().
 	Log *slog.Logger
-	// Now defaults to time.Now.
-	Now func() time.Time
 }
 
 // UI serves the web interface. Build it with New and add its routes to a
@@ -106,27 +68,20 @@ type Options struct {
 type UI struct {
 	o       Options
 	log     *slog.Logger
+	gate    *web.Gate
 	pages   *template.Template
 	static  fs.FS
 	xterm   bool
-	origin  string
 	indexes *indexCache
-	verify  *verifyCache
 }
 
 // New returns a UI.
 func New(o Options) (*UI, error) {
-	if o.Auth == nil || o.Tokens == nil || o.Access == nil || o.Store == nil || o.Audit == nil || o.Config == nil {
-		return nil, errors.New("webui: Auth, Tokens, Access, Store, Audit and Config are required")
-	}
-	if o.SessionTTL <= 0 {
-		o.SessionTTL = 8 * time.Hour
+	if o.API == nil || o.Audit == nil {
+		return nil, errors.New("webui: API and Audit are required")
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	pages, err := template.ParseFS(assets, "templates/*.html")
 	if err != nil {
@@ -136,17 +91,12 @@ func New(o Options) (*UI, error) {
 	if err != nil {
 		return nil, errors.New("webui: static assets: " + err.Error())
 	}
-	u := &UI{o: o, log: o.Log.With("component", "webui"), pages: pages, static: static,
-		indexes: newIndexCache(8), verify: newVerifyCache()}
+	u := &UI{o: o, log: o.Log.With("component", "webui"), gate: o.API.Gate(), pages: pages, static: static,
+		indexes: newIndexCache(8)}
 	if _, err := fs.Stat(static, "vendor/xterm.mjs"); err == nil {
 		u.xterm = true
 	} else {
 		u.log.Warn("webui: xterm.js is not built in; terminal replay falls back to plain text (run make build)")
-	}
-	if o.PublicURL != "" {
-		if pu, err := url.Parse(o.PublicURL); err == nil && pu.Host != "" {
-			u.origin = pu.Scheme + "://" + pu.Host
-		}
 	}
 	return u, nil
 }
@@ -163,8 +113,9 @@ var pageTitles = map[string]string{
 	"breakglass": "Break-glass",
 }
 
-// Register adds the UI's routes to s: pages under /ui/, JSON under
-// /ui/api/, websockets under /ws/, and a redirect from /.
+// Register adds the UI's routes to s: pages under /ui/, the websockets
+// under /ws/, and a redirect from /. The data the pages show comes from
+// the API under /api/v1.
 func (u *UI) Register(s *web.Server) {
 	h := func(pattern string, f http.HandlerFunc) { s.Handle(pattern, u.secure(f)) }
 	h("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -186,56 +137,21 @@ func (u *UI) Register(s *web.Server) {
 	h("GET "+unsealPages+"{id}", u.page("breakglass", true)) // the link in Slack notices
 	s.Handle("GET /ui/static/", u.secure(u.staticFiles()))
 
-	h("POST /ui/api/login", u.login)
-	h("POST /ui/api/logout", u.user(u.logout))
-	h("GET /ui/api/me", u.user(u.me))
-	h("GET /ui/api/targets", u.user(u.targets))
-	h("GET /ui/api/requests", u.user(u.listRequests))
-	h("POST /ui/api/requests", u.user(u.createRequest))
-	h("POST /ui/api/requests/{id}/approve", u.user(u.decide(true)))
-	h("POST /ui/api/requests/{id}/deny", u.user(u.decide(false)))
-	h("POST /ui/api/requests/{id}/cancel", u.user(u.cancel))
-	h("GET /ui/api/grants", u.user(u.listGrants))
-	h("POST /ui/api/grants/{id}/revoke", u.user(u.revoke))
-	h("GET /ui/api/sessions", u.user(u.listSessions))
-	h("GET /ui/api/sessions/{id}", u.user(u.getSession))
-	h("GET /ui/api/sessions/{id}/verify", u.user(u.verifySession))
-	h("GET /ui/api/sessions/{id}/evidence", u.user(u.evidence))
-	h("POST /ui/api/sessions/{id}/terminate", u.user(u.terminate))
-	h("GET /ui/api/live", u.user(u.listLive))
-	h("GET /ui/api/audit", u.user(u.admin(u.auditList)))
-	h("GET /ui/api/audit/verify", u.user(u.admin(u.auditVerify)))
-	h("GET /ui/api/audit/views", u.user(u.admin(u.auditViews)))
-	h("GET /ui/api/audit/views/{view}", u.user(u.admin(u.auditView)))
-	h("GET /ui/api/breakglass", u.user(u.withBreakGlass(u.listBreakGlass)))
-	h("POST /ui/api/breakglass/{account}/unseal", u.user(u.withBreakGlass(u.unsealBreakGlass)))
-	h("POST /ui/api/breakglass/{account}/close", u.user(u.withBreakGlass(u.closeBreakGlass)))
-	h("POST /ui/api/breakglass/unseals/{id}/confirm", u.user(u.withBreakGlass(u.confirmUnseal)))
-
-	h("GET /ws/replay", u.user(u.wsReplay))
-	h("GET /ws/live", u.user(u.wsLive))
+	s.Handle("GET /ws/replay", u.secure(u.gate.Require(u.wsReplay)))
+	s.Handle("GET /ws/live", u.secure(u.gate.Require(u.wsLive)))
 }
 
-// csp forbids inline scripts and styles, plugins, framing and foreign
-// connections.
-const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-	"font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+// UnsealPath is the web UI page of one unseal request, where custodians
+// review it and confirm with a fresh second factor. Slack's security
+// notice links to it.
+func UnsealPath(id string) string { return unsealPages + url.PathEscape(id) }
+
+// unsealPages is where the pages of unseal requests live.
+const unsealPages = "/ui/breakglass/unseals/"
 
 // secure sets the security headers every UI response carries.
 func (u *UI) secure(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hd := w.Header()
-		hd.Set("Content-Security-Policy", csp)
-		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("X-Frame-Options", "DENY")
-		hd.Set("Referrer-Policy", "no-referrer")
-		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
-		hd.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-		if !u.o.InsecureCookies {
-			hd.Set("Strict-Transport-Security", "max-age=31536000")
-		}
-		next.ServeHTTP(w, r)
-	})
+	return web.SecureHeaders(!u.o.InsecureCookies, next)
 }
 
 type pageData struct {
@@ -248,7 +164,7 @@ type pageData struct {
 func (u *UI) page(name string, auth bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if auth {
-			if _, err := u.principal(r); err != nil {
+			if _, err := u.gate.Cookie(r); err != nil {
 				http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.Path), http.StatusSeeOther)
 				return
 			}
@@ -276,22 +192,29 @@ func (u *UI) staticFiles() http.Handler {
 }
 
 // fail answers an error from a broker service.
-func (u *UI) fail(w http.ResponseWriter, err error) {
-	if e, ok := access.AsError(err); ok {
-		web.WriteError(w, e.Status, e.Code, e.Message)
-		return
-	}
-	if e, ok := breakglass.AsError(err); ok {
-		web.WriteError(w, e.Status, e.Code, e.Message)
-		return
-	}
-	u.log.Error("webui: request failed", "err", err)
-	web.WriteError(w, http.StatusInternalServerError, "internal", "internal error")
+func (u *UI) fail(w http.ResponseWriter, err error) { u.o.API.Fail(w, err) }
+
+// sameOrigin reports whether a browser request comes from the UI's own
+// origin.
+func (u *UI) sameOrigin(r *http.Request) bool { return u.gate.SameOrigin(r) }
+
+// principalFrom returns the caller the gate authenticated.
+func principalFrom(ctx context.Context) web.Principal {
+	p, _ := web.PrincipalFrom(ctx)
+	return p
 }
 
-// audit appends an entry; a failure is logged, never shown.
-func (u *UI) audit(ctx context.Context, e audit.Entry) {
-	if _, err := u.o.Audit.Append(ctx, e); err != nil {
-		u.log.Error("webui: audit append failed", "action", e.Action, "err", err)
+// authorize loads session id for action by the caller (under the access
+// rules, which audit a refusal) and writes the error response when it
+// cannot be shown.
+func (u *UI) authorize(w http.ResponseWriter, r *http.Request, id string, action access.Action, purpose string) (broker.Session, bool) {
+	s, err := u.o.API.Session(r, id, action, purpose)
+	if err != nil {
+		u.fail(w, err)
+		return s, false
 	}
+	return s, true
 }
+
+// row is the session as the API's lists show it.
+func (u *UI) row(s broker.Session) web.SessionRow { return u.o.API.Row(s) }

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/web"
@@ -27,7 +28,7 @@ func (u *UI) wsLive(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, http.StatusForbidden, "bad_origin", "websocket upgrade from another origin refused")
 		return
 	}
-	s, ok := u.authorize(w, r, id, "live view")
+	s, ok := u.authorize(w, r, id, access.WatchSession, "live view")
 	if !ok {
 		return
 	}
@@ -75,7 +76,7 @@ func (u *UI) wsLive(w http.ResponseWriter, r *http.Request) {
 	}
 	hello := map[string]any{"type": "meta", "session": u.row(s), "header": view.header,
 		"terminal": view.header.Protocol != "postgres", "channel": view.channel, "recent": recent,
-		"can_terminate": p.Admin && u.o.Terminator != nil}
+		"can_terminate": u.o.API.CanTerminate(p)}
 	if view.snapshot != nil {
 		hello["cols"], hello["rows"] = view.cols, view.rows
 		hello["data"] = base64.StdEncoding.EncodeToString(view.snapshot)

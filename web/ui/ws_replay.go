@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/web"
@@ -109,7 +110,7 @@ func (u *UI) wsReplay(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, http.StatusForbidden, "bad_origin", "websocket upgrade from another origin refused")
 		return
 	}
-	s, ok := u.authorize(w, r, id, "web replay")
+	s, ok := u.authorize(w, r, id, access.ExportSession, "web replay")
 	if !ok {
 		return
 	}

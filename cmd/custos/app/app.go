@@ -69,6 +69,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	srv := web.New(log, nil)
 	srv.AddCheck("store", st.Ping)
+	if cfg.Listen.MetricsToken.IsSet() {
+		tok, err := cfg.Listen.MetricsToken.Resolve()
+		if err != nil {
+			return fmt.Errorf("serve: listen.metrics_token: %w", err)
+		}
+		srv.ProtectMetrics(tok)
+	}
 
 	// Background work stops before the store closes.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -142,33 +149,33 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 		acc.AddNotifier(sl)
-		sl.Register(srv)
+		if h := sl.Handler(); h != nil {
+			srv.Handle(slackapprovals.InteractionPath, h)
+		}
 		wg.Go(func() { _ = sl.Run(bg) })
 		notify = sl
 	}
-	bgSvc, err := startBreakGlass(bg, cfg, st, auditLog, dir, acc, issuer, rec, notify, ids, srv, log, func(f func()) { wg.Go(f) })
+	bgSvc, err := startBreakGlass(bg, cfg, st, auditLog, dir, acc, issuer, rec, notify, srv, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		px.close()
 		_ = rec.Close()
 		return fmt.Errorf("serve: break-glass: %w", err)
 	}
 
-	(&web.AccessAPI{Auth: ids, Access: acc, Log: log}).Register(srv)
-	(&web.AuditAPI{Auth: ids, Store: st, Verifier: checkpoints.verifier, IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
 	pgHost, pgPort := proxyHostPort(cfg)
-	(&web.DBAPI{Auth: ids, Tokens: dbt, Host: pgHost, Port: pgPort, Database: func(target string) string {
-		if t, ok := cfg.FindTarget(target); ok {
-			return t.Postgres.Database
-		}
-		return ""
-	}}).Register(srv)
-	(&web.SSHCertAPI{Auth: ids, CA: userCA, TTL: cfg.Auth.SSHCertTTL.D(), Audit: auditLog}).Register(srv)
-	(&web.SessionsAPI{Auth: ids, Store: st, Recorder: rec, Terminator: px, Audit: auditLog,
-		IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
-
-	ui, err := webui.New(webui.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Live: hub, Terminator: px, Recordings: rec, BreakGlass: bgSvc, PublicURL: cfg.PublicURL,
+	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
+		AuditVerifier: checkpoints.verifier,
+		Config:        cfg, Recordings: rec, Terminator: px, Live: hub, BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost,
+		DBPort: pgPort, SSHCA: userCA, SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL,
 		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: cfg.Listen.TLSCert == "", Log: log})
+	if err != nil {
+		px.close()
+		_ = rec.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	api.Register(srv)
+	ui, err := webui.New(webui.Options{API: api, Audit: auditLog, Recordings: rec, Live: hub,
+		InsecureCookies: cfg.Listen.TLSCert == "", Log: log})
 	if err != nil {
 		px.close()
 		_ = rec.Close()

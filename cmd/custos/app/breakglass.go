@@ -53,13 +53,13 @@ func (noVault) SSHForSession(context.Context, broker.Grant, string) (creds.SSHCe
 	return creds.SSHCert{}, errNoVault
 }
 
-// startBreakGlass builds the break-glass service, registers its API and
-// metrics on srv and starts its scheduler with serve (it stops with ctx).
+// startBreakGlass builds the break-glass service, registers its metrics on
+// srv (the API serves it) and starts its scheduler with serve (it stops with ctx).
 // Confirmations re-check the custodian's password and TOTP code with the
 // same replay guard as sign-in, so a code used to log in cannot confirm.
 // issuer, rec and notify may be nil.
 func startBreakGlass(ctx context.Context, cfg *config.Config, st broker.Store, auditLog *audit.Log, dir *identity.Directory,
-	acc *access.Service, issuer *vaultcreds.Issuer, rec *recorder.Recorder, notify securityNotifier, auth web.Authenticator,
+	acc *access.Service, issuer *vaultcreds.Issuer, rec *recorder.Recorder, notify securityNotifier,
 	srv *web.Server, log *slog.Logger, serve func(func())) (*breakglass.Service, error) {
 	if len(cfg.BreakGlass) > 0 && issuer == nil {
 		return nil, fmt.Errorf("break-glass accounts are configured but Vault is not (vault.address)")
@@ -86,7 +86,6 @@ func startBreakGlass(ctx context.Context, cfg *config.Config, st broker.Store, a
 	if err != nil {
 		return nil, err
 	}
-	(&web.BreakGlassAPI{Auth: auth, BreakGlass: svc, Log: log}).Register(srv)
 	serve(func() { _ = svc.Run(ctx) })
 	if len(cfg.BreakGlass) > 0 {
 		log.Info("break-glass accounts loaded", "accounts", len(cfg.BreakGlass))

@@ -137,10 +137,13 @@ func newBGListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var as []bgAccount
-			if err := g.call(cmd.Context(), "GET", "/api/v1/breakglass", nil, &as); err != nil {
+			var list struct {
+				Accounts []bgAccount `json:"accounts"`
+			}
+			if err := g.call(cmd.Context(), "GET", "/api/v1/breakglass", nil, &list); err != nil {
 				return fmt.Errorf("breakglass list: %w", err)
 			}
+			as := list.Accounts
 			if asJSON {
 				return g.printJSON(as)
 			}

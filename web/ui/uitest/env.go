@@ -28,7 +28,9 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store/sqlite"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/keywrap"
@@ -111,8 +113,11 @@ type Env struct {
 	Recorder *recorder.Recorder
 	Hub      *webui.Hub
 	UI       *webui.UI
-	Synth    *Synth
-	Term     *Terminator
+	// API is the JSON API the UI calls, served by Web.
+	API   *web.API
+	Web   *web.Server
+	Synth *Synth
+	Term  *Terminator
 	// BreakGlass runs the break-glass accounts; its notices land in
 	// Notices.
 	BreakGlass *breakglass.Service
@@ -180,12 +185,24 @@ func Start(tb testing.TB) *Env {
 	tb.Cleanup(e.Server.Close)
 	e.URL = e.Server.URL
 	e.startBreakGlass(tb, dirx, log)
-	ui, err := webui.New(webui.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Recordings: rec, Live: hub, Terminator: term, BreakGlass: e.BreakGlass, PublicURL: e.URL, Log: log})
+	userCA, err := sshca.LoadOrCreate(filepath.Join(dir, "keys", "ssh_user_ca"))
+	if err != nil {
+		tb.Fatalf("uitest: ssh ca: %v", err)
+	}
+	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
+		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass,
+		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
+		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})
+	if err != nil {
+		tb.Fatalf("uitest: api: %v", err)
+	}
+	api.Register(srv)
+	ui, err := webui.New(webui.Options{API: api, Audit: auditLog, Recordings: rec, Live: hub, Log: log})
 	if err != nil {
 		tb.Fatalf("uitest: ui: %v", err)
 	}
 	ui.Register(srv)
+	e.API, e.Web = api, srv
 	e.UI = ui
 	return e
 }

@@ -29,7 +29,7 @@ async function main() {
     document.getElementById('who').hidden = false;
     document.getElementById('who-name').textContent = who.user + (who.admin ? ' (security)' : '');
     document.getElementById('logout').addEventListener('click', async () => {
-      await api('POST', '/ui/api/logout', {});
+      await api('DELETE', '/api/v1/session');
       location.assign('/ui/login');
     });
   }

@@ -3,7 +3,7 @@ import { api, el, table, section, notice, fmtTime } from './lib.js';
 const hints = { target: 'target name', at: '2026-11-23T14:00', person: 'user name' };
 
 export async function render(root) {
-  const [views, chain] = await Promise.all([api('GET', '/ui/api/audit/views'), api('GET', '/ui/api/audit/verify')]);
+  const [views, chain] = await Promise.all([api('GET', '/api/v1/audit/views'), api('GET', '/api/v1/audit/verify')]);
   root.append(el('h1', null, 'Audit log'),
     el('p', { id: 'chain', class: chain.ok ? 'verdict ok' : 'verdict bad' },
       chain.ok ? `✔ Hash chain intact: ${chain.records} records, head ${chain.head.slice(0, 16)}…`
@@ -39,7 +39,7 @@ export async function render(root) {
   const run = async (ev) => {
     if (ev) ev.preventDefault();
     const q = query();
-    const base = '/ui/api/audit/views/' + encodeURIComponent(vsel.value) + '?';
+    const base = '/api/v1/audit/views/' + encodeURIComponent(vsel.value) + '?';
     csv.setAttribute('href', base + q.toString() + '&format=csv');
     json.setAttribute('href', base + q.toString() + '&format=json&download=1');
     out.dataset.rows = '';
@@ -63,7 +63,7 @@ export async function render(root) {
     if (ev) ev.preventDefault();
     const q = new URLSearchParams({ limit: '200' });
     for (const [k, i] of Object.entries(f)) if (i.value) q.set(k, i.value);
-    const recs = await api('GET', '/ui/api/audit?' + q.toString());
+    const recs = await api('GET', '/api/v1/audit?' + q.toString());
     logBox.replaceChildren(el('div', { class: 'scroll' }, table(['Seq', 'Time (UTC)', 'Actor', 'Action', 'Target', 'Outcome', 'Reason', 'Details'],
       recs.map((r) => [String(r.seq), fmtTime(r.time), r.actor, r.action, r.target || '', r.outcome, r.reason || '', r.details ? JSON.stringify(r.details) : '']))));
   };

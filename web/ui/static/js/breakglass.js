@@ -130,7 +130,7 @@ export async function render(root) {
       const sf = secondFactor(a);
       out.push(actionForm('unseal', [el('span', null, rl, reason), el('span', null, il, incident), sf.parts],
         { text: 'Request unseal', class: 'danger' },
-        () => api('POST', `/ui/api/breakglass/${encodeURIComponent(a.name)}/unseal`, { reason: reason.value, incident: incident.value, ...sf.value() }),
+        () => api('POST', `/api/v1/breakglass/${encodeURIComponent(a.name)}/unseal`, { reason: reason.value, incident: incident.value, ...sf.value() }),
         (res) => (res.outcome === 'opened'
           ? done(`${a.name} is open until ${fmtTime(res.open_until)} (single custodian).`)
           : done(`Unseal ${res.id} of ${a.name} requested: ${res.confirmations.length} of ${res.required} confirmations. Another custodian confirms at`,
@@ -140,7 +140,7 @@ export async function render(root) {
       const sf = secondFactor(a);
       out.push(actionForm('confirm', [el('span', { class: 'muted' }, 'Confirm with a fresh second factor: '), sf.parts],
         { text: 'Confirm unseal', class: 'danger' },
-        () => api('POST', `/ui/api/breakglass/unseals/${encodeURIComponent(u.id)}/confirm`, sf.value()),
+        () => api('POST', `/api/v1/breakglass/unseals/${encodeURIComponent(u.id)}/confirm`, sf.value()),
         (res) => done(res.outcome === 'opened'
           ? `Confirmed: ${res.confirmations.length} of ${res.required}. ${a.name} is open for ${res.requested_by} until ${fmtTime(res.open_until)}.`
           : `Confirmed: ${res.confirmations.length} of ${res.required} confirmations.`), sf));
@@ -151,7 +151,7 @@ export async function render(root) {
       const verb = { unseal_requested: 'Cancel request', open: 'Close and reseal', 'compromised-until-rotated': 'Retry rotation' }[a.state];
       const [reason, rl] = field('Reason', { name: 'close-reason', placeholder: 'optional', size: 24 });
       out.push(actionForm('close', [el('span', null, rl, reason)], { text: verb },
-        () => api('POST', `/ui/api/breakglass/${encodeURIComponent(a.name)}/close`, { reason: reason.value }),
+        () => api('POST', `/api/v1/breakglass/${encodeURIComponent(a.name)}/close`, { reason: reason.value }),
         (res) => done(`${a.name}: ${stateLabels[res.state] || res.state}.`)));
     }
     return out;
@@ -188,7 +188,7 @@ export async function render(root) {
   };
 
   async function load() {
-    const data = await api('GET', '/ui/api/breakglass');
+    const data = await api('GET', '/api/v1/breakglass');
     const accts = data.accounts || [];
     status.replaceChildren();
     if ((data.overdue || []).length) {

@@ -68,7 +68,7 @@ export async function api(method, path, body) {
 }
 
 export async function me() {
-  if (!meCache) meCache = await api('GET', '/ui/api/me');
+  if (!meCache) meCache = await api('GET', '/api/v1/whoami');
   return meCache;
 }
 

@@ -4,7 +4,7 @@ export async function render(root) {
   const box = el('div', { id: 'live' });
   root.append(el('h1', null, 'Live sessions'), section('Running now', box));
   const load = async () => {
-    const rows = await api('GET', '/ui/api/live');
+    const rows = await api('GET', '/api/v1/sessions?state=live&limit=500');
     box.replaceChildren(table(['Started (UTC)', 'User', 'Target', 'Role', 'Protocol', 'Running for', 'Bytes', 'Statements', ''],
       rows.map((s) => el('tr', { dataset: { session: s.id } }, el('td', null, fmtTime(s.started_at)), el('td', null, s.user),
         el('td', null, s.target), el('td', null, s.role), el('td', null, s.protocol), el('td', { class: 'num' }, fmtDuration(s.duration_ms)),

@@ -16,7 +16,7 @@ export async function render(root) {
     ev.preventDefault();
     msg.hidden = true;
     try {
-      const res = await api('POST', '/ui/api/login', { user: user.value, password: pass.value, totp: totp.value });
+      const res = await api('POST', '/api/v1/session', { user: user.value, password: pass.value, totp: totp.value });
       setMe(res);
       const next = new URLSearchParams(location.search).get('next');
       location.assign(next && next.startsWith('/ui/') ? next : '/ui/sessions');

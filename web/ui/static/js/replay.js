@@ -10,7 +10,7 @@ const LOOKAHEAD_MS = 15000;
 
 export async function render(root) {
   const id = decodeURIComponent(location.pathname.split('/').pop());
-  const s = await api('GET', '/ui/api/sessions/' + encodeURIComponent(id));
+  const s = await api('GET', '/api/v1/sessions/' + encodeURIComponent(id));
   root.append(el('h1', null, `${s.protocol === 'postgres' ? 'Statements' : 'Replay'}: ${s.user}@${s.target}`),
     el('p', { class: 'muted' }, `${s.id} · ${s.role} · started ${fmtTime(s.started_at)} · ${fmtDuration(s.duration_ms)} · ${s.state}`,
       s.end_reason ? ` (${s.end_reason})` : '', ' · ', el('a', { href: '/ui/verify/' + encodeURIComponent(id) }, 'Verify')));

@@ -7,7 +7,7 @@ function approvals(r) {
 
 export async function render(root) {
   const who = await me();
-  const targets = await api('GET', '/ui/api/targets');
+  const targets = await api('GET', '/api/v1/targets');
   const pendingBox = el('div', { id: 'pending' });
   const mineBox = el('div', { id: 'mine' });
   const grantsBox = el('div', { id: 'grants' });
@@ -33,7 +33,7 @@ export async function render(root) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {
-      const r = await api('POST', '/ui/api/requests', { target: tsel.value, role: rsel.value, duration: dur.value, reason: reason.value, ticket: ticket.value });
+      const r = await api('POST', '/api/v1/requests', { target: tsel.value, role: rsel.value, duration: dur.value, reason: reason.value, ticket: ticket.value });
       notice(root, 'ok', `Request ${r.id} created: waiting for ${r.required} approval(s).`);
       reason.value = '';
       await load();
@@ -46,7 +46,7 @@ export async function render(root) {
     const deny = el('button', { class: 'danger', dataset: { action: 'deny', id: r.id } }, 'Deny');
     const act = (what) => async () => {
       try {
-        const res = await api('POST', `/ui/api/requests/${encodeURIComponent(r.id)}/${what}`, { comment: comment.value });
+        const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, { comment: comment.value });
         notice(root, 'ok', what === 'approve'
           ? (res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
           : `Denied request ${r.id}.`);
@@ -63,7 +63,7 @@ export async function render(root) {
   const mineRow = (r) => {
     const cancel = r.state === 'pending' ? el('button', { dataset: { action: 'cancel', id: r.id } }, 'Cancel') : null;
     if (cancel) cancel.addEventListener('click', async () => {
-      try { await api('POST', `/ui/api/requests/${encodeURIComponent(r.id)}/cancel`, {}); await load(); } catch (e) { notice(root, 'error', e.message); }
+      try { await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/cancel`, {}); await load(); } catch (e) { notice(root, 'error', e.message); }
     });
     return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, `${r.target} / ${r.role}`), el('td', null, r.duration),
       el('td', { class: 'state-' + r.state }, r.state), el('td', null, approvals(r)), el('td', null, r.reason || ''),
@@ -75,7 +75,7 @@ export async function render(root) {
     const revoke = g.state === 'active' ? el('button', { class: 'danger', dataset: { action: 'revoke', id: g.id } }, 'Revoke') : null;
     if (revoke) revoke.addEventListener('click', async () => {
       try {
-        await api('POST', `/ui/api/grants/${encodeURIComponent(g.id)}/revoke`, { reason: reasonIn.value });
+        await api('POST', `/api/v1/grants/${encodeURIComponent(g.id)}/revoke`, { reason: reasonIn.value });
         notice(root, 'ok', `Grant ${g.id} revoked.`);
         await load();
       } catch (e) { notice(root, 'error', e.message); }
@@ -88,7 +88,7 @@ export async function render(root) {
 
   async function load() {
     const [pending, mine, grants] = await Promise.all([
-      api('GET', '/ui/api/requests?view=pending'), api('GET', '/ui/api/requests?view=mine'), api('GET', '/ui/api/grants')]);
+      api('GET', '/api/v1/requests?view=pending'), api('GET', '/api/v1/requests?view=mine'), api('GET', '/api/v1/grants')]);
     pendingBox.replaceChildren(table(['Request', 'User', 'Target / role', 'For', 'Reason', 'Ticket', 'Approvals', 'Expires', ''],
       pending.map(decideRow), { empty: 'Nothing waits for your decision.' }));
     mineBox.replaceChildren(table(['Request', 'Target / role', 'For', 'State', 'Approvals', 'Reason', 'Created', 'Grant', ''],
@@ -96,7 +96,7 @@ export async function render(root) {
     grantsBox.replaceChildren(table(['Grant', 'User', 'Target / role', 'State', 'Starts', 'Ends', 'Approvers', 'Reason', ''],
       grants.map(grantRow), { empty: 'No grants.' }));
     if (who.admin) {
-      const all = await api('GET', '/ui/api/requests?view=all');
+      const all = await api('GET', '/api/v1/requests?view=all');
       allBox.replaceChildren(table(['Request', 'Target / role', 'For', 'State', 'Approvals', 'Reason', 'Created', 'Grant', ''],
         all.map(mineRow), { empty: 'No requests.' }));
     }
@@ -107,7 +107,7 @@ export async function render(root) {
     section('Request access', form),
     section('Waiting for your approval', pendingBox),
     section('My requests', mineBox),
-    section(who.admin ? 'Grants' : 'My grants and grants I approved', grantsBox),
+    section(who.admin ? 'Grants' : 'My grants and grants of roles I approve', grantsBox),
     who.admin ? section('All requests', allBox) : null].filter(Boolean));
   await load();
 }

@@ -37,7 +37,7 @@ export async function render(root) {
     clearTimeout(timer);
     let rows;
     try {
-      rows = await api('GET', '/ui/api/sessions?' + p.toString());
+      rows = await api('GET', '/api/v1/sessions?' + p.toString());
     } catch (e) { notice(root, 'error', e.message); return; }
     box.replaceChildren(table(
       ['Started (UTC)', 'User', 'Target', 'Role', 'Protocol', 'State', 'Duration', 'Bytes', 'Statements', 'Verify', ''],

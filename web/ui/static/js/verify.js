@@ -9,7 +9,7 @@ function verdictLine(ok, label, detail) {
 export async function render(root) {
   const id = decodeURIComponent(location.pathname.split('/').pop());
   root.append(el('h1', null, 'Verify session ', el('code', null, id)));
-  const [s, rep] = await Promise.all([api('GET', '/ui/api/sessions/' + encodeURIComponent(id)), api('GET', '/ui/api/sessions/' + encodeURIComponent(id) + '/verify')]);
+  const [s, rep] = await Promise.all([api('GET', '/api/v1/sessions/' + encodeURIComponent(id)), api('GET', '/api/v1/sessions/' + encodeURIComponent(id) + '/verify')]);
   const problems = rep.problems || [];
   const chainBad = problems.filter((p) => chainChecks.has(p.check));
   const sigBad = problems.filter((p) => p.check === 'signature');
@@ -34,7 +34,7 @@ export async function render(root) {
   const tampering = (rep.tampering || []).map((t) => [t.key, t.detail, t.version_id || '', fmtTime(t.last_modified)]);
   root.append(...[
     section('Verdict', verdict,
-      el('p', null, el('a', { href: '/ui/api/sessions/' + encodeURIComponent(id) + '/evidence', id: 'evidence', class: 'button primary', download: `custos-evidence-${id}.zip` }, 'Download evidence bundle'),
+      el('p', null, el('a', { href: '/api/v1/sessions/' + encodeURIComponent(id) + '/evidence', id: 'evidence', class: 'button primary', download: `custos-evidence-${id}.zip` }, 'Download evidence bundle'),
         ' ', el('a', { href: '/ui/sessions/' + encodeURIComponent(id), class: 'button' }, 'Replay'))),
     section('Session', facts),
     section('Checks performed', el('ol', null, (rep.checks || []).map((c) => el('li', null, c)))),

@@ -6,7 +6,7 @@ import { statementView } from './pgview.js';
 
 export async function render(root) {
   const id = decodeURIComponent(location.pathname.split('/').pop());
-  const s = await api('GET', '/ui/api/sessions/' + encodeURIComponent(id));
+  const s = await api('GET', '/api/v1/sessions/' + encodeURIComponent(id));
   const status = el('p', { id: 'live-status', class: 'live-status' }, '● connecting…');
   const body = el('div', { id: 'watch' });
   const reason = el('input', { id: 'terminate-reason', placeholder: 'reason (required)', size: 30 });
@@ -16,7 +16,7 @@ export async function render(root) {
     if (!reason.value.trim()) { notice(root, 'error', 'Give a reason for terminating the session.'); reason.focus(); return; }
     kill.disabled = true;
     try {
-      await api('POST', `/ui/api/sessions/${encodeURIComponent(id)}/terminate`, { reason: reason.value.trim() });
+      await api('POST', `/api/v1/sessions/${encodeURIComponent(id)}/kill`, { reason: reason.value.trim() });
       notice(root, 'ok', 'Session terminated.');
     } catch (e) { notice(root, 'error', e.message); kill.disabled = false; }
   });

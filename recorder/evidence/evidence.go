@@ -1,4 +1,10 @@
-package webui
+// Package evidence builds a session's evidence bundle: a zip with the
+// session's index entry, the request and grant behind it, the recording's
+// signed manifest byte for byte, a fresh verification report, the audit
+// records that mention them, the audit chain's verification and a
+// SHA256SUMS over all of it. The API serves it and the CLI can build it
+// from the same parts; it holds no recording content.
+package evidence
 
 import (
 	"archive/zip"
@@ -8,16 +14,37 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"sort"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
-	"github.com/custos-pam/custos/web"
+	"github.com/custos-pam/custos/recorder"
 )
 
-const evidenceReadme = `Custos evidence bundle
+// Recordings reads a stored recording's manifest and verifies it;
+// *recorder.Recorder implements it.
+type Recordings interface {
+	ManifestFile(ctx context.Context, sessionID string) ([]byte, error)
+	Verify(ctx context.Context, sessionID string) (*recorder.VerifyReport, error)
+}
+
+// Input is what a bundle is made from.
+type Input struct {
+	Session broker.Session
+	// Grant and Request are the session's, when known.
+	Grant   *broker.Grant
+	Request *broker.Request
+	// Recordings reads the manifest and verifies the recording.
+	Recordings Recordings
+	// Store holds the audit log.
+	Store broker.Store
+	// Now stamps the files in the zip.
+	Now time.Time
+}
+
+// Readme is the bundle's README.txt.
+const Readme = `Custos evidence bundle
 ======================
 
 session.json        the session's index entry (user, target, times, counters, manifest hash)
@@ -38,77 +65,41 @@ its canonical form (docs/audit-log.md) and links to the previous record;
 "custos verify <session>" re-runs the recording checks against the store.
 `
 
-// evidence builds and sends a zip with the session's manifest, a fresh
-// verify report and the audit records of its grant and approvals. The
-// download is itself audited.
-func (u *UI) evidence(w http.ResponseWriter, r *http.Request) {
-	s, ok := u.authorize(w, r, r.PathValue("id"), "evidence bundle")
-	if !ok {
-		return
-	}
-	if u.o.Recordings == nil {
-		web.WriteError(w, http.StatusServiceUnavailable, "no_recorder", "recordings are not available on this broker")
-		return
-	}
-	if s.State == broker.SessionLive {
-		web.WriteError(w, http.StatusConflict, "live", "the session is still being recorded")
-		return
-	}
-	ctx := r.Context()
-	p := principalFrom(ctx)
-	rec, err := u.o.Audit.Append(ctx, audit.Entry{Actor: p.User, Action: "session.evidence.export", Target: s.Target,
-		Outcome: broker.OutcomeSuccess, Reason: "evidence bundle",
-		Details: map[string]any{"session_id": s.ID, "user": s.User, "manifest_sha256": s.ManifestHash, "via": "web"}})
+// Build assembles the bundle in memory: a few small JSON files and the
+// manifest, never recording content. It also returns the fresh
+// verification report it holds. The caller audits the export.
+func Build(ctx context.Context, in Input) ([]byte, *recorder.VerifyReport, error) {
+	s, grant, req := in.Session, in.Grant, in.Request
+	manifest, err := in.Recordings.ManifestFile(ctx, s.ID)
 	if err != nil {
-		// An export that cannot be audited is refused.
-		u.fail(w, fmt.Errorf("evidence: audit: %w", err))
-		return
+		return nil, nil, fmt.Errorf("evidence: manifest: %w", err)
 	}
-	body, err := u.buildEvidence(ctx, s)
+	rep, err := in.Recordings.Verify(ctx, s.ID)
 	if err != nil {
-		u.log.Error("webui: evidence bundle", "session", s.ID, "audit_seq", rec.Seq, "err", err)
-		web.WriteError(w, http.StatusBadGateway, "evidence_failed", "the evidence bundle could not be built: "+err.Error())
-		return
+		return nil, nil, fmt.Errorf("evidence: verify: %w", err)
 	}
-	w.Header().Set("Content-Type", "application/zip")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="custos-evidence-%s.zip"`, s.ID))
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(body)
+	records, err := Related(ctx, in.Store, s, grant, req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("evidence: audit records: %w", err)
+	}
+	chain, err := audit.Verify(ctx, in.Store)
+	if err != nil {
+		return nil, nil, fmt.Errorf("evidence: audit chain: %w", err)
+	}
+	b, err := zipBundle(in.Now, s, grant, req, manifest, rep, records, chain)
+	if err != nil {
+		return nil, nil, fmt.Errorf("evidence: %w", err)
+	}
+	return b, rep, nil
 }
 
-// buildEvidence assembles the bundle in memory: a few small JSON files and
-// the manifest, never recording content.
-func (u *UI) buildEvidence(ctx context.Context, s broker.Session) ([]byte, error) {
-	manifest, err := u.o.Recordings.ManifestFile(ctx, s.ID)
-	if err != nil {
-		return nil, fmt.Errorf("manifest: %w", err)
-	}
-	rep, err := u.o.Recordings.Verify(ctx, s.ID)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	u.verify.put(s, rep)
-	var grant *broker.Grant
-	var req *broker.Request
-	if g, err := u.o.Access.GetGrant(ctx, s.GrantID); err == nil {
-		grant = &g
-		if q, err := u.o.Access.GetRequest(ctx, g.RequestID); err == nil {
-			req = &q
-		}
-	}
-	records, err := u.relatedAudit(ctx, s, grant, req)
-	if err != nil {
-		return nil, fmt.Errorf("audit records: %w", err)
-	}
-	chain, err := audit.Verify(ctx, u.o.Store)
-	if err != nil {
-		return nil, fmt.Errorf("audit chain: %w", err)
-	}
-
+// zipBundle writes the files of the bundle and their SHA256SUMS.
+func zipBundle(now time.Time, s broker.Session, grant *broker.Grant, req *broker.Request, manifest []byte,
+	rep *recorder.VerifyReport, records []broker.AuditRecord, chain audit.Report) ([]byte, error) {
 	files := []struct {
 		name string
 		body []byte
-	}{{"README.txt", []byte(evidenceReadme)}, {"manifest.json", manifest}}
+	}{{"README.txt", []byte(Readme)}, {"manifest.json", manifest}}
 	add := func(name string, v any) error {
 		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {
@@ -154,7 +145,7 @@ func (u *UI) buildEvidence(ctx context.Context, s broker.Session) ([]byte, error
 	var sums bytes.Buffer
 	var zb bytes.Buffer
 	zw := zip.NewWriter(&zb)
-	now := u.o.Now().UTC()
+	now = now.UTC()
 	for _, f := range files {
 		sum := sha256.Sum256(f.body)
 		fmt.Fprintf(&sums, "%s  %s\n", hex.EncodeToString(sum[:]), f.name)
@@ -179,9 +170,9 @@ func (u *UI) buildEvidence(ctx context.Context, s broker.Session) ([]byte, error
 	return zb.Bytes(), nil
 }
 
-// relatedAudit returns the audit records that mention the session, its
-// grant or its request, in log order.
-func (u *UI) relatedAudit(ctx context.Context, s broker.Session, g *broker.Grant, q *broker.Request) ([]broker.AuditRecord, error) {
+// Related returns the audit records that mention the session, its grant
+// or its request, in log order.
+func Related(ctx context.Context, st broker.Store, s broker.Session, g *broker.Grant, q *broker.Request) ([]broker.AuditRecord, error) {
 	ids := map[string]bool{s.ID: true}
 	since := s.StartedAt.Add(-24 * time.Hour)
 	if g != nil {
@@ -196,7 +187,7 @@ func (u *UI) relatedAudit(ctx context.Context, s broker.Session, g *broker.Grant
 	var after int64
 	for {
 		var page []broker.AuditRecord
-		err := u.o.Store.View(ctx, func(tx broker.Tx) error {
+		err := st.View(ctx, func(tx broker.Tx) error {
 			var err error
 			page, err = tx.ListAudit(broker.AuditFilter{AfterSeq: after, Since: since, Limit: 1000})
 			return err

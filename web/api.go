@@ -1,0 +1,247 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
+	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/breakglass"
+	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/sshca"
+	"github.com/custos-pam/custos/recorder"
+)
+
+// tokenIssuer issues the "web" tokens behind session cookies;
+// identity.Service's Tokens() implements it.
+type tokenIssuer interface {
+	Issue(ctx context.Context, user, kind, target string, ttl time.Duration, source string) (string, broker.Token, error)
+}
+
+// recordings reads and verifies stored recordings; *recorder.Recorder
+// implements it. Open audits every read.
+type recordings interface {
+	Open(ctx context.Context, sessionID string, a recorder.Access) (*recorder.Recording, error)
+	Verify(ctx context.Context, sessionID string) (*recorder.VerifyReport, error)
+	ManifestFile(ctx context.Context, sessionID string) ([]byte, error)
+}
+
+// terminator ends a live session by id and reports whether it was found;
+// the proxies implement it.
+type terminator interface {
+	Terminate(sessionID, reason string) bool
+}
+
+// liveSessions says which sessions can be watched on this broker.
+type liveSessions interface {
+	Has(sessionID string) bool
+}
+
+// auditor appends to the audit log; *audit.Log implements it.
+type auditor interface {
+	Append(ctx context.Context, e audit.Entry) (broker.AuditRecord, error)
+}
+
+// dbTokens issues database connection tokens; broker/dbtoken implements it.
+type dbTokens interface {
+	Issue(ctx context.Context, user, target, role, source string) (string, broker.Token, broker.Grant, error)
+}
+
+// breakGlass runs break-glass accounts; *breakglass.Service implements
+// it. The service decides who may see and do what (through the access
+// rules); the API only carries the caller and their second factor to it.
+type breakGlass interface {
+	List(ctx context.Context, actor string) ([]breakglass.AccountView, error)
+	Status(ctx context.Context, actor, name string) (breakglass.AccountView, error)
+	Unseal(ctx context.Context, actor string, in breakglass.UnsealRequest) (breakglass.Unseal, error)
+	Confirm(ctx context.Context, actor, unsealID string, f breakglass.Factor) (breakglass.Unseal, error)
+	Close(ctx context.Context, actor, name, reason string) (breakglass.AccountView, error)
+	Reveal(ctx context.Context, actor, name string, f breakglass.Factor) (breakglass.Secret, error)
+	ReportOutOfBand(ctx context.Context, actor, name, incident, details string) (breakglass.AccountView, error)
+	DrillStatuses(ctx context.Context, actor string) ([]breakglass.DrillStatus, error)
+	StartDrill(ctx context.Context, actor, name string, f breakglass.Factor) (breakglass.Drill, error)
+	GetDrill(ctx context.Context, actor, id string) (breakglass.Drill, error)
+	DrillReport(ctx context.Context, actor, quarter string) (breakglass.Report, error)
+}
+
+// Options configure the API. Auth, Access, Store, Audit and Config are
+// required; a missing optional part makes its routes answer 503 (or 404
+// for break-glass) instead of leaving them out, so every broker serves
+// the same routes.
+type Options struct {
+	Auth Authenticator
+	// Tokens issues the web UI's session tokens. Default: nil, and
+	// cookie sign-in answers 503.
+	Tokens tokenIssuer
+	Access *access.Service
+	Store  broker.Store
+	Audit  auditor
+	Config *config.Config
+	// Recordings serves verification, export and evidence.
+	Recordings recordings
+	// Terminator ends live sessions.
+	Terminator terminator
+	// Live says which running sessions can be watched. Default: none.
+	Live liveSessions
+	// AuditVerifier checks the chain for GET /api/v1/audit/verify, with
+	// the signed checkpoints. Default: nil, the chain in Store alone
+	// (audit.Verify).
+	AuditVerifier interface {
+		Verify(ctx context.Context) (audit.Report, error)
+	}
+	// BreakGlass serves /api/v1/breakglass and /api/v1/drills.
+	BreakGlass breakGlass
+	// DBTokens issues PostgreSQL connection tokens; DBHost and DBPort
+	// are where clients reach the PostgreSQL proxy.
+	DBTokens       dbTokens
+	DBHost, DBPort string
+	// SSHCA signs short-lived SSH user certificates for SSHCertTTL.
+	SSHCA      *sshca.CA
+	SSHCertTTL time.Duration
+	// PublicURL is the broker's external URL; its origin is accepted on
+	// cookie sessions' state changes besides the request's own host.
+	PublicURL string
+	// SessionTTL is how long a web sign-in lasts. Default: 8h.
+	SessionTTL time.Duration
+	// InsecureCookies drops the Secure attribute from cookies (and
+	// HSTS), for a broker served over plain HTTP on loopback.
+	InsecureCookies bool
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// API is the broker's one JSON API under /api/v1, for the CLI (bearer
+// tokens) and the web UI (session cookie) alike.
+type API struct {
+	o      Options
+	log    *slog.Logger
+	gate   *Gate
+	verify *verifyCache
+}
+
+// NewAPI returns the API.
+func NewAPI(o Options) (*API, error) {
+	if o.Auth == nil || o.Access == nil || o.Store == nil || o.Audit == nil || o.Config == nil {
+		return nil, errors.New("web: api: Auth, Access, Store, Audit and Config are required")
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = 8 * time.Hour
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &API{o: o, log: o.Log.With("component", "api"), gate: NewGate(o.Auth, o.Access.IsSecurityAdmin, o.PublicURL),
+		verify: newVerifyCache()}, nil
+}
+
+// Gate is the API's authentication, for the UI's pages and websockets.
+func (a *API) Gate() *Gate { return a.gate }
+
+// Secure wraps h with the API's security headers.
+func (a *API) Secure(h http.Handler) http.Handler { return SecureHeaders(!a.o.InsecureCookies, h) }
+
+// Register adds every API route to s.
+func (a *API) Register(s *Server) {
+	open := func(pattern string, h http.HandlerFunc) { s.Handle(pattern, a.Secure(h)) }
+	auth := func(pattern string, h http.HandlerFunc) { s.Handle(pattern, a.Secure(a.gate.Require(h))) }
+
+	open("POST /api/v1/login", a.login)
+	open("POST /api/v1/session", a.signIn)
+	auth("DELETE /api/v1/session", a.signOut)
+	auth("GET /api/v1/whoami", a.whoami)
+	auth("GET /api/v1/tokens", a.listTokens)
+	auth("DELETE /api/v1/tokens/{id}", a.revokeToken)
+	auth("GET /api/v1/targets", a.targets)
+
+	auth("POST /api/v1/requests", a.createRequest)
+	auth("GET /api/v1/requests", a.listRequests)
+	auth("GET /api/v1/requests/{id}", a.getRequest)
+	auth("POST /api/v1/requests/{id}/approve", a.decide(true))
+	auth("POST /api/v1/requests/{id}/deny", a.decide(false))
+	auth("POST /api/v1/requests/{id}/cancel", a.cancel)
+	auth("GET /api/v1/grants", a.listGrants)
+	auth("GET /api/v1/grants/{id}", a.getGrant)
+	auth("POST /api/v1/grants/{id}/revoke", a.revoke)
+	auth("GET /api/v1/access", a.accessAt)
+
+	auth("GET /api/v1/sessions", a.listSessions)
+	auth("GET /api/v1/sessions/{id}", a.getSession)
+	auth("GET /api/v1/sessions/{id}/verify", a.verifySession)
+	auth("GET /api/v1/sessions/{id}/export", a.export)
+	auth("GET /api/v1/sessions/{id}/evidence", a.evidence)
+	auth("POST /api/v1/sessions/{id}/kill", a.kill)
+
+	auth("GET /api/v1/audit", a.auditor(a.auditList))
+	auth("GET /api/v1/audit/verify", a.auditor(a.auditVerify))
+	auth("GET /api/v1/audit/views", a.auditor(a.auditViews))
+	auth("GET /api/v1/audit/views/{view}", a.auditor(a.auditView))
+
+	bg := func(pattern string, h http.HandlerFunc) { auth(pattern, a.withBreakGlass(h)) }
+	bg("GET /api/v1/breakglass", a.listBreakGlass)
+	bg("GET /api/v1/breakglass/{account}", a.breakGlassStatus)
+	bg("POST /api/v1/breakglass/{account}/unseal", a.unseal)
+	bg("POST /api/v1/breakglass/unseals/{id}/confirm", a.confirm)
+	bg("POST /api/v1/breakglass/{account}/close", a.closeBreakGlass)
+	bg("POST /api/v1/breakglass/{account}/reveal", a.reveal)
+	bg("POST /api/v1/breakglass/{account}/report", a.report)
+	bg("GET /api/v1/drills", a.drillStatus)
+	bg("POST /api/v1/drills", a.startDrill)
+	bg("GET /api/v1/drills/report", a.drillReport)
+	bg("GET /api/v1/drills/{id}", a.getDrill)
+
+	auth("POST /api/v1/db/token", a.dbToken)
+	auth("POST /api/v1/ssh/certificate", a.sshCertificate)
+}
+
+// Fail answers an error from a broker service (see WriteFailure).
+func (a *API) Fail(w http.ResponseWriter, err error) { WriteFailure(w, a.log, err) }
+
+// unavailable answers 503 for a part this broker does not run.
+func unavailable(w http.ResponseWriter, code, msg string) {
+	WriteError(w, http.StatusServiceUnavailable, code, msg)
+}
+
+// principal is the caller; the gate set it.
+func principal(r *http.Request) Principal {
+	p, _ := PrincipalFrom(r.Context())
+	return p
+}
+
+// record appends an audit entry; a failure is logged, never shown.
+func (a *API) record(ctx context.Context, e audit.Entry) {
+	if _, err := a.o.Audit.Append(ctx, e); err != nil {
+		a.log.Error("api: audit append failed", "action", e.Action, "err", err)
+	}
+}
+
+// csp forbids inline scripts and styles, plugins, framing and foreign
+// connections.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// SecureHeaders sets the security headers every API and UI response
+// carries; hsts adds Strict-Transport-Security.
+func SecureHeaders(hsts bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", csp)
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+		hd.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		if hsts {
+			hd.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
