@@ -93,6 +93,34 @@ func (c *Config) validateListen(ck *checker) {
 	if (c.Listen.TLSCert == "") != (c.Listen.TLSKey == "") {
 		ck.add("listen.tls_key", "tls_cert and tls_key go together")
 	}
+	if err := c.Listen.CheckPlaintext(); err != nil {
+		ck.add("listen.http", "%v", err)
+	}
+}
+
+// CheckPlaintext refuses plain HTTP on an address other than loopback
+// unless InsecureHTTP says so. Only literal loopback addresses and
+// "localhost" count as loopback; an empty host listens everywhere.
+func (l Listen) CheckPlaintext() error {
+	if l.HTTP == "" || l.TLSCert != "" || l.InsecureHTTP {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(l.HTTP)
+	if err != nil || IsLoopbackHost(host) {
+		return nil // a malformed address is reported on its own
+	}
+	return fmt.Errorf("%s is not a loopback address and no listen.tls_cert is set: "+
+		"set listen.tls_cert and listen.tls_key, or listen.insecure_http: true when a TLS-terminating proxy fronts the broker", l.HTTP)
+}
+
+// IsLoopbackHost reports whether host (as in host:port) is "localhost" or
+// a loopback IP address.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) validateRecording(ck *checker) {

@@ -41,6 +41,11 @@ const shutdownGrace = 10 * time.Second
 // accepting HTTP and proxy connections, end live sessions, seal and upload
 // their recordings, stop background work, close the store.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// Checked again here, before anything opens, for configs built
+	// without Validate.
+	if err := cfg.Listen.CheckPlaintext(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if err := os.MkdirAll(cfg.Listen.DataDir, 0o700); err != nil {
 		return fmt.Errorf("serve: data dir: %w", err)
 	}
@@ -162,7 +167,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	ui, err := webui.New(webui.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		Config: cfg, Live: hub, Terminator: px, Recordings: rec, BreakGlass: bgSvc, PublicURL: cfg.PublicURL,
-		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: cfg.Listen.TLSCert == "", Log: log})
+		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: plainCookies(cfg), Log: log})
 	if err != nil {
 		px.close()
 		_ = rec.Close()
@@ -217,6 +222,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 // revokeMessage is what a user sees when their session is ended by a grant
 // change.
+// plainCookies reports whether browsers reach the broker over plain HTTP:
+// no certificate of its own and no https public_url of a TLS-terminating
+// proxy in front. Only then do cookies go without Secure.
+func plainCookies(cfg *config.Config) bool {
+	return cfg.Listen.TLSCert == "" && !strings.HasPrefix(strings.ToLower(cfg.PublicURL), "https://")
+}
+
 func revokeMessage(ev broker.GrantEvent) string {
 	switch {
 	case ev.State == broker.GrantExpired:
