@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPlaintextHTTPOnlyOnLoopback: a broker without a certificate listens
@@ -34,5 +35,24 @@ func TestPlaintextHTTPOnlyOnLoopback(t *testing.T) {
 				t.Fatalf("got %v, want a listen.http problem naming insecure_http", err)
 			}
 		})
+	}
+}
+
+// TestSSHCertTTL: certificates from custos login --ssh default to five
+// minutes and cannot be configured past MaxSSHCertTTL.
+func TestSSHCertTTL(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Auth.SSHCertTTL.D(); got != 5*time.Minute {
+		t.Fatalf("default ssh_cert_ttl %v, want 5m", got)
+	}
+	if _, err := Parse([]byte("auth: {ssh_cert_ttl: 30m}\n" + minimal)); err != nil {
+		t.Fatalf("30m refused: %v", err)
+	}
+	_, err = Parse([]byte("auth: {ssh_cert_ttl: 8h}\n" + minimal))
+	if err == nil || !strings.Contains(err.Error(), "auth.ssh_cert_ttl") {
+		t.Fatalf("8h: %v, want an auth.ssh_cert_ttl problem", err)
 	}
 }

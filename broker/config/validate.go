@@ -61,6 +61,9 @@ func (c *Config) Validate() error {
 			ck.add("slack.signing_secret", "a signing_secret or an app_token is required when slack is enabled")
 		}
 	}
+	if d := c.Auth.SSHCertTTL.D(); d <= 0 || d > MaxSSHCertTTL {
+		ck.add("auth.ssh_cert_ttl", "must be > 0 and at most %s: a certificate stays valid after its token is revoked", MaxSSHCertTTL)
+	}
 	if c.Vault.RoleID.IsSet() != c.Vault.SecretID.IsSet() {
 		ck.add("vault.secret_id", "role_id and secret_id go together")
 	}
