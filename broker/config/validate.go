@@ -204,9 +204,16 @@ func (c *Config) validateTarget(ck *checker, p string, t *Target, names, users, 
 		}
 	case "postgres":
 		switch t.Postgres.TLS {
+		case "verify-full", "verify-ca":
 		case "prefer", "require", "disable":
+			if t.Postgres.CACert != "" {
+				ck.add(p+".postgres.ca_cert", "only used with tls: verify-full or verify-ca (tls is %q)", t.Postgres.TLS)
+			}
+			if t.Postgres.TLSServerName != "" {
+				ck.add(p+".postgres.tls_server_name", "only used with tls: verify-full or verify-ca (tls is %q)", t.Postgres.TLS)
+			}
 		default:
-			ck.add(p+".postgres.tls", "must be prefer, require or disable")
+			ck.add(p+".postgres.tls", "must be verify-full, verify-ca, require, prefer or disable")
 		}
 		switch t.Postgres.Parameters {
 		case "record", "hash", "omit":
