@@ -37,6 +37,7 @@ type Directory interface {
 	ByEmail(email string) (identity.Identity, bool)
 	GroupsOf(user string) []string
 	Members(group string) ([]string, bool)
+	Enabled(user string) bool
 }
 
 // Options configure Slack approvals. Zero fields take the documented

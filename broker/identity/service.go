@@ -100,8 +100,10 @@ func NewService(o Options) (*Service, error) {
 	if o.PurgeEvery <= 0 {
 		o.PurgeEvery = DefaultPurgeEvery
 	}
+	tokens := NewTokens(o.Store, o.Audit, o.Now)
+	tokens.enabled = o.Directory.Enabled
 	s := &Service{
-		dir: o.Directory, auth: o.Authenticator, tokens: NewTokens(o.Store, o.Audit, o.Now),
+		dir: o.Directory, auth: o.Authenticator, tokens: tokens,
 		limiter: NewLimiter(o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
 		audit:   o.Audit, ttl: ttl, retention: o.TokenRetention, purgeEvery: o.PurgeEvery, now: o.Now, log: o.Log,
 	}

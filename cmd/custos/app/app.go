@@ -71,6 +71,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log})
 	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
+	if err := deprovision(ctx, ids, acc, log); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 
 	srv := web.New(log, nil)
 	srv.AddCheck("store", st.Ping)
