@@ -47,6 +47,9 @@ type Tx interface {
 	GetTokenByHash(hash string) (Token, error)
 	PutToken(Token) error
 	ListTokens(user string) ([]Token, error)
+	// ListTokenUsers returns the names of the users holding any token,
+	// sorted, so tokens of users no longer in config can be found.
+	ListTokenUsers() ([]string, error)
 	DeleteToken(id string) error
 	// DeleteExpiredTokens deletes every token whose ExpiresAt is before
 	// the given instant and returns how many it deleted.

@@ -39,6 +39,7 @@ type Directory interface {
 	ByEmail(email string) (identity.Identity, bool)
 	GroupsOf(user string) []string
 	Members(group string) ([]string, bool)
+	Enabled(user string) bool
 }
 
 // Options configure Slack approvals. Zero fields take the documented

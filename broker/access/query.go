@@ -84,8 +84,14 @@ func (s *Service) ActiveGrant(ctx context.Context, user, target string) (broker.
 }
 
 // ActiveGrantAs is ActiveGrant for one role of the target; role "" means
-// any role.
+// any role. A user the directory does not enable (disabled or removed in
+// config) has none: the refusal's code is "user_disabled".
 func (s *Service) ActiveGrantAs(ctx context.Context, user, target, role string) (broker.Grant, error) {
+	if !s.dir.Enabled(user) {
+		// A disabled or removed user's grants are revoked at start; this
+		// holds even for one that was missed.
+		return broker.Grant{}, refuse(broker.KindForbidden, "user_disabled", "user %s is disabled", user)
+	}
 	now := s.now().UTC()
 	gs, err := s.ListGrants(ctx, broker.GrantFilter{User: user, Target: target,
 		States: []broker.GrantState{broker.GrantActive}, ActiveAt: now})

@@ -156,7 +156,9 @@ func New(o Options) (*Service, error) {
 	if s.tick <= 0 {
 		s.tick = time.Second
 	}
-	s.limiter = identity.NewLimiter(5, 15*time.Minute, s.now)
+	// The same limit as sign-in: auth.max_failures per custodian and per
+	// source address within auth.failure_window (zero: 5 in 15 minutes).
+	s.limiter = identity.NewLimiter(o.Config.Auth.MaxFailures, o.Config.Auth.FailureWindow.D(), s.now)
 	for _, a := range o.Config.BreakGlass {
 		sch, err := schedule.Parse(a.Drill.ScheduleSpec())
 		if err != nil {
@@ -227,23 +229,31 @@ type Factor struct {
 }
 
 // checkFactor authenticates user again. Failures are rate-limited per user
-// and audited by the caller.
+// and per source address (auth.max_failures within auth.failure_window),
+// and audited by the caller. Each check is counted as failed before it is
+// made and given back when it succeeds, so parallel guesses get no more
+// checks than the limit.
 func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, user string, f Factor) (string, error) {
-	key := "breakglass:" + user
-	if _, until, blocked := s.limiter.Blocked(key); blocked {
-		return "", refuse(http.StatusTooManyRequests, "too_many_attempts",
-			"too many failed second-factor checks: try again after %s", until.UTC().Format(time.RFC3339))
-	}
 	if a.TOTPRequired() && f.TOTP == "" {
 		return "", refuse(http.StatusUnauthorized, "second_factor_required", "a current TOTP code is required to confirm (--totp)")
+	}
+	keys := []string{"breakglass:user:" + user}
+	if f.Source != "" {
+		keys = append(keys, "breakglass:addr:"+f.Source)
+	}
+	res, _, until, ok := s.limiter.Reserve(keys...)
+	if !ok {
+		return "", refuse(http.StatusTooManyRequests, "too_many_attempts",
+			"too many failed second-factor checks: try again after %s", until.UTC().Format(time.RFC3339))
 	}
 	id, err := s.auth.Authenticate(ctx, identity.Credentials{User: user, Password: f.Password, TOTP: f.TOTP, Source: f.Source})
 	if err != nil {
 		var ie *identity.Error
 		if !errors.As(err, &ie) {
+			res.Release() // nothing was judged wrong
 			return "", fmt.Errorf("breakglass: second factor: %w", err)
 		}
-		s.limiter.Fail(key)
+		// The reservation stays: it is the failure.
 		e := refuse(http.StatusUnauthorized, "second_factor_failed", "second factor check failed: wrong password or code")
 		e.Detail = "second factor check failed: " + ie.Reason
 		return "", e
@@ -251,7 +261,8 @@ func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, 
 	if id.Name != user {
 		return "", refuse(http.StatusUnauthorized, "second_factor_failed", "second factor check failed: credentials of another user")
 	}
-	s.limiter.Reset(key)
+	res.Release()
+	s.limiter.Reset(keys[0])
 	if a.TOTPRequired() {
 		return "password+totp", nil
 	}

@@ -64,6 +64,12 @@ type Listen struct {
 	// reference is allowed). Default: none, and /metrics answers loopback
 	// callers only.
 	MetricsToken Secret `yaml:"metrics_token"`
+	// InsecureHTTP allows plain HTTP on an address other than loopback
+	// when no TLSCert is set, for a broker behind a TLS-terminating proxy
+	// on the same host or network. Without it such a config is refused:
+	// sign-in passwords and tokens would cross the network in the clear
+	// and web session cookies lose Secure. Default: false.
+	InsecureHTTP bool `yaml:"insecure_http"`
 	// DataDir holds the broker's own keys (SSH host key, user CA, recording
 	// signing key) and the recording spool. Default: ./custos-data.
 	DataDir string `yaml:"data_dir"`

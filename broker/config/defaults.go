@@ -29,7 +29,7 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.Auth.TokenTTL, 8*time.Hour)
 	setDur(&c.Auth.WebSessionTTL, 8*time.Hour)
 	setDur(&c.Auth.DBTokenTTL, 15*time.Minute)
-	setDur(&c.Auth.SSHCertTTL, 8*time.Hour)
+	setDur(&c.Auth.SSHCertTTL, 5*time.Minute)
 	setDur(&c.Auth.FailureWindow, 15*time.Minute)
 	if c.Auth.MaxFailures == 0 {
 		c.Auth.MaxFailures = 5

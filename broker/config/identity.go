@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // User is an identity that may sign in.
 type User struct {
 	// Name is the login name.
@@ -24,6 +26,9 @@ type User struct {
 	Disabled bool `yaml:"disabled"`
 }
 
+// MaxSSHCertTTL caps auth.ssh_cert_ttl.
+const MaxSSHCertTTL = time.Hour
+
 // Auth configures authentication.
 type Auth struct {
 	// TokenTTL is the lifetime of API tokens from custos login. Default: 8h.
@@ -34,7 +39,10 @@ type Auth struct {
 	// (never beyond the grant).
 	DBTokenTTL Duration `yaml:"db_token_ttl"`
 	// SSHCertTTL is the lifetime of SSH user certificates from
-	// custos login --ssh. Default: 8h.
+	// custos login --ssh. A certificate cannot be revoked, so it stays
+	// valid for connecting after its API token is revoked (each connection
+	// still needs an active grant and an enabled user): keep it short.
+	// At most MaxSSHCertTTL. Default: 5m.
 	SSHCertTTL Duration `yaml:"ssh_cert_ttl"`
 	// MaxFailures is how many failed sign-ins per user or source address
 	// are allowed within FailureWindow before further attempts are refused.

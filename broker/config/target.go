@@ -42,9 +42,21 @@ type TargetPostgres struct {
 	// Databases lists other databases a client may name as TARGET/db.
 	// Default: only Database.
 	Databases []string `yaml:"databases"`
-	// TLS is "prefer" (use TLS when the target offers it), "require" or
-	// "disable". Default: "prefer".
+	// TLS is how the broker secures its connection to the target, with
+	// libpq's meanings: "verify-full" (TLS, the certificate chains to
+	// CACert and names the host; the production setting), "verify-ca"
+	// (TLS, the certificate chains to CACert, any name), "require" (TLS,
+	// no certificate check), "prefer" (TLS when the target offers it, no
+	// check) or "disable". Default: "prefer".
 	TLS string `yaml:"tls"`
+	// CACert is a PEM file of the certificate authorities that may sign the
+	// target's certificate, for verify-full and verify-ca. Default: the
+	// system's roots.
+	CACert string `yaml:"ca_cert"`
+	// TLSServerName is the name the target's certificate must carry under
+	// verify-full (and the SNI name sent), when Address is an IP address
+	// or another name. Default: the host of Address.
+	TLSServerName string `yaml:"tls_server_name"`
 	// Parameters is the bind-parameter redaction policy: "record", "hash"
 	// or "omit". Default: "record".
 	Parameters string `yaml:"parameters"`

@@ -62,6 +62,9 @@ func (c *Config) Validate() error {
 			ck.add("slack.signing_secret", "a signing_secret or an app_token is required when slack is enabled")
 		}
 	}
+	if d := c.Auth.SSHCertTTL.D(); d <= 0 || d > MaxSSHCertTTL {
+		ck.add("auth.ssh_cert_ttl", "must be > 0 and at most %s: a certificate stays valid after its token is revoked", MaxSSHCertTTL)
+	}
 	if c.Vault.RoleID.IsSet() != c.Vault.SecretID.IsSet() {
 		ck.add("vault.secret_id", "role_id and secret_id go together")
 	}
@@ -94,6 +97,34 @@ func (c *Config) validateListen(ck *checker) {
 	if (c.Listen.TLSCert == "") != (c.Listen.TLSKey == "") {
 		ck.add("listen.tls_key", "tls_cert and tls_key go together")
 	}
+	if err := c.Listen.CheckPlaintext(); err != nil {
+		ck.add("listen.http", "%v", err)
+	}
+}
+
+// CheckPlaintext refuses plain HTTP on an address other than loopback
+// unless InsecureHTTP says so. Only literal loopback addresses and
+// "localhost" count as loopback; an empty host listens everywhere.
+func (l Listen) CheckPlaintext() error {
+	if l.HTTP == "" || l.TLSCert != "" || l.InsecureHTTP {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(l.HTTP)
+	if err != nil || IsLoopbackHost(host) {
+		return nil // a malformed address is reported on its own
+	}
+	return fmt.Errorf("%s is not a loopback address and no listen.tls_cert is set: "+
+		"set listen.tls_cert and listen.tls_key, or listen.insecure_http: true when a TLS-terminating proxy fronts the broker", l.HTTP)
+}
+
+// IsLoopbackHost reports whether host (as in host:port) is "localhost" or
+// a loopback IP address.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) validateRecording(ck *checker) {
@@ -174,9 +205,16 @@ func (c *Config) validateTarget(ck *checker, p string, t *Target, names, users, 
 		}
 	case "postgres":
 		switch t.Postgres.TLS {
+		case "verify-full", "verify-ca":
 		case "prefer", "require", "disable":
+			if t.Postgres.CACert != "" {
+				ck.add(p+".postgres.ca_cert", "only used with tls: verify-full or verify-ca (tls is %q)", t.Postgres.TLS)
+			}
+			if t.Postgres.TLSServerName != "" {
+				ck.add(p+".postgres.tls_server_name", "only used with tls: verify-full or verify-ca (tls is %q)", t.Postgres.TLS)
+			}
 		default:
-			ck.add(p+".postgres.tls", "must be prefer, require or disable")
+			ck.add(p+".postgres.tls", "must be verify-full, verify-ca, require, prefer or disable")
 		}
 		switch t.Postgres.Parameters {
 		case "record", "hash", "omit":

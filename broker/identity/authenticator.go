@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +41,23 @@ type PasswordAuthenticator struct {
 	// memory (64 MiB by default), so a burst of sign-ins must queue
 	// rather than exhaust memory.
 	slots chan struct{}
+	// passwordChecks and totpChecks count the checks made, for Checks.
+	passwordChecks, totpChecks atomic.Int64
+}
+
+// CheckCounts are how many credentials an authenticator has checked.
+type CheckCounts struct {
+	// Passwords is the number of argon2id verifications, the dummy ones
+	// for unknown users included.
+	Passwords int64
+	// TOTP is the number of TOTP codes compared.
+	TOTP int64
+}
+
+// Checks returns how many passwords and TOTP codes p has checked since it
+// was built: what a rate limit has to bound.
+func (p *PasswordAuthenticator) Checks() CheckCounts {
+	return CheckCounts{Passwords: p.passwordChecks.Load(), TOTP: p.totpChecks.Load()}
 }
 
 var _ Authenticator = (*PasswordAuthenticator)(nil)
@@ -65,6 +83,7 @@ func (p *PasswordAuthenticator) checkPassword(ctx context.Context, h passwordHas
 		return false, context.Cause(ctx)
 	}
 	defer func() { <-p.slots }()
+	p.passwordChecks.Add(1)
 	return h.verify(pw), nil
 }
 
@@ -98,6 +117,7 @@ func (p *PasswordAuthenticator) Authenticate(ctx context.Context, c Credentials)
 		if c.TOTP == "" {
 			return Identity{}, loginFailed("totp code missing")
 		}
+		p.totpChecks.Add(1)
 		step, ok := checkTOTP(a.totpKey, c.TOTP, p.now())
 		if !ok {
 			return Identity{}, loginFailed("wrong totp code")

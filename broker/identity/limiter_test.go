@@ -2,6 +2,7 @@ package identity
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -86,5 +87,48 @@ func TestLimiterDefaults(t *testing.T) {
 	l := NewLimiter(0, 0, nil)
 	if l.max != 5 || l.window != 15*time.Minute {
 		t.Fatalf("defaults: %d %v", l.max, l.window)
+	}
+}
+
+// TestLimiterReserveUnderConcurrency: of many concurrent reservations
+// exactly max succeed; releasing one lets exactly one more in.
+func TestLimiterReserveUnderConcurrency(t *testing.T) {
+	clk := newClock(time.Unix(0, 0))
+	l := NewLimiter(4, time.Hour, clk.Now)
+	var mu sync.Mutex
+	var got []*Reservation
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, _, _, ok := l.Reserve("user:alice", fmt.Sprintf("addr:%d", i)); ok {
+				mu.Lock()
+				got = append(got, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != 4 {
+		t.Fatalf("%d reservations, want 4", len(got))
+	}
+	if _, _, _, ok := l.Reserve("user:alice"); ok {
+		t.Fatal("reserved past the limit")
+	}
+	got[0].Release()
+	got[0].Release() // twice is a no-op
+	if _, _, _, ok := l.Reserve("user:alice"); !ok {
+		t.Fatal("no reservation after a release")
+	}
+	if _, _, _, ok := l.Reserve("user:alice"); ok {
+		t.Fatal("a double release gave back two attempts")
+	}
+	// A blocked key takes nothing from the others.
+	if _, key, _, ok := l.Reserve("addr:fresh", "user:alice"); ok || key != "user:alice" {
+		t.Fatalf("reserve with a blocked key: %v %q", ok, key)
+	}
+	if n := len(l.fails["addr:fresh"]); n != 0 {
+		t.Fatalf("blocked reservation counted %d on the other key", n)
 	}
 }

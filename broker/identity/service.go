@@ -100,8 +100,10 @@ func NewService(o Options) (*Service, error) {
 	if o.PurgeEvery <= 0 {
 		o.PurgeEvery = DefaultPurgeEvery
 	}
+	tokens := NewTokens(o.Store, o.Audit, o.Now)
+	tokens.enabled = o.Directory.Enabled
 	s := &Service{
-		dir: o.Directory, auth: o.Authenticator, tokens: NewTokens(o.Store, o.Audit, o.Now),
+		dir: o.Directory, auth: o.Authenticator, tokens: tokens,
 		limiter: NewLimiter(o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
 		audit:   o.Audit, ttl: ttl, retention: o.TokenRetention, purgeEvery: o.PurgeEvery, now: o.Now, log: o.Log,
 	}
@@ -120,7 +122,11 @@ func (s *Service) Tokens() *Tokens { return s.tokens }
 // Login checks the credentials and issues an API token valid for
 // auth.token_ttl. Attempts for a user name or from a source address that
 // failed auth.max_failures times within auth.failure_window are refused
-// with too_many_attempts before the credentials are looked at. Every
+// with too_many_attempts before the credentials are looked at. Each
+// attempt is counted as failed before its credentials are checked and
+// given back when they were right, so at most auth.max_failures
+// passwords (and TOTP codes) are ever checked per user and per address
+// and window, however many attempts run in parallel. Every
 // outcome is audited as auth.login with the attempted user name as actor;
 // the audit reason says what was wrong, never the password or code.
 // Attempts refused by the rate limiter go through Options.Rejections, so
@@ -133,7 +139,10 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 	if source != "" {
 		keys = append(keys, addrKey)
 	}
-	if key, until, blocked := s.limiter.Blocked(keys...); blocked {
+	// The attempt is counted before the credentials are checked, so
+	// parallel guesses cannot all pass the limit before one of them fails.
+	res, key, until, ok := s.limiter.Reserve(keys...)
+	if !ok {
 		what := "user " + user
 		if key == addrKey {
 			what = "address " + source
@@ -146,12 +155,16 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
+			// Not a wrong credential (the context ended, the store
+			// failed): the attempt is given back.
+			res.Release()
 			s.log.Error("sign-in failed", "user", auditName(user), "source", source, "err", err)
 			return "", broker.Token{}, fmt.Errorf("login: %w", err)
 		}
-		s.limiter.Fail(keys...)
+		// The reservation stays: it is the failure.
 		return "", broker.Token{}, s.loginRefused(ctx, user, source, e, false)
 	}
+	res.Release()
 	s.limiter.Reset("user:" + id.Name)
 	secret, tok, err := s.tokens.issue(ctx, id.Name, KindAPI, "", s.ttl, source, audit.Entry{Actor: id.Name, Action: "auth.login"})
 	if err != nil {

@@ -44,6 +44,9 @@ type Tokens struct {
 	store broker.Store
 	audit auditLog
 	now   func() time.Time
+	// enabled, when set, reports whether a token's user is still enabled:
+	// tokens of disabled or removed users are refused and not issued.
+	enabled func(user string) bool
 }
 
 // NewTokens returns a token service over store. now defaults to time.Now.
@@ -81,6 +84,8 @@ func (t *Tokens) issue(ctx context.Context, user, kind, target string, ttl time.
 	switch {
 	case user == "":
 		return "", broker.Token{}, badRequest("issue token: user is required")
+	case t.enabled != nil && !t.enabled(user):
+		return "", broker.Token{}, badRequest("issue token: user " + user + " is disabled")
 	case kind != KindAPI && kind != KindWeb && kind != KindDB:
 		return "", broker.Token{}, badRequest(fmt.Sprintf("issue token: unknown kind %q", kind))
 	case kind == KindDB && target == "":
@@ -111,8 +116,8 @@ func (t *Tokens) issue(ctx context.Context, user, kind, target string, ttl time.
 	return secret, tok, nil
 }
 
-// Verify returns the token whose secret this is, if it is of kind and
-// not expired. A token is expired from ExpiresAt on. Unknown, revoked,
+// Verify returns the token whose secret this is, if it is of kind, not
+// expired, and its user is still enabled. A token is expired from ExpiresAt on. Unknown, revoked,
 // malformed and wrong-kind secrets are all token_invalid.
 func (t *Tokens) Verify(ctx context.Context, secret, kind string) (broker.Token, error) {
 	invalid := &Error{Code: CodeTokenInvalid, Message: "token is invalid or revoked: sign in again"}
@@ -135,6 +140,10 @@ func (t *Tokens) Verify(ctx context.Context, secret, kind string) (broker.Token,
 	}
 	if tok.Kind != kind {
 		invalid.Reason = fmt.Sprintf("token %s is a %s token, not %s", tok.ID, tok.Kind, kind)
+		return broker.Token{}, invalid
+	}
+	if t.enabled != nil && !t.enabled(tok.User) {
+		invalid.Reason = fmt.Sprintf("token %s: user %s is disabled or removed", tok.ID, tok.User)
 		return broker.Token{}, invalid
 	}
 	if !t.now().Before(tok.ExpiresAt) {

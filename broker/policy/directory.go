@@ -14,6 +14,10 @@ type Directory interface {
 	// Members returns the members of group, and false when no group has
 	// that name.
 	Members(group string) ([]string, bool)
+	// Enabled reports whether user exists and is not disabled. A user who
+	// is not enabled may neither request nor approve, even where a policy
+	// names them directly.
+	Enabled(user string) bool
 }
 
 // Groups is a Directory held in memory: group name to member user names.
@@ -46,11 +50,20 @@ func (g Groups) Members(group string) ([]string, bool) {
 	return m, ok
 }
 
-// matches reports whether user is named in list, directly or through one
-// of its groups. User and group names share one namespace (config
+// Enabled implements Directory. Groups knows no users, so it takes every
+// name for enabled.
+func (g Groups) Enabled(string) bool { return true }
+
+// enabled reports whether user may act under dir.
+func enabled(dir Directory, user string) bool {
+	return user != "" && (dir == nil || dir.Enabled(user))
+}
+
+// matches reports whether user is enabled and named in list, directly or
+// through one of its groups. User and group names share one namespace (config
 // validation enforces it).
 func matches(dir Directory, user string, list []string) bool {
-	if user == "" {
+	if !enabled(dir, user) {
 		return false
 	}
 	if slices.Contains(list, user) {
@@ -84,13 +97,13 @@ func IsApprover(pol config.Policy, dir Directory, user string) bool {
 }
 
 // eligibleApprovers returns the distinct users who may decide a request by
-// requester: every user named in approvers or a member of a group named
-// there, except the requester.
+// requester: every enabled user named in approvers or a member of a group
+// named there, except the requester.
 func eligibleApprovers(pol config.Policy, dir Directory, requester string) []string {
 	seen := map[string]bool{}
 	var out []string
 	add := func(u string) {
-		if u != "" && u != requester && !seen[u] {
+		if u != requester && !seen[u] && enabled(dir, u) {
 			seen[u] = true
 			out = append(out, u)
 		}

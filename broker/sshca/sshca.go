@@ -20,6 +20,11 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// MaxTTL caps a certificate's lifetime, whatever the caller asks: a
+// certificate cannot be revoked, so it must not outlive its token by
+// much.
+const MaxTTL = time.Hour
+
 // CA signs user certificates.
 type CA struct {
 	signer ssh.Signer
@@ -59,7 +64,7 @@ func LoadOrCreate(path string) (*CA, error) {
 // PublicKey is the CA key the SSH proxy trusts.
 func (c *CA) PublicKey() ssh.PublicKey { return c.signer.PublicKey() }
 
-// Sign certifies pub for user for ttl. The certificate carries the usual
+// Sign certifies pub for user for ttl, at most MaxTTL. The certificate carries the usual
 // interactive extensions; forwarding is still decided by the proxy's
 // policy, not by the certificate.
 func (c *CA) Sign(pub ssh.PublicKey, user string, ttl time.Duration) (*ssh.Certificate, error) {
@@ -69,6 +74,7 @@ func (c *CA) Sign(pub ssh.PublicKey, user string, ttl time.Duration) (*ssh.Certi
 	if _, isCert := pub.(*ssh.Certificate); isCert {
 		return nil, errors.New("sshca: give a plain public key, not a certificate")
 	}
+	ttl = min(ttl, MaxTTL)
 	var serial [8]byte
 	if _, err := rand.Read(serial[:]); err != nil {
 		return nil, err

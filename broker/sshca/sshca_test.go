@@ -42,3 +42,21 @@ func TestSignAndReload(t *testing.T) {
 		t.Fatal("signed a certificate as a key")
 	}
 }
+
+// TestSignCapsLifetime: whatever lifetime is asked, a certificate is
+// valid for at most MaxTTL, since it cannot be revoked.
+func TestSignCapsLifetime(t *testing.T) {
+	ca, err := LoadOrCreate(filepath.Join(t.TempDir(), "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	spub, _ := ssh.NewPublicKey(pub)
+	cert, err := ca.Sign(spub, "alice", 30*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(time.Unix(int64(cert.ValidBefore), 0)); d > MaxTTL {
+		t.Fatalf("validity %v, want at most %v", d, MaxTTL)
+	}
+}

@@ -164,6 +164,15 @@ func TestFullStack(t *testing.T) {
 	if _, errs, code := b.run("alice", e2ePassword+"\n", "login", "--user", "alice", "--password-stdin", "--ssh", "--ssh-key", laptop); code != 0 {
 		t.Fatalf("login --ssh: %s", errs)
 	}
+	// The certificate cannot be revoked, so it is short: auth.ssh_cert_ttl
+	// defaults to five minutes (plus a minute of clock skew before).
+	if raw, err := os.ReadFile(laptop + "-cert.pub"); err != nil {
+		t.Fatal(err)
+	} else if k, _, _, _, err := ssh.ParseAuthorizedKey(raw); err != nil {
+		t.Fatal(err)
+	} else if c, ok := k.(*ssh.Certificate); !ok || time.Until(time.Unix(int64(c.ValidBefore), 0)) > 5*time.Minute {
+		t.Fatalf("certificate from login --ssh is not a certificate valid at most 5m: %T", k)
+	}
 	if out, err := sshRun(t, laptop, sshPort, "demo-ssh", "echo via-cert"); err != nil || !strings.Contains(out, "via-cert") {
 		t.Fatalf("ssh with the broker certificate: %v %q", err, out)
 	}

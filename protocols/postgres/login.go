@@ -254,14 +254,28 @@ func dialUpstream(ctx context.Context, t *config.Target, db, user, password stri
 	switch mode {
 	case "":
 		mode = "prefer"
-	case "prefer", "require", "disable":
+	case "prefer", "require", "disable", "verify-ca", "verify-full":
 	default:
 		return nil, fmt.Errorf("target tls mode %q", mode)
 	}
 	dsn := fmt.Sprintf("host=%s port=%s dbname=%s user=%s sslmode=%s", quoteDSN(host), quoteDSN(port), quoteDSN(db), quoteDSN(user), mode)
+	if ca := t.Postgres.CACert; ca != "" && (mode == "verify-ca" || mode == "verify-full") {
+		dsn += " sslrootcert=" + quoteDSN(ca)
+	}
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("upstream config: %w", err)
+	}
+	if name := t.Postgres.TLSServerName; name != "" {
+		// verify-full checks the certificate against ServerName.
+		if cfg.TLSConfig != nil {
+			cfg.TLSConfig.ServerName = name
+		}
+		for _, fb := range cfg.Fallbacks {
+			if fb.TLSConfig != nil {
+				fb.TLSConfig.ServerName = name
+			}
+		}
 	}
 	cfg.Password = password
 	cfg.RuntimeParams = params

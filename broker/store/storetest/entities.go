@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,6 +181,10 @@ func testTokens(t *testing.T, s broker.Store) {
 		}
 		l, err = tx.ListTokens("nobody")
 		checkIDs(t, "ListTokens nobody", l, err)
+		users, err := tx.ListTokenUsers()
+		if err != nil || strings.Join(users, ",") != "alice,bob" {
+			t.Errorf("ListTokenUsers = %v, %v; want alice, bob", users, err)
+		}
 		return nil
 	})
 

@@ -41,6 +41,11 @@ const shutdownGrace = 10 * time.Second
 // accepting HTTP and proxy connections, end live sessions, seal and upload
 // their recordings, stop background work, close the store.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// Checked again here, before anything opens, for configs built
+	// without Validate.
+	if err := cfg.Listen.CheckPlaintext(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if err := os.MkdirAll(cfg.Listen.DataDir, 0o700); err != nil {
 		return fmt.Errorf("serve: data dir: %w", err)
 	}
@@ -66,6 +71,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log})
 	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
+	if err := deprovision(ctx, ids, acc, log); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 
 	srv := web.New(log, nil)
 	srv.AddCheck("store", st.Ping)
@@ -167,7 +175,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		AuditVerifier: checkpoints.verifier,
 		Config:        cfg, Recordings: rec, Terminator: px, Live: hub, BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost,
 		DBPort: pgPort, SSHCA: userCA, SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL,
-		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: cfg.Listen.TLSCert == "", Log: log})
+		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: plainCookies(cfg), Log: log})
 	if err != nil {
 		px.close()
 		_ = rec.Close()
@@ -175,7 +183,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	api.Register(srv)
 	ui, err := webui.New(webui.Options{API: api, Audit: auditLog, Recordings: rec, Live: hub,
-		InsecureCookies: cfg.Listen.TLSCert == "", Log: log})
+		InsecureCookies: plainCookies(cfg), Log: log})
 	if err != nil {
 		px.close()
 		_ = rec.Close()
@@ -231,6 +239,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 // revokeMessage is what a user sees when their session is ended by a grant
 // change.
+// plainCookies reports whether browsers reach the broker over plain HTTP:
+// no certificate of its own and no https public_url of a TLS-terminating
+// proxy in front. Only then do cookies go without Secure.
+func plainCookies(cfg *config.Config) bool {
+	return cfg.Listen.TLSCert == "" && !strings.HasPrefix(strings.ToLower(cfg.PublicURL), "https://")
+}
+
 func revokeMessage(ev broker.GrantEvent) string {
 	switch {
 	case ev.State == broker.GrantExpired:

@@ -177,6 +177,23 @@ func (t *Tx) ListTokens(user string) ([]broker.Token, error) {
 	return out, nil
 }
 
+// ListTokenUsers returns the distinct users holding tokens, sorted.
+func (t *Tx) ListTokenUsers() ([]string, error) {
+	var out []string
+	err := t.each("SELECT DISTINCT user_name FROM tokens ORDER BY user_name", nil, func(r Rows) error {
+		var u string
+		if err := r.Scan(&u); err != nil {
+			return err
+		}
+		out = append(out, u)
+		return nil
+	})
+	if err != nil {
+		return nil, t.errorf("list token users: %w", err)
+	}
+	return out, nil
+}
+
 // DeleteToken removes a token; deleting a missing token is ErrNotFound.
 func (t *Tx) DeleteToken(id string) error {
 	if err := t.writable("delete token"); err != nil {
