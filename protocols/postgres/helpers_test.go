@@ -43,6 +43,8 @@ type fakeAuth struct {
 	naive bool
 	// roles are the roles asked for, one per call.
 	roles []string
+	// grants are the grants behind the tokens, as the store holds them.
+	grants map[string]broker.Grant
 }
 
 type fakeToken struct {
@@ -75,7 +77,31 @@ func (a *fakeAuth) issue(g broker.Grant) string {
 	rand.Read(b)
 	tok := "cdb_" + hex.EncodeToString(b)
 	a.tokens[tok] = fakeToken{user: g.User, target: g.Target, grant: g}
+	if a.grants == nil {
+		a.grants = map[string]broker.Grant{}
+	}
+	a.grants[g.ID] = g
 	return tok
+}
+
+// revoke marks a grant revoked now in the store.
+func (a *fakeAuth) revoke(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	g := a.grants[id]
+	g.State, g.RevokedAt = broker.GrantRevoked, time.Now()
+	a.grants[id] = g
+}
+
+// GetGrant returns a grant as the store holds it.
+func (a *fakeAuth) GetGrant(_ context.Context, id string) (broker.Grant, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	g, ok := a.grants[id]
+	if !ok {
+		return g, errors.New("no grant " + id)
+	}
+	return g, nil
 }
 
 // fakeCreds hands out one real role of the devstack PostgreSQL.

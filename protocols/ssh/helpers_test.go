@@ -78,7 +78,7 @@ func (f *fakeCreds) SSHSigner(_ context.Context, g broker.Grant, sessionID strin
 	return ssh.NewCertSigner(cert, s)
 }
 
-// fakeGrants holds grants by user, target and role.
+// fakeGrants holds grants by ID, as the broker's store does.
 type fakeGrants struct {
 	mu sync.Mutex
 	m  map[string]broker.Grant
@@ -90,26 +90,36 @@ func (f *fakeGrants) set(g broker.Grant) {
 	if f.m == nil {
 		f.m = map[string]broker.Grant{}
 	}
-	f.m[g.User+"/"+g.Target+"/"+g.Role] = g
+	f.m[g.ID] = g
 }
 
 // remove drops every grant of user on target.
 func (f *fakeGrants) remove(user, target string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for k := range f.m {
-		if strings.HasPrefix(k, user+"/"+target+"/") {
-			delete(f.m, k)
+	for id, g := range f.m {
+		if g.User == user && g.Target == target {
+			delete(f.m, id)
 		}
 	}
+}
+
+// revoke marks one grant revoked now, as the access service does.
+func (f *fakeGrants) revoke(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := f.m[id]
+	g.State, g.RevokedAt = broker.GrantRevoked, time.Now()
+	f.m[id] = g
 }
 
 func (f *fakeGrants) ActiveGrantAs(_ context.Context, user, target, role string) (broker.Grant, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var best broker.Grant
-	for k, g := range f.m {
-		if strings.HasPrefix(k, user+"/"+target+"/") && (role == "" || g.Role == role) && g.EndsAt.After(best.EndsAt) {
+	for _, g := range f.m {
+		if g.User == user && g.Target == target && (role == "" || g.Role == role) &&
+			g.State == broker.GrantActive && g.EndsAt.After(best.EndsAt) {
 			best = g
 		}
 	}
@@ -117,6 +127,16 @@ func (f *fakeGrants) ActiveGrantAs(_ context.Context, user, target, role string)
 		return best, errors.New("no active grant for " + target)
 	}
 	return best, nil
+}
+
+func (f *fakeGrants) GetGrant(_ context.Context, id string) (broker.Grant, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g, ok := f.m[id]
+	if !ok {
+		return g, errors.New("no grant " + id)
+	}
+	return g, nil
 }
 
 // fakeRecorder keeps recordings in memory. failStart refuses new
