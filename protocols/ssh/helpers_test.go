@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/deploy/devstack"
 	"github.com/custos-pam/custos/recorder/event"
@@ -324,16 +325,23 @@ func (r *memRecording) dump() string {
 	return b.String()
 }
 
+// AuditEntry is an audit record as the tests read it.
+type AuditEntry struct {
+	Actor, Action, Target, Outcome, Reason string
+	Details                                map[string]any
+}
+
 type fakeAudit struct {
 	mu      sync.Mutex
 	entries []AuditEntry
 }
 
-func (f *fakeAudit) Audit(_ context.Context, e AuditEntry) error {
+func (f *fakeAudit) Append(_ context.Context, e audit.Entry) (broker.AuditRecord, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.entries = append(f.entries, e)
-	return nil
+	d, _ := e.Details.(map[string]any)
+	f.entries = append(f.entries, AuditEntry{Actor: e.Actor, Action: e.Action, Target: e.Target, Outcome: e.Outcome, Reason: e.Reason, Details: d})
+	return broker.AuditRecord{Actor: e.Actor, Action: e.Action}, nil
 }
 
 func (f *fakeAudit) all() []AuditEntry {
@@ -443,7 +451,7 @@ func newEnvOptions(t testing.TB, rec recorder, opts func(*Options), edit ...func
 	o := Options{
 		HostKeyFile: filepath.Join(e.dir, "host_key"),
 		Identities:  ids, Grants: e.grants, Targets: e.cfg, Credentials: e.creds, Recorder: rec, Audit: e.audit,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if opts != nil {
 		opts(&o)

@@ -154,7 +154,7 @@ func TestNoGrantBanner(t *testing.T) {
 	if r.took > 5*time.Second {
 		t.Fatalf("refusal took %s", r.took)
 	}
-	denied := e.audit.find("ssh.connect")
+	denied := e.audit.find("session.refused")
 	if len(denied) != 1 || denied[0].Outcome != "denied" || denied[0].Actor != testUser {
 		t.Fatalf("audit %+v", denied)
 	}

@@ -42,9 +42,9 @@ func cat(ps ...[]byte) []byte { return slices.Concat(ps...) }
 // sftpStep is what the client sent, then what the target answered.
 type sftpStep struct{ client, target []byte }
 
-func newTestTap() (*tap, *memRecording) {
+func newTestTap() (eventSink, *memRecording) {
 	r := &memRecording{done: make(chan struct{}), start: time.Now()}
-	return &tap{rec: r}, r
+	return r, r
 }
 
 // runSFTP feeds the steps with reads cut at random sizes (or whole when

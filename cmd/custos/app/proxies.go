@@ -62,15 +62,6 @@ func (c issuerCreds) EndLogin(ctx context.Context, g broker.Grant, sessionID str
 	return c.issuer.EndSession(ctx, g.ID, sessionID)
 }
 
-// sshAudit adapts the audit log to the SSH proxy's auditor.
-type sshAudit struct{ log *audit.Log }
-
-func (a sshAudit) Audit(ctx context.Context, e sshproxy.AuditEntry) error {
-	_, err := a.log.Append(ctx, audit.Entry{Actor: e.Actor, Action: e.Action, Target: e.Target,
-		Outcome: e.Outcome, Reason: e.Reason, Details: e.Details})
-	return err
-}
-
 // proxies are the running wire proxies; nil fields are switched off.
 type proxies struct {
 	ssh *sshproxy.Proxy
@@ -126,7 +117,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 				}
 				return hub.Tap(w), nil
 			}),
-			Audit: sshAudit{auditLog}, Log: log.With("proxy", "ssh"),
+			Audit: auditLog, Logger: log.With("proxy", "ssh"),
 		})
 		if err != nil {
 			return p, fmt.Errorf("ssh proxy: %w", err)
