@@ -72,7 +72,7 @@ type Start struct {
 
 // Session is one tracked session: its context, timers, recording and
 // audit records. Its fields are set by Open and read-only afterwards,
-// except Account, which the proxy may set before StartRecording.
+// except Account, which SetAccount may set before StartRecording.
 type Session struct {
 	c *Core
 	Start
@@ -124,14 +124,20 @@ func (s *Session) Cause() error { return context.Cause(s.ctx) }
 // Touch notes that bytes moved, for the idle watcher.
 func (s *Session) Touch() { s.lastActive.Store(time.Now().UnixNano()) }
 
+// SetAccount names the target login once it is issued.
+func (s *Session) SetAccount(account string) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.Account = account
+}
+
 // Events is how many events were recorded.
 func (s *Session) Events() int64 { return s.events.Load() }
 
 // Info describes the session.
 func (s *Session) Info() Info {
-	i := Info{ID: s.ID, GrantID: s.Grant.ID, User: s.Grant.User, Target: s.Grant.Target, Role: s.Grant.Role,
+	return Info{ID: s.ID, GrantID: s.Grant.ID, User: s.Grant.User, Target: s.Grant.Target, Role: s.Grant.Role,
 		Protocol: s.c.cfg.Protocol, Account: s.Account, Database: s.Database, ClientAddr: s.ClientAddr, StartedAt: s.StartedAt}
-	return i
 }
 
 // terminate ends the session with a broker cause and audits it

@@ -87,7 +87,7 @@ func TestRefusedConnections(t *testing.T) {
 	if n := s.creds.count(); n != 1 {
 		t.Errorf("credentials issued %d times, want 1 (only after a valid token and grant)", n)
 	}
-	if n := len(s.audit.wait(t, "postgres.connect", broker.OutcomeDenied, len(tests))); n != len(tests) {
+	if n := len(s.audit.wait(t, "session.refused", broker.OutcomeDenied, len(tests))); n != len(tests) {
 		t.Errorf("denied audit records = %d, want %d", n, len(tests))
 	}
 	if len(s.rec.all()) != 0 {
@@ -159,7 +159,7 @@ func TestLoginFailuresAfterAuthentication(t *testing.T) {
 		if err := conn.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil {
 			t.Fatal(err)
 		}
-		if len(s.audit.find("postgres.recording_failed_open", broker.OutcomeError)) != 1 {
+		if len(s.audit.find("session.record_fail_open", broker.OutcomeError)) != 1 {
 			t.Error("fail-open session not audited")
 		}
 	})

@@ -225,6 +225,18 @@ func (m *memRecording) Record(e event.Event) error {
 	return nil
 }
 
+func (m *memRecording) Output(ch uint32, p []byte) error {
+	return m.Record(event.Event{Kind: event.KindOutput, Channel: ch, Data: p})
+}
+
+func (m *memRecording) Stderr(ch uint32, p []byte) error {
+	return m.Record(event.Event{Kind: event.KindStderr, Channel: ch, Data: p})
+}
+
+func (m *memRecording) Input(ch uint32, p []byte) error {
+	return m.Record(event.Event{Kind: event.KindInput, Channel: ch, Data: p})
+}
+
 func (m *memRecording) Done() <-chan struct{} { return m.done }
 
 func (m *memRecording) Close() error { return m.end("closed", "", "") }
@@ -366,7 +378,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	s.rec = &memRecorder{}
 	s.audit = &memAudit{}
 	o := Options{
-		Targets: s.cfg, Auth: s.auth, Credentials: s.creds, Recorder: s.rec, Audit: s.audit,
+		Targets: s.cfg, Auth: s.auth, Grants: s.auth, Credentials: s.creds, Recorder: s.rec, Audit: s.audit,
 		TLS:    selfSignedTLS(t),
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	}
@@ -393,7 +405,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	t.Cleanup(func() {
 		p.Close()
 		cancel()
-		if err := <-served; !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled) {
+		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})

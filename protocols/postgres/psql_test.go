@@ -149,10 +149,10 @@ func TestPsqlSessionIsRelayedAndRecorded(t *testing.T) {
 	if n := kinds(evs, event.KindNote); len(n) == 0 || n[len(n)-1].Op != "disconnect" || n[len(n)-1].Text != "client sent Terminate" {
 		t.Errorf("disconnect note = %+v", n)
 	}
-	if got := s.audit.wait(t, "postgres.connect", "success", 1); len(got) != 1 {
+	if got := s.audit.wait(t, "session.start", "success", 1); len(got) != 1 {
 		t.Errorf("connect audit records = %d, want 1", len(got))
 	}
-	if got := s.audit.wait(t, "postgres.disconnect", "success", 1); len(got) != 1 {
+	if got := s.audit.wait(t, "session.end", "success", 1); len(got) != 1 {
 		t.Errorf("disconnect audit records = %d, want 1", len(got))
 	}
 }
