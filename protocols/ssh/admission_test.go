@@ -48,7 +48,7 @@ func TestRevokeDuringUpstreamLogin(t *testing.T) {
 				// It ends earlier, so the connection picks the first.
 				g := e.grant
 				g.ID, g.EndsAt = broker.NewID("grt"), e.grant.EndsAt.Add(-time.Minute)
-				e.grants.set(g)
+				e.grants.Set(g)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -65,7 +65,7 @@ func TestRevokeDuringUpstreamLogin(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatalf("no upstream login; stderr %q", stderr.String())
 			}
-			e.grants.revoke(e.grant.ID)
+			e.grants.Revoke(e.grant.ID)
 			if tc.announce {
 				e.proxy.TerminateGrant(e.grant.ID, "revoked by carol")
 			}

@@ -47,15 +47,6 @@ type credentials interface {
 	SSHSigner(ctx context.Context, g broker.Grant, sessionID string) (ssh.Signer, error)
 }
 
-// Recording is one session's recording; *recorder.Writer implements it.
-type Recording = lifecycle.Recording
-
-// RecorderFunc adapts a function to the proxy's recorder.
-type RecorderFunc = lifecycle.RecorderFunc
-
-// recorder starts session recordings.
-type recorder = lifecycle.Recorder
-
 // ErrSessionNotFound is returned by Terminate for an unknown session.
 var ErrSessionNotFound = lifecycle.ErrSessionNotFound
 
@@ -78,8 +69,8 @@ type Options struct {
 	Targets targets
 	// Credentials issues upstream certificates. Required.
 	Credentials credentials
-	// Recorder records sessions; see RecorderFunc. Required.
-	Recorder recorder
+	// Recorder records sessions; see lifecycle.RecorderFunc. Required.
+	Recorder lifecycle.Recorder
 	// Audit receives refusals and session starts and ends; *audit.Log
 	// implements it. Default: none (they are only logged).
 	Audit lifecycle.Auditor

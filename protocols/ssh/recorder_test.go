@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	recpkg "github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/keywrap"
@@ -28,7 +29,7 @@ func (memAudit) Append(_ context.Context, e audit.Entry) (broker.AuditRecord, er
 // realRecorder is the broker's recorder over a local directory store, as
 // `custos serve` runs it without S3: encrypted chunks fsynced to a spool,
 // uploaded and sealed with a signed manifest.
-func realRecorder(tb testing.TB) (*recpkg.Recorder, RecorderFunc) {
+func realRecorder(tb testing.TB) (*recpkg.Recorder, lifecycle.RecorderFunc) {
 	tb.Helper()
 	dir := tb.TempDir()
 	signer, err := manifest.LoadSigner(filepath.Join(dir, "keys", "signing.key"))
@@ -51,7 +52,7 @@ func realRecorder(tb testing.TB) (*recpkg.Recorder, RecorderFunc) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { r.Close() })
-	return r, func(ctx context.Context, h event.Header) (Recording, error) {
+	return r, func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := r.Start(ctx, h)
 		if err != nil {
 			return nil, err
@@ -62,7 +63,7 @@ func realRecorder(tb testing.TB) (*recpkg.Recorder, RecorderFunc) {
 
 // TestWithRealRecorder runs a command and an SFTP upload through the proxy
 // recording with the broker's recorder, then reads the sealed recording
-// back: the adapter in RecorderFunc is all the wiring needs.
+// back: the adapter in lifecycle.RecorderFunc is all the wiring needs.
 func TestWithRealRecorder(t *testing.T) {
 	r, rec := realRecorder(t)
 	e := newEnvRecorder(t, rec)
