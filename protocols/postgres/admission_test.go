@@ -66,7 +66,7 @@ func TestRevokeDuringUpstreamLogin(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("no upstream login")
 			}
-			s.auth.revoke(g.ID)
+			s.auth.Revoke(g.ID)
 			if tc.announce {
 				s.proxy.TerminateGrant(g.ID, "revoked by carol")
 			}
