@@ -25,19 +25,13 @@ type Auditor interface {
 	Append(ctx context.Context, e audit.Entry) (broker.AuditRecord, error)
 }
 
-// Config configures a Core. Handle, Grants and Recorder are required.
-type Config struct {
-	// Protocol names the proxy's wire ("ssh", "postgres") in recording
-	// headers, audit records and errors.
-	Protocol string
-	// Handle serves one accepted connection. The connection is closed
-	// when Handle returns.
-	Handle func(conn net.Conn)
-	// Grants re-checks a session's grant at admission.
-	Grants Grants
+// Options are what both proxies' options share; each proxy embeds them.
+// Recorder is required.
+type Options struct {
 	// Recorder starts session recordings.
 	Recorder Recorder
-	// Audit receives the session records. Default: none (only logged).
+	// Audit receives refusals and session records; *audit.Log implements
+	// it. Default: none (they are only logged).
 	Audit Auditor
 	// Logger receives operational logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -45,6 +39,19 @@ type Config struct {
 	// handshake, authentication, the upstream login and the recording
 	// start, not counting a hold for approval. Default: 30s.
 	LoginTimeout time.Duration
+}
+
+// Config configures a Core. Handle, Grants and Recorder are required.
+type Config struct {
+	// Protocol names the proxy's wire ("ssh", "postgres") in recording
+	// headers, audit records, logs and errors.
+	Protocol string
+	// Handle serves one accepted connection, which is closed when it
+	// returns.
+	Handle func(conn net.Conn)
+	// Grants re-checks a session's grant at admission.
+	Grants Grants
+	Options
 }
 
 // Defaults and bounds.
@@ -96,7 +103,7 @@ func New(cfg Config) (*Core, error) {
 		cfg.LoginTimeout = defaultLoginTimeout
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Core{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
+	return &Core{cfg: cfg, log: cfg.Logger.With("component", cfg.Protocol+"-proxy"), ctx: ctx, cancel: cancel,
 		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}, sessions: map[string]*Session{}}, nil
 }
 
@@ -105,6 +112,9 @@ func (c *Core) Context() context.Context { return c.ctx }
 
 // LoginTimeout is the configured login timeout.
 func (c *Core) LoginTimeout() time.Duration { return c.cfg.LoginTimeout }
+
+// Log is the proxy's logger.
+func (c *Core) Log() *slog.Logger { return c.log }
 
 // Serve accepts connections on ln until ctx ends or Close is called, and
 // returns nil when stopped that way. Temporary accept errors are retried

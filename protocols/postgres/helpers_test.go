@@ -1,7 +1,6 @@
 package pgproxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,8 +25,8 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/deploy/devstack"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/protocols/lifecycle/lifecycletest"
-	"github.com/custos-pam/custos/recorder/event"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -181,9 +180,8 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	s.rec = &lifecycletest.Recorder{}
 	s.audit = &lifecycletest.Audit{}
 	o := Options{
-		Targets: s.cfg, Auth: s.auth, Grants: s.auth, Credentials: s.creds, Recorder: s.rec, Audit: s.audit,
-		TLS:    selfSignedTLS(t),
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Targets: s.cfg, Auth: s.auth, Grants: s.auth, Credentials: s.creds, TLS: selfSignedTLS(t),
+		Options: lifecycle.Options{Recorder: s.rec, Audit: s.audit, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))},
 	}
 	if testing.Verbose() {
 		o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -342,22 +340,5 @@ func selfSignedTLS(t testing.TB) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
-// kinds filters events by kind.
-func kinds(evs []event.Event, k event.Kind) []event.Event {
-	var out []event.Event
-	for _, e := range evs {
-		if e.Kind == k {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// dump renders events for failure messages.
-func dump(evs []event.Event) string {
-	var b bytes.Buffer
-	for _, e := range evs {
-		fmt.Fprintf(&b, "%-12s op=%q name=%q text=%.80q args=%q n=%d\n", e.Kind, e.Op, e.Name, e.Text, e.Args, e.N)
-	}
-	return b.String()
-}
+// kinds filters events by kind; dump renders them for failure messages.
+var kinds, dump = lifecycletest.Kinds, lifecycletest.Dump

@@ -64,24 +64,19 @@ type Options struct {
 	Auth        authenticator
 	Grants      grants
 	Credentials credentials
-	Recorder    lifecycle.Recorder
-	// Audit receives audit records; *audit.Log implements it. Default:
-	// nil (refusals are only logged).
-	Audit lifecycle.Auditor
+	// Options are the session core's: Recorder (required), Audit,
+	// Logger, LoginTimeout (bounds TLS, authentication, upstream login
+	// and recording start).
+	lifecycle.Options
 	// TLS is the broker's server certificate configuration. Default: nil,
 	// which New refuses unless AllowPlaintext is set.
 	TLS *tls.Config
 	// AllowPlaintext lets clients connect without TLS (tokens then cross
 	// the network in clear). Default: false (TLS required).
 	AllowPlaintext bool
-	// Logger receives JSON logs. Default: slog.Default().
-	Logger *slog.Logger
 	// MaxMessageSize bounds every client message and every server message
 	// the proxy decodes. Default: 8 MiB.
 	MaxMessageSize int
-	// LoginTimeout bounds the startup phase: TLS, authentication, upstream
-	// login and recording start. Default: 30s.
-	LoginTimeout time.Duration
 	// ParamHashKey keys the HMAC of the "hash" parameter policy. Default:
 	// a random key per process, so hashes compare within one broker run.
 	ParamHashKey []byte
@@ -128,9 +123,6 @@ func New(opts Options) (*Proxy, error) {
 		c.NextProtos = []string{alpnPostgres}
 		opts.TLS = c
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = defaultMaxMessage
 	}
@@ -140,13 +132,13 @@ func New(opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("postgres proxy: hash key: %w", err)
 		}
 	}
-	p := &Proxy{opts: opts, log: opts.Logger.With("component", "postgres-proxy"), byPID: make(map[uint32]*session)}
+	p := &Proxy{opts: opts, byPID: make(map[uint32]*session)}
 	var err error
-	p.Core, err = lifecycle.New(lifecycle.Config{Protocol: "postgres", Handle: p.handle, Grants: opts.Grants,
-		Recorder: opts.Recorder, Audit: opts.Audit, Logger: p.log, LoginTimeout: opts.LoginTimeout})
+	p.Core, err = lifecycle.New(lifecycle.Config{Protocol: "postgres", Handle: p.handle, Grants: opts.Grants, Options: opts.Options})
 	if err != nil {
 		return nil, err
 	}
+	p.log = p.Log()
 	return p, nil
 }
 

@@ -165,8 +165,8 @@ func newEnvOptions(t testing.TB, rec lifecycle.Recorder, opts func(*Options), ed
 	}
 	o := Options{
 		HostKeyFile: filepath.Join(e.dir, "host_key"),
-		Identities:  ids, Grants: e.grants, Targets: e.cfg, Credentials: e.creds, Recorder: rec, Audit: e.audit,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Identities:  ids, Grants: e.grants, Targets: e.cfg, Credentials: e.creds,
+		Options: lifecycle.Options{Recorder: rec, Audit: e.audit, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 	}
 	if opts != nil {
 		opts(&o)

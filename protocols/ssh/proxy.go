@@ -69,16 +69,9 @@ type Options struct {
 	Targets targets
 	// Credentials issues upstream certificates. Required.
 	Credentials credentials
-	// Recorder records sessions; see lifecycle.RecorderFunc. Required.
-	Recorder lifecycle.Recorder
-	// Audit receives refusals and session starts and ends; *audit.Log
-	// implements it. Default: none (they are only logged).
-	Audit lifecycle.Auditor
-	// Logger receives operational logs. Default: slog.Default().
-	Logger *slog.Logger
-	// LoginTimeout bounds the handshake, authentication, the upstream
-	// dial and the recording start, not counting a hold. Default: 30s.
-	LoginTimeout time.Duration
+	// Options are the session core's: Recorder (required), Audit,
+	// Logger, LoginTimeout.
+	lifecycle.Options
 	// KeepaliveInterval is how often both sides are probed; a side that
 	// misses three probes is disconnected. Default: 15s; negative disables.
 	KeepaliveInterval time.Duration
@@ -112,9 +105,6 @@ func New(o Options) (*Proxy, error) {
 	case o.Identities == nil, o.Grants == nil, o.Targets == nil, o.Credentials == nil, o.Recorder == nil:
 		return nil, errors.New("ssh proxy: identities, grants, targets, credentials and recorder are required")
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
 	if o.KeepaliveInterval == 0 {
 		o.KeepaliveInterval = defaultKeepaliveInterval
 	}
@@ -125,12 +115,12 @@ func New(o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh proxy: %w", err)
 	}
-	p := &Proxy{opts: o, log: o.Logger.With("component", "ssh-proxy"), hostKey: hk}
-	p.Core, err = lifecycle.New(lifecycle.Config{Protocol: "ssh", Handle: p.handleConn, Grants: o.Grants,
-		Recorder: o.Recorder, Audit: o.Audit, Logger: p.log, LoginTimeout: o.LoginTimeout})
+	p := &Proxy{opts: o, hostKey: hk}
+	p.Core, err = lifecycle.New(lifecycle.Config{Protocol: "ssh", Handle: p.handleConn, Grants: o.Grants, Options: o.Options})
 	if err != nil {
 		return nil, err
 	}
+	p.log = p.Log()
 	return p, nil
 }
 

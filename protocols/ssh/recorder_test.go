@@ -9,22 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/protocols/lifecycle"
+	"github.com/custos-pam/custos/protocols/lifecycle/lifecycletest"
 	recpkg "github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/keywrap"
 	"github.com/custos-pam/custos/recorder/manifest"
 	"github.com/custos-pam/custos/recorder/store/localdir"
 )
-
-// memAudit is the recorder's audit log in tests and benchmarks.
-type memAudit struct{}
-
-func (memAudit) Append(_ context.Context, e audit.Entry) (broker.AuditRecord, error) {
-	return broker.AuditRecord{Actor: e.Actor, Action: e.Action}, nil
-}
 
 // realRecorder is the broker's recorder over a local directory store, as
 // `custos serve` runs it without S3: encrypted chunks fsynced to a spool,
@@ -45,7 +37,7 @@ func realRecorder(tb testing.TB) (*recpkg.Recorder, lifecycle.RecorderFunc) {
 		tb.Fatal(err)
 	}
 	r, err := recpkg.New(context.Background(), recpkg.Config{
-		SpoolDir: filepath.Join(dir, "spool"), Store: st, Signer: signer, Keys: keys, Audit: memAudit{},
+		SpoolDir: filepath.Join(dir, "spool"), Store: st, Signer: signer, Keys: keys, Audit: &lifecycletest.Audit{},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -119,8 +119,8 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		return sshproxy.New(sshproxy.Options{
 			HostKeyFile: filepath.Join(cfg.Listen.DataDir, "ssh_host_ed25519_key"),
 			UserCAKeys:  []ssh.PublicKey{userCA.PublicKey()},
-			Identities:  ids, Grants: acc, Targets: cfg, Credentials: creds, Recorder: recording,
-			Audit: auditLog, Logger: log.With("proxy", "ssh"),
+			Identities:  ids, Grants: acc, Targets: cfg, Credentials: creds,
+			Options: lifecycle.Options{Recorder: recording, Audit: auditLog, Logger: log},
 		})
 	}
 	newPostgres := func() (proxy, error) {
@@ -133,8 +133,8 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
 		return pgproxy.New(pgproxy.Options{
-			Targets: cfg, Auth: dbt, Grants: acc, Credentials: creds, Audit: auditLog, TLS: tlsCfg,
-			Recorder: recording, Logger: log.With("proxy", "postgres"),
+			Targets: cfg, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
+			Options: lifecycle.Options{Recorder: recording, Audit: auditLog, Logger: log},
 		})
 	}
 	var ps proxies

@@ -157,16 +157,12 @@ type Recording struct {
 	buf       []byte
 }
 
-func (r *Recording) Output(ch uint32, p []byte) error {
-	return r.Record(event.Event{Kind: event.KindOutput, Channel: ch, Data: p})
-}
+func (r *Recording) Output(ch uint32, p []byte) error { return r.data(event.KindOutput, ch, p) }
+func (r *Recording) Stderr(ch uint32, p []byte) error { return r.data(event.KindStderr, ch, p) }
+func (r *Recording) Input(ch uint32, p []byte) error  { return r.data(event.KindInput, ch, p) }
 
-func (r *Recording) Stderr(ch uint32, p []byte) error {
-	return r.Record(event.Event{Kind: event.KindStderr, Channel: ch, Data: p})
-}
-
-func (r *Recording) Input(ch uint32, p []byte) error {
-	return r.Record(event.Event{Kind: event.KindInput, Channel: ch, Data: p})
+func (r *Recording) data(k event.Kind, ch uint32, p []byte) error {
+	return r.Record(event.Event{Kind: k, Channel: ch, Data: p})
 }
 
 func (r *Recording) Record(e event.Event) error {
@@ -259,8 +255,19 @@ func (r *Recording) Terminal(k event.Kind) string {
 // Find returns the events of kind k with op (any op when empty).
 func (r *Recording) Find(k event.Kind, op string) []event.Event {
 	var out []event.Event
-	for _, e := range r.Snapshot() {
-		if e.Kind == k && (op == "" || e.Op == op) {
+	for _, e := range Kinds(r.Snapshot(), k) {
+		if op == "" || e.Op == op {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Kinds filters events by kind.
+func Kinds(evs []event.Event, k event.Kind) []event.Event {
+	var out []event.Event
+	for _, e := range evs {
+		if e.Kind == k {
 			out = append(out, e)
 		}
 	}
@@ -285,14 +292,17 @@ func (r *Recording) WaitFor(t testing.TB, what string, cond func([]event.Event) 
 }
 
 // Dump renders the events for failure messages.
-func (r *Recording) Dump() string {
+func (r *Recording) Dump() string { return Dump(r.Snapshot()) }
+
+// Dump renders events for failure messages.
+func Dump(evs []event.Event) string {
 	var b strings.Builder
-	for _, e := range r.Snapshot() {
+	for _, e := range evs {
 		d := e.Data
 		if len(d) > 60 {
 			d = d[:60]
 		}
-		fmt.Fprintf(&b, "%s ch=%d op=%q name=%q text=%.80q args=%q n=%d denied=%v data=%q\n", e.Kind, e.Channel, e.Op, e.Name, e.Text, e.Args, e.N, e.Denied, d)
+		fmt.Fprintf(&b, "%-12s ch=%d op=%q name=%q text=%.80q args=%q n=%d denied=%v data=%q\n", e.Kind, e.Channel, e.Op, e.Name, e.Text, e.Args, e.N, e.Denied, d)
 	}
 	return b.String()
 }
