@@ -196,18 +196,15 @@ func (r *Recording) failLocked() {
 	}
 }
 
-// FailNow fails the recording asynchronously, as a spool write error does.
-func (r *Recording) FailNow() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failLocked()
-}
+// FailNow fails the recording asynchronously, as a spool write error
+// does; FailNext makes the next event fail.
+func (r *Recording) FailNow()  { r.locked(r.failLocked) }
+func (r *Recording) FailNext() { r.locked(func() { r.failAfter = len(r.events) }) }
 
-// FailNext makes the next event fail.
-func (r *Recording) FailNext() {
+func (r *Recording) locked(f func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.failAfter = len(r.events)
+	f()
 }
 
 func (r *Recording) Done() <-chan struct{} { return r.done }
@@ -225,13 +222,6 @@ func (r *Recording) end(state, by, reason string) error {
 	r.closed = true
 	r.events = append(r.events, event.Event{Kind: event.KindEnd, Offset: time.Since(r.start), Op: state, Name: by, Text: reason})
 	return nil
-}
-
-// IsClosed reports whether the recording ended.
-func (r *Recording) IsClosed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.closed
 }
 
 // Snapshot returns a copy of the events so far.
@@ -277,7 +267,7 @@ func Kinds(evs []event.Event, k event.Kind) []event.Event {
 // WaitClosed waits for the session's final event and returns the events.
 func (r *Recording) WaitClosed(t testing.TB) []event.Event {
 	t.Helper()
-	r.WaitFor(t, "its end", func([]event.Event) bool { return r.IsClosed() })
+	r.WaitFor(t, "its end", func(evs []event.Event) bool { return len(evs) > 0 && evs[len(evs)-1].Kind == event.KindEnd })
 	return r.Snapshot()
 }
 
