@@ -269,9 +269,9 @@ type End struct {
 	Details map[string]any
 }
 
-// Finish records the session's end on its recording, audits session.end
-// and untracks the session. A recording that did not close cleanly makes
-// the outcome an error.
+// Finish records the session's end on its recording, untracks the
+// session and audits session.end. A recording that did not close cleanly
+// makes the outcome an error.
 func (s *Session) Finish(e End) {
 	s.End(errors.New("session finished"))
 	if s.grantEnd != nil {
@@ -283,6 +283,7 @@ func (s *Session) Finish(e End) {
 	} else {
 		recErr = s.rec.Terminate(e.By, e.Reason)
 	}
+	s.untrack()
 	outcome := broker.OutcomeSuccess
 	if recErr != nil || e.State == "interrupted" {
 		outcome = broker.OutcomeError
@@ -300,7 +301,6 @@ func (s *Session) Finish(e End) {
 	}
 	s.c.audit(s.ctx, audit.Entry{Actor: s.Grant.User, Action: ActionEnd, Target: s.Grant.Target, Outcome: outcome,
 		Reason: e.Reason, Details: s.details(d)})
-	s.untrack()
 }
 
 func (s *Session) untrack() {

@@ -48,7 +48,7 @@ func (s *session) run() {
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
 	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
 	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
-	up.touch, down.touch = s.core.Touch, s.core.Touch
+	up.touch, down.touch = s.Touch, s.Touch
 	up.flush = func() error { return s.flush(&co.evs) }
 	down.flush = func() error { return s.flush(&so.evs) }
 
@@ -61,11 +61,11 @@ func (s *session) run() {
 	select {
 	case first = <-results:
 		running--
-	case <-s.ctx.Done():
+	case <-s.Context().Done():
 	}
-	byBroker := s.ctx.Err() != nil
-	s.core.End(protocolError(first))
-	cause := s.core.Cause()
+	byBroker := s.Context().Err() != nil
+	s.End(protocolError(first))
+	cause := s.Cause()
 
 	// 1. Stop both copiers.
 	now := time.Now()
@@ -76,7 +76,7 @@ func (s *session) run() {
 	for ; running > 0; running-- {
 		<-results
 	}
-	s.core.Stopped()
+	s.Stopped()
 
 	// 2. Cancel what the target is running when the broker ended it.
 	ce, visible := clientCause(cause)
@@ -88,7 +88,7 @@ func (s *session) run() {
 	if byBroker && s.busy.Load() {
 		cancelling.Go(func() {
 			if err := s.cancelUpstream(); err != nil {
-				p.log.Warn("postgres cancel on termination failed", "session", s.id, "err", err)
+				p.log.Warn("postgres cancel on termination failed", "session", s.ID, "err", err)
 			}
 		})
 	}
@@ -119,9 +119,9 @@ func (s *session) run() {
 	// 6. Final event and audit.
 	end := endEvent(first, cause, visible, ce, co.terminated)
 	if end.Op != "terminated" {
-		s.core.Record(event.Event{Kind: event.KindNote, Op: "disconnect", Name: end.Name, Text: end.Text})
+		s.Record(event.Event{Kind: event.KindNote, Op: "disconnect", Name: end.Name, Text: end.Text})
 	}
-	s.core.Finish(lifecycle.End{State: end.Op, By: end.Name, Reason: end.Text,
+	s.Finish(lifecycle.End{State: end.Op, By: end.Name, Reason: end.Text,
 		Details: map[string]any{"bytes_in": up.forwarded, "bytes_out": down.forwarded}})
 }
 
@@ -131,7 +131,7 @@ func (s *session) flush(evs *[]event.Event) error {
 	var err error
 	for i := range *evs {
 		if err == nil {
-			err = s.core.Record((*evs)[i])
+			err = s.Record((*evs)[i])
 		}
 	}
 	clear(*evs)

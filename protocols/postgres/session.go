@@ -17,18 +17,12 @@ import (
 	"github.com/custos-pam/custos/recorder/event"
 )
 
-// session is one logged-in client connection relayed to the target; core
-// tracks it, times it and records it.
+// session is one logged-in client connection relayed to the target; the
+// embedded lifecycle session tracks, times and records it.
 type session struct {
-	p          *Proxy
-	core       *lifecycle.Session
-	id         string
-	grant      broker.Grant
-	database   string
-	account    string
-	clientAddr string
-	red        redactor
-	ctx        context.Context
+	*lifecycle.Session
+	p   *Proxy
+	red redactor
 
 	client   net.Conn
 	upstream net.Conn
@@ -173,17 +167,14 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 	if err != nil {
 		return nil, &refusal{grantID: g.ID, clientError: &clientError{Code: codeCannotConnectNow, Msg: "custos: the broker is shutting down", err: err}}
 	}
-	s := &session{
-		p: p, core: cs, id: cs.ID, grant: g, database: db, clientAddr: req.clientAddr, ctx: cs.Context(),
-		client: n.conn, red: redactor{policy: t.Postgres.Parameters, key: p.opts.ParamHashKey},
-	}
+	s := &session{Session: cs, p: p, client: n.conn, red: redactor{policy: t.Postgres.Parameters, key: p.opts.ParamHashKey}}
 	s.results.on, s.results.rows, s.results.bytes = t.Postgres.RecordResults, t.Postgres.ResultRowsCap, t.Postgres.ResultBytesCap
 	if s.red.policy == "" {
 		s.red.policy = paramsRecord
 	}
 	// The session is tracked: a revocation from here on ends its context,
 	// and with it the upstream login.
-	lctx, lcancel := context.WithTimeout(s.ctx, p.LoginTimeout())
+	lctx, lcancel := context.WithTimeout(s.Context(), p.LoginTimeout())
 	defer lcancel()
 	// fail refuses the login with the broker's cause when there is one;
 	// a database login already issued for the session is given back.
@@ -191,16 +182,15 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 		if bc, ok := clientCause(cs.Cause()); ok {
 			ce = bc
 		}
-		if s.account != "" {
+		if s.Account != "" {
 			s.endLogin()
 		}
 		return nil, &refusal{grantID: g.ID, clientError: ce, session: cs}
 	}
-	user, password, err := p.opts.Credentials.PostgresLogin(lctx, g, s.id)
+	user, password, err := p.opts.Credentials.PostgresLogin(lctx, g, s.ID)
 	if err != nil {
 		return fail(&clientError{Code: codeCannotConnectNow, Msg: "custos: credentials unavailable for target " + g.Target, err: err})
 	}
-	s.account = user
 	cs.SetAccount(user)
 	hc, err := dialUpstream(lctx, t, db, user, password, upstreamParams(req))
 	if err != nil {
@@ -234,10 +224,10 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 // endLogin hands the session's database login back to the issuer, which
 // revokes it when it was issued for this session alone.
 func (s *session) endLogin() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), endLoginTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.Context()), endLoginTimeout)
 	defer cancel()
-	if err := s.p.opts.Credentials.EndLogin(ctx, s.grant, s.id); err != nil {
-		s.p.log.Warn("postgres session login not ended", "session", s.id, "err", err)
+	if err := s.p.opts.Credentials.EndLogin(ctx, s.Grant, s.ID); err != nil {
+		s.p.log.Warn("postgres session login not ended", "session", s.ID, "err", err)
 	}
 }
 
@@ -250,9 +240,9 @@ func (p *Proxy) forwardCancel(k cancelKey) {
 		p.log.Info("postgres cancel request with unknown key")
 		return
 	}
-	s.core.Record(event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
+	s.Record(event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
 	if err := s.cancelUpstream(); err != nil {
-		p.log.Warn("postgres cancel forward failed", "session", s.id, "err", err)
+		p.log.Warn("postgres cancel forward failed", "session", s.ID, "err", err)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder/event"
 )
@@ -48,19 +47,12 @@ func brokerEnd(c *lifecycle.Cause) endCause {
 }
 
 // session is one authenticated client connection with its upstream
-// connection; core tracks it, times it and records it. Channels opened on
-// it are relayed to the upstream connection one to one.
+// connection; the embedded lifecycle session tracks, times and records
+// it. Channels opened on it are relayed to the upstream connection one to
+// one.
 type session struct {
-	p          *Proxy
-	core       *lifecycle.Session
-	id         string
-	user       string
-	login      string
-	target     *config.Target
-	role       *config.Role
-	clientAddr string
-	ctx        context.Context
-
+	*lifecycle.Session
+	p    *Proxy
 	conn *ssh.ServerConn
 	up   *ssh.Client
 
@@ -87,19 +79,13 @@ func (p *Proxy) handleConn(raw net.Conn) {
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
-	c := adm.core
-	s := &session{
-		p: p, core: c, id: c.ID, user: c.Grant.User, login: c.Account, target: c.Target, role: c.Role,
-		clientAddr: c.ClientAddr, ctx: c.Context(), conn: conn, up: adm.upstream, chans: map[*sessionChannel]struct{}{},
-	}
+	s := &session{Session: adm.core, p: p, conn: conn, up: adm.upstream, chans: map[*sessionChannel]struct{}{}}
 	s.run(chans, reqs)
 }
 
-func (s *session) touch() { s.core.Touch() }
-
 // cause returns why the session ended, or an ordinary close.
 func (s *session) cause() endCause {
-	err := s.core.Cause()
+	err := s.Session.Cause()
 	var c *endCause
 	if errors.As(err, &c) {
 		return *c
@@ -113,15 +99,15 @@ func (s *session) cause() endCause {
 // run serves the session until the client or target goes away or the
 // session is terminated, then writes the final event.
 func (s *session) run(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
-	stopShutdown := context.AfterFunc(s.ctx, s.shutdown)
+	stopShutdown := context.AfterFunc(s.Context(), s.shutdown)
 	defer stopShutdown()
 	go func() {
 		_ = s.up.Wait()
-		s.core.End(&endCause{state: "closed", by: "target", reason: "target closed the connection"})
+		s.End(&endCause{state: "closed", by: "target", reason: "target closed the connection"})
 	}()
 	go func() {
 		_ = s.conn.Wait()
-		s.core.End(&endCause{state: "closed", by: "client", reason: "connection closed"})
+		s.End(&endCause{state: "closed", by: "client", reason: "connection closed"})
 	}()
 	if iv := s.p.opts.KeepaliveInterval; iv > 0 {
 		go s.keepalive("client", s.conn, iv)
@@ -139,17 +125,17 @@ func (s *session) run(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 		}
 	}
 	// The client connection is gone; make sure the upstream one goes too.
-	s.core.End(&endCause{state: "closed", by: "client", reason: "connection closed"})
+	s.End(&endCause{state: "closed", by: "client", reason: "connection closed"})
 	s.up.Close()
 	s.wg.Wait()
 	c := s.cause()
-	s.core.Finish(lifecycle.End{State: c.state, By: c.by, Reason: c.reason})
+	s.Finish(lifecycle.End{State: c.state, By: c.by, Reason: c.reason})
 }
 
 // shutdown runs once when the session's context ends: terminals get the
 // cause's message, then both connections close.
 func (s *session) shutdown() {
-	defer s.core.Stopped()
+	defer s.Stopped()
 	if c := s.cause(); c.message != "" {
 		s.mu.Lock()
 		open := make([]*sessionChannel, 0, len(s.chans))
@@ -179,13 +165,13 @@ func (s *session) keepalive(side string, c ssh.Conn, every time.Duration) {
 	var outstanding atomic.Int64
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-s.Context().Done():
 			return
 		case <-t.C:
 		}
 		if since := outstanding.Load(); since != 0 && time.Since(time.Unix(0, since)) > 3*every {
 			reason := side + " stopped answering keepalives"
-			s.core.End(&endCause{state: "interrupted", by: "system", reason: reason, message: "custos: session ended: " + reason})
+			s.End(&endCause{state: "interrupted", by: "system", reason: reason, message: "custos: session ended: " + reason})
 			return
 		}
 		if outstanding.CompareAndSwap(0, time.Now().UnixNano()) {
@@ -224,7 +210,7 @@ func (s *session) serveGlobalRequests(reqs <-chan *ssh.Request) {
 // refuseChannel rejects a channel type the proxy does not relay.
 func (s *session) refuseChannel(nc ssh.NewChannel) {
 	num := s.nextChan.Add(1)
-	_ = s.core.Record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: nc.ChannelType(), Denied: true})
+	_ = s.Record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: nc.ChannelType(), Denied: true})
 	s.refused(num, nc.ChannelType(), "", "channel type not allowed")
 	_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("custos: %s channels are not allowed", nc.ChannelType()))
 }
@@ -232,9 +218,9 @@ func (s *session) refuseChannel(nc ssh.NewChannel) {
 // refused records and audits a refused request.
 func (s *session) refused(ch uint32, what, dest, reason string) {
 	if ch == 0 {
-		_ = s.core.Record(event.Event{Kind: event.KindSSHRequest, Op: what, Text: dest, Denied: true})
+		_ = s.Record(event.Event{Kind: event.KindSSHRequest, Op: what, Text: dest, Denied: true})
 	}
-	s.core.Audit("ssh.refuse", broker.OutcomeDenied, reason, map[string]any{"request": what, "destination": dest, "channel": ch})
+	s.Audit("ssh.refuse", broker.OutcomeDenied, reason, map[string]any{"request": what, "destination": dest, "channel": ch})
 }
 
 func (s *session) addChannel(c *sessionChannel) {
