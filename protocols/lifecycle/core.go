@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"time"
@@ -348,9 +349,7 @@ func (c *Core) Refused(ctx context.Context, r Refusal) {
 		r.Outcome = broker.OutcomeDenied
 	}
 	d := map[string]any{"protocol": c.cfg.Protocol}
-	for k, v := range r.Details {
-		d[k] = v
-	}
+	maps.Copy(d, r.Details)
 	c.log.Info("connection refused", "user", r.User, "target", r.Target, "reason", r.Reason, "client", d["client_addr"])
 	c.audit(ctx, audit.Entry{Actor: r.User, Action: ActionRefused, Target: r.Target, Outcome: r.Outcome, Reason: r.Reason, Details: d})
 }

@@ -17,12 +17,9 @@
 //  5. the proxy relays until the session's context ends, and Finish
 //     records the end, audits session.end and untracks the session.
 //
-// A session refused after Open ends with Refuse (session.refused). A
-// session ended by the broker carries a *Cause, which each proxy shows the
-// user in its own wire's terms.
-//
-// Audit actions, the same for both protocols, each with the detail
-// "protocol": session.start, session.end, session.refused,
-// session.terminate and session.record_fail_open. Details name the session
-// "session_id", the grant "grant_id" and the client "client_addr".
+// A session refused after Open ends with Refuse. A session ended by the
+// broker carries a *Cause, which each proxy shows in its wire's terms.
+// Both protocols audit session.start, session.end, session.refused,
+// session.terminate and session.record_fail_open, with the same detail keys
+// (protocol, session_id, grant_id, client_addr).
 package lifecycle

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -41,16 +40,8 @@ type Recorder interface {
 	Start(ctx context.Context, h event.Header) (Recording, error)
 }
 
-// RecorderFunc adapts a function to a Recorder, e.g. for
-// *recorder.Recorder:
-//
-//	lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
-//		w, err := rec.Start(ctx, h)
-//		if err != nil {
-//			return nil, err
-//		}
-//		return w, nil
-//	})
+// RecorderFunc adapts a function to a Recorder; cmd/custos/app adapts
+// (*recorder.Recorder).Start with it.
 type RecorderFunc func(ctx context.Context, h event.Header) (Recording, error)
 
 // Start calls f.
@@ -101,8 +92,7 @@ func (s *Session) StartRecording(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrRecordingUnavailable, err)
 	}
 	s.c.log.Error("recording failed to start; continuing (fail-open target)", "session", s.ID, "err", err)
-	s.c.audit(ctx, audit.Entry{Actor: s.Grant.User, Action: ActionFailOpen, Target: s.Grant.Target,
-		Outcome: broker.OutcomeError, Reason: err.Error(), Details: s.details(map[string]any{})})
+	s.Audit(ActionFailOpen, broker.OutcomeError, err.Error(), map[string]any{})
 	return nil
 }
 

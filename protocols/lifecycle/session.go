@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,9 +132,6 @@ func (s *Session) SetAccount(account string) {
 	s.Account = account
 }
 
-// Events is how many events were recorded.
-func (s *Session) Events() int64 { return s.events.Load() }
-
 // Info describes the session.
 func (s *Session) Info() Info {
 	return Info{ID: s.ID, GrantID: s.Grant.ID, User: s.Grant.User, Target: s.Grant.Target, Role: s.Grant.Role,
@@ -202,8 +200,7 @@ func (s *Session) Admit() error {
 	}()
 	s.c.log.Info("session started", "session", s.ID, "grant", s.Grant.ID, "user", s.Grant.User, "target", s.Grant.Target,
 		"account", s.Account, "database", s.Database, "client", s.ClientAddr)
-	s.c.audit(s.ctx, audit.Entry{Actor: s.Grant.User, Action: ActionStart, Target: s.Grant.Target, Outcome: broker.OutcomeSuccess,
-		Details: s.details(map[string]any{"account": s.Account, "database": s.Database, "client_addr": s.ClientAddr})})
+	s.Audit(ActionStart, broker.OutcomeSuccess, "", map[string]any{"account": s.Account, "database": s.Database, "client_addr": s.ClientAddr})
 	return nil
 }
 
@@ -251,9 +248,7 @@ func (s *Session) Refuse(outcome, reason string, details map[string]any) {
 		s.c.log.Warn("recording of a refused session not closed", "session", s.ID, "err", err)
 	}
 	d := map[string]any{"client_addr": s.ClientAddr, "grant_id": s.Grant.ID, "session_id": s.ID}
-	for k, v := range details {
-		d[k] = v
-	}
+	maps.Copy(d, details)
 	s.c.Refused(s.ctx, Refusal{User: s.Grant.User, Target: s.Grant.Target, Outcome: outcome, Reason: reason, Details: d})
 	s.untrack()
 }
@@ -289,18 +284,15 @@ func (s *Session) Finish(e End) {
 		outcome = broker.OutcomeError
 	}
 	attrs := []any{"session", s.ID, "user", s.Grant.User, "target", s.Grant.Target, "state", e.State, "by", e.By,
-		"reason", e.Reason, "events", s.Events()}
+		"reason", e.Reason, "events", s.events.Load()}
 	if recErr != nil {
 		s.c.log.Error("session ended; recording incomplete", append(attrs, "recording_err", recErr)...)
 	} else {
 		s.c.log.Info("session ended", attrs...)
 	}
 	d := map[string]any{"state": e.State, "by": e.By}
-	for k, v := range e.Details {
-		d[k] = v
-	}
-	s.c.audit(s.ctx, audit.Entry{Actor: s.Grant.User, Action: ActionEnd, Target: s.Grant.Target, Outcome: outcome,
-		Reason: e.Reason, Details: s.details(d)})
+	maps.Copy(d, e.Details)
+	s.Audit(ActionEnd, outcome, e.Reason, d)
 }
 
 func (s *Session) untrack() {
@@ -326,10 +318,6 @@ func (s *Session) details(d map[string]any) map[string]any {
 	d["protocol"] = s.c.cfg.Protocol
 	d["session_id"] = s.ID
 	d["grant_id"] = s.Grant.ID
-	for k, v := range d {
-		if v == "" {
-			delete(d, k)
-		}
-	}
+	maps.DeleteFunc(d, func(_ string, v any) bool { return v == "" })
 	return d
 }

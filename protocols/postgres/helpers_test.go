@@ -214,16 +214,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 }
 
 // waitNoSessions waits until the proxy has no live session.
-func (s *stack) waitNoSessions(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.proxy.Sessions()) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sessions still live: %+v", s.proxy.Sessions())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func (s *stack) waitNoSessions(t testing.TB) { lifecycletest.WaitNoSessions(t, s.proxy.Core) }
 
 // grant returns an active grant of user on the target.
 func (s *stack) grant(user string) broker.Grant {

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -100,7 +99,6 @@ const (
 type Proxy struct {
 	*lifecycle.Core
 	opts Options
-	log  *slog.Logger
 
 	// byPID finds a session by the cancel key the client got.
 	mu    sync.Mutex
@@ -138,7 +136,6 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.log = p.Log()
 	return p, nil
 }
 

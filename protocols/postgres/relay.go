@@ -88,7 +88,7 @@ func (s *session) run() {
 	if byBroker && s.busy.Load() {
 		cancelling.Go(func() {
 			if err := s.cancelUpstream(); err != nil {
-				p.log.Warn("postgres cancel on termination failed", "session", s.ID, "err", err)
+				p.Log().Warn("postgres cancel on termination failed", "session", s.ID, "err", err)
 			}
 		})
 	}

@@ -96,11 +96,11 @@ func (p *Proxy) refuseEarly(conn net.Conn, err error) {
 	if ce, ok := asClientError(err); ok {
 		conn.SetWriteDeadline(time.Now().Add(closeGrace))
 		conn.Write(appendFatal(nil, ce))
-		p.log.Info("postgres connection refused", "client", conn.RemoteAddr().String(), "code", ce.Code, "reason", ce.Msg)
+		p.Log().Info("postgres connection refused", "client", conn.RemoteAddr().String(), "code", ce.Code, "reason", ce.Msg)
 		return
 	}
 	if !errors.Is(err, io.EOF) {
-		p.log.Debug("postgres startup failed", "client", conn.RemoteAddr().String(), "err", err)
+		p.Log().Debug("postgres startup failed", "client", conn.RemoteAddr().String(), "err", err)
 	}
 }
 
@@ -118,7 +118,7 @@ func (p *Proxy) refuseLogin(n *negotiated, ref *refusal) {
 		}
 	}
 	if ref.err != nil {
-		p.log.Warn("postgres connection refused", "client", conn.RemoteAddr().String(), "code", ref.Code, "err", ref.err)
+		p.Log().Warn("postgres connection refused", "client", conn.RemoteAddr().String(), "code", ref.Code, "err", ref.err)
 	}
 	details := map[string]any{"client_addr": conn.RemoteAddr().String(), "sqlstate": ref.Code}
 	if db != "" {
@@ -227,7 +227,7 @@ func (s *session) endLogin() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.Context()), endLoginTimeout)
 	defer cancel()
 	if err := s.p.opts.Credentials.EndLogin(ctx, s.Grant, s.ID); err != nil {
-		s.p.log.Warn("postgres session login not ended", "session", s.ID, "err", err)
+		s.p.Log().Warn("postgres session login not ended", "session", s.ID, "err", err)
 	}
 }
 
@@ -237,12 +237,12 @@ func (s *session) endLogin() {
 func (p *Proxy) forwardCancel(k cancelKey) {
 	s := p.lookupCancel(k)
 	if s == nil {
-		p.log.Info("postgres cancel request with unknown key")
+		p.Log().Info("postgres cancel request with unknown key")
 		return
 	}
 	s.Record(event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
 	if err := s.cancelUpstream(); err != nil {
-		p.log.Warn("postgres cancel forward failed", "session", s.ID, "err", err)
+		p.Log().Warn("postgres cancel forward failed", "session", s.ID, "err", err)
 	}
 }
 

@@ -11,11 +11,10 @@ import (
 	"github.com/custos-pam/custos/broker"
 )
 
-// blockingCreds holds every upstream login until release is closed, so a
-// test can act while a session is being admitted.
+// blockingCreds holds every upstream login until release is closed.
 type blockingCreds struct {
 	next    credentials
-	entered chan struct{} // gets one value per login started
+	entered chan struct{}
 	release chan struct{}
 }
 

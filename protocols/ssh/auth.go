@@ -238,12 +238,12 @@ func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admis
 	}
 	up, err := p.dialUpstream(lctx, s)
 	if err != nil {
-		p.log.Warn("ssh upstream failed", "target", name, "session", s.ID, "err", err)
+		p.Log().Warn("ssh upstream failed", "target", name, "session", s.ID, "err", err)
 		return fail(broker.OutcomeError, "upstream: "+err.Error(), refuse("custos: cannot connect to %s: %v", name, err))
 	}
 	if err := s.StartRecording(lctx); err != nil {
 		up.Close()
-		p.log.Error("ssh recording start failed", "target", name, "session", s.ID, "err", err)
+		p.Log().Error("ssh recording start failed", "target", name, "session", s.ID, "err", err)
 		return fail(broker.OutcomeError, "recording unavailable", refuse("custos: session refused: recording is unavailable"))
 	}
 	if err := s.Admit(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -92,7 +91,6 @@ const (
 type Proxy struct {
 	*lifecycle.Core
 	opts    Options
-	log     *slog.Logger
 	hostKey ssh.Signer
 }
 
@@ -120,7 +118,6 @@ func New(o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.log = p.Log()
 	return p, nil
 }
 

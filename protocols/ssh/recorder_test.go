@@ -70,12 +70,7 @@ func TestWithRealRecorder(t *testing.T) {
 		t.Fatalf("scp: %q", res.stderr)
 	}
 	// The client has exited; the proxy's session ends just after.
-	for deadline := time.Now().Add(10 * time.Second); len(e.proxy.Sessions()) > 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("sessions did not end")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	lifecycletest.WaitNoSessions(t, e.proxy.Core)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := r.Drain(ctx); err != nil {

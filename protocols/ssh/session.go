@@ -75,7 +75,7 @@ func (p *Proxy) handleConn(raw net.Conn) {
 		if adm != nil {
 			adm.release("handshake failed")
 		}
-		p.log.Debug("ssh handshake ended", "client", raw.RemoteAddr().String(), "err", err)
+		p.Log().Debug("ssh handshake ended", "client", raw.RemoteAddr().String(), "err", err)
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})

@@ -297,6 +297,16 @@ func Dump(evs []event.Event) string {
 	return b.String()
 }
 
+// WaitNoSessions waits until c tracks no session.
+func WaitNoSessions(t testing.TB, c *lifecycle.Core) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(c.Sessions()) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions still live: %+v", c.Sessions())
+		}
+	}
+}
+
 // Entry is an audit record as tests read it.
 type Entry struct {
 	Actor, Action, Target, Outcome, Reason string
