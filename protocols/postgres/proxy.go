@@ -53,9 +53,6 @@ type grants interface {
 	GetGrant(ctx context.Context, id string) (broker.Grant, error)
 }
 
-// Recording is one session's recording; *recorder.Writer implements it.
-type Recording = lifecycle.Recording
-
 // Options configure a Proxy. Targets, Auth, Grants, Credentials and
 // Recorder are required.
 type Options struct {
