@@ -90,7 +90,7 @@ func TestSpoolFailureFailOpen(t *testing.T) {
 	blocker := blockChunk(t, env, "ses_failopen", 2)
 	w.Output(1, []byte("during"))
 	w.Flush(ctx)
-	recs := env.waitAudit("session.recording.fail_open", 1)
+	recs := env.waitAudit("session.record_fail_open", 1)
 	if len(recs) != 1 || recs[0].Target != "prod-db" {
 		t.Fatalf("fail-open use not audited: %+v", recs)
 	}
@@ -175,7 +175,7 @@ func TestStoreOutagePastAllowanceFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("fail-open session during outage: %v", err)
 	}
-	if recs := env.waitAudit("session.recording.fail_open", 1); len(recs) != 1 {
+	if recs := env.waitAudit("session.record_fail_open", 1); len(recs) != 1 {
 		t.Fatalf("fail-open start not audited: %+v", recs)
 	}
 	open.Output(1, []byte("kept in the spool"))

@@ -8,9 +8,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
-	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
-	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/keywrap"
 	"github.com/custos-pam/custos/recorder/manifest"
 	"github.com/custos-pam/custos/recorder/store/localdir"
@@ -89,25 +87,4 @@ func FromConfig(ctx context.Context, c *config.Config, vc *vault.Client, deps De
 		Retention: rc.Retention.D(), LegalHold: rc.LegalHold, MaxUploadOutage: rc.MaxUploadOutage.D(),
 		Audit: deps.Audit, Index: deps.Index, Logger: deps.Logger,
 	})
-}
-
-// NewHeader builds the header of a session on grant g to target t: the
-// proxies call it before Start. The protocol is the target's kind; the
-// policy snapshot carries the grant's approvers and justification and the
-// target's recording overrides (retention, fail_open) and PostgreSQL
-// recording settings.
-func NewHeader(sessionID string, g broker.Grant, t config.Target, clientAddr string) event.Header {
-	h := event.Header{
-		SessionID: sessionID, GrantID: g.ID, User: g.User, Target: t.Name, Role: g.Role,
-		Protocol: t.Kind, ClientAddr: clientAddr,
-		Policy: event.Policy{
-			Approvers: g.Approvers, Reason: g.Reason, Ticket: g.Ticket, GrantEndsAt: g.EndsAt,
-			Retention: t.Recording.Retention.D(), FailOpen: t.Recording.FailOpen,
-		},
-	}
-	if t.Kind == "postgres" {
-		h.Policy.Parameters = t.Postgres.Parameters
-		h.Policy.RecordResults = t.Postgres.RecordResults
-	}
-	return h
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/recorder/event"
 )
 
 func TestFromConfigLocal(t *testing.T) {
@@ -35,10 +36,10 @@ func TestFromConfigLocal(t *testing.T) {
 		Recording: config.TargetRecording{Retention: config.Duration(30 * 24 * time.Hour), FailOpen: true},
 		Postgres:  config.TargetPostgres{Parameters: "hash"}}
 	g := broker.Grant{ID: "grt_1", User: "alice", Role: "rw", Approvers: []string{"bob"}, Reason: "INC-9", EndsAt: time.Now().Add(time.Hour)}
-	h := NewHeader("ses_cfg", g, target, "10.0.0.1:5000")
-	if h.Protocol != "postgres" || h.Policy.Retention != 30*24*time.Hour || !h.Policy.FailOpen || h.Policy.Parameters != "hash" || h.Policy.Approvers[0] != "bob" {
-		t.Fatalf("header: %+v", h)
-	}
+	h := event.Header{SessionID: "ses_cfg", GrantID: g.ID, User: g.User, Target: target.Name, Role: g.Role,
+		Protocol: target.Kind, ClientAddr: "10.0.0.1:5000",
+		Policy: event.Policy{Approvers: g.Approvers, Reason: g.Reason, GrantEndsAt: g.EndsAt,
+			Retention: target.Recording.Retention.D(), FailOpen: target.Recording.FailOpen, Parameters: target.Postgres.Parameters}}
 	w, err := r.Start(ctx, h)
 	if err != nil {
 		t.Fatal(err)

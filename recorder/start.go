@@ -174,7 +174,9 @@ func (r *Recorder) recordingFailed(w *Writer, cause error) {
 	h := w.header
 	action, outcome := "session.recording.failed", broker.OutcomeError
 	if w.failOpen {
-		action = "session.recording.fail_open"
+		// The same action the proxies use for a recording that could not
+		// start on a fail-open target.
+		action = "session.record_fail_open"
 	}
 	r.log.Error("recorder: recording failed", "session", h.SessionID, "target", h.Target,
 		"fail_open", w.failOpen, "err", cause)
@@ -182,7 +184,7 @@ func (r *Recorder) recordingFailed(w *Writer, cause error) {
 	defer cancel()
 	err := r.audit(ctx, audit.Entry{
 		Actor: "broker", Action: action, Target: h.Target, Outcome: outcome, Reason: cause.Error(),
-		Details: map[string]any{"session_id": h.SessionID, "user": h.User, "fail_open": w.failOpen},
+		Details: map[string]any{"protocol": h.Protocol, "session_id": h.SessionID, "grant_id": h.GrantID, "user": h.User, "fail_open": w.failOpen},
 	})
 	if err != nil {
 		r.log.Error("recorder: audit recording failure", "session", h.SessionID, "err", err)

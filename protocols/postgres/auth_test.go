@@ -87,11 +87,11 @@ func TestRefusedConnections(t *testing.T) {
 	if n := s.creds.count(); n != 1 {
 		t.Errorf("credentials issued %d times, want 1 (only after a valid token and grant)", n)
 	}
-	if n := len(s.audit.wait(t, "postgres.connect", broker.OutcomeDenied, len(tests))); n != len(tests) {
+	if n := len(s.audit.Wait(t, "session.refused", broker.OutcomeDenied, len(tests))); n != len(tests) {
 		t.Errorf("denied audit records = %d, want %d", n, len(tests))
 	}
-	if len(s.rec.all()) != 0 {
-		t.Errorf("%d recordings started for refused connections", len(s.rec.all()))
+	if len(s.rec.All()) != 0 {
+		t.Errorf("%d recordings started for refused connections", len(s.rec.All()))
 	}
 }
 
@@ -141,7 +141,7 @@ func TestLoginFailuresAfterAuthentication(t *testing.T) {
 	})
 	t.Run("recording unavailable", func(t *testing.T) {
 		s := newStack(t)
-		s.rec.startErr = errors.New("recording store unavailable")
+		s.rec.StartErr = errors.New("recording store unavailable")
 		tok, _ := s.token("alice")
 		pe := connectErr(t, s, "alice", testTarget, "require", tok)
 		if pe.Code != "57P03" || !strings.Contains(pe.Message, "session recording unavailable; connection refused (fail-closed)") {
@@ -152,14 +152,14 @@ func TestLoginFailuresAfterAuthentication(t *testing.T) {
 	})
 	t.Run("recording unavailable on a fail-open target", func(t *testing.T) {
 		s := newStack(t, func(tg *config.Target, _ *Options) { tg.Recording.FailOpen = true })
-		s.rec.startErr = errors.New("recording store unavailable")
+		s.rec.StartErr = errors.New("recording store unavailable")
 		tok, _ := s.token("alice")
 		conn := s.connect(t, "alice", tok)
 		var one int
 		if err := conn.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil {
 			t.Fatal(err)
 		}
-		if len(s.audit.find("postgres.recording_failed_open", broker.OutcomeError)) != 1 {
+		if len(s.audit.Find("session.record_fail_open", broker.OutcomeError)) != 1 {
 			t.Error("fail-open session not audited")
 		}
 	})

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
-	"time"
 )
 
 // headerLen is the length of a v3 message header: a type byte and a
@@ -127,8 +125,8 @@ type copier struct {
 	atBoundary bool
 	// forwarded counts bytes written to dst.
 	forwarded int64
-	// active, when set, receives the time of every read (idle timeout).
-	active *atomic.Int64
+	// touch, when set, is called on every read (idle timeout).
+	touch func()
 }
 
 func newCopier(src, dst net.Conn, h frameHandler, maxStream, maxDecode int) *copier {
@@ -149,8 +147,8 @@ func (c *copier) run() error {
 		}
 		n, rerr := c.src.Read(c.buf[c.w:])
 		if n > 0 {
-			if c.active != nil {
-				c.active.Store(time.Now().UnixNano())
+			if c.touch != nil {
+				c.touch()
 			}
 			c.w += n
 			k, serr := c.sc.scan(c.buf[c.r:c.w])

@@ -1,7 +1,6 @@
 package pgproxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,10 +23,10 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/deploy/devstack"
-	"github.com/custos-pam/custos/recorder/event"
+	"github.com/custos-pam/custos/protocols/lifecycle"
+	"github.com/custos-pam/custos/protocols/lifecycle/lifecycletest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -43,6 +41,8 @@ type fakeAuth struct {
 	naive bool
 	// roles are the roles asked for, one per call.
 	roles []string
+	// Grants are the grants behind the tokens, as the store holds them.
+	lifecycletest.Grants
 }
 
 type fakeToken struct {
@@ -75,6 +75,7 @@ func (a *fakeAuth) issue(g broker.Grant) string {
 	rand.Read(b)
 	tok := "cdb_" + hex.EncodeToString(b)
 	a.tokens[tok] = fakeToken{user: g.User, target: g.Target, grant: g}
+	a.Set(g)
 	return tok
 }
 
@@ -131,167 +132,6 @@ func (c *fakeCreds) count() int {
 	return len(c.calls)
 }
 
-// memRecorder keeps recordings in memory.
-type memRecorder struct {
-	mu       sync.Mutex
-	sessions []*memRecording
-	startErr error
-	// failAfter makes recordings fail after that many events (0: never).
-	failAfter int
-}
-
-func (r *memRecorder) Start(_ context.Context, h event.Header) (Recording, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.startErr != nil {
-		return nil, r.startErr
-	}
-	m := &memRecording{header: h, start: time.Now(), done: make(chan struct{}), failAfter: r.failAfter}
-	m.events = append(m.events, event.Event{Kind: event.KindStart})
-	r.sessions = append(r.sessions, m)
-	return m, nil
-}
-
-// all returns the recordings started so far.
-func (r *memRecorder) all() []*memRecording {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*memRecording(nil), r.sessions...)
-}
-
-// last returns the latest recording.
-func (r *memRecorder) last(t *testing.T) *memRecording {
-	t.Helper()
-	all := r.all()
-	if len(all) == 0 {
-		t.Fatal("no recording started")
-	}
-	return all[len(all)-1]
-}
-
-type memRecording struct {
-	header    event.Header
-	start     time.Time
-	mu        sync.Mutex
-	events    []event.Event
-	closed    bool
-	failed    bool
-	failAfter int
-	done      chan struct{}
-}
-
-func (m *memRecording) Record(e event.Event) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return errors.New("recording closed")
-	}
-	if m.failed {
-		return errors.New("spool unwritable")
-	}
-	if m.failAfter > 0 && len(m.events) >= m.failAfter {
-		m.failed = true
-		close(m.done)
-		return errors.New("spool unwritable")
-	}
-	e.Offset = time.Since(m.start)
-	m.events = append(m.events, e)
-	return nil
-}
-
-func (m *memRecording) Done() <-chan struct{} { return m.done }
-
-func (m *memRecording) Close() error { return m.end("closed", "", "") }
-
-func (m *memRecording) Terminate(by, reason string) error { return m.end("terminated", by, reason) }
-
-func (m *memRecording) end(op, by, reason string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return errors.New("recording closed twice")
-	}
-	m.closed = true
-	m.events = append(m.events, event.Event{Kind: event.KindEnd, Op: op, Name: by, Text: reason, Offset: time.Since(m.start)})
-	return nil
-}
-
-// snapshot returns a copy of the events so far.
-func (m *memRecording) snapshot() []event.Event {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]event.Event(nil), m.events...)
-}
-
-// waitClosed waits for the recording to be closed.
-func (m *memRecording) waitClosed(t *testing.T) []event.Event {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		m.mu.Lock()
-		c := m.closed
-		m.mu.Unlock()
-		if c {
-			return m.snapshot()
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("recording not closed")
-	return nil
-}
-
-// waitFor polls the recording until cond holds.
-func (m *memRecording) waitFor(t *testing.T, what string, cond func([]event.Event) bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond(m.snapshot()) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("recording never showed %s", what)
-}
-
-// memAudit collects audit entries.
-type memAudit struct {
-	mu      sync.Mutex
-	entries []audit.Entry
-}
-
-func (a *memAudit) Append(_ context.Context, e audit.Entry) (broker.AuditRecord, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.entries = append(a.entries, e)
-	return broker.AuditRecord{Actor: e.Actor, Action: e.Action}, nil
-}
-
-func (a *memAudit) find(action, outcome string) []audit.Entry {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []audit.Entry
-	for _, e := range a.entries {
-		if e.Action == action && e.Outcome == outcome {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// wait polls until n entries with action and outcome exist and returns
-// them; the proxy audits a session's end after closing its recording.
-func (a *memAudit) wait(t testing.TB, action, outcome string, n int) []audit.Entry {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := a.find(action, outcome)
-		if len(got) >= n || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // stack is a proxy in front of the devstack PostgreSQL with fakes for
 // identity, credentials, recording and audit.
 type stack struct {
@@ -300,8 +140,8 @@ type stack struct {
 	cfg      *config.Config
 	auth     *fakeAuth
 	creds    *fakeCreds
-	rec      *memRecorder
-	audit    *memAudit
+	rec      *lifecycletest.Recorder
+	audit    *lifecycletest.Audit
 	proxy    *Proxy
 	port     int
 	psql     string
@@ -337,12 +177,11 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	s.cfg = &config.Config{}
 	s.auth = &fakeAuth{}
 	s.creds = &fakeCreds{user: s.role, password: s.password}
-	s.rec = &memRecorder{}
-	s.audit = &memAudit{}
+	s.rec = &lifecycletest.Recorder{}
+	s.audit = &lifecycletest.Audit{}
 	o := Options{
-		Targets: s.cfg, Auth: s.auth, Credentials: s.creds, Recorder: s.rec, Audit: s.audit,
-		TLS:    selfSignedTLS(t),
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Targets: s.cfg, Auth: s.auth, Grants: s.auth, Credentials: s.creds, TLS: selfSignedTLS(t),
+		Options: lifecycle.Options{Recorder: s.rec, Audit: s.audit, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))},
 	}
 	if testing.Verbose() {
 		o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -367,7 +206,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	t.Cleanup(func() {
 		p.Close()
 		cancel()
-		if err := <-served; !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled) {
+		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
@@ -375,16 +214,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 }
 
 // waitNoSessions waits until the proxy has no live session.
-func (s *stack) waitNoSessions(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.proxy.Sessions()) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sessions still live: %+v", s.proxy.Sessions())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func (s *stack) waitNoSessions(t testing.TB) { lifecycletest.WaitNoSessions(t, s.proxy.Core) }
 
 // grant returns an active grant of user on the target.
 func (s *stack) grant(user string) broker.Grant {
@@ -501,22 +331,5 @@ func selfSignedTLS(t testing.TB) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
-// kinds filters events by kind.
-func kinds(evs []event.Event, k event.Kind) []event.Event {
-	var out []event.Event
-	for _, e := range evs {
-		if e.Kind == k {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// dump renders events for failure messages.
-func dump(evs []event.Event) string {
-	var b bytes.Buffer
-	for _, e := range evs {
-		fmt.Fprintf(&b, "%-12s op=%q name=%q text=%.80q args=%q n=%d\n", e.Kind, e.Op, e.Name, e.Text, e.Args, e.N)
-	}
-	return b.String()
-}
+// kinds filters events by kind; dump renders them for failure messages.
+var kinds, dump = lifecycletest.Kinds, lifecycletest.Dump

@@ -13,7 +13,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
-	"github.com/custos-pam/custos/recorder/event"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -39,6 +39,8 @@ type loginRequest struct {
 type refusal struct {
 	*clientError
 	grantID string
+	// session is the tracked session the login was refused for, if any.
+	session *lifecycle.Session
 }
 
 func refuse(ce *clientError) *refusal { return &refusal{clientError: ce} }
@@ -320,33 +322,6 @@ func upstreamRefusal(target string, err error) *clientError {
 		return &clientError{Code: pe.Code, Msg: fmt.Sprintf("custos: target %q: %s", target, pe.Message), err: err}
 	}
 	return &clientError{Code: codeConnectionFailure, Msg: fmt.Sprintf("custos: cannot log in to target %q", target), err: err}
-}
-
-// header builds the recording header of a session.
-func (s *session) header(t *config.Target, account string) event.Header {
-	g := s.grant
-	return event.Header{
-		SessionID:  s.id,
-		GrantID:    g.ID,
-		User:       g.User,
-		Target:     g.Target,
-		Role:       g.Role,
-		Protocol:   "postgres",
-		ClientAddr: s.clientAddr,
-		Account:    account,
-		Database:   s.database,
-		StartedAt:  s.started,
-		Policy: event.Policy{
-			Approvers:     g.Approvers,
-			Reason:        g.Reason,
-			Ticket:        g.Ticket,
-			GrantEndsAt:   g.EffectiveEnd(),
-			Retention:     time.Duration(t.Recording.Retention),
-			FailOpen:      t.Recording.FailOpen,
-			Parameters:    s.red.policy,
-			RecordResults: t.Postgres.RecordResults,
-		},
-	}
 }
 
 // welcome is what the client receives once the session is ready:

@@ -51,8 +51,8 @@ func TestPgbenchRunsAreFullyRecorded(t *testing.T) {
 	// Initialise through the proxy: DDL and client-side COPY of 100000 rows.
 	runPgbench(t, s.pgbench, conn, tok, "-i", "-s", "1", "-q")
 	initCopy := 0
-	for _, r := range s.rec.all() {
-		for _, st := range statements(r.waitClosed(t)) {
+	for _, r := range s.rec.All() {
+		for _, st := range statements(r.WaitClosed(t)) {
 			if strings.HasPrefix(st.query, "copy pgbench_accounts") && len(st.tags) == 1 && st.tags[0].Text == "COPY 100000" {
 				initCopy++
 			}
@@ -65,7 +65,7 @@ func TestPgbenchRunsAreFullyRecorded(t *testing.T) {
 	const clients, txPerClient = 3, 40
 	for _, mode := range []string{"simple", "extended", "prepared"} {
 		t.Run(mode, func(t *testing.T) {
-			before := len(s.rec.all())
+			before := len(s.rec.All())
 			out := runPgbench(t, s.pgbench, conn, tok, "-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", "3",
 				"-t", strconv.Itoa(txPerClient))
 			txs := processed(t, out)
@@ -73,9 +73,9 @@ func TestPgbenchRunsAreFullyRecorded(t *testing.T) {
 				t.Fatalf("pgbench processed %d transactions, want %d", txs, clients*txPerClient)
 			}
 			var evs []event.Event
-			recs := s.rec.all()[before:]
+			recs := s.rec.All()[before:]
 			for _, r := range recs {
-				evs = append(evs, r.waitClosed(t)...)
+				evs = append(evs, r.WaitClosed(t)...)
 			}
 			if len(recs) < clients {
 				t.Fatalf("%d sessions recorded, want at least %d", len(recs), clients)

@@ -140,7 +140,7 @@ func TestPgxBinaryParametersBatchCopyNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	evs := s.rec.all()[0].waitClosed(t)
+	evs := s.rec.All()[0].WaitClosed(t)
 	var insert event.Event
 	for _, b := range kinds(evs, event.KindPGBind) {
 		if b.N == 6 {
@@ -203,9 +203,9 @@ func TestParameterRedaction(t *testing.T) {
 				t.Fatal(err)
 			}
 			conn.Close(ctx)
-			evs := s.rec.last(t).waitClosed(t)
-			if s.rec.last(t).header.Policy.Parameters != tt.policy {
-				t.Errorf("header policy = %q", s.rec.last(t).header.Policy.Parameters)
+			evs := s.rec.Last(t).WaitClosed(t)
+			if s.rec.Last(t).Header.Policy.Parameters != tt.policy {
+				t.Errorf("header policy = %q", s.rec.Last(t).Header.Policy.Parameters)
 			}
 			var bind *event.Event
 			for i, e := range evs {
@@ -237,7 +237,7 @@ func TestRecordResultsWithCaps(t *testing.T) {
 	if err != nil || !strings.Contains(out, "10|row 10") {
 		t.Fatalf("psql: %v\n%s", err, out)
 	}
-	evs := s.rec.last(t).waitClosed(t)
+	evs := s.rec.Last(t).WaitClosed(t)
 	rows := kinds(evs, event.KindPGRow)
 	if len(rows) != 4 || strings.Join(rows[0].Args, "|") != "1|row 1" || strings.Join(rows[2].Args, "|") != "3|row 3" ||
 		len(rows[3].Args) != 1 || rows[3].Args[0] != nullArg {
@@ -271,7 +271,7 @@ func TestPsqlLargeObjectsUseFunctionCalls(t *testing.T) {
 		t.Fatalf("large object round trip through the proxy failed: %v (%d bytes)", err, len(got))
 	}
 	calls := 0
-	for _, e := range kinds(s.rec.last(t).waitClosed(t), event.KindPGQuery) {
+	for _, e := range kinds(s.rec.Last(t).WaitClosed(t), event.KindPGQuery) {
 		if e.Op == "function_call" {
 			calls++
 		}

@@ -227,7 +227,7 @@ func TestNegotiation(t *testing.T) {
 			t.Fatalf("current_database = %q, %v", db, err)
 		}
 		conn.Close(ctx)
-		if h := s2.rec.last(t).header; h.Database != "postgres" {
+		if h := s2.rec.Last(t).Header; h.Database != "postgres" {
 			t.Errorf("recorded database = %q", h.Database)
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-pam/custos/protocols/lifecycle/lifecycletest"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -83,9 +84,9 @@ func TestPsqlSessionIsRelayedAndRecorded(t *testing.T) {
 		}
 	}
 
-	rec := s.rec.last(t)
-	evs := rec.waitClosed(t)
-	h := rec.header
+	rec := s.rec.Last(t)
+	evs := rec.WaitClosed(t)
+	h := rec.Header
 	if h.User != "alice" || h.Target != testTarget || h.GrantID != g.ID || h.Protocol != "postgres" ||
 		h.Database != s.db || h.Account != s.role || h.Policy.Parameters != "record" {
 		t.Errorf("header = %+v", h)
@@ -149,10 +150,10 @@ func TestPsqlSessionIsRelayedAndRecorded(t *testing.T) {
 	if n := kinds(evs, event.KindNote); len(n) == 0 || n[len(n)-1].Op != "disconnect" || n[len(n)-1].Text != "client sent Terminate" {
 		t.Errorf("disconnect note = %+v", n)
 	}
-	if got := s.audit.wait(t, "postgres.connect", "success", 1); len(got) != 1 {
+	if got := s.audit.Wait(t, "session.start", "success", 1); len(got) != 1 {
 		t.Errorf("connect audit records = %d, want 1", len(got))
 	}
-	if got := s.audit.wait(t, "postgres.disconnect", "success", 1); len(got) != 1 {
+	if got := s.audit.Wait(t, "session.end", "success", 1); len(got) != 1 {
 		t.Errorf("disconnect audit records = %d, want 1", len(got))
 	}
 }
@@ -185,11 +186,11 @@ func TestPsqlCtrlCCancelsTheRightQuery(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var rec *memRecording
+	var rec *lifecycletest.Recording
 	deadline := time.Now().Add(20 * time.Second)
 	for rec == nil && time.Now().Before(deadline) {
-		for _, r := range s.rec.all() {
-			for _, q := range kinds(r.snapshot(), event.KindPGQuery) {
+		for _, r := range s.rec.All() {
+			for _, q := range kinds(r.Snapshot(), event.KindPGQuery) {
 				if strings.Contains(q.Text, "pg_sleep(60)") {
 					rec = r
 				}
@@ -210,9 +211,9 @@ func TestPsqlCtrlCCancelsTheRightQuery(t *testing.T) {
 		t.Errorf("psql took %v to return after Ctrl-C", took)
 	}
 	if err == nil || !strings.Contains(out.String(), "canceling statement due to user request") {
-		t.Fatalf("psql after Ctrl-C: err=%v output:\n%s\nrecorded:\n%s", err, out.String(), dump(rec.waitClosed(t)))
+		t.Fatalf("psql after Ctrl-C: err=%v output:\n%s\nrecorded:\n%s", err, out.String(), dump(rec.WaitClosed(t)))
 	}
-	evs := rec.waitClosed(t)
+	evs := rec.WaitClosed(t)
 	if notes := kinds(evs, event.KindNote); len(notes) == 0 || notes[0].Op != "cancel" {
 		t.Errorf("no cancel note recorded:\n%s", dump(evs))
 	}

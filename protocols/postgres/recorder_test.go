@@ -12,6 +12,7 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/store/sqlite"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/keywrap"
@@ -20,10 +21,10 @@ import (
 )
 
 // writerRecorder is the one-line adapter the broker uses: the recorder's
-// Writer is a Recording.
+// Writer is a lifecycle.Recording.
 type writerRecorder struct{ *recorder.Recorder }
 
-func (r writerRecorder) Start(ctx context.Context, h event.Header) (Recording, error) {
+func (r writerRecorder) Start(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 	w, err := r.Recorder.Start(ctx, h)
 	if err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func (r writerRecorder) Start(ctx context.Context, h event.Header) (Recording, e
 	return w, nil
 }
 
-var _ Recording = (*recorder.Writer)(nil)
+var _ lifecycle.Recording = (*recorder.Writer)(nil)
 
 // realRecorder is the recorder package writing encrypted, signed
 // recordings to a local directory, with a SQLite audit log.

@@ -1,17 +1,15 @@
 package pgproxy
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 
-	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -29,8 +27,9 @@ type copyResult struct {
 }
 
 // run relays the session until either side ends it, the session is
-// terminated (revocation, grant end, shutdown, recorder failure) or a
-// protocol error occurs, then tears it down in this order:
+// ended by the broker (revocation, grant end, idle timeout, shutdown,
+// recorder failure) or a protocol error occurs, then tears it down in
+// this order:
 //
 //  1. stop both copiers (read deadlines now; writes get closeGrace),
 //  2. ask the target to cancel a running query if the session was ended
@@ -38,33 +37,18 @@ type copyResult struct {
 //  3. send the client FATAL with the cause, if it is client-visible and the
 //     client is at a message boundary,
 //  4. send the target Terminate and close both connections,
-//  5. record the end event and close the recording,
-//  6. audit the end and untrack the session.
+//  5. hand the session's own database login back,
+//  6. record the end, close the recording, audit the end and untrack the
+//     session.
 func (s *session) run() {
 	p := s.p
-	defer p.unregister(s)
-	p.log.Info("postgres session started", "session", s.id, "grant", s.grant.ID, "user", s.grant.User,
-		"target", s.grant.Target, "database", s.database, "client", s.clientAddr)
-	p.audit(s.ctx, "postgres.connect", s.grant.User, s.grant.Target, broker.OutcomeSuccess, "", map[string]any{
-		"session_id": s.id, "grant_id": s.grant.ID, "database": s.database, "client_addr": s.clientAddr})
-
-	expiry := time.AfterFunc(time.Until(s.grant.EffectiveEnd()), func() {
-		s.terminate(revokedCause("grant expired"))
-	})
-	defer expiry.Stop()
-
+	defer p.unregisterCancelKey(s)
 	maxMsg := p.opts.MaxMessageSize
 	co := &clientObserver{s: s, red: s.red}
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
 	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
 	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
-	if s.idle > 0 {
-		var active atomic.Int64
-		active.Store(time.Now().UnixNano())
-		up.active, down.active = &active, &active
-		stop := s.watchIdle(&active)
-		defer stop()
-	}
+	up.touch, down.touch = s.Touch, s.Touch
 	up.flush = func() error { return s.flush(&co.evs) }
 	down.flush = func() error { return s.flush(&so.evs) }
 
@@ -77,13 +61,11 @@ func (s *session) run() {
 	select {
 	case first = <-results:
 		running--
-	case <-s.ctx.Done():
-	case <-s.rec.rec.Done():
-		s.terminate(errRecordingFailed(nil))
+	case <-s.Context().Done():
 	}
-	byBroker := s.ctx.Err() != nil
-	s.cancel(protocolError(first))
-	cause := context.Cause(s.ctx)
+	byBroker := s.Context().Err() != nil
+	s.End(protocolError(first))
+	cause := s.Cause()
 
 	// 1. Stop both copiers.
 	now := time.Now()
@@ -94,17 +76,19 @@ func (s *session) run() {
 	for ; running > 0; running-- {
 		<-results
 	}
-	close(s.stopped)
+	s.Stopped()
 
 	// 2. Cancel what the target is running when the broker ended it.
-	ce, visible := asClientError(cause)
+	ce, visible := clientCause(cause)
 	if !visible && byBroker {
-		ce, visible = asClientError(shutdownCause())
+		ce, visible = clientCause(&lifecycle.Cause{Kind: lifecycle.Shutdown, Reason: "broker shutting down"})
 	}
+	var cancelling sync.WaitGroup
+	defer cancelling.Wait()
 	if byBroker && s.busy.Load() {
-		p.wg.Go(func() {
+		cancelling.Go(func() {
 			if err := s.cancelUpstream(); err != nil {
-				p.log.Warn("postgres cancel on termination failed", "session", s.id, "err", err)
+				p.Log().Warn("postgres cancel on termination failed", "session", s.ID, "err", err)
 			}
 		})
 	}
@@ -129,62 +113,16 @@ func (s *session) run() {
 		s.client.Close()
 	}
 
-	// 5. Final event.
-	end := endEvent(first, cause, visible, ce, co.terminated)
-	var recErr error
-	if end.Op == "terminated" {
-		recErr = s.rec.rec.Terminate(end.Name, end.Text)
-	} else {
-		s.rec.rec.Record(event.Event{Kind: event.KindNote, Op: "disconnect", Name: end.Name, Text: end.Text})
-		recErr = s.rec.rec.Close()
-	}
-	attrs := []any{"session", s.id, "user", s.grant.User, "target", s.grant.Target, "end", end.Op, "by", end.Name,
-		"reason", end.Text, "bytes_in", up.forwarded, "bytes_out", down.forwarded, "events", s.rec.events.Load()}
-	if recErr != nil {
-		attrs = append(attrs, "recording_err", recErr)
-		p.log.Error("postgres session ended; recording incomplete", attrs...)
-	} else {
-		p.log.Info("postgres session ended", attrs...)
-	}
-
-	// 6. The session's own database login, if it had one, ends with it.
+	// 5. The session's own database login, if it had one, ends with it.
 	s.endLogin()
 
-	// 7. Audit.
-	outcome := broker.OutcomeSuccess
-	if recErr != nil {
-		outcome = broker.OutcomeError
+	// 6. Final event and audit.
+	end := endEvent(first, cause, visible, ce, co.terminated)
+	if end.Op != "terminated" {
+		s.Record(event.Event{Kind: event.KindNote, Op: "disconnect", Name: end.Name, Text: end.Text})
 	}
-	p.audit(context.WithoutCancel(s.ctx), "postgres.disconnect", s.grant.User, s.grant.Target, outcome, end.Text,
-		map[string]any{"session_id": s.id, "grant_id": s.grant.ID, "end": end.Op, "by": end.Name,
-			"bytes_in": up.forwarded, "bytes_out": down.forwarded})
-}
-
-// watchIdle ends the session once neither side has sent anything for the
-// role's idle timeout. It returns a function that stops the watch.
-func (s *session) watchIdle(active *atomic.Int64) func() {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTimer(s.idle)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-s.ctx.Done():
-				return
-			case <-t.C:
-			}
-			idle := time.Since(time.Unix(0, active.Load()))
-			if idle >= s.idle {
-				s.terminate(&clientError{Code: codeIdleSessionTimeout,
-					Msg: fmt.Sprintf("custos: session idle for %s; disconnected (role idle_timeout)", s.idle)})
-				return
-			}
-			t.Reset(s.idle - idle)
-		}
-	}()
-	return func() { close(done) }
+	s.Finish(lifecycle.End{State: end.Op, By: end.Name, Reason: end.Text,
+		Details: map[string]any{"bytes_in": up.forwarded, "bytes_out": down.forwarded}})
 }
 
 // flush records the events a copier's handler gathered from one read and
@@ -193,7 +131,7 @@ func (s *session) flush(evs *[]event.Event) error {
 	var err error
 	for i := range *evs {
 		if err == nil {
-			err = s.rec.record((*evs)[i])
+			err = s.Record((*evs)[i])
 		}
 	}
 	clear(*evs)

@@ -52,8 +52,8 @@ func TestRevokeEndsARunningQueryWithinASecond(t *testing.T) {
 		_, err := conn.Exec(context.Background(), "SELECT pg_sleep(30)")
 		errc <- err
 	}()
-	rec := s.rec.all()[0]
-	rec.waitFor(t, "the pg_sleep query", func(evs []event.Event) bool { return len(kinds(evs, event.KindPGQuery)) > 0 })
+	rec := s.rec.All()[0]
+	rec.WaitFor(t, "the pg_sleep query", func(evs []event.Event) bool { return len(kinds(evs, event.KindPGQuery)) > 0 })
 	time.Sleep(100 * time.Millisecond)
 
 	start := time.Now()
@@ -66,7 +66,7 @@ func TestRevokeEndsARunningQueryWithinASecond(t *testing.T) {
 	}
 	wantRevoked(t, err, "revoked by carol: INC-1 closed")
 
-	evs := rec.waitClosed(t)
+	evs := rec.WaitClosed(t)
 	end := evs[len(evs)-1]
 	if end.Kind != event.KindEnd || end.Op != "terminated" || end.Name != "broker" || end.Text != "access revoked: revoked by carol: INC-1 closed" {
 		t.Errorf("end event = %+v", end)
@@ -133,10 +133,10 @@ func TestRevokeIsShownByIdlePsql(t *testing.T) {
 	io.WriteString(stdin, "SELECT 'ready' AS state;\n")
 	waitLine(t, lines, &out, "ready")
 
-	rec := s.rec.last(t)
+	rec := s.rec.Last(t)
 	start := time.Now()
 	s.proxy.TerminateGrant(g.ID, "grant revoked by carol")
-	rec.waitClosed(t)
+	rec.WaitClosed(t)
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("session closed %v after revocation", took)
 	}
@@ -239,10 +239,8 @@ func TestRecorderFailureEndsTheSessionBeforeTheStatementRuns(t *testing.T) {
 	if _, err := conn.Exec(ctx, "CREATE TABLE audit_me (v text)"); err != nil {
 		t.Fatal(err)
 	}
-	rec := s.rec.last(t)
-	rec.mu.Lock()
-	rec.failAfter = len(rec.events) // the next event fails
-	rec.mu.Unlock()
+	rec := s.rec.Last(t)
+	rec.FailNext() // the next event fails
 	_, err := conn.Exec(ctx, "INSERT INTO audit_me VALUES ('unrecorded')", pgx.QueryExecModeSimpleProtocol)
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "57P01" || pe.Message != "custos: session recording failed; session ended (fail-closed)" {

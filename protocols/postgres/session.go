@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,22 +12,17 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
-// session is one logged-in client connection relayed to the target.
+// session is one logged-in client connection relayed to the target; the
+// embedded lifecycle session tracks, times and records it.
 type session struct {
-	p          *Proxy
-	id         string
-	grant      broker.Grant
-	database   string
-	account    string
-	clientAddr string
-	started    time.Time
-	red        redactor
-	// idle is the role's idle timeout; 0 means none.
-	idle time.Duration
+	*lifecycle.Session
+	p   *Proxy
+	red redactor
 
 	client   net.Conn
 	upstream net.Conn
@@ -45,38 +41,35 @@ type session struct {
 		rows, bytes int
 	}
 
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	// stopped is closed once neither copier relays anything more.
-	stopped chan struct{}
-	rec     *sessionRecorder
 	// busy is true while the target may be running a query (between a
 	// Query, FunctionCall or Sync and the next ReadyForQuery).
 	busy atomic.Bool
 }
 
-// terminate ends the session with cause; the first cause wins.
-func (s *session) terminate(cause error) { s.cancel(cause) }
-
-// stopWait is how long Terminate, TerminateGrant and Close wait for a
-// session's relay to stop.
-const stopWait = 2 * time.Second
-
-// waitStopped waits until the session relays nothing more (both copiers
-// stopped), or stopWait passed.
-func (s *session) waitStopped() {
-	t := time.NewTimer(stopWait)
-	defer t.Stop()
-	select {
-	case <-s.stopped:
-	case <-t.C:
+// clientCause is the client-visible error for why a session ended: a
+// protocol error the proxy answers, or an end the broker caused.
+func clientCause(err error) (*clientError, bool) {
+	if ce, ok := asClientError(err); ok {
+		return ce, true
+	}
+	c, ok := lifecycle.AsCause(err)
+	if !ok {
+		return nil, false
+	}
+	switch c.Kind {
+	case lifecycle.Idle:
+		return &clientError{Code: codeIdleSessionTimeout,
+			Msg: fmt.Sprintf("custos: session idle for %s; disconnected (role idle_timeout)", c.IdleFor)}, true
+	case lifecycle.RecordingFailed:
+		return &clientError{Code: codeAdminShutdown, Msg: "custos: session recording failed; session ended (fail-closed)", err: err}, true
+	default:
+		return &clientError{Code: codeAdminShutdown, Msg: "access revoked: " + c.Reason}, true
 	}
 }
 
 // handle runs one client connection from accept to close.
-func (p *Proxy) handle(ctx context.Context, conn net.Conn) {
-	start := time.Now()
-	conn.SetDeadline(start.Add(p.opts.LoginTimeout))
+func (p *Proxy) handle(conn net.Conn) {
+	conn.SetDeadline(time.Now().Add(p.LoginTimeout()))
 	n, err := negotiate(direct(conn), p.opts.TLS)
 	if n.conn != conn {
 		defer n.conn.Close()
@@ -89,14 +82,11 @@ func (p *Proxy) handle(ctx context.Context, conn net.Conn) {
 		p.forwardCancel(*n.cancel)
 		return
 	}
-	s, ref := p.login(ctx, n)
+	s, ref := p.login(n)
 	if ref != nil {
-		p.refuseLogin(ctx, n, ref)
+		p.refuseLogin(n, ref)
 		return
 	}
-	p.mu.Lock()
-	delete(p.conns, conn) // the session owns it now; Close terminates it
-	p.mu.Unlock()
 	s.run()
 }
 
@@ -106,16 +96,16 @@ func (p *Proxy) refuseEarly(conn net.Conn, err error) {
 	if ce, ok := asClientError(err); ok {
 		conn.SetWriteDeadline(time.Now().Add(closeGrace))
 		conn.Write(appendFatal(nil, ce))
-		p.log.Info("postgres connection refused", "client", conn.RemoteAddr().String(), "code", ce.Code, "reason", ce.Msg)
+		p.Log().Info("postgres connection refused", "client", conn.RemoteAddr().String(), "code", ce.Code, "reason", ce.Msg)
 		return
 	}
 	if !errors.Is(err, io.EOF) {
-		p.log.Debug("postgres startup failed", "client", conn.RemoteAddr().String(), "err", err)
+		p.Log().Debug("postgres startup failed", "client", conn.RemoteAddr().String(), "err", err)
 	}
 }
 
 // refuseLogin sends the refusal, logs and audits it.
-func (p *Proxy) refuseLogin(ctx context.Context, n *negotiated, ref *refusal) {
+func (p *Proxy) refuseLogin(n *negotiated, ref *refusal) {
 	conn := n.conn
 	conn.SetWriteDeadline(time.Now().Add(closeGrace))
 	conn.Write(appendFatal(nil, ref.clientError))
@@ -127,11 +117,9 @@ func (p *Proxy) refuseLogin(ctx context.Context, n *negotiated, ref *refusal) {
 			target = user
 		}
 	}
-	attrs := []any{"client", conn.RemoteAddr().String(), "user", user, "target", target, "code", ref.Code, "reason", ref.Msg}
 	if ref.err != nil {
-		attrs = append(attrs, "err", ref.err)
+		p.Log().Warn("postgres connection refused", "client", conn.RemoteAddr().String(), "code", ref.Code, "err", ref.err)
 	}
-	p.log.Warn("postgres connection refused", attrs...)
 	details := map[string]any{"client_addr": conn.RemoteAddr().String(), "sqlstate": ref.Code}
 	if db != "" {
 		details["database"] = db
@@ -143,30 +131,17 @@ func (p *Proxy) refuseLogin(ctx context.Context, n *negotiated, ref *refusal) {
 	if ref.Code == codeConnectionFailure || ref.Code == codeCannotConnectNow {
 		outcome = broker.OutcomeError
 	}
-	if user == "" {
-		user = "unknown"
-	}
-	p.audit(ctx, "postgres.connect", user, target, outcome, ref.Msg, details)
-}
-
-// audit appends an audit record; failures are logged.
-func (p *Proxy) audit(ctx context.Context, action, actor, target, outcome, reason string, details map[string]any) {
-	if p.opts.Audit == nil {
+	if ref.session != nil {
+		ref.session.Refuse(outcome, ref.Msg, details)
 		return
 	}
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_, err := p.opts.Audit.Append(actx, audit.Entry{Actor: actor, Action: action, Target: target,
-		Outcome: outcome, Reason: reason, Details: details})
-	if err != nil {
-		p.log.Error("postgres audit failed", "action", action, "err", err)
-	}
+	p.Refused(context.Background(), lifecycle.Refusal{User: user, Target: target, Outcome: outcome, Reason: ref.Msg, Details: details})
 }
 
 // login authenticates the client, logs in upstream, starts the recording
-// and registers the session. Nothing of the client's reaches the target
+// and admits the session. Nothing of the client's reaches the target
 // before it returns.
-func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
+func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 	req, ref := p.checkStartup(n)
 	if ref != nil {
 		return nil, ref
@@ -178,75 +153,70 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 		}
 		return nil, refuse(&clientError{Code: codeProtocolViolation, Msg: "custos: no password received", err: err})
 	}
-	lctx, cancel := context.WithTimeout(ctx, p.opts.LoginTimeout)
+	actx, cancel := context.WithTimeout(p.Context(), p.LoginTimeout())
 	defer cancel()
-	g, t, db, ref := p.authorize(lctx, req, token)
+	g, t, db, ref := p.authorize(actx, req, token)
 	if ref != nil {
 		return nil, ref
 	}
-	sctx, scancel := context.WithCancelCause(ctx)
-	s := &session{
-		p: p, id: broker.NewID("ses"), grant: g, database: db, clientAddr: req.clientAddr,
-		started: time.Now(), client: n.conn, ctx: sctx, cancel: scancel, stopped: make(chan struct{}),
-		red: redactor{policy: t.Postgres.Parameters, key: p.opts.ParamHashKey},
-	}
-	s.results.on, s.results.rows, s.results.bytes = t.Postgres.RecordResults, t.Postgres.ResultRowsCap, t.Postgres.ResultBytesCap
+	var role *config.Role
 	if r, ok := t.FindRole(g.Role); ok {
-		s.idle = time.Duration(r.IdleTimeout)
+		role = r
 	}
+	cs, err := p.Open(lifecycle.Start{Grant: g, Target: t, Role: role, Database: db, ClientAddr: req.clientAddr})
+	if err != nil {
+		return nil, &refusal{grantID: g.ID, clientError: &clientError{Code: codeCannotConnectNow, Msg: "custos: the broker is shutting down", err: err}}
+	}
+	s := &session{Session: cs, p: p, client: n.conn, red: redactor{policy: t.Postgres.Parameters, key: p.opts.ParamHashKey}}
+	s.results.on, s.results.rows, s.results.bytes = t.Postgres.RecordResults, t.Postgres.ResultRowsCap, t.Postgres.ResultBytesCap
 	if s.red.policy == "" {
 		s.red.policy = paramsRecord
 	}
-	// fail refuses the login; a database login already issued for the
-	// session is given back.
-	fail := func(r *refusal) (*session, *refusal) {
-		if s.account != "" {
+	// The session is tracked: a revocation from here on ends its context,
+	// and with it the upstream login.
+	lctx, lcancel := context.WithTimeout(s.Context(), p.LoginTimeout())
+	defer lcancel()
+	// fail refuses the login with the broker's cause when there is one;
+	// a database login already issued for the session is given back.
+	fail := func(ce *clientError) (*session, *refusal) {
+		if bc, ok := clientCause(cs.Cause()); ok {
+			ce = bc
+		}
+		if s.Account != "" {
 			s.endLogin()
 		}
-		scancel(r)
-		r.grantID = g.ID
-		return nil, r
+		return nil, &refusal{grantID: g.ID, clientError: ce, session: cs}
 	}
-	user, password, err := p.opts.Credentials.PostgresLogin(lctx, g, s.id)
+	user, password, err := p.opts.Credentials.PostgresLogin(lctx, g, s.ID)
 	if err != nil {
-		return fail(refuse(&clientError{Code: codeCannotConnectNow,
-			Msg: "custos: credentials unavailable for target " + g.Target, err: err}))
+		return fail(&clientError{Code: codeCannotConnectNow, Msg: "custos: credentials unavailable for target " + g.Target, err: err})
 	}
-	s.account = user
+	cs.SetAccount(user)
 	hc, err := dialUpstream(lctx, t, db, user, password, upstreamParams(req))
 	if err != nil {
-		return fail(refuse(upstreamRefusal(g.Target, err)))
+		return fail(upstreamRefusal(g.Target, err))
 	}
 	s.upstream = hc.Conn
 	s.upstreamAddr = hc.Conn.RemoteAddr().String()
 	s.upstreamPID, s.upstreamSecret = hc.PID, hc.SecretKey
 	closeUp := func() { s.upstream.Write([]byte{'X', 0, 0, 0, 4}); s.upstream.Close() }
-
-	rec, err := p.opts.Recorder.Start(lctx, s.header(t, user))
-	if err != nil {
-		if !t.Recording.FailOpen {
-			closeUp()
-			return fail(refuse(&clientError{Code: codeCannotConnectNow,
-				Msg: "custos: session recording unavailable; connection refused (fail-closed)", err: err}))
-		}
-		p.log.Error("postgres recording failed to start; continuing (fail-open target)", "session", s.id, "err", err)
-		p.audit(ctx, "postgres.recording_failed_open", g.User, g.Target, broker.OutcomeError,
-			"recording failed to start", map[string]any{"session_id": s.id})
-		rec = nopRecording{}
-	}
-	s.rec = &sessionRecorder{rec: rec}
-	if err := p.register(s); err != nil {
+	if err := cs.StartRecording(lctx); err != nil {
 		closeUp()
-		rec.Terminate("broker", "broker shutting down")
-		ce, _ := asClientError(err)
-		if ce == nil {
-			ce = &clientError{Code: codeCannotConnectNow, Msg: "custos: the broker is shutting down", err: err}
-		}
-		return fail(refuse(ce))
+		return fail(&clientError{Code: codeCannotConnectNow,
+			Msg: "custos: session recording unavailable; connection refused (fail-closed)", err: err})
+	}
+	if err := cs.Admit(); err != nil {
+		closeUp()
+		return fail(&clientError{Code: codeAdminShutdown, Msg: "access revoked", err: err})
+	}
+	if err := p.registerCancelKey(s); err != nil {
+		closeUp()
+		cs.End(err)
+		return fail(&clientError{Code: codeCannotConnectNow, Msg: "custos: cannot start the session", err: err})
 	}
 	n.conn.SetDeadline(time.Time{})
 	if _, err := n.conn.Write(welcome(hc, s.keyPID, s.keySecret)); err != nil {
-		s.cancel(err)
+		cs.End(err)
 	}
 	return s, nil
 }
@@ -254,10 +224,10 @@ func (p *Proxy) login(ctx context.Context, n *negotiated) (*session, *refusal) {
 // endLogin hands the session's database login back to the issuer, which
 // revokes it when it was issued for this session alone.
 func (s *session) endLogin() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), endLoginTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.Context()), endLoginTimeout)
 	defer cancel()
-	if err := s.p.opts.Credentials.EndLogin(ctx, s.grant, s.id); err != nil {
-		s.p.log.Warn("postgres session login not ended", "session", s.id, "err", err)
+	if err := s.p.opts.Credentials.EndLogin(ctx, s.Grant, s.ID); err != nil {
+		s.p.Log().Warn("postgres session login not ended", "session", s.ID, "err", err)
 	}
 }
 
@@ -267,12 +237,12 @@ func (s *session) endLogin() {
 func (p *Proxy) forwardCancel(k cancelKey) {
 	s := p.lookupCancel(k)
 	if s == nil {
-		p.log.Info("postgres cancel request with unknown key")
+		p.Log().Info("postgres cancel request with unknown key")
 		return
 	}
-	s.rec.record(event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
+	s.Record(event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
 	if err := s.cancelUpstream(); err != nil {
-		p.log.Warn("postgres cancel forward failed", "session", s.id, "err", err)
+		p.Log().Warn("postgres cancel forward failed", "session", s.ID, "err", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 )
 
 // userExtension carries the identified Custos user from PublicKeyCallback
@@ -52,26 +53,17 @@ func refuse(banner string, args ...any) *refusal {
 	return &refusal{err: errors.New(msg), banner: msg + "\n"}
 }
 
-// admission is everything an authorized connection needs to become a
-// session.
+// admission is what an authorized connection brings to its session: the
+// tracked session and its upstream connection.
 type admission struct {
-	sessionID string
-	user      string
-	login     string
-	target    *config.Target
-	role      *config.Role
-	grant     broker.Grant
-	upstream  *ssh.Client
-	rec       *tap
+	core     *lifecycle.Session
+	upstream *ssh.Client
 }
 
-// release closes what an admission holds when the connection never became
-// a session.
+// release ends an admitted connection whose handshake then failed.
 func (a *admission) release(reason string) {
-	if a.upstream != nil {
-		a.upstream.Close()
-	}
-	_ = a.rec.end(endCause{state: "interrupted", by: "system", reason: reason})
+	a.upstream.Close()
+	a.core.Finish(lifecycle.End{State: "interrupted", By: "system", Reason: reason})
 }
 
 // authState is one connection's authentication progress.
@@ -193,11 +185,12 @@ func (p *Proxy) isUserCA(auth ssh.PublicKey) bool {
 	return false
 }
 
-// admit authorizes an identified user, dials the target and starts the
-// recording, all before the client's authentication completes, so that
-// every refusal reaches the user as a banner.
+// admit authorizes an identified user, dials the target, starts the
+// recording and admits the session, all before the client's
+// authentication completes, so that every refusal reaches the user as a
+// banner.
 func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admission, *refusal) {
-	ctx, cancel := context.WithTimeout(p.ctx, p.opts.AuthTimeout)
+	ctx, cancel := context.WithTimeout(p.Context(), p.LoginTimeout())
 	defer cancel()
 	client := meta.RemoteAddr().String()
 	login, name, err := parseLogin(meta.User())
@@ -205,9 +198,8 @@ func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admis
 		return nil, refuse("custos: %v; connect as TARGET@broker or LOGIN@TARGET@broker", err)
 	}
 	deny := func(reason string, r *refusal) *refusal {
-		p.audit(ctx, AuditEntry{Actor: user, Action: "ssh.connect", Target: name, Outcome: broker.OutcomeDenied,
-			Reason: reason, Details: map[string]any{"client": client, "login": login}})
-		p.log.Info("ssh connection refused", "user", user, "target", name, "client", client, "reason", reason)
+		p.Refused(ctx, lifecycle.Refusal{User: user, Target: name, Reason: reason,
+			Details: map[string]any{"client_addr": client, "login": login}})
 		return r
 	}
 	tgt, ok := p.opts.Targets.FindTarget(name)
@@ -220,10 +212,6 @@ func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admis
 		if err != nil {
 			return nil, deny("no active grant", noGrant(tgt, login, err))
 		}
-		// The hold used up the first timeout; the dial gets a fresh one.
-		cancel()
-		ctx, cancel = context.WithTimeout(p.ctx, p.opts.AuthTimeout)
-		defer cancel()
 	}
 	role, ok := tgt.FindRole(g.Role)
 	if !ok {
@@ -233,20 +221,36 @@ func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admis
 	if login != "" && login != want {
 		return nil, deny("login not allowed", refuse("custos: login %q is not allowed by your grant on %s (role %s logs in as %q)", login, name, role.Name, want))
 	}
-	adm := &admission{sessionID: broker.NewID("ses"), user: user, login: want, target: tgt, role: role, grant: g}
-	up, err := p.dialUpstream(ctx, adm)
+	s, err := p.Open(lifecycle.Start{Grant: g, Target: tgt, Role: role, Account: want, ClientAddr: client})
 	if err != nil {
-		p.log.Warn("ssh upstream failed", "target", name, "session", adm.sessionID, "err", err)
-		return nil, deny("upstream: "+err.Error(), refuse("custos: cannot connect to %s: %v", name, err))
+		return nil, deny("broker shutting down", refuse("custos: the broker is shutting down"))
 	}
-	adm.upstream = up
-	adm.rec, err = p.startRecording(ctx, adm, client)
+	// The session is tracked: a revocation from here on ends its context,
+	// and with it the upstream login.
+	lctx, lcancel := context.WithTimeout(s.Context(), p.LoginTimeout())
+	defer lcancel()
+	fail := func(outcome, reason string, r *refusal) (*admission, *refusal) {
+		if c, ok := lifecycle.AsCause(s.Cause()); ok {
+			reason, r = c.Reason, refuse("custos: %s", brokerEnd(c).message)
+		}
+		s.Refuse(outcome, reason, map[string]any{"login": want})
+		return nil, r
+	}
+	up, err := p.dialUpstream(lctx, s)
 	if err != nil {
+		p.Log().Warn("ssh upstream failed", "target", name, "session", s.ID, "err", err)
+		return fail(broker.OutcomeError, "upstream: "+err.Error(), refuse("custos: cannot connect to %s: %v", name, err))
+	}
+	if err := s.StartRecording(lctx); err != nil {
 		up.Close()
-		p.log.Error("ssh recording start failed", "target", name, "session", adm.sessionID, "err", err)
-		return nil, deny("recording unavailable", refuse("custos: session refused: recording is unavailable"))
+		p.Log().Error("ssh recording start failed", "target", name, "session", s.ID, "err", err)
+		return fail(broker.OutcomeError, "recording unavailable", refuse("custos: session refused: recording is unavailable"))
 	}
-	return adm, nil
+	if err := s.Admit(); err != nil {
+		up.Close()
+		return fail(broker.OutcomeDenied, err.Error(), refuse("custos: session refused"))
+	}
+	return &admission{core: s, upstream: up}, nil
 }
 
 // activeGrant finds the user's active grant on t. With a login, a grant
@@ -307,16 +311,16 @@ func (p *Proxy) hold(st *authState, t *config.Target, user, login string) (broke
 	st.banner(fmt.Sprintf("no active grant for %s; waiting up to %s for approval.\nIn another terminal run: custos request %s --role %s --for 1h --reason ...\n",
 		t.Name, wait, t.Name, role.Name))
 	deadline := p.opts.Now().Add(wait)
-	_ = st.raw.SetDeadline(deadline.Add(p.opts.AuthTimeout))
+	_ = st.raw.SetDeadline(deadline.Add(p.LoginTimeout()))
 	tick := time.NewTicker(holdPoll)
 	defer tick.Stop()
 	for {
 		select {
-		case <-p.ctx.Done():
-			return broker.Grant{}, context.Cause(p.ctx)
+		case <-p.Context().Done():
+			return broker.Grant{}, context.Cause(p.Context())
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(p.ctx, p.opts.AuthTimeout)
+		ctx, cancel := context.WithTimeout(p.Context(), p.LoginTimeout())
 		g, err := p.activeGrant(ctx, t, user, login)
 		cancel()
 		if err == nil {

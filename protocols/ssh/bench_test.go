@@ -113,7 +113,7 @@ func BenchmarkSSHStream(b *testing.B) {
 				e = newEnvRecorder(b, rec)
 			} else {
 				e = newEnv(b)
-				e.rec.discardData()
+				e.rec.DiscardData()
 			}
 			for range b.N {
 				compare(b, size,

@@ -66,6 +66,9 @@ type sessionChannel struct {
 	clientGone chan struct{}
 }
 
+// eventSink records a file observer's events; the session's core does.
+type eventSink interface{ Record(e event.Event) error }
+
 // fileObserver follows a file-transfer protocol in both directions.
 type fileObserver interface {
 	// fromClient and fromTarget see relayed stdout/stdin bytes; an error
@@ -80,7 +83,7 @@ func (s *session) handleSessionChannel(nc ssh.NewChannel) {
 	num := s.nextChan.Add(1)
 	up, upReqs, err := s.up.OpenChannel("session", nil)
 	if err != nil {
-		_ = s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "session", Name: "failed: " + err.Error()})
+		_ = s.Record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "session", Name: "failed: " + err.Error()})
 		_ = nc.Reject(ssh.ConnectionFailed, "custos: the target refused the session: "+err.Error())
 		return
 	}
@@ -92,7 +95,7 @@ func (s *session) handleSessionChannel(nc ssh.NewChannel) {
 	c := &sessionChannel{s: s, num: num, client: cl, up: up,
 		started: make(chan struct{}), decided: make(chan struct{}), upDone: make(chan struct{}), exited: make(chan struct{}),
 		clientGone: make(chan struct{})}
-	if err := s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "session"}); err != nil {
+	if err := s.Record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "session"}); err != nil {
 		cl.Close()
 		up.Close()
 		return
@@ -153,7 +156,7 @@ func (c *sessionChannel) teardown() {
 		_ = c.client.Close()
 	}
 	_ = c.up.Close()
-	_ = c.s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: c.num, Op: "close",
+	_ = c.s.Record(event.Event{Kind: event.KindSSHChannel, Channel: c.num, Op: "close",
 		N: c.bytesOut.Load(), Args: []string{fmt.Sprintf("in=%d", c.bytesIn.Load()), fmt.Sprintf("out=%d", c.bytesOut.Load())}})
 }
 
@@ -202,11 +205,11 @@ func (c *sessionChannel) copyToClient(stderr bool) {
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			c.s.touch()
+			c.s.Touch()
 			var err error
 			switch {
 			case stderr || c.mode == modeTerminal:
-				err = c.s.rec.data(kind, c.num, buf[:n])
+				err = c.s.Data(kind, c.num, buf[:n])
 			case c.files != nil:
 				err = c.files.fromTarget(buf[:n])
 			}
@@ -233,11 +236,11 @@ func (c *sessionChannel) copyToUpstream() {
 	for {
 		n, rerr := c.client.Read(buf)
 		if n > 0 {
-			c.s.touch()
+			c.s.Touch()
 			var err error
 			switch {
 			case c.mode == modeTerminal:
-				err = c.s.rec.data(event.KindInput, c.num, buf[:n])
+				err = c.s.Data(event.KindInput, c.num, buf[:n])
 			case c.files != nil:
 				err = c.files.fromClient(buf[:n])
 			}
@@ -282,7 +285,7 @@ func (c *sessionChannel) forwardTargetRequests(reqs <-chan *ssh.Request) {
 					ev.Name, ev.Text = m.Signal, m.Msg
 				}
 			}
-			_ = c.s.rec.record(ev)
+			_ = c.s.Record(ev)
 			c.exitMu.Lock()
 			c.exitType, c.exitMsg = req.Type, req.Payload
 			c.exitMu.Unlock()

@@ -34,20 +34,20 @@ func (s *session) handleDirectTCPIP(nc ssh.NewChannel) {
 	}
 	dest := net.JoinHostPort(m.Host, strconv.FormatUint(uint64(m.Port), 10))
 	ev := event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "direct-tcpip", Text: dest}
-	if !s.role.AllowPortForward {
+	if !s.Role.AllowPortForward {
 		ev.Denied = true
-		_ = s.rec.record(ev)
+		_ = s.Record(ev)
 		s.refused(num, "direct-tcpip", dest, "port forwarding is not allowed")
-		_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("custos: port forwarding is not allowed by role %s", s.role.Name))
+		_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("custos: port forwarding is not allowed by role %s", s.Role.Name))
 		return
 	}
-	if err := s.rec.record(ev); err != nil {
+	if err := s.Record(ev); err != nil {
 		_ = nc.Reject(ssh.Prohibited, "custos: recording unavailable")
 		return
 	}
 	up, upReqs, err := s.up.OpenChannel("direct-tcpip", nc.ExtraData())
 	if err != nil {
-		_ = s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "close", Name: "failed: " + err.Error()})
+		_ = s.Record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "close", Name: "failed: " + err.Error()})
 		_ = nc.Reject(ssh.ConnectionFailed, "custos: the target refused the forward: "+err.Error())
 		return
 	}
@@ -58,8 +58,7 @@ func (s *session) handleDirectTCPIP(nc ssh.NewChannel) {
 	}
 	go ssh.DiscardRequests(clReqs)
 	go ssh.DiscardRequests(upReqs)
-	s.p.audit(s.ctx, AuditEntry{Actor: s.user, Action: "ssh.forward", Target: s.target.Name, Outcome: broker.OutcomeSuccess,
-		Details: map[string]any{"session": s.id, "destination": dest, "channel": num}})
+	s.Audit("ssh.forward", broker.OutcomeSuccess, "", map[string]any{"destination": dest, "channel": num})
 	var in, out int64
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -74,7 +73,7 @@ func (s *session) handleDirectTCPIP(nc ssh.NewChannel) {
 	wg.Wait()
 	cl.Close()
 	up.Close()
-	_ = s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "close", N: out,
+	_ = s.Record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: "close", N: out,
 		Args: []string{fmt.Sprintf("in=%d", in), fmt.Sprintf("out=%d", out)}})
 }
 
@@ -99,6 +98,6 @@ type activity struct {
 }
 
 func (a activity) Write(p []byte) (int, error) {
-	a.s.touch()
+	a.s.Touch()
 	return a.Writer.Write(p)
 }

@@ -64,11 +64,11 @@ func TestPortForwardRefused(t *testing.T) {
 	}
 	waitContains(t, stderr, "administratively prohibited: custos: port forwarding is not allowed by role ops")
 	e.proxy.TerminateGrant(e.grant.ID, "test over")
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
 	// Two connections arrived: localForward's readiness probe and ours.
-	ch := rec.find(event.KindSSHChannel, "direct-tcpip")
-	a := e.audit.find("ssh.refuse")
+	ch := rec.Find(event.KindSSHChannel, "direct-tcpip")
+	a := e.audit.Find("ssh.refuse")
 	if len(ch) != 2 || len(a) != 2 {
 		t.Fatalf("channel events %+v audit %+v", ch, a)
 	}
@@ -103,21 +103,21 @@ func TestAgentAndX11Refused(t *testing.T) {
 	if string(out) != "ran\nagent=\n" {
 		t.Fatalf("stdout %q", out)
 	}
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
-	req := rec.find(event.KindSSHRequest, "auth-agent-req@openssh.com")
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
+	req := rec.Find(event.KindSSHRequest, "auth-agent-req@openssh.com")
 	if len(req) != 1 || !req[0].Denied {
-		t.Fatalf("agent request %+v\n%s", req, rec.dump())
+		t.Fatalf("agent request %+v\n%s", req, rec.Dump())
 	}
 	// The client asks for X11 only when it finds xauth; if it asked, the
 	// request was refused.
-	for _, x := range rec.find(event.KindSSHRequest, "x11-req") {
+	for _, x := range rec.Find(event.KindSSHRequest, "x11-req") {
 		if !x.Denied {
 			t.Fatalf("x11 request allowed: %+v", x)
 		}
 	}
-	if len(e.audit.find("ssh.refuse")) < 1 {
-		t.Fatalf("audit %+v", e.audit.all())
+	if len(e.audit.Find("ssh.refuse")) < 1 {
+		t.Fatalf("audit %+v", e.audit.All())
 	}
 }
 
@@ -147,12 +147,12 @@ func TestPortForwardAllowedByRole(t *testing.T) {
 		t.Fatalf("through the forward: %q; ssh: %s\nsshd: %s", got, stderr.String(), tailFile(e.sshd.LogPath()))
 	}
 	e.proxy.TerminateGrant(e.grant.ID, "test over")
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
 	// Two channels: localForward's readiness probe, then ours.
-	ch := rec.find(event.KindSSHChannel, "direct-tcpip")
+	ch := rec.Find(event.KindSSHChannel, "direct-tcpip")
 	if len(ch) != 2 {
-		t.Fatalf("channel events %+v\n%s", ch, rec.dump())
+		t.Fatalf("channel events %+v\n%s", ch, rec.Dump())
 	}
 	for _, c := range ch {
 		if c.Denied || c.Text != dest {
@@ -162,7 +162,7 @@ func TestPortForwardAllowedByRole(t *testing.T) {
 	// The probe and ours may open their channels in either order: one of
 	// the two closes carries the echo's byte counts, the other none.
 	var counted, empty int
-	for _, c := range rec.find(event.KindSSHChannel, "close") {
+	for _, c := range rec.Find(event.KindSSHChannel, "close") {
 		if c.Channel != ch[0].Channel && c.Channel != ch[1].Channel {
 			continue
 		}
@@ -174,12 +174,12 @@ func TestPortForwardAllowedByRole(t *testing.T) {
 		}
 	}
 	if counted != 1 || empty != 1 {
-		t.Fatalf("byte counts: want one channel with in=5 out=10 and one without bytes\n%s", rec.dump())
+		t.Fatalf("byte counts: want one channel with in=5 out=10 and one without bytes\n%s", rec.Dump())
 	}
-	if a := e.audit.find("ssh.forward"); len(a) != 2 || a[1].Details["destination"] != dest {
+	if a := e.audit.Find("ssh.forward"); len(a) != 2 || a[1].Details["destination"] != dest {
 		t.Fatalf("audit %+v", a)
 	}
-	if refused := e.audit.find("ssh.refuse"); len(refused) != 0 {
+	if refused := e.audit.Find("ssh.refuse"); len(refused) != 0 {
 		t.Fatalf("refusals %+v", refused)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +24,8 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/deploy/devstack"
-	"github.com/custos-pam/custos/recorder/event"
+	"github.com/custos-pam/custos/protocols/lifecycle"
+	"github.com/custos-pam/custos/protocols/lifecycle/lifecycletest"
 )
 
 func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
@@ -78,262 +77,6 @@ func (f *fakeCreds) SSHSigner(_ context.Context, g broker.Grant, sessionID strin
 	return ssh.NewCertSigner(cert, s)
 }
 
-// fakeGrants holds grants by user, target and role.
-type fakeGrants struct {
-	mu sync.Mutex
-	m  map[string]broker.Grant
-}
-
-func (f *fakeGrants) set(g broker.Grant) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.m == nil {
-		f.m = map[string]broker.Grant{}
-	}
-	f.m[g.User+"/"+g.Target+"/"+g.Role] = g
-}
-
-// remove drops every grant of user on target.
-func (f *fakeGrants) remove(user, target string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for k := range f.m {
-		if strings.HasPrefix(k, user+"/"+target+"/") {
-			delete(f.m, k)
-		}
-	}
-}
-
-func (f *fakeGrants) ActiveGrantAs(_ context.Context, user, target, role string) (broker.Grant, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var best broker.Grant
-	for k, g := range f.m {
-		if strings.HasPrefix(k, user+"/"+target+"/") && (role == "" || g.Role == role) && g.EndsAt.After(best.EndsAt) {
-			best = g
-		}
-	}
-	if best.ID == "" {
-		return best, errors.New("no active grant for " + target)
-	}
-	return best, nil
-}
-
-// fakeRecorder keeps recordings in memory. failStart refuses new
-// recordings; failAfter makes a recording fail after that many events.
-type fakeRecorder struct {
-	mu        sync.Mutex
-	recs      []*memRecording
-	failStart error
-	failAfter int
-	// discard keeps no terminal data (benchmarks).
-	discard bool
-}
-
-func (f *fakeRecorder) Start(_ context.Context, h event.Header) (Recording, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.failStart != nil {
-		return nil, f.failStart
-	}
-	r := &memRecording{header: h, failAfter: f.failAfter, discard: f.discard, done: make(chan struct{}), start: time.Now()}
-	f.recs = append(f.recs, r)
-	return r, nil
-}
-
-// discardData makes new recordings encode terminal data and keep none.
-func (f *fakeRecorder) discardData() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.discard = true
-}
-
-// fail sets how new recordings fail: at start, or after n events.
-func (f *fakeRecorder) fail(start error, after int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failStart, f.failAfter = start, after
-}
-
-func (f *fakeRecorder) last(t testing.TB) *memRecording {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.recs) == 0 {
-		t.Fatal("no recording started")
-	}
-	return f.recs[len(f.recs)-1]
-}
-
-func (f *fakeRecorder) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.recs)
-}
-
-type memRecording struct {
-	header    event.Header
-	start     time.Time
-	done      chan struct{}
-	mu        sync.Mutex
-	events    []event.Event
-	closed    bool
-	failed    bool
-	failAfter int
-	n         int
-	discard   bool
-	buf       []byte
-}
-
-func (r *memRecording) Output(ch uint32, p []byte) error {
-	return r.Record(event.Event{Kind: event.KindOutput, Channel: ch, Data: p})
-}
-
-func (r *memRecording) Stderr(ch uint32, p []byte) error {
-	return r.Record(event.Event{Kind: event.KindStderr, Channel: ch, Data: p})
-}
-
-func (r *memRecording) Input(ch uint32, p []byte) error {
-	return r.Record(event.Event{Kind: event.KindInput, Channel: ch, Data: p})
-}
-
-func (r *memRecording) Record(e event.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return errors.New("recording closed")
-	}
-	r.n++
-	if r.failed || r.failAfter > 0 && r.n > r.failAfter {
-		return errors.New("spool disk full")
-	}
-	e.Offset = time.Since(r.start)
-	if r.discard && e.Kind.Terminal() {
-		// Encode as a recorder would, and keep nothing.
-		r.buf = event.AppendData(r.buf[:0], e.Kind, e.Offset, e.Channel, e.Data)
-		return nil
-	}
-	e.Data = bytes.Clone(e.Data)
-	e.Args = append([]string(nil), e.Args...)
-	r.events = append(r.events, e)
-	return nil
-}
-
-// failNow fails the recording asynchronously, as a spool write error does.
-func (r *memRecording) failNow() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.failed {
-		r.failed = true
-		close(r.done)
-	}
-}
-
-func (r *memRecording) Done() <-chan struct{} { return r.done }
-
-func (r *memRecording) Close() error { return r.end("closed", "", "") }
-
-func (r *memRecording) Terminate(by, reason string) error { return r.end("terminated", by, reason) }
-
-func (r *memRecording) end(state, by, reason string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return errors.New("recording closed twice")
-	}
-	r.closed = true
-	r.events = append(r.events, event.Event{Kind: event.KindEnd, Offset: time.Since(r.start), Op: state, Name: by, Text: reason})
-	return nil
-}
-
-func (r *memRecording) isClosed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.closed
-}
-
-func (r *memRecording) snapshot() []event.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]event.Event(nil), r.events...)
-}
-
-// terminal concatenates the recorded bytes of one kind.
-func (r *memRecording) terminal(k event.Kind) string {
-	var b strings.Builder
-	for _, e := range r.snapshot() {
-		if e.Kind == k {
-			b.Write(e.Data)
-		}
-	}
-	return b.String()
-}
-
-// find returns the events of kind k with op (any op when empty).
-func (r *memRecording) find(k event.Kind, op string) []event.Event {
-	var out []event.Event
-	for _, e := range r.snapshot() {
-		if e.Kind == k && (op == "" || e.Op == op) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// waitClosed waits for the session's final event.
-func (r *memRecording) waitClosed(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !r.isClosed() {
-		if time.Now().After(deadline) {
-			t.Fatal("recording was not closed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (r *memRecording) dump() string {
-	var b strings.Builder
-	for _, e := range r.snapshot() {
-		d := e.Data
-		if len(d) > 60 {
-			d = d[:60]
-		}
-		fmt.Fprintf(&b, "%s ch=%d op=%q name=%q text=%q args=%q n=%d denied=%v data=%q\n", e.Kind, e.Channel, e.Op, e.Name, e.Text, e.Args, e.N, e.Denied, d)
-	}
-	return b.String()
-}
-
-type fakeAudit struct {
-	mu      sync.Mutex
-	entries []AuditEntry
-}
-
-func (f *fakeAudit) Audit(_ context.Context, e AuditEntry) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.entries = append(f.entries, e)
-	return nil
-}
-
-func (f *fakeAudit) all() []AuditEntry {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]AuditEntry(nil), f.entries...)
-}
-
-func (f *fakeAudit) find(action string) []AuditEntry {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []AuditEntry
-	for _, e := range f.entries {
-		if e.Action == action {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // env is a broker SSH proxy in front of a real sshd, with fakes for the
 // broker's other parts and a user key for the real OpenSSH client.
 type env struct {
@@ -342,9 +85,9 @@ type env struct {
 	cfg    *config.Config
 	proxy  *Proxy
 	port   int
-	grants *fakeGrants
-	rec    *fakeRecorder
-	audit  *fakeAudit
+	grants *lifecycletest.Grants
+	rec    *lifecycletest.Recorder
+	audit  *lifecycletest.Audit
 	creds  *fakeCreds
 	key    string // the user's private key file
 	dir    string
@@ -365,20 +108,20 @@ func newEnv(t testing.TB, edit ...func(*config.Config)) *env {
 }
 
 // newEnvRecorder is newEnv with another recorder than the in-memory fake.
-func newEnvRecorder(t testing.TB, rec recorder, edit ...func(*config.Config)) *env {
+func newEnvRecorder(t testing.TB, rec lifecycle.Recorder, edit ...func(*config.Config)) *env {
 	t.Helper()
 	return newEnvOptions(t, rec, nil, edit...)
 }
 
 // newEnvOptions is newEnvRecorder with a last say on the proxy's options.
-func newEnvOptions(t testing.TB, rec recorder, opts func(*Options), edit ...func(*config.Config)) *env {
+func newEnvOptions(t testing.TB, rec lifecycle.Recorder, opts func(*Options), edit ...func(*config.Config)) *env {
 	t.Helper()
 	for _, tool := range []string{"ssh", "scp", "sftp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			devstack.Require(t, tool, "apt-get install -y openssh-client")
 		}
 	}
-	e := &env{t: t, dir: t.TempDir(), grants: &fakeGrants{}, rec: &fakeRecorder{}, audit: &fakeAudit{}, creds: newFakeCreds(t)}
+	e := &env{t: t, dir: t.TempDir(), grants: &lifecycletest.Grants{}, rec: &lifecycletest.Recorder{}, audit: &lifecycletest.Audit{}, creds: newFakeCreds(t)}
 	e.sshd = devstack.StartSSHD(t, e.creds.caLine())
 	e.creds.login = e.sshd.Login
 
@@ -416,14 +159,14 @@ func newEnvOptions(t testing.TB, rec recorder, opts func(*Options), edit ...func
 	e.grant = broker.Grant{ID: broker.NewID("grt"), User: testUser, Target: testTarget, Role: testRole,
 		StartsAt: time.Now().Add(-time.Minute), EndsAt: time.Now().Add(time.Hour), State: broker.GrantActive,
 		Approvers: []string{"bob"}, Reason: "INC-1"}
-	e.grants.set(e.grant)
+	e.grants.Set(e.grant)
 	if rec == nil {
 		rec = e.rec
 	}
 	o := Options{
 		HostKeyFile: filepath.Join(e.dir, "host_key"),
-		Identities:  ids, Grants: e.grants, Targets: e.cfg, Credentials: e.creds, Recorder: rec, Audit: e.audit,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Identities:  ids, Grants: e.grants, Targets: e.cfg, Credentials: e.creds,
+		Options: lifecycle.Options{Recorder: rec, Audit: e.audit, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 	}
 	if opts != nil {
 		opts(&o)

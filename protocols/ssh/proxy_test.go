@@ -53,17 +53,17 @@ func TestExecExitCodesAndOutput(t *testing.T) {
 			if tc.stderr != "" && !strings.Contains(r.stderr, tc.stderr) {
 				t.Fatalf("stderr %q, want %q", r.stderr, tc.stderr)
 			}
-			rec := e.rec.last(t)
-			rec.waitClosed(t)
-			exec := rec.find(event.KindSSHRequest, "exec")
+			rec := e.rec.Last(t)
+			rec.WaitClosed(t)
+			exec := rec.Find(event.KindSSHRequest, "exec")
 			if len(exec) != 1 || exec[0].Text != tc.cmd {
 				t.Fatalf("exec events %+v", exec)
 			}
-			st := rec.find(event.KindSSHRequest, "exit-status")
+			st := rec.Find(event.KindSSHRequest, "exit-status")
 			if len(st) != 1 || st[0].N != int64(tc.code) {
 				t.Fatalf("exit-status events %+v", st)
 			}
-			if got := rec.terminal(event.KindOutput); got != tc.stdout {
+			if got := rec.Terminal(event.KindOutput); got != tc.stdout {
 				t.Fatalf("recorded output %q, want %q", abbrev(got), abbrev(tc.stdout))
 			}
 		})
@@ -73,11 +73,11 @@ func TestExecExitCodesAndOutput(t *testing.T) {
 		if r.code != 255 {
 			t.Fatalf("exit code %d, want 255 (ssh's code for a remote signal)", r.code)
 		}
-		rec := e.rec.last(t)
-		rec.waitClosed(t)
-		sig := rec.find(event.KindSSHRequest, "exit-signal")
+		rec := e.rec.Last(t)
+		rec.WaitClosed(t)
+		sig := rec.Find(event.KindSSHRequest, "exit-signal")
 		if len(sig) != 1 || sig[0].Name != "TERM" {
-			t.Fatalf("exit-signal events %+v\n%s", sig, rec.dump())
+			t.Fatalf("exit-signal events %+v\n%s", sig, rec.Dump())
 		}
 	})
 	t.Run("stdin reaches the command", func(t *testing.T) {
@@ -86,9 +86,9 @@ func TestExecExitCodesAndOutput(t *testing.T) {
 		if r.code != 0 || r.stdout != want {
 			t.Fatalf("code %d stdout %q want %q stderr %q", r.code, r.stdout, want, r.stderr)
 		}
-		rec := e.rec.last(t)
-		rec.waitClosed(t)
-		if got := rec.terminal(event.KindInput); got != "line one\nline two\n" {
+		rec := e.rec.Last(t)
+		rec.WaitClosed(t)
+		if got := rec.Terminal(event.KindInput); got != "line one\nline two\n" {
 			t.Fatalf("recorded input %q", got)
 		}
 	})
@@ -107,9 +107,9 @@ func TestHeaderAndCredentials(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != e.sshd.Login {
 		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
-	h := rec.header
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
+	h := rec.Header
 	if h.User != testUser || h.Target != testTarget || h.Role != testRole || h.GrantID != e.grant.ID ||
 		h.Protocol != "ssh" || h.Account != e.sshd.Login || !strings.HasPrefix(h.SessionID, "ses_") {
 		t.Fatalf("header %+v", h)
@@ -124,12 +124,12 @@ func TestHeaderAndCredentials(t *testing.T) {
 	if len(calls) != 1 || calls[0] != e.grant.ID+"/"+h.SessionID {
 		t.Fatalf("credential calls %v", calls)
 	}
-	end := rec.find(event.KindEnd, "")
+	end := rec.Find(event.KindEnd, "")
 	if len(end) != 1 || end[0].Op != "closed" {
 		t.Fatalf("end events %+v", end)
 	}
-	if len(e.audit.find("session.start")) != 1 || len(e.audit.find("session.end")) != 1 {
-		t.Fatalf("audit %+v", e.audit.all())
+	if len(e.audit.Find("session.start")) != 1 || len(e.audit.Find("session.end")) != 1 {
+		t.Fatalf("audit %+v", e.audit.All())
 	}
 
 	// A login the role does not use is refused with a banner.
@@ -141,20 +141,20 @@ func TestHeaderAndCredentials(t *testing.T) {
 
 func TestNoGrantBanner(t *testing.T) {
 	e := newEnv(t)
-	e.grants.remove(testUser, testTarget)
-	before := e.rec.count()
+	e.grants.Remove(testUser, testTarget)
+	before := e.rec.Count()
 	r := e.ssh(testTarget, "echo should-not-run")
 	want := "no active grant for web-1; run: custos request web-1 --role ops --for 1h --reason ..."
 	if r.code != 255 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("code %d stderr %q", r.code, r.stderr)
 	}
-	if strings.Contains(r.stdout, "should-not-run") || e.rec.count() != before {
+	if strings.Contains(r.stdout, "should-not-run") || e.rec.Count() != before {
 		t.Fatal("a session ran without a grant")
 	}
 	if r.took > 5*time.Second {
 		t.Fatalf("refusal took %s", r.took)
 	}
-	denied := e.audit.find("ssh.connect")
+	denied := e.audit.Find("session.refused")
 	if len(denied) != 1 || denied[0].Outcome != "denied" || denied[0].Actor != testUser {
 		t.Fatalf("audit %+v", denied)
 	}
@@ -185,8 +185,8 @@ func TestHoldWaitsForGrant(t *testing.T) {
 		c.Targets[0].Roles[0].Policy.Hold = true
 		c.Targets[0].Roles[0].Policy.HoldTimeout = config.Duration(20 * time.Second)
 	})
-	e.grants.remove(testUser, testTarget)
-	time.AfterFunc(1500*time.Millisecond, func() { e.grants.set(e.grant) })
+	e.grants.Remove(testUser, testTarget)
+	time.AfterFunc(1500*time.Millisecond, func() { e.grants.Set(e.grant) })
 	r := e.ssh(testTarget, "echo approved-and-running")
 	if r.code != 0 || r.stdout != "approved-and-running\n" {
 		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
@@ -205,7 +205,7 @@ func TestUnknownTargetHostKeyRefused(t *testing.T) {
 	if r.code != 255 || !strings.Contains(r.stderr, "cannot connect to web-1") || !strings.Contains(r.stderr, "is not trusted for web-1") {
 		t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if e.rec.count() != 0 {
+	if e.rec.Count() != 0 {
 		t.Fatal("a recording started for a refused session")
 	}
 }
@@ -244,10 +244,10 @@ func TestEnvAllowList(t *testing.T) {
 			if r.code != 0 || r.stdout != tc.stdout {
 				t.Fatalf("code %d stdout %q (want %q) stderr %q", r.code, r.stdout, tc.stdout, r.stderr)
 			}
-			rec := e.rec.last(t)
-			rec.waitClosed(t)
+			rec := e.rec.Last(t)
+			rec.WaitClosed(t)
 			var denied, allowed []string
-			for _, ev := range rec.find(event.KindSSHRequest, "env") {
+			for _, ev := range rec.Find(event.KindSSHRequest, "env") {
 				if ev.Denied {
 					denied = append(denied, ev.Name+"="+ev.Text)
 				} else {
@@ -257,7 +257,7 @@ func TestEnvAllowList(t *testing.T) {
 			slices.Sort(allowed)
 			slices.Sort(denied)
 			if !slices.Equal(denied, tc.denied) || !slices.Equal(allowed, tc.allowed) {
-				t.Fatalf("denied %v allowed %v\n%s", denied, allowed, rec.dump())
+				t.Fatalf("denied %v allowed %v\n%s", denied, allowed, rec.Dump())
 			}
 		})
 	}
@@ -310,9 +310,9 @@ func TestRevokeGrantClosesSessionWithinASecond(t *testing.T) {
 	if cmd.ProcessState.ExitCode() != 255 {
 		t.Fatalf("exit code %d", cmd.ProcessState.ExitCode())
 	}
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
-	end := rec.find(event.KindEnd, "")
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
+	end := rec.Find(event.KindEnd, "")
 	if len(end) != 1 || end[0].Op != "terminated" || end[0].Text != "grant revoked by bob" {
 		t.Fatalf("end %+v", end)
 	}
@@ -343,9 +343,9 @@ func TestTerminateSessionByID(t *testing.T) {
 	if !strings.Contains(stderr.String(), "access revoked: terminated by sam: INC-9") {
 		t.Fatalf("stderr %q", stderr.String())
 	}
-	e.rec.last(t).waitClosed(t)
-	if len(e.audit.find("session.terminate")) != 1 {
-		t.Fatalf("audit %+v", e.audit.all())
+	e.rec.Last(t).WaitClosed(t)
+	if len(e.audit.Find("session.terminate")) != 1 {
+		t.Fatalf("audit %+v", e.audit.All())
 	}
 }
 
@@ -353,7 +353,7 @@ func TestGrantExpiryEndsSession(t *testing.T) {
 	e := newEnv(t)
 	g := e.grant
 	g.EndsAt = time.Now().Add(3 * time.Second)
-	e.grants.set(g)
+	e.grants.Set(g)
 	_, stderr, done := e.startLongSession(t)
 	select {
 	case <-done:
@@ -382,7 +382,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestRecordingFailureFailsClosed(t *testing.T) {
 	t.Run("start refused", func(t *testing.T) {
 		e := newEnv(t)
-		e.rec.fail(fmt.Errorf("object store unreachable"), 0)
+		e.rec.Fail(fmt.Errorf("object store unreachable"), 0)
 		r := e.ssh(testTarget, "echo should-not-run")
 		if r.code != 255 || !strings.Contains(r.stderr, "session refused: recording is unavailable") || r.stdout != "" {
 			t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
@@ -390,7 +390,7 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 	})
 	t.Run("fails mid-session", func(t *testing.T) {
 		e := newEnv(t)
-		e.rec.fail(nil, 8)
+		e.rec.Fail(nil, 8)
 		r := e.ssh(testTarget, "for i in $(seq 1 200); do echo line $i; sleep 0.01; done")
 		if r.code != 255 || !strings.Contains(r.stderr, "session ended: recording failed") {
 			t.Fatalf("code %d stderr %q", r.code, r.stderr)
@@ -402,7 +402,7 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 	t.Run("fails while idle", func(t *testing.T) {
 		e := newEnv(t)
 		_, stderr, done := e.startLongSession(t)
-		e.rec.last(t).failNow()
+		e.rec.Last(t).FailNow()
 		select {
 		case <-done:
 		case <-time.After(time.Second):
@@ -414,13 +414,13 @@ func TestRecordingFailureFailsClosed(t *testing.T) {
 	})
 	t.Run("fail open target continues", func(t *testing.T) {
 		e := newEnv(t, func(c *config.Config) { c.Targets[0].Recording.FailOpen = true })
-		e.rec.fail(fmt.Errorf("object store unreachable"), 0)
+		e.rec.Fail(fmt.Errorf("object store unreachable"), 0)
 		r := e.ssh(testTarget, "echo still-works")
 		if r.code != 0 || r.stdout != "still-works\n" {
 			t.Fatalf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 		}
-		if len(e.audit.find("session.record_fail_open")) != 1 {
-			t.Fatalf("fail-open not audited: %+v", e.audit.all())
+		if len(e.audit.Find("session.record_fail_open")) != 1 {
+			t.Fatalf("fail-open not audited: %+v", e.audit.All())
 		}
 	})
 }
@@ -525,7 +525,7 @@ func TestUserCertificateFromBrokerCA(t *testing.T) {
 			}
 		})
 	}
-	if h := e.rec.last(t).header; h.User != testUser {
+	if h := e.rec.Last(t).Header; h.User != testUser {
 		t.Fatalf("header %+v", h)
 	}
 }
@@ -600,15 +600,15 @@ func TestLoginPicksTheGrant(t *testing.T) {
 	other := e.grant
 	other.ID, other.Role = broker.NewID("grt"), "deploy"
 	other.EndsAt = e.grant.EndsAt.Add(time.Hour) // ends last: the default pick
-	e.grants.set(other)
+	e.grants.Set(other)
 
 	r := e.ssh(e.sshd.Login+"@"+testTarget, "whoami")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != e.sshd.Login {
 		t.Fatalf("%s@%s: code %d stdout %q stderr %q", e.sshd.Login, testTarget, r.code, r.stdout, r.stderr)
 	}
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
-	if h := rec.header; h.GrantID != e.grant.ID || h.Role != testRole {
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
+	if h := rec.Header; h.GrantID != e.grant.ID || h.Role != testRole {
 		t.Fatalf("recorded grant %s role %s, want %s %s", h.GrantID, h.Role, e.grant.ID, testRole)
 	}
 

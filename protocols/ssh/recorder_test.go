@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/protocols/lifecycle"
+	"github.com/custos-pam/custos/protocols/lifecycle/lifecycletest"
 	recpkg "github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/keywrap"
@@ -18,17 +18,10 @@ import (
 	"github.com/custos-pam/custos/recorder/store/localdir"
 )
 
-// memAudit is the recorder's audit log in tests and benchmarks.
-type memAudit struct{}
-
-func (memAudit) Append(_ context.Context, e audit.Entry) (broker.AuditRecord, error) {
-	return broker.AuditRecord{Actor: e.Actor, Action: e.Action}, nil
-}
-
 // realRecorder is the broker's recorder over a local directory store, as
 // `custos serve` runs it without S3: encrypted chunks fsynced to a spool,
 // uploaded and sealed with a signed manifest.
-func realRecorder(tb testing.TB) (*recpkg.Recorder, RecorderFunc) {
+func realRecorder(tb testing.TB) (*recpkg.Recorder, lifecycle.RecorderFunc) {
 	tb.Helper()
 	dir := tb.TempDir()
 	signer, err := manifest.LoadSigner(filepath.Join(dir, "keys", "signing.key"))
@@ -44,14 +37,14 @@ func realRecorder(tb testing.TB) (*recpkg.Recorder, RecorderFunc) {
 		tb.Fatal(err)
 	}
 	r, err := recpkg.New(context.Background(), recpkg.Config{
-		SpoolDir: filepath.Join(dir, "spool"), Store: st, Signer: signer, Keys: keys, Audit: memAudit{},
+		SpoolDir: filepath.Join(dir, "spool"), Store: st, Signer: signer, Keys: keys, Audit: &lifecycletest.Audit{},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { r.Close() })
-	return r, func(ctx context.Context, h event.Header) (Recording, error) {
+	return r, func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := r.Start(ctx, h)
 		if err != nil {
 			return nil, err
@@ -62,7 +55,7 @@ func realRecorder(tb testing.TB) (*recpkg.Recorder, RecorderFunc) {
 
 // TestWithRealRecorder runs a command and an SFTP upload through the proxy
 // recording with the broker's recorder, then reads the sealed recording
-// back: the adapter in RecorderFunc is all the wiring needs.
+// back: the adapter in lifecycle.RecorderFunc is all the wiring needs.
 func TestWithRealRecorder(t *testing.T) {
 	r, rec := realRecorder(t)
 	e := newEnvRecorder(t, rec)
@@ -77,12 +70,7 @@ func TestWithRealRecorder(t *testing.T) {
 		t.Fatalf("scp: %q", res.stderr)
 	}
 	// The client has exited; the proxy's session ends just after.
-	for deadline := time.Now().Add(10 * time.Second); len(e.proxy.Sessions()) > 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("sessions did not end")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	lifecycletest.WaitNoSessions(t, e.proxy.Core)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := r.Drain(ctx); err != nil {

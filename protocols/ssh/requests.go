@@ -43,7 +43,7 @@ func (c *sessionChannel) serveClientRequests(reqs <-chan *ssh.Request) {
 	}()
 	s := c.s
 	for req := range reqs {
-		s.touch()
+		s.Touch()
 		ev := event.Event{Kind: event.KindSSHRequest, Channel: c.num, Op: req.Type}
 		switch req.Type {
 		case "pty-req":
@@ -53,8 +53,8 @@ func (c *sessionChannel) serveClientRequests(reqs <-chan *ssh.Request) {
 				continue
 			}
 			ev.Name, ev.Cols, ev.Rows = m.Term, m.Cols, m.Rows
-			if !s.role.ShellAllowed() {
-				c.deny(req, ev, "custos: role "+s.role.Name+" does not allow a terminal")
+			if !s.Role.ShellAllowed() {
+				c.deny(req, ev, "custos: role "+s.Role.Name+" does not allow a terminal")
 				continue
 			}
 			if c.recordOrFail(req, ev) {
@@ -76,10 +76,10 @@ func (c *sessionChannel) serveClientRequests(reqs <-chan *ssh.Request) {
 				continue
 			}
 			ev.Name, ev.Text = m.Name, m.Value
-			if !envAllowed(s.role.Env, m.Name) {
+			if !envAllowed(s.Role.Env, m.Name) {
 				// Clients send env quietly; refuse just as quietly.
 				ev.Denied = true
-				_ = s.rec.record(ev)
+				_ = s.Record(ev)
 				c.reply(req, false)
 				continue
 			}
@@ -106,7 +106,7 @@ func (c *sessionChannel) serveClientRequests(reqs <-chan *ssh.Request) {
 			c.deny(req, ev, "custos: agent forwarding is not allowed")
 		default:
 			ev.Denied = true
-			_ = s.rec.record(ev)
+			_ = s.Record(ev)
 			c.reply(req, false)
 		}
 	}
@@ -143,7 +143,7 @@ func (c *sessionChannel) start(req *ssh.Request, ev event.Event) {
 			c.deny(req, ev, "custos: subsystem "+m.Value+" is not allowed")
 			return
 		}
-		c.mode, c.files = modeSFTP, newSFTPObserver(c.s.rec, c.num)
+		c.mode, c.files = modeSFTP, newSFTPObserver(c.s.Session, c.num)
 	}
 	if !c.recordOrFail(req, ev) {
 		return
@@ -170,7 +170,7 @@ func (c *sessionChannel) classifyExec(cmd string) (relayMode, fileObserver) {
 	}
 	switch path.Base(f[0]) {
 	case "scp":
-		if o := newSCPObserver(c.s.rec, c.num, f[1:]); o != nil {
+		if o := newSCPObserver(c.s.Session, c.num, f[1:]); o != nil {
 			return modeSCP, o
 		}
 	case "rsync":
@@ -184,7 +184,7 @@ func (c *sessionChannel) classifyExec(cmd string) (relayMode, fileObserver) {
 // recordOrFail records ev; when recording fails the request is refused and
 // false returned.
 func (c *sessionChannel) recordOrFail(req *ssh.Request, ev event.Event) bool {
-	if err := c.s.rec.record(ev); err != nil {
+	if err := c.s.Record(ev); err != nil {
 		c.reply(req, false)
 		return false
 	}
@@ -195,7 +195,7 @@ func (c *sessionChannel) recordOrFail(req *ssh.Request, ev event.Event) bool {
 // and audits it.
 func (c *sessionChannel) deny(req *ssh.Request, ev event.Event, msg string) {
 	ev.Denied = true
-	_ = c.s.rec.record(ev)
+	_ = c.s.Record(ev)
 	c.s.refused(c.num, req.Type, ev.Text, msg)
 	nl := "\n"
 	if c.pty.Load() {

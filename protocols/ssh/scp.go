@@ -21,7 +21,7 @@ const scpMaxLine = 8 << 10
 // read (download) per file with its path, mode and size, mkdir for
 // uploaded directories, and every error line.
 type scpObserver struct {
-	rec *tap
+	rec eventSink
 	ch  uint32
 	// upload is true for scp -t: the client is the source.
 	upload bool
@@ -45,7 +45,7 @@ type scpStream struct {
 
 // newSCPObserver parses an scp server command line's arguments; it returns
 // nil when they are not the legacy server mode (-t or -f).
-func newSCPObserver(rec *tap, ch uint32, args []string) *scpObserver {
+func newSCPObserver(rec eventSink, ch uint32, args []string) *scpObserver {
 	o := &scpObserver{rec: rec, ch: ch}
 	mode := false
 	i := 0
@@ -218,9 +218,9 @@ func (o *scpObserver) file(op, p, mode string, n int64) error {
 	if mode != "" {
 		args = []string{mode}
 	}
-	return o.rec.record(event.Event{Kind: event.KindFile, Channel: o.ch, Op: op, Text: p, Args: args, N: n})
+	return o.rec.Record(event.Event{Kind: event.KindFile, Channel: o.ch, Op: op, Text: p, Args: args, N: n})
 }
 
 func (o *scpObserver) note(msg string) error {
-	return o.rec.record(event.Event{Kind: event.KindNote, Channel: o.ch, Op: "scp", Text: msg})
+	return o.rec.Record(event.Event{Kind: event.KindNote, Channel: o.ch, Op: "scp", Text: msg})
 }

@@ -31,7 +31,7 @@ func runSCP(t testing.TB, cmd string, client, target []byte, rng *rand.Rand) []s
 	feed(o.fromClient, client)
 	feed(o.fromTarget, target)
 	var out []string
-	for _, e := range rec.snapshot() {
+	for _, e := range rec.Snapshot() {
 		out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s %s %d %s", e.Kind, e.Op, e.Text, e.N, strings.Join(e.Args, " "))))
 	}
 	return out

@@ -12,12 +12,14 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
-// endCause says why a session ended. It is the cause of the session's
-// context; message, when set, is shown on every open terminal first.
+// endCause says why a session ended, in the SSH proxy's terms; message,
+// when set, is shown on every open terminal first. A close by either side
+// or a keepalive failure is the session's cause as an *endCause; an end
+// the broker caused is a *lifecycle.Cause, translated by cause.
 type endCause struct {
 	// state is the End event's Op: closed, terminated or interrupted.
 	state string
@@ -30,30 +32,31 @@ type endCause struct {
 
 func (c *endCause) Error() string { return c.reason }
 
-// session is one authenticated client connection with its upstream
-// connection and recording. Channels opened on it are relayed to the
-// upstream connection one to one.
-type session struct {
-	p          *Proxy
-	id         string
-	user       string
-	login      string
-	target     *config.Target
-	role       *config.Role
-	grant      broker.Grant
-	clientAddr string
-	startedAt  time.Time
+// brokerEnd is how an end the broker caused shows on a terminal.
+func brokerEnd(c *lifecycle.Cause) endCause {
+	e := endCause{state: c.State(), by: c.By, reason: c.Reason}
+	switch c.Kind {
+	case lifecycle.Revoked:
+		e.message = "access revoked: " + c.Reason
+	case lifecycle.Idle:
+		e.message = fmt.Sprintf("custos: session closed after %s without activity", c.IdleFor)
+	default:
+		e.message = "custos: session ended: " + c.Reason
+	}
+	return e
+}
 
+// session is one authenticated client connection with its upstream
+// connection; the embedded lifecycle session tracks, times and records
+// it. Channels opened on it are relayed to the upstream connection one to
+// one.
+type session struct {
+	*lifecycle.Session
+	p    *Proxy
 	conn *ssh.ServerConn
 	up   *ssh.Client
-	rec  *tap
 
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-
-	// lastActive is when bytes last moved, in Unix nanoseconds.
-	lastActive atomic.Int64
-	nextChan   atomic.Uint32
+	nextChan atomic.Uint32
 
 	mu    sync.Mutex
 	chans map[*sessionChannel]struct{}
@@ -63,7 +66,7 @@ type session struct {
 func (p *Proxy) handleConn(raw net.Conn) {
 	setNoDelay(raw)
 	st := &authState{p: p, raw: raw}
-	_ = raw.SetDeadline(time.Now().Add(p.opts.AuthTimeout))
+	_ = raw.SetDeadline(time.Now().Add(p.LoginTimeout()))
 	conn, chans, reqs, err := ssh.NewServerConn(raw, p.serverConfig(st))
 	st.mu.Lock()
 	adm := st.adm
@@ -72,52 +75,23 @@ func (p *Proxy) handleConn(raw net.Conn) {
 		if adm != nil {
 			adm.release("handshake failed")
 		}
-		p.log.Debug("ssh handshake ended", "client", raw.RemoteAddr().String(), "err", err)
+		p.Log().Debug("ssh handshake ended", "client", raw.RemoteAddr().String(), "err", err)
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
-	s := &session{
-		p: p, id: adm.sessionID, user: adm.user, login: adm.login, target: adm.target, role: adm.role,
-		grant: adm.grant, clientAddr: raw.RemoteAddr().String(), startedAt: p.opts.Now().UTC(),
-		conn: conn, up: adm.upstream, rec: adm.rec, chans: map[*sessionChannel]struct{}{},
-	}
-	s.touch()
-	s.ctx, s.cancel = context.WithCancelCause(p.ctx)
-	if !p.trackSession(s) {
-		conn.Close()
-		adm.release("broker shutting down")
-		return
-	}
-	defer p.untrackSession(s)
+	s := &session{Session: adm.core, p: p, conn: conn, up: adm.upstream, chans: map[*sessionChannel]struct{}{}}
 	s.run(chans, reqs)
-}
-
-func (s *session) info() SessionInfo {
-	return SessionInfo{ID: s.id, GrantID: s.grant.ID, User: s.user, Target: s.target.Name, Role: s.role.Name,
-		Login: s.login, ClientAddr: s.clientAddr, StartedAt: s.startedAt}
-}
-
-func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
-
-// terminate ends the session with a cause; the first cause wins.
-func (s *session) terminate(c endCause) {
-	if c.message == "" && c.state == "terminated" {
-		c.message = "access revoked: " + c.reason
-	}
-	if c.message == "" && c.reason != "" && c.state == "interrupted" {
-		c.message = "custos: session ended: " + c.reason
-	}
-	s.cancel(&c)
 }
 
 // cause returns why the session ended, or an ordinary close.
 func (s *session) cause() endCause {
+	err := s.Session.Cause()
 	var c *endCause
-	if errors.As(context.Cause(s.ctx), &c) {
+	if errors.As(err, &c) {
 		return *c
 	}
-	if s.p.ctx.Err() != nil {
-		return endCause{state: "interrupted", by: "system", reason: "broker shutting down", message: "custos: broker shutting down"}
+	if bc, ok := lifecycle.AsCause(err); ok {
+		return brokerEnd(bc)
 	}
 	return endCause{state: "closed", by: "client", reason: "connection closed"}
 }
@@ -125,89 +99,44 @@ func (s *session) cause() endCause {
 // run serves the session until the client or target goes away or the
 // session is terminated, then writes the final event.
 func (s *session) run(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
-	p := s.p
-	s.rec.setOnFail(s.ctx, func(err error) {
-		p.log.Error("ssh recording failed; ending session", "session", s.id, "err", err)
-		s.terminate(endCause{state: "interrupted", by: "system", reason: "recording failed"})
-	})
-	p.log.Info("ssh session started", "session", s.id, "user", s.user, "target", s.target.Name, "login", s.login, "client", s.clientAddr)
-	p.audit(s.ctx, AuditEntry{Actor: s.user, Action: "session.start", Target: s.target.Name, Outcome: broker.OutcomeSuccess,
-		Details: map[string]any{"session": s.id, "grant": s.grant.ID, "protocol": "ssh", "login": s.login, "client": s.clientAddr}})
-
-	stopShutdown := context.AfterFunc(s.ctx, s.shutdown)
+	stopShutdown := context.AfterFunc(s.Context(), s.shutdown)
 	defer stopShutdown()
-	// A revocation announced while the connection was being admitted found
-	// no tracked session; look once more now that it is tracked.
-	gctx, gcancel := context.WithTimeout(s.ctx, p.opts.AuthTimeout)
-	if _, err := p.opts.Grants.ActiveGrantAs(gctx, s.user, s.target.Name, s.role.Name); err != nil && gctx.Err() == nil {
-		s.terminate(endCause{state: "terminated", by: "system", reason: "grant ended"})
-	}
-	gcancel()
-	grantEnd := time.AfterFunc(time.Until(s.grant.EffectiveEnd()), func() {
-		s.terminate(endCause{state: "terminated", by: "system", reason: "grant expired"})
-	})
-	defer grantEnd.Stop()
 	go func() {
 		_ = s.up.Wait()
-		s.cancel(&endCause{state: "closed", by: "target", reason: "target closed the connection"})
+		s.End(&endCause{state: "closed", by: "target", reason: "target closed the connection"})
 	}()
 	go func() {
 		_ = s.conn.Wait()
-		s.cancel(&endCause{state: "closed", by: "client", reason: "connection closed"})
+		s.End(&endCause{state: "closed", by: "client", reason: "connection closed"})
 	}()
-	if iv := p.opts.KeepaliveInterval; iv > 0 {
+	if iv := s.p.opts.KeepaliveInterval; iv > 0 {
 		go s.keepalive("client", s.conn, iv)
 		go s.keepalive("target", s.up, iv)
-	}
-	if idle := s.role.IdleTimeout.D(); idle > 0 {
-		go s.idleWatch(idle)
 	}
 	go s.serveGlobalRequests(reqs)
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.handleSessionChannel(nc)
-			}()
+			s.wg.Go(func() { s.handleSessionChannel(nc) })
 		case "direct-tcpip":
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.handleDirectTCPIP(nc)
-			}()
+			s.wg.Go(func() { s.handleDirectTCPIP(nc) })
 		default:
 			s.refuseChannel(nc)
 		}
 	}
 	// The client connection is gone; make sure the upstream one goes too.
-	s.cancel(&endCause{state: "closed", by: "client", reason: "connection closed"})
+	s.End(&endCause{state: "closed", by: "client", reason: "connection closed"})
 	s.up.Close()
 	s.wg.Wait()
-	s.finish()
-}
-
-// finish writes the final event, closes the recording and audits the end.
-func (s *session) finish() {
 	c := s.cause()
-	if err := s.rec.end(c); err != nil {
-		s.p.log.Error("ssh recording close failed", "session", s.id, "err", err)
-	}
-	outcome := broker.OutcomeSuccess
-	if c.state == "interrupted" {
-		outcome = broker.OutcomeError
-	}
-	s.p.audit(context.WithoutCancel(s.ctx), AuditEntry{Actor: s.user, Action: "session.end", Target: s.target.Name, Outcome: outcome,
-		Reason: c.reason, Details: map[string]any{"session": s.id, "grant": s.grant.ID, "state": c.state, "by": c.by}})
-	s.p.log.Info("ssh session ended", "session", s.id, "state", c.state, "by", c.by, "reason", c.reason)
+	s.Finish(lifecycle.End{State: c.state, By: c.by, Reason: c.reason})
 }
 
 // shutdown runs once when the session's context ends: terminals get the
 // cause's message, then both connections close.
 func (s *session) shutdown() {
-	c := s.cause()
-	if c.message != "" {
+	defer s.Stopped()
+	if c := s.cause(); c.message != "" {
 		s.mu.Lock()
 		open := make([]*sessionChannel, 0, len(s.chans))
 		for ch := range s.chans {
@@ -216,21 +145,13 @@ func (s *session) shutdown() {
 		s.mu.Unlock()
 		var wg sync.WaitGroup
 		for _, ch := range open {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ch.notifyEnd(c.message)
-			}()
+			wg.Go(func() { ch.notifyEnd(c.message) })
 		}
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(revokeGrace):
-		}
-		if c.state == "terminated" {
-			s.p.audit(context.WithoutCancel(s.ctx), AuditEntry{Actor: c.by, Action: "session.terminate", Target: s.target.Name,
-				Outcome: broker.OutcomeSuccess, Reason: c.reason, Details: map[string]any{"session": s.id, "grant": s.grant.ID, "user": s.user}})
 		}
 	}
 	s.conn.Close()
@@ -244,12 +165,13 @@ func (s *session) keepalive(side string, c ssh.Conn, every time.Duration) {
 	var outstanding atomic.Int64
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-s.Context().Done():
 			return
 		case <-t.C:
 		}
 		if since := outstanding.Load(); since != 0 && time.Since(time.Unix(0, since)) > 3*every {
-			s.terminate(endCause{state: "interrupted", by: "system", reason: side + " stopped answering keepalives"})
+			reason := side + " stopped answering keepalives"
+			s.End(&endCause{state: "interrupted", by: "system", reason: reason, message: "custos: session ended: " + reason})
 			return
 		}
 		if outstanding.CompareAndSwap(0, time.Now().UnixNano()) {
@@ -259,25 +181,6 @@ func (s *session) keepalive(side string, c ssh.Conn, every time.Duration) {
 					outstanding.Store(0)
 				}
 			}()
-		}
-	}
-}
-
-// idleWatch ends the session when no bytes moved for the role's idle
-// timeout.
-func (s *session) idleWatch(idle time.Duration) {
-	t := time.NewTicker(min(max(idle/10, 10*time.Millisecond), time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if time.Since(time.Unix(0, s.lastActive.Load())) >= idle {
-			s.terminate(endCause{state: "terminated", by: "system", reason: fmt.Sprintf("idle for %s", idle),
-				message: fmt.Sprintf("custos: session closed after %s without activity", idle)})
-			return
 		}
 	}
 }
@@ -307,7 +210,7 @@ func (s *session) serveGlobalRequests(reqs <-chan *ssh.Request) {
 // refuseChannel rejects a channel type the proxy does not relay.
 func (s *session) refuseChannel(nc ssh.NewChannel) {
 	num := s.nextChan.Add(1)
-	_ = s.rec.record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: nc.ChannelType(), Denied: true})
+	_ = s.Record(event.Event{Kind: event.KindSSHChannel, Channel: num, Op: nc.ChannelType(), Denied: true})
 	s.refused(num, nc.ChannelType(), "", "channel type not allowed")
 	_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("custos: %s channels are not allowed", nc.ChannelType()))
 }
@@ -315,10 +218,9 @@ func (s *session) refuseChannel(nc ssh.NewChannel) {
 // refused records and audits a refused request.
 func (s *session) refused(ch uint32, what, dest, reason string) {
 	if ch == 0 {
-		_ = s.rec.record(event.Event{Kind: event.KindSSHRequest, Op: what, Text: dest, Denied: true})
+		_ = s.Record(event.Event{Kind: event.KindSSHRequest, Op: what, Text: dest, Denied: true})
 	}
-	s.p.audit(s.ctx, AuditEntry{Actor: s.user, Action: "ssh.refuse", Target: s.target.Name, Outcome: broker.OutcomeDenied,
-		Reason: reason, Details: map[string]any{"session": s.id, "request": what, "destination": dest, "channel": ch}})
+	s.Audit("ssh.refuse", broker.OutcomeDenied, reason, map[string]any{"request": what, "destination": dest, "channel": ch})
 }
 
 func (s *session) addChannel(c *sessionChannel) {

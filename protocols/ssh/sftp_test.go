@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/custos-pam/custos/protocols/lifecycle/lifecycletest"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -42,9 +42,9 @@ func cat(ps ...[]byte) []byte { return slices.Concat(ps...) }
 // sftpStep is what the client sent, then what the target answered.
 type sftpStep struct{ client, target []byte }
 
-func newTestTap() (*tap, *memRecording) {
-	r := &memRecording{done: make(chan struct{}), start: time.Now()}
-	return &tap{rec: r}, r
+func newTestTap() (eventSink, *lifecycletest.Recording) {
+	r := &lifecycletest.Recording{}
+	return r, r
 }
 
 // runSFTP feeds the steps with reads cut at random sizes (or whole when
@@ -72,7 +72,7 @@ func runSFTP(t testing.TB, steps []sftpStep, rng *rand.Rand) []string {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, e := range rec.snapshot() {
+	for _, e := range rec.Snapshot() {
 		if e.Channel != 3 {
 			t.Fatalf("event on channel %d", e.Channel)
 		}
@@ -179,9 +179,9 @@ func TestSFTPDesync(t *testing.T) {
 	if err := o.fromClient(sftpPkt(sftpRemove, 1, "/x")); err != nil {
 		t.Fatal(err)
 	}
-	notes := rec.find(event.KindNote, "sftp")
-	if len(notes) != 1 || len(rec.find(event.KindFile, "")) != 0 {
-		t.Fatalf("events:\n%s", rec.dump())
+	notes := rec.Find(event.KindNote, "sftp")
+	if len(notes) != 1 || len(rec.Find(event.KindFile, "")) != 0 {
+		t.Fatalf("events:\n%s", rec.Dump())
 	}
 }
 

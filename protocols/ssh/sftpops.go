@@ -39,7 +39,7 @@ type sftpFile struct {
 // outcomes. Requests are matched to replies by id; file data is counted,
 // never copied.
 type sftpObserver struct {
-	rec *tap
+	rec eventSink
 	ch  uint32
 
 	fromClientF sftpFramer
@@ -51,7 +51,7 @@ type sftpObserver struct {
 	desync  bool
 }
 
-func newSFTPObserver(rec *tap, ch uint32) *sftpObserver {
+func newSFTPObserver(rec eventSink, ch uint32) *sftpObserver {
 	o := &sftpObserver{rec: rec, ch: ch, pending: map[uint32]sftpPending{}, files: map[string]*sftpFile{}}
 	o.fromClientF.onPacket = o.clientPacket
 	o.fromTargetF.onPacket = o.targetPacket
@@ -72,7 +72,7 @@ func (o *sftpObserver) checkDesync(err error) error {
 	o.desync = true
 	o.mu.Unlock()
 	if first {
-		return o.rec.record(event.Event{Kind: event.KindNote, Channel: o.ch, Op: "sftp", Text: "stream could not be decoded; file operations after this point are not itemized"})
+		return o.rec.Record(event.Event{Kind: event.KindNote, Channel: o.ch, Op: "sftp", Text: "stream could not be decoded; file operations after this point are not itemized"})
 	}
 	return nil
 }
@@ -255,7 +255,7 @@ func (o *sftpObserver) fileEvent(op, path, path2 string, args []string, n int64,
 	if path2 != "" {
 		args = append([]string{path2}, args...)
 	}
-	return o.rec.record(event.Event{Kind: event.KindFile, Channel: o.ch, Op: op, Text: path, Args: args, N: n, Name: outcome})
+	return o.rec.Record(event.Event{Kind: event.KindFile, Channel: o.ch, Op: op, Text: path, Args: args, N: n, Name: outcome})
 }
 
 // close records files still open when the channel ended.

@@ -95,9 +95,9 @@ func TestInteractiveShellThroughPTY(t *testing.T) {
 	m.typeLine("exit 7")
 	m.waitFor(`SSH-EXITED-7`)
 
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
-	out := plain(rec.terminal(event.KindOutput))
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
+	out := plain(rec.Terminal(event.KindOutput))
 	// Every line the user saw (up to the exit) is in the recorded output.
 	for _, line := range strings.Split(seen, "\n") {
 		line = strings.TrimRight(line, " ")
@@ -108,21 +108,21 @@ func TestInteractiveShellThroughPTY(t *testing.T) {
 			t.Errorf("screen line %q not in the recorded output:\n%s", line, out)
 		}
 	}
-	if in := rec.terminal(event.KindInput); !strings.Contains(in, "echo hello-$((6*7))\r") || !strings.Contains(in, "exit 7\r") {
+	if in := rec.Terminal(event.KindInput); !strings.Contains(in, "echo hello-$((6*7))\r") || !strings.Contains(in, "exit 7\r") {
 		t.Errorf("recorded input %q", in)
 	}
-	pty := rec.find(event.KindSSHRequest, "pty-req")
+	pty := rec.Find(event.KindSSHRequest, "pty-req")
 	if len(pty) != 1 || pty[0].Cols != 100 || pty[0].Rows != 30 || pty[0].Name == "" {
 		t.Errorf("pty-req %+v", pty)
 	}
 	var resized bool
-	for _, r := range rec.find(event.KindResize, "") {
+	for _, r := range rec.Find(event.KindResize, "") {
 		resized = resized || r.Cols == 120 && r.Rows == 40
 	}
-	if !resized || len(rec.find(event.KindSSHRequest, "shell")) != 1 {
-		t.Errorf("no 120x40 resize or shell event:\n%s", rec.dump())
+	if !resized || len(rec.Find(event.KindSSHRequest, "shell")) != 1 {
+		t.Errorf("no 120x40 resize or shell event:\n%s", rec.Dump())
 	}
-	if st := rec.find(event.KindSSHRequest, "exit-status"); len(st) != 1 || st[0].N != 7 {
+	if st := rec.Find(event.KindSSHRequest, "exit-status"); len(st) != 1 || st[0].N != 7 {
 		t.Errorf("exit-status %+v", st)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/custos-pam/custos/deploy/devstack"
+	"github.com/custos-pam/custos/protocols/lifecycle/lifecycletest"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -67,9 +68,9 @@ func (e *env) scpArgs(extra ...string) []string {
 }
 
 // fileEvents lists a recording's file events as "op path n outcome".
-func fileEvents(rec *memRecording) []string {
+func fileEvents(rec *lifecycletest.Recording) []string {
 	var out []string
-	for _, ev := range rec.find(event.KindFile, "") {
+	for _, ev := range rec.Find(event.KindFile, "") {
 		out = append(out, fmt.Sprintf("%s %s %d %s %s", ev.Op, ev.Text, ev.N, strings.Join(ev.Args, ","), ev.Name))
 	}
 	return out
@@ -111,8 +112,8 @@ func TestSCPRoundTrip(t *testing.T) {
 			if fileSum(t, path) != sum {
 				t.Fatal("uploaded file differs")
 			}
-			up := e.rec.last(t)
-			up.waitClosed(t)
+			up := e.rec.Last(t)
+			up.WaitClosed(t)
 			back := filepath.Join(t.TempDir(), "back.bin")
 			r = run(t, nil, "scp", e.scpArgs(append(tc.flags, testTarget+"@127.0.0.1:"+path, back)...)...)
 			if r.code != 0 {
@@ -121,10 +122,10 @@ func TestSCPRoundTrip(t *testing.T) {
 			if fileSum(t, back) != sum {
 				t.Fatal("downloaded file differs")
 			}
-			down := e.rec.last(t)
-			down.waitClosed(t)
+			down := e.rec.Last(t)
+			down.WaitClosed(t)
 			for _, c := range []struct {
-				rec  *memRecording
+				rec  *lifecycletest.Recording
 				want []string
 			}{{up, tc.up}, {down, tc.down}} {
 				got := fileEvents(c.rec)
@@ -135,7 +136,7 @@ func TestSCPRoundTrip(t *testing.T) {
 					}
 				}
 				// File contents are summarized, not recorded.
-				if n := len(c.rec.terminal(event.KindOutput)) + len(c.rec.terminal(event.KindInput)); n > 0 {
+				if n := len(c.rec.Terminal(event.KindOutput)) + len(c.rec.Terminal(event.KindInput)); n > 0 {
 					t.Errorf("%d bytes of file data recorded as terminal data", n)
 				}
 			}
@@ -171,8 +172,8 @@ func TestSFTPOperations(t *testing.T) {
 	if fileSum(t, back) != sum {
 		t.Fatal("file did not round-trip byte-identical")
 	}
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
 	got := fileEvents(rec)
 	n := strconv.Itoa(bigFileSize)
 	for _, w := range []string{
@@ -191,7 +192,7 @@ func TestSFTPOperations(t *testing.T) {
 			t.Errorf("no file event %q in:\n%s", w, strings.Join(got, "\n"))
 		}
 	}
-	if sub := rec.find(event.KindSSHRequest, "subsystem"); len(sub) != 1 || sub[0].Text != "sftp" {
+	if sub := rec.Find(event.KindSSHRequest, "subsystem"); len(sub) != 1 || sub[0].Text != "sftp" {
 		t.Errorf("subsystem events %+v", sub)
 	}
 }
@@ -227,13 +228,13 @@ func TestRsync(t *testing.T) {
 			t.Errorf("%s: %q %v", name, abbrev(string(b)), err)
 		}
 	}
-	rec := e.rec.last(t)
-	rec.waitClosed(t)
-	ex := rec.find(event.KindSSHRequest, "exec")
+	rec := e.rec.Last(t)
+	rec.WaitClosed(t)
+	ex := rec.Find(event.KindSSHRequest, "exec")
 	if len(ex) != 1 || !strings.HasPrefix(ex[0].Text, "rsync --server --sender") {
 		t.Fatalf("exec %+v", ex)
 	}
-	cl := rec.find(event.KindSSHChannel, "close")
+	cl := rec.Find(event.KindSSHChannel, "close")
 	if len(cl) != 1 || cl[0].N < int64(len(files["sub/b.txt"]))/10 {
 		t.Fatalf("channel close %+v", cl)
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 )
 
 // clientCiphers are the ciphers offered to clients. ChaCha20-Poly1305 is
@@ -25,20 +26,20 @@ var clientCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
 // machines brokers run on, then ChaCha20-Poly1305.
 var upstreamCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"}
 
-// dialUpstream connects to the admission's target as the role's login,
+// dialUpstream connects to the session's target as the role's login,
 // authenticating with the per-session certificate and checking the host key
 // against the target's pins.
-func (p *Proxy) dialUpstream(ctx context.Context, a *admission) (*ssh.Client, error) {
-	hk, algos, err := HostKeyPolicy(a.target)
+func (p *Proxy) dialUpstream(ctx context.Context, s *lifecycle.Session) (*ssh.Client, error) {
+	hk, algos, err := HostKeyPolicy(s.Target)
 	if err != nil {
 		return nil, err
 	}
-	signer, err := p.opts.Credentials.SSHSigner(ctx, a.grant, a.sessionID)
+	signer, err := p.opts.Credentials.SSHSigner(ctx, s.Grant, s.ID)
 	if err != nil {
 		return nil, fmt.Errorf("credentials unavailable: %w", err)
 	}
 	cfg := &ssh.ClientConfig{
-		User:              a.login,
+		User:              s.Account,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback:   hk,
 		HostKeyAlgorithms: algos,
@@ -46,15 +47,15 @@ func (p *Proxy) dialUpstream(ctx context.Context, a *admission) (*ssh.Client, er
 		Config:            ssh.Config{Ciphers: upstreamCiphers},
 	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", a.target.Address)
+	c, err := d.DialContext(ctx, "tcp", s.Target.Address)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", a.target.Address, err)
+		return nil, fmt.Errorf("dial %s: %w", s.Target.Address, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	conn, chans, reqs, err := ssh.NewClientConn(c, a.target.Address, cfg)
+	conn, chans, reqs, err := ssh.NewClientConn(c, s.Target.Address, cfg)
 	stop()
 	if err != nil {
 		c.Close()

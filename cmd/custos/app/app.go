@@ -28,6 +28,7 @@ import (
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
 	webui "github.com/custos-pam/custos/web/ui"
@@ -41,6 +42,61 @@ const shutdownGrace = 10 * time.Second
 // accepting HTTP and proxy connections, end live sessions, seal and upload
 // their recordings, stop background work, close the store.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	r := &run{log: log}
+	err := r.start(ctx, cfg)
+	if err == nil {
+		log.Info("custos broker started", "http", r.httpAddr, "store", cfg.Store.Driver,
+			"recordings", cfg.Recording.Store, "vault", cfg.Vault.Address != "")
+		_, _ = r.audit.Append(ctx, audit.Entry{Actor: "system", Action: "broker.start", Outcome: broker.OutcomeSuccess})
+		r.started = true
+		select {
+		case <-ctx.Done():
+		case herr := <-r.httpErr:
+			err = fmt.Errorf("serve: http: %w", herr)
+		}
+		log.Info("shutting down")
+	}
+	r.stop()
+	return err
+}
+
+// run is a broker being started or running: each part started pushes how
+// to stop it, and stop pops them, so a start that fails half-way undoes
+// exactly what it did.
+type run struct {
+	log      *slog.Logger
+	closers  []closer
+	audit    *audit.Log
+	started  bool
+	httpAddr string
+	httpErr  chan error
+}
+
+// closer stops one part; ctx bounds the whole shutdown.
+type closer struct {
+	name string
+	stop func(ctx context.Context) error
+}
+
+// onStop pushes a closer.
+func (r *run) onStop(name string, stop func(ctx context.Context) error) {
+	r.closers = append(r.closers, closer{name, stop})
+}
+
+// stop runs the closers, last pushed first, within shutdownGrace.
+func (r *run) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		if err := r.closers[i].stop(ctx); err != nil {
+			r.log.Warn("shutdown: "+r.closers[i].name, "err", err)
+		}
+	}
+}
+
+// start opens the store, starts the services, proxies and the HTTP server.
+func (r *run) start(ctx context.Context, cfg *config.Config) error {
+	log := r.log
 	// Checked again here, before anything opens, for configs built
 	// without Validate.
 	if err := cfg.Listen.CheckPlaintext(); err != nil {
@@ -53,8 +109,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	defer st.Close()
+	r.onStop("store", func(context.Context) error { return st.Close() })
 	auditLog := audit.NewLog(st)
+	r.audit = auditLog
 	// Refusals anyone can provoke without credentials (forged Slack
 	// requests, bad bearer tokens, rate-limited sign-ins) are recorded a
 	// few per source address and minute, the rest summarized.
@@ -88,14 +145,31 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// Background work stops before the store closes.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer func() { stopBG(); wg.Wait() }()
+	r.onStop("background work", func(context.Context) error { stopBG(); wg.Wait(); return nil })
 	wg.Go(func() { acc.RunScheduler(bg) })
 	wg.Go(func() { rejections.Run(bg) })
 	wg.Go(func() { ids.Run(bg) }) // purges long-expired tokens
+	// The last checkpoint of the audit chain comes after broker.stop.
+	var checkpoints *auditCheckpoints
+	r.onStop("audit checkpoint", func(ctx context.Context) error {
+		if checkpoints != nil && r.started {
+			checkpoints.final(ctx, log)
+		}
+		return nil
+	})
+	r.onStop("broker.stop audit", func(ctx context.Context) error {
+		if !r.started {
+			return nil
+		}
+		_, err := auditLog.Append(ctx, audit.Entry{Actor: "system", Action: "broker.stop", Outcome: broker.OutcomeSuccess})
+		return err
+	})
+	r.onStop("audit summaries", rejections.Close)
 
 	var (
 		vc     *vaultcreds.Client
 		issuer *vaultcreds.Issuer
+		vapi   *vaultapi.Client
 	)
 	if cfg.Vault.Address != "" {
 		if vc, err = vaultcreds.New(cfg.Vault, log); err != nil {
@@ -107,15 +181,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		srv.AddCheck("vault", vc.Health)
 		wg.Go(func() { vc.Run(bg) })
 		wg.Go(func() { _ = issuer.Run(bg) })
-	}
-
-	var vapi *vaultapi.Client
-	if vc != nil {
 		vapi = vc.API()
 	}
+
 	// The audit chain is checkpointed into the recordings bucket, at
 	// once whenever a recording is sealed.
-	checkpoints, err := startAuditCheckpoints(bg, cfg, st, log, func(f func()) { wg.Go(f) })
+	checkpoints, err = startAuditCheckpoints(bg, cfg, st, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -123,26 +194,31 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	r.onStop("recordings", func(ctx context.Context) error {
+		if err := rec.Drain(ctx); err != nil {
+			log.Warn("recordings not fully uploaded at shutdown; they stay spooled and upload on next start", "err", err)
+		}
+		return rec.Close()
+	})
 	srv.AddCheck("recordings", func(context.Context) error { return rec.Ready() })
 
 	userCA, err := sshca.LoadOrCreate(filepath.Join(cfg.Listen.DataDir, "ssh_user_ca"))
 	if err != nil {
-		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
 	hub := webui.NewHub()
 	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, hub, userCA, auditLog, log, func(f func()) { wg.Go(f) })
 	if err != nil {
-		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
+	r.onStop("proxies", func(context.Context) error { px.close(); return nil })
 	// Grant changes from this broker and, on PostgreSQL, from every
 	// replica end live sessions at once.
 	events := st.GrantEvents(bg)
 	wg.Go(func() {
 		for ev := range events {
-			if ev.State != broker.GrantActive {
-				px.terminateGrant(ev.GrantID, revokeMessage(ev))
+			if reason, ended := lifecycle.GrantEndReason(ev); ended {
+				px.terminateGrant(ev.GrantID, reason)
 			}
 		}
 	})
@@ -152,8 +228,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		sl, err := slackapprovals.New(slackapprovals.Options{Config: cfg.Slack, PublicURL: cfg.PublicURL,
 			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Rejections: rejections, Log: log})
 		if err != nil {
-			px.close()
-			_ = rec.Close()
 			return fmt.Errorf("serve: %w", err)
 		}
 		acc.AddNotifier(sl)
@@ -165,40 +239,33 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	bgSvc, err := startBreakGlass(bg, cfg, st, auditLog, dir, acc, issuer, rec, notify, srv, log, func(f func()) { wg.Go(f) })
 	if err != nil {
-		px.close()
-		_ = rec.Close()
 		return fmt.Errorf("serve: break-glass: %w", err)
 	}
 
 	pgHost, pgPort := proxyHostPort(cfg)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		AuditVerifier: checkpoints.verifier,
-		Config:        cfg, Recordings: rec, Terminator: px, Live: hub, BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost,
-		DBPort: pgPort, SSHCA: userCA, SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL,
-		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: plainCookies(cfg), Log: log})
+		AuditVerifier: checkpoints.verifier, Config: cfg, Recordings: rec, Terminator: px, Live: hub,
+		BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
+		InsecureCookies: plainCookies(cfg), Log: log})
 	if err != nil {
-		px.close()
-		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
 	api.Register(srv)
 	ui, err := webui.New(webui.Options{API: api, Audit: auditLog, Recordings: rec, Live: hub,
 		InsecureCookies: plainCookies(cfg), Log: log})
 	if err != nil {
-		px.close()
-		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
 	ui.Register(srv)
 
 	ln, err := net.Listen("tcp", cfg.Listen.HTTP)
 	if err != nil {
-		px.close()
-		_ = rec.Close()
 		return fmt.Errorf("serve: listen %s: %w", cfg.Listen.HTTP, err)
 	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	r.onStop("http", httpSrv.Shutdown)
+	r.httpAddr, r.httpErr = ln.Addr().String(), make(chan error, 1)
 	go func() {
 		var err error
 		if cfg.Listen.TLSCert != "" {
@@ -207,54 +274,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			err = httpSrv.Serve(ln)
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
+			r.httpErr <- err
 		}
 	}()
-	log.Info("custos broker started", "http", ln.Addr().String(), "store", cfg.Store.Driver,
-		"recordings", cfg.Recording.Store, "vault", cfg.Vault.Address != "")
-	_, _ = auditLog.Append(ctx, audit.Entry{Actor: "system", Action: "broker.start", Outcome: broker.OutcomeSuccess})
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		runErr = fmt.Errorf("serve: http: %w", err)
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	_ = httpSrv.Shutdown(sctx)
-	px.close()
-	if err := rec.Drain(sctx); err != nil {
-		log.Warn("recordings not fully uploaded at shutdown; they stay spooled and upload on next start", "err", err)
-	}
-	_ = rec.Close()
-	if err := rejections.Close(sctx); err != nil {
-		log.Error("audit summaries not appended at shutdown", "err", err)
-	}
-	_, _ = auditLog.Append(sctx, audit.Entry{Actor: "system", Action: "broker.stop", Outcome: broker.OutcomeSuccess})
-	checkpoints.final(sctx, log)
-	return runErr
+	return nil
 }
 
-// revokeMessage is what a user sees when their session is ended by a grant
-// change.
 // plainCookies reports whether browsers reach the broker over plain HTTP:
 // no certificate of its own and no https public_url of a TLS-terminating
 // proxy in front. Only then do cookies go without Secure.
 func plainCookies(cfg *config.Config) bool {
 	return cfg.Listen.TLSCert == "" && !strings.HasPrefix(strings.ToLower(cfg.PublicURL), "https://")
-}
-
-func revokeMessage(ev broker.GrantEvent) string {
-	switch {
-	case ev.State == broker.GrantExpired:
-		return "grant expired"
-	case ev.Reason != "":
-		return "grant revoked: " + ev.Reason
-	default:
-		return "grant " + string(ev.State)
-	}
 }
 
 // proxyHostPort is where clients reach the PostgreSQL proxy: the public

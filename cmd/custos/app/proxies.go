@@ -18,6 +18,7 @@ import (
 	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/sshca"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
@@ -62,45 +63,38 @@ func (c issuerCreds) EndLogin(ctx context.Context, g broker.Grant, sessionID str
 	return c.issuer.EndSession(ctx, g.ID, sessionID)
 }
 
-// sshAudit adapts the audit log to the SSH proxy's auditor.
-type sshAudit struct{ log *audit.Log }
-
-func (a sshAudit) Audit(ctx context.Context, e sshproxy.AuditEntry) error {
-	_, err := a.log.Append(ctx, audit.Entry{Actor: e.Actor, Action: e.Action, Target: e.Target,
-		Outcome: e.Outcome, Reason: e.Reason, Details: e.Details})
-	return err
+// proxy is what the broker needs of a wire proxy; both proxies embed
+// lifecycle.Core, which provides it.
+type proxy interface {
+	Serve(ctx context.Context, ln net.Listener) error
+	Close() error
+	Terminate(sessionID, reason string) error
+	TerminateGrant(grantID, reason string) int
 }
 
-// proxies are the running wire proxies; nil fields are switched off.
-type proxies struct {
-	ssh *sshproxy.Proxy
-	pg  *pgproxy.Proxy
-}
+// proxies are the running wire proxies.
+type proxies []proxy
 
 // terminateGrant closes every live session on an ended grant.
-func (p proxies) terminateGrant(id, reason string) {
-	if p.ssh != nil {
-		p.ssh.TerminateGrant(id, reason)
-	}
-	if p.pg != nil {
-		p.pg.TerminateGrant(id, reason)
+func (ps proxies) terminateGrant(id, reason string) {
+	for _, p := range ps {
+		p.TerminateGrant(id, reason)
 	}
 }
 
 // Terminate ends one live session by id, whichever proxy holds it.
-func (p proxies) Terminate(sessionID, reason string) bool {
-	if p.ssh != nil && p.ssh.Terminate(sessionID, reason) == nil {
-		return true
+func (ps proxies) Terminate(sessionID, reason string) bool {
+	for _, p := range ps {
+		if p.Terminate(sessionID, reason) == nil {
+			return true
+		}
 	}
-	return p.pg != nil && p.pg.Terminate(sessionID, reason)
+	return false
 }
 
-func (p proxies) close() {
-	if p.ssh != nil {
-		_ = p.ssh.Close()
-	}
-	if p.pg != nil {
-		_ = p.pg.Close()
+func (ps proxies) close() {
+	for _, p := range ps {
+		_ = p.Close()
 	}
 }
 
@@ -108,78 +102,66 @@ func (p proxies) close() {
 // until ctx ends or close is called.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
 	issuer *vaultcreds.Issuer, rec *recorder.Recorder, hub *webui.Hub, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
-	var p proxies
 	creds := issuerCreds{issuer}
-	if cfg.Listen.SSH != "" {
+	// Both record through the recorder and let the web UI watch live.
+	recording := lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
+		w, err := rec.Start(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		return hub.Tap(w), nil
+	})
+	newSSH := func() (proxy, error) {
 		ids, err := sshproxy.NewKeyIdentities(cfg.Users)
 		if err != nil {
-			return p, fmt.Errorf("ssh proxy: %w", err)
+			return nil, fmt.Errorf("ssh proxy: %w", err)
 		}
-		p.ssh, err = sshproxy.New(sshproxy.Options{
+		return sshproxy.New(sshproxy.Options{
 			HostKeyFile: filepath.Join(cfg.Listen.DataDir, "ssh_host_ed25519_key"),
 			UserCAKeys:  []ssh.PublicKey{userCA.PublicKey()},
 			Identities:  ids, Grants: acc, Targets: cfg, Credentials: creds,
-			Recorder: sshproxy.RecorderFunc(func(ctx context.Context, h event.Header) (sshproxy.Recording, error) {
-				w, err := rec.Start(ctx, h)
-				if err != nil {
-					return nil, err
-				}
-				return hub.Tap(w), nil
-			}),
-			Audit: sshAudit{auditLog}, Log: log.With("proxy", "ssh"),
+			Options: lifecycle.Options{Recorder: recording, Audit: auditLog, Logger: log},
 		})
-		if err != nil {
-			return p, fmt.Errorf("ssh proxy: %w", err)
-		}
-		ln, err := net.Listen("tcp", cfg.Listen.SSH)
-		if err != nil {
-			p.close()
-			return p, fmt.Errorf("ssh proxy: listen %s: %w", cfg.Listen.SSH, err)
-		}
-		serve(func() { _ = p.ssh.Serve(ctx, ln) })
-		log.Info("ssh proxy listening", "addr", ln.Addr().String())
 	}
-	if cfg.Listen.Postgres != "" {
+	newPostgres := func() (proxy, error) {
 		var tlsCfg *tls.Config
 		if cfg.Listen.TLSCert != "" {
 			cert, err := tls.LoadX509KeyPair(cfg.Listen.TLSCert, cfg.Listen.TLSKey)
 			if err != nil {
-				p.close()
-				return p, fmt.Errorf("postgres proxy: tls: %w", err)
+				return nil, fmt.Errorf("postgres proxy: tls: %w", err)
 			}
 			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
-		var err error
-		p.pg, err = pgproxy.New(pgproxy.Options{
-			Targets: cfg, Auth: dbt, Credentials: creds, Audit: auditLog, TLS: tlsCfg,
-			Recorder: pgRecorder{rec: rec, hub: hub}, Logger: log.With("proxy", "postgres"),
+		return pgproxy.New(pgproxy.Options{
+			Targets: cfg, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
+			Options: lifecycle.Options{Recorder: recording, Audit: auditLog, Logger: log},
 		})
-		if err != nil {
-			p.close()
-			return p, fmt.Errorf("postgres proxy: %w", err)
-		}
-		ln, err := net.Listen("tcp", cfg.Listen.Postgres)
-		if err != nil {
-			p.close()
-			return p, fmt.Errorf("postgres proxy: listen %s: %w", cfg.Listen.Postgres, err)
-		}
-		serve(func() { _ = p.pg.Serve(ctx, ln) })
-		log.Info("postgres proxy listening", "addr", ln.Addr().String())
 	}
-	return p, nil
-}
-
-// pgRecorder adapts the recorder to the PostgreSQL proxy and lets the web
-// UI watch its sessions live.
-type pgRecorder struct {
-	rec *recorder.Recorder
-	hub *webui.Hub
-}
-
-func (r pgRecorder) Start(ctx context.Context, h event.Header) (pgproxy.Recording, error) {
-	w, err := r.rec.Start(ctx, h)
-	if err != nil {
-		return nil, err
+	var ps proxies
+	for _, l := range []struct {
+		name, addr string
+		build      func() (proxy, error)
+	}{
+		{"ssh", cfg.Listen.SSH, newSSH},
+		{"postgres", cfg.Listen.Postgres, newPostgres},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		p, err := l.build()
+		if err != nil {
+			ps.close()
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			_ = p.Close()
+			ps.close()
+			return nil, fmt.Errorf("%s proxy: listen %s: %w", l.name, l.addr, err)
+		}
+		ps = append(ps, p)
+		serve(func() { _ = p.Serve(ctx, ln) })
+		log.Info(l.name+" proxy listening", "addr", ln.Addr().String())
 	}
-	return r.hub.Tap(w), nil
+	return ps, nil
 }
