@@ -35,6 +35,7 @@ import (
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/store/sqlite"
 	"github.com/custos-pam/custos/deploy/devstack"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
@@ -261,8 +262,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.acc.AddNotifier(e.sl)
 	wg.Go(func() { _ = e.sl.Run(ctx) })
 
-	e.proxy, err = pgproxy.New(pgproxy.Options{Targets: cfg, Auth: e.dbt, Credentials: issuerLogins{e.issuer},
-		Recorder: recorderStart{e.rec}, Audit: e.audit, AllowPlaintext: true, Logger: e.log})
+	e.proxy, err = pgproxy.New(pgproxy.Options{Targets: cfg, Auth: e.dbt, Grants: e.acc, Credentials: issuerLogins{e.issuer},
+		Options:        lifecycle.Options{Recorder: recorderStart{e.rec}, Audit: e.audit, Logger: e.log},
+		AllowPlaintext: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +535,7 @@ func (c issuerLogins) EndLogin(ctx context.Context, g broker.Grant, sessionID st
 
 type recorderStart struct{ r *recorder.Recorder }
 
-func (r recorderStart) Start(ctx context.Context, h event.Header) (pgproxy.Recording, error) {
+func (r recorderStart) Start(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 	w, err := r.r.Start(ctx, h)
 	if err != nil {
 		return nil, err

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
-	pgproxy "github.com/custos-pam/custos/protocols/postgres"
-	sshproxy "github.com/custos-pam/custos/protocols/ssh"
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder"
 	webui "github.com/custos-pam/custos/web/ui"
 	"github.com/custos-pam/custos/web/ui/internal/vt"
@@ -19,9 +18,8 @@ import (
 // A tapped recording is what both proxies record through, and the
 // recorder's writer is what the hub taps.
 var (
-	_ sshproxy.Recording = (*webui.Tap)(nil)
-	_ pgproxy.Recording  = (*webui.Tap)(nil)
-	_ webui.Recording    = (*recorder.Writer)(nil)
+	_ lifecycle.Recording = (*webui.Tap)(nil)
+	_ webui.Recording     = (*recorder.Writer)(nil)
 )
 
 // TestLiveWatchAndTerminate: a watcher joining a running session sees the
