@@ -74,6 +74,10 @@ func (s *Session) Header() event.Header {
 			h.Policy.Parameters = "record"
 		}
 		h.Policy.RecordResults = t.Postgres.RecordResults
+		h.Policy.IndexSQL = t.Recording.IndexSQL
+		if h.Policy.IndexSQL == "" {
+			h.Policy.IndexSQL = event.IndexSQLNormalized
+		}
 	}
 	return h
 }
