@@ -40,6 +40,11 @@ type indexer struct {
 	changed                   bool
 	// sql is the session's event.Policy.IndexSQL.
 	sql string
+	// rawSeen holds the hashes of statements already indexed as sent, so
+	// a repeated statement is not normalised again; nbuf is reused for
+	// the normalised text.
+	rawSeen map[uint64]struct{}
+	nbuf    []byte
 }
 
 func newIndexer(sqlPolicy string) *indexer {
@@ -53,9 +58,27 @@ func (x *indexer) addSQL(text string) {
 	case event.IndexSQLFull:
 		x.add(text)
 	default:
-		x.add(sqlnorm.Normalize(text))
+		if x.text.Len() >= maxIndexBytes {
+			return
+		}
+		h := maphash.String(x.seed, text)
+		if _, ok := x.rawSeen[h]; ok {
+			return
+		}
+		if x.rawSeen == nil {
+			x.rawSeen = map[uint64]struct{}{}
+		}
+		if len(x.rawSeen) < maxRawSeen {
+			x.rawSeen[h] = struct{}{}
+		}
+		x.nbuf = sqlnorm.AppendNormalized(x.nbuf[:0], text)
+		x.addBytes(x.nbuf)
 	}
 }
+
+// maxRawSeen bounds the statements remembered as sent; past it each new
+// statement is normalised and deduplicated by its normalised text alone.
+const maxRawSeen = 4096
 
 func (x *indexer) stats() indexStats {
 	return indexStats{Bytes: x.bytes, Statements: x.statements, Events: x.events, Index: x.text.String()}
@@ -134,6 +157,22 @@ func (x *indexer) observe(e *event.Event) {
 	case event.KindPGExecute:
 		x.statements++
 	}
+}
+
+// addBytes is add for a byte slice it does not keep; it allocates only
+// for an entry not indexed yet.
+func (x *indexer) addBytes(b []byte) {
+	b = bytes.TrimSpace(b)
+	if len(b) > maxIndexEntry {
+		b = b[:maxIndexEntry]
+	}
+	if len(b) == 0 || x.text.Len() >= maxIndexBytes {
+		return
+	}
+	if _, ok := x.seen[maphash.Bytes(x.seed, b)]; ok {
+		return
+	}
+	x.add(string(b))
 }
 
 // add appends one entry to the index text, once.

@@ -21,79 +21,96 @@ import (
 // parameter the statement already uses) and every comment removed.
 // Identifiers, keywords, operators and existing parameters are kept.
 func Normalize(sql string) string {
+	return string(AppendNormalized(make([]byte, 0, len(sql)), sql))
+}
+
+// AppendNormalized appends the normalised form of sql to dst and returns
+// the extended buffer; it allocates only to grow dst.
+func AppendNormalized(dst []byte, sql string) []byte {
 	n := maxParam(sql)
-	var b strings.Builder
-	b.Grow(len(sql))
-	placeholder := func() {
-		n++
-		if o := b.String(); o != "" && isIdentChar(o[len(o)-1]) {
-			// Keep the placeholder a token of its own.
-			b.WriteByte(' ')
-		}
-		b.WriteByte('$')
-		b.WriteString(strconv.Itoa(n))
-	}
+	start := len(dst)
+	b := dst
 	for i := 0; i < len(sql); {
 		c := sql[i]
 		switch {
 		case c == '-' && at(sql, i+1) == '-':
 			j := strings.IndexByte(sql[i:], '\n')
 			if j < 0 {
-				return strings.TrimRight(b.String(), " \t\r\n")
+				for len(b) > start && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r' || b[len(b)-1] == '\n') {
+					b = b[:len(b)-1]
+				}
+				return b
 			}
 			i += j
 		case c == '/' && at(sql, i+1) == '*':
 			i = skipBlockComment(sql, i)
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		case c == '\'':
 			i = skipString(sql, i, false)
-			placeholder()
+			n++
+			b = appendPlaceholder(b, start, n)
 		case (c == 'e' || c == 'E') && at(sql, i+1) == '\'' && !identBefore(sql, i):
 			i = skipString(sql, i+1, true)
-			placeholder()
+			n++
+			b = appendPlaceholder(b, start, n)
 		case (c == 'b' || c == 'B' || c == 'x' || c == 'X' || c == 'n' || c == 'N') && at(sql, i+1) == '\'' && !identBefore(sql, i):
 			i = skipString(sql, i+1, false)
-			placeholder()
+			n++
+			b = appendPlaceholder(b, start, n)
 		case (c == 'u' || c == 'U') && at(sql, i+1) == '&' && at(sql, i+2) == '\'' && !identBefore(sql, i):
 			i = skipString(sql, i+2, false)
-			placeholder()
+			n++
+			b = appendPlaceholder(b, start, n)
 		case c == '"':
 			j, ok := skipQuotedIdent(sql, i)
 			if !ok {
 				// An unterminated identifier may hold anything.
-				placeholder()
-				return b.String()
+				n++
+				b = appendPlaceholder(b, start, n)
+				return b
 			}
-			b.WriteString(sql[i:j])
+			b = append(b, sql[i:j]...)
 			i = j
 		case c == '$':
 			if tag, ok := dollarTag(sql, i); ok && !identBefore(sql, i) {
 				i = skipDollar(sql, i, tag)
-				placeholder()
+				n++
+				b = appendPlaceholder(b, start, n)
 				continue
 			}
 			j := i + 1
 			for j < len(sql) && isDigit(sql[j]) {
 				j++
 			}
-			b.WriteString(sql[i:j])
+			b = append(b, sql[i:j]...)
 			i = j
 		case isDigit(c) && !identBefore(sql, i), c == '.' && isDigit(at(sql, i+1)) && !identBefore(sql, i):
 			i = skipNumber(sql, i)
-			placeholder()
+			n++
+			b = appendPlaceholder(b, start, n)
 		case isIdentStart(c):
 			j := i + 1
 			for j < len(sql) && isIdentChar(sql[j]) {
 				j++
 			}
-			b.WriteString(sql[i:j])
+			b = append(b, sql[i:j]...)
 			i = j
 		default:
-			b.WriteByte(c)
+			b = append(b, c)
 			i++
 		}
 	}
-	return b.String()
+	return b
+}
+
+// appendPlaceholder appends $n, a token of its own after what b[start:]
+// already holds.
+func appendPlaceholder(b []byte, start, n int) []byte {
+	if len(b) > start && isIdentChar(b[len(b)-1]) {
+		b = append(b, ' ')
+	}
+	b = append(b, '$')
+	return strconv.AppendInt(b, int64(n), 10)
 }
 
 // maxParam returns the highest $N parameter in sql. It does not skip
