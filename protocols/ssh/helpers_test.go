@@ -183,6 +183,8 @@ type memRecording struct {
 	n         int
 	discard   bool
 	buf       []byte
+	// dataBytes counts recorded terminal bytes by kind, kept or not.
+	dataBytes map[event.Kind]int64
 }
 
 func (r *memRecording) Output(ch uint32, p []byte) error {
@@ -208,6 +210,12 @@ func (r *memRecording) Record(e event.Event) error {
 		return errors.New("spool disk full")
 	}
 	e.Offset = time.Since(r.start)
+	if e.Kind.Terminal() {
+		if r.dataBytes == nil {
+			r.dataBytes = map[event.Kind]int64{}
+		}
+		r.dataBytes[e.Kind] += int64(len(e.Data))
+	}
 	if r.discard && e.Kind.Terminal() {
 		// Encode as a recorder would, and keep nothing.
 		r.buf = event.AppendData(r.buf[:0], e.Kind, e.Offset, e.Channel, e.Data)
@@ -244,6 +252,13 @@ func (r *memRecording) end(state, by, reason string) error {
 	r.closed = true
 	r.events = append(r.events, event.Event{Kind: event.KindEnd, Offset: time.Since(r.start), Op: state, Name: by, Text: reason})
 	return nil
+}
+
+// recorded returns how many terminal bytes of kind k were recorded.
+func (r *memRecording) recorded(k event.Kind) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dataBytes[k]
 }
 
 func (r *memRecording) isClosed() bool {
@@ -373,13 +388,20 @@ func newEnvRecorder(t testing.TB, rec recorder, edit ...func(*config.Config)) *e
 // newEnvOptions is newEnvRecorder with a last say on the proxy's options.
 func newEnvOptions(t testing.TB, rec recorder, opts func(*Options), edit ...func(*config.Config)) *env {
 	t.Helper()
+	return newEnvLogin(t, devstack.DefaultSSHLogin, rec, opts, edit...)
+}
+
+// newEnvLogin is newEnvOptions with the target's sshd letting in another
+// login, for tests that change the login's dotfiles.
+func newEnvLogin(t testing.TB, login string, rec recorder, opts func(*Options), edit ...func(*config.Config)) *env {
+	t.Helper()
 	for _, tool := range []string{"ssh", "scp", "sftp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			devstack.Require(t, tool, "apt-get install -y openssh-client")
 		}
 	}
 	e := &env{t: t, dir: t.TempDir(), grants: &fakeGrants{}, rec: &fakeRecorder{}, audit: &fakeAudit{}, creds: newFakeCreds(t)}
-	e.sshd = devstack.StartSSHD(t, e.creds.caLine())
+	e.sshd = devstack.StartSSHDLogin(t, e.creds.caLine(), login)
 	e.creds.login = e.sshd.Login
 
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
