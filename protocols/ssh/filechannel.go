@@ -10,7 +10,7 @@ import (
 
 // noteStreamBreak names the note that flags a channel whose stream stopped
 // parsing as the file-transfer protocol its command or subsystem claimed.
-const noteStreamBreak = "stream_break"
+const noteStreamBreak = event.FlagStreamBreak
 
 // A span is a range p[off:off+n] of a relayed buffer p.
 type span struct{ off, n int }
