@@ -264,4 +264,36 @@ func TestFileContentsDigest(t *testing.T) {
 			}
 		})
 	}
+	// A tree with times, both ways, in lockstep as scp speaks it: never
+	// flagged, every file digested.
+	t.Run("legacy protocol, recursive with times", func(t *testing.T) {
+		src := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(src, "tree", "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(src, "tree", "a.txt"), []byte("alpha"), 0o644)
+		os.WriteFile(filepath.Join(src, "tree", "sub", "empty"), nil, 0o600)
+		for _, args := range [][]string{
+			{"-O", "-r", "-p", filepath.Join(src, "tree"), testTarget + "@127.0.0.1:" + remote},
+			{"-O", "-r", "-p", testTarget + "@127.0.0.1:" + remote + "/tree", t.TempDir()},
+		} {
+			if r := run(t, nil, "scp", e.scpArgs(args...)...); r.code != 0 {
+				t.Fatalf("scp %q: code %d stderr %q", args, r.code, r.stderr)
+			}
+			rec := e.rec.last(t)
+			rec.waitClosed(t)
+			fe := fileEvents(rec)
+			for _, want := range []string{remote + "/tree/a.txt 5 mode=0644," + sha("alpha"), remote + "/tree/sub/empty 0 mode=0600," + sha("")} {
+				if !hasEvent(fe, "write "+want) && !hasEvent(fe, "read "+want) {
+					t.Errorf("no file event for %q in %q", want, fe)
+				}
+			}
+			if n := breakNotes(rec, ""); len(n) != 0 {
+				t.Errorf("a real transfer was flagged: %+v", n)
+			}
+			if strings.Contains(rec.terminal(event.KindInput)+rec.terminal(event.KindOutput), "alpha") {
+				t.Error("contents recorded under the digest policy")
+			}
+		}
+	})
 }
