@@ -142,6 +142,10 @@ func (x *indexer) observe(e *event.Event) {
 		if e.Text != "" {
 			x.add(e.Op + " " + e.Text)
 		}
+	case event.KindNote:
+		if e.Name == event.FlagStreamBreak {
+			x.add(event.FlagStreamBreak + " " + e.Op)
+		}
 	case event.KindFile:
 		x.add(e.Text)
 		for _, a := range e.Args {

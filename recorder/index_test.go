@@ -121,3 +121,12 @@ func TestIndexBounded(t *testing.T) {
 		t.Fatalf("index is %d bytes", n)
 	}
 }
+
+func TestIndexerStreamBreak(t *testing.T) {
+	x := newIndexer("")
+	x.observe(&event.Event{Kind: event.KindNote, Channel: 1, Op: "scp", Name: event.FlagStreamBreak, Text: "stream stopped parsing as scp; recorded in full from here"})
+	x.observe(&event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
+	if got := x.stats().Index; got != event.FlagStreamBreak+" scp" {
+		t.Fatalf("index %q", got)
+	}
+}

@@ -59,7 +59,7 @@ targets:
   - name: db
     kind: postgres
     address: nope
-    recording: {index_sql: everything}
+    recording: {index_sql: everything, file_contents: hashes}
     roles:
       - name: rw
         policy:
@@ -83,6 +83,7 @@ targets:
 		"groups[0].members[0]: unknown user",
 		"targets[0].address: must be host:port",
 		"targets[0].recording.index_sql: must be normalized, full or none",
+		"targets[0].recording.file_contents: must be full or digest",
 		"targets[0].roles[0].policy.approvers[0]: unknown user or group",
 		"targets[0].roles[0].policy.max_duration: must be > 0",
 		"targets[0].roles[0].policy.ticket_pattern: invalid regular expression",
@@ -167,5 +168,33 @@ func TestDevConfigIsValid(t *testing.T) {
 	})
 	if _, err := Parse([]byte(s)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFileContentsPolicy(t *testing.T) {
+	ssh := func(v string) string {
+		return minimal + `  - name: web
+    kind: ssh
+    address: 127.0.0.1:22
+    ssh: {host_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFr8wyd0bHq3kPRWh2XnRr3sHxMC8XoQJAz+6tNHDmKe"]}
+    recording: {file_contents: ` + v + `}
+    roles: [{name: ops, policy: {approvers: [approvers]}}]
+`
+	}
+	for _, v := range []string{`""`, "full", "digest"} {
+		c, err := Parse([]byte(ssh(v)))
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if got := c.Targets[1].Recording.FileContents; got != strings.Trim(v, `"`) {
+			t.Errorf("%s: parsed %q", v, got)
+		}
+	}
+	if _, err := Parse([]byte(ssh("metadata"))); err == nil || !strings.Contains(err.Error(), "targets[1].recording.file_contents: must be full or digest") {
+		t.Errorf("bad value: %v", err)
+	}
+	pg := strings.Replace(minimal, "    address: 127.0.0.1:5432\n", "    address: 127.0.0.1:5432\n    recording: {file_contents: digest}\n", 1)
+	if _, err := Parse([]byte(pg)); err == nil || !strings.Contains(err.Error(), "targets[0].recording.file_contents: applies to ssh targets only") {
+		t.Errorf("digest on a postgres target: %v", err)
 	}
 }

@@ -79,7 +79,20 @@ type TargetRecording struct {
 	// dropped), "full" (as sent, literals included) or "none". Default:
 	// "" (normalized).
 	IndexSQL string `yaml:"index_sql"`
+	// FileContents is how the contents of files moved by scp and SFTP on
+	// an SSH target are recorded: "full" (every byte of the channel, with
+	// file events on top) or "digest" (the contents of each correctly
+	// framed file are replaced by its size and SHA-256; everything else is
+	// still recorded). rsync channels are always recorded in full.
+	// Default: "" (full).
+	FileContents string `yaml:"file_contents"`
 }
+
+// File-contents recording policies (TargetRecording.FileContents).
+const (
+	FileContentsFull   = "full"
+	FileContentsDigest = "digest"
+)
 
 // Role is an access level on a target, with the policy that governs it.
 type Role struct {

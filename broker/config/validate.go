@@ -229,6 +229,14 @@ func (c *Config) validateTarget(ck *checker, p string, t *Target, names, users, 
 	default:
 		ck.add(p+".recording.index_sql", "must be normalized, full or none")
 	}
+	switch t.Recording.FileContents {
+	case "", FileContentsFull, FileContentsDigest:
+		if t.Recording.FileContents == FileContentsDigest && t.Kind != "ssh" {
+			ck.add(p+".recording.file_contents", "applies to ssh targets only")
+		}
+	default:
+		ck.add(p+".recording.file_contents", "must be full or digest")
+	}
 	if _, _, err := net.SplitHostPort(t.Address); err != nil {
 		ck.add(p+".address", "must be host:port")
 	}

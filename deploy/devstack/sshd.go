@@ -46,6 +46,14 @@ func (s *SSHD) LogPath() string { return filepath.Join(s.Dir, "sshd.log") }
 // the test is skipped (fails under CI=true).
 func StartSSHD(tb testing.TB, caPublicKey []byte) *SSHD {
 	tb.Helper()
+	return StartSSHDLogin(tb, caPublicKey, DefaultSSHLogin)
+}
+
+// StartSSHDLogin is StartSSHD for another login, created with its own home
+// directory when missing: a test that changes the login's dotfiles uses a
+// login of its own so other tests' shells are not affected.
+func StartSSHDLogin(tb testing.TB, caPublicKey []byte, login string) *SSHD {
+	tb.Helper()
 	sshdPath, err := ToolPath("sshd")
 	if err != nil {
 		unavailable(tb, "sshd not found; install with `apt-get install -y openssh-server` or "+InstallHint)
@@ -61,7 +69,7 @@ func StartSSHD(tb testing.TB, caPublicKey []byte) *SSHD {
 	if err != nil {
 		tb.Fatalf("devstack: %v", err)
 	}
-	s, p, err := launchSSHD(sshdOptions{sshd: sshdPath, dir: dir, port: port, caPublicKey: caPublicKey, login: DefaultSSHLogin})
+	s, p, err := launchSSHD(sshdOptions{sshd: sshdPath, dir: dir, port: port, caPublicKey: caPublicKey, login: login})
 	if err != nil {
 		tb.Fatalf("devstack: %v", err)
 	}

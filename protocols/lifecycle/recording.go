@@ -68,6 +68,9 @@ func (s *Session) Header() event.Header {
 			Retention: t.Recording.Retention.D(), FailOpen: t.Recording.FailOpen,
 		},
 	}
+	if t.Kind == "ssh" {
+		h.Policy.FileContents = t.Recording.FileContents
+	}
 	if t.Kind == "postgres" {
 		h.Policy.Parameters = t.Postgres.Parameters
 		if h.Policy.Parameters == "" {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/custos-pam/custos/broker/config"
 )
 
 // directArgs builds ssh arguments that reach sshd without the proxy, with
@@ -124,34 +126,41 @@ func BenchmarkSSHStream(b *testing.B) {
 	}
 }
 
-// BenchmarkSCP uploads and downloads a 256 MiB file with scp (SFTP
-// protocol), straight and through the proxy with recording on.
+// BenchmarkSCP uploads and downloads a 256 MiB file of random bytes with
+// scp (SFTP protocol), straight and through the proxy with recording on,
+// under each file-contents policy: "full" records every byte of the
+// channel, "digest" the SFTP packets around the file data and the data's
+// SHA-256.
 func BenchmarkSCP(b *testing.B) {
-	_, rec := realRecorder(b)
-	e := newEnvRecorder(b, rec)
-	const size = 256 << 20
-	local := filepath.Join(b.TempDir(), "f.bin")
-	makeFile(b, local, size)
-	remote := e.remoteDir()
-	back := filepath.Join(b.TempDir(), "back.bin")
-	scpDirect := func(args ...string) []string {
-		d := e.directArgs()
-		// directArgs ends with login@host; scp wants -P and its own
-		// operands.
-		opts := append([]string{"-P", d[1]}, d[2:len(d)-1]...)
-		return append(opts, args...)
-	}
-	host := e.sshd.Login + "@127.0.0.1:"
-	for range b.N {
-		compare(b, 2*size,
-			func() time.Duration {
-				return timed(b, "scp", scpDirect(local, host+remote+"/d.bin")...) +
-					timed(b, "scp", scpDirect(host+remote+"/d.bin", back)...)
-			},
-			func() time.Duration {
-				return timed(b, "scp", e.scpArgs(local, testTarget+"@127.0.0.1:"+remote+"/p.bin")...) +
-					timed(b, "scp", e.scpArgs(testTarget+"@127.0.0.1:"+remote+"/p.bin", back)...)
-			})
+	for _, policy := range []string{config.FileContentsFull, config.FileContentsDigest} {
+		b.Run(policy, func(b *testing.B) {
+			_, rec := realRecorder(b)
+			e := newEnvRecorder(b, rec, func(c *config.Config) { c.Targets[0].Recording.FileContents = policy })
+			const size = 256 << 20
+			local := filepath.Join(b.TempDir(), "f.bin")
+			makeFile(b, local, size)
+			remote := e.remoteDir()
+			back := filepath.Join(b.TempDir(), "back.bin")
+			scpDirect := func(args ...string) []string {
+				d := e.directArgs()
+				// directArgs ends with login@host; scp wants -P and its
+				// own operands.
+				opts := append([]string{"-P", d[1]}, d[2:len(d)-1]...)
+				return append(opts, args...)
+			}
+			host := e.sshd.Login + "@127.0.0.1:"
+			for range b.N {
+				compare(b, 2*size,
+					func() time.Duration {
+						return timed(b, "scp", scpDirect(local, host+remote+"/d.bin")...) +
+							timed(b, "scp", scpDirect(host+remote+"/d.bin", back)...)
+					},
+					func() time.Duration {
+						return timed(b, "scp", e.scpArgs(local, testTarget+"@127.0.0.1:"+remote+"/p.bin")...) +
+							timed(b, "scp", e.scpArgs(testTarget+"@127.0.0.1:"+remote+"/p.bin", back)...)
+					})
+			}
+		})
 	}
 }
 

@@ -19,21 +19,6 @@ const copyBufSize = 256 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-// relayMode is what a session channel carries, decided by its shell, exec
-// or subsystem request before any byte moves.
-type relayMode int
-
-const (
-	// modeTerminal records every byte in both directions.
-	modeTerminal relayMode = iota
-	// modeSFTP records SFTP file operations and byte counts.
-	modeSFTP
-	// modeSCP records legacy scp file headers and byte counts.
-	modeSCP
-	// modeTransfer records only byte counts (rsync's own protocol).
-	modeTransfer
-)
-
 // sessionChannel relays one "session" channel between client and target.
 type sessionChannel struct {
 	s      *session
@@ -42,9 +27,10 @@ type sessionChannel struct {
 	up     ssh.Channel
 	pty    atomic.Bool
 
-	mode relayMode
-	// files decodes SFTP or scp streams in modeSFTP and modeSCP.
-	files fileObserver
+	// files records an SFTP or scp channel (see fileChannel); nil, the
+	// channel's bytes are recorded as they are. It is decided by the
+	// channel's shell, exec or subsystem request before any byte moves.
+	files *fileChannel
 
 	started   chan struct{} // closed when the relay starts
 	startOnce sync.Once
@@ -64,19 +50,6 @@ type sessionChannel struct {
 	bytesIn    atomic.Int64 // client to target
 	bytesOut   atomic.Int64 // target to client
 	clientGone chan struct{}
-}
-
-// eventSink records a file observer's events; the session's core does.
-type eventSink interface{ Record(e event.Event) error }
-
-// fileObserver follows a file-transfer protocol in both directions.
-type fileObserver interface {
-	// fromClient and fromTarget see relayed stdout/stdin bytes; an error
-	// is a recording failure.
-	fromClient(p []byte) error
-	fromTarget(p []byte) error
-	// close reports transfers still open when the channel ends.
-	close() error
 }
 
 func (s *session) handleSessionChannel(nc ssh.NewChannel) {
@@ -207,10 +180,9 @@ func (c *sessionChannel) copyToClient(stderr bool) {
 		if n > 0 {
 			c.s.Touch()
 			var err error
-			switch {
-			case stderr || c.mode == modeTerminal:
+			if stderr || c.files == nil {
 				err = c.s.Data(kind, c.num, buf[:n])
-			case c.files != nil:
+			} else {
 				err = c.files.fromTarget(buf[:n])
 			}
 			if err != nil {
@@ -238,10 +210,9 @@ func (c *sessionChannel) copyToUpstream() {
 		if n > 0 {
 			c.s.Touch()
 			var err error
-			switch {
-			case c.mode == modeTerminal:
+			if c.files == nil {
 				err = c.s.Data(event.KindInput, c.num, buf[:n])
-			case c.files != nil:
+			} else {
 				err = c.files.fromClient(buf[:n])
 			}
 			if err != nil {
@@ -302,4 +273,11 @@ func (c *sessionChannel) forwardTargetRequests(reqs <-chan *ssh.Request) {
 			}
 		}
 	}
+}
+
+// eventSink records what a file channel and its observer see; the
+// session's core does.
+type eventSink interface {
+	Record(e event.Event) error
+	Data(k event.Kind, ch uint32, p []byte) error
 }

@@ -3,7 +3,9 @@
 // a certificate from the broker's user CA, checks for an active grant on the
 // target named in the login (TARGET or LOGIN@TARGET), connects upstream with
 // a short-lived certificate, and relays shells, commands, SFTP, scp and rsync
-// while recording every channel. Port, agent and X11 forwarding are refused
+// while recording every channel. File-transfer observers (scp, SFTP) add
+// file events on top of the record; they never decide that bytes go
+// unrecorded (see fileChannel). Port, agent and X11 forwarding are refused
 // unless a role allows local port forwarding.
 //
 // The proxy depends only on the small interfaces it declares (identities,

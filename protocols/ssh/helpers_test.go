@@ -116,13 +116,20 @@ func newEnvRecorder(t testing.TB, rec lifecycle.Recorder, edit ...func(*config.C
 // newEnvOptions is newEnvRecorder with a last say on the proxy's options.
 func newEnvOptions(t testing.TB, rec lifecycle.Recorder, opts func(*Options), edit ...func(*config.Config)) *env {
 	t.Helper()
+	return newEnvLogin(t, devstack.DefaultSSHLogin, rec, opts, edit...)
+}
+
+// newEnvLogin is newEnvOptions with the target's sshd letting in another
+// login, for tests that change the login's dotfiles.
+func newEnvLogin(t testing.TB, login string, rec lifecycle.Recorder, opts func(*Options), edit ...func(*config.Config)) *env {
+	t.Helper()
 	for _, tool := range []string{"ssh", "scp", "sftp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			devstack.Require(t, tool, "apt-get install -y openssh-client")
 		}
 	}
 	e := &env{t: t, dir: t.TempDir(), grants: &lifecycletest.Grants{}, rec: &lifecycletest.Recorder{}, audit: &lifecycletest.Audit{}, creds: newFakeCreds(t)}
-	e.sshd = devstack.StartSSHD(t, e.creds.caLine())
+	e.sshd = devstack.StartSSHDLogin(t, e.creds.caLine(), login)
 	e.creds.login = e.sshd.Login
 
 	_, priv, err := ed25519.GenerateKey(rand.Reader)

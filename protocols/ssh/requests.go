@@ -1,8 +1,6 @@
 package sshproxy
 
 import (
-	"path"
-	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -122,7 +120,6 @@ func (c *sessionChannel) start(req *ssh.Request, ev event.Event) {
 		return
 	default:
 	}
-	c.mode = modeTerminal
 	switch req.Type {
 	case "exec":
 		var m stringRequest
@@ -131,7 +128,7 @@ func (c *sessionChannel) start(req *ssh.Request, ev event.Event) {
 			return
 		}
 		ev.Text = m.Value
-		c.mode, c.files = c.classifyExec(m.Value)
+		c.files = c.classifyExec(m.Value)
 	case "subsystem":
 		var m stringRequest
 		if ssh.Unmarshal(req.Payload, &m) != nil {
@@ -143,7 +140,7 @@ func (c *sessionChannel) start(req *ssh.Request, ev event.Event) {
 			c.deny(req, ev, "custos: subsystem "+m.Value+" is not allowed")
 			return
 		}
-		c.mode, c.files = modeSFTP, newSFTPObserver(c.s.Session, c.num)
+		c.files = newFileChannel(c.s, c.num, "sftp", newSFTPObserver(c.s, c.num, c.s.digestContents()))
 	}
 	if !c.recordOrFail(req, ev) {
 		return
@@ -160,25 +157,16 @@ func (c *sessionChannel) start(req *ssh.Request, ev event.Event) {
 	c.decideOnce.Do(func() { close(c.decided) })
 }
 
-// classifyExec picks how an exec channel is recorded: legacy scp and rsync
-// servers move file contents, which are summarized rather than recorded
-// byte for byte; anything else is a command whose I/O is recorded.
-func (c *sessionChannel) classifyExec(cmd string) (relayMode, fileObserver) {
-	f := strings.Fields(cmd)
-	if len(f) == 0 {
-		return modeTerminal, nil
+// classifyExec picks how an exec channel is recorded. A command line that
+// is exactly a legacy scp server (see parseSCPServer) gets an scp observer
+// on top of its record; anything else — rsync servers included, which have
+// no observer — is a command whose bytes are recorded as they are.
+func (c *sessionChannel) classifyExec(cmd string) *fileChannel {
+	srv, ok := parseSCPServer(cmd)
+	if !ok {
+		return nil
 	}
-	switch path.Base(f[0]) {
-	case "scp":
-		if o := newSCPObserver(c.s.Session, c.num, f[1:]); o != nil {
-			return modeSCP, o
-		}
-	case "rsync":
-		if slices.Contains(f[1:], "--server") {
-			return modeTransfer, nil
-		}
-	}
-	return modeTerminal, nil
+	return newFileChannel(c.s, c.num, "scp", srv.observer(c.s, c.num, c.s.digestContents()))
 }
 
 // recordOrFail records ev; when recording fails the request is refused and

@@ -2,7 +2,6 @@ package sshproxy
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -26,13 +25,13 @@ const (
 	sftpStatus        = 101
 	sftpHandle        = 102
 	sftpData          = 103
+	sftpAttrs         = 105
 	sftpExtended      = 200
 	sftpExtendedReply = 201
 )
 
 // sftpMaxPacket bounds a packet's length; OpenSSH's limit is 256 KiB. A
-// longer length means the stream is not SFTP (or is corrupt), and decoding
-// stops.
+// longer length means the stream is not SFTP (or is corrupt): it breaks.
 const sftpMaxPacket = 1 << 20
 
 // sftpKeepMax bounds how much of one packet is kept for decoding: enough
@@ -40,22 +39,24 @@ const sftpMaxPacket = 1 << 20
 // listings) is counted and skipped, never copied.
 const sftpKeepMax = 16 << 10
 
-// errSFTPDesync reports a stream that stopped looking like SFTP.
-var errSFTPDesync = errors.New("sftp: stream out of sync")
-
 // sftpKeep returns how many body bytes of a packet of type typ the decoder
-// needs: the fixed header for data-carrying packets, everything (up to
-// sftpKeepMax) for path-carrying ones, and nothing for the rest.
+// needs: the fixed header for data-carrying packets (for WRITE, the id and
+// the handle's length; the framer then extends it to the whole header),
+// everything (up to sftpKeepMax) for path-carrying ones, and nothing for
+// the rest.
 func sftpKeep(typ byte) int {
 	switch typ {
-	case sftpWrite, sftpRead:
+	case sftpWrite:
+		// id, handle length
+		return 4 + 4
+	case sftpRead:
 		// id, handle (at most 256 bytes), offset, length
-		return 4 + 4 + 256 + 8 + 4
+		return 4 + 4 + sftpMaxHandle + 8 + 4
 	case sftpData:
 		// id, data length
 		return 8
 	case sftpClose, sftpHandle:
-		return 4 + 4 + 256
+		return 4 + 4 + sftpMaxHandle
 	case sftpOpen, sftpSetstat, sftpFsetstat, sftpRemove, sftpMkdir, sftpRmdir, sftpRename, sftpSymlink,
 		sftpExtended, sftpStatus, sftpInit, sftpVersion:
 		return sftpKeepMax
@@ -63,77 +64,140 @@ func sftpKeep(typ byte) int {
 	return 0
 }
 
-// sftpFramer splits one direction of an SFTP byte stream into packets,
-// whatever the read boundaries. For each packet it calls onPacket once with
-// the type, the kept prefix of the body (see sftpKeep) and the body's full
-// length. It allocates only while its keep buffer first grows.
-type sftpFramer struct {
-	onPacket func(typ byte, body []byte, full int) error
+// sftpMaxHandle bounds a handle's length (draft-ietf-secsh-filexfer-02).
+const sftpMaxHandle = 256
 
-	head    [5]byte
-	headN   int
-	typ     byte
-	full    int
-	keep    int
-	body    []byte
-	skip    int
-	emitted bool
-	broken  bool
+// sftpFromClient and sftpFromTarget report whether a packet type may come
+// from that side: requests from the client, replies from the target.
+func sftpFromClient(typ byte) bool {
+	return typ == sftpInit || typ >= sftpOpen && typ <= sftpSymlink || typ == sftpExtended
 }
 
-// feed decodes p. After a desync it returns errSFTPDesync once and ignores
-// the rest of the stream; an error from onPacket is returned as is.
-func (f *sftpFramer) feed(p []byte) error {
+func sftpFromTarget(typ byte) bool {
+	return typ == sftpVersion || typ >= sftpStatus && typ <= sftpAttrs || typ == sftpExtendedReply
+}
+
+// sftpFramer splits one direction of an SFTP byte stream into packets,
+// whatever the read boundaries, and breaks (for good) at the first packet
+// that is not SFTP: a length out of range, a type this side does not send,
+// a first packet other than INIT or VERSION, or a body onPacket rejects.
+// It allocates only while its buffers first grow.
+type sftpFramer struct {
+	// valid reports whether this side sends a packet type; first is the
+	// type its first packet must have.
+	valid func(typ byte) bool
+	first byte
+	// onPacket is called once per packet with the type, the kept prefix
+	// of the body (see sftpKeep) and the body's full length. It reports
+	// whether the rest of the body is file contents, and ok false for a
+	// malformed packet.
+	onPacket func(typ byte, body []byte, full int) (contents, ok bool, err error)
+	// onContents sees file contents, in order.
+	onContents func(p []byte)
+
+	head     [5]byte
+	headN    int
+	typ      byte
+	full     int
+	keep     int
+	keepSet  bool
+	body     []byte
+	skip     int
+	emitted  bool
+	contents bool
+	started  bool
+	broken   bool
+	spans    []span
+}
+
+// feed decodes p and says how much of it was SFTP and which ranges were
+// file contents. An error from onPacket is returned as is.
+func (f *sftpFramer) feed(p []byte) (parsed, error) {
+	f.spans = f.spans[:0]
+	i := 0
 	for !f.broken {
 		if f.headN < len(f.head) {
-			if len(p) == 0 {
-				return nil
+			if i == len(p) {
+				return parsed{n: len(p), content: f.spans}, nil
 			}
-			n := copy(f.head[f.headN:], p)
+			n := copy(f.head[f.headN:], p[i:])
 			f.headN += n
-			p = p[n:]
+			i += n
 			if f.headN < len(f.head) {
-				return nil
+				continue
 			}
 			l := binary.BigEndian.Uint32(f.head[:4])
-			if l < 1 || l > sftpMaxPacket {
-				f.broken = true
-				return errSFTPDesync
-			}
 			f.typ = f.head[4]
+			// Every packet carries at least a 4-byte id or version.
+			if l < 5 || l > sftpMaxPacket || !f.valid(f.typ) || !f.started && f.typ != f.first {
+				f.broken = true
+				break
+			}
+			f.started = true
 			f.full = int(l) - 1
 			f.keep = min(f.full, sftpKeep(f.typ))
-			f.skip = f.full - f.keep
+			f.keepSet = f.typ != sftpWrite
 			f.body = f.body[:0]
-			f.emitted = false
+			f.emitted, f.contents = false, false
 		}
 		if len(f.body) < f.keep {
-			n := min(f.keep-len(f.body), len(p))
-			f.body = append(f.body, p[:n]...)
-			p = p[n:]
+			n := min(f.keep-len(f.body), len(p)-i)
+			f.body = append(f.body, p[i:i+n]...)
+			i += n
 			if len(f.body) < f.keep {
-				return nil
+				return parsed{n: len(p), content: f.spans}, nil
 			}
+		}
+		if !f.keepSet {
+			// WRITE: id, handle, offset, length, then the data.
+			f.keepSet = true
+			if len(f.body) < 8 {
+				f.broken = true
+				break
+			}
+			hl := int(binary.BigEndian.Uint32(f.body[4:8]))
+			if hl > sftpMaxHandle || 8+hl+12 > f.full {
+				f.broken = true
+				break
+			}
+			f.keep = 8 + hl + 12
+			continue
 		}
 		if !f.emitted {
 			f.emitted = true
+			f.skip = f.full - len(f.body)
 			if f.onPacket != nil {
-				if err := f.onPacket(f.typ, f.body, f.full); err != nil {
-					return err
+				contents, ok, err := f.onPacket(f.typ, f.body, f.full)
+				if err != nil {
+					return parsed{n: i, content: f.spans}, err
 				}
+				if !ok {
+					f.broken = true
+					break
+				}
+				f.contents = contents
 			}
 		}
 		if f.skip > 0 {
-			n := min(f.skip, len(p))
+			n := min(f.skip, len(p)-i)
+			if f.contents && n > 0 {
+				f.spans = append(f.spans, span{i, n})
+				if f.onContents != nil {
+					f.onContents(p[i : i+n])
+				}
+			}
 			f.skip -= n
-			p = p[n:]
+			i += n
 			if f.skip > 0 {
-				return nil
+				return parsed{n: len(p), content: f.spans}, nil
 			}
 		}
 		f.headN = 0
 	}
-	return nil
+	// The break is at the last byte examined: the type byte of a bad
+	// header, or the last kept byte of a bad body. It is in p, and where
+	// reads are cut does not move it.
+	return parsed{n: max(i-1, 0), content: f.spans}, nil
 }
 
 // sftpReader reads SFTP fields from a packet body. A short body sets bad

@@ -43,37 +43,31 @@ func cat(ps ...[]byte) []byte { return slices.Concat(ps...) }
 type sftpStep struct{ client, target []byte }
 
 func newTestTap() (eventSink, *lifecycletest.Recording) {
-	r := &lifecycletest.Recording{}
+	r := lifecycletest.NewRecording(false)
 	return r, r
 }
 
-// runSFTP feeds the steps with reads cut at random sizes (or whole when
-// rng is nil) and returns the file events as strings.
+// runSFTP relays the steps, after the INIT/VERSION handshake, through a
+// fileChannel with an SFTP observer, with reads cut at random sizes (or
+// whole when rng is nil), and returns the file events as strings.
 func runSFTP(t testing.TB, steps []sftpStep, rng *rand.Rand) []string {
-	tp, rec := newTestTap()
-	o := newSFTPObserver(tp, 3)
-	feed := func(f func([]byte) error, b []byte) {
-		for len(b) > 0 {
-			n := len(b)
-			if rng != nil {
-				n = min(len(b), 1+rng.IntN(40))
-			}
-			if err := f(b[:n]); err != nil {
-				t.Fatal(err)
-			}
-			b = b[n:]
-		}
-	}
+	t.Helper()
+	return sftpEvents(t, runSFTPPolicy(t, false, steps, rng))
+}
+
+func runSFTPPolicy(t testing.TB, digest bool, steps []sftpStep, rng *rand.Rand) relayRun {
+	t.Helper()
+	msgs := []scpMsg{cl(string(sftpPkt(sftpInit, 3))), tg(string(sftpPkt(sftpVersion, 3)))}
 	for _, s := range steps {
-		feed(o.fromClient, s.client)
-		feed(o.fromTarget, s.target)
+		msgs = append(msgs, cl(string(s.client)), tg(string(s.target)))
 	}
-	if err := o.close(); err != nil {
-		t.Fatal(err)
-	}
+	return runFiles(t, "sftp", func(tp eventSink) fileObserver { return newSFTPObserver(tp, 2, digest) }, digest, msgs, rng)
+}
+
+func sftpEvents(t testing.TB, r relayRun) []string {
 	var out []string
-	for _, e := range rec.Snapshot() {
-		if e.Channel != 3 {
+	for _, e := range r.evs {
+		if e.Channel != 2 {
 			t.Fatalf("event on channel %d", e.Channel)
 		}
 		out = append(out, fmt.Sprintf("%s %s %d [%s] %s", e.Op, e.Text, e.N, strings.Join(e.Args, " "), e.Name))
@@ -93,7 +87,6 @@ func TestSFTPObserver(t *testing.T) {
 		want  []string
 	}{
 		{"upload", []sftpStep{
-			{sftpPkt(sftpInit, 3), sftpPkt(sftpVersion, 3)},
 			{sftpPkt(sftpOpen, 1, "/srv/a.bin", openWrite|openCreate|openTrunc, attrPermissions, 0o100644), sftpPkt(sftpHandle, 1, handle)},
 			{sftpPkt(sftpWrite, 2, handle, uint64(0), data), sftpPkt(sftpStatus, 2, 0, "", "")},
 			{sftpPkt(sftpWrite, 3, handle, uint64(70000), data[:100]), sftpPkt(sftpStatus, 3, 0, "", "")},
@@ -169,38 +162,156 @@ func TestSFTPObserver(t *testing.T) {
 	}
 }
 
-func TestSFTPDesync(t *testing.T) {
-	tp, rec := newTestTap()
-	o := newSFTPObserver(tp, 1)
-	// A length far beyond any SFTP packet: not SFTP.
-	if err := o.fromClient([]byte("\xff\xff\xff\xffgarbage")); err != nil {
-		t.Fatal(err)
+// TestSFTPDigest moves a file each way under the digest policy: the file
+// events carry the SHA-256 of the data in packet order, and the data is
+// the only thing left out of the record.
+func TestSFTPDigest(t *testing.T) {
+	handle := "\x00\x00\x00\x07"
+	a, b := strings.Repeat("a", 40000), strings.Repeat("b", 123)
+	steps := []sftpStep{
+		{sftpPkt(sftpOpen, 1, "/srv/up", openWrite|openCreate, 0), sftpPkt(sftpHandle, 1, handle)},
+		{cat(sftpPkt(sftpWrite, 2, handle, uint64(0), a), sftpPkt(sftpWrite, 3, handle, uint64(40000), b)),
+			cat(sftpPkt(sftpStatus, 2, 0, "", ""), sftpPkt(sftpStatus, 3, 0, "", ""))},
+		{sftpPkt(sftpClose, 4, handle), sftpPkt(sftpStatus, 4, 0, "", "")},
+		{sftpPkt(sftpOpen, 5, "/srv/down", openRead, 0), sftpPkt(sftpHandle, 5, handle)},
+		{cat(sftpPkt(sftpRead, 6, handle, uint64(0), 32768), sftpPkt(sftpRead, 7, handle, uint64(32768), 32768)),
+			cat(sftpPkt(sftpData, 6, b), sftpPkt(sftpData, 7, a))},
+		{sftpPkt(sftpClose, 8, handle), sftpPkt(sftpStatus, 8, 0, "", "")},
 	}
-	if err := o.fromClient(sftpPkt(sftpRemove, 1, "/x")); err != nil {
-		t.Fatal(err)
+	got := runSFTPPolicy(t, true, steps, nil)
+	want := []string{
+		"open /srv/up 0 [write,create] ok",
+		"write /srv/up 40123 [" + sha(a+b) + "] ok",
+		"open /srv/down 0 [read] ok",
+		"read /srv/down 40123 [" + sha(b+a) + "] ok",
 	}
-	notes := rec.Find(event.KindNote, "sftp")
-	if len(notes) != 1 || len(rec.Find(event.KindFile, "")) != 0 {
-		t.Fatalf("events:\n%s", rec.Dump())
+	if ev := sftpEvents(t, got); !slices.Equal(ev, want) {
+		t.Fatalf("events\n%s\nwant\n%s", strings.Join(ev, "\n"), strings.Join(want, "\n"))
+	}
+	full := runSFTPPolicy(t, false, steps, nil)
+	if len(full.in)-len(got.in) != len(a)+len(b) || len(full.out)-len(got.out) != len(a)+len(b) {
+		t.Fatalf("digest left out %d bytes in, %d out; want %d each", len(full.in)-len(got.in), len(full.out)-len(got.out), len(a)+len(b))
+	}
+	if strings.Contains(got.in, "aaaa") || strings.Contains(got.out, "aaaa") || strings.Contains(got.in, "bbbb") {
+		t.Fatal("file data recorded under the digest policy")
+	}
+	// The headers of the data packets stay.
+	if h := sftpPkt(sftpWrite, 3, handle, uint64(40000), b); !strings.Contains(got.in, string(h[:len(h)-len(b)])) {
+		t.Error("WRITE header not recorded")
+	}
+	for seed := range uint64(20) {
+		again := runSFTPPolicy(t, true, steps, rand.New(rand.NewPCG(seed, 5)))
+		if again.in != got.in || again.out != got.out || !slices.Equal(sftpEvents(t, again), sftpEvents(t, got)) {
+			t.Fatalf("seed %d: read boundaries changed the record", seed)
+		}
 	}
 }
 
-// TestSFTPDecodeAllocations checks that relaying file data costs no
-// allocation per packet.
-func TestSFTPDecodeAllocations(t *testing.T) {
-	tp, _ := newTestTap()
-	o := newSFTPObserver(tp, 1)
+// TestSFTPBreak sends streams that stop being SFTP: each is flagged at the
+// first bad packet and recorded in full from there, contents included.
+func TestSFTPBreak(t *testing.T) {
 	handle := "\x00\x00\x00\x01"
-	o.fromClient(sftpPkt(sftpOpen, 1, "/f", openWrite, 0))
-	o.fromTarget(sftpPkt(sftpHandle, 1, handle))
-	write := sftpPkt(sftpWrite, 2, handle, uint64(0), make([]byte, 32768))
-	ok := sftpPkt(sftpStatus, 2, 0, "", "")
-	allocs := testing.AllocsPerRun(1000, func() {
-		o.fromClient(write)
-		o.fromTarget(ok)
-	})
-	if allocs > 0 {
-		t.Fatalf("%.1f allocations per write", allocs)
+	open := sftpStep{sftpPkt(sftpOpen, 1, "/srv/f", openWrite, 0), sftpPkt(sftpHandle, 1, handle)}
+	init := cat(sftpPkt(sftpInit, 3))
+	write := sftpPkt(sftpWrite, 2, handle, uint64(0), "secret")
+	badWrite := slices.Clone(write)
+	badWrite[len(badWrite)-10] = 9 // data length 9, packet holds 6
+	tests := []struct {
+		name string
+		msgs []scpMsg
+		note string
+		in   bool // whether "secret" must be in the client's record
+		// files counts file events: an open file is reported at
+		// the channel's end.
+		files int
+	}{
+		{"a shell instead of sftp-server", []scpMsg{cl(string(init)), tg("bash-5.2$ ")},
+			"from=target offset=4", false, 0},
+		{"no INIT", []scpMsg{cl(string(sftpPkt(sftpRemove, 1, "/x")))},
+			"from=client offset=4", false, 0},
+		{"length beyond any packet", []scpMsg{cl(string(init)), tg(string(sftpPkt(sftpVersion, 3))), cl("\xff\xff\xff\xffgarbage secret")},
+			"from=client offset=13", true, 0},
+		{"empty packet", []scpMsg{cl(string(init)), tg(string(sftpPkt(sftpVersion, 3))), cl("\x00\x00\x00\x01\x03secret")},
+			"from=client offset=13", true, 0},
+		{"a reply from the client", []scpMsg{cl(string(init)), tg(string(sftpPkt(sftpVersion, 3))), cl(string(sftpPkt(sftpData, 1, "secret")))},
+			"from=client offset=13", true, 0},
+		{"WRITE whose data length lies", []scpMsg{cl(string(init)), tg(string(sftpPkt(sftpVersion, 3))),
+			cl(string(open.client)), tg(string(open.target)), cl(string(badWrite))},
+			"from=client offset=" + fmt.Sprint(len(init)+len(open.client)+len(badWrite)-7), true, 2},
+		{"handle too long", []scpMsg{cl(string(init)), tg(string(sftpPkt(sftpVersion, 3))),
+			cl(string(sftpPkt(sftpWrite, 2, strings.Repeat("h", 300), uint64(0), "secret")))},
+			"from=client offset=" + fmt.Sprint(len(init)+12), true, 0},
+		{"DATA whose length lies", []scpMsg{cl(string(init)), tg(string(sftpPkt(sftpVersion, 3))),
+			cl(string(open.client)), tg(string(open.target)), cl(string(sftpPkt(sftpRead, 2, handle, uint64(0), 100))),
+			tg("\x00\x00\x00\x0f\x67\x00\x00\x00\x02\x00\x00\x00\x09secret")},
+			"", false, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, digest := range []bool{false, true} {
+				r := runFiles(t, "sftp", func(tp eventSink) fileObserver { return newSFTPObserver(tp, 2, digest) }, digest, tc.msgs, nil)
+				var notes []event.Event
+				for _, e := range r.evs {
+					if e.Kind == event.KindNote {
+						notes = append(notes, e)
+					}
+				}
+				if len(notes) != 1 || notes[0].Name != noteStreamBreak || notes[0].Op != "sftp" {
+					t.Fatalf("digest=%v: notes %+v", digest, notes)
+				}
+				if tc.note != "" && strings.Join(notes[0].Args, " ") != tc.note {
+					t.Errorf("digest=%v: break %q, want %q", digest, notes[0].Args, tc.note)
+				}
+				var in, out string
+				for _, m := range tc.msgs {
+					if m.client {
+						in += m.b
+					} else {
+						out += m.b
+					}
+				}
+				if !digest && (r.in != in || r.out != out) {
+					t.Errorf("full policy left bytes out")
+				}
+				if tc.in && !strings.Contains(r.in, "secret") || strings.Contains(out, "secret") && !strings.Contains(r.out, "secret") {
+					t.Errorf("digest=%v: bytes after the break not recorded: %q %q", digest, r.in, r.out)
+				}
+				if n := len(r.evs) - len(notes); n != tc.files {
+					t.Errorf("digest=%v: %d file events, want %d", digest, n, tc.files)
+				}
+			}
+		})
+	}
+}
+
+// TestSFTPDecodeAllocations checks that relaying and recording file data
+// costs no allocation per packet, under either policy.
+func TestSFTPDecodeAllocations(t *testing.T) {
+	for _, digest := range []bool{false, true} {
+		rec := lifecycletest.NewRecording(true)
+		var tp eventSink = rec
+		f := &fileChannel{rec: tp, ch: 1, proto: "sftp", obs: newSFTPObserver(tp, 1, digest), digest: digest}
+		handle := "\x00\x00\x00\x01"
+		f.fromClient(sftpPkt(sftpInit, 3))
+		f.fromTarget(sftpPkt(sftpVersion, 3))
+		f.fromClient(sftpPkt(sftpOpen, 1, "/f", openWrite, 0))
+		f.fromTarget(sftpPkt(sftpHandle, 1, handle))
+		write := sftpPkt(sftpWrite, 2, handle, uint64(0), make([]byte, 32768))
+		ok := sftpPkt(sftpStatus, 2, 0, "", "")
+		allocs := testing.AllocsPerRun(1000, func() {
+			if err := f.fromClient(write); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.fromTarget(ok); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 0 {
+			t.Fatalf("digest=%v: %.1f allocations per write", digest, allocs)
+		}
+		if f.broken.Load() {
+			t.Fatal("stream broke")
+		}
 	}
 }
 
@@ -209,11 +320,23 @@ func FuzzSFTPObserver(f *testing.F) {
 	f.Add(sftpPkt(sftpOpen, 1, "/a", openRead, 0), sftpPkt(sftpHandle, 1, handle), uint8(7))
 	f.Add(cat(sftpPkt(sftpWrite, 2, handle, uint64(0), "xyz"), sftpPkt(sftpClose, 3, handle)),
 		cat(sftpPkt(sftpStatus, 2, 0, "", ""), sftpPkt(sftpStatus, 3, 0, "", "")), uint8(1))
+	f.Add(cat(sftpPkt(sftpInit, 3), sftpPkt(sftpOpen, 1, "/a", openWrite, 0), sftpPkt(sftpWrite, 2, handle, uint64(0), "xyz")),
+		cat(sftpPkt(sftpVersion, 3), sftpPkt(sftpHandle, 1, handle), sftpPkt(sftpStatus, 2, 0, "", "")), uint8(3))
+	f.Add(cat(sftpPkt(sftpInit, 3), sftpPkt(sftpOpen, 1, "/a", openRead, 0), sftpPkt(sftpRead, 2, handle, uint64(0), 10)),
+		cat(sftpPkt(sftpVersion, 3), sftpPkt(sftpHandle, 1, handle), sftpPkt(sftpData, 2, "0123456789")), uint8(11))
+	f.Add(sftpPkt(sftpInit, 3), []byte("bash-5.2$ "), uint8(2))
 	f.Fuzz(func(t *testing.T, client, target []byte, cut uint8) {
-		whole := runSFTP(t, []sftpStep{{client, target}}, nil)
-		parts := runSFTP(t, []sftpStep{{client, target}}, rand.New(rand.NewPCG(uint64(cut), 2)))
-		if !slices.Equal(whole, parts) {
-			t.Fatalf("read boundaries changed the events:\n%q\n%q", whole, parts)
+		msgs := []scpMsg{cl(string(client)), tg(string(target))}
+		for _, digest := range []bool{false, true} {
+			obs := func(tp eventSink) fileObserver { return newSFTPObserver(tp, 2, digest) }
+			whole := runFiles(t, "sftp", obs, digest, msgs, nil)
+			parts := runFiles(t, "sftp", obs, digest, msgs, rand.New(rand.NewPCG(uint64(cut), 2)))
+			if !slices.Equal(whole.events, parts.events) || whole.in != parts.in || whole.out != parts.out {
+				t.Fatalf("read boundaries changed the record:\n%q %q %q\n%q %q %q", whole.events, whole.in, whole.out, parts.events, parts.in, parts.out)
+			}
+			if !digest && (whole.in != string(client) || whole.out != string(target)) {
+				t.Fatalf("full policy left bytes out")
+			}
 		}
 	})
 }

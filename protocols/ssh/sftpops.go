@@ -1,7 +1,10 @@
 package sshproxy
 
 import (
-	"errors"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"hash"
 	"sync"
 
 	"github.com/custos-pam/custos/recorder/event"
@@ -25,65 +28,88 @@ type sftpPending struct {
 	n      int64
 }
 
-// sftpFile is an open handle and what moved through it.
+// sftpFile is an open handle and what moved through it. Under the digest
+// policy it hashes the data of its WRITE requests and DATA replies, each
+// in the order the packets passed.
 type sftpFile struct {
 	path    string
 	read    int64
 	written int64
 	failure string
+
+	sumMu      sync.Mutex
+	wsum, rsum hash.Hash
+}
+
+// hashWrite and hashRead add file data to the digests.
+func (f *sftpFile) hashWrite(p []byte) {
+	f.sumMu.Lock()
+	if f.wsum != nil {
+		f.wsum.Write(p)
+	}
+	f.sumMu.Unlock()
+}
+
+func (f *sftpFile) hashRead(p []byte) {
+	f.sumMu.Lock()
+	if f.rsum != nil {
+		f.rsum.Write(p)
+	}
+	f.sumMu.Unlock()
+}
+
+// sums returns the hex digests of the data written and read.
+func (f *sftpFile) sums() (w, r string) {
+	f.sumMu.Lock()
+	defer f.sumMu.Unlock()
+	if f.wsum != nil {
+		w = hex.EncodeToString(f.wsum.Sum(nil))
+	}
+	if f.rsum != nil {
+		r = hex.EncodeToString(f.rsum.Sum(nil))
+	}
+	return w, r
 }
 
 // sftpObserver turns an SFTP session into file events: open (path, mode,
-// outcome), the bytes read and written per file when it closes, and
-// remove, rename, mkdir, rmdir, setstat, symlink and link with their
-// outcomes. Requests are matched to replies by id; file data is counted,
-// never copied.
+// outcome), the bytes read and written per file when it closes (with their
+// SHA-256 under the digest policy), and remove, rename, mkdir, rmdir,
+// setstat, symlink and link with their outcomes. Requests are matched to
+// replies by id; file data is counted (and hashed), never copied. The data
+// of a WRITE to an open handle and of a DATA reply to a READ of one are
+// file contents; every other byte is protocol.
 type sftpObserver struct {
-	rec eventSink
-	ch  uint32
+	rec    eventSink
+	ch     uint32
+	digest bool
 
 	fromClientF sftpFramer
 	fromTargetF sftpFramer
+	// writing and reading are the files whose contents the client's and
+	// the target's framer pass; each is used by that framer only.
+	writing, reading *sftpFile
 
 	mu      sync.Mutex
 	pending map[uint32]sftpPending
 	files   map[string]*sftpFile
-	desync  bool
 }
 
-func newSFTPObserver(rec eventSink, ch uint32) *sftpObserver {
-	o := &sftpObserver{rec: rec, ch: ch, pending: map[uint32]sftpPending{}, files: map[string]*sftpFile{}}
-	o.fromClientF.onPacket = o.clientPacket
-	o.fromTargetF.onPacket = o.targetPacket
+func newSFTPObserver(rec eventSink, ch uint32, digest bool) *sftpObserver {
+	o := &sftpObserver{rec: rec, ch: ch, digest: digest, pending: map[uint32]sftpPending{}, files: map[string]*sftpFile{}}
+	o.fromClientF = sftpFramer{valid: sftpFromClient, first: sftpInit, onPacket: o.clientPacket,
+		onContents: func(p []byte) { o.writing.hashWrite(p) }}
+	o.fromTargetF = sftpFramer{valid: sftpFromTarget, first: sftpVersion, onPacket: o.targetPacket,
+		onContents: func(p []byte) { o.reading.hashRead(p) }}
 	return o
 }
 
-func (o *sftpObserver) fromClient(p []byte) error { return o.checkDesync(o.fromClientF.feed(p)) }
-func (o *sftpObserver) fromTarget(p []byte) error { return o.checkDesync(o.fromTargetF.feed(p)) }
-
-// checkDesync notes, once, that the stream could not be decoded; the
-// bytes keep flowing and are counted.
-func (o *sftpObserver) checkDesync(err error) error {
-	if !errors.Is(err, errSFTPDesync) {
-		return err
-	}
-	o.mu.Lock()
-	first := !o.desync
-	o.desync = true
-	o.mu.Unlock()
-	if first {
-		return o.rec.Record(event.Event{Kind: event.KindNote, Channel: o.ch, Op: "sftp", Text: "stream could not be decoded; file operations after this point are not itemized"})
-	}
-	return nil
-}
+func (o *sftpObserver) fromClient(p []byte) (parsed, error) { return o.fromClientF.feed(p) }
+func (o *sftpObserver) fromTarget(p []byte) (parsed, error) { return o.fromTargetF.feed(p) }
 
 // clientPacket registers a request whose outcome will be recorded.
-func (o *sftpObserver) clientPacket(typ byte, body []byte, _ int) error {
+func (o *sftpObserver) clientPacket(typ byte, body []byte, full int) (contents, ok bool, err error) {
 	r := sftpReader{b: body}
 	id := r.u32()
-	if r.bad {
-		return nil
-	}
 	var p sftpPending
 	switch typ {
 	case sftpOpen:
@@ -96,9 +122,14 @@ func (o *sftpObserver) clientPacket(typ byte, body []byte, _ int) error {
 		h := r.bytes()
 		r.u64()
 		n := r.u32()
+		if r.bad || len(r.b) != 0 && typ == sftpWrite || typ == sftpWrite && int(n) != full-len(body) {
+			// A WRITE's header is kept whole: its data length must
+			// be what the packet holds.
+			return false, false, nil
+		}
 		o.mu.Lock()
 		f := o.files[string(h)]
-		if f != nil && !r.bad && len(o.pending) < sftpMaxPending {
+		if f != nil && len(o.pending) < sftpMaxPending {
 			op := "read"
 			if typ == sftpWrite {
 				op = "write"
@@ -106,7 +137,11 @@ func (o *sftpObserver) clientPacket(typ byte, body []byte, _ int) error {
 			o.pending[id] = sftpPending{op: op, file: f, n: int64(n)}
 		}
 		o.mu.Unlock()
-		return nil
+		if typ == sftpWrite && f != nil {
+			o.writing = f
+			return true, true, nil
+		}
+		return false, true, nil
 	case sftpSetstat:
 		p.op, p.path = "setstat", r.str()
 		p.args = r.attrs()
@@ -138,10 +173,10 @@ func (o *sftpObserver) clientPacket(typ byte, body []byte, _ int) error {
 		case "hardlink@openssh.com":
 			p.op, p.path2, p.path = "link", r.str(), r.str()
 		default:
-			return nil
+			return false, true, nil
 		}
 	default:
-		return nil
+		return false, true, nil
 	}
 	if r.bad {
 		p.args = append(p.args, "truncated")
@@ -151,15 +186,16 @@ func (o *sftpObserver) clientPacket(typ byte, body []byte, _ int) error {
 		o.pending[id] = p
 	}
 	o.mu.Unlock()
-	return nil
+	return false, true, nil
 }
 
 // targetPacket matches a reply to its request and records the outcome.
-func (o *sftpObserver) targetPacket(typ byte, body []byte, _ int) error {
+func (o *sftpObserver) targetPacket(typ byte, body []byte, full int) (contents, ok bool, err error) {
 	r := sftpReader{b: body}
 	id := r.u32()
-	if r.bad {
-		return nil
+	if typ == sftpData && (len(body) != 8 || int(binary.BigEndian.Uint32(body[4:])) != full-8) {
+		// DATA holds exactly its data.
+		return false, false, nil
 	}
 	o.mu.Lock()
 	p, ok := o.pending[id]
@@ -170,28 +206,34 @@ func (o *sftpObserver) targetPacket(typ byte, body []byte, _ int) error {
 	}
 	o.mu.Unlock()
 	if !ok {
-		return nil
+		return false, true, nil
 	}
 	switch typ {
 	case sftpData:
-		if p.op == "read" {
-			n := r.u32()
-			o.mu.Lock()
-			p.file.read += int64(n)
-			o.mu.Unlock()
+		if p.op != "read" {
+			return false, true, nil
 		}
-		return nil
+		n := r.u32()
+		o.mu.Lock()
+		p.file.read += int64(n)
+		o.mu.Unlock()
+		o.reading = p.file
+		return true, true, nil
 	case sftpHandle:
 		if p.op != "open" {
-			return nil
+			return false, true, nil
 		}
 		h := r.str()
+		f := &sftpFile{path: p.path}
+		if o.digest {
+			f.wsum, f.rsum = sha256.New(), sha256.New()
+		}
 		o.mu.Lock()
 		if len(o.files) < sftpMaxFiles {
-			o.files[h] = &sftpFile{path: p.path}
+			o.files[h] = f
 		}
 		o.mu.Unlock()
-		return o.fileEvent(p.op, p.path, "", p.args, 0, "ok")
+		return false, true, o.fileEvent(p.op, p.path, "", p.args, 0, "ok")
 	case sftpStatus:
 		code := r.u32()
 		msg := r.str()
@@ -203,7 +245,7 @@ func (o *sftpObserver) targetPacket(typ byte, body []byte, _ int) error {
 				p.file.failure = outcome
 				o.mu.Unlock()
 			}
-			return nil
+			return false, true, nil
 		case "write":
 			o.mu.Lock()
 			if code == 0 {
@@ -212,21 +254,21 @@ func (o *sftpObserver) targetPacket(typ byte, body []byte, _ int) error {
 				p.file.failure = outcome
 			}
 			o.mu.Unlock()
-			return nil
+			return false, true, nil
 		case "close":
 			o.mu.Lock()
 			f := o.files[p.handle]
 			delete(o.files, p.handle)
 			o.mu.Unlock()
 			if f == nil {
-				return nil
+				return false, true, nil
 			}
-			return o.closeEvents(f, outcome)
+			return false, true, o.closeEvents(f, outcome)
 		}
-		return o.fileEvent(p.op, p.path, p.path2, p.args, 0, outcome)
+		return false, true, o.fileEvent(p.op, p.path, p.path2, p.args, 0, outcome)
 	}
 	// An extended reply answers an extension we do not itemize.
-	return nil
+	return false, true, nil
 }
 
 // closeEvents records what moved through a file when it closed.
@@ -240,15 +282,24 @@ func (o *sftpObserver) closeEvents(f *sftpFile, outcome string) error {
 	if read == 0 && written == 0 {
 		return o.fileEvent("close", f.path, "", nil, 0, outcome)
 	}
+	wsum, rsum := f.sums()
 	if read > 0 {
-		if err := o.fileEvent("read", f.path, "", nil, read, outcome); err != nil {
+		if err := o.fileEvent("read", f.path, "", digestArgs(rsum), read, outcome); err != nil {
 			return err
 		}
 	}
 	if written > 0 {
-		return o.fileEvent("write", f.path, "", nil, written, outcome)
+		return o.fileEvent("write", f.path, "", digestArgs(wsum), written, outcome)
 	}
 	return nil
+}
+
+// digestArgs is the file event argument carrying a hex SHA-256, if any.
+func digestArgs(sum string) []string {
+	if sum == "" {
+		return nil
+	}
+	return []string{"sha256=" + sum}
 }
 
 func (o *sftpObserver) fileEvent(op, path, path2 string, args []string, n int64, outcome string) error {

@@ -60,7 +60,22 @@ type Policy struct {
 	// keeps: IndexSQLNormalized, IndexSQLFull or IndexSQLNone. Default:
 	// empty, which means IndexSQLNormalized.
 	IndexSQL string `json:"index_sql,omitempty"`
+	// FileContents is how the contents of files moved by scp and SFTP
+	// were recorded: FileContentsFull or FileContentsDigest. Default:
+	// empty (not an SSH session), read as full.
+	FileContents string `json:"file_contents,omitempty"`
 }
+
+// File-contents policies of SSH sessions (Policy.FileContents).
+const (
+	// FileContentsFull records every byte of scp and SFTP channels, with
+	// file events on top.
+	FileContentsFull = "full"
+	// FileContentsDigest leaves the contents of correctly framed files
+	// out of the record and puts their size and SHA-256 in the file
+	// events.
+	FileContentsDigest = "digest"
+)
 
 // Session index policies for SQL text (Policy.IndexSQL).
 const (

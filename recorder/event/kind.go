@@ -43,6 +43,13 @@ const (
 	KindNote  Kind = 52 // broker annotation: Op is the topic, Text the message
 )
 
+// FlagStreamBreak is the Name of a KindNote that flags an SSH channel
+// whose stream stopped parsing as the file-transfer protocol its observer
+// followed (Op "scp" or "sftp"; N and Args give where). The channel is
+// recorded in full from that byte on. The session index lists the flag,
+// so a search for it finds such sessions.
+const FlagStreamBreak = "stream_break"
+
 var kindNames = map[Kind]string{
 	KindOutput:     "output",
 	KindStderr:     "stderr",

@@ -155,11 +155,23 @@ type Recording struct {
 	failAfter int
 	discard   bool
 	buf       []byte
+	// dataBytes counts recorded terminal bytes by kind, kept or not.
+	dataBytes map[event.Kind]int64
 }
 
 func (r *Recording) Output(ch uint32, p []byte) error { return r.data(event.KindOutput, ch, p) }
 func (r *Recording) Stderr(ch uint32, p []byte) error { return r.data(event.KindStderr, ch, p) }
 func (r *Recording) Input(ch uint32, p []byte) error  { return r.data(event.KindInput, ch, p) }
+
+// NewRecording returns a recording kept in memory, outside a Recorder;
+// with discard it encodes terminal data as a recorder would and keeps
+// none (for allocation tests).
+func NewRecording(discard bool) *Recording {
+	return &Recording{discard: discard, done: make(chan struct{}), start: time.Now()}
+}
+
+// Data records terminal or stream bytes of kind k.
+func (r *Recording) Data(k event.Kind, ch uint32, p []byte) error { return r.data(k, ch, p) }
 
 func (r *Recording) data(k event.Kind, ch uint32, p []byte) error {
 	return r.Record(event.Event{Kind: k, Channel: ch, Data: p})
@@ -178,6 +190,12 @@ func (r *Recording) Record(e event.Event) error {
 		return errors.New("spool unwritable")
 	}
 	e.Offset = time.Since(r.start)
+	if e.Kind.Terminal() {
+		if r.dataBytes == nil {
+			r.dataBytes = map[event.Kind]int64{}
+		}
+		r.dataBytes[e.Kind] += int64(len(e.Data))
+	}
 	if r.discard && e.Kind.Terminal() {
 		// Encode as a recorder would, and keep nothing.
 		r.buf = event.AppendData(r.buf[:0], e.Kind, e.Offset, e.Channel, e.Data)
@@ -187,6 +205,13 @@ func (r *Recording) Record(e event.Event) error {
 	e.Args = append([]string(nil), e.Args...)
 	r.events = append(r.events, e)
 	return nil
+}
+
+// Recorded returns how many terminal bytes of kind k were recorded.
+func (r *Recording) Recorded(k event.Kind) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dataBytes[k]
 }
 
 func (r *Recording) failLocked() {
