@@ -28,7 +28,6 @@ import (
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store"
-	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
 	webui "github.com/custos-pam/custos/web/ui"
 )
@@ -98,7 +97,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if vc != nil {
 		vapi = vc.API()
 	}
-	rec, err := recorder.FromConfig(ctx, cfg, vapi, recorder.Deps{Audit: auditLog, Index: recorder.StoreIndex(st), Logger: log})
+	rec, err := NewRecorder(ctx, cfg, vapi, RecorderDeps{Audit: auditLog, Index: broker.SessionIndex{Store: st}, Logger: log})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

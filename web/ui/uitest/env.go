@@ -161,7 +161,7 @@ func Start(tb testing.TB) *Env {
 		tb.Fatal(err)
 	}
 	rec, err := recorder.New(ctx, recorder.Config{SpoolDir: filepath.Join(dir, "spool"), Store: objects, Signer: signer,
-		Keys: keys, Audit: auditLog, Index: recorder.StoreIndex(st), Logger: log, IndexInterval: 200 * time.Millisecond})
+		Keys: keys, Audit: auditLog, Index: broker.SessionIndex{Store: st}, Logger: log, IndexInterval: 200 * time.Millisecond})
 	if err != nil {
 		tb.Fatalf("uitest: recorder: %v", err)
 	}
