@@ -8,21 +8,14 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
-	pgproxy "github.com/custos-pam/custos/protocols/postgres"
-	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
 	webui "github.com/custos-pam/custos/web/ui"
 	"github.com/custos-pam/custos/web/ui/internal/vt"
 	"github.com/custos-pam/custos/web/ui/uitest"
 )
 
-// A tapped recording is what both proxies record through, and the
-// recorder's writer is what the hub taps.
-var (
-	_ sshproxy.Recording = (*webui.Tap)(nil)
-	_ pgproxy.Recording  = (*webui.Tap)(nil)
-	_ webui.Recording    = (*recorder.Writer)(nil)
-)
+// The hub watches the recorder's running sessions.
+var _ webui.LiveSource = (*recorder.Recorder)(nil)
 
 // TestLiveWatchAndTerminate: a watcher joining a running session sees the
 // screen as it is, then each keystroke within a second; a requester cannot

@@ -77,8 +77,9 @@ type Options struct {
 	// Recordings serves replay, verification and evidence. Default: nil,
 	// and those pages answer 503.
 	Recordings recordings
-	// Live publishes running sessions to watchers. Default: nil, and the
-	// live view lists sessions without a picture.
+	// Live lets watchers follow running sessions (NewHub over the
+	// recorder). Default: nil, and the live view lists sessions without
+	// a picture.
 	Live *Hub
 	// Terminator ends live sessions. Default: nil, Terminate answers 503.
 	Terminator terminator

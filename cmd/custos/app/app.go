@@ -108,8 +108,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
-	hub := webui.NewHub()
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, hub, userCA, auditLog, log, func(f func()) { wg.Go(f) })
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		_ = rec.Close()
 		return fmt.Errorf("serve: %w", err)
@@ -160,7 +159,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		IsSecurityAdmin: dir.IsSecurityAdmin}).Register(srv)
 
 	ui, err := webui.New(webui.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Live: hub, Terminator: px, Recordings: rec, BreakGlass: bgSvc, PublicURL: cfg.PublicURL,
+		Config: cfg, Live: webui.NewHub(rec), Terminator: px, Recordings: rec, BreakGlass: bgSvc, PublicURL: cfg.PublicURL,
 		SessionTTL: cfg.Auth.WebSessionTTL.D(), InsecureCookies: cfg.Listen.TLSCert == "", Log: log})
 	if err != nil {
 		px.close()

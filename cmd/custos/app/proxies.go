@@ -22,7 +22,6 @@ import (
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
-	webui "github.com/custos-pam/custos/web/ui"
 )
 
 // errNoVault is what a proxied connection sees when the broker has no
@@ -107,7 +106,7 @@ func (p proxies) close() {
 // startProxies starts the listeners named in cfg.Listen; each proxy serves
 // until ctx ends or close is called.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
-	issuer *vaultcreds.Issuer, rec *recorder.Recorder, hub *webui.Hub, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
+	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
 	var p proxies
 	creds := issuerCreds{issuer}
 	if cfg.Listen.SSH != "" {
@@ -124,7 +123,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 				if err != nil {
 					return nil, err
 				}
-				return hub.Tap(w), nil
+				return w, nil
 			}),
 			Audit: sshAudit{auditLog}, Log: log.With("proxy", "ssh"),
 		})
@@ -152,7 +151,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		var err error
 		p.pg, err = pgproxy.New(pgproxy.Options{
 			Targets: cfg, Auth: dbt, Credentials: creds, Audit: auditLog, TLS: tlsCfg,
-			Recorder: pgRecorder{rec: rec, hub: hub}, Logger: log.With("proxy", "postgres"),
+			Recorder: pgRecorder{rec: rec}, Logger: log.With("proxy", "postgres"),
 		})
 		if err != nil {
 			p.close()
@@ -169,11 +168,9 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 	return p, nil
 }
 
-// pgRecorder adapts the recorder to the PostgreSQL proxy and lets the web
-// UI watch its sessions live.
+// pgRecorder adapts the recorder to the PostgreSQL proxy.
 type pgRecorder struct {
 	rec *recorder.Recorder
-	hub *webui.Hub
 }
 
 func (r pgRecorder) Start(ctx context.Context, h event.Header) (pgproxy.Recording, error) {
@@ -181,5 +178,5 @@ func (r pgRecorder) Start(ctx context.Context, h event.Header) (pgproxy.Recordin
 	if err != nil {
 		return nil, err
 	}
-	return r.hub.Tap(w), nil
+	return w, nil
 }
