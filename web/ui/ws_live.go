@@ -133,7 +133,7 @@ func (u *UI) pumpLive(ctx context.Context, conn *wsConn, sub *recorder.Subscript
 				return
 			}
 		case <-sub.Gone():
-			// Drain what was delivered before the hub let go.
+			// Drain what was delivered before the recorder let go.
 			for {
 				select {
 				case e := <-sub.Events():
