@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -47,8 +46,8 @@ type Auditor interface {
 	Append(ctx context.Context, e audit.Entry) (broker.AuditRecord, error)
 }
 
-// SessionIndex keeps the searchable session list; StoreIndex adapts a
-// broker.Store.
+// SessionIndex keeps the searchable session list; broker.SessionIndex
+// implements it over the broker's store.
 type SessionIndex interface {
 	PutSession(ctx context.Context, s broker.Session) error
 	GetSession(ctx context.Context, id string) (broker.Session, error)
@@ -129,26 +128,4 @@ func (c *Config) setDefaults() error {
 		c.IndexInterval = 2 * time.Second
 	}
 	return nil
-}
-
-// StoreIndex adapts a broker.Store to SessionIndex.
-func StoreIndex(s broker.Store) SessionIndex { return storeIndex{s} }
-
-type storeIndex struct{ s broker.Store }
-
-func (i storeIndex) PutSession(ctx context.Context, s broker.Session) error {
-	return i.s.Update(ctx, func(tx broker.Tx) error { return tx.PutSession(s) })
-}
-
-func (i storeIndex) GetSession(ctx context.Context, id string) (broker.Session, error) {
-	var s broker.Session
-	err := i.s.View(ctx, func(tx broker.Tx) error {
-		var err error
-		s, err = tx.GetSession(id)
-		return err
-	})
-	if err != nil {
-		return s, fmt.Errorf("session index: %w", err)
-	}
-	return s, nil
 }

@@ -71,7 +71,7 @@ func TestCrashHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := New(ctx, Config{SpoolDir: filepath.Join(hc.Dir, "spool"), Store: st, Signer: signer, Keys: keys,
-		Audit: audit.NewLog(state), Index: StoreIndex(state), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Audit: audit.NewLog(state), Index: broker.SessionIndex{Store: state}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,9 @@
 // Ed25519 key, whose hash goes to the audit log and the session index.
 // After a crash, a new Recorder uploads what the spool holds and closes the
 // sessions that died as interrupted. Verify checks a stored recording
-// without decrypting it; Open reads one, as an audited action.
+// without decrypting it; Open reads one, as an audited action. Subscribe
+// follows a running session live: its recent terminal output and events,
+// then each event as it is recorded (live.go).
 //
 // The stored format is specified in docs/recording-format.md.
 package recorder

@@ -63,7 +63,7 @@ func (e *testEnv) config() Config {
 		Signer:   e.signer,
 		Keys:     e.keys,
 		Audit:    e.audit,
-		Index:    StoreIndex(e.state),
+		Index:    broker.SessionIndex{Store: e.state},
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -85,7 +85,7 @@ func (e *testEnv) recorder(mods ...func(*Config)) *Recorder {
 
 func (e *testEnv) session(id string) broker.Session {
 	e.t.Helper()
-	s, err := StoreIndex(e.state).GetSession(context.Background(), id)
+	s, err := broker.SessionIndex{Store: e.state}.GetSession(context.Background(), id)
 	if err != nil {
 		e.t.Fatal(err)
 	}

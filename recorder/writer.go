@@ -62,6 +62,8 @@ type Writer struct {
 	// chain from rewind (the last durable chunk).
 	epoch  uint64
 	rewind *chainLink
+	// live is what watchers of the running session see (live.go).
+	live liveFeed
 
 	// Owned by the sealer goroutine.
 	seq  uint64
@@ -149,6 +151,7 @@ func (w *Writer) Record(e event.Event) error {
 	e.Offset = w.offset()
 	w.ix.observe(&e)
 	w.appended(event.Append(w.cur, &e), e.Offset)
+	w.live.record(e)
 	return nil
 }
 
@@ -166,6 +169,7 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 		off := w.offset()
 		w.ix.data(k, ch, p[:n])
 		w.appended(event.AppendData(w.cur, k, off, ch, p[:n]), off)
+		w.live.data(&w.header, k, ch, p[:n], off)
 		w.mu.Unlock()
 		p = p[n:]
 		if len(p) == 0 {
@@ -293,6 +297,7 @@ func (w *Writer) end(state, by, reason string) error {
 	e := event.Event{Kind: event.KindEnd, Op: state, Name: by, Text: reason, Offset: w.offset()}
 	w.ix.observe(&e)
 	w.appended(event.Append(w.cur, &e), e.Offset)
+	w.live.record(e)
 	w.closing = true
 	w.handOff()
 	w.wake()

@@ -14,7 +14,6 @@ import (
 	"github.com/custos-pam/custos/broker/breakglass/schedule"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/creds"
-	"github.com/custos-pam/custos/recorder/event"
 )
 
 // Drill step names, in order.
@@ -286,9 +285,8 @@ func (s *Service) startRecording(ctx context.Context, a *config.BreakGlassAccoun
 		return noRecording{}, nil
 	}
 	id := broker.NewID("ses")
-	rec, err := s.record(ctx, event.Header{SessionID: id, GrantID: d.ID, User: d.StartedBy, Target: a.Target, Role: a.Role,
-		Protocol: protocol, ClientAddr: "broker", Account: upstream, Database: db,
-		Policy: event.Policy{Approvers: d.Participants, Reason: "break-glass drill " + d.ID, Ticket: d.ID}})
+	rec, err := s.record(ctx, ProbeSession{SessionID: id, DrillID: d.ID, StartedBy: d.StartedBy, Target: a.Target, Role: a.Role,
+		Protocol: protocol, Account: upstream, Database: db, Participants: d.Participants})
 	if err != nil {
 		return nil, fmt.Errorf("recording unavailable: %w", err)
 	}

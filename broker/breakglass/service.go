@@ -20,7 +20,6 @@ import (
 	"github.com/custos-pam/custos/broker/creds"
 	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
 	"github.com/custos-pam/custos/broker/identity"
-	"github.com/custos-pam/custos/recorder/event"
 )
 
 // directory answers who the custodians are; *identity.Directory
@@ -66,8 +65,8 @@ type unsealNotifier interface {
 	UnsealRequested(ctx context.Context, text string, u Unseal) error
 }
 
-// Recording is a recorded session of a drill's probe; *recorder.Writer
-// implements it.
+// Recording is a recorded session of a drill's probe; the broker's
+// wiring returns the recorder's writer.
 type Recording interface {
 	Query(sql string) error
 	Output(ch uint32, p []byte) error
@@ -75,8 +74,29 @@ type Recording interface {
 	Close() error
 }
 
+// ProbeSession describes a drill's probe session to the recorder: the
+// broker's wiring turns it into the recording's header.
+type ProbeSession struct {
+	// SessionID is the recording's id.
+	SessionID string
+	// DrillID is the drill; it stands where a session's grant would.
+	DrillID string
+	// StartedBy is the custodian who started the drill.
+	StartedBy string
+	// Target and Role are the break-glass account's target and role.
+	Target, Role string
+	// Protocol is "postgres" or "ssh".
+	Protocol string
+	// Account is the upstream login the probe used.
+	Account string
+	// Database is the PostgreSQL database. Default: empty.
+	Database string
+	// Participants are the custodians who took part in the drill.
+	Participants []string
+}
+
 // RecordFunc starts the recording of a drill's probe session.
-type RecordFunc func(ctx context.Context, h event.Header) (Recording, error)
+type RecordFunc func(ctx context.Context, p ProbeSession) (Recording, error)
 
 // Options configure a Service. Config, Store, Audit, Directory,
 // Authenticator, Access and Vault are required.

@@ -12,12 +12,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/custos-pam/custos/broker/keyfile"
 )
 
 // MaxTTL caps a certificate's lifetime, whatever the caller asks: a
@@ -32,27 +31,22 @@ type CA struct {
 }
 
 // LoadOrCreate reads the CA's private key (OpenSSH format) from path, or
-// generates an Ed25519 key there (mode 0600) on first start.
+// generates an Ed25519 key there on first start (a key file: mode 0600,
+// created exclusively, synced).
 func LoadOrCreate(path string) (*CA, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
-		if gerr != nil {
-			return nil, fmt.Errorf("sshca: generate: %w", gerr)
+	b, err := keyfile.LoadOrCreate(path, func() ([]byte, error) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
 		}
-		block, merr := ssh.MarshalPrivateKey(priv, "custos user CA")
-		if merr != nil {
-			return nil, fmt.Errorf("sshca: %w", merr)
+		block, err := ssh.MarshalPrivateKey(priv, "custos user CA")
+		if err != nil {
+			return nil, err
 		}
-		b = pem.EncodeToMemory(block)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("sshca: %w", err)
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return nil, fmt.Errorf("sshca: write %s: %w", path, err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("sshca: read %s: %w", path, err)
+		return pem.EncodeToMemory(block), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sshca: %w", err)
 	}
 	s, err := ssh.ParsePrivateKey(b)
 	if err != nil {

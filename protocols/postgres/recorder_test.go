@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/store/sqlite"
@@ -59,7 +60,7 @@ func realRecorder(tb testing.TB) *recorder.Recorder {
 	}
 	r, err := recorder.New(ctx, recorder.Config{
 		SpoolDir: filepath.Join(dir, "spool"), Store: st, Signer: signer, Keys: keys,
-		Audit: audit.NewLog(state), Index: recorder.StoreIndex(state),
+		Audit: audit.NewLog(state), Index: broker.SessionIndex{Store: state},
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -15,9 +15,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/custos-pam/custos/broker/keyfile"
 )
 
 // DataKeySize is the length of a data key: AES-256.
@@ -48,12 +48,10 @@ type Local struct {
 const localAAD = "custos recording data key v1"
 
 // LoadLocal reads the key file at path, creating it with a new random key
-// (mode 0600) when it does not exist. The file holds the key in base64.
+// (a key file: mode 0600, created exclusively, synced) when it does not
+// exist. The file holds the key in base64.
 func LoadLocal(path string) (*Local, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		b, err = createKeyFile(path)
-	}
+	b, err := keyfile.LoadOrCreate(path, newKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("keywrap: local key %s: %w", path, err)
 	}
@@ -81,32 +79,13 @@ func NewLocal(key []byte) (*Local, error) {
 	return &Local{aead: aead, id: "local:" + hex.EncodeToString(sum[:8])}, nil
 }
 
-func createKeyFile(path string) ([]byte, error) {
+// newKeyFile returns a new random key as the key file holds it.
+func newKeyFile() ([]byte, error) {
 	key := make([]byte, DataKeySize)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	text := []byte(base64.StdEncoding.EncodeToString(key) + "\n")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		// Another process created it first: use theirs.
-		return os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Write(text); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return text, f.Close()
+	return []byte(base64.StdEncoding.EncodeToString(key) + "\n"), nil
 }
 
 // KeyID returns the key's fingerprint, "local:" and 16 hex digits.

@@ -7,10 +7,9 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+
+	"github.com/custos-pam/custos/broker/keyfile"
 )
 
 // Signer holds the broker's Ed25519 manifest signing key.
@@ -19,12 +18,10 @@ type Signer struct {
 }
 
 // LoadSigner reads a PEM (PKCS #8) Ed25519 private key from path, creating
-// the file (mode 0600) with a new key when it does not exist.
+// the file (a key file: mode 0600, created exclusively, synced) with a new key when
+// it does not exist.
 func LoadSigner(path string) (*Signer, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		b, err = createSigningKey(path)
-	}
+	b, err := keyfile.LoadOrCreate(path, newSigningKey)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: signing key %s: %w", path, err)
 	}
@@ -46,7 +43,8 @@ func LoadSigner(path string) (*Signer, error) {
 // NewSigner wraps an existing private key.
 func NewSigner(key ed25519.PrivateKey) *Signer { return &Signer{key: key} }
 
-func createSigningKey(path string) ([]byte, error) {
+// newSigningKey returns a new Ed25519 key, PEM (PKCS #8) encoded.
+func newSigningKey() ([]byte, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -55,26 +53,7 @@ func createSigningKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return b, f.Close()
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // Public returns the public key.

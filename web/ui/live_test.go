@@ -8,19 +8,14 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder"
 	webui "github.com/custos-pam/custos/web/ui"
 	"github.com/custos-pam/custos/web/ui/internal/vt"
 	"github.com/custos-pam/custos/web/ui/uitest"
 )
 
-// A tapped recording is what both proxies record through, and the
-// recorder's writer is what the hub taps.
-var (
-	_ lifecycle.Recording = (*webui.Tap)(nil)
-	_ webui.Recording     = (*recorder.Writer)(nil)
-)
+// The hub watches the recorder's running sessions.
+var _ webui.LiveSource = (*recorder.Recorder)(nil)
 
 // TestLiveWatchAndTerminate: a watcher joining a running session sees the
 // screen as it is, then each keystroke within a second; a requester cannot

@@ -53,8 +53,9 @@ type Options struct {
 	Audit auditor
 	// Recordings serves replay. Default: nil, and replay answers 503.
 	Recordings recordings
-	// Live publishes running sessions to watchers. Default: nil, and the
-	// live view lists sessions without a picture.
+	// Live lets watchers follow running sessions (NewHub over the
+	// recorder). Default: nil, and the live view lists sessions without
+	// a picture.
 	Live *Hub
 	// InsecureCookies drops HSTS, for a broker served over plain HTTP on
 	// loopback. Default: false.

@@ -11,6 +11,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/web"
 )
@@ -44,12 +45,12 @@ func (u *UI) wsLive(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, err)
 		return
 	}
-	wt, view, cancelWatch, ok := u.o.Live.watch(id)
+	sub, view, ok := u.o.Live.watch(id)
 	if !ok {
 		web.WriteError(w, http.StatusNotFound, "not_live", "session "+id+" ended")
 		return
 	}
-	defer cancelWatch()
+	defer sub.Cancel()
 	c, err := u.upgrader().Upgrade(w, r, nil)
 	if err != nil {
 		return
@@ -72,7 +73,7 @@ func (u *UI) wsLive(w http.ResponseWriter, r *http.Request) {
 
 	recent := make([]wireEvent, len(view.recent))
 	for i, e := range view.recent {
-		recent[i] = wire(e.Event)
+		recent[i] = wire(e)
 	}
 	hello := map[string]any{"type": "meta", "session": u.row(s), "header": view.header,
 		"terminal": view.header.Protocol != "postgres", "channel": view.channel, "recent": recent,
@@ -86,10 +87,10 @@ func (u *UI) wsLive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if view.ended != nil {
-		_ = conn.send(endMessage(view.ended.Event))
+		_ = conn.send(endMessage(*view.ended))
 		return
 	}
-	u.pumpLive(ctx, conn, wt)
+	u.pumpLive(ctx, conn, sub)
 }
 
 func endMessage(e event.Event) map[string]any {
@@ -99,7 +100,7 @@ func endMessage(e event.Event) map[string]any {
 
 // pumpLive forwards a watcher's events in small batches until the session
 // ends, the watcher falls behind, or the page goes away.
-func (u *UI) pumpLive(ctx context.Context, conn *wsConn, wt *watcher) {
+func (u *UI) pumpLive(ctx context.Context, conn *wsConn, sub *recorder.Subscription) {
 	var batch []wireEvent
 	flush := func() bool {
 		if len(batch) == 0 {
@@ -115,14 +116,14 @@ func (u *UI) pumpLive(ctx context.Context, conn *wsConn, wt *watcher) {
 		select {
 		case <-ctx.Done():
 			return
-		case e := <-wt.events:
+		case e := <-sub.Events():
 			if e.Kind == event.KindEnd {
 				if flush() {
-					_ = conn.send(endMessage(e.Event))
+					_ = conn.send(endMessage(e))
 				}
 				return
 			}
-			batch = append(batch, wire(e.Event))
+			batch = append(batch, wire(e))
 			if len(batch) >= batchEvents {
 				if !flush() {
 					return
@@ -132,18 +133,18 @@ func (u *UI) pumpLive(ctx context.Context, conn *wsConn, wt *watcher) {
 			if !flush() {
 				return
 			}
-		case <-wt.gone:
-			// Drain what was delivered before the hub let go.
+		case <-sub.Gone():
+			// Drain what was delivered before the recorder let go.
 			for {
 				select {
-				case e := <-wt.events:
+				case e := <-sub.Events():
 					if e.Kind == event.KindEnd {
 						if flush() {
-							_ = conn.send(endMessage(e.Event))
+							_ = conn.send(endMessage(e))
 						}
 						return
 					}
-					batch = append(batch, wire(e.Event))
+					batch = append(batch, wire(e))
 					continue
 				default:
 				}

@@ -29,7 +29,6 @@ import (
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store"
 	"github.com/custos-pam/custos/protocols/lifecycle"
-	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
 	webui "github.com/custos-pam/custos/web/ui"
 )
@@ -190,7 +189,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	rec, err := recorder.FromConfig(ctx, cfg, vapi, recorder.Deps{Audit: checkpoints.sealed(auditLog), Index: recorder.StoreIndex(st), Logger: log})
+	rec, err := NewRecorder(ctx, cfg, vapi, RecorderDeps{Audit: checkpoints.sealed(auditLog), Index: broker.SessionIndex{Store: st}, Logger: log})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -206,8 +205,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	hub := webui.NewHub()
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, hub, userCA, auditLog, log, func(f func()) { wg.Go(f) })
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -243,6 +241,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 
 	pgHost, pgPort := proxyHostPort(cfg)
+	hub := webui.NewHub(rec)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, Recordings: rec, Terminator: px, Live: hub,
 		BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,

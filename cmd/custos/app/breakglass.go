@@ -15,7 +15,6 @@ import (
 	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/recorder"
-	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/web"
 	webui "github.com/custos-pam/custos/web/ui"
 )
@@ -74,13 +73,7 @@ func startBreakGlass(ctx context.Context, cfg *config.Config, st broker.Store, a
 		o.Notifier = breakGlassNotices{notify}
 	}
 	if rec != nil {
-		o.Record = func(ctx context.Context, h event.Header) (breakglass.Recording, error) {
-			w, err := rec.Start(ctx, h)
-			if err != nil {
-				return nil, err
-			}
-			return w, nil
-		}
+		o.Record = DrillRecording(rec)
 	}
 	svc, err := breakglass.New(o)
 	if err != nil {

@@ -23,7 +23,6 @@ import (
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
-	webui "github.com/custos-pam/custos/web/ui"
 )
 
 // errNoVault is what a proxied connection sees when the broker has no
@@ -101,15 +100,15 @@ func (ps proxies) close() {
 // startProxies starts the listeners named in cfg.Listen; each proxy serves
 // until ctx ends or close is called.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
-	issuer *vaultcreds.Issuer, rec *recorder.Recorder, hub *webui.Hub, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
+	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
 	creds := issuerCreds{issuer}
-	// Both record through the recorder and let the web UI watch live.
+	// Both record through the recorder, which also serves the live view.
 	recording := lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := rec.Start(ctx, h)
 		if err != nil {
 			return nil, err
 		}
-		return hub.Tap(w), nil
+		return w, nil
 	})
 	newSSH := func() (proxy, error) {
 		ids, err := sshproxy.NewKeyIdentities(cfg.Users)

@@ -166,14 +166,14 @@ func Start(tb testing.TB) *Env {
 		tb.Fatal(err)
 	}
 	rec, err := recorder.New(ctx, recorder.Config{SpoolDir: filepath.Join(dir, "spool"), Store: objects, Signer: signer,
-		Keys: keys, Audit: auditLog, Index: recorder.StoreIndex(st), Logger: log, IndexInterval: 200 * time.Millisecond})
+		Keys: keys, Audit: auditLog, Index: broker.SessionIndex{Store: st}, Logger: log, IndexInterval: 200 * time.Millisecond})
 	if err != nil {
 		tb.Fatalf("uitest: recorder: %v", err)
 	}
 	tb.Cleanup(func() { rec.Close() })
 
-	hub := webui.NewHub()
-	term := &Terminator{taps: map[string]*webui.Tap{}}
+	hub := webui.NewHub(rec)
+	term := &Terminator{live: map[string]*recorder.Writer{}}
 	e := &Env{Config: cfg, State: st, Audit: auditLog, Identity: ids, Access: acc, Recorder: rec, Hub: hub, Term: term, dir: dir,
 		Synth: &Synth{Store: objects, Signer: signer, Keys: keys, State: st, Audit: auditLog}}
 
@@ -211,25 +211,25 @@ func Start(tb testing.TB) *Env {
 // would.
 type Terminator struct {
 	mu   sync.Mutex
-	taps map[string]*webui.Tap
+	live map[string]*recorder.Writer
 }
 
 // Terminate implements the UI's terminator.
 func (t *Terminator) Terminate(sessionID, reason string) bool {
 	t.mu.Lock()
-	tap := t.taps[sessionID]
-	delete(t.taps, sessionID)
+	w := t.live[sessionID]
+	delete(t.live, sessionID)
 	t.mu.Unlock()
-	if tap == nil {
+	if w == nil {
 		return false
 	}
-	_ = tap.Output(1, []byte("\r\ncustos: access revoked: "+reason+"\r\n"))
-	return tap.Terminate("security", reason) == nil
+	_ = w.Output(1, []byte("\r\ncustos: access revoked: "+reason+"\r\n"))
+	return w.Terminate("security", reason) == nil
 }
 
-func (t *Terminator) add(id string, tap *webui.Tap) {
+func (t *Terminator) add(id string, w *recorder.Writer) {
 	t.mu.Lock()
-	t.taps[id] = tap
+	t.live[id] = w
 	t.mu.Unlock()
 }
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
+	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
-	webui "github.com/custos-pam/custos/web/ui"
 )
 
 // XSSOutput is terminal output that would run script if it were ever
@@ -166,11 +166,11 @@ func (e *Env) LongSession(tb testing.TB, g broker.Grant, id string, d time.Durat
 // Live is a running session fed by the test.
 type Live struct {
 	ID  string
-	tap *webui.Tap
+	w   *recorder.Writer
 	env *Env
 }
 
-// StartLive starts a recorded terminal session that stays open, published
+// StartLive starts a recorded terminal session that stays open, watchable
 // through the hub and terminable through the env's Terminator.
 func (e *Env) StartLive(tb testing.TB, g broker.Grant, id string) *Live {
 	tb.Helper()
@@ -178,34 +178,33 @@ func (e *Env) StartLive(tb testing.TB, g broker.Grant, id string) *Live {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tap := e.Hub.Tap(w)
-	e.Term.add(id, tap)
+	e.Term.add(id, w)
 	for _, ev := range []event.Event{
 		{Kind: event.KindSSHChannel, Channel: 1, Op: "session"},
 		{Kind: event.KindSSHRequest, Channel: 1, Op: "pty-req", Name: "xterm", Cols: 80, Rows: 24},
 	} {
-		if err := tap.Record(ev); err != nil {
+		if err := w.Record(ev); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	if err := tap.Output(1, []byte("live session on demo-ssh\r\n$ ")); err != nil {
+	if err := w.Output(1, []byte("live session on demo-ssh\r\n$ ")); err != nil {
 		tb.Fatal(err)
 	}
-	return &Live{ID: id, tap: tap, env: e}
+	return &Live{ID: id, w: w, env: e}
 }
 
 // Type records keystrokes and their echo, as a shell would show them; a
 // carriage return ends the line with a new prompt.
 func (l *Live) Type(s string) error {
 	for _, c := range s {
-		if err := l.tap.Input(1, []byte(string(c))); err != nil {
+		if err := l.w.Input(1, []byte(string(c))); err != nil {
 			return err
 		}
 		out := string(c)
 		if c == '\r' {
 			out = "\r\n$ "
 		}
-		if err := l.tap.Output(1, []byte(out)); err != nil {
+		if err := l.w.Output(1, []byte(out)); err != nil {
 			return err
 		}
 	}
@@ -213,7 +212,7 @@ func (l *Live) Type(s string) error {
 }
 
 // Close ends the live session normally.
-func (l *Live) Close() error { return l.tap.Close() }
+func (l *Live) Close() error { return l.w.Close() }
 
 // Fixtures names what Seed created.
 type Fixtures struct {

@@ -1,4 +1,4 @@
-package breakglass_test
+package e2e_test
 
 import (
 	"bytes"
@@ -34,6 +34,7 @@ import (
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/store/sqlite"
+	"github.com/custos-pam/custos/cmd/custos/app"
 	"github.com/custos-pam/custos/deploy/devstack"
 	"github.com/custos-pam/custos/protocols/lifecycle"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
@@ -246,7 +247,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	wg.Go(func() { _ = e.issuer.Run(ctx) })
 	wg.Go(func() { e.acc.RunScheduler(ctx) })
 
-	if e.rec, err = recorder.FromConfig(e.ctx, cfg, nil, recorder.Deps{Audit: e.audit, Index: recorder.StoreIndex(st), Logger: e.log}); err != nil {
+	if e.rec, err = app.NewRecorder(e.ctx, cfg, nil, app.RecorderDeps{Audit: e.audit, Index: broker.SessionIndex{Store: st}, Logger: e.log}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.rec.Close() })
@@ -298,14 +299,7 @@ func (e *env) start() {
 	e.reg = prometheus.NewRegistry()
 	svc, err := breakglass.New(breakglass.Options{Config: e.cfg, Store: e.st, Audit: e.audit, Directory: e.dir,
 		Authenticator: e.auth, Access: e.acc, Vault: e.issuer, Notifier: e.sl, Registry: e.reg,
-		Record: func(ctx context.Context, h event.Header) (breakglass.Recording, error) {
-			w, err := e.rec.Start(ctx, h)
-			if err != nil {
-				return nil, err
-			}
-			return w, nil
-		},
-		Log: e.log, Now: e.clock.Now, Tick: 100 * time.Millisecond})
+		Record: app.DrillRecording(e.rec), Log: e.log, Now: e.clock.Now, Tick: 100 * time.Millisecond})
 	if err != nil {
 		e.t.Fatal(err)
 	}

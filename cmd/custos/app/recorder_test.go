@@ -1,4 +1,4 @@
-package recorder
+package app
 
 import (
 	"context"
@@ -8,20 +8,31 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/store/sqlite"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
-func TestFromConfigLocal(t *testing.T) {
+// TestNewRecorderLocal: the default config records to the local store
+// with key files created on first start, honours a session's retention,
+// and refuses Vault encryption without a Vault client.
+func TestNewRecorderLocal(t *testing.T) {
 	ctx := context.Background()
-	env := newEnv(t, nil)
+	dir := t.TempDir()
+	state, err := sqlite.Open(ctx, filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { state.Close() })
+	auditLog := audit.NewLog(state)
 	c := &config.Config{}
-	c.Listen.DataDir = filepath.Join(env.dir, "data")
+	c.Listen.DataDir = filepath.Join(dir, "data")
 	c.ApplyDefaults()
 	if c.Recording.Store != "local" || c.Recording.Encryption != "local" {
 		t.Fatalf("defaults: %+v", c.Recording)
 	}
-	r, err := FromConfig(ctx, c, nil, Deps{Audit: env.audit, Index: StoreIndex(env.state)})
+	r, err := NewRecorder(ctx, c, nil, RecorderDeps{Audit: auditLog, Index: broker.SessionIndex{Store: state}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,21 +43,21 @@ func TestFromConfigLocal(t *testing.T) {
 			t.Fatalf("%s: %v %v", f, fi, err)
 		}
 	}
-	target := config.Target{Name: "prod-db", Kind: "postgres",
-		Recording: config.TargetRecording{Retention: config.Duration(30 * 24 * time.Hour), FailOpen: true},
-		Postgres:  config.TargetPostgres{Parameters: "hash"}}
-	g := broker.Grant{ID: "grt_1", User: "alice", Role: "rw", Approvers: []string{"bob"}, Reason: "INC-9", EndsAt: time.Now().Add(time.Hour)}
-	h := event.Header{SessionID: "ses_cfg", GrantID: g.ID, User: g.User, Target: target.Name, Role: g.Role,
-		Protocol: target.Kind, ClientAddr: "10.0.0.1:5000",
-		Policy: event.Policy{Approvers: g.Approvers, Reason: g.Reason, GrantEndsAt: g.EndsAt,
-			Retention: target.Recording.Retention.D(), FailOpen: target.Recording.FailOpen, Parameters: target.Postgres.Parameters}}
+	h := event.Header{SessionID: "ses_cfg", GrantID: "grt_1", User: "alice", Target: "prod-db", Role: "rw",
+		Protocol: "postgres", ClientAddr: "10.0.0.1:5000",
+		Policy: event.Policy{Approvers: []string{"bob"}, Reason: "INC-9", GrantEndsAt: time.Now().Add(time.Hour),
+			Retention: 30 * 24 * time.Hour, FailOpen: true, Parameters: "hash"}}
 	w, err := r.Start(ctx, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Query("SELECT 1")
 	w.Close()
-	drain(t, r)
+	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := r.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := r.Verify(ctx, "ses_cfg")
 	if err != nil || !rep.Intact || rep.Store != "local" {
 		t.Fatalf("verify: %+v, %v", rep, err)
@@ -59,7 +70,7 @@ func TestFromConfigLocal(t *testing.T) {
 	}
 
 	c.Recording.Encryption = "vault"
-	if _, err := FromConfig(ctx, c, nil, Deps{Audit: env.audit}); err == nil {
+	if _, err := NewRecorder(ctx, c, nil, RecorderDeps{Audit: auditLog}); err == nil {
 		t.Fatal("vault encryption without a Vault client accepted")
 	}
 }

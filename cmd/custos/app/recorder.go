@@ -1,4 +1,4 @@
-package recorder
+package app
 
 import (
 	"context"
@@ -8,30 +8,34 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/recorder"
+	"github.com/custos-pam/custos/recorder/event"
 	"github.com/custos-pam/custos/recorder/keywrap"
 	"github.com/custos-pam/custos/recorder/manifest"
 	"github.com/custos-pam/custos/recorder/store/localdir"
 	"github.com/custos-pam/custos/recorder/store/s3"
 )
 
-// Deps are the broker services a Recorder reports to.
-type Deps struct {
+// RecorderDeps are the broker services a Recorder reports to.
+type RecorderDeps struct {
 	// Audit is the audit log (audit.NewLog(store)). Required: reads and
 	// manifests must be audited.
-	Audit Auditor
-	// Index is the session index (StoreIndex(store)). Default: none.
-	Index SessionIndex
+	Audit recorder.Auditor
+	// Index is the session index (broker.SessionIndex{Store: store}).
+	// Default: none.
+	Index recorder.SessionIndex
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
 
-// FromConfig builds a Recorder from the broker configuration (defaults
+// NewRecorder builds a Recorder from the broker configuration (defaults
 // applied): the local or S3 store, the signing key file (created on first
 // start), and data-key wrapping by Vault Transit (recording.encryption
 // "vault", using vc) or the local key file. It fails when the S3 bucket
 // lacks Object Lock.
-func FromConfig(ctx context.Context, c *config.Config, vc *vault.Client, deps Deps) (*Recorder, error) {
+func NewRecorder(ctx context.Context, c *config.Config, vc *vault.Client, deps RecorderDeps) (*recorder.Recorder, error) {
 	rc := c.Recording
 	if deps.Audit == nil {
 		return nil, errors.New("recorder: an audit log is required")
@@ -40,7 +44,7 @@ func FromConfig(ctx context.Context, c *config.Config, vc *vault.Client, deps De
 	if err != nil {
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
-	var keys KeyWrapper
+	var keys recorder.KeyWrapper
 	switch rc.Encryption {
 	case "vault":
 		if vc == nil {
@@ -56,7 +60,7 @@ func FromConfig(ctx context.Context, c *config.Config, vc *vault.Client, deps De
 	default:
 		return nil, fmt.Errorf("recorder: unknown recording.encryption %q", rc.Encryption)
 	}
-	var st ObjectStore
+	var st recorder.ObjectStore
 	prefix := ""
 	switch rc.Store {
 	case "s3":
@@ -82,9 +86,23 @@ func FromConfig(ctx context.Context, c *config.Config, vc *vault.Client, deps De
 	default:
 		return nil, fmt.Errorf("recorder: unknown recording.store %q", rc.Store)
 	}
-	return New(ctx, Config{
+	return recorder.New(ctx, recorder.Config{
 		SpoolDir: rc.SpoolDir, Store: st, Prefix: prefix, Signer: signer, Keys: keys,
 		Retention: rc.Retention.D(), LegalHold: rc.LegalHold, MaxUploadOutage: rc.MaxUploadOutage.D(),
 		Audit: deps.Audit, Index: deps.Index, Logger: deps.Logger,
 	})
+}
+
+// DrillRecording records break-glass drill probes with rec: the drill
+// stands where a session's grant would, its participants as approvers.
+func DrillRecording(rec *recorder.Recorder) breakglass.RecordFunc {
+	return func(ctx context.Context, p breakglass.ProbeSession) (breakglass.Recording, error) {
+		w, err := rec.Start(ctx, event.Header{SessionID: p.SessionID, GrantID: p.DrillID, User: p.StartedBy,
+			Target: p.Target, Role: p.Role, Protocol: p.Protocol, ClientAddr: "broker", Account: p.Account, Database: p.Database,
+			Policy: event.Policy{Approvers: p.Participants, Reason: "break-glass drill " + p.DrillID, Ticket: p.DrillID}})
+		if err != nil {
+			return nil, err
+		}
+		return w, nil
+	}
 }

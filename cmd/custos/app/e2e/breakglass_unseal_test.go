@@ -1,4 +1,4 @@
-package breakglass_test
+package e2e_test
 
 import (
 	"strings"
