@@ -156,7 +156,9 @@ func runCheckpointSite(t *testing.T, site checkpointSite, dataDir *string) {
 		t.Fatalf("intact log: exit %d\n%s%s\nbroker log:\n%s", code, out, errs, b.logs)
 	}
 	rep := decode[audit.Report](t, b.ok("sam", "audit", "verify", "--config", cfg, "-o", "json"))
-	if rep.Checkpoints == nil || rep.Checkpoints.Verified < 3 || rep.Checkpoints.Newest.Seq != int64(rep.Records) {
+	// At least the interval checkpoint during the sleep and the shutdown
+	// one; the newest covers the last record.
+	if rep.Checkpoints == nil || rep.Checkpoints.Verified < 2 || rep.Checkpoints.Newest.Seq != int64(rep.Records) {
 		t.Fatalf("checkpoints: %+v %+v", rep, rep.Checkpoints)
 	}
 

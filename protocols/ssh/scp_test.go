@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -298,7 +299,7 @@ func TestExecGate(t *testing.T) {
 		if ok != tc.scp || ok && (srv.upload != tc.upload || srv.path != tc.path) {
 			t.Errorf("%q: %+v %v", tc.cmd, srv, ok)
 		}
-		c := &sessionChannel{s: &session{}}
+		c := &sessionChannel{s: &session{Session: &lifecycle.Session{}}}
 		if f := c.classifyExec(tc.cmd); (f != nil) != tc.scp {
 			t.Errorf("%q: observer %v", tc.cmd, f != nil)
 		}
