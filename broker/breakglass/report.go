@@ -89,7 +89,7 @@ type Report struct {
 // accounts the actor may see, oldest first.
 func (s *Service) DrillReport(ctx context.Context, actor, quarter string) (Report, error) {
 	if _, _, err := schedule.ParseQuarter(quarter); err != nil {
-		return Report{}, refuse(422, "bad_quarter", "%v", err)
+		return Report{}, refuse(broker.KindInvalid, "bad_quarter", "%v", err)
 	}
 	quarter = strings.ToUpper(quarter)
 	now := s.now().UTC()

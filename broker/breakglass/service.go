@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -255,7 +254,7 @@ type Factor struct {
 // checks than the limit.
 func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, user string, f Factor) (string, error) {
 	if a.TOTPRequired() && f.TOTP == "" {
-		return "", refuse(http.StatusUnauthorized, "second_factor_required", "a current TOTP code is required to confirm (--totp)")
+		return "", refuse(broker.KindUnauthenticated, "second_factor_required", "a current TOTP code is required to confirm (--totp)")
 	}
 	keys := []string{"breakglass:user:" + user}
 	if f.Source != "" {
@@ -263,7 +262,7 @@ func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, 
 	}
 	res, _, until, ok := s.limiter.Reserve(keys...)
 	if !ok {
-		return "", refuse(http.StatusTooManyRequests, "too_many_attempts",
+		return "", refuse(broker.KindRateLimited, "too_many_attempts",
 			"too many failed second-factor checks: try again after %s", until.UTC().Format(time.RFC3339))
 	}
 	id, err := s.auth.Authenticate(ctx, identity.Credentials{User: user, Password: f.Password, TOTP: f.TOTP, Source: f.Source})
@@ -274,12 +273,12 @@ func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, 
 			return "", fmt.Errorf("breakglass: second factor: %w", err)
 		}
 		// The reservation stays: it is the failure.
-		e := refuse(http.StatusUnauthorized, "second_factor_failed", "second factor check failed: wrong password or code")
+		e := refuse(broker.KindUnauthenticated, "second_factor_failed", "second factor check failed: wrong password or code")
 		e.Detail = "second factor check failed: " + ie.Reason
 		return "", e
 	}
 	if id.Name != user {
-		return "", refuse(http.StatusUnauthorized, "second_factor_failed", "second factor check failed: credentials of another user")
+		return "", refuse(broker.KindUnauthenticated, "second_factor_failed", "second factor check failed: credentials of another user")
 	}
 	res.Release()
 	s.limiter.Reset(keys[0])

@@ -3,7 +3,6 @@ package breakglass
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -47,7 +46,7 @@ func (s *Service) unseal(ctx context.Context, actor string, in UnsealRequest, d 
 	}
 	in.Reason, in.Incident = strings.TrimSpace(in.Reason), strings.TrimSpace(in.Incident)
 	if in.Reason == "" || in.Incident == "" {
-		return Unseal{}, refuse(http.StatusUnprocessableEntity, "reason_required", "an unseal needs a reason and an incident id (--reason, --incident)")
+		return Unseal{}, refuse(broker.KindInvalid, "reason_required", "an unseal needs a reason and an incident id (--reason, --incident)")
 	}
 	factor, err := s.checkFactor(ctx, a, actor, in.Factor)
 	if err != nil {
@@ -467,7 +466,7 @@ func (s *Service) ReportOutOfBand(ctx context.Context, actor, name, incident, de
 		err = forbidden("not_custodian", "%s is not a custodian of %s", actor, name)
 	}
 	if err == nil && (strings.TrimSpace(incident) == "" || strings.TrimSpace(details) == "") {
-		err = refuse(http.StatusUnprocessableEntity, "reason_required", "give the incident id and what happened (--incident, --details)")
+		err = refuse(broker.KindInvalid, "reason_required", "give the incident id and what happened (--incident, --details)")
 	}
 	if err == nil {
 		now := s.now().UTC()
