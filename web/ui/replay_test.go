@@ -101,7 +101,7 @@ func TestLongSessionOpensAndSeeksFast(t *testing.T) {
 		t.Fatalf("events after the seek: %v", ticks)
 	}
 	// Markers: the exec and the upload at 30:00.
-	idx := readMsg(t, c, "index", 10*time.Second)
+	idx := readMsg(t, c, "index", 30*time.Second)
 	var kinds []string
 	for _, m := range idx["markers"].([]any) {
 		mk := m.(map[string]any)
