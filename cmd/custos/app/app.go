@@ -207,16 +207,22 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	hub := webui.NewHub()
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, hub, userCA, auditLog, log, func(f func()) { wg.Go(f) })
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, hub, userCA, auditLog, rejections, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	r.onStop("proxies", func(context.Context) error { px.close(); return nil })
 	// Grant changes from this broker and, on PostgreSQL, from every
-	// replica end live sessions at once.
+	// replica end live sessions at once. After events may have been
+	// missed (a resync), every live session's grant is re-checked; the
+	// proxies also do so every listen.session_sweep.
 	events := st.GrantEvents(bg)
 	wg.Go(func() {
 		for ev := range events {
+			if ev.Resync {
+				px.resync()
+				continue
+			}
 			if reason, ended := lifecycle.GrantEndReason(ev); ended {
 				px.terminateGrant(ev.GrantID, reason)
 			}

@@ -70,6 +70,7 @@ type proxy interface {
 	Close() error
 	Terminate(sessionID, reason string) error
 	TerminateGrant(grantID, reason string) int
+	Resync()
 }
 
 // proxies are the running wire proxies.
@@ -79,6 +80,14 @@ type proxies []proxy
 func (ps proxies) terminateGrant(id, reason string) {
 	for _, p := range ps {
 		p.TerminateGrant(id, reason)
+	}
+}
+
+// resync re-checks every live session's grant against the store at once:
+// grant events may have been missed.
+func (ps proxies) resync() {
+	for _, p := range ps {
+		p.Resync()
 	}
 }
 
@@ -99,10 +108,13 @@ func (ps proxies) close() {
 }
 
 // startProxies starts the listeners named in cfg.Listen; each proxy serves
-// until ctx ends or close is called.
+// until ctx ends or close is called. Refusals of clients that never
+// proved who they are go through rejections.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
-	issuer *vaultcreds.Issuer, rec *recorder.Recorder, hub *webui.Hub, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
+	issuer *vaultcreds.Issuer, rec *recorder.Recorder, hub *webui.Hub, userCA *sshca.CA, auditLog *audit.Log,
+	rejections *audit.Throttle, log *slog.Logger, serve func(func())) (proxies, error) {
 	creds := issuerCreds{issuer}
+	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D()}
 	// Both record through the recorder and let the web UI watch live.
 	recording := lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := rec.Start(ctx, h)
@@ -111,6 +123,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		}
 		return hub.Tap(w), nil
 	})
+	core.Recorder = recording
 	newSSH := func() (proxy, error) {
 		ids, err := sshproxy.NewKeyIdentities(cfg.Users)
 		if err != nil {
@@ -120,7 +133,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 			HostKeyFile: filepath.Join(cfg.Listen.DataDir, "ssh_host_ed25519_key"),
 			UserCAKeys:  []ssh.PublicKey{userCA.PublicKey()},
 			Identities:  ids, Grants: acc, Targets: cfg, Credentials: creds,
-			Options: lifecycle.Options{Recorder: recording, Audit: auditLog, Logger: log},
+			Options: core,
 		})
 	}
 	newPostgres := func() (proxy, error) {
@@ -134,7 +147,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		}
 		return pgproxy.New(pgproxy.Options{
 			Targets: cfg, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
-			Options: lifecycle.Options{Recorder: recording, Audit: auditLog, Logger: log},
+			Options: core,
 		})
 	}
 	var ps proxies
