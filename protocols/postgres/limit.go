@@ -51,7 +51,7 @@ func oversized(e *event.Event, msg string, limit int) (*event.Event, error) {
 	note := &event.Event{Kind: event.KindNote, Op: "refused", Name: msg, N: int64(n), Denied: true,
 		Text: fmt.Sprintf("%s message refused: its %s is %d bytes, over max_statement_bytes (%d); not sent to the target, session ended", msg, what, n, limit)}
 	return note, &clientError{Code: codeProgramLimit,
-		Msg: fmt.Sprintf("custos: %s too long to record: %d bytes, over the limit of %d bytes (targets[].postgres.max_statement_bytes); it was not run and the session ends", what, n, limit),
+		Msg:    fmt.Sprintf("custos: %s too long to record: %d bytes, over the limit of %d bytes (targets[].postgres.max_statement_bytes); it was not run and the session ends", what, n, limit),
 		Detail: "Custos runs only what the session recording holds whole. Split the statement, or send large values in smaller pieces."}
 }
 

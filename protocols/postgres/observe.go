@@ -59,8 +59,8 @@ type clientObserver struct {
 	red redactor
 	// limit is the target's max_statement_bytes.
 	limit int
-	evs  []event.Event
-	copy int64 // CopyData bytes since the last CopyDone or CopyFail
+	evs   []event.Event
+	copy  int64 // CopyData bytes since the last CopyDone or CopyFail
 	// terminated is set when the client sent Terminate.
 	terminated bool
 }
