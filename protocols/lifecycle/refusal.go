@@ -49,6 +49,17 @@ func (c *Core) Refused(ctx context.Context, r Refusal) {
 	if r.User == "" {
 		r.User = "unknown"
 	}
+	// The reason may quote the names the client chose: they are
+	// recorded there as bounded as anywhere else.
+	reason := r.Reason
+	target := AuditValue(r.Target, MaxAuditName)
+	for _, raw := range []string{r.User, r.Target} {
+		if bounded := AuditValue(raw, MaxAuditName); bounded != raw && raw != "" {
+			reason = strings.ReplaceAll(reason, strconv.Quote(raw), `"`+bounded+`"`)
+			reason = strings.ReplaceAll(reason, raw, bounded)
+		}
+	}
+	reason = escape(reason, maxAuditReason, false)
 	if r.Anonymous {
 		r.User = AuditValue(r.User, MaxAuditName)
 	}
@@ -65,7 +76,6 @@ func (c *Core) Refused(ctx context.Context, r Refusal) {
 	if r.Anonymous {
 		d["anonymous"] = true
 	}
-	target, reason := AuditValue(r.Target, MaxAuditName), AuditValue(r.Reason, maxAuditReason)
 	e := audit.Entry{Actor: r.User, Action: ActionRefused, Target: target, Outcome: r.Outcome, Reason: reason, Details: d}
 	if !r.Anonymous || c.cfg.Rejections == nil {
 		c.log.Info("connection refused", "user", r.User, "target", target, "reason", reason, "client", d["client_addr"])
@@ -86,10 +96,15 @@ func (c *Core) Refused(ctx context.Context, r Refusal) {
 // escaped as Go string literals escape them (\n, \x1b, \u200b), and the
 // result is cut to at most max bytes, ending in "…" when cut. Ordinary
 // names pass unchanged.
-func AuditValue(s string, max int) string {
+func AuditValue(s string, max int) string { return escape(s, max, true) }
+
+// escape escapes s as AuditValue does; backslashes and quotes only when
+// strict.
+func escape(s string, max int, strict bool) string {
+	special := func(r rune) bool { return strict && (r == '\\' || r == '"') }
 	clean := true
 	for _, r := range s {
-		if r == utf8.RuneError || r == '\\' || r == '"' || !strconv.IsPrint(r) {
+		if r == utf8.RuneError || special(r) || !strconv.IsPrint(r) {
 			clean = false
 			break
 		}
@@ -105,7 +120,7 @@ func AuditValue(s string, max int) string {
 		switch {
 		case r == utf8.RuneError && n == 1:
 			piece = `\x` + strconv.FormatUint(uint64(s[i])>>4, 16) + strconv.FormatUint(uint64(s[i])&0xf, 16)
-		case r == '\\' || r == '"' || !strconv.IsPrint(r):
+		case special(r) || !strconv.IsPrint(r):
 			q := strconv.QuoteRune(r)
 			piece = q[1 : len(q)-1]
 			if r == '"' {
