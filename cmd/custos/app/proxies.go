@@ -70,26 +70,11 @@ type proxy interface {
 	Close() error
 	Terminate(sessionID, reason string) error
 	TerminateGrant(grantID, reason string) int
-	Resync()
+	WatchGrants(events <-chan broker.GrantEvent)
 }
 
 // proxies are the running wire proxies.
 type proxies []proxy
-
-// terminateGrant closes every live session on an ended grant.
-func (ps proxies) terminateGrant(id, reason string) {
-	for _, p := range ps {
-		p.TerminateGrant(id, reason)
-	}
-}
-
-// resync re-checks every live session's grant against the store at once:
-// grant events may have been missed.
-func (ps proxies) resync() {
-	for _, p := range ps {
-		p.Resync()
-	}
-}
 
 // Terminate ends one live session by id, whichever proxy holds it.
 func (ps proxies) Terminate(sessionID, reason string) bool {
