@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -73,7 +74,17 @@ type Listen struct {
 	// DataDir holds the broker's own keys (SSH host key, user CA, recording
 	// signing key) and the recording spool. Default: ./custos-data.
 	DataDir string `yaml:"data_dir"`
+	// SessionSweep is how often the proxies re-check the grant of every
+	// live session on this broker against the store, by its ID, and end
+	// those no longer active. Grant events end sessions at once; the
+	// sweep bounds how long a missed event (another broker's, while the
+	// PostgreSQL store's listening connection was down) keeps a session
+	// going. Default: 5s; between 1s and 5m.
+	SessionSweep Duration `yaml:"session_sweep"`
 }
+
+// DefaultSessionSweep is listen.session_sweep's default.
+const DefaultSessionSweep = 5 * time.Second
 
 // Store selects the state store.
 type Store struct {

@@ -26,6 +26,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Store.Driver == "sqlite" && c.Store.Path == "" {
 		c.Store.Path = filepath.Join(c.Listen.DataDir, "custos.db")
 	}
+	setDur(&c.Listen.SessionSweep, DefaultSessionSweep)
 	setDur(&c.Auth.TokenTTL, 8*time.Hour)
 	setDur(&c.Auth.WebSessionTTL, 8*time.Hour)
 	setDur(&c.Auth.DBTokenTTL, 15*time.Minute)
@@ -64,6 +65,9 @@ func (c *Config) ApplyDefaults() {
 			setStr(&t.Postgres.Database, "postgres")
 			setStr(&t.Postgres.TLS, "prefer")
 			setStr(&t.Postgres.Parameters, "record")
+			if t.Postgres.MaxStatementBytes == 0 {
+				t.Postgres.MaxStatementBytes = MaxStatementBytes
+			}
 		}
 		for j := range t.Roles {
 			p := &t.Roles[j].Policy

@@ -65,7 +65,21 @@ type TargetPostgres struct {
 	RecordResults  bool `yaml:"record_results"`
 	ResultRowsCap  int  `yaml:"result_rows_cap"`
 	ResultBytesCap int  `yaml:"result_bytes_cap"`
+	// MaxStatementBytes bounds, in bytes, each text the proxy records of
+	// a client message: the SQL of a Query or Parse, a statement or portal
+	// name, and each parameter value of a Bind or FunctionCall as recorded
+	// under the "record" policy. A message with a longer one is refused
+	// (SQLSTATE 54000) and the session ends, so nothing reaches the
+	// target that the recording does not hold whole. Default and maximum:
+	// MaxStatementBytes (1 MiB).
+	MaxStatementBytes int `yaml:"max_statement_bytes"`
 }
+
+// MaxStatementBytes is the most a recording holds of one text (the
+// recorder's event.MaxFieldLen; a PostgreSQL proxy test checks the two
+// agree): targets[].postgres.max_statement_bytes's default and upper
+// bound.
+const MaxStatementBytes = 1 << 20
 
 // TargetRecording overrides recording policy for one target.
 type TargetRecording struct {

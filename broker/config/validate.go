@@ -100,6 +100,9 @@ func (c *Config) validateListen(ck *checker) {
 	if err := c.Listen.CheckPlaintext(); err != nil {
 		ck.add("listen.http", "%v", err)
 	}
+	if d := c.Listen.SessionSweep.D(); d < time.Second || d > 5*time.Minute {
+		ck.add("listen.session_sweep", "must be between 1s and 5m")
+	}
 }
 
 // CheckPlaintext refuses plain HTTP on an address other than loopback
@@ -220,6 +223,9 @@ func (c *Config) validateTarget(ck *checker, p string, t *Target, names, users, 
 		case "record", "hash", "omit":
 		default:
 			ck.add(p+".postgres.parameters", "must be record, hash or omit")
+		}
+		if n := t.Postgres.MaxStatementBytes; n < 1 || n > MaxStatementBytes {
+			ck.add(p+".postgres.max_statement_bytes", "must be between 1 and %d, what a recording holds in one field", MaxStatementBytes)
 		}
 	default:
 		ck.add(p+".kind", "must be ssh or postgres, not %q", t.Kind)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"sync"
 	"time"
@@ -40,6 +39,25 @@ type Options struct {
 	// handshake, authentication, the upstream login and the recording
 	// start, not counting a hold for approval. Default: 30s.
 	LoginTimeout time.Duration
+	// Rejections audits the refusals of clients that never proved who
+	// they are (Refusal.Anonymous), which anyone who can reach the proxy
+	// can provoke at will: a few records per source address and window,
+	// the rest counted in a summary. *audit.Throttle implements it.
+	// Default: none (each is a record of its own in Audit).
+	Rejections Rejections
+	// SessionSweep is how often every live session's grant is re-checked
+	// by its ID against the store, so a revocation whose event was missed
+	// (another broker's, while the store's listening connection was down)
+	// ends its sessions within this interval. Default: 5s.
+	SessionSweep time.Duration
+}
+
+// Rejections bounds the audit records of refusals; *audit.Throttle
+// implements it.
+type Rejections interface {
+	// Record audits a refusal from source (a client address without
+	// port), appending it or counting it toward a summary.
+	Record(ctx context.Context, source string, e audit.Entry) error
 }
 
 // Config configures a Core. Handle, Grants and Recorder are required.
@@ -58,6 +76,8 @@ type Config struct {
 // Defaults and bounds.
 const (
 	defaultLoginTimeout = 30 * time.Second
+	// DefaultSessionSweep is Options.SessionSweep's default.
+	DefaultSessionSweep = 5 * time.Second
 	// closeGrace is how long Close lets connections that have no session
 	// yet (authenticating, logging in) finish before cutting them.
 	closeGrace = 500 * time.Millisecond
@@ -75,8 +95,8 @@ var ErrSessionNotFound = errors.New("session not found")
 var ErrClosed = errors.New("proxy closed")
 
 // Core accepts a proxy's connections and tracks its sessions. A proxy
-// embeds it, so Serve, Close, Terminate, TerminateGrant, WatchGrants and
-// Sessions are the same for every protocol.
+// embeds it, so Serve, Close, Terminate, TerminateGrant, WatchGrants,
+// Resync, Recheck and Sessions are the same for every protocol.
 type Core struct {
 	cfg Config
 	log *slog.Logger
@@ -90,6 +110,8 @@ type Core struct {
 	conns    map[net.Conn]struct{}
 	sessions map[string]*Session
 	wg       sync.WaitGroup
+	// resync asks the sweep for a re-check at once.
+	resync chan struct{}
 }
 
 // New checks cfg and returns a Core ready to Serve.
@@ -103,9 +125,15 @@ func New(cfg Config) (*Core, error) {
 	if cfg.LoginTimeout <= 0 {
 		cfg.LoginTimeout = defaultLoginTimeout
 	}
+	if cfg.SessionSweep <= 0 {
+		cfg.SessionSweep = DefaultSessionSweep
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Core{cfg: cfg, log: cfg.Logger.With("component", cfg.Protocol+"-proxy"), ctx: ctx, cancel: cancel,
-		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}, sessions: map[string]*Session{}}, nil
+	c := &Core{cfg: cfg, log: cfg.Logger.With("component", cfg.Protocol+"-proxy"), ctx: ctx, cancel: cancel,
+		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}, sessions: map[string]*Session{},
+		resync: make(chan struct{}, 1)}
+	c.wg.Go(c.sweep)
+	return c, nil
 }
 
 // Context ends when the Core closes; its cause is the Shutdown *Cause.
@@ -227,9 +255,15 @@ func (c *Core) TerminateGrant(grantID, reason string) int {
 }
 
 // WatchGrants ends the sessions of every grant announced as revoked or
-// expired on events (broker.Store.GrantEvents) until it closes.
+// expired on events (broker.Store.GrantEvents) until it closes. A resync
+// event (events may have been missed) re-checks every live session's
+// grant at once (Resync).
 func (c *Core) WatchGrants(events <-chan broker.GrantEvent) {
 	for ev := range events {
+		if ev.Resync {
+			c.Resync()
+			continue
+		}
 		if reason, ended := GrantEndReason(ev); ended {
 			c.TerminateGrant(ev.GrantID, reason)
 		}
@@ -237,9 +271,12 @@ func (c *Core) WatchGrants(events <-chan broker.GrantEvent) {
 }
 
 // GrantEndReason is what a user sees after "access revoked: " when ev
-// ends a grant's sessions; ended is false for an event that does not.
+// ends a grant's sessions; ended is false for an event that does not,
+// including a resync event (it names no grant).
 func GrantEndReason(ev broker.GrantEvent) (reason string, ended bool) {
 	switch {
+	case ev.Resync || ev.GrantID == "":
+		return "", false
 	case ev.State == broker.GrantActive:
 		return "", false
 	case ev.State == broker.GrantExpired:
@@ -323,35 +360,6 @@ func (c *Core) audit(ctx context.Context, e audit.Entry) {
 	if _, err := c.cfg.Audit.Append(actx, e); err != nil {
 		c.log.Error("audit append failed", "action", e.Action, "err", err)
 	}
-}
-
-// Refusal is a connection refused before it became a session, for the
-// audit log.
-type Refusal struct {
-	// User is who asked, as far as known; "unknown" when empty.
-	User   string
-	Target string
-	// Outcome is broker.OutcomeDenied, or OutcomeError when the broker
-	// or the target failed.
-	Outcome string
-	Reason  string
-	// Details adds protocol specifics (login, database, sqlstate); never
-	// a credential.
-	Details map[string]any
-}
-
-// Refused audits a refusal (session.refused) and logs it.
-func (c *Core) Refused(ctx context.Context, r Refusal) {
-	if r.User == "" {
-		r.User = "unknown"
-	}
-	if r.Outcome == "" {
-		r.Outcome = broker.OutcomeDenied
-	}
-	d := map[string]any{"protocol": c.cfg.Protocol}
-	maps.Copy(d, r.Details)
-	c.log.Info("connection refused", "user", r.User, "target", r.Target, "reason", r.Reason, "client", d["client_addr"])
-	c.audit(ctx, audit.Entry{Actor: r.User, Action: ActionRefused, Target: r.Target, Outcome: r.Outcome, Reason: r.Reason, Details: d})
 }
 
 // Audit actions of a session's life.

@@ -19,6 +19,11 @@
 //
 // A session refused after Open ends with Refuse. A session ended by the
 // broker carries a *Cause, which each proxy shows in its wire's terms.
+// Besides grant events (WatchGrants), the Core re-checks every live
+// session's grant by its ID on a resync event and every SessionSweep, so
+// a missed event costs seconds, not the rest of the grant. Refusals of
+// clients that never proved who they are go through Options.Rejections,
+// and every name a client chose is recorded escaped and bounded.
 // Both protocols audit session.start, session.end, session.refused,
 // session.terminate and session.record_fail_open, with the same detail keys
 // (protocol, session_id, grant_id, client_addr).

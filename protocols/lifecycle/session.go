@@ -247,9 +247,8 @@ func (s *Session) Refuse(outcome, reason string, details map[string]any) {
 	if err := s.rec.Terminate("system", reason); err != nil {
 		s.c.log.Warn("recording of a refused session not closed", "session", s.ID, "err", err)
 	}
-	d := map[string]any{"client_addr": s.ClientAddr, "grant_id": s.Grant.ID, "session_id": s.ID}
-	maps.Copy(d, details)
-	s.c.Refused(s.ctx, Refusal{User: s.Grant.User, Target: s.Grant.Target, Outcome: outcome, Reason: reason, Details: d})
+	s.c.Refused(s.ctx, Refusal{User: s.Grant.User, Target: s.Grant.Target, Outcome: outcome, Reason: reason,
+		Details: s.refusedDetails(details)})
 	s.untrack()
 }
 

@@ -55,10 +55,12 @@ func (r *redactor) arg(v []byte, null, binaryFormat bool) string {
 
 // clientObserver inspects client→server messages and records statements.
 type clientObserver struct {
-	s    *session
-	red  redactor
-	evs  []event.Event
-	copy int64 // CopyData bytes since the last CopyDone or CopyFail
+	s   *session
+	red redactor
+	// limit is the target's max_statement_bytes.
+	limit int
+	evs   []event.Event
+	copy  int64 // CopyData bytes since the last CopyDone or CopyFail
 	// terminated is set when the client sent Terminate.
 	terminated bool
 }
@@ -100,6 +102,42 @@ func (o *clientObserver) streamed(typ byte, n int) error {
 }
 
 func (o *clientObserver) message(typ byte, b []byte) error {
+	n := len(o.evs)
+	if err := o.decode(typ, b); err != nil {
+		return err
+	}
+	for i := n; i < len(o.evs); i++ {
+		if note, err := oversized(&o.evs[i], messageName(typ), o.limit); err != nil {
+			// The refused message's own event is replaced by the note:
+			// nothing of it reaches the target.
+			o.evs = append(o.evs[:i], *note)
+			return err
+		}
+	}
+	return nil
+}
+
+// messageName names a frontend message type in refusals.
+func messageName(typ byte) string {
+	switch typ {
+	case 'Q':
+		return "Query"
+	case 'P':
+		return "Parse"
+	case 'B':
+		return "Bind"
+	case 'E':
+		return "Execute"
+	case 'F':
+		return "FunctionCall"
+	case 'f':
+		return "CopyFail"
+	}
+	return string(typ)
+}
+
+// decode appends the event a wanted message records.
+func (o *clientObserver) decode(typ byte, b []byte) error {
 	switch typ {
 	case 'Q':
 		q, _, ok := cstring(b)

@@ -44,7 +44,7 @@ func (s *session) run() {
 	p := s.p
 	defer p.unregisterCancelKey(s)
 	maxMsg := p.opts.MaxMessageSize
-	co := &clientObserver{s: s, red: s.red}
+	co := &clientObserver{s: s, red: s.red, limit: statementLimit(s.Target)}
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
 	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
 	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)

@@ -117,7 +117,7 @@ func (p *Proxy) refuseLogin(n *negotiated, ref *refusal) {
 			target = user
 		}
 	}
-	if ref.err != nil {
+	if ref.err != nil && ref.grantID != "" {
 		p.Log().Warn("postgres connection refused", "client", conn.RemoteAddr().String(), "code", ref.Code, "err", ref.err)
 	}
 	details := map[string]any{"client_addr": conn.RemoteAddr().String(), "sqlstate": ref.Code}
@@ -135,7 +135,10 @@ func (p *Proxy) refuseLogin(n *negotiated, ref *refusal) {
 		ref.session.Refuse(outcome, ref.Msg, details)
 		return
 	}
-	p.Refused(context.Background(), lifecycle.Refusal{User: user, Target: target, Outcome: outcome, Reason: ref.Msg, Details: details})
+	// Without a grant the client never presented a valid token: its user
+	// name, database and target are only what it claimed.
+	p.Refused(context.Background(), lifecycle.Refusal{User: user, Target: target, Outcome: outcome, Reason: ref.Msg,
+		Details: details, Anonymous: ref.grantID == ""})
 }
 
 // login authenticates the client, logs in upstream, starts the recording

@@ -28,7 +28,6 @@ import (
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store"
-	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/web"
 	webui "github.com/custos-pam/custos/web/ui"
 )
@@ -205,21 +204,19 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, log, func(f func()) { wg.Go(f) })
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	r.onStop("proxies", func(context.Context) error { px.close(); return nil })
 	// Grant changes from this broker and, on PostgreSQL, from every
-	// replica end live sessions at once.
-	events := st.GrantEvents(bg)
-	wg.Go(func() {
-		for ev := range events {
-			if reason, ended := lifecycle.GrantEndReason(ev); ended {
-				px.terminateGrant(ev.GrantID, reason)
-			}
-		}
-	})
+	// replica end live sessions at once; after events may have been
+	// missed (a resync) each proxy re-checks every live session's grant,
+	// as it also does every listen.session_sweep.
+	for _, p := range px {
+		events := st.GrantEvents(bg)
+		wg.Go(func() { p.WatchGrants(events) })
+	}
 
 	var notify securityNotifier
 	if cfg.Slack.Enabled {

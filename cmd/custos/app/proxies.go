@@ -69,17 +69,11 @@ type proxy interface {
 	Close() error
 	Terminate(sessionID, reason string) error
 	TerminateGrant(grantID, reason string) int
+	WatchGrants(events <-chan broker.GrantEvent)
 }
 
 // proxies are the running wire proxies.
 type proxies []proxy
-
-// terminateGrant closes every live session on an ended grant.
-func (ps proxies) terminateGrant(id, reason string) {
-	for _, p := range ps {
-		p.TerminateGrant(id, reason)
-	}
-}
 
 // Terminate ends one live session by id, whichever proxy holds it.
 func (ps proxies) Terminate(sessionID, reason string) bool {
@@ -98,10 +92,13 @@ func (ps proxies) close() {
 }
 
 // startProxies starts the listeners named in cfg.Listen; each proxy serves
-// until ctx ends or close is called.
+// until ctx ends or close is called. Refusals of clients that never
+// proved who they are go through rejections.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
-	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log, log *slog.Logger, serve func(func())) (proxies, error) {
+	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log,
+	rejections *audit.Throttle, log *slog.Logger, serve func(func())) (proxies, error) {
 	creds := issuerCreds{issuer}
+	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D()}
 	// Both record through the recorder, which also serves the live view.
 	recording := lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := rec.Start(ctx, h)
@@ -110,6 +107,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		}
 		return w, nil
 	})
+	core.Recorder = recording
 	newSSH := func() (proxy, error) {
 		ids, err := sshproxy.NewKeyIdentities(cfg.Users)
 		if err != nil {
@@ -119,7 +117,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 			HostKeyFile: filepath.Join(cfg.Listen.DataDir, "ssh_host_ed25519_key"),
 			UserCAKeys:  []ssh.PublicKey{userCA.PublicKey()},
 			Identities:  ids, Grants: acc, Targets: cfg, Credentials: creds,
-			Options: lifecycle.Options{Recorder: recording, Audit: auditLog, Logger: log},
+			Options: core,
 		})
 	}
 	newPostgres := func() (proxy, error) {
@@ -133,7 +131,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		}
 		return pgproxy.New(pgproxy.Options{
 			Targets: cfg, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
-			Options: lifecycle.Options{Recorder: recording, Audit: auditLog, Logger: log},
+			Options: core,
 		})
 	}
 	var ps proxies
