@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install.sh installs and caches everything the local stack and the integration
 # tests need: Debian packages (openssh-server, rsync, tmux, asciinema,
-# pgbouncer, sqlite3, postgresql-15, chromium for the browser tests) and
+# pgbouncer, sqlite3, postgresql-15, chromium for the browser tests,
+# python3-paramiko, curl and ssh-audit for the SSH client tests) and
 # tools built from Go source (MinIO, Vault) under ${XDG_CACHE_HOME:-$HOME/.cache}/custos/bin.
 #
 # It is idempotent: when everything is present it only checks and returns.
@@ -65,6 +66,11 @@ debian_packages=(
 	"openssl:/usr/bin/openssl"
 	"procps:/usr/bin/pgrep"
 	"chromium:/usr/bin/chromium"
+	# Other SSH clients the proxy is tested with: paramiko (Ansible, Fabric),
+	# curl's sftp:// (Debian's curl is built with libssh2), and ssh-audit.
+	"python3-paramiko:/usr/lib/python3/dist-packages/paramiko/__init__.py"
+	"curl:/usr/bin/curl"
+	"ssh-audit:/usr/bin/ssh-audit"
 )
 
 install_debian() {

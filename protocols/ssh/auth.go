@@ -81,9 +81,9 @@ var errRefused = errors.New("connection refused earlier")
 
 func (p *Proxy) serverConfig(st *authState) *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
-		ServerVersion: "SSH-2.0-Custos",
+		ServerVersion: serverVersion,
 		MaxAuthTries:  6,
-		Config:        ssh.Config{Ciphers: clientCiphers},
+		Config:        clientCrypto(),
 		PreAuthConnCallback: func(c ssh.ServerPreAuthConn) {
 			st.mu.Lock()
 			st.preauth = c
@@ -112,10 +112,11 @@ func (p *Proxy) serverConfig(st *authState) *ssh.ServerConfig {
 			st.mu.Lock()
 			st.adm = adm
 			st.mu.Unlock()
+			p.logTransport(meta, adm.core.ID)
 			return perms, nil
 		},
 	}
-	cfg.AddHostKey(p.hostKey)
+	cfg.AddHostKey(hostKeySigner(p.hostKey))
 	return cfg
 }
 

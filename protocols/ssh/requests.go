@@ -11,6 +11,23 @@ import (
 // defaultEnv is the environment a client may set when the role lists none.
 var defaultEnv = []string{"TERM", "LANG", "LC_*"}
 
+// Terminal sizes a client asks for (pty-req, window-change) are clamped to
+// these before they are recorded or reach the target, so a 65535x65535
+// request cannot make the target, the recording's players or the web UI's
+// terminal emulator allocate gigabytes. The largest screens in use are far
+// smaller (a 5K display in a 6-pixel font is about 850 columns).
+const (
+	MaxPTYCols = 1000
+	MaxPTYRows = 500
+	// maxPTYPixels is what the kernel's struct winsize holds.
+	maxPTYPixels = 1<<16 - 1
+)
+
+// clampPTY bounds a requested terminal size in characters and pixels.
+func clampPTY(cols, rows, width, height uint32) (uint32, uint32, uint32, uint32) {
+	return min(cols, MaxPTYCols), min(rows, MaxPTYRows), min(width, maxPTYPixels), min(height, maxPTYPixels)
+}
+
 // Wire shapes of session channel requests (RFC 4254 section 6).
 type (
 	ptyRequest struct {
@@ -50,6 +67,7 @@ func (c *sessionChannel) serveClientRequests(reqs <-chan *ssh.Request) {
 				c.reply(req, false)
 				continue
 			}
+			m.Cols, m.Rows, m.Width, m.Height = clampPTY(m.Cols, m.Rows, m.Width, m.Height)
 			ev.Name, ev.Cols, ev.Rows = m.Term, m.Cols, m.Rows
 			if !s.Role.ShellAllowed() {
 				c.deny(req, ev, "custos: role "+s.Role.Name+" does not allow a terminal")
@@ -57,14 +75,21 @@ func (c *sessionChannel) serveClientRequests(reqs <-chan *ssh.Request) {
 			}
 			if c.recordOrFail(req, ev) {
 				c.pty.Store(true)
+				req.Payload = ssh.Marshal(&m)
 				c.forward(req)
 			}
 		case "window-change":
 			var m windowChange
-			if ssh.Unmarshal(req.Payload, &m) == nil {
-				ev = event.Event{Kind: event.KindResize, Channel: c.num, Cols: m.Cols, Rows: m.Rows}
+			if ssh.Unmarshal(req.Payload, &m) != nil {
+				ev.Denied = true
+				_ = s.Record(ev)
+				c.reply(req, false)
+				continue
 			}
+			m.Cols, m.Rows, m.Width, m.Height = clampPTY(m.Cols, m.Rows, m.Width, m.Height)
+			ev = event.Event{Kind: event.KindResize, Channel: c.num, Cols: m.Cols, Rows: m.Rows}
 			if c.recordOrFail(req, ev) {
+				req.Payload = ssh.Marshal(&m)
 				c.forward(req)
 			}
 		case "env":

@@ -67,7 +67,7 @@ func (p *Proxy) handleConn(raw net.Conn) {
 	setNoDelay(raw)
 	st := &authState{p: p, raw: raw}
 	_ = raw.SetDeadline(time.Now().Add(p.LoginTimeout()))
-	conn, chans, reqs, err := ssh.NewServerConn(raw, p.serverConfig(st))
+	conn, chans, reqs, err := ssh.NewServerConn(p.handshake(raw, st))
 	st.mu.Lock()
 	adm := st.adm
 	st.mu.Unlock()

@@ -236,6 +236,13 @@ func (r *Recording) Done() <-chan struct{} { return r.done }
 
 func (r *Recording) Close() error { return r.end("closed", "", "") }
 
+// Closed reports whether the recording was closed or terminated.
+func (r *Recording) Closed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
 func (r *Recording) Terminate(by, reason string) error { return r.end("terminated", by, reason) }
 
 func (r *Recording) end(state, by, reason string) error {

@@ -74,10 +74,26 @@ type Screen struct {
 	p parser
 }
 
-// New returns a blank screen of the given size (at least 1x1).
+// The largest screen: sizes beyond are clamped, so a recorded or
+// announced size of 65535x65535 cannot make the emulator allocate
+// gigabytes. They match the SSH proxy's clamp of pty-req and
+// window-change sizes; recordings made before that clamp are shown cut to
+// this size.
+const (
+	MaxCols = 1000
+	MaxRows = 500
+)
+
+// clampSize bounds a screen size to 1x1..MaxCols x MaxRows.
+func clampSize(cols, rows int) (int, int) {
+	return min(max(cols, 1), MaxCols), min(max(rows, 1), MaxRows)
+}
+
+// New returns a blank screen of the given size, clamped to at least 1x1
+// and at most MaxCols x MaxRows.
 func New(cols, rows int) *Screen {
 	s := &Screen{}
-	s.reset(max(cols, 1), max(rows, 1))
+	s.reset(clampSize(cols, rows))
 	return s
 }
 
@@ -129,11 +145,11 @@ func (s *Screen) lines() [][]Cell {
 	return s.main
 }
 
-// Resize changes the screen size, keeping the top-left content. Rows that
-// no longer fit push the top of the screen away, as terminals do when the
-// cursor would fall off.
+// Resize changes the screen size (clamped as in New), keeping the
+// top-left content. Rows that no longer fit push the top of the screen
+// away, as terminals do when the cursor would fall off.
 func (s *Screen) Resize(cols, rows int) {
-	cols, rows = max(cols, 1), max(rows, 1)
+	cols, rows = clampSize(cols, rows)
 	if cols == s.cols && rows == s.rows {
 		return
 	}
@@ -390,7 +406,11 @@ func (s *Screen) setAlt(on, clear, saveCursor bool) {
 		}
 		s.altActive = true
 		if clear {
-			s.alt = grid(s.cols, s.rows)
+			// In place: switching screens in a loop must not allocate a
+			// grid each time.
+			for _, l := range s.alt {
+				fillBlank(l, Attr{})
+			}
 		}
 		return
 	}
