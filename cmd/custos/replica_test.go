@@ -56,25 +56,7 @@ func TestMissedRevocationEndsSessionOtherReplica(t *testing.T) {
 	storeDB := pg.CreateDatabase(t, "replicas")
 	dsn := pg.DSN(storeDB)
 
-	start := func(name, listen, vault string, env ...string) *brokerProc {
-		dir := filepath.Join(t.TempDir(), name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		writeTLS(t, dir)
-		port := devstack.FreePort(t)
-		listen = fmt.Sprintf(listen, port, dir)
-		b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), homes: map[string]string{}, env: env}
-		b.url = fmt.Sprintf("https://127.0.0.1:%d", port)
-		body := fmt.Sprintf(replicaConfig, listen, filepath.Join(dir, "data"), dsn, vault, pg.Addr())
-		if err := os.WriteFile(b.cfg, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		b.env = append(b.env, "CUSTOS_CA_CERT="+filepath.Join(dir, "tls.crt"))
-		b.start()
-		t.Cleanup(func() { b.stop(syscall.SIGTERM) })
-		return b
-	}
+	start := replicaStarter(t, pg, dsn, nil)
 	pgPort := devstack.FreePort(t)
 	a := start("a", fmt.Sprintf(`{http: "127.0.0.1:%%d", postgres: "127.0.0.1:%d", tls_cert: %%[2]s/tls.crt, tls_key: %%[2]s/tls.key, data_dir: %%[2]s/data, session_sweep: 2s}`, pgPort),
 		fmt.Sprintf("vault: {address: %q, token: env:CUSTOS_E2E_VAULT_TOKEN}", v.Addr), "CUSTOS_E2E_VAULT_TOKEN="+v.BrokerToken)
@@ -88,33 +70,8 @@ func TestMissedRevocationEndsSessionOtherReplica(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	done := make(chan string, 1)
-	go func() {
-		cmd := exec.CommandContext(ctx, "psql", "-X", "-At", fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require", pgPort),
-			"-c", "select pg_sleep(40)")
-		cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
-		out, _ := cmd.CombinedOutput()
-		done <- string(out)
-	}()
-	su, err := pgx.Connect(ctx, pg.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer su.Close(context.Background())
-	// The session runs once the target runs its statement.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var n int
-		if err := su.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'select pg_sleep(40)'").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the psql session never ran\nbroker a log:\n%s", a.logs)
-		}
-	}
-
+	done := runLongPsql(ctx, t, pgPort, token)
+	su := waitStatement(ctx, t, pg, "select pg_sleep(40)", a)
 	// Broker A goes deaf: no new connection to the store database, and
 	// every listening connection cut. Existing pooled connections stay.
 	if _, err := su.Exec(ctx, fmt.Sprintf("ALTER DATABASE %q ALLOW_CONNECTIONS false", storeDB)); err != nil {
@@ -145,5 +102,119 @@ func TestMissedRevocationEndsSessionOtherReplica(t *testing.T) {
 	}
 	if !strings.Contains(a.logs.String(), "grant found ended on re-check") {
 		t.Errorf("broker a did not log the sweep's finding:\n%s", a.logs)
+	}
+}
+
+// replicaStarter returns how to start brokers sharing the store dsn and
+// the target pg; edit, when set, changes a broker's config text.
+func replicaStarter(t *testing.T, pg *devstack.Postgres, dsn string, edit func(name, body string) string) func(name, listen, vault string, env ...string) *brokerProc {
+	return func(name, listen, vault string, env ...string) *brokerProc {
+		dir := filepath.Join(t.TempDir(), name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeTLS(t, dir)
+		port := devstack.FreePort(t)
+		listen = fmt.Sprintf(listen, port, dir)
+		b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), homes: map[string]string{}, env: env}
+		b.url = fmt.Sprintf("https://127.0.0.1:%d", port)
+		body := fmt.Sprintf(replicaConfig, listen, filepath.Join(dir, "data"), dsn, vault, pg.Addr())
+		if edit != nil {
+			body = edit(name, body)
+		}
+		if err := os.WriteFile(b.cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b.env = append(b.env, "CUSTOS_CA_CERT="+filepath.Join(dir, "tls.crt"))
+		b.start()
+		t.Cleanup(func() { b.stop(syscall.SIGTERM) })
+		return b
+	}
+}
+
+// runLongPsql runs "select pg_sleep(40)" as alice through the PostgreSQL
+// proxy on port; its output arrives on the channel when psql ends.
+func runLongPsql(ctx context.Context, t *testing.T, port int, token string) <-chan string {
+	done := make(chan string, 1)
+	go func() {
+		cmd := exec.CommandContext(ctx, "psql", "-X", "-At", fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require", port),
+			"-c", "select pg_sleep(40)")
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
+		out, _ := cmd.CombinedOutput()
+		done <- string(out)
+	}()
+	return done
+}
+
+// waitStatement waits until the target runs query and returns a superuser
+// connection to it.
+func waitStatement(ctx context.Context, t *testing.T, pg *devstack.Postgres, query string, b *brokerProc) *pgx.Conn {
+	t.Helper()
+	su, err := pgx.Connect(ctx, pg.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { su.Close(context.Background()) })
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var n int
+		if err := su.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1", query).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			return su
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the psql session never ran\nbroker log:\n%s", b.logs)
+		}
+	}
+}
+
+// TestDisabledUserSessionEndsOtherReplica: a user disabled in the config
+// of a broker that starts while another replica proxies their psql
+// session loses that session within a second (their grants are revoked
+// at start and the revocation reaches the other replica), and their API
+// token stops working there too.
+func TestDisabledUserSessionEndsOtherReplica(t *testing.T) {
+	pg := devstack.StartPostgres(t)
+	v := devstack.StartVault(t)
+	v.Bootstrap(t, pg)
+	if _, err := exec.LookPath("psql"); err != nil {
+		devstack.Require(t, "psql", "apt-get install postgresql-client")
+	}
+	dsn := pg.DSN(pg.CreateDatabase(t, "replicas"))
+	start := replicaStarter(t, pg, dsn, func(name, body string) string {
+		if name != "c" {
+			return body
+		}
+		return strings.Replace(body, "{name: alice, password: env:CUSTOS_E2E_PASSWORD}",
+			"{name: alice, password: env:CUSTOS_E2E_PASSWORD, disabled: true}", 1)
+	})
+	pgPort := devstack.FreePort(t)
+	a := start("a", fmt.Sprintf(`{http: "127.0.0.1:%%d", postgres: "127.0.0.1:%d", tls_cert: %%[2]s/tls.crt, tls_key: %%[2]s/tls.key, data_dir: %%[2]s/data}`, pgPort),
+		fmt.Sprintf("vault: {address: %q, token: env:CUSTOS_E2E_VAULT_TOKEN}", v.Addr), "CUSTOS_E2E_VAULT_TOKEN="+v.BrokerToken)
+	a.login("alice", "bob")
+	req := decode[jsonRequest](t, a.ok("alice", "request", "demo-pg", "--role", "readonly", "--for", "30m", "--reason", "INC-43", "-o", "json"))
+	a.ok("bob", "approve", req.ID)
+	token := strings.TrimSpace(a.ok("alice", "db", "token", "demo-pg"))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := runLongPsql(ctx, t, pgPort, token)
+	waitStatement(ctx, t, pg, "select pg_sleep(40)", a)
+
+	// Replica c starts with alice disabled.
+	disabledAt := time.Now()
+	start("c", `{http: "127.0.0.1:%d", tls_cert: %[2]s/tls.crt, tls_key: %[2]s/tls.key, data_dir: %[2]s/data}`, "")
+	select {
+	case out := <-done:
+		if !strings.Contains(out, "access revoked") {
+			t.Fatalf("psql after alice was disabled: %q\nbroker a log:\n%s", out, a.logs)
+		}
+		t.Logf("session ended %v after replica c was started", time.Since(disabledAt))
+	case <-time.After(20 * time.Second):
+		t.Fatalf("psql still running 20s after alice was disabled\nbroker a log:\n%s", a.logs)
+	}
+	a.refused("alice", "token_invalid", "whoami")
+	if _, err := exec.CommandContext(ctx, "psql", "-X", "-At", fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require password=%s", pgPort, token), "-c", "select 1").CombinedOutput(); err == nil {
+		t.Fatal("a disabled user's connection token still connects")
 	}
 }
