@@ -274,7 +274,7 @@ func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, 
 		}
 		// The reservation stays: it is the failure.
 		e := refuse(broker.KindUnauthenticated, "second_factor_failed", "second factor check failed: wrong password or code")
-		e.Detail = "second factor check failed: " + ie.Reason
+		e.Detail = "second factor check failed: " + ie.Detail
 		return "", e
 	}
 	if id.Name != user {

@@ -55,7 +55,7 @@ func TestPasswordAuthenticator(t *testing.T) {
 				return
 			}
 			var e *Error
-			if !errors.As(err, &e) || e.Code != CodeLoginFailed || e.Reason != tt.reason {
+			if !errors.As(err, &e) || e.Code != CodeLoginFailed || e.Detail != tt.reason {
 				t.Fatalf("err = %#v, want login_failed because %q", err, tt.reason)
 			}
 			if e.Message != loginFailed("").Message {

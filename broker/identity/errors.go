@@ -1,6 +1,10 @@
 package identity
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/custos-pam/custos/broker"
+)
 
 // Error codes. They are part of the API: clients match on them.
 const (
@@ -21,19 +25,24 @@ const (
 	CodeBadRequest = "bad_request"
 )
 
-// Error is an authentication or token refusal. Message is for the client;
-// Reason is the precise cause for the audit log. Neither ever holds a
-// password, code or token secret.
-type Error struct {
-	Code    string
-	Message string
-	Reason  string
+// Error is an authentication or token refusal: the broker's one error
+// type. Message is for the client; Detail is the precise cause for the
+// audit log. Neither ever holds a password, code or token secret.
+type Error = broker.Error
+
+// refusal returns an *Error with the kind that goes with code.
+func refusal(code, message, detail string) *Error {
+	kind := broker.KindUnauthenticated
+	switch code {
+	case CodeTooManyAttempts:
+		kind = broker.KindRateLimited
+	case CodeNotFound:
+		kind = broker.KindNotFound
+	case CodeBadRequest:
+		kind = broker.KindInvalid
+	}
+	return &Error{Kind: kind, Code: code, Message: message, Detail: detail}
 }
-
-func (e *Error) Error() string { return e.Message }
-
-// ErrorCode returns the machine-readable code.
-func (e *Error) ErrorCode() string { return e.Code }
 
 // CodeOf returns the code of the *Error in err's chain, or "".
 func CodeOf(err error) string {
@@ -47,5 +56,5 @@ func CodeOf(err error) string {
 // loginFailed is the one answer a client gets for every bad credential, so
 // it cannot tell an unknown user from a wrong password or code.
 func loginFailed(reason string) *Error {
-	return &Error{Code: CodeLoginFailed, Message: "login failed: wrong user name, password or code", Reason: reason}
+	return refusal(CodeLoginFailed, "login failed: wrong user name, password or code", reason)
 }

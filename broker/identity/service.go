@@ -147,7 +147,7 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 		if key == addrKey {
 			what = "address " + source
 		}
-		e := &Error{Code: CodeTooManyAttempts, Reason: "rate limited: too many failed sign-ins for " + what,
+		e := &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Detail: "rate limited: too many failed sign-ins for " + what,
 			Message: "too many failed sign-ins: try again after " + until.UTC().Format(time.RFC3339)}
 		return "", broker.Token{}, s.loginRefused(ctx, user, source, e, true)
 	}
@@ -179,7 +179,7 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 // many there can be.
 func (s *Service) loginRefused(ctx context.Context, user, source string, e *Error, limited bool) error {
 	entry := audit.Entry{Actor: auditName(user), Action: "auth.login", Outcome: broker.OutcomeDenied,
-		Reason: e.Reason, Details: map[string]any{"source": source, "code": e.Code}}
+		Reason: e.Detail, Details: map[string]any{"source": source, "code": e.Code}}
 	// A sign-in that cannot be audited is refused all the same.
 	if limited {
 		s.refused(ctx, source, entry)
@@ -225,7 +225,7 @@ func (s *Service) VerifyToken(ctx context.Context, secret, kind string) (broker.
 	if errors.As(err, &e) {
 		source := audit.Source(ctx)
 		s.refused(ctx, source, audit.Entry{Actor: "anonymous", Action: "auth.token", Outcome: broker.OutcomeDenied,
-			Reason: e.Reason, Details: map[string]any{"code": e.Code, "kind": kind, "source": source}})
+			Reason: e.Detail, Details: map[string]any{"code": e.Code, "kind": kind, "source": source}})
 	}
 	return tok, err
 }

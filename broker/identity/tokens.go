@@ -120,9 +120,9 @@ func (t *Tokens) issue(ctx context.Context, user, kind, target string, ttl time.
 // expired, and its user is still enabled. A token is expired from ExpiresAt on. Unknown, revoked,
 // malformed and wrong-kind secrets are all token_invalid.
 func (t *Tokens) Verify(ctx context.Context, secret, kind string) (broker.Token, error) {
-	invalid := &Error{Code: CodeTokenInvalid, Message: "token is invalid or revoked: sign in again"}
+	invalid := refusal(CodeTokenInvalid, "token is invalid or revoked: sign in again", "")
 	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) != len(TokenPrefix)+tokenB64.EncodedLen(tokenBytes) {
-		invalid.Reason = "malformed secret"
+		invalid.Detail = "malformed secret"
 		return broker.Token{}, invalid
 	}
 	var tok broker.Token
@@ -132,22 +132,22 @@ func (t *Tokens) Verify(ctx context.Context, secret, kind string) (broker.Token,
 		return err
 	})
 	if errors.Is(err, broker.ErrNotFound) {
-		invalid.Reason = "unknown token"
+		invalid.Detail = "unknown token"
 		return broker.Token{}, invalid
 	}
 	if err != nil {
 		return broker.Token{}, fmt.Errorf("verify token: %w", err)
 	}
 	if tok.Kind != kind {
-		invalid.Reason = fmt.Sprintf("token %s is a %s token, not %s", tok.ID, tok.Kind, kind)
+		invalid.Detail = fmt.Sprintf("token %s is a %s token, not %s", tok.ID, tok.Kind, kind)
 		return broker.Token{}, invalid
 	}
 	if t.enabled != nil && !t.enabled(tok.User) {
-		invalid.Reason = fmt.Sprintf("token %s: user %s is disabled or removed", tok.ID, tok.User)
+		invalid.Detail = fmt.Sprintf("token %s: user %s is disabled or removed", tok.ID, tok.User)
 		return broker.Token{}, invalid
 	}
 	if !t.now().Before(tok.ExpiresAt) {
-		return broker.Token{}, &Error{Code: CodeTokenExpired, Reason: "token " + tok.ID + " expired",
+		return broker.Token{}, &Error{Kind: broker.KindUnauthenticated, Code: CodeTokenExpired, Detail: "token " + tok.ID + " expired",
 			Message: "token expired at " + tok.ExpiresAt.UTC().Format(time.RFC3339) + ": sign in again"}
 	}
 	return tok, nil
@@ -188,7 +188,7 @@ func (t *Tokens) revoke(ctx context.Context, id, by string, admin bool) error {
 		var err error
 		tok, err = tx.GetToken(id)
 		if errors.Is(err, broker.ErrNotFound) || (err == nil && tok.User != by && !admin) {
-			return &Error{Code: CodeNotFound, Message: "no token " + id, Reason: "not found or not owned by " + by}
+			return refusal(CodeNotFound, "no token "+id, "not found or not owned by "+by)
 		}
 		if err != nil {
 			return err
@@ -203,7 +203,7 @@ func (t *Tokens) revoke(ctx context.Context, id, by string, admin bool) error {
 	var e *Error
 	if errors.As(err, &e) {
 		if _, aerr := t.audit.Append(ctx, audit.Entry{Actor: by, Action: "token.revoke", Outcome: broker.OutcomeDenied,
-			Reason: e.Reason, Details: map[string]any{"token_id": id, "code": e.Code}}); aerr != nil {
+			Reason: e.Detail, Details: map[string]any{"token_id": id, "code": e.Code}}); aerr != nil {
 			return fmt.Errorf("revoke token: audit refusal: %w", aerr)
 		}
 		return e
@@ -244,4 +244,4 @@ func tokenDetails(t broker.Token) map[string]any {
 	return d
 }
 
-func badRequest(msg string) *Error { return &Error{Code: CodeBadRequest, Message: msg, Reason: msg} }
+func badRequest(msg string) *Error { return refusal(CodeBadRequest, msg, msg) }
