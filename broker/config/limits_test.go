@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // TestSessionSweep: the proxies re-check live sessions every 5s by
