@@ -44,9 +44,10 @@ type tunnel struct {
 	stderr io.Writer
 	now    func() time.Time
 
-	mu      sync.Mutex
-	tok     dbToken
-	fetched time.Time
+	fetching sync.Mutex
+	mu       sync.Mutex
+	tok      dbToken
+	fetched  time.Time
 	// keys are the cancel keys the broker gave this tunnel's live sessions.
 	keys  map[uint32][]byte
 	conns map[net.Conn]struct{}
@@ -182,20 +183,27 @@ func (tn *tunnel) track(c net.Conn, add bool) bool {
 // token returns a connection token valid for a while yet, fetching a new
 // one when the cached one is in the last third of its life (or force).
 func (tn *tunnel) token(ctx context.Context, force bool) (dbToken, error) {
+	// fetching serializes refreshes, so concurrent logins share one; mu
+	// is not held across the HTTP call, so cancels are not held up.
+	tn.fetching.Lock()
+	defer tn.fetching.Unlock()
 	tn.mu.Lock()
-	defer tn.mu.Unlock()
+	cached, fetched := tn.tok, tn.fetched
+	tn.mu.Unlock()
 	now := tn.now()
-	if !force && tn.tok.Token != "" {
-		margin := min(tn.tok.ExpiresAt.Sub(tn.fetched)/3, time.Minute)
-		if now.Add(margin).Before(tn.tok.ExpiresAt) {
-			return tn.tok, nil
+	if !force && cached.Token != "" {
+		margin := min(cached.ExpiresAt.Sub(fetched)/3, time.Minute)
+		if now.Add(margin).Before(cached.ExpiresAt) {
+			return cached, nil
 		}
 	}
 	t, err := tn.fetch(ctx)
 	if err != nil {
 		return dbToken{}, err
 	}
+	tn.mu.Lock()
 	tn.tok, tn.fetched = t, now
+	tn.mu.Unlock()
 	return t, nil
 }
 
