@@ -29,8 +29,9 @@ const dbProxyTTL = "3s"
 // TestDBProxyTunnel runs `custos db proxy` against the real broker: psql and
 // a pgx pool with several concurrent connections log in through the local
 // port without a password, a query is cancelled through it, a connection
-// after the first token expired still works, and the broker recorded every
-// session as the user.
+// after the first token expired still works, the broker recorded every
+// session as the user, and revoking the grant ends a live session through
+// the tunnel.
 func TestDBProxyTunnel(t *testing.T) {
 	pg := devstack.StartPostgres(t)
 	v := devstack.StartVault(t)
@@ -69,7 +70,7 @@ func TestDBProxyTunnel(t *testing.T) {
 	}
 
 	req := decode[jsonRequest](t, b.ok("alice", "request", "demo-pg", "--role", "readonly", "--for", "10m", "--reason", "INC-20", "-o", "json"))
-	b.ok("bob", "approve", req.ID)
+	grant := decode[decided](t, b.ok("bob", "approve", req.ID, "-o", "json")).Grant
 	port, tunnelOut := startTunnel(t, b, "alice", "demo-pg", "--role", "readonly")
 
 	psql := func(sql string) (string, error) {
@@ -189,6 +190,35 @@ func TestDBProxyTunnel(t *testing.T) {
 		if s.User != "alice" {
 			t.Fatalf("session not recorded as alice: %+v", s)
 		}
+	}
+
+	// Revoking the grant ends a live session through the tunnel with the
+	// broker's reason, and new connections are refused.
+	live, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg sslmode=disable", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close(context.Background())
+	b.ok("alice", "revoke", grant.ID, "--reason", "done")
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, err := live.Exec(ctx, "select 1")
+		if err != nil {
+			if !strings.Contains(err.Error(), "access revoked") && !live.IsClosed() {
+				t.Fatalf("live session after revoke: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("live session through the tunnel still works 10s after revoke")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got, err := psql("select 1"); err == nil || !strings.Contains(got, "no active grant") {
+		t.Fatalf("psql through the tunnel after revoke: %v: %q", err, got)
+	}
+	if strings.Contains(tunnelOut.String(), "cst_") {
+		t.Fatalf("the tunnel printed a token:\n%s", tunnelOut)
 	}
 }
 
