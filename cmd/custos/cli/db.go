@@ -106,6 +106,7 @@ func newDBCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	})
+	cmd.AddCommand(newDBProxyCmd(g, fetch))
 	return cmd
 }
 
