@@ -5,7 +5,9 @@
 #
 #   database   connection $CUSTOS_TARGET_PG_NAME to the target PostgreSQL (its
 #              username_template names user and grant), dynamic roles readonly
-#              and readwrite (postgres/*.sql), static role breakglass for the
+#              and readwrite (postgres/*.sql) with their stable owner roles
+#              custos_readonly and custos_readwrite (postgres/roles.sql, created
+#              in the target when missing), static role breakglass for the
 #              login custos_breakglass (created in the target when missing)
 #   ssh        CA with a generated ed25519 signing key, role ops (extensions
 #              permit-pty and permit-port-forwarding on request, none by default)
@@ -92,31 +94,6 @@ enable_engine ssh
 enable_engine transit
 
 # --- database: the target PostgreSQL and its dynamic roles ------------------
-# Generated role names show who and why: the broker reads credentials with a
-# per-grant token whose display name is "<user>-<grant id>"; Vault stores it as
-# "token-<user>-<grant-id>" (non-alphanumerics become "-").
-username_template='{{ printf "%s-%s-%s" (.DisplayName | replace "token-" "" | truncate 40) (.RoleName | truncate 10) (random 6) }}'
-v write "database/config/$pg_name" \
-	plugin_name=postgresql-database-plugin \
-	connection_url="postgresql://{{username}}:{{password}}@$pg_host:$CUSTOS_TARGET_PG_PORT/$pg_db?sslmode=$pg_sslmode" \
-	username="$pg_user" \
-	password="$CUSTOS_TARGET_PG_PASSWORD" \
-	password_authentication=scram-sha-256 \
-	username_template="$username_template" \
-	allowed_roles="readonly,readwrite,breakglass" \
-	verify_connection=true >/dev/null
-
-for role in readonly readwrite; do
-	v write "database/roles/$role" \
-		db_name="$pg_name" \
-		creation_statements=@"$here/postgres/$role.create.sql" \
-		revocation_statements=@"$here/postgres/revoke.sql" \
-		default_ttl=1h \
-		max_ttl=24h >/dev/null
-done
-
-# The break-glass account: a standing login whose password only Vault knows
-# and rotates; custodians unseal it under dual control.
 find_psql() {
 	if [ -n "${PSQL:-}" ]; then
 		echo "$PSQL"
@@ -131,8 +108,41 @@ find_psql() {
 	return 1
 }
 psql_bin="$(find_psql)"
-PGPASSWORD="$CUSTOS_TARGET_PG_PASSWORD" PGSSLMODE="$pg_sslmode" "$psql_bin" -X -q -v ON_ERROR_STOP=1 \
-	-h "$pg_host" -p "$CUSTOS_TARGET_PG_PORT" -U "$pg_user" -d "$pg_db" -f "$here/postgres/breakglass.sql" >/dev/null
+target_psql() {
+	PGPASSWORD="$CUSTOS_TARGET_PG_PASSWORD" PGSSLMODE="$pg_sslmode" "$psql_bin" -X -q -v ON_ERROR_STOP=1 \
+		-h "$pg_host" -p "$CUSTOS_TARGET_PG_PORT" -U "$pg_user" -d "$pg_db" "$@" >/dev/null
+}
+
+# Generated role names show who and why: the broker reads credentials with a
+# per-grant token whose display name is "<user>-<grant id>"; Vault stores it as
+# "token-<user>-<grant-id>" (non-alphanumerics become "-").
+username_template='{{ printf "%s-%s-%s" (.DisplayName | replace "token-" "" | truncate 40) (.RoleName | truncate 10) (random 6) }}'
+v write "database/config/$pg_name" \
+	plugin_name=postgresql-database-plugin \
+	connection_url="postgresql://{{username}}:{{password}}@$pg_host:$CUSTOS_TARGET_PG_PORT/$pg_db?sslmode=$pg_sslmode" \
+	username="$pg_user" \
+	password="$CUSTOS_TARGET_PG_PASSWORD" \
+	password_authentication=scram-sha-256 \
+	username_template="$username_template" \
+	allowed_roles="readonly,readwrite,breakglass" \
+	verify_connection=true >/dev/null
+
+# Each dynamic role has a stable NOLOGIN role in the target (postgres/roles.sql)
+# that holds its privileges and owns what its logins create; the revocation
+# statements hand anything a login still owns to it before dropping the login.
+target_psql -f "$here/postgres/roles.sql"
+for role in readonly readwrite; do
+	v write "database/roles/$role" \
+		db_name="$pg_name" \
+		creation_statements=@"$here/postgres/$role.create.sql" \
+		revocation_statements=@"$here/postgres/$role.revoke.sql" \
+		default_ttl=1h \
+		max_ttl=24h >/dev/null
+done
+
+# The break-glass account: a standing login whose password only Vault knows
+# and rotates; custodians unseal it under dual control.
+target_psql -f "$here/postgres/breakglass.sql"
 if ! v read "database/static-roles/breakglass" >/dev/null 2>&1; then
 	v write "database/static-roles/breakglass" \
 		db_name="$pg_name" \

@@ -325,8 +325,9 @@ func upstreamRefusal(target string, err error) *clientError {
 }
 
 // welcome is what the client receives once the session is ready:
-// AuthenticationOk, the target's ParameterStatus messages, the broker's
-// own BackendKeyData and ReadyForQuery.
+// AuthenticationOk, the target's ParameterStatus messages, BackendKeyData
+// with the target backend's PID and the broker's own secret, and
+// ReadyForQuery.
 func welcome(hc *pgconn.HijackedConn, pid uint32, secret []byte) []byte {
 	out, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)
 	keys := make([]string, 0, len(hc.ParameterStatuses))

@@ -1,13 +1,14 @@
 package pgproxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,6 +90,9 @@ const (
 	closeGrace = 500 * time.Millisecond
 	// endLoginTimeout bounds handing a session's login back to the issuer.
 	endLoginTimeout = 10 * time.Second
+	// cancelSecretLen is the length of the broker's cancel secret: the
+	// 4 bytes protocol 3.0 clients expect.
+	cancelSecretLen = 4
 )
 
 // Proxy is the PostgreSQL proxy. It is safe for concurrent use; the
@@ -97,9 +101,10 @@ type Proxy struct {
 	*lifecycle.Core
 	opts Options
 
-	// byPID finds a session by the cancel key the client got.
+	// byPID holds the live sessions by their target backend's PID, the
+	// first half of the cancel key the client got.
 	mu    sync.Mutex
-	byPID map[uint32]*session
+	byPID map[uint32][]*session
 }
 
 // New checks opts and returns a proxy.
@@ -127,7 +132,7 @@ func New(opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("postgres proxy: hash key: %w", err)
 		}
 	}
-	p := &Proxy{opts: opts, byPID: make(map[uint32]*session)}
+	p := &Proxy{opts: opts, byPID: make(map[uint32][]*session)}
 	var err error
 	p.Core, err = lifecycle.New(lifecycle.Config{Protocol: "postgres", Handle: p.handle, Grants: opts.Grants, Options: opts.Options})
 	if err != nil {
@@ -136,22 +141,26 @@ func New(opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// registerCancelKey gives an admitted session a cancel key pair of its
-// own.
+// registerCancelKey gives an admitted session its cancel key: the
+// target's real backend PID, which the client sees in BackendKeyData (so
+// pg_terminate_backend, pg_stat_activity and tools keyed on the PID agree
+// with it), and a secret of the broker's own, so the client never learns
+// the target's. Sessions on different targets may share a PID; the pair
+// (PID, secret) is unique among live sessions.
 func (p *Proxy) registerCancelKey(s *session) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var b [8]byte
+	same := p.byPID[s.upstreamPID]
 	for {
-		if _, err := rand.Read(b[:]); err != nil {
+		secret := make([]byte, cancelSecretLen)
+		if _, err := rand.Read(secret); err != nil {
 			return fmt.Errorf("postgres proxy: cancel key: %w", err)
 		}
-		pid := binary.BigEndian.Uint32(b[:4]) &^ (1 << 31)
-		if _, taken := p.byPID[pid]; pid == 0 || taken {
+		if slices.ContainsFunc(same, func(o *session) bool { return bytes.Equal(o.keySecret, secret) }) {
 			continue
 		}
-		s.keyPID, s.keySecret = pid, append([]byte(nil), b[4:]...)
-		p.byPID[pid] = s
+		s.keySecret = secret
+		p.byPID[s.upstreamPID] = append(same, s)
 		return nil
 	}
 }
@@ -159,18 +168,25 @@ func (p *Proxy) registerCancelKey(s *session) error {
 func (p *Proxy) unregisterCancelKey(s *session) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.byPID[s.keyPID] == s {
-		delete(p.byPID, s.keyPID)
+	rest := slices.DeleteFunc(p.byPID[s.upstreamPID], func(o *session) bool { return o == s })
+	if len(rest) == 0 {
+		delete(p.byPID, s.upstreamPID)
+		return
 	}
+	p.byPID[s.upstreamPID] = rest
 }
 
-// lookupCancel finds the session a CancelRequest's key pair belongs to.
+// lookupCancel finds the session a CancelRequest's key pair belongs to:
+// the PID alone is public (pg_stat_activity shows it), so the secret must
+// match too.
 func (p *Proxy) lookupCancel(k cancelKey) *session {
 	p.mu.Lock()
-	s := p.byPID[k.PID]
-	p.mu.Unlock()
-	if s == nil || subtle.ConstantTimeCompare(s.keySecret, k.Secret) != 1 {
-		return nil
+	defer p.mu.Unlock()
+	var found *session
+	for _, s := range p.byPID[k.PID] {
+		if subtle.ConstantTimeCompare(s.keySecret, k.Secret) == 1 {
+			found = s
+		}
 	}
-	return s
+	return found
 }

@@ -31,8 +31,8 @@ type session struct {
 	upstreamAddr   string
 	upstreamPID    uint32
 	upstreamSecret []byte
-	// keyPID and keySecret are the key pair the client got from the broker.
-	keyPID    uint32
+	// keySecret is the broker's cancel secret for the session: the client
+	// got (upstreamPID, keySecret) in BackendKeyData.
 	keySecret []byte
 
 	// results is the target's result-recording policy.
@@ -218,7 +218,7 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 		return fail(&clientError{Code: codeCannotConnectNow, Msg: "custos: cannot start the session", err: err})
 	}
 	n.conn.SetDeadline(time.Time{})
-	if _, err := n.conn.Write(welcome(hc, s.keyPID, s.keySecret)); err != nil {
+	if _, err := n.conn.Write(welcome(hc, s.upstreamPID, s.keySecret)); err != nil {
 		cs.End(err)
 	}
 	return s, nil

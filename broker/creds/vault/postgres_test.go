@@ -54,9 +54,12 @@ func TestPostgresPerGrantLifecycle(t *testing.T) {
 		t.Fatalf("log in with issued credentials: %v", err)
 	}
 	defer conn.Close(ctx)
-	var who string
-	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != lease.Username {
-		t.Fatalf("current_user = %q, %v", who, err)
+	var who, runsAs string
+	if err := conn.QueryRow(ctx, "SELECT session_user, current_user").Scan(&who, &runsAs); err != nil || who != lease.Username {
+		t.Fatalf("session_user = %q, %v", who, err)
+	}
+	if runsAs != "custos_readonly" {
+		t.Errorf("current_user = %q, want the stable role custos_readonly", runsAs)
 	}
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_roles").Scan(&n); err != nil {

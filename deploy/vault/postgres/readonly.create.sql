@@ -1,2 +1,2 @@
-CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
-GRANT pg_read_all_data TO "{{name}}";
+CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION IN ROLE custos_readonly;
+ALTER ROLE "{{name}}" SET role = 'custos_readonly';

@@ -1,5 +1,5 @@
 ALTER ROLE "{{name}}" NOLOGIN;
 SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = '{{name}}';
-REASSIGN OWNED BY "{{name}}" TO CURRENT_USER;
+REASSIGN OWNED BY "{{name}}" TO custos_readwrite;
 DROP OWNED BY "{{name}}";
 DROP ROLE IF EXISTS "{{name}}";
