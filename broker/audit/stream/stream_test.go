@@ -326,4 +326,3 @@ func TestWebhookRefusedSignature(t *testing.T) {
 		t.Errorf("cursor advanced to %d past a refused record", cur)
 	}
 }
-
