@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -63,6 +64,9 @@ type Options struct {
 type Streamer struct {
 	o    Options
 	wake chan struct{}
+	// sent is the seq of the last record the sink accepted, -1 until
+	// Run read the cursor.
+	sent atomic.Int64
 }
 
 // New checks the options and applies their defaults.
@@ -86,7 +90,31 @@ func New(o Options) (*Streamer, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Streamer{o: o, wake: make(chan struct{}, 1)}, nil
+	s := &Streamer{o: o, wake: make(chan struct{}, 1)}
+	s.sent.Store(-1)
+	return s, nil
+}
+
+// Drain waits until the sink accepted every record in the store, or ctx
+// ends; a shutdown calls it after its last record, before ending Run.
+func (s *Streamer) Drain(ctx context.Context) error {
+	for {
+		s.Notify()
+		if sent := s.sent.Load(); sent >= 0 {
+			var next []broker.AuditRecord
+			err := s.o.Store.View(ctx, func(tx broker.Tx) error {
+				var err error
+				next, err = tx.ListAudit(broker.AuditFilter{AfterSeq: sent, Limit: 1})
+				return err
+			})
+			if err == nil && len(next) == 0 {
+				return nil
+			}
+		}
+		if !sleep(ctx, 20*time.Millisecond) {
+			return fmt.Errorf("audit stream %s: not drained: %w", s.o.Name, context.Cause(ctx))
+		}
+	}
 }
 
 // Notify tells Run that a record was appended, so it need not wait for
@@ -114,6 +142,7 @@ func (s *Streamer) Run(ctx context.Context) {
 		}
 		cursor, err = ReadCursor(s.o.Cursor)
 	}
+	s.sent.Store(cursor)
 	backoff := s.o.MinBackoff
 	for ctx.Err() == nil {
 		recs, err := s.after(ctx, cursor)
@@ -133,6 +162,7 @@ func (s *Streamer) Run(ctx context.Context) {
 				if werr := WriteCursor(s.o.Cursor, cursor); werr != nil && err == nil {
 					err = werr
 				}
+				s.sent.Store(cursor)
 			}
 		}
 		if err == nil {
