@@ -8,10 +8,12 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -100,5 +102,40 @@ func (w *Webhook) post(ctx context.Context, r broker.AuditRecord) error {
 // Close closes idle connections.
 func (w *Webhook) Close() error {
 	w.client.CloseIdleConnections()
+	return nil
+}
+
+// VerifySignature checks a SignatureHeader value against body as a
+// receiver should: the HMAC over "<t>.<body>" with the shared secret,
+// compared in constant time, and t within tolerance of now (replay
+// window).
+func VerifySignature(secret, body []byte, header string, now time.Time, tolerance time.Duration) error {
+	var ts, sig string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sig = v
+		}
+	}
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || sig == "" {
+		return errors.New("audit webhook signature: malformed")
+	}
+	if d := now.Sub(time.Unix(t, 0)); d > tolerance || d < -tolerance {
+		return errors.New("audit webhook signature: timestamp outside the tolerance")
+	}
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return errors.New("audit webhook signature: malformed")
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	if !hmac.Equal(m.Sum(nil), got) {
+		return errors.New("audit webhook signature: mismatch")
+	}
 	return nil
 }
