@@ -138,4 +138,3 @@ func waitDelivered(t *testing.T, a, b *streamtest.Received, head int64) {
 	}
 	t.Fatalf("receivers did not reach seq %d", head)
 }
-
