@@ -19,7 +19,7 @@ import (
 
 // auditStreamDrain bounds how long a shutdown waits for the audit streams
 // to send the last records.
-const auditStreamDrain = 5 * time.Second
+const auditStreamDrain = 3 * time.Second
 
 // auditStreams are the configured SIEM destinations of the audit log.
 type auditStreams []*stream.Streamer
