@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -140,5 +141,54 @@ func TestWebhookRefusedSignature(t *testing.T) {
 	}
 	if cur, _ := stream.ReadCursor(cursor); cur != 0 {
 		t.Errorf("cursor advanced to %d past a refused record", cur)
+	}
+}
+
+// TestSyslogCutMidBatch: a server that resets the connection after the
+// first record of a batch, instead of closing it after the broker's
+// close, has not accepted the batch; it is sent again, so the receiver
+// sees a record twice but never misses one.
+func TestSyslogCutMidBatch(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for i := range 6 {
+		if _, err := audit.NewLog(st).Append(t.Context(), audit.Entry{Actor: "a", Action: "x" + strconv.Itoa(i), Outcome: broker.OutcomeSuccess}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook, _ := streamtest.Webhook(t, []byte("unused"), 0) // for its certificate
+	roots := hook.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	addr, got := streamtest.SyslogCutting(t, hook.TLS.Certificates[0], 2)
+	cursor := filepath.Join(t.TempDir(), "syslog.cursor")
+	s, err := stream.New(stream.Options{Name: "syslog", Store: st, Cursor: cursor, Poll: 10 * time.Millisecond,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Batch: 3,
+		Sink: stream.NewSyslog(addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}, "h", "", time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Run(ctx) })
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cur, _ := stream.ReadCursor(cursor); cur == 6 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	recs, problems := got.Snapshot()
+	var seqs []int64
+	for _, r := range recs {
+		seqs = append(seqs, r.Seq)
+	}
+	// Two cut connections each kept seq 1; then 1, 2, 3 and 4, 5, 6.
+	want := []int64{1, 1, 1, 2, 3, 4, 5, 6}
+	if len(problems) > 0 || !slices.Equal(seqs, want) {
+		t.Fatalf("receiver got seqs %v (problems %v), want %v", seqs, problems, want)
 	}
 }

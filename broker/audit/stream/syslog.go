@@ -25,10 +25,13 @@ const facilityAudit = 13
 
 // Syslog sends records as RFC 5424 messages over TLS with RFC 5425
 // octet-counting framing. Syslog has no acknowledgement, so each batch
-// goes on a connection of its own that ends with a TLS close_notify; the
-// batch counts as accepted only when the server answers with its own
-// close_notify, after reading everything before ours. A batch that fails
-// is sent again whole (at least once).
+// goes on a connection of its own that the broker closes (TLS
+// close_notify, then TCP FIN); the batch counts as accepted only when the
+// server then closes its side in order, which a syslog server does after
+// reading to the end. A connection refused, reset or timed out before that
+// fails the batch, which is sent again whole (at least once). A server
+// that reads a batch, closes in order and then loses it cannot be told
+// apart; the receiver sees the gap in seq.
 type Syslog struct {
 	address  string
 	tls      *tls.Config
@@ -80,8 +83,8 @@ func (s *Syslog) Send(ctx context.Context, recs []broker.AuditRecord) (int, erro
 	if err := conn.CloseWrite(); err != nil {
 		return 0, fmt.Errorf("audit syslog: close: %w", err)
 	}
-	// crypto/tls returns io.EOF only for the peer's close_notify; a
-	// connection cut short is another error.
+	// An orderly close by the server ends the copy with no error; a
+	// reset or the timeout is an error.
 	if _, err := io.Copy(io.Discard, conn); err != nil {
 		return 0, fmt.Errorf("audit syslog: waiting for the server to close: %w", err)
 	}

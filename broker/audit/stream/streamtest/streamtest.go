@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -90,6 +91,18 @@ func Webhook(t testing.TB, secret []byte, failFirst int) (*httptest.Server, *Rec
 // octet-counted RFC 5424 frames until the sender closes and closes in
 // turn.
 func Syslog(t testing.TB, cert tls.Certificate, failFirst int) (string, *Received) {
+	return syslog(t, cert, failFirst, 0)
+}
+
+// SyslogCutting starts a TLS syslog listener whose first cutFirst
+// connections keep only the first frame and then reset the connection
+// (an abortive close, as a crashing server's kernel sends for unread
+// data); later connections behave as Syslog's.
+func SyslogCutting(t testing.TB, cert tls.Certificate, cutFirst int) (string, *Received) {
+	return syslog(t, cert, 0, cutFirst)
+}
+
+func syslog(t testing.TB, cert tls.Certificate, failFirst, cutFirst int) (string, *Received) {
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +119,7 @@ func Syslog(t testing.TB, cert tls.Certificate, failFirst int) (string, *Receive
 				c.(*tls.Conn).NetConn().Close()
 				continue
 			}
+			cut := n <= failFirst+cutFirst
 			go func() {
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -125,6 +139,14 @@ func Syslog(t testing.TB, cert tls.Certificate, failFirst int) (string, *Receive
 						return
 					}
 					got.add(rec)
+					if cut {
+						raw := c.(*tls.Conn).NetConn()
+						if tc, ok := raw.(*net.TCPConn); ok {
+							_ = tc.SetLinger(0)
+						}
+						raw.Close()
+						return
+					}
 				}
 			}()
 		}
