@@ -147,6 +147,25 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	wg.Go(func() { acc.RunScheduler(bg) })
 	wg.Go(func() { rejections.Run(bg) })
 	wg.Go(func() { ids.Run(bg) }) // purges long-expired tokens
+	// Audit records stream to the SIEM destinations in the background. At
+	// shutdown they get a few seconds to send the last records (down to
+	// broker.stop) before they stop; what is left goes on the next start.
+	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
+	var streamWG sync.WaitGroup
+	streams, err := startAuditStreams(streamCtx, cfg, st, log, func(f func()) { streamWG.Go(f) })
+	r.onStop("audit streams", func(ctx context.Context) error {
+		defer streamWG.Wait()
+		defer stopStreams()
+		if !r.started {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, auditStreamDrain)
+		defer cancel()
+		return streams.drain(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	// The last checkpoint of the audit chain comes after broker.stop.
 	var checkpoints *auditCheckpoints
 	r.onStop("audit checkpoint", func(ctx context.Context) error {
