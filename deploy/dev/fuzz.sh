@@ -24,6 +24,7 @@ fuzztime="${FUZZTIME:-20s}"
 # (package directory, target). Add a line with every new decoder.
 required_targets=(
 	"approvals/slack FuzzParseInteraction"     # Slack interaction payloads
+	"broker/audit/stream FuzzReadFrame"        # syslog frames (the test receiver's reader)
 	"protocols/postgres FuzzFrames"            # PostgreSQL frames, both directions
 	"protocols/postgres FuzzStartup"           # startup, SSL and cancel requests
 	"protocols/ssh FuzzClientHello"            # identification and KEXINIT read before the handshake
