@@ -47,6 +47,10 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if err := saveToken(savedToken{URL: c.base, User: out.User, Token: out.Token, ExpiresAt: out.ExpiresAt}); err != nil {
 				return err
 			}
+			// Later commands find the broker without --url.
+			if err := saveProfile(profile{URL: c.base, CACert: absPath(g.caCert)}); err != nil {
+				return err
+			}
 			fmt.Fprintf(g.stdout, "logged in as %s until %s\n", out.User, out.ExpiresAt.Local().Format(time.RFC1123))
 			if withSSH {
 				return g.sshCertificate(cmd.Context(), sshKey)
@@ -60,6 +64,55 @@ func newLoginCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "also get a short-lived SSH certificate for the SSH proxy")
 	cmd.Flags().StringVar(&sshKey, "ssh-key", "", "private key whose public half (KEY.pub) is certified (default ~/.ssh/id_ed25519)")
 	return cmd
+}
+
+// absPath makes a file name independent of the directory it was given in.
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func newLogoutCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "logout",
+		Short:   "Revoke and forget the saved API token (the broker URL stays remembered)",
+		Example: "  custos logout",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := tokenPath()
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintln(g.stdout, "not logged in")
+				return nil
+			}
+			// Revoke on the broker first, so a copy of the file is useless;
+			// a token the broker no longer knows is forgotten all the same.
+			var who struct {
+				TokenID string `json:"token_id"`
+			}
+			revokeErr := g.call(cmd.Context(), "GET", "/api/v1/whoami", nil, &who)
+			if revokeErr == nil && who.TokenID != "" {
+				revokeErr = g.call(cmd.Context(), "DELETE", "/api/v1/tokens/"+who.TokenID, nil, nil)
+			}
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("logout: %w", err)
+			}
+			var ae *apiError
+			var ue *unauthenticatedError
+			if revokeErr != nil && !errors.As(revokeErr, &ue) && !(errors.As(revokeErr, &ae) && ae.Status == 401) {
+				fmt.Fprintf(g.stderr, "custos: logout: token forgotten here, but the broker did not revoke it: %v\n", revokeErr)
+			}
+			fmt.Fprintln(g.stdout, "logged out")
+			return nil
+		},
+	}
 }
 
 func readPassword(g *globals, fromStdin bool) (string, error) {

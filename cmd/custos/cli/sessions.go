@@ -149,7 +149,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				}
 			}
 			if !rep.Intact {
-				return &exitError{code: 1, msg: "verify: " + rep.Verdict}
+				return &exitError{code: exitTampered, msg: "verify: " + rep.Verdict}
 			}
 			return nil
 		},
