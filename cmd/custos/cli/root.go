@@ -4,8 +4,8 @@ package cli
 
 import (
 	"io"
-	"strings"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -18,9 +18,9 @@ type globals struct {
 	// environment and profile.
 	resolved bool
 	output   string
-	stdout io.Writer
-	stderr io.Writer
-	stdin  io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
+	stdin    io.Reader
 }
 
 // Main runs the command line and returns the process exit code (see
