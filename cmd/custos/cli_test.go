@@ -182,3 +182,106 @@ func regexpLine(s string, fields ...string) bool {
 	}
 	return false
 }
+
+// checkSSHTooling: the Host block custos ssh-config prints is used as is
+// by the real ssh; --write keeps the rest of ~/.ssh/config and never
+// touches ~/.ssh/id_*; custos ssh runs ssh with the right port, user and
+// certificate and exits with its status; login --ssh does not replace a
+// certificate another CA issued without --force. alice holds a grant
+// for demo-ssh, whose upstream login is login; laptop is a key the
+// broker certified before.
+func checkSSHTooling(t *testing.T, b *brokerProc, login, laptop string) {
+	t.Helper()
+	home := t.TempDir()
+	env := append(append([]string{}, b.env...), "CUSTOS_URL="+b.url, "HOME="+home)
+	realSSH := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ssh", append([]string{"-o", "BatchMode=yes"}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+home)
+		o, err := cmd.CombinedOutput()
+		return string(o), err
+	}
+
+	conf, errs, code := b.runEnv("alice", "", env, "ssh-config")
+	if code != 0 || !strings.Contains(conf, "Host demo-ssh\n") || !strings.Contains(conf, "  User demo-ssh\n") ||
+		!strings.Contains(conf, "  HostKeyAlias custos-127.0.0.1-") || strings.Contains(conf, "demo-pg") {
+		t.Fatalf("ssh-config: exit %d: %s\n%s", code, errs, conf)
+	}
+	file := filepath.Join(home, "custos.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := realSSH("-F", file, "demo-ssh", "echo via-config; whoami"); err != nil ||
+		!strings.Contains(out, "via-config") || !strings.Contains(out, login) {
+		t.Fatalf("ssh -F (custos ssh-config) demo-ssh: %v: %q\n%s", err, out, conf)
+	}
+
+	// --write, twice: one block, the user's own lines and keys intact.
+	sshDir := filepath.Join(home, ".ssh")
+	mine := map[string]string{"config": "Host other\n  User me\n", "id_ed25519": "my key\n", "id_ed25519-cert.pub": "my cert\n"}
+	if err := os.MkdirAll(sshDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range mine {
+		if err := os.WriteFile(filepath.Join(sshDir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if out, errs, code := b.runEnv("alice", "", env, "ssh-config", "--write"); code != 0 || !strings.Contains(out, "wrote 1 Host block") {
+			t.Fatalf("ssh-config --write: exit %d: %q %q", code, out, errs)
+		}
+	}
+	written, err := os.ReadFile(filepath.Join(sshDir, "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(written), mine["config"]) || strings.Count(string(written), "# BEGIN custos") != 1 ||
+		strings.Count(string(written), "Host demo-ssh\n") != 1 {
+		t.Fatalf("~/.ssh/config after two --write:\n%s", written)
+	}
+	for _, name := range []string{"id_ed25519", "id_ed25519-cert.pub"} {
+		if got, _ := os.ReadFile(filepath.Join(sshDir, name)); string(got) != mine[name] {
+			t.Fatalf("~/.ssh/%s was changed: %q", name, got)
+		}
+	}
+	if out, err := realSSH("-F", filepath.Join(sshDir, "config"), "demo-ssh", "echo via-written"); err != nil || !strings.Contains(out, "via-written") {
+		t.Fatalf("ssh with the written ~/.ssh/config: %v: %q", err, out)
+	}
+
+	// custos ssh: no config at all, ssh's exit status kept.
+	if out, errs, code := b.runEnv("alice", "", env, "ssh", "demo-ssh", "--", "echo via-custos-ssh"); code != 0 || !strings.Contains(out, "via-custos-ssh") {
+		t.Fatalf("custos ssh demo-ssh: exit %d: %q %q", code, out, errs)
+	}
+	if _, errs, code := b.runEnv("alice", "", env, "ssh", "demo-ssh", "--", "exit 7"); code != 7 {
+		t.Fatalf("custos ssh: exit %d, want ssh's 7: %s", code, errs)
+	}
+
+	// login --ssh: a refresh of this broker's certificate needs no
+	// --force; another CA's certificate is not replaced without it.
+	loginSSH := func(key string, extra ...string) (string, int) {
+		_, errs, code := b.runEnv("alice", e2ePassword+"\n", env, append([]string{"login", "--user", "alice", "--password-stdin", "--ssh", "--ssh-key", key}, extra...)...)
+		return errs, code
+	}
+	if errs, code := loginSSH(laptop); code != 0 {
+		t.Fatalf("login --ssh refreshing the broker's own certificate: exit %d: %s", code, errs)
+	}
+	foreign := writeUserKey(t, t.TempDir(), "foreign")
+	other := "ssh-ed25519-cert-v01@openssh.com AAAA-from-another-CA\n"
+	if err := os.WriteFile(foreign+"-cert.pub", []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if errs, code := loginSSH(foreign); code == 0 || !strings.Contains(errs, "--force") {
+		t.Fatalf("login --ssh over another certificate: exit %d: %s", code, errs)
+	}
+	if got, _ := os.ReadFile(foreign + "-cert.pub"); string(got) != other {
+		t.Fatalf("the other certificate was replaced: %q", got)
+	}
+	if errs, code := loginSSH(foreign, "--force"); code != 0 {
+		t.Fatalf("login --ssh --force: exit %d: %s", code, errs)
+	}
+	if got, _ := os.ReadFile(foreign + "-cert.pub"); string(got) == other {
+		t.Fatal("login --ssh --force left the other certificate")
+	}
+}

@@ -80,7 +80,7 @@ func newRoot(g *globals) *cobra.Command {
 		newServeCmd(g),
 		newConfigCmd(g),
 		newVersionCmd(g),
-		newLoginCmd(g), newLogoutCmd(g), newTargetsCmd(g),
+		newLoginCmd(g), newLogoutCmd(g), newTargetsCmd(g), newSSHConfigCmd(g), newSSHCmd(g),
 		newWhoamiCmd(g),
 		newRequestCmd(g),
 		newRequestsCmd(g),
@@ -98,5 +98,6 @@ func newRoot(g *globals) *cobra.Command {
 		newBreakglassCmd(g), newDrillCmd(g),
 		newTokensCmd(g),
 	)
+	g.addCompletions(root)
 	return root
 }
