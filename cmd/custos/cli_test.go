@@ -166,6 +166,22 @@ func TestCLITargetsAndExitCodes(t *testing.T) {
 	wantExit(t, b, "alice", env, 2, "duration_exceeds_max", "request", "demo-pg", "--role", "readonly", "--for", "5h", "--reason", "x")
 	wantExit(t, b, "alice", env, 2, "usage", "targets", "--no-such-flag")
 	wantExit(t, b, "alice", env, 2, "usage", "no-such-command")
+	// Shell completion: the scripts, and IDs and names from the broker.
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if out := b.ok("alice", "completion", sh); !strings.Contains(out, "custos") {
+			t.Fatalf("completion %s: %.200s", sh, out)
+		}
+	}
+	if out := b.ok("bob", "__complete", "approve", ""); !strings.HasPrefix(out, req.ID+"\n") {
+		t.Fatalf("completing approve: %q", out)
+	}
+	if out := b.ok("alice", "__complete", "request", "demo"); !strings.HasPrefix(out, "demo-pg\n") {
+		t.Fatalf("completing request: %q", out)
+	}
+	if out := b.ok("bob", "__complete", "request", ""); strings.Contains(out, "demo-pg") {
+		t.Fatalf("bob may request nothing, completion offers %q", out)
+	}
+
 	// Text mode keeps the one-line message.
 	if _, errs, code := b.run("bob", "", "approve", "req_doesnotexist"); code != 4 || !strings.HasPrefix(errs, "custos: ") || strings.Count(errs, "\n") != 1 {
 		t.Fatalf("text error: exit %d %q", code, errs)
