@@ -178,6 +178,9 @@ func TestCLITargetsAndExitCodes(t *testing.T) {
 	if out := b.ok("alice", "__complete", "request", "demo"); !strings.HasPrefix(out, "demo-pg\n") {
 		t.Fatalf("completing request: %q", out)
 	}
+	if out := b.ok("alice", "__complete", "db", "connect", ""); !strings.HasPrefix(out, "demo-pg\n") {
+		t.Fatalf("completing db connect: %q", out)
+	}
 	if out := b.ok("bob", "__complete", "request", ""); strings.Contains(out, "demo-pg") {
 		t.Fatalf("bob may request nothing, completion offers %q", out)
 	}

@@ -72,6 +72,10 @@ func (g *globals) completeIDs(path string) cobra.CompletionFunc {
 func (g *globals) addCompletions(root *cobra.Command) {
 	dynamic := map[string]cobra.CompletionFunc{
 		"custos request":       g.completeTargets(""),
+		"custos db connect":    g.completeTargets("postgres"),
+		"custos db token":      g.completeTargets("postgres"),
+		"custos db env":        g.completeTargets("postgres"),
+		"custos db proxy":      g.completeTargets("postgres"),
 		"custos approve":       g.completeIDs("/api/v1/requests?pending=true"),
 		"custos deny":          g.completeIDs("/api/v1/requests?pending=true"),
 		"custos cancel":        g.completeIDs("/api/v1/requests?mine=true"),
