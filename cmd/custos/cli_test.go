@@ -222,6 +222,11 @@ func checkSSHTooling(t *testing.T, b *brokerProc, login, laptop string) {
 		return string(o), err
 	}
 
+	// The profile remembered the broker and the CA file given at login:
+	// HTTPS with neither --url, $CUSTOS_URL nor $CUSTOS_CA_CERT.
+	if out, errs, code := b.runEnv("alice", "", []string{"HOME=" + home}, "whoami"); code != 0 || !strings.HasPrefix(out, "alice ") {
+		t.Fatalf("whoami over HTTPS from the profile alone: exit %d: %q %q", code, out, errs)
+	}
 	conf, errs, code := b.runEnv("alice", "", env, "ssh-config")
 	if code != 0 || !strings.Contains(conf, "Host demo-ssh\n") || !strings.Contains(conf, "  User demo-ssh\n") ||
 		!strings.Contains(conf, "  HostKeyAlias custos-127.0.0.1-") || strings.Contains(conf, "demo-pg") {
