@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
@@ -102,6 +104,11 @@ type Options struct {
 	// SSHCA signs short-lived SSH user certificates for SSHCertTTL.
 	SSHCA      *sshca.CA
 	SSHCertTTL time.Duration
+	// SSHHost and SSHPort are where clients reach the SSH proxy, and
+	// SSHHostKey its host key, told with each certificate so the CLI
+	// can write ssh_config and known_hosts. Default: none (no SSH proxy).
+	SSHHost, SSHPort string
+	SSHHostKey       ssh.PublicKey
 	// PublicURL is the broker's external URL; its origin is accepted on
 	// cookie sessions' state changes besides the request's own host.
 	PublicURL string

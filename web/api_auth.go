@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/policy"
 )
 
 type loginBody struct {
@@ -136,20 +137,25 @@ type targetView struct {
 	Roles       []roleView `json:"roles"`
 }
 
-// targets lists the targets and roles for the request form.
+// targets lists the targets and roles the caller may request, for the
+// request form and custos targets; a target none of whose roles the
+// caller may request is left out.
 func (a *API) targets(w http.ResponseWriter, r *http.Request) {
+	user := principal(r).User
 	out := []targetView{}
 	for _, t := range a.o.Config.Targets {
 		tv := targetView{Name: t.Name, Kind: t.Kind, Description: t.Description, Roles: []roleView{}}
 		for _, role := range t.Roles {
-			rv := roleView{Name: role.Name, Approvals: role.Policy.Approvals, Reason: role.Policy.RequireReason,
-				Ticket: role.Policy.RequireTicket}
-			if d := role.Policy.MaxDuration.D(); d > 0 {
-				rv.MaxDuration = d.String()
+			if !a.o.Access.MayRequest(user, t.Name, role.Name) {
+				continue
 			}
+			rv := roleView{Name: role.Name, Approvals: role.Policy.Approvals, Reason: role.Policy.RequireReason,
+				Ticket: role.Policy.RequireTicket, MaxDuration: policy.MaxDuration(role.Policy).String()}
 			tv.Roles = append(tv.Roles, rv)
 		}
-		out = append(out, tv)
+		if len(tv.Roles) > 0 {
+			out = append(out, tv)
+		}
 	}
 	WriteJSON(w, http.StatusOK, out)
 }

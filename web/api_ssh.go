@@ -45,9 +45,16 @@ func (a *API) sshCertificate(w http.ResponseWriter, r *http.Request) {
 	a.record(r.Context(), audit.Entry{Actor: p.User, Action: "ssh.certificate.issue", Outcome: broker.OutcomeSuccess,
 		Details: map[string]any{"fingerprint": ssh.FingerprintSHA256(pub), "serial": cert.Serial,
 			"valid_before": time.Unix(int64(cert.ValidBefore), 0).UTC()}})
-	WriteJSON(w, http.StatusOK, map[string]any{
+	out := map[string]any{
 		"certificate":  strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cert))),
 		"valid_before": time.Unix(int64(cert.ValidBefore), 0).UTC(),
 		"principal":    p.User,
-	})
+	}
+	// Where the SSH proxy is and the host key it presents, for
+	// custos ssh and custos ssh-config.
+	if a.o.SSHPort != "" && a.o.SSHHostKey != nil {
+		out["ssh_host"], out["ssh_port"] = a.o.SSHHost, a.o.SSHPort
+		out["host_key"] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(a.o.SSHHostKey)))
+	}
+	WriteJSON(w, http.StatusOK, out)
 }

@@ -18,6 +18,14 @@ func (s *Service) isApprover(user, target, role string) bool {
 	return err == nil && policy.IsApprover(pol, s.dir, user)
 }
 
+// MayRequest reports whether user is a requester of target/role, the
+// first thing a request is checked for (GET /api/v1/targets lists only
+// these).
+func (s *Service) MayRequest(user, target, role string) bool {
+	pol, err := s.policyFor(target, role)
+	return err == nil && policy.IsRequester(pol, s.dir, user)
+}
+
 // RequestFacts are the facts about user and request r.
 func (s *Service) RequestFacts(user string, r broker.Request) Facts {
 	return Facts{Security: s.isSecurityAdmin(user), Owner: r.User == user, Approver: s.isApprover(user, r.Target, r.Role)}

@@ -189,7 +189,7 @@ func runCheckpointSite(t *testing.T, site checkpointSite, dataDir *string) {
 
 	named := fmt.Sprintf("audit chain broken at record %d: record %d (id %s): hash ", approval.Seq, approval.Seq, approval.ID)
 	out, errs, code = b.run("sam", "", "audit", "verify", "--config", cfg)
-	if code != 1 || !strings.Contains(errs, named) || !strings.Contains(errs, "the record was altered and the hashes after it recomputed") ||
+	if code != 6 || !strings.Contains(errs, named) || !strings.Contains(errs, "the record was altered and the hashes after it recomputed") ||
 		!strings.Contains(out, fmt.Sprintf("audit chain broken at record %d", approval.Seq)) {
 		t.Fatalf("verify --config after the rewrite: exit %d\n%s%s", code, out, errs)
 	}
@@ -206,7 +206,7 @@ func runCheckpointSite(t *testing.T, site checkpointSite, dataDir *string) {
 	site.putObject(t, audit.CheckpointDir+audit.CheckpointName(forged), fb)
 	b.start()
 	out, errs, code = b.run("sam", "", "audit", "verify")
-	if code != 1 || !strings.Contains(errs, named) ||
+	if code != 6 || !strings.Contains(errs, named) ||
 		!strings.Contains(out, "checkpoint problem: checkpoint "+audit.CheckpointName(forged)+": checkpoint signature invalid") {
 		t.Fatalf("verify through the broker: exit %d\n%s%s\nbroker log:\n%s", code, out, errs, b.logs)
 	}

@@ -176,6 +176,7 @@ func TestFullStack(t *testing.T) {
 	if out, err := sshRun(t, laptop, sshPort, "demo-ssh", "echo via-cert"); err != nil || !strings.Contains(out, "via-cert") {
 		t.Fatalf("ssh with the broker certificate: %v %q", err, out)
 	}
+	checkSSHTooling(t, b, sshd.Login, laptop)
 
 	// Both sessions are listed, searchable, and verify intact in MinIO
 	// under COMPLIANCE retention once closed.

@@ -256,11 +256,13 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: break-glass: %w", err)
 	}
 
-	pgHost, pgPort := proxyHostPort(cfg)
+	pgHost, pgPort := proxyHostPort(cfg, cfg.Listen.Postgres)
+	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)
 	hub := webui.NewHub(rec)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, Recordings: rec, Terminator: px, Live: hub,
 		BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})
 	if err != nil {
@@ -302,10 +304,10 @@ func plainCookies(cfg *config.Config) bool {
 	return cfg.Listen.TLSCert == "" && !strings.HasPrefix(strings.ToLower(cfg.PublicURL), "https://")
 }
 
-// proxyHostPort is where clients reach the PostgreSQL proxy: the public
-// URL's host and the listener's port.
-func proxyHostPort(cfg *config.Config) (string, string) {
-	host, port, _ := net.SplitHostPort(cfg.Listen.Postgres)
+// proxyHostPort is where clients reach the proxy listening on listen: the
+// public URL's host and the listener's port.
+func proxyHostPort(cfg *config.Config, listen string) (string, string) {
+	host, port, _ := net.SplitHostPort(listen)
 	if u := cfg.PublicURL; u != "" {
 		u = u[strings.Index(u, "://")+3:]
 		if i := strings.IndexAny(u, ":/"); i >= 0 {

@@ -85,6 +85,16 @@ func (ps proxies) Terminate(sessionID, reason string) bool {
 	return false
 }
 
+// sshHostKey is the SSH proxy's host key, nil without an SSH listener.
+func (ps proxies) sshHostKey() ssh.PublicKey {
+	for _, p := range ps {
+		if h, ok := p.(interface{ HostKey() ssh.PublicKey }); ok {
+			return h.HostKey()
+		}
+	}
+	return nil
+}
+
 func (ps proxies) close() {
 	for _, p := range ps {
 		_ = p.Close()

@@ -68,12 +68,12 @@ records left uncovered).`,
 			}
 			switch {
 			case rep.FirstBad != 0:
-				return &exitError{code: 1, msg: fmt.Sprintf("audit chain broken at record %d: %s", rep.FirstBad, rep.Problem)}
+				return &exitError{code: exitTampered, msg: fmt.Sprintf("audit chain broken at record %d: %s", rep.FirstBad, rep.Problem)}
 			case rep.Checkpoints != nil && len(rep.Checkpoints.Problems) > 0:
-				return &exitError{code: 1, msg: fmt.Sprintf("audit checkpoints: %d problem(s), the first: %s",
+				return &exitError{code: exitTampered, msg: fmt.Sprintf("audit checkpoints: %d problem(s), the first: %s",
 					len(rep.Checkpoints.Problems), rep.Checkpoints.Problems[0])}
 			case !rep.OK:
-				return &exitError{code: 1, msg: "audit verify: the log did not verify"}
+				return &exitError{code: exitTampered, msg: "audit verify: the log did not verify"}
 			}
 			return nil
 		},

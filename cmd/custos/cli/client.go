@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -35,13 +34,9 @@ type savedToken struct {
 // tokenPath is where the API token lives; $CUSTOS_CONFIG_DIR overrides the
 // directory (tests and several identities on one machine).
 func tokenPath() (string, error) {
-	dir := os.Getenv("CUSTOS_CONFIG_DIR")
-	if dir == "" {
-		base, err := os.UserConfigDir()
-		if err != nil {
-			return "", fmt.Errorf("find config dir: %w", err)
-		}
-		dir = filepath.Join(base, "custos")
+	dir, err := configDir()
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(dir, "token.json"), nil
 }
@@ -54,7 +49,7 @@ func loadToken() (savedToken, error) {
 	}
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return t, errors.New("not logged in: run custos login")
+		return t, &unauthenticatedError{"not logged in: run custos login"}
 	}
 	if err != nil {
 		return t, fmt.Errorf("read token: %w", err)
@@ -70,49 +65,46 @@ func saveToken(t savedToken) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return fmt.Errorf("save token: %w", err)
-	}
-	b, _ := json.MarshalIndent(t, "", "  ")
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("save token: %w", err)
-	}
-	return os.Rename(tmp, p)
+	return writeFileAtomic(p, t, 0o600)
 }
 
-// newClient builds a client for the broker URL. With authenticated set, it
-// loads the saved token and refuses when there is none or it has expired.
+// newClient builds a client for the broker URL (--url, $CUSTOS_URL or
+// the saved profile). With authenticated set, it loads the saved token and
+// refuses when there is none or it has expired.
 func (g *globals) newClient(authenticated bool) (*apiClient, error) {
-	base := strings.TrimRight(g.url, "/")
+	if err := g.resolveBroker(); err != nil {
+		return nil, err
+	}
+	base := g.url
 	if base == "" {
-		return nil, errors.New("no broker URL: set --url or $CUSTOS_URL")
+		return nil, usageErr(errors.New("no broker URL: set --url or $CUSTOS_URL once, and custos login remembers it"))
 	}
 	if _, err := url.ParseRequestURI(base); err != nil {
 		return nil, fmt.Errorf("broker URL %q: %w", base, err)
 	}
-	c := &apiClient{base: base, http: &http.Client{Timeout: 60 * time.Second, Transport: transport()}}
+	c := &apiClient{base: base, http: &http.Client{Timeout: 60 * time.Second, Transport: transport(g.caCert)}}
 	if authenticated {
 		t, err := loadToken()
 		if err != nil {
 			return nil, err
 		}
 		if t.URL != base {
-			return nil, fmt.Errorf("logged in to %s, not %s: run custos login", t.URL, base)
+			return nil, &unauthenticatedError{fmt.Sprintf("logged in to %s, not %s: run custos login", t.URL, base)}
 		}
 		if time.Now().After(t.ExpiresAt) {
-			return nil, errors.New("token expired: run custos login")
+			return nil, &unauthenticatedError{"token expired: run custos login"}
 		}
 		c.token = t.Token
 	}
 	return c, nil
 }
 
-// transport trusts $CUSTOS_CA_CERT in addition to the system roots, for
-// brokers with a private CA (the development stack's self-signed one).
-func transport() http.RoundTripper {
+// transport trusts the CA file ca (--ca-cert, $CUSTOS_CA_CERT or the
+// profile) in addition to the system roots, for brokers with a private CA
+// (the development stack's self-signed one).
+func transport(ca string) http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	if ca := os.Getenv("CUSTOS_CA_CERT"); ca != "" {
+	if ca != "" {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
@@ -162,7 +154,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("broker unreachable: %w", err)
+		return &unreachableError{err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -208,7 +200,7 @@ func (g *globals) jsonOutput() (bool, error) {
 	case "text", "":
 		return false, nil
 	default:
-		return false, fmt.Errorf("--output must be text or json, not %q", g.output)
+		return false, usageErr(fmt.Errorf("--output must be text or json, not %q", g.output))
 	}
 }
 

@@ -16,13 +16,14 @@ import (
 
 func newLoginCmd(g *globals) *cobra.Command {
 	var user, totp, sshKey string
-	var passwordStdin, withSSH bool
+	var passwordStdin, withSSH, force bool
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Sign in to the broker and save a short-lived API token",
 		Example: `  custos login --user alice
   echo "$PASSWORD" | custos login --user alice --password-stdin --totp 123456
-  custos login --user alice --ssh --ssh-key ~/.ssh/id_ed25519   # also writes ~/.ssh/id_ed25519-cert.pub`,
+  custos login --user alice --ssh                 # also certifies custos's own SSH key
+  custos login --user alice --ssh --ssh-key ~/.ssh/id_ed25519   # writes ~/.ssh/id_ed25519-cert.pub (refuses to replace another CA's without --force)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.newClient(false)
@@ -47,9 +48,13 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if err := saveToken(savedToken{URL: c.base, User: out.User, Token: out.Token, ExpiresAt: out.ExpiresAt}); err != nil {
 				return err
 			}
+			// Later commands find the broker without --url.
+			if err := saveProfile(profile{URL: c.base, CACert: absPath(g.caCert)}); err != nil {
+				return err
+			}
 			fmt.Fprintf(g.stdout, "logged in as %s until %s\n", out.User, out.ExpiresAt.Local().Format(time.RFC1123))
 			if withSSH {
-				return g.sshCertificate(cmd.Context(), sshKey)
+				return g.sshCertificate(cmd.Context(), sshKey, force)
 			}
 			return nil
 		},
@@ -58,8 +63,58 @@ func newLoginCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
 	cmd.Flags().StringVar(&totp, "totp", "", "current TOTP code, when your account has a second factor")
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "also get a short-lived SSH certificate for the SSH proxy")
-	cmd.Flags().StringVar(&sshKey, "ssh-key", "", "private key whose public half (KEY.pub) is certified (default ~/.ssh/id_ed25519)")
+	cmd.Flags().StringVar(&sshKey, "ssh-key", "", "private key whose public half (KEY.pub) is certified (default custos's own key in its config directory)")
+	cmd.Flags().BoolVar(&force, "force", false, "with --ssh-key, replace an existing KEY-cert.pub that this broker did not issue")
 	return cmd
+}
+
+// absPath makes a file name independent of the directory it was given in.
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func newLogoutCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "logout",
+		Short:   "Revoke and forget the saved API token (the broker URL stays remembered)",
+		Example: "  custos logout",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := tokenPath()
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintln(g.stdout, "not logged in")
+				return nil
+			}
+			// Revoke on the broker first, so a copy of the file is useless;
+			// a token the broker no longer knows is forgotten all the same.
+			var who struct {
+				TokenID string `json:"token_id"`
+			}
+			revokeErr := g.call(cmd.Context(), "GET", "/api/v1/whoami", nil, &who)
+			if revokeErr == nil && who.TokenID != "" {
+				revokeErr = g.call(cmd.Context(), "DELETE", "/api/v1/tokens/"+who.TokenID, nil, nil)
+			}
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("logout: %w", err)
+			}
+			var ae *apiError
+			var ue *unauthenticatedError
+			if revokeErr != nil && !errors.As(revokeErr, &ue) && !(errors.As(revokeErr, &ae) && ae.Status == 401) {
+				fmt.Fprintf(g.stderr, "custos: logout: token forgotten here, but the broker did not revoke it: %v\n", revokeErr)
+			}
+			fmt.Fprintln(g.stdout, "logged out")
+			return nil
+		},
+	}
 }
 
 func readPassword(g *globals, fromStdin bool) (string, error) {
@@ -116,29 +171,13 @@ func (g *globals) call(ctx context.Context, method, path string, in, out any) er
 }
 
 // sshCertificate has the broker certify KEY.pub and writes KEY-cert.pub,
-// where OpenSSH finds it next to the key.
-func (g *globals) sshCertificate(ctx context.Context, key string) error {
-	if key == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return fmt.Errorf("login --ssh: %w", err)
-		}
-		key = filepath.Join(home, ".ssh", "id_ed25519")
-	}
-	pub, err := os.ReadFile(key + ".pub")
+// where OpenSSH finds it next to the key; without a key, custos's own
+// key in its config directory.
+func (g *globals) sshCertificate(ctx context.Context, key string, force bool) error {
+	id, out, err := g.certify(ctx, key, force)
 	if err != nil {
-		return fmt.Errorf("login --ssh: read public key: %w (create one with ssh-keygen -t ed25519)", err)
-	}
-	var out struct {
-		Certificate string    `json:"certificate"`
-		ValidBefore time.Time `json:"valid_before"`
-	}
-	if err := g.call(ctx, "POST", "/api/v1/ssh/certificate", map[string]string{"public_key": string(pub)}, &out); err != nil {
 		return fmt.Errorf("login --ssh: %w", err)
 	}
-	if err := os.WriteFile(key+"-cert.pub", []byte(out.Certificate+"\n"), 0o644); err != nil {
-		return fmt.Errorf("login --ssh: %w", err)
-	}
-	fmt.Fprintf(g.stdout, "SSH certificate %s-cert.pub valid until %s\n", key, out.ValidBefore.Local().Format(time.RFC1123))
+	fmt.Fprintf(g.stdout, "SSH certificate %s valid until %s\n", id.Cert, out.ValidBefore.Local().Format(time.RFC1123))
 	return nil
 }

@@ -107,7 +107,7 @@ func (g *globals) waitDecision(ctx context.Context, id string, asJSON bool) erro
 			return nil
 		}
 		if r.State != "pending" {
-			return &exitError{code: 1, msg: fmt.Sprintf("request %s was %s", r.ID, r.State)}
+			return &exitError{code: exitRefused, msg: fmt.Sprintf("request %s was %s", r.ID, r.State)}
 		}
 		select {
 		case <-ctx.Done():

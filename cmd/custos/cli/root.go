@@ -3,10 +3,9 @@
 package cli
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -14,39 +13,51 @@ import (
 // globals are the flags every command shares.
 type globals struct {
 	url    string
-	output string
-	stdout io.Writer
-	stderr io.Writer
-	stdin  io.Reader
+	caCert string
+	// resolved is set once url and caCert were settled from flags,
+	// environment and profile.
+	resolved bool
+	output   string
+	stdout   io.Writer
+	stderr   io.Writer
+	stdin    io.Reader
 }
 
-// Main runs the command line and returns the process exit code. Errors are
-// printed as one line on stderr.
+// Main runs the command line and returns the process exit code (see
+// errors.go). Errors are printed as one line on stderr, a JSON object with
+// -o json.
 func Main(args []string) int {
 	g := &globals{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
 	root := newRoot(g)
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		var ee *exitError
-		if errors.As(err, &ee) {
-			if ee.msg != "" {
-				fmt.Fprintln(g.stderr, "custos: "+ee.msg)
-			}
-			return ee.code
+		out := g.output
+		if out == "text" {
+			// Flags that failed to parse left -o unset.
+			out = outputArg(args)
 		}
-		fmt.Fprintln(g.stderr, "custos: "+err.Error())
-		return 1
+		return reportError(g.stderr, out, err)
 	}
-	return 0
+	return exitOK
 }
 
-// exitError ends the program with a specific code.
-type exitError struct {
-	code int
-	msg  string
+// outputArg finds -o/--output in args, for errors raised before cobra
+// parsed the flags.
+func outputArg(args []string) string {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return "text"
+		case (a == "-o" || a == "--output") && i+1 < len(args):
+			return args[i+1]
+		case strings.HasPrefix(a, "--output="):
+			return strings.TrimPrefix(a, "--output=")
+		case strings.HasPrefix(a, "-o") && len(a) > 2:
+			return strings.TrimPrefix(strings.TrimPrefix(a, "-o"), "=")
+		}
+	}
+	return "text"
 }
-
-func (e *exitError) Error() string { return e.msg }
 
 func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
@@ -62,13 +73,14 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetErr(g.stderr)
 	root.SetIn(g.stdin)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.url, "url", os.Getenv("CUSTOS_URL"), "broker base URL (default $CUSTOS_URL)")
+	pf.StringVar(&g.url, "url", "", "broker base URL (default $CUSTOS_URL, else the one custos login saved)")
+	pf.StringVar(&g.caCert, "ca-cert", "", "PEM file of the CA the broker's certificate chains to (default $CUSTOS_CA_CERT, else the one custos login saved)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(
 		newServeCmd(g),
 		newConfigCmd(g),
 		newVersionCmd(g),
-		newLoginCmd(g),
+		newLoginCmd(g), newLogoutCmd(g), newTargetsCmd(g), newSSHConfigCmd(g), newSSHCmd(g),
 		newWhoamiCmd(g),
 		newRequestCmd(g),
 		newRequestsCmd(g),
@@ -86,5 +98,6 @@ func newRoot(g *globals) *cobra.Command {
 		newBreakglassCmd(g), newDrillCmd(g),
 		newTokensCmd(g),
 	)
+	g.addCompletions(root)
 	return root
 }

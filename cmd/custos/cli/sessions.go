@@ -126,8 +126,18 @@ func newVerifyCmd(g *globals) *cobra.Command {
 		Example: "  custos verify ses_abc123",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Verifying re-reads the whole recording from the object store:
+			// no overall timeout (Ctrl-C ends it), time shown on a terminal.
+			c, err := g.newClient(true)
+			if err != nil {
+				return fmt.Errorf("verify: %w", err)
+			}
+			c.http.Timeout = 0
+			p := g.startProgress("verify "+args[0], 0)
 			var raw json.RawMessage
-			if err := g.call(cmd.Context(), "GET", "/api/v1/sessions/"+url.PathEscape(args[0])+"/verify", nil, &raw); err != nil {
+			err = c.do(cmd.Context(), "GET", "/api/v1/sessions/"+url.PathEscape(args[0])+"/verify", nil, &raw)
+			p.stop()
+			if err != nil {
 				return fmt.Errorf("verify: %w", err)
 			}
 			var rep verifyReport
@@ -149,14 +159,16 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				}
 			}
 			if !rep.Intact {
-				return &exitError{code: 1, msg: "verify: " + rep.Verdict}
+				return &exitError{code: exitTampered, msg: "verify: " + rep.Verdict}
 			}
 			return nil
 		},
 	}
 }
 
-// stream GETs an export and copies it to w.
+// stream GETs an export and copies it to w as it arrives, with no overall
+// timeout; on a terminal, with progress on stderr when w is not the
+// terminal itself.
 func (g *globals) stream(ctx context.Context, path string, w io.Writer) error {
 	c, err := g.newClient(true)
 	if err != nil {
@@ -170,7 +182,7 @@ func (g *globals) stream(ctx context.Context, path string, w io.Writer) error {
 	c.http.Timeout = 0
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("broker unreachable: %w", err)
+		return &unreachableError{err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -180,7 +192,13 @@ func (g *globals) stream(ctx context.Context, path string, w io.Writer) error {
 		_ = json.NewDecoder(resp.Body).Decode(&eb)
 		return &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 	}
-	_, err = io.Copy(w, resp.Body)
+	var p *progress
+	if !isTerminal(w) {
+		total := resp.ContentLength // -1 when streamed
+		p = g.startProgress("export", total)
+	}
+	_, err = io.Copy(io.MultiWriter(w, p), resp.Body)
+	p.stop()
 	return err
 }
 
