@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,6 +112,7 @@ func TestMetricsDuringSession(t *testing.T) {
 			}
 		}
 		if len(missing) == 0 {
+			checkDashboard(t, body)
 			// No series is labelled with a raw path: request IDs stay out.
 			if strings.Contains(body, pgReq.ID) || strings.Contains(body, "alice") {
 				t.Errorf("/metrics carries an identifier or a user name")
@@ -153,6 +156,47 @@ func TestMetricsDuringSession(t *testing.T) {
 	}
 	if strings.Contains(logs, token) {
 		t.Error("the connection token appears in the broker log")
+	}
+}
+
+// checkDashboard fails for a series the Grafana dashboard queries that
+// the broker does not expose.
+func checkDashboard(t *testing.T, body string) {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/grafana/custos.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("deploy/grafana/custos.json: %v", err)
+	}
+	queried := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range regexp.MustCompile(`custos_[a-z_]+`).FindAllString(tg.Expr, -1) {
+				queried++
+				family := name
+				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+					if f, ok := strings.CutSuffix(name, suffix); ok && strings.Contains(body, "# TYPE "+f+" histogram") {
+						family = f
+					}
+				}
+				if !strings.Contains(body, "# TYPE "+family+" ") {
+					t.Errorf("dashboard panel %q queries %s, which /metrics does not expose", p.Title, name)
+				}
+			}
+		}
+	}
+	if queried < 10 {
+		t.Errorf("the dashboard queries only %d custos series", queried)
 	}
 }
 
