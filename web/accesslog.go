@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -32,6 +33,10 @@ func noteUser(ctx context.Context, user string) {
 		ru.name.Store(&user)
 	}
 }
+
+// probes are polled by monitoring every few seconds; their access log
+// lines are debug level so they do not drown the rest.
+var probes = map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}
 
 // observe writes one access log line per request and observes its
 // duration: method, route pattern, status, duration, bytes written,
@@ -66,7 +71,11 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			if u := ru.name.Load(); u != nil {
 				attrs = append(attrs, "user", *u)
 			}
-			s.log.Info("http request", attrs...)
+			level := slog.LevelInfo
+			if probes[route] {
+				level = slog.LevelDebug
+			}
+			s.log.Log(r.Context(), level, "http request", attrs...)
 		}()
 		next.ServeHTTP(sw, r)
 		returned = true
