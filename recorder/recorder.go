@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-pam/custos/broker/audit"
@@ -55,6 +56,8 @@ type Recorder struct {
 	outage  time.Time     // first failure since the last successful store call
 	down    bool          // outage exceeded MaxUploadOutage
 	lastErr error
+	// storeErrors counts failed store calls, for Backlog.
+	storeErrors atomic.Uint64
 }
 
 // New opens the spool, checks the store, and starts the background

@@ -303,9 +303,42 @@ func (r *Recorder) findVersion(ctx context.Context, key string, sum [32]byte) (s
 	return "", false, nil
 }
 
+// Backlog is what waits in the spool for upload, for the metrics.
+type Backlog struct {
+	// Chunks and Bytes are the sealed chunks not yet uploaded.
+	Chunks int
+	Bytes  int64
+	// Oldest is when the oldest of them was sealed; zero when none waits.
+	Oldest time.Time
+	// StoreErrors counts failed object store calls since the recorder
+	// started.
+	StoreErrors uint64
+}
+
+// Backlog reports the upload backlog.
+func (r *Recorder) Backlog() Backlog {
+	b := Backlog{StoreErrors: r.storeErrors.Load()}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.tracks {
+		for _, ci := range t.chunks {
+			if ci.Uploaded || ci.Lost {
+				continue
+			}
+			b.Chunks++
+			b.Bytes += ci.Size
+			if !ci.Sealed.IsZero() && (b.Oldest.IsZero() || ci.Sealed.Before(b.Oldest)) {
+				b.Oldest = ci.Sealed
+			}
+		}
+	}
+	return b
+}
+
 // storeFailed records a failed store call; past MaxUploadOutage the store
 // is declared down and fail-closed writers fail.
 func (r *Recorder) storeFailed(err error) {
+	r.storeErrors.Add(1)
 	r.mu.Lock()
 	now := time.Now()
 	r.lastErr = err

@@ -161,6 +161,7 @@ func (a *API) Register(s *Server) {
 	open := func(pattern string, h http.HandlerFunc) { s.Handle(pattern, a.Secure(h)) }
 	auth := func(pattern string, h http.HandlerFunc) { s.Handle(pattern, a.Secure(a.gate.Require(h))) }
 
+	open("GET /api/v1/openapi.json", a.openAPI)
 	open("POST /api/v1/login", a.login)
 	open("POST /api/v1/session", a.signIn)
 	auth("DELETE /api/v1/session", a.signOut)

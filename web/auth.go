@@ -70,6 +70,7 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 
 // WithPrincipal returns ctx carrying p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	noteUser(ctx, p.User)
 	return context.WithValue(ctx, principalKey{}, p)
 }
 

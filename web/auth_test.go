@@ -47,6 +47,26 @@ type authEnv struct {
 	clk   *clock
 	url   string
 	calls int
+	// logs is the server's log, as JSON lines.
+	logs *lockedBuffer
+}
+
+// lockedBuffer is a log sink safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newAuthEnv(t *testing.T) *authEnv {
@@ -65,18 +85,20 @@ func newAuthEnv(t *testing.T) *authEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &authEnv{st: st, clk: &clock{t: time.Now().UTC()}}
+	e := &authEnv{st: st, clk: &clock{t: time.Now().UTC()}, logs: &lockedBuffer{}}
 	log := audit.NewLog(st)
 	e.th = audit.NewThrottle(log, audit.ThrottleOptions{Now: e.clk.Now})
 	if e.ids, err = identity.NewService(identity.Options{Directory: dir, Store: st, Audit: log, Rejections: e.th, Now: e.clk.Now}); err != nil {
 		t.Fatal(err)
 	}
-	srv := web.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	srv.Handle("GET /api/v1/whoami", web.RequireToken(e.ids, func(w http.ResponseWriter, r *http.Request) {
+	srv := web.New(slog.New(slog.NewJSONHandler(e.logs, nil)), nil)
+	whoami := func(w http.ResponseWriter, r *http.Request) {
 		e.calls++
 		p, _ := web.PrincipalFrom(r.Context())
 		web.WriteJSON(w, http.StatusOK, map[string]string{"user": p.User})
-	}))
+	}
+	srv.Handle("GET /api/v1/whoami", web.RequireToken(e.ids, whoami))
+	srv.Handle("GET /api/v1/whoami/{id}", web.RequireToken(e.ids, whoami))
 	// A page checking a session cookie, as the web UI does, relies on the
 	// server putting the client address in every request's context.
 	srv.HandleFunc("GET /page", func(w http.ResponseWriter, r *http.Request) {

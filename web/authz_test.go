@@ -122,6 +122,8 @@ func table() map[string][]row {
 		"GET /readyz":  {{path: fixed("/readyz"), want: all(ok)}},
 		"GET /metrics": {{path: fixed("/metrics"), want: all(ok)}},
 
+		"GET /api/v1/openapi.json": {{path: fixed("/api/v1/openapi.json"), want: all(ok)}},
+
 		"POST /api/v1/login":   {{path: fixed("/api/v1/login"), body: map[string]string{"user": "alice", "password": "wrong"}, want: all(unauth)}},
 		"POST /api/v1/session": {{path: fixed("/api/v1/session"), body: map[string]string{"user": "alice", "password": "wrong"}, want: all(unauth)}},
 		// Signing out revokes the caller's own session or token: the

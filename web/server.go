@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/custos-pam/custos/broker/metrics"
 )
 
 // Check is a readiness check of one dependency (store, Vault, object store).
@@ -34,6 +36,7 @@ type Server struct {
 	checks       map[string]Check
 	routes       []string
 	metricsToken string
+	metrics      *metrics.Metrics
 }
 
 // New returns a server with /healthz, /readyz and /metrics registered.
@@ -116,9 +119,10 @@ func (s *Server) Routes() []string {
 	return out
 }
 
-// Handler is the root handler, with request logging and panic recovery.
+// Handler is the root handler, with the access log, request metrics and
+// panic recovery.
 func (s *Server) Handler() http.Handler {
-	return s.recoverer(withSource(s.mux))
+	return s.recoverer(withSource(s.observe(s.mux)))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

@@ -80,6 +80,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 		return err
 	}
 	for _, r := range reqs {
+		s.counted(r)
 		s.notifyRequest(ctx, r)
 	}
 	for _, g := range grants {

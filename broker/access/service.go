@@ -15,6 +15,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/broker/policy"
 )
 
@@ -35,6 +36,7 @@ type Service struct {
 	log       *slog.Logger
 	now       func() time.Time
 	notifiers []Notifier
+	metrics   *metrics.Metrics
 }
 
 // Options configure a Service. Zero fields take the documented defaults.
@@ -50,11 +52,15 @@ type Options struct {
 	Now func() time.Time
 	// Notifiers hear about committed changes. Default: none.
 	Notifiers []Notifier
+	// Metrics counts requests by state and observes approval latency.
+	// Default: none.
+	Metrics *metrics.Metrics
 }
 
 // New returns a Service.
 func New(o Options) *Service {
-	s := &Service{cfg: o.Config, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, notifiers: o.Notifiers}
+	s := &Service{cfg: o.Config, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, notifiers: o.Notifiers,
+		metrics: o.Metrics}
 	if s.dir == nil {
 		s.dir = policy.GroupsFromConfig(o.Config.Groups)
 	}
@@ -113,8 +119,18 @@ func (s *Service) Create(ctx context.Context, actor string, in NewRequest) (brok
 	if err != nil {
 		return broker.Request{}, fmt.Errorf("create request: %w", err)
 	}
+	s.counted(req)
 	s.notifyRequest(ctx, req)
 	return req, nil
+}
+
+// counted records a committed request state in the metrics, and for a
+// decision the time it took.
+func (s *Service) counted(req broker.Request) {
+	s.metrics.RequestState(string(req.State))
+	if req.State == broker.RequestApproved || req.State == broker.RequestDenied {
+		s.metrics.Decided(req.CreatedAt, req.DecidedAt)
+	}
 }
 
 // Decision is one approver's vote.
@@ -191,6 +207,9 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		s.refused(ctx, actor, action, requestID, err, map[string]any{"request_id": requestID, "via": d.Via})
 		return broker.Request{}, nil, err
 	}
+	if req.State != broker.RequestPending {
+		s.counted(req)
+	}
 	s.notifyRequest(ctx, req)
 	if grant != nil {
 		s.notifyGrant(ctx, *grant)
@@ -228,6 +247,7 @@ func (s *Service) Cancel(ctx context.Context, actor, requestID string) (broker.R
 		s.refused(ctx, actor, "request.cancel", requestID, err, map[string]any{"request_id": requestID})
 		return broker.Request{}, err
 	}
+	s.counted(req)
 	s.notifyRequest(ctx, req)
 	return req, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/metrics"
 )
 
 // Entry is what a caller knows about an event; the store adds Seq, ID,
@@ -24,8 +25,13 @@ type Entry struct {
 
 // Log appends records to the audit log in a store.
 type Log struct {
-	store broker.Store
+	store   broker.Store
+	metrics *metrics.Metrics
 }
+
+// CountAppends makes the log count its appends in m. Call it before the
+// log is used.
+func (l *Log) CountAppends(m *metrics.Metrics) { l.metrics = m }
 
 // NewLog returns a Log writing to s.
 func NewLog(s broker.Store) *Log { return &Log{store: s} }
@@ -56,6 +62,7 @@ func (l *Log) AppendTx(ctx context.Context, tx broker.Tx, e Entry) (broker.Audit
 	if err != nil {
 		return broker.AuditRecord{}, fmt.Errorf("audit %s: %w", e.Action, err)
 	}
+	l.metrics.AuditAppended(e.Outcome)
 	return rec, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/metrics"
 )
 
 // Grants looks grants up by ID; the access service implements it.
@@ -50,6 +51,8 @@ type Options struct {
 	// (another broker's, while the store's listening connection was down)
 	// ends its sessions within this interval. Default: 5s.
 	SessionSweep time.Duration
+	// Metrics counts running sessions and relayed bytes. Default: none.
+	Metrics *metrics.Metrics
 }
 
 // Rejections bounds the audit records of refusals; *audit.Throttle

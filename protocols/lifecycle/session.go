@@ -12,6 +12,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/metrics"
 )
 
 // Kind is why the broker ended a session.
@@ -87,6 +88,7 @@ type Session struct {
 	lastActive atomic.Int64
 	events     atomic.Int64
 	rec        Recording
+	metrics    *metrics.Session
 	failed     atomic.Bool
 	grantEnd   *time.Timer
 
@@ -110,6 +112,7 @@ func (c *Core) Open(st Start) (*Session, error) {
 		return nil, fmt.Errorf("%s proxy: %w", c.cfg.Protocol, ErrClosed)
 	}
 	c.sessions[s.ID] = s
+	s.metrics = c.cfg.Metrics.SessionOpened(c.cfg.Protocol)
 	return s, nil
 }
 
@@ -124,6 +127,13 @@ func (s *Session) Cause() error { return context.Cause(s.ctx) }
 
 // Touch notes that bytes moved, for the idle watcher.
 func (s *Session) Touch() { s.lastActive.Store(time.Now().UnixNano()) }
+
+// Relayed notes that n bytes moved in direction (metrics.ToTarget or
+// metrics.ToClient): for the idle watcher and the relayed-bytes metric.
+func (s *Session) Relayed(direction string, n int) {
+	s.Touch()
+	s.metrics.Relayed(direction, n)
+}
 
 // SetAccount names the target login once it is issued.
 func (s *Session) SetAccount(account string) {
@@ -301,6 +311,7 @@ func (s *Session) untrack() {
 			delete(s.c.sessions, s.ID)
 		}
 		s.c.mu.Unlock()
+		s.metrics.Closed()
 		s.Stopped()
 	})
 }

@@ -125,8 +125,9 @@ type copier struct {
 	atBoundary bool
 	// forwarded counts bytes written to dst.
 	forwarded int64
-	// touch, when set, is called on every read (idle timeout).
-	touch func()
+	// touch, when set, is called with the bytes of every read (idle
+	// timeout, relayed-bytes metric).
+	touch func(n int)
 }
 
 func newCopier(src, dst net.Conn, h frameHandler, maxStream, maxDecode int) *copier {
@@ -148,7 +149,7 @@ func (c *copier) run() error {
 		n, rerr := c.src.Read(c.buf[c.w:])
 		if n > 0 {
 			if c.touch != nil {
-				c.touch()
+				c.touch(n)
 			}
 			c.w += n
 			k, serr := c.sc.scan(c.buf[c.r:c.w])

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/protocols/lifecycle"
 	"github.com/custos-pam/custos/recorder/event"
 )
@@ -48,7 +49,8 @@ func (s *session) run() {
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
 	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
 	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
-	up.touch, down.touch = s.Touch, s.Touch
+	up.touch = func(n int) { s.Relayed(metrics.ToTarget, n) }
+	down.touch = func(n int) { s.Relayed(metrics.ToClient, n) }
 	up.flush = func() error { return s.flush(&co.evs) }
 	down.flush = func() error { return s.flush(&so.evs) }
 

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -178,7 +179,7 @@ func (c *sessionChannel) copyToClient(stderr bool) {
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			c.s.Touch()
+			c.s.Relayed(metrics.ToClient, n)
 			var err error
 			if stderr || c.files == nil {
 				err = c.s.Data(kind, c.num, buf[:n])
@@ -208,7 +209,7 @@ func (c *sessionChannel) copyToUpstream() {
 	for {
 		n, rerr := c.client.Read(buf)
 		if n > 0 {
-			c.s.Touch()
+			c.s.Relayed(metrics.ToTarget, n)
 			var err error
 			if c.files == nil {
 				err = c.s.Data(event.KindInput, c.num, buf[:n])

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -64,11 +65,11 @@ func (s *session) handleDirectTCPIP(nc ssh.NewChannel) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		in = s.pipe(up, cl)
+		in = s.pipe(up, cl, metrics.ToTarget)
 	}()
 	go func() {
 		defer wg.Done()
-		out = s.pipe(cl, up)
+		out = s.pipe(cl, up, metrics.ToClient)
 	}()
 	wg.Wait()
 	cl.Close()
@@ -78,11 +79,11 @@ func (s *session) handleDirectTCPIP(nc ssh.NewChannel) {
 }
 
 // pipe copies src to dst until EOF, then half-closes dst, and returns the
-// bytes moved.
-func (s *session) pipe(dst, src ssh.Channel) int64 {
+// bytes moved; dir is the direction (metrics.ToTarget or ToClient).
+func (s *session) pipe(dst, src ssh.Channel, dir string) int64 {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	n, err := io.CopyBuffer(activity{dst, s}, src, *bp)
+	n, err := io.CopyBuffer(activity{dst, s, dir}, src, *bp)
 	if err == nil {
 		_ = dst.CloseWrite()
 	} else {
@@ -94,10 +95,11 @@ func (s *session) pipe(dst, src ssh.Channel) int64 {
 // activity marks the session active on every write.
 type activity struct {
 	io.Writer
-	s *session
+	s   *session
+	dir string
 }
 
 func (a activity) Write(p []byte) (int, error) {
-	a.s.Touch()
+	a.s.Relayed(a.dir, len(p))
 	return a.Writer.Write(p)
 }

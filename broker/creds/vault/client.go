@@ -14,6 +14,7 @@ import (
 
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/creds"
+	"github.com/custos-pam/custos/broker/metrics"
 )
 
 // Client is an authenticated Vault client. It logs in with AppRole (or uses
@@ -30,7 +31,12 @@ type Client struct {
 	auth    *vaultapi.SecretAuth
 	authErr error
 	expired chan struct{} // signalled when a call finds the token rejected
+	metrics *metrics.Metrics
 }
+
+// Observe makes the client time its Vault calls and count their errors
+// in m. Call it before the client is used.
+func (c *Client) Observe(m *metrics.Metrics) { c.metrics = m }
 
 // New returns a client for cfg without contacting Vault, so a broker starts
 // (and requests for access work) while Vault is down. Secret references
@@ -229,8 +235,10 @@ func (c *Client) ensureAuth(ctx context.Context) (*vaultapi.SecretAuth, error) {
 		return nil, fmt.Errorf("vault: approle login: %w", err)
 	}
 	lc.ClearToken()
+	began := time.Now()
 	s, err := lc.Logical().WriteWithContext(cctx, "auth/"+c.cfg.AppRoleMount+"/login",
 		map[string]any{"role_id": roleID, "secret_id": secretID})
+	c.metrics.VaultCall("login", time.Since(began), err)
 	if err != nil {
 		c.authErr = classify(ctx, "approle login", err)
 		return nil, c.authErr
@@ -298,7 +306,9 @@ func (c *Client) call(ctx context.Context, op string, fn func(ctx context.Contex
 	}
 	for attempt := 0; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		began := time.Now()
 		s, err := fn(cctx, c.api)
+		c.metrics.VaultCall(op, time.Since(began), err)
 		cancel()
 		if err == nil {
 			return s, nil
@@ -402,7 +412,9 @@ func (c *Client) callAs(ctx context.Context, token, op string, fn func(ctx conte
 	api.SetToken(token)
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	began := time.Now()
 	s, err := fn(cctx, api)
+	c.metrics.VaultCall(op, time.Since(began), err)
 	if err != nil {
 		return nil, classify(ctx, op, err)
 	}

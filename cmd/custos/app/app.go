@@ -26,6 +26,7 @@ import (
 	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store"
 	"github.com/custos-pam/custos/web"
@@ -108,7 +109,14 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	r.onStop("store", func(context.Context) error { return st.Close() })
+	srv := web.New(log, nil)
+	m, err := metrics.New(srv.Registry())
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	srv.SetMetrics(m)
 	auditLog := audit.NewLog(st)
+	auditLog.CountAppends(m)
 	r.audit = auditLog
 	// Refusals anyone can provoke without credentials (forged Slack
 	// requests, bad bearer tokens, rate-limited sign-ins) are recorded a
@@ -124,13 +132,12 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log})
+	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log, Metrics: m})
 	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
 	if err := deprovision(ctx, ids, acc, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 
-	srv := web.New(log, nil)
 	srv.AddCheck("store", st.Ping)
 	if cfg.Listen.MetricsToken.IsSet() {
 		tok, err := cfg.Listen.MetricsToken.Resolve()
@@ -192,6 +199,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		if vc, err = vaultcreds.New(cfg.Vault, log); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
+		vc.Observe(m)
 		if issuer, err = vaultcreds.NewIssuer(vaultcreds.Options{Client: vc, Config: cfg, Store: st, Audit: auditLog, Log: log}); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
@@ -218,12 +226,15 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return rec.Close()
 	})
 	srv.AddCheck("recordings", func(context.Context) error { return rec.Ready() })
+	if err := srv.Registry().Register(newStateCollector(st, rec, log.Warn)); err != nil {
+		return fmt.Errorf("serve: metrics: %w", err)
+	}
 
 	userCA, err := sshca.LoadOrCreate(filepath.Join(cfg.Listen.DataDir, "ssh_user_ca"))
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, func(f func()) { wg.Go(f) })
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, m, func(f func()) { wg.Go(f) })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

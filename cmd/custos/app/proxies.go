@@ -17,6 +17,7 @@ import (
 	"github.com/custos-pam/custos/broker/config"
 	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
 	"github.com/custos-pam/custos/broker/dbtoken"
+	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/protocols/lifecycle"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
@@ -106,9 +107,10 @@ func (ps proxies) close() {
 // proved who they are go through rejections.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
 	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log,
-	rejections *audit.Throttle, log *slog.Logger, serve func(func())) (proxies, error) {
+	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func())) (proxies, error) {
 	creds := issuerCreds{issuer}
-	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D()}
+	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D(),
+		Metrics: m}
 	// Both record through the recorder, which also serves the live view.
 	recording := lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := rec.Start(ctx, h)
