@@ -71,6 +71,8 @@ debian_packages=(
 	"python3-paramiko:/usr/lib/python3/dist-packages/paramiko/__init__.py"
 	"curl:/usr/bin/curl"
 	"ssh-audit:/usr/bin/ssh-audit"
+	# systemd-analyze and systemd-sysusers check deploy/systemd's unit.
+	"systemd:/usr/bin/systemd-analyze"
 )
 
 install_debian() {
