@@ -13,8 +13,6 @@ import (
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/manifest"
-	"github.com/custos-pam/custos/recorder/store/localdir"
-	"github.com/custos-pam/custos/recorder/store/s3"
 )
 
 // auditCheckpoints is the broker's audit checkpointing: checkpoints of the
@@ -62,32 +60,9 @@ func (a *auditCheckpoints) final(ctx context.Context, log *slog.Logger) {
 // object store cfg names, under its key prefix.
 func AuditCheckpoints(cfg *config.Config) (*recorder.CheckpointStore, error) {
 	rc := cfg.Recording
-	var st recorder.ObjectStore
-	prefix := ""
-	switch rc.Store {
-	case "s3":
-		ak, err := rc.S3.AccessKey.Resolve()
-		if err != nil {
-			return nil, fmt.Errorf("audit checkpoints: recording.s3.access_key: %w", err)
-		}
-		sk, err := rc.S3.SecretKey.Resolve()
-		if err != nil {
-			return nil, fmt.Errorf("audit checkpoints: recording.s3.secret_key: %w", err)
-		}
-		s, err := s3.New(s3.Config{Endpoint: rc.S3.Endpoint, Region: rc.S3.Region, Bucket: rc.S3.Bucket,
-			AccessKey: ak, SecretKey: sk, Insecure: rc.S3.Insecure})
-		if err != nil {
-			return nil, fmt.Errorf("audit checkpoints: %w", err)
-		}
-		st, prefix = s, rc.S3.Prefix
-	case "local":
-		s, err := localdir.New(rc.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("audit checkpoints: %w", err)
-		}
-		st = s
-	default:
-		return nil, fmt.Errorf("audit checkpoints: unknown recording.store %q", rc.Store)
+	st, prefix, err := objectStore(rc)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoints: %w", err)
 	}
 	return recorder.NewCheckpointStore(st, prefix, rc.Retention.D(), rc.LegalHold), nil
 }

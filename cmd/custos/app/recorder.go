@@ -60,37 +60,45 @@ func NewRecorder(ctx context.Context, c *config.Config, vc *vault.Client, deps R
 	default:
 		return nil, fmt.Errorf("recorder: unknown recording.encryption %q", rc.Encryption)
 	}
-	var st recorder.ObjectStore
-	prefix := ""
-	switch rc.Store {
-	case "s3":
-		ak, err := rc.S3.AccessKey.Resolve()
-		if err != nil {
-			return nil, fmt.Errorf("recorder: recording.s3.access_key: %w", err)
-		}
-		sk, err := rc.S3.SecretKey.Resolve()
-		if err != nil {
-			return nil, fmt.Errorf("recorder: recording.s3.secret_key: %w", err)
-		}
-		st, err = s3.New(s3.Config{Endpoint: rc.S3.Endpoint, Region: rc.S3.Region, Bucket: rc.S3.Bucket,
-			AccessKey: ak, SecretKey: sk, Insecure: rc.S3.Insecure})
-		if err != nil {
-			return nil, fmt.Errorf("recorder: %w", err)
-		}
-		prefix = rc.S3.Prefix
-	case "local":
-		st, err = localdir.New(rc.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("recorder: %w", err)
-		}
-	default:
-		return nil, fmt.Errorf("recorder: unknown recording.store %q", rc.Store)
+	st, prefix, err := objectStore(rc)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
 	}
 	return recorder.New(ctx, recorder.Config{
 		SpoolDir: rc.SpoolDir, Store: st, Prefix: prefix, Signer: signer, Keys: keys,
 		Retention: rc.Retention.D(), LegalHold: rc.LegalHold, MaxUploadOutage: rc.MaxUploadOutage.D(),
 		Audit: deps.Audit, Index: deps.Index, Logger: deps.Logger,
 	})
+}
+
+// objectStore opens the object store recording.store names, and the key
+// prefix within it.
+func objectStore(rc config.Recording) (recorder.ObjectStore, string, error) {
+	switch rc.Store {
+	case "s3":
+		ak, err := rc.S3.AccessKey.Resolve()
+		if err != nil {
+			return nil, "", fmt.Errorf("recording.s3.access_key: %w", err)
+		}
+		sk, err := rc.S3.SecretKey.Resolve()
+		if err != nil {
+			return nil, "", fmt.Errorf("recording.s3.secret_key: %w", err)
+		}
+		st, err := s3.New(s3.Config{Endpoint: rc.S3.Endpoint, Region: rc.S3.Region, Bucket: rc.S3.Bucket,
+			AccessKey: ak, SecretKey: sk, Insecure: rc.S3.Insecure})
+		if err != nil {
+			return nil, "", err
+		}
+		return st, rc.S3.Prefix, nil
+	case "local":
+		st, err := localdir.New(rc.Dir)
+		if err != nil {
+			return nil, "", err
+		}
+		return st, "", nil
+	default:
+		return nil, "", fmt.Errorf("unknown recording.store %q", rc.Store)
+	}
 }
 
 // DrillRecording records break-glass drill probes with rec: the drill
