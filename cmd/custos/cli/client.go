@@ -105,16 +105,23 @@ func (g *globals) newClient(authenticated bool) (*apiClient, error) {
 func transport(ca string) http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if ca != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
+		t.TLSClientConfig = &tls.Config{RootCAs: brokerRoots(ca), MinVersion: tls.VersionTLS12}
+	}
+	return t
+}
+
+// brokerRoots is the system roots plus the CA file ca, when set.
+func brokerRoots(ca string) *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if ca != "" {
 		if pem, err := os.ReadFile(ca); err == nil {
 			pool.AppendCertsFromPEM(pem)
 		}
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return t
+	return pool
 }
 
 // apiError is an error answer from the broker.

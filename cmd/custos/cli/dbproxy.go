@@ -76,11 +76,14 @@ machine uses your grant, so the tunnel only listens on loopback.`,
 				return fmt.Errorf("db proxy: --listen %q is not a loopback address: the tunnel does not ask local clients for a password", listen)
 			}
 			target := args[0]
+			if err := g.resolveBroker(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			cmd.SetContext(ctx)
 			tn := &tunnel{fetch: func(context.Context) (dbToken, error) { return fetch(cmd, target) },
-				roots: brokerRoots(), stderr: g.stderr, now: time.Now}
+				roots: brokerRoots(g.caCert), stderr: g.stderr, now: time.Now}
 			// The first token up front: no grant or no login fails here,
 			// not in the first GUI connection.
 			tok, err := tn.token(ctx, false)
@@ -108,21 +111,6 @@ machine uses your grant, so the tunnel only listens on loopback.`,
 	cmd.Flags().IntVar(&port, "port", 0, "local port to listen on (default: a free port, printed)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1", "loopback address to listen on")
 	return cmd
-}
-
-// brokerRoots are the CAs trusted for the broker's PostgreSQL proxy: the
-// system roots and $CUSTOS_CA_CERT, as for the HTTP API.
-func brokerRoots() *x509.CertPool {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if ca := os.Getenv("CUSTOS_CA_CERT"); ca != "" {
-		if pem, err := os.ReadFile(ca); err == nil {
-			pool.AppendCertsFromPEM(pem)
-		}
-	}
-	return pool
 }
 
 // serve accepts local clients until ctx ends, then closes every live
