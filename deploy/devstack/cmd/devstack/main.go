@@ -59,7 +59,9 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Println(code)
-		fmt.Fprintf(os.Stderr, "(current for %ds more; each code is accepted once)\n", int(left.Seconds()))
+		if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(os.Stderr, "(current for %ds more; each code is accepted once)\n", int(left.Seconds()))
+		}
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
