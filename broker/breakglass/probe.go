@@ -24,7 +24,7 @@ const loginTimeout = 15 * time.Second
 const sqlInvalidPassword = "28P01"
 
 // pgConnect logs in to a PostgreSQL target as user with password, with the
-// target's database and TLS mode.
+// target's database, TLS mode and CA certificates.
 func pgConnect(ctx context.Context, t *config.Target, user, password string) (*pgconn.PgConn, error) {
 	host, port, err := net.SplitHostPort(t.Address)
 	if err != nil {
@@ -37,8 +37,14 @@ func pgConnect(ctx context.Context, t *config.Target, user, password string) (*p
 	if mode == "" {
 		mode = "prefer"
 	}
-	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%s dbname=%s user=%s sslmode=%s connect_timeout=%d",
-		quote(host), quote(port), quote(db), quote(user), mode, int(loginTimeout/time.Second)))
+	dsn := fmt.Sprintf("host=%s port=%s dbname=%s user=%s sslmode=%s connect_timeout=%d",
+		quote(host), quote(port), quote(db), quote(user), mode, int(loginTimeout/time.Second))
+	if t.Postgres.CACert != "" {
+		// verify-full and verify-ca chain to the target's own CAs, as the
+		// proxy's connections do.
+		dsn += " sslrootcert=" + quote(t.Postgres.CACert)
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("connection config: %w", err)
 	}

@@ -53,8 +53,9 @@ Custos development stack is up (state in .dev/, logs in .dev/logs/).
   vault          $VAULT_ADDR
   minio          $CUSTOS_S3_ENDPOINT  bucket $CUSTOS_S3_BUCKET (Object Lock)
 
-Demo users alice (requester), bob and carol (approvers), sam (security);
-password \$CUSTOS_DEMO_PASSWORD, SSH keys in .dev/keys/.
+Demo users alice (requester), bob and carol (approvers), sam (security),
+erin and frank (break-glass custodians); password \$CUSTOS_DEMO_PASSWORD,
+SSH keys in .dev/keys/. A five-minute tour for each: docs/tour.md.
 
   source .dev/env
   bin/custos login --user alice
@@ -64,6 +65,19 @@ password \$CUSTOS_DEMO_PASSWORD, SSH keys in .dev/keys/.
   ssh -i .dev/keys/alice -p \$CUSTOS_SSH_PORT demo-ssh@127.0.0.1
   psql "host=127.0.0.1 port=\$CUSTOS_PG_PORT dbname=demo-pg user=alice sslmode=verify-full sslrootcert=.dev/tls/ca.crt"
       (the password psql asks for is a short-lived connection token from the broker)
+
+Break-glass: account pg-admin (demo-pg as custos_breakglass, password known only to Vault)
+is sealed; erin and frank must both confirm, each with the password and a TOTP code
+(secrets in .dev/totp/; .dev/bin/devstack totp NAME prints the current code, -next waits for
+a fresh one: each code is accepted once). Its daily drill is due at 12:00 UTC.
+
+  CUSTOS_CONFIG_DIR=.dev/erin bin/custos login --user erin --totp \$(.dev/bin/devstack totp erin)
+  CUSTOS_CONFIG_DIR=.dev/erin bin/custos breakglass list
+  CUSTOS_CONFIG_DIR=.dev/erin bin/custos drill run pg-admin --totp \$(.dev/bin/devstack totp -next erin)
+  CUSTOS_CONFIG_DIR=.dev/frank bin/custos login --user frank --totp \$(.dev/bin/devstack totp frank)
+  CUSTOS_CONFIG_DIR=.dev/frank bin/custos breakglass confirm <unseal-id> --totp \$(.dev/bin/devstack totp -next frank)
+  CUSTOS_CONFIG_DIR=.dev/erin bin/custos drill show <drill-id>
+  web UI: $CUSTOS_URL/ui/breakglass (sign in as erin, frank or sam)
 
 Straight to the targets, bypassing the broker (debugging only):
   PGPASSWORD=\$CUSTOS_TARGET_PG_PASSWORD psql -h 127.0.0.1 -p \$CUSTOS_TARGET_PG_PORT -U postgres

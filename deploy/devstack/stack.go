@@ -63,6 +63,9 @@ func Up(o UpOptions) (map[string]string, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("up: %w", err)
 	}
+	if err := ensureTOTPSecrets(dir); err != nil {
+		return nil, err
+	}
 	envPath := filepath.Join(dir, "env")
 	env, err := readEnvFile(envPath)
 	if err != nil {

@@ -359,6 +359,39 @@ step('break-glass: overdue drill flagged; unseal requested, refused without cust
   await shot('19-breakglass-closed');
 });
 
+step('empty states and refusals say what to do, not "Error"', async () => {
+  await signOut();
+  await signIn('alice');
+  // alice is no custodian: the break-glass page says so and why.
+  await page.goto(url('/ui/breakglass'));
+  await page.locator('#bg-none').waitFor();
+  assert.ok((await page.textContent('#bg-none')).includes('not a custodian'));
+  assert.equal(await page.locator('.notice.error').count(), 0, 'an error on the break-glass page');
+  await shot('20-empty-breakglass-not-custodian');
+  // A filter that matches nothing says how to widen it.
+  await page.goto(url('/ui/sessions?user=nobody-at-all'));
+  await page.locator('#sessions td.muted', { hasText: 'widen the time range' }).waitFor();
+  // The audit log is refused to a requester: said with what to do.
+  await page.goto(url('/ui/audit'));
+  await page.locator('#page-problem').waitFor();
+  const refused = await page.textContent('#page-problem');
+  assert.ok(!/^Error/.test(refused) && refused.includes('Ask a security admin'), 'refusal: ' + refused);
+  await shot('21-audit-refused');
+  // A broker with no break-glass account answers 404 not_configured
+  // (web/api_breakglass.go); this one has accounts, so that one answer is
+  // replayed to the page, which explains how to configure one.
+  await page.route('**/api/v1/breakglass', (r) => r.fulfill({ status: 404, contentType: 'application/json',
+    body: JSON.stringify({ error: { code: 'not_configured', message: 'no break-glass accounts are configured' } }) }));
+  await page.goto(url('/ui/breakglass'));
+  await page.locator('#bg-none').waitFor();
+  const none = await page.textContent('#bg-none');
+  assert.ok(none.includes('No break-glass account is configured') && none.includes('docs/breakglass.md'), none);
+  assert.equal(await page.locator('.notice.error').count(), 0, 'not_configured shown as an error');
+  await shot('22-empty-breakglass-not-configured');
+  await page.unroute('**/api/v1/breakglass');
+  await signOut();
+});
+
 let passed = 0, failed = 0;
 const started = Date.now();
 for (const s of steps) {

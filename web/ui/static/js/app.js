@@ -1,6 +1,6 @@
 // Entry point: shows the navigation for the signed-in user and renders the
 // page named by <body data-page>.
-import { api, me, el } from './lib.js';
+import { api, me, el, explain } from './lib.js';
 
 const pages = {
   login: () => import('./login.js'),
@@ -38,7 +38,11 @@ async function main() {
   await mod.render(root);
 }
 
+// A page that cannot load says why and what to do. Something absent (404:
+// not configured, no such item) is a notice; a refusal or a fault is an
+// alert.
 main().catch((e) => {
   const root = document.getElementById('main');
-  root.replaceChildren(el('p', { class: 'notice error', role: 'alert' }, 'Error: ' + (e && e.message ? e.message : String(e))));
+  const fault = !e || e.status !== 404;
+  root.replaceChildren(el('p', { class: 'notice ' + (fault ? 'error' : 'warn'), role: fault ? 'alert' : 'status', id: 'page-problem' }, explain(e)));
 });

@@ -1,4 +1,4 @@
-import { api, el, table, section, notice, fmtTime } from './lib.js';
+import { api, el, table, section, notice, fmtTime, explain } from './lib.js';
 
 const hints = { target: 'target name', at: '2026-11-23T14:00', person: 'user name' };
 
@@ -45,9 +45,9 @@ export async function render(root) {
     out.dataset.rows = '';
     try {
       const t = await api('GET', base + q.toString());
-      out.replaceChildren(el('p', { class: 'muted' }, `${t.rows.length} rows`), el('div', { class: 'scroll' }, table(t.columns, t.rows, { empty: 'No rows.' })));
+      out.replaceChildren(el('p', { class: 'muted' }, `${t.rows.length} rows`), el('div', { class: 'scroll' }, table(t.columns, t.rows, { empty: 'No rows: nothing in the log matches. Widen the time range, check the parameters, or pick another view.' })));
       out.dataset.rows = String(t.rows.length);
-    } catch (e) { notice(root, 'error', e.message); }
+    } catch (e) { notice(root, 'error', explain(e)); }
   };
   const form = el('form', { class: 'inline', id: 'view-form' }, el('label', null, 'View ', vsel), params,
     el('label', null, 'From ', since), el('label', null, 'To ', until), el('button', { type: 'submit', class: 'primary' }, 'Run'), csv, json);
@@ -63,9 +63,14 @@ export async function render(root) {
     if (ev) ev.preventDefault();
     const q = new URLSearchParams({ limit: '200' });
     for (const [k, i] of Object.entries(f)) if (i.value) q.set(k, i.value);
-    const recs = await api('GET', '/api/v1/audit?' + q.toString());
+    let recs;
+    try {
+      recs = await api('GET', '/api/v1/audit?' + q.toString());
+    } catch (e) { notice(root, 'error', explain(e)); return; }
+    const filtered = [...q.keys()].length > 1;
     logBox.replaceChildren(el('div', { class: 'scroll' }, table(['Seq', 'Time (UTC)', 'Actor', 'Action', 'Target', 'Outcome', 'Reason', 'Details'],
-      recs.map((r) => [String(r.seq), fmtTime(r.time), r.actor, r.action, r.target || '', r.outcome, r.reason || '', r.details ? JSON.stringify(r.details) : '']))));
+      recs.map((r) => [String(r.seq), fmtTime(r.time), r.actor, r.action, r.target || '', r.outcome, r.reason || '', r.details ? JSON.stringify(r.details) : '']),
+      { empty: filtered ? 'No record matches: clear a field, or use an action prefix such as grant.' : 'The audit log is empty: every sign-in, request, approval and session is recorded here as it happens.' })));
   };
   logForm.addEventListener('submit', loadLog);
   root.append(section('Log', logForm, logBox));

@@ -4,7 +4,7 @@
 // /ui/breakglass/unseals/<id> (the link in Slack notices) puts that
 // unseal's account first. The broker decides who may do what; refusals
 // are shown as they come.
-import { api, me, el, section, table, fmtTime } from './lib.js';
+import { api, me, el, section, table, fmtTime, explain, emptyState } from './lib.js';
 
 const stateLabels = {
   sealed: 'Sealed', unseal_requested: 'Unseal requested', open: 'Open', rotating: 'Rotating',
@@ -92,7 +92,7 @@ function actionForm(action, children, button, fn, after, sf) {
     } catch (e) {
       msg.className = 'notice error';
       msg.setAttribute('role', 'alert');
-      msg.replaceChildren((e.code ? `Refused (${e.code}): ` : 'Error: ') + e.message);
+      msg.replaceChildren(e.code ? `Refused (${e.code}): ${e.message}` : explain(e));
       msg.hidden = false;
     } finally {
       if (sf) sf.clear();
@@ -188,7 +188,20 @@ export async function render(root) {
   };
 
   async function load() {
-    const data = await api('GET', '/api/v1/breakglass');
+    let data;
+    try {
+      data = await api('GET', '/api/v1/breakglass');
+    } catch (e) {
+      if (e.code !== 'not_configured') throw e;
+      // No account on this broker: say how to add one, not "Error".
+      status.replaceChildren();
+      accountsBox.replaceChildren(emptyState('bg-none',
+        'No break-glass account is configured on this broker. A break-glass account is a sealed emergency login that ' +
+        'named custodians open together, each with a password and an authenticator code. An operator adds one under ' +
+        'breakglass: in custos.yaml (docs/breakglass.md); the development stack (make up) has pg-admin.'));
+      drillsBox.replaceChildren(el('p', { class: 'muted' }, 'Drills are scheduled per break-glass account; there is none yet.'));
+      return;
+    }
     const accts = data.accounts || [];
     status.replaceChildren();
     if ((data.overdue || []).length) {
@@ -216,17 +229,19 @@ export async function render(root) {
     }
     const rest = accts.filter((a) => a !== focused);
     accountsBox.replaceChildren(...(rest.length ? rest.map(card)
-      : [el('p', { class: 'muted' }, focused ? 'No other account.' : 'You are not a custodian of any break-glass account.')]));
+      : [focused ? el('p', { class: 'muted' }, 'No other account.')
+        : emptyState('bg-none', 'You are not a custodian of any break-glass account, so there is nothing for you here. ' +
+          'Custodians are named per account in custos.yaml; security admins see every account.')]));
     drillsBox.replaceChildren(table(['Account', 'Target', 'Schedule', 'Next due', 'Standing', 'Last drill', 'Last passed'],
       accts.map((a) => el('tr', { dataset: { account: a.name, overdue: a.drill && a.drill.overdue ? 'yes' : 'no' }, class: a.drill && a.drill.overdue ? 'overdue-row' : null },
         el('td', null, a.name), el('td', null, a.target), el('td', null, (a.drill && a.drill.schedule) || ''),
         el('td', null, when(a.drill && a.drill.next_due)),
         el('td', null, a.drill && a.drill.overdue ? el('strong', { class: 'overdue' }, '⚠ OVERDUE') : 'on schedule'),
         el('td', null, lastDrill(a)), el('td', null, a.drills && a.drills.last_ok ? fmtTime(a.drills.last_ok) : 'never'))),
-      { empty: 'No break-glass account.' }));
+      { empty: 'No drill to show: drills belong to the accounts you are custodian of.' }));
   }
 
-  refresh.addEventListener('click', () => load().catch((e) => status.prepend(el('p', { class: 'notice error', role: 'alert' }, e.message))));
+  refresh.addEventListener('click', () => load().catch((e) => status.prepend(el('p', { class: 'notice error', role: 'alert' }, explain(e)))));
   await load();
   if (focus) document.getElementById('bg-focus').scrollIntoView();
 }

@@ -117,6 +117,36 @@ export function notice(parent, kind, text) {
   return n;
 }
 
+// advice says what the reader can do about an API error, by its code
+// (docs/api.md lists them); codes not here show the broker's message.
+const advice = {
+  not_configured: 'This broker has nothing of this kind configured yet. An operator adds it to custos.yaml and restarts or reloads the broker (see docs/operator-guide.md).',
+  forbidden: 'Your account may not see this. Ask a security admin if you need it.',
+  not_found: 'It does not exist, or no longer does: check the link, or go back to the list.',
+  no_view: 'There is no such saved view: pick one from the list.',
+  not_live: 'That session is not running any more: find its recording under Sessions.',
+  recording_unavailable: 'The recording store did not answer. Try again in a minute; if it persists, operators find the cause in the broker log.',
+  internal: 'The broker hit an internal problem. Try again; if it persists, operators find the cause in the broker log.',
+  network: 'The broker did not answer. Check that it is running (make up in development) and reload the page.',
+};
+
+// explain is a sentence for a failed call: the broker's message and what
+// to do about it.
+export function explain(e) {
+  if (e instanceof TypeError) return advice.network;
+  const msg = e && e.message ? e.message : String(e);
+  const hint = e && (advice[e.code] || (e.status >= 500 ? advice.internal : ''));
+  if (!hint) return msg;
+  return msg && e.code !== 'not_configured' ? `${msg.replace(/\.?$/, '.')} ${hint}` : hint;
+}
+
+// emptyState is a panel for a page or section with nothing to show: what
+// it is and what to do, with optional commands shown as code.
+export function emptyState(id, text, ...commands) {
+  return el('div', { class: 'empty-state', id, role: 'status' }, el('p', null, text),
+    commands.length ? el('ul', null, commands.map((c) => el('li', null, el('code', null, c)))) : null);
+}
+
 export function section(title, ...children) {
   return el('section', { class: 'card' }, el('h2', null, title), ...children);
 }

@@ -10,7 +10,7 @@ export async function render(root) {
         el('td', null, s.target), el('td', null, s.role), el('td', null, s.protocol), el('td', { class: 'num' }, fmtDuration(s.duration_ms)),
         el('td', { class: 'num' }, fmtBytes(s.bytes)), el('td', { class: 'num' }, String(s.statements)),
         el('td', { class: 'actions' }, s.watchable ? el('a', { href: '/ui/live/' + encodeURIComponent(s.id), class: 'button primary' }, 'Watch') : 'on another broker'))),
-      { empty: 'No session is running.' }));
+      { empty: 'No session is running. Sessions show here while someone is connected through the proxies; past ones are under Sessions.' }));
   };
   await load();
   setInterval(() => load().catch(() => {}), 3000);

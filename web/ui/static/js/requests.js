@@ -1,4 +1,4 @@
-import { api, me, el, table, notice, section, fmtTime } from './lib.js';
+import { api, me, el, table, notice, section, fmtTime, explain, emptyState } from './lib.js';
 
 function approvals(r) {
   const names = (r.approvals || []).map((d) => d.by).join(', ');
@@ -37,7 +37,7 @@ export async function render(root) {
       notice(root, 'ok', `Request ${r.id} created: waiting for ${r.required} approval(s).`);
       reason.value = '';
       await load();
-    } catch (e) { notice(root, 'error', e.message); }
+    } catch (e) { notice(root, 'error', explain(e)); }
   });
 
   const decideRow = (r) => {
@@ -51,7 +51,7 @@ export async function render(root) {
           ? (res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
           : `Denied request ${r.id}.`);
         await load();
-      } catch (e) { notice(root, 'error', e.message); }
+      } catch (e) { notice(root, 'error', explain(e)); }
     };
     approve.addEventListener('click', act('approve'));
     deny.addEventListener('click', act('deny'));
@@ -63,7 +63,7 @@ export async function render(root) {
   const mineRow = (r) => {
     const cancel = r.state === 'pending' ? el('button', { dataset: { action: 'cancel', id: r.id } }, 'Cancel') : null;
     if (cancel) cancel.addEventListener('click', async () => {
-      try { await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/cancel`, {}); await load(); } catch (e) { notice(root, 'error', e.message); }
+      try { await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/cancel`, {}); await load(); } catch (e) { notice(root, 'error', explain(e)); }
     });
     return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, `${r.target} / ${r.role}`), el('td', null, r.duration),
       el('td', { class: 'state-' + r.state }, r.state), el('td', null, approvals(r)), el('td', null, r.reason || ''),
@@ -78,7 +78,7 @@ export async function render(root) {
         await api('POST', `/api/v1/grants/${encodeURIComponent(g.id)}/revoke`, { reason: reasonIn.value });
         notice(root, 'ok', `Grant ${g.id} revoked.`);
         await load();
-      } catch (e) { notice(root, 'error', e.message); }
+      } catch (e) { notice(root, 'error', explain(e)); }
     });
     return el('tr', { dataset: { grant: g.id } }, el('td', null, g.id), el('td', null, g.user), el('td', null, `${g.target} / ${g.role}`),
       el('td', { class: 'state-' + g.state }, g.state), el('td', null, fmtTime(g.starts_at)), el('td', null, fmtTime(g.ends_at)),
@@ -90,21 +90,22 @@ export async function render(root) {
     const [pending, mine, grants] = await Promise.all([
       api('GET', '/api/v1/requests?view=pending'), api('GET', '/api/v1/requests?view=mine'), api('GET', '/api/v1/grants')]);
     pendingBox.replaceChildren(table(['Request', 'User', 'Target / role', 'For', 'Reason', 'Ticket', 'Approvals', 'Expires', ''],
-      pending.map(decideRow), { empty: 'Nothing waits for your decision.' }));
+      pending.map(decideRow), { empty: 'Nothing waits for your decision. Requests you may approve appear here (and in Slack, when it is on).' }));
     mineBox.replaceChildren(table(['Request', 'Target / role', 'For', 'State', 'Approvals', 'Reason', 'Created', 'Grant', ''],
-      mine.map(mineRow), { empty: 'You have made no requests.' }));
+      mine.map(mineRow), { empty: 'You have made no requests. Ask for access with the form above, or: custos request TARGET --role ROLE --for 1h --reason "..."' }));
     grantsBox.replaceChildren(table(['Grant', 'User', 'Target / role', 'State', 'Starts', 'Ends', 'Approvers', 'Reason', ''],
-      grants.map(grantRow), { empty: 'No grants.' }));
+      grants.map(grantRow), { empty: 'No grants yet: a grant starts when a request has its approvals, and ends at its end time or when revoked.' }));
     if (who.admin) {
       const all = await api('GET', '/api/v1/requests?view=all');
       allBox.replaceChildren(table(['Request', 'Target / role', 'For', 'State', 'Approvals', 'Reason', 'Created', 'Grant', ''],
-        all.map(mineRow), { empty: 'No requests.' }));
+        all.map(mineRow), { empty: 'Nobody has requested access yet.' }));
     }
   }
 
   root.append(...[
     el('h1', null, 'Requests'),
-    section('Request access', form),
+    section('Request access', targets.length ? form
+      : emptyState('no-targets', 'There is no target you may request. An operator names who may request each role (requesters: in custos.yaml, docs/policy.md); ask to be added.')),
     section('Waiting for your approval', pendingBox),
     section('My requests', mineBox),
     section(who.admin ? 'Grants' : 'My grants and grants of roles I approve', grantsBox),

@@ -1,4 +1,4 @@
-import { api, el, table, fmtBytes, fmtDuration, fmtTime, section, notice } from './lib.js';
+import { api, el, table, fmtBytes, fmtDuration, fmtTime, section, notice, explain } from './lib.js';
 
 function verifyCell(v) {
   const labels = { intact: '✔ intact', failed: '✘ FAILED', pending: '… checking', live: '● live', unavailable: 'n/a' };
@@ -38,7 +38,7 @@ export async function render(root) {
     let rows;
     try {
       rows = await api('GET', '/api/v1/sessions?' + p.toString());
-    } catch (e) { notice(root, 'error', e.message); return; }
+    } catch (e) { notice(root, 'error', explain(e)); return; }
     box.replaceChildren(table(
       ['Started (UTC)', 'User', 'Target', 'Role', 'Protocol', 'State', 'Duration', 'Bytes', 'Statements', 'Verify', ''],
       rows.map((s) => el('tr', { dataset: { session: s.id } },
@@ -51,7 +51,8 @@ export async function render(root) {
             ? (s.watchable ? el('a', { href: '/ui/live/' + encodeURIComponent(s.id) }, 'Watch') : 'live elsewhere')
             : [el('a', { href: '/ui/sessions/' + encodeURIComponent(s.id) }, 'Replay'), ' ',
                el('a', { href: '/ui/verify/' + encodeURIComponent(s.id) }, 'Verify')]))),
-      { empty: 'No sessions match.' }));
+      { empty: [...p.keys()].length ? 'No sessions match these filters: widen the time range or clear a filter.'
+        : 'No recorded sessions yet. A session appears here once someone with an active grant connects through the SSH or PostgreSQL proxy.' }));
     if (rows.some((s) => s.verify.status === 'pending') && round < 20) {
       timer = setTimeout(() => load(p, round + 1), 2000);
     }
