@@ -23,6 +23,7 @@ func (i *Issuer) RevokeGrant(ctx context.Context, grantID, reason string) error 
 	if _, ok := i.ended[grantID]; !ok {
 		i.ended[grantID] = i.now()
 	}
+	askedAt := i.ended[grantID]
 	i.mu.Unlock()
 	gc := i.entry(grantID)
 	gc.mu.Lock()
@@ -40,7 +41,7 @@ func (i *Issuer) RevokeGrant(ctx context.Context, grantID, reason string) error 
 	var errs []error
 	var done []string
 	for _, r := range i.records(func(r leaseRecord) bool { return r.GrantID == grantID }) {
-		if err := i.revokeLease(ctx, r, reason); err != nil {
+		if err := i.revokeLease(ctx, r, reason, askedAt); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -78,7 +79,7 @@ func (i *Issuer) EndSession(ctx context.Context, grantID, sessionID string) erro
 	var errs []error
 	var done []string
 	for _, r := range recs {
-		if err := i.revokeLease(ctx, r, "session ended"); err != nil {
+		if err := i.revokeLease(ctx, r, "session ended", time.Time{}); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -108,7 +109,7 @@ func (i *Issuer) revokeIssued(ctx context.Context, grantID string, iss *issued, 
 		r = rec
 	}
 	i.mu.Unlock()
-	if err := i.revokeLease(ctx, r, reason); err != nil {
+	if err := i.revokeLease(ctx, r, reason, time.Time{}); err != nil {
 		return
 	}
 	i.c.revokeSelf(ctx, iss.token)
@@ -119,8 +120,10 @@ func (i *Issuer) revokeIssued(ctx context.Context, grantID string, iss *issued, 
 
 // revokeLease revokes one lease synchronously and audits the outcome. A
 // lease Vault no longer knows (expired, revoked elsewhere) counts as
-// revoked.
-func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string) error {
+// revoked. askedAt, when set, is when the grant's revocation was first
+// asked for: a revocation applied later (Vault was unreachable, so it was
+// queued and retried) says so in the record's requested_at and delay_ms.
+func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string, askedAt time.Time) error {
 	_, err := i.c.write(ctx, "sys/leases/revoke/"+r.LeaseID, nil)
 	var es *ErrStatus
 	if errors.As(err, &es) && es.Status == http.StatusBadRequest && strings.Contains(strings.Join(es.Errors, " "), "invalid lease") {
@@ -130,10 +133,14 @@ func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string) 
 	if err != nil {
 		outcome, why = broker.OutcomeError, reason+": "+err.Error()
 	}
+	details := map[string]any{"kind": r.Kind, "grant_id": r.GrantID, "session_id": r.SessionID,
+		"lease_id": r.LeaseID, "username": r.Username}
+	if !askedAt.IsZero() {
+		details["requested_at"] = askedAt.UTC().Format(time.RFC3339Nano)
+		details["delay_ms"] = max(i.now().Sub(askedAt), 0).Milliseconds()
+	}
 	if _, aerr := i.audit.Append(context.WithoutCancel(ctx), audit.Entry{Actor: "system", Action: "creds.revoke",
-		Target: r.Target, Outcome: outcome, Reason: why, Details: map[string]any{
-			"kind": r.Kind, "grant_id": r.GrantID, "session_id": r.SessionID, "lease_id": r.LeaseID,
-			"username": r.Username},
+		Target: r.Target, Outcome: outcome, Reason: why, Details: details,
 	}); aerr != nil {
 		i.log.Error("audit creds.revoke", "lease_id", r.LeaseID, "err", aerr)
 	}
@@ -157,7 +164,8 @@ func (i *Issuer) Run(ctx context.Context) error {
 		return errors.New("creds: run: no store")
 	}
 	events := i.store.GrantEvents(ctx) // subscribe before the first sweep so nothing falls between
-	r := &revoker{i: i, retryAt: map[string]time.Time{}, failures: map[string]int{}, busy: map[string]bool{}}
+	r := &revoker{i: i, retryAt: map[string]time.Time{}, failures: map[string]int{}, busy: map[string]bool{},
+		pending: map[string]string{}}
 	defer r.wg.Wait()
 	for ctx.Err() == nil {
 		if err := i.load(ctx); err == nil {
@@ -213,6 +221,11 @@ type revoker struct {
 	busy     map[string]bool
 	retryAt  map[string]time.Time
 	failures map[string]int
+	// pending holds the reason of each grant whose revocation failed, so
+	// the sweep retries it once its backoff has passed even when the
+	// grant's recorded end is still ahead (a revocation queued while Vault
+	// was unreachable).
+	pending map[string]string
 }
 
 // sweep starts revocations for grants with recorded leases that have
@@ -241,6 +254,13 @@ func (r *revoker) sweep(ctx context.Context, checkStore bool) {
 			grants[rec.GrantID] = ""
 		}
 	}
+	r.mu.Lock()
+	for id, reason := range r.pending {
+		if grants[id] == "" {
+			grants[id] = reason
+		}
+	}
+	r.mu.Unlock()
 	for id, reason := range grants {
 		if reason == "" {
 			g, err := r.getGrant(ctx, id)
@@ -289,8 +309,10 @@ func (r *revoker) start(ctx context.Context, grantID, reason string, now bool) {
 		if err == nil {
 			delete(r.retryAt, grantID)
 			delete(r.failures, grantID)
+			delete(r.pending, grantID)
 			return
 		}
+		r.pending[grantID] = reason
 		r.failures[grantID]++
 		wait := min(time.Duration(1<<min(r.failures[grantID], 6))*time.Second, time.Minute)
 		r.retryAt[grantID] = time.Now().Add(wait)
