@@ -203,7 +203,7 @@ func (i *Issuer) Run(ctx context.Context) error {
 				r.start(ctx, ev.GrantID, reason, true)
 			}
 		case <-tick.C:
-			checkStore := time.Since(lastStoreCheck) > time.Minute
+			checkStore := time.Since(lastStoreCheck) > storeCheckEvery
 			if checkStore {
 				lastStoreCheck = time.Now()
 			}
@@ -211,6 +211,13 @@ func (i *Issuer) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// storeCheckEvery is how often the sweep reads the store: leases other
+// replicas recorded, grants that ended without an event reaching us, and
+// per-session logins whose session is over without this process ending it
+// (a broker killed mid-session: its recorder closes the session as
+// interrupted when it starts again).
+const storeCheckEvery = 10 * time.Second
 
 // revoker runs revocations in the background, one at a time per grant,
 // backing off after failures.
@@ -247,11 +254,15 @@ func (r *revoker) sweep(ctx context.Context, checkStore bool) {
 		r.i.mu.Unlock()
 	}
 	grants := map[string]string{}
+	var perSession []leaseRecord
 	for _, rec := range r.i.records(func(leaseRecord) bool { return true }) {
 		if !rec.GrantEnd.After(now) {
 			grants[rec.GrantID] = "grant ended"
 		} else if checkStore {
 			grants[rec.GrantID] = ""
+			if rec.SessionID != "" {
+				perSession = append(perSession, rec)
+			}
 		}
 	}
 	r.mu.Lock()
@@ -278,6 +289,48 @@ func (r *revoker) sweep(ctx context.Context, checkStore bool) {
 		}
 		r.start(ctx, id, reason, false)
 	}
+	for _, rec := range perSession {
+		r.endSessionIfOver(ctx, rec)
+	}
+}
+
+// endSessionIfOver revokes a per-session login whose session the store
+// lists as over (closed, interrupted or terminated) while its grant goes
+// on. A session the store does not list yet is starting: it is left alone.
+func (r *revoker) endSessionIfOver(ctx context.Context, rec leaseRecord) {
+	var s broker.Session
+	err := r.i.store.View(ctx, func(tx broker.Tx) error {
+		var err error
+		s, err = tx.GetSession(rec.SessionID)
+		return err
+	})
+	if err != nil || s.State == broker.SessionLive {
+		if err != nil && !errors.Is(err, broker.ErrNotFound) {
+			r.i.log.Warn("session lookup failed", "session_id", rec.SessionID, "err", err)
+		}
+		return
+	}
+	key := "session:" + rec.SessionID
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.busy[key] || time.Now().Before(r.retryAt[key]) {
+		return
+	}
+	r.busy[key] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		err := r.i.EndSession(ctx, rec.GrantID, rec.SessionID)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.busy, key)
+		if err != nil {
+			r.retryAt[key] = time.Now().Add(storeCheckEvery)
+			r.i.log.Warn("ending an over session's login failed; will retry", "session_id", rec.SessionID, "err", err)
+			return
+		}
+		delete(r.retryAt, key)
+	}()
 }
 
 func (r *revoker) getGrant(ctx context.Context, id string) (broker.Grant, error) {
