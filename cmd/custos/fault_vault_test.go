@@ -47,12 +47,13 @@ func TestFaultVaultStopped(t *testing.T) {
 	// New sessions are refused, saying why.
 	out, err := s.psql(token, "select 1")
 	t.Logf("psql with Vault down: %q", out)
-	if err == nil || !strings.Contains(out, "credentials unavailable") {
+	if err == nil || !strings.Contains(out, "FATAL:  custos: credentials unavailable for target demo-pg") {
 		t.Errorf("psql with Vault down: want a refusal naming the credentials, got %v: %q", err, out)
 	}
 	out, err = sshRun(t, s.alice, s.sshPort, "demo-ssh", "echo should-not-run")
 	t.Logf("ssh with Vault down: %q", out)
-	if err == nil || strings.Contains(out, "should-not-run") || !strings.Contains(out, "credentials unavailable") {
+	if err == nil || strings.Contains(out, "should-not-run") || strings.Contains(out, "ssh/sign") ||
+		!strings.Contains(out, "custos: cannot connect to demo-ssh: credentials unavailable; try again later") {
 		t.Errorf("ssh with Vault down: want a refusal naming the credentials, got %v: %q", err, out)
 	}
 
