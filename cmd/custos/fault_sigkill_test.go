@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,29 +30,7 @@ func TestFaultBrokerSIGKILL(t *testing.T) {
 	defer cancel()
 
 	// ssh: the remote shell prints ssh-tick-N every 100 ms.
-	cmd := exec.CommandContext(ctx, "ssh", "-i", s.alice, "-p", fmt.Sprint(s.sshPort), "-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "demo-ssh@127.0.0.1",
-		"i=0; while [ $i -lt 1200 ]; do echo ssh-tick-$i; i=$((i+1)); sleep 0.1; done")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var sshSeen atomic.Int64
-	sshSeen.Store(-1)
-	sshDone := make(chan struct{})
-	go func() {
-		defer close(sshDone)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "ssh-tick-")); err == nil {
-				sshSeen.Store(int64(n))
-			}
-		}
-	}()
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sshSeen, sshDone := s.sshTicker(ctx)
 
 	// psql (pgx): one statement carrying pg-tick-N every 100 ms.
 	conn := s.pgxConn(ctx, token)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -8,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +96,38 @@ func (s *faultStack) pgxConn(ctx context.Context, token string) *pgx.Conn {
 		s.b.t.Fatalf("pgx through the proxy: %v\nbroker log:\n%s", err, s.b.logs)
 	}
 	return c
+}
+
+// sshTicker runs an ssh session through the proxy whose remote shell
+// prints ssh-tick-N every 100 ms for two minutes; seen holds the last N
+// the client read, done closes when its output ends.
+func (s *faultStack) sshTicker(ctx context.Context) (seen *atomic.Int64, done <-chan struct{}) {
+	t := s.b.t
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "ssh", "-i", s.alice, "-p", fmt.Sprint(s.sshPort), "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "demo-ssh@127.0.0.1",
+		"i=0; while [ $i -lt 1200 ]; do echo ssh-tick-$i; i=$((i+1)); sleep 0.1; done")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	seen = &atomic.Int64{}
+	seen.Store(-1)
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "ssh-tick-")); err == nil {
+				seen.Store(int64(n))
+			}
+		}
+	}()
+	return seen, ch
 }
 
 // roleExists reports whether the target has a role named name.

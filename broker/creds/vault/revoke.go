@@ -68,6 +68,12 @@ func (i *Issuer) RevokeGrant(ctx context.Context, grantID, reason string) error 
 // EndSession revokes the session's own login when it had one (per_session
 // roles); per-grant logins live on until the grant ends.
 func (i *Issuer) EndSession(ctx context.Context, grantID, sessionID string) error {
+	return i.endSession(ctx, grantID, sessionID, time.Time{})
+}
+
+// endSession is EndSession; endedAt, when set, is when the session ended,
+// recorded as the revocation's requested_at.
+func (i *Issuer) endSession(ctx context.Context, grantID, sessionID string, endedAt time.Time) error {
 	if sessionID == "" {
 		return nil
 	}
@@ -79,7 +85,7 @@ func (i *Issuer) EndSession(ctx context.Context, grantID, sessionID string) erro
 	var errs []error
 	var done []string
 	for _, r := range recs {
-		if err := i.revokeLease(ctx, r, "session ended", time.Time{}); err != nil {
+		if err := i.revokeLease(ctx, r, "session ended", endedAt); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -120,9 +126,10 @@ func (i *Issuer) revokeIssued(ctx context.Context, grantID string, iss *issued, 
 
 // revokeLease revokes one lease synchronously and audits the outcome. A
 // lease Vault no longer knows (expired, revoked elsewhere) counts as
-// revoked. askedAt, when set, is when the grant's revocation was first
-// asked for: a revocation applied later (Vault was unreachable, so it was
-// queued and retried) says so in the record's requested_at and delay_ms.
+// revoked. askedAt, when set, is when the revocation was first asked for
+// (the grant revoked or ended, or the session over): a revocation applied
+// later (Vault was unreachable, so it was queued and retried; the broker
+// was killed) says so in the record's requested_at and delay_ms.
 func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string, askedAt time.Time) error {
 	_, err := i.c.write(ctx, "sys/leases/revoke/"+r.LeaseID, nil)
 	var es *ErrStatus
@@ -320,7 +327,7 @@ func (r *revoker) endSessionIfOver(ctx context.Context, rec leaseRecord) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		err := r.i.EndSession(ctx, rec.GrantID, rec.SessionID)
+		err := r.i.endSession(ctx, rec.GrantID, rec.SessionID, s.EndedAt)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		delete(r.busy, key)
