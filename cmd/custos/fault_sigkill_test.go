@@ -33,7 +33,7 @@ func TestFaultBrokerSIGKILL(t *testing.T) {
 	sshSeen, sshDone := s.sshTicker(ctx)
 
 	// psql (pgx): one statement carrying pg-tick-N every 100 ms.
-	conn := s.pgxConn(ctx, token)
+	conn := s.pgxConn(ctx, token, "")
 	var login string
 	if err := conn.QueryRow(ctx, "select session_user").Scan(&login); err != nil {
 		t.Fatal(err)

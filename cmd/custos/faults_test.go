@@ -79,19 +79,32 @@ func (s *faultStack) grant(target, role, d string) jsonGrant {
 
 // psql runs one statement with the real psql through the proxy.
 func (s *faultStack) psql(token, sql string) (string, error) {
+	return s.psqlRole(token, "", sql)
+}
+
+// psqlRole is psql as one role of the target (PGOPTIONS -c custos.role).
+func (s *faultStack) psqlRole(token, role, sql string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1",
 		fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require", s.pgPort), "-c", sql)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
+	if role != "" {
+		cmd.Env = append(cmd.Env, "PGOPTIONS=-c custos.role="+role)
+	}
 	o, err := cmd.CombinedOutput()
 	return string(o), err
 }
 
-// pgxConn opens a pgx connection through the proxy as alice.
-func (s *faultStack) pgxConn(ctx context.Context, token string) *pgx.Conn {
+// pgxConn opens a pgx connection through the proxy as alice, as role
+// when set.
+func (s *faultStack) pgxConn(ctx context.Context, token, role string) *pgx.Conn {
 	s.b.t.Helper()
-	c, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require password=%s", s.pgPort, token))
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require password=%s", s.pgPort, token)
+	if role != "" {
+		dsn += " options='-c custos.role=" + role + "'"
+	}
+	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		s.b.t.Fatalf("pgx through the proxy: %v\nbroker log:\n%s", err, s.b.logs)
 	}
