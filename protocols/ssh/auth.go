@@ -240,6 +240,10 @@ func (p *Proxy) admit(st *authState, meta ssh.ConnMetadata, user string) (*admis
 	up, err := p.dialUpstream(lctx, s)
 	if err != nil {
 		p.Log().Warn("ssh upstream failed", "target", name, "session", s.ID, "err", err)
+		if ce := (*credentialsError)(nil); errors.As(err, &ce) {
+			return fail(broker.OutcomeError, "upstream: "+err.Error(),
+				refuse("custos: cannot connect to %s: credentials unavailable; try again later", name))
+		}
 		return fail(broker.OutcomeError, "upstream: "+err.Error(), refuse("custos: cannot connect to %s: %v", name, err))
 	}
 	if err := s.StartRecording(lctx); err != nil {

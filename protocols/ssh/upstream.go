@@ -25,7 +25,7 @@ func (p *Proxy) dialUpstream(ctx context.Context, s *lifecycle.Session) (*ssh.Cl
 	}
 	signer, err := p.opts.Credentials.SSHSigner(ctx, s.Grant, s.ID)
 	if err != nil {
-		return nil, fmt.Errorf("credentials unavailable: %w", err)
+		return nil, &credentialsError{err: err}
 	}
 	cfg := &ssh.ClientConfig{
 		User:              s.Account,
@@ -150,3 +150,11 @@ func setNoDelay(c net.Conn) {
 		_ = tc.SetNoDelay(true)
 	}
 }
+
+// credentialsError is a failure to get the session's upstream certificate
+// (Vault unreachable, sealed or refusing). The user is told only that
+// credentials are unavailable; the cause goes to the log and the audit.
+type credentialsError struct{ err error }
+
+func (e *credentialsError) Error() string { return "credentials unavailable: " + e.err.Error() }
+func (e *credentialsError) Unwrap() error { return e.err }

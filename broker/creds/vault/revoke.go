@@ -23,6 +23,7 @@ func (i *Issuer) RevokeGrant(ctx context.Context, grantID, reason string) error 
 	if _, ok := i.ended[grantID]; !ok {
 		i.ended[grantID] = i.now()
 	}
+	askedAt := i.ended[grantID]
 	i.mu.Unlock()
 	gc := i.entry(grantID)
 	gc.mu.Lock()
@@ -40,7 +41,7 @@ func (i *Issuer) RevokeGrant(ctx context.Context, grantID, reason string) error 
 	var errs []error
 	var done []string
 	for _, r := range i.records(func(r leaseRecord) bool { return r.GrantID == grantID }) {
-		if err := i.revokeLease(ctx, r, reason); err != nil {
+		if err := i.revokeLease(ctx, r, reason, askedAt); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -67,6 +68,12 @@ func (i *Issuer) RevokeGrant(ctx context.Context, grantID, reason string) error 
 // EndSession revokes the session's own login when it had one (per_session
 // roles); per-grant logins live on until the grant ends.
 func (i *Issuer) EndSession(ctx context.Context, grantID, sessionID string) error {
+	return i.endSession(ctx, grantID, sessionID, time.Time{})
+}
+
+// endSession is EndSession; endedAt, when set, is when the session ended,
+// recorded as the revocation's requested_at.
+func (i *Issuer) endSession(ctx context.Context, grantID, sessionID string, endedAt time.Time) error {
 	if sessionID == "" {
 		return nil
 	}
@@ -78,7 +85,7 @@ func (i *Issuer) EndSession(ctx context.Context, grantID, sessionID string) erro
 	var errs []error
 	var done []string
 	for _, r := range recs {
-		if err := i.revokeLease(ctx, r, "session ended"); err != nil {
+		if err := i.revokeLease(ctx, r, "session ended", endedAt); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -108,7 +115,7 @@ func (i *Issuer) revokeIssued(ctx context.Context, grantID string, iss *issued, 
 		r = rec
 	}
 	i.mu.Unlock()
-	if err := i.revokeLease(ctx, r, reason); err != nil {
+	if err := i.revokeLease(ctx, r, reason, time.Time{}); err != nil {
 		return
 	}
 	i.c.revokeSelf(ctx, iss.token)
@@ -119,8 +126,11 @@ func (i *Issuer) revokeIssued(ctx context.Context, grantID string, iss *issued, 
 
 // revokeLease revokes one lease synchronously and audits the outcome. A
 // lease Vault no longer knows (expired, revoked elsewhere) counts as
-// revoked.
-func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string) error {
+// revoked. askedAt, when set, is when the revocation was first asked for
+// (the grant revoked or ended, or the session over): a revocation applied
+// later (Vault was unreachable, so it was queued and retried; the broker
+// was killed) says so in the record's requested_at and delay_ms.
+func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string, askedAt time.Time) error {
 	_, err := i.c.write(ctx, "sys/leases/revoke/"+r.LeaseID, nil)
 	var es *ErrStatus
 	if errors.As(err, &es) && es.Status == http.StatusBadRequest && strings.Contains(strings.Join(es.Errors, " "), "invalid lease") {
@@ -130,10 +140,14 @@ func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string) 
 	if err != nil {
 		outcome, why = broker.OutcomeError, reason+": "+err.Error()
 	}
+	details := map[string]any{"kind": r.Kind, "grant_id": r.GrantID, "session_id": r.SessionID,
+		"lease_id": r.LeaseID, "username": r.Username}
+	if !askedAt.IsZero() {
+		details["requested_at"] = askedAt.UTC().Format(time.RFC3339Nano)
+		details["delay_ms"] = max(i.now().Sub(askedAt), 0).Milliseconds()
+	}
 	if _, aerr := i.audit.Append(context.WithoutCancel(ctx), audit.Entry{Actor: "system", Action: "creds.revoke",
-		Target: r.Target, Outcome: outcome, Reason: why, Details: map[string]any{
-			"kind": r.Kind, "grant_id": r.GrantID, "session_id": r.SessionID, "lease_id": r.LeaseID,
-			"username": r.Username},
+		Target: r.Target, Outcome: outcome, Reason: why, Details: details,
 	}); aerr != nil {
 		i.log.Error("audit creds.revoke", "lease_id", r.LeaseID, "err", aerr)
 	}
@@ -157,7 +171,8 @@ func (i *Issuer) Run(ctx context.Context) error {
 		return errors.New("creds: run: no store")
 	}
 	events := i.store.GrantEvents(ctx) // subscribe before the first sweep so nothing falls between
-	r := &revoker{i: i, retryAt: map[string]time.Time{}, failures: map[string]int{}, busy: map[string]bool{}}
+	r := &revoker{i: i, retryAt: map[string]time.Time{}, failures: map[string]int{}, busy: map[string]bool{},
+		pending: map[string]string{}}
 	defer r.wg.Wait()
 	for ctx.Err() == nil {
 		if err := i.load(ctx); err == nil {
@@ -195,7 +210,7 @@ func (i *Issuer) Run(ctx context.Context) error {
 				r.start(ctx, ev.GrantID, reason, true)
 			}
 		case <-tick.C:
-			checkStore := time.Since(lastStoreCheck) > time.Minute
+			checkStore := time.Since(lastStoreCheck) > storeCheckEvery
 			if checkStore {
 				lastStoreCheck = time.Now()
 			}
@@ -203,6 +218,13 @@ func (i *Issuer) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// storeCheckEvery is how often the sweep reads the store: leases other
+// replicas recorded, grants that ended without an event reaching us, and
+// per-session logins whose session is over without this process ending it
+// (a broker killed mid-session: its recorder closes the session as
+// interrupted when it starts again).
+const storeCheckEvery = 10 * time.Second
 
 // revoker runs revocations in the background, one at a time per grant,
 // backing off after failures.
@@ -213,6 +235,11 @@ type revoker struct {
 	busy     map[string]bool
 	retryAt  map[string]time.Time
 	failures map[string]int
+	// pending holds the reason of each grant whose revocation failed, so
+	// the sweep retries it once its backoff has passed even when the
+	// grant's recorded end is still ahead (a revocation queued while Vault
+	// was unreachable).
+	pending map[string]string
 }
 
 // sweep starts revocations for grants with recorded leases that have
@@ -234,13 +261,24 @@ func (r *revoker) sweep(ctx context.Context, checkStore bool) {
 		r.i.mu.Unlock()
 	}
 	grants := map[string]string{}
+	var perSession []leaseRecord
 	for _, rec := range r.i.records(func(leaseRecord) bool { return true }) {
 		if !rec.GrantEnd.After(now) {
 			grants[rec.GrantID] = "grant ended"
 		} else if checkStore {
 			grants[rec.GrantID] = ""
+			if rec.SessionID != "" {
+				perSession = append(perSession, rec)
+			}
 		}
 	}
+	r.mu.Lock()
+	for id, reason := range r.pending {
+		if grants[id] == "" {
+			grants[id] = reason
+		}
+	}
+	r.mu.Unlock()
 	for id, reason := range grants {
 		if reason == "" {
 			g, err := r.getGrant(ctx, id)
@@ -258,6 +296,48 @@ func (r *revoker) sweep(ctx context.Context, checkStore bool) {
 		}
 		r.start(ctx, id, reason, false)
 	}
+	for _, rec := range perSession {
+		r.endSessionIfOver(ctx, rec)
+	}
+}
+
+// endSessionIfOver revokes a per-session login whose session the store
+// lists as over (closed, interrupted or terminated) while its grant goes
+// on. A session the store does not list yet is starting: it is left alone.
+func (r *revoker) endSessionIfOver(ctx context.Context, rec leaseRecord) {
+	var s broker.Session
+	err := r.i.store.View(ctx, func(tx broker.Tx) error {
+		var err error
+		s, err = tx.GetSession(rec.SessionID)
+		return err
+	})
+	if err != nil || s.State == broker.SessionLive {
+		if err != nil && !errors.Is(err, broker.ErrNotFound) {
+			r.i.log.Warn("session lookup failed", "session_id", rec.SessionID, "err", err)
+		}
+		return
+	}
+	key := "session:" + rec.SessionID
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.busy[key] || time.Now().Before(r.retryAt[key]) {
+		return
+	}
+	r.busy[key] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		err := r.i.endSession(ctx, rec.GrantID, rec.SessionID, s.EndedAt)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.busy, key)
+		if err != nil {
+			r.retryAt[key] = time.Now().Add(storeCheckEvery)
+			r.i.log.Warn("ending an over session's login failed; will retry", "session_id", rec.SessionID, "err", err)
+			return
+		}
+		delete(r.retryAt, key)
+	}()
 }
 
 func (r *revoker) getGrant(ctx context.Context, id string) (broker.Grant, error) {
@@ -289,8 +369,10 @@ func (r *revoker) start(ctx context.Context, grantID, reason string, now bool) {
 		if err == nil {
 			delete(r.retryAt, grantID)
 			delete(r.failures, grantID)
+			delete(r.pending, grantID)
 			return
 		}
+		r.pending[grantID] = reason
 		r.failures[grantID]++
 		wait := min(time.Duration(1<<min(r.failures[grantID], 6))*time.Second, time.Minute)
 		r.retryAt[grantID] = time.Now().Add(wait)
