@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"hash"
 	"strconv"
+	"unsafe"
 
 	"github.com/custos-pam/custos/recorder/event"
 )
@@ -39,6 +40,9 @@ type serverObserver struct {
 	cols    []string
 	desc    bool
 	copyOut bool
+	// lastDesc is the body of the RowDescription cols was parsed from; a
+	// repeated one reuses cols (they are never modified once recorded).
+	lastDesc []byte
 
 	// Result recording (record_results).
 	results           bool
@@ -108,8 +112,12 @@ func (o *serverObserver) result(tagRows int64) {
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGResult, Op: "copy_out",
 			Text: o.dig.hex(), N: max(tagRows, 0), Bytes: o.dig.n})
 	case o.desc || o.rows > 0:
+		var cols []string
+		if o.desc {
+			cols = o.cols
+		}
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGResult, Op: "rows",
-			Text: o.dig.hex(), N: o.rows, Bytes: o.dig.n, Args: o.cols})
+			Text: o.dig.hex(), N: o.rows, Bytes: o.dig.n, Args: cols})
 	}
 	o.dig.reset()
 }
@@ -119,6 +127,11 @@ func (o *serverObserver) rowDescription(b []byte) error {
 	if len(b) < 2 {
 		return malformed("RowDescription")
 	}
+	if o.cols != nil && string(b) == string(o.lastDesc) {
+		o.desc = true
+		return nil
+	}
+	o.lastDesc = append(o.lastDesc[:0], b...)
 	n := int(binary.BigEndian.Uint16(b))
 	b = b[2:]
 	cols := make([]string, 0, min(n, len(b)/19+1))
@@ -151,7 +164,7 @@ func (o *serverObserver) message(typ byte, b []byte) error {
 		o.result(n)
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGComplete, Text: t, N: n})
 		o.endStatement()
-		o.cols, o.desc, o.copyOut = nil, false, false
+		o.desc, o.copyOut = false, false
 	case 'T':
 		return o.rowDescription(b)
 	case 'E':
@@ -159,7 +172,7 @@ func (o *serverObserver) message(typ byte, b []byte) error {
 			o.result(-1)
 		}
 		o.dig.reset()
-		o.cols, o.desc, o.copyOut = nil, false, false
+		o.desc, o.copyOut = false, false
 		code, sev, msg := errorFields(b)
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGError, Op: code, Name: sev, Text: msg})
 		o.endStatement()
@@ -195,12 +208,15 @@ func (o *serverObserver) message(typ byte, b []byte) error {
 	return nil
 }
 
-// digest is a reusable SHA-256 over message bodies; it allocates only
-// when created and when its hex sum is taken.
+// digest is a reusable SHA-256 over message bodies. It allocates when
+// created and, for the hex sums it returns, once per digestArena bytes.
 type digest struct {
 	h   hash.Hash
 	n   int64
 	sum [sha256.Size]byte
+	// arena holds hex sums already returned (never rewritten) and room
+	// for more.
+	arena []byte
 	// cur is the type of the message being streamed through.
 	cur byte
 }
@@ -219,8 +235,17 @@ func (d *digest) hex() string {
 	if d.h == nil {
 		d.h = sha256.New()
 	}
-	return hex.EncodeToString(d.h.Sum(d.sum[:0]))
+	if cap(d.arena)-len(d.arena) < 2*sha256.Size {
+		d.arena = make([]byte, 0, digestArena)
+	}
+	i := len(d.arena)
+	d.arena = d.arena[:i+2*sha256.Size]
+	hex.Encode(d.arena[i:], d.h.Sum(d.sum[:0]))
+	return unsafe.String(&d.arena[i], 2*sha256.Size)
 }
+
+// digestArena is the size of a block of hex sums: 256 statements' worth.
+const digestArena = 256 * 2 * sha256.Size
 
 func (d *digest) reset() {
 	if d.h != nil && d.n > 0 {
