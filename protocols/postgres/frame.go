@@ -26,6 +26,13 @@ type frameHandler interface {
 	streamed(typ byte, n int) error
 }
 
+// bodySink is implemented by a frameHandler that also sees the body bytes
+// of streamed messages (to hash them), chunk by chunk, in order, after
+// streamed announced the message. p is only valid during the call.
+type bodySink interface {
+	body(p []byte)
+}
+
 // errFrameLength and errFrameTooLarge are wrapped by scanner errors.
 var (
 	errFrameLength   = errors.New("invalid message length")
@@ -37,6 +44,8 @@ var (
 // the stream yields the same calls to the handler.
 type scanner struct {
 	h frameHandler
+	// sink is h when it is a bodySink.
+	sink bodySink
 	// maxStream bounds any message; maxDecode bounds messages the handler
 	// wants whole (they are buffered).
 	maxStream, maxDecode int
@@ -54,9 +63,15 @@ type scanner struct {
 func (s *scanner) scan(b []byte) (int, error) {
 	pos := 0
 	s.need = 0
+	if s.sink == nil {
+		s.sink, _ = s.h.(bodySink)
+	}
 	for {
 		if s.skip > 0 {
 			k := min(s.skip, len(b)-pos)
+			if s.sink != nil && k > 0 {
+				s.sink.body(b[pos : pos+k])
+			}
 			pos += k
 			s.skip -= k
 			if s.skip > 0 {

@@ -61,6 +61,8 @@ type clientObserver struct {
 	limit int
 	evs   []event.Event
 	copy  int64 // CopyData bytes since the last CopyDone or CopyFail
+	// dig hashes the CopyData bodies of a COPY FROM STDIN.
+	dig digest
 	// terminated is set when the client sent Terminate.
 	terminated bool
 }
@@ -83,11 +85,14 @@ func (o *clientObserver) wants(typ byte, _ int) bool {
 }
 
 func (o *clientObserver) streamed(typ byte, n int) error {
+	o.dig.cur = typ
 	switch typ {
 	case 'd':
 		o.copy += int64(n)
 	case 'c':
-		o.evs = append(o.evs, event.Event{Kind: event.KindPGCopy, Op: "done", Text: "in", N: o.copy})
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGCopy, Op: "done", Text: "in", N: o.copy},
+			event.Event{Kind: event.KindPGResult, Op: "copy_in", Text: o.dig.hex(), Bytes: o.dig.n})
+		o.dig.reset()
 		o.copy = 0
 	case 'S':
 		o.s.busy.Store(true)
@@ -99,6 +104,13 @@ func (o *clientObserver) streamed(typ byte, n int) error {
 		}
 	}
 	return nil
+}
+
+// body hashes the body bytes of CopyData messages.
+func (o *clientObserver) body(p []byte) {
+	if o.dig.cur == 'd' {
+		o.dig.write(p)
+	}
 }
 
 func (o *clientObserver) message(typ byte, b []byte) error {
@@ -181,6 +193,7 @@ func (o *clientObserver) decode(typ byte, b []byte) error {
 			return malformed("CopyFail")
 		}
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGCopy, Op: "fail", Text: string(msg), N: o.copy})
+		o.dig.reset()
 		o.copy = 0
 	}
 	return nil

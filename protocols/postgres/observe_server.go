@@ -1,7 +1,12 @@
 package pgproxy
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"hash"
+	"strconv"
+	"unsafe"
 
 	"github.com/custos-pam/custos/recorder/event"
 )
@@ -28,6 +33,17 @@ type serverObserver struct {
 	// tags interns repeated command tags.
 	tags map[string]string
 
+	// Result evidence (always on): the columns of the latest
+	// RowDescription, a SHA-256 over the bodies of the statement's DataRow
+	// (or COPY OUT CopyData) messages in order, and how many bytes it took.
+	dig     digest
+	cols    []string
+	desc    bool
+	copyOut bool
+	// lastDesc is the body of the RowDescription cols was parsed from; a
+	// repeated one reuses cols (they are never modified once recorded).
+	lastDesc []byte
+
 	// Result recording (record_results).
 	results           bool
 	rowsCap, bytesCap int
@@ -47,7 +63,7 @@ func newServerObserver(s *session, tx byte, results bool, rowsCap, bytesCap int)
 
 func (o *serverObserver) wants(typ byte, n int) bool {
 	switch typ {
-	case 'C', 'E', 'Z', 'G', 'H', 'W':
+	case 'C', 'E', 'Z', 'G', 'H', 'W', 'T':
 		return true
 	case 'D':
 		return o.results && !o.resultsCapped && n <= o.bytesCap
@@ -56,6 +72,7 @@ func (o *serverObserver) wants(typ byte, n int) bool {
 }
 
 func (o *serverObserver) streamed(typ byte, n int) error {
+	o.dig.cur = typ
 	switch typ {
 	case 'D':
 		o.rows++
@@ -72,9 +89,62 @@ func (o *serverObserver) streamed(typ byte, n int) error {
 		o.endStatement()
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGComplete, Op: "empty"})
 	case 's':
+		o.result(-1)
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGComplete, Op: "suspended", N: o.rows})
 		o.endStatement()
 	}
+	return nil
+}
+
+// body hashes the body bytes of streamed DataRow and CopyData messages.
+func (o *serverObserver) body(p []byte) {
+	if o.dig.cur == 'D' || o.dig.cur == 'd' {
+		o.dig.write(p)
+	}
+}
+
+// result records the statement's result evidence (a pg_result event)
+// when it returned a row description, rows or COPY data; tagRows is the
+// command tag's row count, or -1.
+func (o *serverObserver) result(tagRows int64) {
+	switch {
+	case o.copyOut:
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGResult, Op: "copy_out",
+			Text: o.dig.hex(), N: max(tagRows, 0), Bytes: o.dig.n})
+	case o.desc || o.rows > 0:
+		var cols []string
+		if o.desc {
+			cols = o.cols
+		}
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGResult, Op: "rows",
+			Text: o.dig.hex(), N: o.rows, Bytes: o.dig.n, Args: cols})
+	}
+	o.dig.reset()
+}
+
+// rowDescription keeps the columns of a RowDescription as "oid:name".
+func (o *serverObserver) rowDescription(b []byte) error {
+	if len(b) < 2 {
+		return malformed("RowDescription")
+	}
+	if o.cols != nil && string(b) == string(o.lastDesc) {
+		o.desc = true
+		return nil
+	}
+	o.lastDesc = append(o.lastDesc[:0], b...)
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	cols := make([]string, 0, min(n, len(b)/19+1))
+	for range n {
+		name, rest, ok := cstring(b)
+		if !ok || len(rest) < 18 {
+			return malformed("RowDescription")
+		}
+		oid := binary.BigEndian.Uint32(rest[6:])
+		cols = append(cols, strconv.FormatUint(uint64(oid), 10)+":"+string(name))
+		b = rest[18:]
+	}
+	o.cols, o.desc = cols, true
 	return nil
 }
 
@@ -91,9 +161,18 @@ func (o *serverObserver) message(typ byte, b []byte) error {
 		if !ok {
 			n = o.rows
 		}
+		o.result(n)
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGComplete, Text: t, N: n})
 		o.endStatement()
+		o.desc, o.copyOut = false, false
+	case 'T':
+		return o.rowDescription(b)
 	case 'E':
+		if o.rows > 0 || o.copyOut {
+			o.result(-1)
+		}
+		o.dig.reset()
+		o.desc, o.copyOut = false, false
 		code, sev, msg := errorFields(b)
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGError, Op: code, Name: sev, Text: msg})
 		o.endStatement()
@@ -118,12 +197,61 @@ func (o *serverObserver) message(typ byte, b []byte) error {
 			format = "binary"
 		}
 		o.copy = 0
+		o.dig.reset()
+		o.copyOut = typ == 'H'
 		o.evs = append(o.evs, event.Event{Kind: event.KindPGCopy, Op: op, Text: format, N: int64(binary.BigEndian.Uint16(b[1:]))})
 	case 'D':
 		o.rows++
+		o.dig.write(b)
 		o.recordRow(b)
 	}
 	return nil
+}
+
+// digest is a reusable SHA-256 over message bodies. It allocates when
+// created and, for the hex sums it returns, once per digestArena bytes.
+type digest struct {
+	h   hash.Hash
+	n   int64
+	sum [sha256.Size]byte
+	// arena holds hex sums already returned (never rewritten) and room
+	// for more.
+	arena []byte
+	// cur is the type of the message being streamed through.
+	cur byte
+}
+
+func (d *digest) write(p []byte) {
+	if d.h == nil {
+		d.h = sha256.New()
+	}
+	d.h.Write(p)
+	d.n += int64(len(p))
+}
+
+// hex returns the lowercase hex SHA-256 of what was written since the
+// last reset (that of no bytes when nothing was).
+func (d *digest) hex() string {
+	if d.h == nil {
+		d.h = sha256.New()
+	}
+	if cap(d.arena)-len(d.arena) < 2*sha256.Size {
+		d.arena = make([]byte, 0, digestArena)
+	}
+	i := len(d.arena)
+	d.arena = d.arena[:i+2*sha256.Size]
+	hex.Encode(d.arena[i:], d.h.Sum(d.sum[:0]))
+	return unsafe.String(&d.arena[i], 2*sha256.Size)
+}
+
+// digestArena is the size of a block of hex sums: 256 statements' worth.
+const digestArena = 256 * 2 * sha256.Size
+
+func (d *digest) reset() {
+	if d.h != nil && d.n > 0 {
+		d.h.Reset()
+	}
+	d.n = 0
 }
 
 // recordRow records one DataRow's values within the statement's caps.

@@ -100,6 +100,7 @@ func TestClientMessagesRecorded(t *testing.T) {
 		{Kind: event.KindPGExecute, Name: "p1", N: 10},
 		{Kind: event.KindPGQuery, Op: "function_call", Name: "764", Args: []string{`\x00000001`}, N: 1},
 		{Kind: event.KindPGCopy, Op: "done", Text: "in", N: 5},
+		{Kind: event.KindPGResult, Op: "copy_in", Text: "5994471abb01112afcc18159f6cc74b4f511b99806da59b3caf5a9c173cacfc5", Bytes: 5},
 		{Kind: event.KindPGQuery, Text: "SELECT 1"},
 	}
 	if len(evs) != len(want) {

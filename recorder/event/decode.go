@@ -119,6 +119,8 @@ func setVarint(e *Event, field, v uint64) error {
 		e.Denied = v != 0
 	case fieldTruncated:
 		e.Truncated = v != 0
+	case fieldBytes:
+		e.Bytes = int64(v>>1) ^ -int64(v&1)
 	}
 	// Unknown varint fields are skipped: a newer writer may add them.
 	return nil

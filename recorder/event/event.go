@@ -35,6 +35,9 @@ type Event struct {
 	// N is a number: an exit status, a row count or limit, a byte count,
 	// a port, or COPY columns.
 	N int64
+	// Bytes is a byte count (pg_result of a COPY). Added after the first
+	// release: older recordings never carry it and decode it as 0.
+	Bytes int64
 	// Cols and Rows are a terminal size (resize, pty-req).
 	Cols, Rows uint32
 	// Denied is set when the broker refused the request.
@@ -60,6 +63,7 @@ const (
 	fieldRows      = 9
 	fieldDenied    = 10
 	fieldTruncated = 11
+	fieldBytes     = 12
 )
 
 // Wire types: a field key is field<<3 | wire type.
@@ -120,6 +124,9 @@ func Append(buf []byte, e *Event) []byte {
 	}
 	if truncated {
 		buf = appendVarint(buf, fieldTruncated, 1)
+	}
+	if e.Bytes != 0 {
+		buf = appendVarint(buf, fieldBytes, uint64(e.Bytes<<1)^uint64(e.Bytes>>63))
 	}
 	return finish(buf, start, body)
 }

@@ -183,12 +183,36 @@ func TestDecodeRejects(t *testing.T) {
 }
 
 func TestDecodeSkipsUnknownFields(t *testing.T) {
-	// kind output, offset 1, unknown varint field 12, unknown bytes field 14, then data.
-	body := []byte{byte(KindOutput), 1, 12 << 3, 5, 14<<3 | wireBytes, 2, 'z', 'z', fieldData<<3 | wireBytes, 1, 'a'}
+	// kind output, offset 1, unknown varint field 13, unknown bytes field 14, then data.
+	body := []byte{byte(KindOutput), 1, 13 << 3, 5, 14<<3 | wireBytes, 2, 'z', 'z', fieldData<<3 | wireBytes, 1, 'a'}
 	rec := append([]byte{byte(len(body))}, body...)
 	got := decodeAll(t, rec)
 	if len(got) != 1 || string(got[0].Data) != "a" {
 		t.Fatalf("got %+v", got)
+	}
+}
+
+// TestResultBytesField checks the bytes field added for pg_result: it
+// round-trips (negative values too), an event without it encodes exactly
+// as before, and JSON carries it.
+func TestResultBytesField(t *testing.T) {
+	e := Event{Kind: KindPGResult, Offset: time.Second, Op: "copy_out", Text: "ab", N: 3, Bytes: 1 << 33, Args: []string{"23:id"}}
+	neg := Event{Kind: KindPGResult, Offset: time.Second, Bytes: -1}
+	got := decodeAll(t, encodeAll([]Event{e, neg}))
+	if len(got) != 2 || got[0].Bytes != 1<<33 || got[0].N != 3 || got[0].Op != "copy_out" || got[1].Bytes != -1 {
+		t.Fatalf("got %+v", got)
+	}
+	old := Event{Kind: KindPGComplete, Text: "SELECT 1", N: 1}
+	if b := Append(nil, &old); !bytes.Equal(b, []byte{14, byte(KindPGComplete), 0, fieldText<<3 | wireBytes, 8, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1', fieldN << 3, 2}) {
+		t.Fatalf("encoding without bytes changed: %x", b)
+	}
+	j, err := json.Marshal(e)
+	if err != nil || !strings.Contains(string(j), `"kind":"pg_result"`) || !strings.Contains(string(j), `"bytes":8589934592`) {
+		t.Fatalf("json %s %v", j, err)
+	}
+	var back Event
+	if err := json.Unmarshal(j, &back); err != nil || back.Bytes != e.Bytes {
+		t.Fatalf("json back %+v %v", back, err)
 	}
 }
 

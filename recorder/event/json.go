@@ -22,6 +22,7 @@ type jsonEvent struct {
 	Text      string   `json:"text,omitempty"`
 	Args      []string `json:"args,omitempty"`
 	N         int64    `json:"n,omitempty"`
+	Bytes     int64    `json:"bytes,omitempty"`
 	Cols      uint32   `json:"cols,omitempty"`
 	Rows      uint32   `json:"rows,omitempty"`
 	Denied    bool     `json:"denied,omitempty"`
@@ -32,7 +33,7 @@ type jsonEvent struct {
 func (e Event) MarshalJSON() ([]byte, error) {
 	j := jsonEvent{
 		Offset: int64(e.Offset), Kind: e.Kind.String(), Channel: e.Channel,
-		Op: e.Op, Name: e.Name, Text: e.Text, Args: e.Args, N: e.N,
+		Op: e.Op, Name: e.Name, Text: e.Text, Args: e.Args, N: e.N, Bytes: e.Bytes,
 		Cols: e.Cols, Rows: e.Rows, Denied: e.Denied, Truncated: e.Truncated,
 	}
 	if len(e.Data) > 0 {
@@ -61,7 +62,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		k = Kind(n)
 	}
 	*e = Event{Kind: k, Offset: time.Duration(j.Offset), Channel: j.Channel, Op: j.Op,
-		Name: j.Name, Text: j.Text, Args: j.Args, N: j.N, Cols: j.Cols, Rows: j.Rows,
+		Name: j.Name, Text: j.Text, Args: j.Args, N: j.N, Bytes: j.Bytes, Cols: j.Cols, Rows: j.Rows,
 		Denied: j.Denied, Truncated: j.Truncated}
 	switch {
 	case j.Data != nil:

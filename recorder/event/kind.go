@@ -36,6 +36,12 @@ const (
 	KindPGError    Kind = 36 // ErrorResponse: Op is the SQLSTATE, Name the severity, Text the message
 	KindPGCopy     Kind = 37 // COPY: Op is in, out, both, done or fail; Text the format; N columns or bytes
 	KindPGTx       Kind = 38 // transaction boundary: Op is begin, commit, rollback or failed
+	// KindPGResult is the evidence of what a statement returned, without
+	// the rows: Op is rows, copy_out or copy_in; Text the lowercase hex
+	// SHA-256 of the returned DataRow bodies (or CopyData bodies) in order;
+	// N the row count; Bytes the hashed byte count; Args the columns as
+	// "oid:name" (rows only).
+	KindPGResult Kind = 39
 
 	// Lifecycle.
 	KindStart Kind = 50 // recording started
@@ -67,6 +73,7 @@ var kindNames = map[Kind]string{
 	KindPGError:    "pg_error",
 	KindPGCopy:     "pg_copy",
 	KindPGTx:       "pg_tx",
+	KindPGResult:   "pg_result",
 	KindStart:      "start",
 	KindEnd:        "end",
 	KindNote:       "note",

@@ -179,10 +179,13 @@ func TestPostgresReplayStreamsStatements(t *testing.T) {
 	_ = c.WriteJSON(map[string]any{"op": "next", "id": 0, "until": 1e15})
 	ev := readMsg(t, c, "events", 5*time.Second)
 	var kinds []string
-	var params, sql string
+	var params, sql, result string
 	for _, e := range ev["events"].([]any) {
 		m := e.(map[string]any)
 		kinds = append(kinds, m["k"].(string))
+		if m["k"] == "pg_result" {
+			result = fmt.Sprint(m["args"], m["n"], m["bytes"], m["text"])
+		}
 		if m["k"] == "pg_bind" {
 			params = m["args"].([]any)[0].(string)
 		}
@@ -198,6 +201,9 @@ func TestPostgresReplayStreamsStatements(t *testing.T) {
 	}
 	if params != "42" || sql != uitest.XSSSQL {
 		t.Fatalf("params %q sql %q", params, sql)
+	}
+	if result != "[23:id 25:site] 1 169f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" {
+		t.Fatalf("pg_result (columns, rows, bytes, digest) = %q", result)
 	}
 }
 

@@ -49,6 +49,7 @@ type wireEvent struct {
 	Text   string   `json:"text,omitempty"`
 	Args   []string `json:"args,omitempty"`
 	N      int64    `json:"n,omitempty"`
+	Bytes  int64    `json:"bytes,omitempty"`
 	Cols   uint32   `json:"cols,omitempty"`
 	Rows   uint32   `json:"rows,omitempty"`
 	Denied bool     `json:"denied,omitempty"`
@@ -56,7 +57,7 @@ type wireEvent struct {
 
 func wire(e event.Event) wireEvent {
 	w := wireEvent{T: float64(e.Offset) / float64(time.Millisecond), K: e.Kind.String(), Ch: e.Channel,
-		Op: e.Op, Name: e.Name, Text: e.Text, Args: e.Args, N: e.N, Cols: e.Cols, Rows: e.Rows, Denied: e.Denied}
+		Op: e.Op, Name: e.Name, Text: e.Text, Args: e.Args, N: e.N, Bytes: e.Bytes, Cols: e.Cols, Rows: e.Rows, Denied: e.Denied}
 	if len(e.Data) > 0 {
 		w.D = base64.StdEncoding.EncodeToString(e.Data)
 	}

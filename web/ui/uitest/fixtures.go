@@ -85,6 +85,8 @@ func (e *Env) PGSession(tb testing.TB, g broker.Grant, id string) {
 		{Kind: event.KindPGParse, Name: "s1", Text: "SELECT id, site FROM patients WHERE id = $1"},
 		{Kind: event.KindPGBind, Name: "p1", Text: "s1", Args: []string{"42"}, N: 1},
 		{Kind: event.KindPGExecute, Name: "p1"},
+		{Kind: event.KindPGResult, Op: "rows", Args: []string{"23:id", "25:site"}, N: 1, Bytes: 16,
+			Text: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
 		{Kind: event.KindPGComplete, Text: "SELECT 1", N: 1},
 		{Kind: event.KindPGQuery, Text: XSSSQL},
 		{Kind: event.KindPGError, Op: "42P01", Name: "ERROR", Text: `relation "trials" does not exist`},

@@ -1,6 +1,8 @@
 // The PostgreSQL statement timeline: assembles recorded protocol events
 // into statements (time, duration, tag, rows, error, parameters as
-// recorded) with transaction boundaries, and renders a filterable table.
+// recorded, result evidence: columns, row and byte counts and the SHA-256
+// of what was returned) with transaction boundaries, and renders a
+// filterable table.
 import { el, fmtDuration } from './lib.js';
 
 export class Statements {
@@ -14,7 +16,7 @@ export class Statements {
   }
 
   open(t, kind, sql, params) {
-    this.cur = { type: 'stmt', t, end: null, kind, sql: sql || '', params: params || [], tags: [], rows: 0, error: '', tx: this.inTx ? this.tx : 0, copy: '' };
+    this.cur = { type: 'stmt', t, end: null, kind, sql: sql || '', params: params || [], tags: [], rows: 0, error: '', tx: this.inTx ? this.tx : 0, copy: '', result: [] };
     this.rows.push(this.cur);
   }
 
@@ -44,6 +46,9 @@ export class Statements {
       case 'pg_copy':
         if (this.cur) this.cur.copy = `COPY ${e.op} ${e.text || ''} ${e.n || ''}`.trim();
         break;
+      case 'pg_result':
+        if (this.cur) this.cur.result.push(resultText(e));
+        break;
       case 'pg_tx':
         if (e.op === 'begin') { this.tx++; this.inTx = true; }
         if (e.op === 'commit' || e.op === 'rollback') this.inTx = false;
@@ -57,6 +62,18 @@ export class Statements {
         break;
     }
   }
+}
+
+// resultText renders a pg_result: the columns (name and type OID), the
+// row and byte counts and the digest of the returned bytes.
+export function resultText(e) {
+  const cols = (e.args || []).map((c) => {
+    const i = c.indexOf(':');
+    return i < 0 ? c : `${c.slice(i + 1)} (${c.slice(0, i)})`;
+  });
+  const what = e.op === 'rows' ? 'rows' : e.op.replace('_', ' ');
+  const head = cols.length ? cols.join(', ') + '\n' : '';
+  return `${head}${e.op === 'copy_in' ? '' : (e.n || 0) + ' '}${what} · ${e.bytes || 0} B · sha256 ${e.text || ''}`;
 }
 
 function stamp(t) {
@@ -82,15 +99,16 @@ export function statementTable(st, filter, errorsOnly) {
         el('td', { class: 'error' }, r.error),
         el('td', null, el('pre', { class: 'sql' }, r.sql + (r.copy ? '\n' + r.copy : ''))),
         el('td', null, r.params.length ? el('pre', { class: 'params' }, r.params.map((p, i) => `$${i + 1} = ${p}`).join('\n')) : ''),
+        el('td', null, r.result.length ? el('pre', { class: 'result' }, r.result.join('\n')) : ''),
         el('td', { class: 'muted' }, r.kind + (r.tx ? ` · tx ${r.tx}` : ''))));
     } else if (!f && !errorsOnly) {
       body.append(el('tr', { class: r.type === 'tx' ? 'tx tx-' + r.op : 'note' },
         el('td', { class: 'num' }, stamp(r.t)),
-        el('td', { colspan: 7 }, r.type === 'tx' ? `── transaction ${r.tx}: ${r.op.toUpperCase()} ──` : r.text)));
+        el('td', { colspan: 8 }, r.type === 'tx' ? `── transaction ${r.tx}: ${r.op.toUpperCase()} ──` : r.text)));
     }
   }
   const t = el('table', { class: 'grid statements', id: 'statements' },
-    el('thead', null, el('tr', null, ['Time', 'Duration', 'Tag', 'Rows', 'Error', 'SQL', 'Parameters (as recorded)', ''].map((c) => el('th', null, c)))), body);
+    el('thead', null, el('tr', null, ['Time', 'Duration', 'Tag', 'Rows', 'Error', 'SQL', 'Parameters (as recorded)', 'Result (columns · rows · SHA-256)', ''].map((c) => el('th', null, c)))), body);
   t.dataset.shown = String(shown);
   return t;
 }
