@@ -6,17 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
-
-	"github.com/custos-pam/custos/broker/identity"
+	"strings"
 )
 
 // Custodians are the demo's break-glass custodians (deploy/dev/custos.yaml):
 // they sign in and confirm an unseal with a password and a TOTP code.
 var Custodians = []string{"erin", "frank"}
-
-// totpStep is the RFC 6238 time step the broker checks codes against.
-const totpStep = 30 * time.Second
 
 // ensureTOTPSecrets writes a base32 TOTP secret (160 bits) to
 // dir/totp/NAME for each custodian that has none; existing secrets are
@@ -43,18 +38,12 @@ func ensureTOTPSecrets(dir string) error {
 	return nil
 }
 
-// TOTPCode returns user's current TOTP code from dir/totp/USER and how
-// long it stays current. The broker accepts each code once per user, so a
-// second command within the same step needs the next code.
-func TOTPCode(dir, user string, now time.Time) (string, time.Duration, error) {
+// TOTPSecret returns user's base32 TOTP secret from dir/totp/USER, as
+// `make up` wrote it.
+func TOTPSecret(dir, user string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "totp", user))
 	if err != nil {
-		return "", 0, fmt.Errorf("totp: %w (is %s a custodian? run make up first)", err, user)
+		return "", fmt.Errorf("totp: %w (is %s a custodian? run make up first)", err, user)
 	}
-	key, err := identity.ParseTOTPSecret(string(b))
-	if err != nil {
-		return "", 0, fmt.Errorf("totp: %s: %w", user, err)
-	}
-	left := totpStep - time.Duration(now.UnixNano()%int64(totpStep))
-	return identity.TOTP(key, now), left, nil
+	return strings.TrimSpace(string(b)), nil
 }

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/deploy/devstack"
 )
 
@@ -49,10 +50,10 @@ func main() {
 			fmt.Fprintln(os.Stderr, usage)
 			os.Exit(2)
 		}
-		code, left, err := devstack.TOTPCode(*dir, fs.Arg(0), time.Now())
+		code, left, err := totpCode(*dir, fs.Arg(0), time.Now())
 		if err == nil && *next {
 			time.Sleep(left + 100*time.Millisecond)
-			code, left, err = devstack.TOTPCode(*dir, fs.Arg(0), time.Now())
+			code, left, err = totpCode(*dir, fs.Arg(0), time.Now())
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "devstack: %v\n", err)
@@ -66,4 +67,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
+}
+
+// totpStep is the RFC 6238 time step the broker checks codes against.
+const totpStep = 30 * time.Second
+
+// totpCode returns user's current TOTP code from the secret `make up`
+// wrote and how long it stays current. The broker accepts each code once
+// per user, so a second command within the same step needs the next code.
+func totpCode(dir, user string, now time.Time) (string, time.Duration, error) {
+	secret, err := devstack.TOTPSecret(dir, user)
+	if err != nil {
+		return "", 0, err
+	}
+	key, err := identity.ParseTOTPSecret(secret)
+	if err != nil {
+		return "", 0, fmt.Errorf("totp: %s: %w", user, err)
+	}
+	left := totpStep - time.Duration(now.UnixNano()%int64(totpStep))
+	return identity.TOTP(key, now), left, nil
 }
