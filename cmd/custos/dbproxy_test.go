@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,8 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/custos-pam/custos/deploy/devstack"
 )
 
 // dbProxyTTL is the connection token lifetime of the tunnel test's broker:
@@ -33,32 +30,8 @@ const dbProxyTTL = "3s"
 // session as the user, and revoking the grant ends a live session through
 // the tunnel.
 func TestDBProxyTunnel(t *testing.T) {
-	pg := devstack.StartPostgres(t)
-	v := devstack.StartVault(t)
-	v.Bootstrap(t, pg)
-	sshd := devstack.StartSSHD(t, v.SSHCAPublicKey)
-	mio := devstack.StartMinIO(t)
-	bucket := mio.NewLockedBucket(t)
-	if _, err := exec.LookPath("psql"); err != nil {
-		devstack.Require(t, "psql", "apt-get install postgresql-client")
-	}
-
-	dir := t.TempDir()
-	writeTLS(t, dir)
-	writeUserKey(t, dir, "alice")
-	httpPort, sshPort, pgPort := devstack.FreePort(t), devstack.FreePort(t), devstack.FreePort(t)
-	cfg := fmt.Sprintf(stackConfig, httpPort, sshPort, pgPort, dir, mio.Endpoint, bucket, v.Addr,
-		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login) +
-		"auth: {db_token_ttl: " + dbProxyTTL + "}\n"
-	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
-	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.env = []string{"CUSTOS_E2E_S3_ACCESS=" + mio.AccessKey, "CUSTOS_E2E_S3_SECRET=" + mio.SecretKey,
-		"CUSTOS_E2E_VAULT_TOKEN=" + v.BrokerToken, "CUSTOS_CA_CERT=" + filepath.Join(dir, "tls.crt")}
-	b.start()
-	t.Cleanup(func() { b.stop(15) })
-	b.login("alice", "bob", "sam")
+	st := startFullStack(t, stackOptions{extra: "auth: {db_token_ttl: " + dbProxyTTL + "}\n"})
+	b := st.b
 
 	// No grant: the tunnel refuses to start.
 	if _, errs, code := b.run("alice", "", "db", "proxy", "demo-pg"); code == 0 || !strings.Contains(errs, "no active grant") {

@@ -21,7 +21,7 @@ import (
 // stay under two seconds. The per-session PostgreSQL login is revoked and
 // the grants still expire on time.
 func TestFaultBrokerSIGKILL(t *testing.T) {
-	s := startFaultStack(t, nil)
+	s := startFullStack(t, stackOptions{})
 	b := s.b
 	pgGrant := s.grant("demo-pg", "readwrite", "1m")
 	sshGrant := s.grant("demo-ssh", "ops", "1m")

@@ -23,10 +23,10 @@ import (
 // Nothing was extended: the revoked token connects nowhere.
 func TestFaultVaultStopped(t *testing.T) {
 	var gate *tcpGate
-	s := startFaultStack(t, func(v *devstack.Vault) string {
+	s := startFullStack(t, stackOptions{vaultAddr: func(v *devstack.Vault) string {
 		gate = newTCPGate(t, strings.TrimPrefix(v.Addr, "http://"))
 		return "http://" + gate.addr
-	})
+	}})
 	b := s.b
 
 	g := s.grant("demo-pg", "readwrite", "10m")

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,69 +20,20 @@ import (
 	"github.com/custos-pam/custos/deploy/devstack"
 )
 
-// faultStack is a broker on the real PostgreSQL target, sshd, Vault and
-// MinIO (the stackConfig of TestFullStack), for the fault tests.
-type faultStack struct {
-	b               *brokerProc
-	pg              *devstack.Postgres
-	vault           *devstack.Vault
-	alice           string // alice's private key file
-	sshPort, pgPort int
-}
-
-// startFaultStack starts the real components and a broker whose Vault
-// address is vaultAddr ("" for the harness's Vault itself).
-func startFaultStack(t *testing.T, vaultAddr func(v *devstack.Vault) string) *faultStack {
-	t.Helper()
-	pg := devstack.StartPostgres(t)
-	v := devstack.StartVault(t)
-	v.Bootstrap(t, pg)
-	sshd := devstack.StartSSHD(t, v.SSHCAPublicKey)
-	mio := devstack.StartMinIO(t)
-	bucket := mio.NewLockedBucket(t)
-	for _, tool := range []string{"psql", "ssh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			devstack.Require(t, tool, "apt-get install postgresql-client openssh-client")
-		}
-	}
-	addr := v.Addr
-	if vaultAddr != nil {
-		addr = vaultAddr(v)
-	}
-	dir := t.TempDir()
-	writeTLS(t, dir)
-	s := &faultStack{pg: pg, vault: v, alice: writeUserKey(t, dir, "alice"),
-		sshPort: devstack.FreePort(t), pgPort: devstack.FreePort(t)}
-	httpPort := devstack.FreePort(t)
-	cfg := fmt.Sprintf(stackConfig, httpPort, s.sshPort, s.pgPort, dir, mio.Endpoint, bucket, addr,
-		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login)
-	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
-	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.env = []string{"CUSTOS_E2E_S3_ACCESS=" + mio.AccessKey, "CUSTOS_E2E_S3_SECRET=" + mio.SecretKey,
-		"CUSTOS_E2E_VAULT_TOKEN=" + v.BrokerToken, "CUSTOS_CA_CERT=" + filepath.Join(dir, "tls.crt")}
-	b.start()
-	t.Cleanup(func() { b.stop(15) })
-	b.login("alice", "bob", "sam")
-	s.b = b
-	return s
-}
-
 // grant has alice request target/role for d and bob approve it.
-func (s *faultStack) grant(target, role, d string) jsonGrant {
+func (s *fullStack) grant(target, role, d string) jsonGrant {
 	s.b.t.Helper()
 	req := decode[jsonRequest](s.b.t, s.b.ok("alice", "request", target, "--role", role, "--for", d, "--reason", "INC-15", "-o", "json"))
 	return *decode[decided](s.b.t, s.b.ok("bob", "approve", req.ID, "-o", "json")).Grant
 }
 
 // psql runs one statement with the real psql through the proxy.
-func (s *faultStack) psql(token, sql string) (string, error) {
+func (s *fullStack) psql(token, sql string) (string, error) {
 	return s.psqlRole(token, "", sql)
 }
 
 // psqlRole is psql as one role of the target (PGOPTIONS -c custos.role).
-func (s *faultStack) psqlRole(token, role, sql string) (string, error) {
+func (s *fullStack) psqlRole(token, role, sql string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1",
@@ -98,7 +48,7 @@ func (s *faultStack) psqlRole(token, role, sql string) (string, error) {
 
 // pgxConn opens a pgx connection through the proxy as alice, as role
 // when set.
-func (s *faultStack) pgxConn(ctx context.Context, token, role string) *pgx.Conn {
+func (s *fullStack) pgxConn(ctx context.Context, token, role string) *pgx.Conn {
 	s.b.t.Helper()
 	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require password=%s", s.pgPort, token)
 	if role != "" {
@@ -114,7 +64,7 @@ func (s *faultStack) pgxConn(ctx context.Context, token, role string) *pgx.Conn 
 // sshTicker runs an ssh session through the proxy whose remote shell
 // prints ssh-tick-N every 100 ms for two minutes; seen holds the last N
 // the client read, done closes when its output ends.
-func (s *faultStack) sshTicker(ctx context.Context) (seen *atomic.Int64, done <-chan struct{}) {
+func (s *fullStack) sshTicker(ctx context.Context) (seen *atomic.Int64, done <-chan struct{}) {
 	t := s.b.t
 	t.Helper()
 	cmd := exec.CommandContext(ctx, "ssh", "-i", s.alice, "-p", fmt.Sprint(s.sshPort), "-o", "StrictHostKeyChecking=no",

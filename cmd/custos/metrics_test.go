@@ -8,46 +8,19 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/custos-pam/custos/deploy/devstack"
 )
 
 // TestMetricsDuringSession scrapes /metrics of a real broker while a psql
 // and an ssh session run through it and finds every family an operator
 // pages on, with values that only the live sessions explain.
 func TestMetricsDuringSession(t *testing.T) {
-	pg := devstack.StartPostgres(t)
-	v := devstack.StartVault(t)
-	v.Bootstrap(t, pg)
-	sshd := devstack.StartSSHD(t, v.SSHCAPublicKey)
-	mio := devstack.StartMinIO(t)
-	bucket := mio.NewLockedBucket(t)
-	for _, tool := range []string{"psql", "ssh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			devstack.Require(t, tool, "apt-get install postgresql-client openssh-client")
-		}
-	}
-	dir := t.TempDir()
-	writeTLS(t, dir)
-	alice := writeUserKey(t, dir, "alice")
-	httpPort, sshPort, pgPort := devstack.FreePort(t), devstack.FreePort(t), devstack.FreePort(t)
-	cfg := fmt.Sprintf(stackConfig, httpPort, sshPort, pgPort, dir, mio.Endpoint, bucket, v.Addr,
-		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login)
-	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
-	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.env = []string{"CUSTOS_E2E_S3_ACCESS=" + mio.AccessKey, "CUSTOS_E2E_S3_SECRET=" + mio.SecretKey,
-		"CUSTOS_E2E_VAULT_TOKEN=" + v.BrokerToken, "CUSTOS_CA_CERT=" + filepath.Join(dir, "tls.crt")}
-	b.start()
-	t.Cleanup(func() { b.stop(15) })
-	b.login("alice", "bob")
+	st := startFullStack(t, stackOptions{})
+	alice, sshPort, pgPort, b := st.alice, st.sshPort, st.pgPort, st.b
 
 	pgReq := decode[jsonRequest](t, b.ok("alice", "request", "demo-pg", "--role", "readonly", "--for", "10m", "--reason", "INC-1", "-o", "json"))
 	b.ok("bob", "approve", pgReq.ID)

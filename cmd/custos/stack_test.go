@@ -76,33 +76,8 @@ targets:
 // credentials from Vault, recordings in MinIO under Object Lock, verify, and
 // revocation closing a live session.
 func TestFullStack(t *testing.T) {
-	pg := devstack.StartPostgres(t)
-	v := devstack.StartVault(t)
-	v.Bootstrap(t, pg)
-	sshd := devstack.StartSSHD(t, v.SSHCAPublicKey)
-	mio := devstack.StartMinIO(t)
-	bucket := mio.NewLockedBucket(t)
-	for _, tool := range []string{"psql", "ssh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			devstack.Require(t, tool, "apt-get install postgresql-client openssh-client")
-		}
-	}
-
-	dir := t.TempDir()
-	writeTLS(t, dir)
-	alice := writeUserKey(t, dir, "alice")
-	httpPort, sshPort, pgPort := devstack.FreePort(t), devstack.FreePort(t), devstack.FreePort(t)
-	cfg := fmt.Sprintf(stackConfig, httpPort, sshPort, pgPort, dir, mio.Endpoint, bucket, v.Addr,
-		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login)
-	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
-	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.env = []string{"CUSTOS_E2E_S3_ACCESS=" + mio.AccessKey, "CUSTOS_E2E_S3_SECRET=" + mio.SecretKey,
-		"CUSTOS_E2E_VAULT_TOKEN=" + v.BrokerToken, "CUSTOS_CA_CERT=" + filepath.Join(dir, "tls.crt")}
-	b.start()
-	t.Cleanup(func() { b.stop(15) })
-	b.login("alice", "bob", "sam")
+	st := startFullStack(t, stackOptions{})
+	pg, sshd, dir, alice, sshPort, pgPort, b := st.pg, st.sshd, st.dir, st.alice, st.sshPort, st.pgPort, st.b
 
 	// The web UI is served by the same binary, under a strict CSP.
 	resp, err := readyClient.Get(b.url + "/ui/login")
@@ -260,6 +235,66 @@ func TestFullStack(t *testing.T) {
 	if !strings.Contains(out, "intact") {
 		t.Fatalf("audit verify: %s", out)
 	}
+}
+
+// fullStack is a broker on the real PostgreSQL target, sshd, Vault and
+// MinIO (stackConfig), with alice, bob and sam signed in and alice's SSH
+// key written.
+type fullStack struct {
+	b               *brokerProc
+	pg              *devstack.Postgres
+	vault           *devstack.Vault
+	sshd            *devstack.SSHD
+	dir             string
+	alice           string // alice's private key file
+	sshPort, pgPort int
+}
+
+// stackOptions change a full stack's broker before it starts.
+type stackOptions struct {
+	// vaultAddr is the Vault address the broker is given. Default: the
+	// harness's Vault itself.
+	vaultAddr func(v *devstack.Vault) string
+	// extra is appended to the config.
+	extra string
+}
+
+// startFullStack starts the real components and a broker wired to them.
+func startFullStack(t *testing.T, o stackOptions) *fullStack {
+	t.Helper()
+	pg := devstack.StartPostgres(t)
+	v := devstack.StartVault(t)
+	v.Bootstrap(t, pg)
+	sshd := devstack.StartSSHD(t, v.SSHCAPublicKey)
+	mio := devstack.StartMinIO(t)
+	bucket := mio.NewLockedBucket(t)
+	for _, tool := range []string{"psql", "ssh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			devstack.Require(t, tool, "apt-get install postgresql-client openssh-client")
+		}
+	}
+	addr := v.Addr
+	if o.vaultAddr != nil {
+		addr = o.vaultAddr(v)
+	}
+	dir := t.TempDir()
+	writeTLS(t, dir)
+	s := &fullStack{pg: pg, vault: v, sshd: sshd, dir: dir, alice: writeUserKey(t, dir, "alice"),
+		sshPort: devstack.FreePort(t), pgPort: devstack.FreePort(t)}
+	httpPort := devstack.FreePort(t)
+	cfg := fmt.Sprintf(stackConfig, httpPort, s.sshPort, s.pgPort, dir, mio.Endpoint, bucket, addr,
+		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login) + o.extra
+	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
+	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.env = []string{"CUSTOS_E2E_S3_ACCESS=" + mio.AccessKey, "CUSTOS_E2E_S3_SECRET=" + mio.SecretKey,
+		"CUSTOS_E2E_VAULT_TOKEN=" + v.BrokerToken, "CUSTOS_CA_CERT=" + filepath.Join(dir, "tls.crt")}
+	b.start()
+	t.Cleanup(func() { b.stop(15) })
+	b.login("alice", "bob", "sam")
+	s.b = b
+	return s
 }
 
 // waitRoleGone waits until the target has no role named name: Vault's
