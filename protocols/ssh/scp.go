@@ -58,17 +58,23 @@ type scpObserver struct {
 
 // scpSource is the parse state of the source side.
 type scpSource struct {
+	scpLines
 	state scpState
 	kind  byte
-	line  []byte
 	// afterContents is set while a status error line follows a file's
 	// contents (it wants an answer).
 	afterContents bool
 	// file is the C entry being transferred.
-	file   scpFile
-	left   int64
-	sum    hash.Hash
-	spans  []span
+	file  scpFile
+	left  int64
+	sum   hash.Hash
+	spans []span
+}
+
+// scpLines collects one side's control lines; broken is set once the side
+// stops parsing as scp.
+type scpLines struct {
+	line   []byte
 	broken bool
 }
 
@@ -89,9 +95,8 @@ const (
 
 // scpSink is the parse state of the sink side.
 type scpSink struct {
+	scpLines
 	inLine bool
-	line   []byte
-	broken bool
 }
 
 // observer returns an observer for the server command.
@@ -136,18 +141,8 @@ func (o *scpObserver) feedSource(p []byte) (parsed, error) {
 				s.broken = true
 			}
 		case scpLine:
-			j := bytes.IndexByte(p[i:], '\n')
-			end := len(p)
-			if j >= 0 {
-				end = i + j
-			}
-			if len(s.line)+end-i > scpMaxLine {
-				i += scpMaxLine - len(s.line)
-				s.broken = true
-				continue
-			}
-			s.line = append(s.line, p[i:end]...)
-			if j < 0 {
+			end, complete := s.takeLine(p, i)
+			if !complete {
 				i = end
 				continue
 			}
@@ -295,6 +290,24 @@ func (o *scpObserver) sourceLine(kind byte, line []byte) (bool, error) {
 	return true, o.file(op, s.file.path, size, mode, "")
 }
 
+// takeLine appends the bytes of p from i up to the next newline to s.line.
+// It returns the index of that newline and true once the line is whole;
+// otherwise where it stopped (the end of p, or past scpMaxLine with the
+// stream broken) and false.
+func (s *scpLines) takeLine(p []byte, i int) (int, bool) {
+	j := bytes.IndexByte(p[i:], '\n')
+	end := len(p)
+	if j >= 0 {
+		end = i + j
+	}
+	if len(s.line)+end-i > scpMaxLine {
+		s.broken = true
+		return i + scpMaxLine - len(s.line), false
+	}
+	s.line = append(s.line, p[i:end]...)
+	return end, j >= 0
+}
+
 // feedSink parses bytes from the side receiving files: status bytes and
 // error lines.
 func (o *scpObserver) feedSink(p []byte) (parsed, error) {
@@ -322,18 +335,8 @@ func (o *scpObserver) feedSink(p []byte) (parsed, error) {
 			i++
 			continue
 		}
-		j := bytes.IndexByte(p[i:], '\n')
-		end := len(p)
-		if j >= 0 {
-			end = i + j
-		}
-		if len(s.line)+end-i > scpMaxLine {
-			i += scpMaxLine - len(s.line)
-			s.broken = true
-			continue
-		}
-		s.line = append(s.line, p[i:end]...)
-		if j < 0 {
+		end, complete := s.takeLine(p, i)
+		if !complete {
 			i = end
 			continue
 		}
