@@ -145,6 +145,14 @@ func (c *sessionChannel) start(req *ssh.Request, ev event.Event) {
 		return
 	default:
 	}
+	if c.s.Context().Err() != nil {
+		// The session is ending: no command starts on the target.
+		c.reply(req, false)
+		return
+	}
+	// Decided by this request alone: an earlier refused exec leaves no
+	// observer behind for a shell.
+	c.files = nil
 	switch req.Type {
 	case "exec":
 		var m stringRequest

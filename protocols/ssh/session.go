@@ -115,6 +115,12 @@ func (s *session) run(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	}
 	go s.serveGlobalRequests(reqs)
 	for nc := range chans {
+		if s.Context().Err() != nil {
+			// Ending (revoked, expired, shutting down): nothing new opens
+			// while the terminals are shown why.
+			_ = nc.Reject(ssh.Prohibited, "custos: the session is ending")
+			continue
+		}
 		switch nc.ChannelType() {
 		case "session":
 			s.wg.Go(func() { s.handleSessionChannel(nc) })
