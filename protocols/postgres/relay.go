@@ -65,7 +65,9 @@ func (s *session) run() {
 		running--
 	case <-s.Context().Done():
 	}
-	byBroker := s.Context().Err() != nil
+	// Ended by the broker (revocation, expiry, idle, recording failure,
+	// shutdown), not by a client that went away during the welcome.
+	_, byBroker := lifecycle.AsCause(s.Cause())
 	s.End(protocolError(first))
 	cause := s.Cause()
 

@@ -208,14 +208,17 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 		return fail(&clientError{Code: codeCannotConnectNow,
 			Msg: "custos: session recording unavailable; connection refused (fail-closed)", err: err})
 	}
-	if err := cs.Admit(); err != nil {
-		closeUp()
-		return fail(&clientError{Code: codeAdminShutdown, Msg: "access revoked", err: err})
-	}
+	// The cancel key comes first: once Admit audits session.start, the
+	// session runs and ends with session.end.
 	if err := p.registerCancelKey(s); err != nil {
 		closeUp()
 		cs.End(err)
 		return fail(&clientError{Code: codeCannotConnectNow, Msg: "custos: cannot start the session", err: err})
+	}
+	if err := cs.Admit(); err != nil {
+		p.unregisterCancelKey(s)
+		closeUp()
+		return fail(&clientError{Code: codeAdminShutdown, Msg: "access revoked", err: err})
 	}
 	n.conn.SetDeadline(time.Time{})
 	if _, err := n.conn.Write(welcome(hc, s.upstreamPID, s.keySecret)); err != nil {
