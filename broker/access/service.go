@@ -296,7 +296,7 @@ func (s *Service) mayRevoke(actor string, g broker.Grant) bool {
 }
 
 func (s *Service) isSecurityAdmin(user string) bool {
-	return s.isMemberOfAny(user, s.cfg.SecurityAdmins)
+	return s.dir.Enabled(user) && s.isMemberOfAny(user, s.cfg.SecurityAdmins)
 }
 
 // IsSecurityAdmin reports whether the user is in a security_admins group.
