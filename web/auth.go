@@ -154,11 +154,22 @@ func (g *Gate) bearerOnly(h http.HandlerFunc) http.Handler {
 			return
 		}
 		if err != nil {
-			WriteError(w, http.StatusUnauthorized, errorCode(err, "token_invalid"), err.Error())
+			refuseBearer(w, err)
 			return
 		}
 		h(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
+}
+
+// refuseBearer answers a bearer token that did not verify: 401 with the
+// refusal's code and message, or, when the token could not be checked at
+// all (the store did not answer), 503 without the internal error text.
+func refuseBearer(w http.ResponseWriter, err error) {
+	if _, ok := broker.AsError(err); !ok {
+		WriteError(w, http.StatusServiceUnavailable, "unavailable", "the broker cannot check tokens right now; try again")
+		return
+	}
+	WriteError(w, http.StatusUnauthorized, errorCode(err, "token_invalid"), err.Error())
 }
 
 // Require wraps h so it runs only for an authenticated caller: a bearer
@@ -169,7 +180,7 @@ func (g *Gate) Require(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, found, err := g.bearer(r)
 		if found && err != nil {
-			WriteError(w, http.StatusUnauthorized, errorCode(err, "token_invalid"), err.Error())
+			refuseBearer(w, err)
 			return
 		}
 		if !found {

@@ -40,7 +40,7 @@ func (u *UI) wsLive(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
 	if _, err := u.o.Audit.Append(r.Context(), audit.Entry{Actor: p.User, Action: "session.recording.read", Target: s.Target,
 		Outcome: broker.OutcomeSuccess, Reason: "live view",
-		Details: map[string]any{"session_id": s.ID, "user": s.User, "purpose": "live view", "via": "web"}}); err != nil {
+		Details: map[string]any{"session_id": s.ID, "user": s.User, "purpose": "live view", "via": p.Via}}); err != nil {
 		// A view that cannot be audited is refused.
 		u.fail(w, err)
 		return
