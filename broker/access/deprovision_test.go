@@ -102,3 +102,31 @@ func TestRevokeDisabled(t *testing.T) {
 		t.Fatalf("second run: %+v %v", again, err)
 	}
 }
+
+// A security admin disabled in config is no security admin any more.
+func TestDisabledSecurityAdmin(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, disabled := range []bool{false, true} {
+		cfg, err := config.Parse([]byte(testConfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range cfg.Users {
+			if cfg.Users[i].Name == "sam" {
+				cfg.Users[i].Disabled = disabled
+			}
+		}
+		dir, err := identity.NewDirectory(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: audit.NewLog(st)})
+		if got := s.IsSecurityAdmin("sam"); got == disabled {
+			t.Errorf("sam disabled=%v: IsSecurityAdmin = %v", disabled, got)
+		}
+	}
+}
