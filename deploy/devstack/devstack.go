@@ -3,6 +3,7 @@ package devstack
 import (
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -156,6 +157,16 @@ func FreePort(tb testing.TB) int {
 }
 
 func freePort() (int, error) {
+	// A port below the kernel's ephemeral range (32768 and up on Linux)
+	// is never handed to an outgoing connection or another listener on
+	// port 0 between the check and the component's own bind, as one from
+	// port 0 can be.
+	for range 50 {
+		p := freePortLow + mathrand.IntN(freePortHigh-freePortLow)
+		if portFree(p) {
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("free port: %w", err)
@@ -163,6 +174,12 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// The range FreePort picks from first.
+const (
+	freePortLow  = 20000
+	freePortHigh = 32000
+)
 
 // portFree reports whether port can be listened on at 127.0.0.1.
 func portFree(port int) bool {
