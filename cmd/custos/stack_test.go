@@ -257,6 +257,8 @@ type stackOptions struct {
 	vaultAddr func(v *devstack.Vault) string
 	// extra is appended to the config.
 	extra string
+	// minio is the object store. Default: the harness's shared MinIO.
+	minio *devstack.MinIO
 }
 
 // startFullStack starts the real components and a broker wired to them.
@@ -266,7 +268,10 @@ func startFullStack(t *testing.T, o stackOptions) *fullStack {
 	v := devstack.StartVault(t)
 	v.Bootstrap(t, pg)
 	sshd := devstack.StartSSHD(t, v.SSHCAPublicKey)
-	mio := devstack.StartMinIO(t)
+	mio := o.minio
+	if mio == nil {
+		mio = devstack.StartMinIO(t)
+	}
 	bucket := mio.NewLockedBucket(t)
 	for _, tool := range []string{"psql", "ssh"} {
 		if _, err := exec.LookPath(tool); err != nil {
