@@ -73,6 +73,12 @@ type Config struct {
 	Retention time.Duration
 	// LegalHold puts every new object under legal hold. Default: false.
 	LegalHold bool
+	// SpoolMaxBytes caps the chunk bytes the spool holds (sessions not yet
+	// stored, uploaded chunks of live sessions included). A fail-closed
+	// session whose next event would exceed it ends (ErrSpoolFull), and
+	// new fail-closed sessions are refused while less than an eighth of
+	// it is free. Default: 0, no cap but the disk's.
+	SpoolMaxBytes int64
 	// MaxUploadOutage is how long the store may fail uploads before
 	// fail-closed sessions end and new ones are refused. Default: 5m.
 	MaxUploadOutage time.Duration

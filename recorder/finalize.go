@@ -37,7 +37,9 @@ func (r *Recorder) finalize(j job) {
 	}
 	r.mu.Lock()
 	delete(r.tracks, t.id)
+	freed := t.chunkBytes()
 	r.mu.Unlock()
+	r.forceSpool(-freed)
 }
 
 func (r *Recorder) finalizeSteps(t *track) error {

@@ -58,6 +58,8 @@ type Recorder struct {
 	lastErr error
 	// storeErrors counts failed store calls, for Backlog.
 	storeErrors atomic.Uint64
+	// spoolUsed is the spool's accounted use in bytes (spoolcap.go).
+	spoolUsed atomic.Int64
 }
 
 // New opens the spool, checks the store, and starts the background
@@ -156,7 +158,7 @@ func (r *Recorder) pendingFinal() bool {
 }
 
 // Ready reports whether new fail-closed sessions may start: nil, or an
-// error wrapping ErrStoreUnavailable.
+// error wrapping ErrStoreUnavailable or ErrSpoolFull.
 func (r *Recorder) Ready() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -166,7 +168,7 @@ func (r *Recorder) Ready() error {
 	if r.down {
 		return fmt.Errorf("recorder: %w: unreachable for over %s: %v", ErrStoreUnavailable, r.cfg.MaxUploadOutage, r.lastErr)
 	}
-	return nil
+	return r.spoolReady()
 }
 
 // Live returns the writer of a session being recorded by this process.

@@ -113,6 +113,7 @@ func (r *Recorder) recoverSession(ctx context.Context, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tracks[id] = t
+	r.forceSpool(t.chunkBytes())
 	for _, c := range t.chunks {
 		if !c.Uploaded {
 			r.enqueue(job{t: t, seq: c.Seq, check: true})

@@ -46,6 +46,13 @@ func (w *Writer) sealLoop() {
 				// waiting for it reports the failure.
 				w.fail(fmt.Errorf("%w: seal: %w", ErrRecordingFailed, err))
 			}
+			// The chunk's events were reserved as plaintext; on disk
+			// it takes its sealed size.
+			if err == nil {
+				w.r.forceSpool(s.ci.Size - int64(len(p.b)))
+			} else {
+				w.r.forceSpool(-int64(len(p.b)))
+			}
 			w.r.plainBufs.put(p.b)
 			w.mu.Lock()
 			if err != nil {
@@ -176,6 +183,7 @@ func (w *Writer) finish(s sealed, durable bool) {
 	if !durable {
 		w.lost = true
 		w.dropped += int64(s.ci.Events)
+		w.r.forceSpool(-s.ci.Size)
 	}
 	w.spooled++
 	w.broadcast()

@@ -109,6 +109,7 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 	r.live[id] = w
 	r.tracks[id] = t
 	r.mu.Unlock()
+	r.forceSpool(int64(len(w.cur)))
 	go w.sealLoop()
 	go w.spoolLoop()
 	if ready != nil {

@@ -144,14 +144,19 @@ func (w *Writer) Record(e event.Event) error {
 		return w.data(e.Kind, e.Channel, e.Data)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if err := w.writable(); err != nil {
+		w.mu.Unlock()
 		return err
 	}
 	e.Offset = w.offset()
+	buf := event.Append(w.cur, &e)
+	if !w.reserve(buf) {
+		return w.refuse()
+	}
 	w.ix.observe(&e)
-	w.appended(event.Append(w.cur, &e), e.Offset)
+	w.appended(buf, e.Offset)
 	w.live.record(e)
+	w.mu.Unlock()
 	return nil
 }
 
@@ -167,8 +172,12 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 			return err
 		}
 		off := w.offset()
+		buf := event.AppendData(w.cur, k, off, ch, p[:n])
+		if !w.reserve(buf) {
+			return w.refuse()
+		}
 		w.ix.data(k, ch, p[:n])
-		w.appended(event.AppendData(w.cur, k, off, ch, p[:n]), off)
+		w.appended(buf, off)
 		w.live.data(&w.header, k, ch, p[:n], off)
 		w.mu.Unlock()
 		p = p[n:]
@@ -176,6 +185,35 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 			return nil
 		}
 	}
+}
+
+// reserve accounts in the spool for what buf, w.cur with one event
+// appended, adds. When it does not fit, the event is undone: w.cur keeps
+// what it held. Callers hold w.mu.
+func (w *Writer) reserve(buf []byte) bool {
+	if w.r.reserveSpool(int64(len(buf) - len(w.cur))) {
+		return true
+	}
+	w.cur = buf[:len(w.cur)]
+	return false
+}
+
+// refuse answers an event the spool had no room for, and unlocks w.mu.
+// The full spool fails every live recording (Recorder.spoolFull). For a
+// fail-closed session the event is refused, so the proxy relays nothing
+// more, and the session ends; a fail-open one drops the event (the
+// recording ends as incomplete) and goes on.
+func (w *Writer) refuse() error {
+	if w.failOpen {
+		w.lost = true
+		w.dropped++
+	}
+	w.mu.Unlock()
+	w.r.spoolFull(w.spoolFullError())
+	if w.failOpen {
+		return nil
+	}
+	return w.Err()
 }
 
 // writable waits while the disk is behind (maxInFlight chunks not yet
@@ -294,9 +332,15 @@ func (w *Writer) end(state, by, reason string) error {
 		w.mu.Unlock()
 		return fmt.Errorf("recorder: session %s: %w", w.header.SessionID, ErrClosed)
 	}
+	if w.err != nil && !w.failOpen {
+		// The failed recording ended the session: nobody closed it.
+		state = stateInterrupted
+	}
 	e := event.Event{Kind: event.KindEnd, Op: state, Name: by, Text: reason, Offset: w.offset()}
 	w.ix.observe(&e)
-	w.appended(event.Append(w.cur, &e), e.Offset)
+	buf := event.Append(w.cur, &e)
+	w.r.forceSpool(int64(len(buf) - len(w.cur)))
+	w.appended(buf, e.Offset)
 	w.live.record(e)
 	w.closing = true
 	w.handOff()

@@ -128,6 +128,11 @@ type Recording struct {
 	// MaxUploadOutage is how long the object store may be unreachable
 	// before new sessions are refused. Default: 5m.
 	MaxUploadOutage Duration `yaml:"max_upload_outage"`
+	// SpoolMaxBytes caps the spool's chunk bytes: a session whose next
+	// event would exceed it ends (fail-closed targets), and new sessions
+	// are refused while less than an eighth of it is free. Default: 0, no
+	// cap but the disk's.
+	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
 }
 
 // S3 configures an S3-compatible object store.

@@ -159,6 +159,9 @@ func (c *Config) validateRecording(ck *checker) {
 	if r.Retention <= 0 {
 		ck.add("recording.retention", "must be > 0")
 	}
+	if r.SpoolMaxBytes < 0 {
+		ck.add("recording.spool_max_bytes", "must be >= 0 (0: no cap)")
+	}
 }
 
 func (c *Config) validateIdentities(ck *checker) (users, groups map[string]bool) {

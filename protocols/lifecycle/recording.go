@@ -130,13 +130,26 @@ func (s *Session) check(err error) error {
 	return fmt.Errorf("%w: %w", ErrRecordingFailed, err)
 }
 
-// recordingFailed ends the session once its recording failed.
+// failureReasoner is a recording that says why it failed, in a few words
+// fit for the user and the audit log ("spool full"), or "" when it has no
+// more to say; *recorder.Writer implements it.
+type failureReasoner interface{ FailureReason() string }
+
+// recordingFailed ends the session once its recording failed. The reason,
+// shown to the user and recorded as the end reason, is "recording failed"
+// and what the recording says of why.
 func (s *Session) recordingFailed() {
 	if s.failed.Swap(true) {
 		return
 	}
-	s.c.log.Error("recording failed; ending session", "session", s.ID)
-	s.terminate(&Cause{Kind: RecordingFailed, By: "system", Reason: "recording failed"})
+	reason := "recording failed"
+	if fr, ok := s.rec.(failureReasoner); ok {
+		if why := fr.FailureReason(); why != "" {
+			reason += ": " + why
+		}
+	}
+	s.c.log.Error("recording failed; ending session", "session", s.ID, "reason", reason)
+	s.terminate(&Cause{Kind: RecordingFailed, By: "system", Reason: reason})
 }
 
 // nopRecording stands in before the recording starts and for a fail-open

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -61,7 +62,11 @@ func clientCause(err error) (*clientError, bool) {
 		return &clientError{Code: codeIdleSessionTimeout,
 			Msg: fmt.Sprintf("custos: session idle for %s; disconnected (role idle_timeout)", c.IdleFor)}, true
 	case lifecycle.RecordingFailed:
-		return &clientError{Code: codeAdminShutdown, Msg: "custos: session recording failed; session ended (fail-closed)", err: err}, true
+		msg := "custos: session recording failed; session ended (fail-closed)"
+		if why, ok := strings.CutPrefix(c.Reason, "recording failed: "); ok {
+			msg = "custos: session recording failed (" + why + "); session ended (fail-closed)"
+		}
+		return &clientError{Code: codeAdminShutdown, Msg: msg, err: err}, true
 	default:
 		return &clientError{Code: codeAdminShutdown, Msg: "access revoked: " + c.Reason}, true
 	}

@@ -67,7 +67,8 @@ func NewRecorder(ctx context.Context, c *config.Config, vc *vault.Client, deps R
 	return recorder.New(ctx, recorder.Config{
 		SpoolDir: rc.SpoolDir, Store: st, Prefix: prefix, Signer: signer, Keys: keys,
 		Retention: rc.Retention.D(), LegalHold: rc.LegalHold, MaxUploadOutage: rc.MaxUploadOutage.D(),
-		Audit: deps.Audit, Index: deps.Index, Logger: deps.Logger,
+		SpoolMaxBytes: rc.SpoolMaxBytes,
+		Audit:         deps.Audit, Index: deps.Index, Logger: deps.Logger,
 	})
 }
 
