@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/custos-pam/custos/deploy/devstack"
+	"github.com/custos-pam/custos/recorder/event"
 )
 
 // TestFaultMinIOStopped: the broker records into a MinIO of the test's
@@ -173,8 +177,8 @@ func waitStored(t *testing.T, b *brokerProc, n int) []storedSession {
 					State   string `json:"state"`
 				}](t, v)
 			}
-			if st.Verify.State == "" {
-				break
+			if st.Verify.State == "" || x.State == "live" {
+				break // not stored yet, or listed before it was
 			}
 			out = append(out, st)
 		}
@@ -208,4 +212,205 @@ func assertTicks(t *testing.T, events, prefix string, last int64) {
 	} else {
 		t.Logf("recording holds every %s counter 0..%d the client saw", prefix, last)
 	}
+}
+
+// TestFaultSpoolFull: MinIO stopped and the spool full. The spool is
+// capped (recording.spool_max_bytes, 4 MiB) so that it fills for real:
+// with MinIO down, an ssh session floods random (incompressible) output
+// until the recorder refuses an event.
+//
+// Fail-closed: the flooding session and the two quiet running sessions
+// (an ssh and a pgx ticker) end at once with a message naming the full
+// spool; new psql and ssh sessions are refused with a message naming the
+// recording. The attacker's view: every byte the flooding client saw is
+// in its recording (the recorder refuses an event before the proxy
+// relays it), so flooding the spool gets no output past the recording.
+// When MinIO returns, what was spooled uploads; each recording verifies
+// intact and says it was interrupted by the recording failure, none is
+// sealed as closed; and new sessions start again.
+func TestFaultSpoolFull(t *testing.T) {
+	mio := devstack.StartOwnMinIO(t)
+	const spoolMax = 4 << 20
+	s := startFullStack(t, stackOptions{minio: mio.MinIO, recording: fmt.Sprintf("spool_max_bytes: %d", spoolMax)})
+	b := s.b
+	s.grant("demo-pg", "readwrite", "10m")
+	s.grant("demo-ssh", "ops", "10m")
+	token := strings.TrimSpace(b.ok("alice", "db", "token", "demo-pg"))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	ticker := s.sshCommand(ctx, "i=0; while [ $i -lt 1200 ]; do echo ssh-tick-$i; i=$((i+1)); sleep 0.1; done")
+	sshSeen := ticker.ticks("ssh-tick-")
+	conn := s.pgxConn(ctx, token, "")
+	pgSeen, _, pgDone := pgTicker(ctx, conn)
+	waitTicks(t, b, sshSeen, pgSeen, 10)
+
+	mio.Stop(t)
+	flood := s.sshCommand(ctx, "head -c 64M /dev/urandom")
+	floodErr := flood.wait(t, 60*time.Second)
+	saw := flood.stdout.Bytes()
+	t.Logf("flooding client: %v after %d bytes; stderr %q", floodErr, len(saw), flood.stderr.String())
+	const ended = "custos: session ended: recording failed: spool full"
+	if floodErr == nil || len(saw) >= 64<<20 || !strings.Contains(flood.stderr.String(), ended) {
+		t.Fatalf("flooding a %d-byte spool with MinIO down: %v after %d bytes, stderr %q\nbroker log:\n%s",
+			spoolMax, floodErr, len(saw), flood.stderr.String(), b.logs)
+	}
+
+	// The quiet sessions end too, each with the reason.
+	if err := ticker.wait(t, 10*time.Second); err == nil || !strings.Contains(ticker.stderr.String(), ended) {
+		t.Errorf("running ssh session with the spool full: %v, stderr %q", err, ticker.stderr.String())
+	}
+	select {
+	case err := <-pgDone:
+		if err == nil || !strings.Contains(err.Error(), "custos: session recording failed (spool full); session ended (fail-closed) (SQLSTATE 57P01)") {
+			t.Errorf("running pgx session with the spool full: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("running pgx session still going 10s after the spool filled")
+	}
+	sshLast, pgLast := sshSeen.Load(), pgSeen.Load()
+
+	// New sessions are refused, saying why.
+	out, err := s.psql(token, "select 'should-not-run'")
+	t.Logf("psql with the spool full: %q", out)
+	if err == nil || !strings.Contains(out, "FATAL:  custos: session recording unavailable; connection refused (fail-closed)") {
+		t.Errorf("psql with the spool full: want a refusal naming the recording, got %v: %q", err, out)
+	}
+	out, err = sshRun(t, s.alice, s.sshPort, "demo-ssh", "echo should-not-run")
+	t.Logf("ssh with the spool full: %q", out)
+	if err == nil || strings.Contains(out, "should-not-run") || !strings.Contains(out, "custos: session refused: recording is unavailable") {
+		t.Errorf("ssh with the spool full: want a refusal naming the recording, got %v: %q", err, out)
+	}
+	if used, ok := sample(scrapeMetrics(t, b.url), "custos_recorder_spool_used_bytes"); !ok || used < spoolMax*7/8 {
+		t.Errorf("custos_recorder_spool_used_bytes with the spool full: %v (present %v), want >= %d", used, ok, spoolMax*7/8)
+	}
+	recs := decode[[]auditRec](t, b.ok("sam", "audit", "list", "--action", "session.recording.failed", "--limit", "100", "-o", "json"))
+	if len(recs) < 3 {
+		t.Errorf("session.recording.failed records: %d, want one per running session", len(recs))
+	}
+
+	mio.Start(t)
+	upAt := time.Now()
+	ss := waitStored(t, b, 3)
+	t.Logf("all 3 recordings stored %v after MinIO returned", time.Since(upAt))
+	for _, x := range ss {
+		if x.State != "interrupted" || x.Verify.State != "interrupted" || !x.Verify.Intact {
+			t.Errorf("session %s (%s): listed %s, recording %s, verify %q; want intact and interrupted",
+				x.ID, x.Protocol, x.State, x.Verify.State, x.Verify.Verdict)
+		}
+		events := b.ok("sam", "export", x.ID, "--format", "jsonl")
+		out, end := recordedOutput(t, events)
+		// ssh: "interrupted by system: recording failed: spool full";
+		// postgres records the FATAL it sent, by "broker".
+		if !strings.HasPrefix(end, "interrupted by ") || !strings.Contains(end, "recording failed") || !strings.Contains(end, "spool full") {
+			t.Errorf("session %s (%s) recording ends %q", x.ID, x.Protocol, end)
+		}
+		switch {
+		case x.Protocol == "postgres":
+			assertTicks(t, events, "pg-tick-", pgLast)
+		case bytes.Contains(out, []byte("ssh-tick-")):
+			assertTicks(t, events, "ssh-tick-", sshLast)
+		default:
+			// Everything the flooding client saw is in the recording.
+			if !bytes.HasPrefix(out, saw) {
+				t.Errorf("the flooding client saw %d bytes; the recording holds %d, not starting with them", len(saw), len(out))
+			} else {
+				t.Logf("flood: the client saw %d bytes, all in the recording (%d bytes of output recorded)", len(saw), len(out))
+			}
+		}
+	}
+
+	// The spool emptied as the recordings were stored: sessions start again.
+	if out, err := s.psql(token, "select 'after-' || 6*7"); err != nil || !strings.Contains(out, "after-42") {
+		t.Errorf("psql once MinIO returned: %v: %q", err, out)
+	}
+}
+
+// sshRunning is an ssh command running through the proxy as alice.
+type sshRunning struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan error
+}
+
+// sshCommand starts command on demo-ssh through the proxy.
+func (s *fullStack) sshCommand(ctx context.Context, command string) *sshRunning {
+	t := s.b.t
+	t.Helper()
+	r := &sshRunning{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	r.cmd = exec.CommandContext(ctx, "ssh", "-i", s.alice, "-p", fmt.Sprint(s.sshPort), "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "demo-ssh@127.0.0.1", command)
+	r.cmd.Stdout, r.cmd.Stderr = r.stdout, r.stderr
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait() }()
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	return r
+}
+
+// wait waits for the command to end and returns how it ended.
+func (r *sshRunning) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return err
+	case <-time.After(d):
+		t.Fatalf("ssh command still running after %v", d)
+		return nil
+	}
+}
+
+// ticks follows the command's output: the last counter prefixN it printed.
+func (r *sshRunning) ticks(prefix string) *atomic.Int64 {
+	seen := &atomic.Int64{}
+	seen.Store(-1)
+	re := regexp.MustCompile(regexp.QuoteMeta(prefix) + `(\d+)\n`)
+	go func() {
+		for {
+			if m := re.FindAllStringSubmatch(r.stdout.String(), -1); len(m) > 0 {
+				n, _ := strconv.ParseInt(m[len(m)-1][1], 10, 64)
+				seen.Store(n)
+			}
+			select {
+			case err := <-r.done:
+				r.done <- err
+				if m := re.FindAllStringSubmatch(r.stdout.String(), -1); len(m) > 0 {
+					n, _ := strconv.ParseInt(m[len(m)-1][1], 10, 64)
+					seen.Store(n)
+				}
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return seen
+}
+
+// recordedOutput decodes a JSONL export: the terminal output recorded
+// (stdout and stderr, in order) and its end event as "state by who: why".
+func recordedOutput(t *testing.T, jsonl string) (out []byte, end string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(jsonl), "\n")
+	for _, line := range lines[1:] { // the first line is the header
+		var e event.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("export line %.200q: %v", line, err)
+		}
+		switch e.Kind {
+		case event.KindOutput:
+			out = append(out, e.Data...)
+		case event.KindEnd:
+			end = e.Op + " by " + e.Name + ": " + e.Text
+		}
+	}
+	return out, end
+}
+
+// Bytes returns a copy of what was written so far.
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
 }

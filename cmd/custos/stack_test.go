@@ -259,6 +259,9 @@ type stackOptions struct {
 	extra string
 	// minio is the object store. Default: the harness's shared MinIO.
 	minio *devstack.MinIO
+	// recording is added to the recording section, one "key: value"
+	// per line.
+	recording string
 }
 
 // startFullStack starts the real components and a broker wired to them.
@@ -289,6 +292,11 @@ func startFullStack(t *testing.T, o stackOptions) *fullStack {
 	httpPort := devstack.FreePort(t)
 	cfg := fmt.Sprintf(stackConfig, httpPort, s.sshPort, s.pgPort, dir, mio.Endpoint, bucket, addr,
 		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login) + o.extra
+	for _, line := range strings.Split(strings.TrimSpace(o.recording), "\n") {
+		if line != "" {
+			cfg = strings.Replace(cfg, "\n  encryption: vault\n", "\n  encryption: vault\n  "+strings.TrimSpace(line)+"\n", 1)
+		}
+	}
 	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
 	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ type stateCollector struct {
 	rec   *recorder.Recorder
 	log   func(msg string, args ...any)
 
-	pending, grants, spoolChunks, spoolBytes, lag, uploadErrors *prometheus.Desc
+	pending, grants, spoolChunks, spoolBytes, spoolUsed, lag, uploadErrors *prometheus.Desc
 }
 
 func newStateCollector(st broker.Store, rec *recorder.Recorder, warn func(string, ...any)) *stateCollector {
@@ -34,6 +34,8 @@ func newStateCollector(st broker.Store, rec *recorder.Recorder, warn func(string
 			"Sealed recording chunks in this broker's spool waiting for upload.", nil, nil),
 		spoolBytes: prometheus.NewDesc("custos_recorder_spool_bytes",
 			"Bytes of sealed recording chunks in this broker's spool waiting for upload.", nil, nil),
+		spoolUsed: prometheus.NewDesc("custos_recorder_spool_used_bytes",
+			"Bytes this broker's spool holds (chunks of sessions not yet stored, uploaded or not), as counted against recording.spool_max_bytes.", nil, nil),
 		lag: prometheus.NewDesc("custos_recorder_upload_lag_seconds",
 			"Age of the oldest recording chunk waiting for upload; 0 when none waits.", nil, nil),
 		uploadErrors: prometheus.NewDesc("custos_recorder_upload_errors_total",
@@ -43,7 +45,7 @@ func newStateCollector(st broker.Store, rec *recorder.Recorder, warn func(string
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.pending, c.grants, c.spoolChunks, c.spoolBytes, c.lag, c.uploadErrors} {
+	for _, d := range []*prometheus.Desc{c.pending, c.grants, c.spoolChunks, c.spoolBytes, c.spoolUsed, c.lag, c.uploadErrors} {
 		ch <- d
 	}
 }
@@ -82,6 +84,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.spoolChunks, prometheus.GaugeValue, float64(b.Chunks))
 	ch <- prometheus.MustNewConstMetric(c.spoolBytes, prometheus.GaugeValue, float64(b.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.spoolUsed, prometheus.GaugeValue, float64(c.rec.SpoolBytes()))
 	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag)
 	ch <- prometheus.MustNewConstMetric(c.uploadErrors, prometheus.CounterValue, float64(b.StoreErrors))
 }
