@@ -100,6 +100,7 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 			return nil, fmt.Errorf("recorder: start %s: session index: %w", id, err)
 		}
 	}
+	startBytes := int64(len(w.cur))
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -109,7 +110,7 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 	r.live[id] = w
 	r.tracks[id] = t
 	r.mu.Unlock()
-	r.forceSpool(int64(len(w.cur)))
+	r.forceSpool(startBytes)
 	go w.sealLoop()
 	go w.spoolLoop()
 	if ready != nil {
