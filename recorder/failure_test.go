@@ -166,6 +166,9 @@ func TestStoreOutagePastAllowanceFailsClosed(t *testing.T) {
 	if !errors.Is(closed.Err(), ErrStoreUnavailable) {
 		t.Fatalf("Err = %v", closed.Err())
 	}
+	if got := closed.FailureReason(); got != "object store unreachable" {
+		t.Fatalf("FailureReason = %q", got)
+	}
 	if _, err := r.Start(ctx, testHeader("ses_out_new")); !errors.Is(err, ErrStoreUnavailable) {
 		t.Fatalf("new fail-closed session during outage: %v", err)
 	}
@@ -187,10 +190,12 @@ func TestStoreOutagePastAllowanceFailsClosed(t *testing.T) {
 	if err := r.Ready(); err != nil {
 		t.Fatalf("still not ready after the store returned: %v", err)
 	}
-	for _, id := range []string{"ses_out_closed", "ses_out_open"} {
+	// The failed session ended by its recording's failure, not by anyone:
+	// it is stored as interrupted; the fail-open one closed normally.
+	for id, state := range map[string]string{"ses_out_closed": stateInterrupted, "ses_out_open": stateClosed} {
 		rep, err := r.Verify(ctx, id)
-		if err != nil || !rep.Intact {
-			t.Fatalf("%s: %+v, %v", id, rep, err)
+		if err != nil || !rep.Intact || rep.State != state {
+			t.Fatalf("%s: %+v, %v; want intact and %s", id, rep, err, state)
 		}
 	}
 	var got bytes.Buffer
