@@ -209,11 +209,15 @@ func (w *Writer) refuse() error {
 		w.dropped++
 	}
 	w.mu.Unlock()
-	w.r.spoolFull(w.spoolFullError())
+	cause := w.spoolFullError()
+	w.r.spoolFull(cause)
 	if w.failOpen {
 		return nil
 	}
-	return w.Err()
+	if err := w.Err(); err != nil {
+		return err // the first failure, which may be another
+	}
+	return cause
 }
 
 // writable waits while the disk is behind (maxInFlight chunks not yet
