@@ -1,6 +1,8 @@
 package proxyproto
 
 import (
+	"github.com/custos-pam/custos/broker/proxytrust"
+
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +17,7 @@ const DefaultTimeout = 5 * time.Second
 type Policy struct {
 	// Trusted are the proxies (load balancers) that must send a header
 	// and whose header is believed. Required.
-	Trusted Trusted
+	Trusted proxytrust.Set
 	// Timeout bounds reading the first bytes of a connection: the header
 	// of a trusted proxy, or enough of any other client's data to tell
 	// that it does not start with one. Default: DefaultTimeout.
@@ -129,4 +131,13 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(b)
+}
+
+// CloseWrite shuts down the writing side when the underlying connection
+// can (a TCP connection).
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }

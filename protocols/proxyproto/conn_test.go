@@ -1,6 +1,8 @@
 package proxyproto
 
 import (
+	"github.com/custos-pam/custos/broker/proxytrust"
+
 	"errors"
 	"io"
 	"net"
@@ -36,7 +38,7 @@ func accept(t *testing.T, p *Policy, local string, send []byte) (net.Conn, error
 }
 
 func TestPolicyAccept(t *testing.T) {
-	trusted, err := ParseTrusted([]string{"127.0.0.2"})
+	trusted, err := proxytrust.Parse([]string{"127.0.0.2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestPolicyAccept(t *testing.T) {
 }
 
 func TestPolicyAcceptDeadline(t *testing.T) {
-	trusted, _ := ParseTrusted([]string{"127.0.0.2"})
+	trusted, _ := proxytrust.Parse([]string{"127.0.0.2"})
 	p := &Policy{Trusted: trusted, Timeout: 200 * time.Millisecond}
 	// A trusted proxy that sends half a header and stalls is cut.
 	_, err := accept(t, p, "127.0.0.2", []byte("PROXY TCP4 1.2"))

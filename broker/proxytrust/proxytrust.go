@@ -1,4 +1,10 @@
-package proxyproto
+// Package proxytrust owns the set of trusted proxies (load balancers,
+// reverse proxies) whose word on a client's address is believed: the
+// PROXY protocol header on the SSH and PostgreSQL listeners and
+// X-Forwarded-For or Forwarded on HTTP. Anyone else's claim is ignored or
+// refused, so a client cannot pick the address its sign-in failures are
+// counted against or that the audit log names.
+package proxytrust
 
 import (
 	"fmt"
@@ -7,16 +13,16 @@ import (
 	"strings"
 )
 
-// Trusted is a set of proxy addresses (CIDR prefixes). The zero value
+// Set is a set of proxy addresses (CIDR prefixes). The zero value
 // trusts no one.
-type Trusted struct {
+type Set struct {
 	prefixes []netip.Prefix
 }
 
-// ParseTrusted reads CIDR prefixes ("10.0.0.0/8", "2001:db8::/32") or
+// Parse reads CIDR prefixes ("10.0.0.0/8", "2001:db8::/32") or
 // single addresses ("10.1.2.3", taken as /32 or /128).
-func ParseTrusted(cidrs []string) (Trusted, error) {
-	var t Trusted
+func Parse(cidrs []string) (Set, error) {
+	var t Set
 	for _, s := range cidrs {
 		s = strings.TrimSpace(s)
 		var p netip.Prefix
@@ -27,17 +33,17 @@ func ParseTrusted(cidrs []string) (Trusted, error) {
 			var a netip.Addr
 			a, err = netip.ParseAddr(s)
 			if err == nil && a.Zone() != "" {
-				return Trusted{}, fmt.Errorf("proxyproto: trusted proxy %q: zones are not allowed", s)
+				return Set{}, fmt.Errorf("proxytrust: trusted proxy %q: zones are not allowed", s)
 			}
 			if err == nil {
 				p = netip.PrefixFrom(a, a.BitLen())
 			}
 		}
 		if err != nil {
-			return Trusted{}, fmt.Errorf("proxyproto: trusted proxy %q: not an address or CIDR prefix", s)
+			return Set{}, fmt.Errorf("proxytrust: trusted proxy %q: not an address or CIDR prefix", s)
 		}
 		if p.Addr().Zone() != "" {
-			return Trusted{}, fmt.Errorf("proxyproto: trusted proxy %q: zones are not allowed", s)
+			return Set{}, fmt.Errorf("proxytrust: trusted proxy %q: zones are not allowed", s)
 		}
 		t.prefixes = append(t.prefixes, p.Masked())
 	}
@@ -45,12 +51,12 @@ func ParseTrusted(cidrs []string) (Trusted, error) {
 }
 
 // Empty reports whether no address is trusted.
-func (t Trusted) Empty() bool { return len(t.prefixes) == 0 }
+func (t Set) Empty() bool { return len(t.prefixes) == 0 }
 
 // Contains reports whether a is a trusted proxy's address. An IPv4
 // address mapped into IPv6 (::ffff:10.0.0.1) is taken as the IPv4
 // address.
-func (t Trusted) Contains(a netip.Addr) bool {
+func (t Set) Contains(a netip.Addr) bool {
 	if !a.IsValid() {
 		return false
 	}
@@ -65,7 +71,7 @@ func (t Trusted) Contains(a netip.Addr) bool {
 
 // ContainsAddr reports whether a connection's address (a *net.TCPAddr or
 // anything whose String is "host:port") is a trusted proxy's.
-func (t Trusted) ContainsAddr(a net.Addr) bool {
+func (t Set) ContainsAddr(a net.Addr) bool {
 	if t.Empty() || a == nil {
 		return false
 	}
