@@ -146,6 +146,9 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		}
 		srv.ProtectMetrics(tok)
 	}
+	if err := trustProxies(srv, cfg); err != nil {
+		return err
+	}
 
 	// Background work stops before the store closes.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))

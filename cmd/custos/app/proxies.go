@@ -20,6 +20,8 @@ import (
 	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/protocols/lifecycle"
+	"github.com/custos-pam/custos/protocols/proxyproto"
+	"github.com/custos-pam/custos/web"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
@@ -111,6 +113,13 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 	creds := issuerCreds{issuer}
 	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D(),
 		Metrics: m}
+	if cfg.Listen.ProxyProtocol {
+		trusted, err := cfg.Listen.Trusted()
+		if err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		core.ProxyProtocol = &proxyproto.Policy{Trusted: trusted}
+	}
 	// Both record through the recorder, which also serves the live view.
 	recording := lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := rec.Start(ctx, h)
@@ -173,4 +182,17 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		log.Info(l.name+" proxy listening", "addr", ln.Addr().String())
 	}
 	return ps, nil
+}
+
+// trustProxies makes the HTTP server take the client address from
+// listen.forwarded_header of requests from listen.trusted_proxies.
+func trustProxies(srv *web.Server, cfg *config.Config) error {
+	trusted, err := cfg.Listen.Trusted()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := srv.TrustProxies(trusted, cfg.Listen.ForwardedHeader); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,30 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestTrustedProxiesValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"none", "", ""},
+		{"cidrs", "  trusted_proxies: [10.0.0.0/8, 192.0.2.7, '2001:db8::/32']\n  proxy_protocol: true\n", ""},
+		{"bad cidr", "  trusted_proxies: [10.0.0.0/33]\n", "listen.trusted_proxies"},
+		{"hostname", "  trusted_proxies: [lb.example.com]\n", "listen.trusted_proxies"},
+		{"proxy protocol without proxies", "  proxy_protocol: true\n", "listen.proxy_protocol"},
+		{"forwarded", "  forwarded_header: forwarded\n", ""},
+		{"other header", "  forwarded_header: X-Real-IP\n", "listen.forwarded_header"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte("listen:\n  http: 127.0.0.1:8080\n" + tc.yaml))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one about %s", err, tc.want)
+			}
+		})
+	}
+}
