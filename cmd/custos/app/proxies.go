@@ -20,12 +20,12 @@ import (
 	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/protocols/lifecycle"
-	"github.com/custos-pam/custos/protocols/proxyproto"
-	"github.com/custos-pam/custos/web"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
+	"github.com/custos-pam/custos/protocols/proxyproto"
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
+	"github.com/custos-pam/custos/web"
 )
 
 // errNoVault is what a proxied connection sees when the broker has no
