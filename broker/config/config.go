@@ -93,6 +93,10 @@ type Listen struct {
 	// TrustedProxies address, and refuse a header from any other
 	// address; clients that connect directly still can. Default: false.
 	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// HTTPProxyProtocol does the same for the HTTP listener, for a TCP
+	// balancer that passes HTTPS through (TLS ends at the broker) and so
+	// cannot set ForwardedHeader. Default: false.
+	HTTPProxyProtocol bool `yaml:"http_proxy_protocol"`
 	// ForwardedHeader is the header the trusted proxies in front of the
 	// HTTP listener name the client with: "X-Forwarded-For" or
 	// "Forwarded" (RFC 7239). Only that one is read, so a client cannot

@@ -26,4 +26,7 @@ func (l Listen) validateProxies(ck *checker) {
 	if l.ProxyProtocol && set.Empty() {
 		ck.add("listen.proxy_protocol", "needs listen.trusted_proxies: the load balancers whose PROXY header is believed")
 	}
+	if l.HTTPProxyProtocol && set.Empty() {
+		ck.add("listen.http_proxy_protocol", "needs listen.trusted_proxies: the load balancers whose PROXY header is believed")
+	}
 }

@@ -14,6 +14,7 @@ func TestTrustedProxiesValidate(t *testing.T) {
 		{"bad cidr", "  trusted_proxies: [10.0.0.0/33]\n", "listen.trusted_proxies"},
 		{"hostname", "  trusted_proxies: [lb.example.com]\n", "listen.trusted_proxies"},
 		{"proxy protocol without proxies", "  proxy_protocol: true\n", "listen.proxy_protocol"},
+		{"http proxy protocol without proxies", "  http_proxy_protocol: true\n", "listen.http_proxy_protocol"},
 		{"forwarded", "  forwarded_header: forwarded\n", ""},
 		{"other header", "  forwarded_header: X-Real-IP\n", "listen.forwarded_header"},
 	} {

@@ -294,6 +294,9 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: listen %s: %w", cfg.Listen.HTTP, err)
 	}
+	if ln, err = httpListener(ln, cfg); err != nil {
+		return err
+	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	r.onStop("http", httpSrv.Shutdown)
 	r.httpAddr, r.httpErr = ln.Addr().String(), make(chan error, 1)

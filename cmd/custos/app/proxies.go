@@ -184,6 +184,20 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 	return ps, nil
 }
 
+// httpListener reads a PROXY header on ln's connections from trusted
+// proxies when listen.http_proxy_protocol is on.
+func httpListener(ln net.Listener, cfg *config.Config) (net.Listener, error) {
+	if !cfg.Listen.HTTPProxyProtocol {
+		return ln, nil
+	}
+	trusted, err := cfg.Listen.Trusted()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	return &proxyproto.Listener{Listener: ln, Policy: &proxyproto.Policy{Trusted: trusted}}, nil
+}
+
 // trustProxies makes the HTTP server take the client address from
 // listen.forwarded_header of requests from listen.trusted_proxies.
 func trustProxies(srv *web.Server, cfg *config.Config) error {
