@@ -27,7 +27,6 @@ func (c *Config) ApplyDefaults() {
 		c.Store.Path = filepath.Join(c.Listen.DataDir, "custos.db")
 	}
 	setDur(&c.Listen.SessionSweep, DefaultSessionSweep)
-	setStr(&c.Listen.ForwardedHeader, DefaultForwardedHeader)
 	setDur(&c.Auth.TokenTTL, 8*time.Hour)
 	setDur(&c.Auth.WebSessionTTL, 8*time.Hour)
 	setDur(&c.Auth.DBTokenTTL, 15*time.Minute)

@@ -9,6 +9,14 @@ import (
 // DefaultForwardedHeader is listen.forwarded_header's default.
 const DefaultForwardedHeader = "X-Forwarded-For"
 
+// Forwarded is listen.forwarded_header, or its default when empty.
+func (l Listen) Forwarded() string {
+	if l.ForwardedHeader == "" {
+		return DefaultForwardedHeader
+	}
+	return l.ForwardedHeader
+}
+
 // Trusted is listen.trusted_proxies as a set.
 func (l Listen) Trusted() (proxytrust.Set, error) { return proxytrust.Parse(l.TrustedProxies) }
 

@@ -205,7 +205,7 @@ func trustProxies(srv *web.Server, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	if err := srv.TrustProxies(trusted, cfg.Listen.ForwardedHeader); err != nil {
+	if err := srv.TrustProxies(trusted, cfg.Listen.Forwarded()); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
