@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -27,5 +28,34 @@ func TestTrustedProxiesValidate(t *testing.T) {
 				t.Fatalf("error %v, want one about %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestProductionConfigTrustedProxyLines: the commented load balancer
+// lines of the hardened example config, uncommented, give a valid config
+// with the PROXY protocol on.
+func TestProductionConfigTrustedProxyLines(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/custos.production.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		for _, key := range []string{"trusted_proxies:", "proxy_protocol:", "forwarded_header:"} {
+			if strings.HasPrefix(l, "  # "+key) {
+				lines[i], n = "  "+strings.TrimPrefix(l, "  # "), n+1
+			}
+		}
+	}
+	if n != 3 {
+		t.Fatalf("found %d commented trusted-proxy lines, want 3", n)
+	}
+	c, err := Parse([]byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set, err := c.Listen.Trusted(); err != nil || set.Empty() || !c.Listen.ProxyProtocol || c.Listen.Forwarded() != DefaultForwardedHeader {
+		t.Fatalf("listen %+v: %v", c.Listen, err)
 	}
 }
