@@ -37,6 +37,9 @@ type Server struct {
 	routes       []string
 	metricsToken string
 	metrics      *metrics.Metrics
+	// forwarded decides the client address of requests from trusted
+	// proxies (TrustProxies).
+	forwarded forwarded
 }
 
 // New returns a server with /healthz, /readyz and /metrics registered.
@@ -122,7 +125,7 @@ func (s *Server) Routes() []string {
 // Handler is the root handler, with the access log, request metrics and
 // panic recovery.
 func (s *Server) Handler() http.Handler {
-	return s.recoverer(withSource(s.observe(s.mux)))
+	return s.clientAddr(s.recoverer(withSource(s.observe(s.mux))))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

@@ -81,6 +81,27 @@ type Listen struct {
 	// PostgreSQL store's listening connection was down) keeps a session
 	// going. Default: 5s; between 1s and 5m.
 	SessionSweep Duration `yaml:"session_sweep"`
+	// TrustedProxies are the load balancers and reverse proxies (CIDR
+	// prefixes or addresses) whose word on a client's address is
+	// believed: their PROXY protocol header (ProxyProtocol) on the SSH
+	// and PostgreSQL listeners, their X-Forwarded-For or Forwarded
+	// header on HTTP. Anyone else's is ignored (HTTP) or refused (PROXY
+	// header). Default: none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyProtocol makes the SSH and PostgreSQL listeners require a
+	// PROXY protocol header (version 1 or 2) from every connection of a
+	// TrustedProxies address, and refuse a header from any other
+	// address; clients that connect directly still can. Default: false.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// HTTPProxyProtocol does the same for the HTTP listener, for a TCP
+	// balancer that passes HTTPS through (TLS ends at the broker) and so
+	// cannot set ForwardedHeader. Default: false.
+	HTTPProxyProtocol bool `yaml:"http_proxy_protocol"`
+	// ForwardedHeader is the header the trusted proxies in front of the
+	// HTTP listener name the client with: "X-Forwarded-For" or
+	// "Forwarded" (RFC 7239). Only that one is read, so a client cannot
+	// slip in the other. Default: X-Forwarded-For.
+	ForwardedHeader string `yaml:"forwarded_header"`
 }
 
 // DefaultSessionSweep is listen.session_sweep's default.

@@ -47,6 +47,7 @@ func (c *Config) ApplyDefaults() {
 	setStr(&r.Dir, filepath.Join(c.Listen.DataDir, "recordings"))
 	setStr(&r.SpoolDir, filepath.Join(c.Listen.DataDir, "spool"))
 	setStr(&r.SigningKey, filepath.Join(c.Listen.DataDir, "recording-signing.key"))
+	setStr(&r.RetiredSigningKeys, filepath.Join(c.Listen.DataDir, "retired-signing-keys"))
 	setStr(&r.LocalKey, filepath.Join(c.Listen.DataDir, "recording-wrap.key"))
 	setStr(&r.TransitKey, "custos-recordings")
 	if r.Encryption == "" {

@@ -116,6 +116,12 @@ type Recording struct {
 	// SigningKey is the Ed25519 manifest signing key file. Default:
 	// <data_dir>/recording-signing.key (generated on first start).
 	SigningKey string `yaml:"signing_key"`
+	// RetiredSigningKeys is the directory of retired signing keys' public
+	// halves (*.pub, PEM), which `custos keys rotate-signing` fills:
+	// manifests and audit checkpoints signed with them still verify;
+	// nothing new is signed with them. Default:
+	// <data_dir>/retired-signing-keys (none when missing).
+	RetiredSigningKeys string `yaml:"retired_signing_keys"`
 	// Encryption is "vault" (Vault Transit key TransitKey) or "local"
 	// (key file LocalKey). Default: "vault" when Vault is configured,
 	// otherwise "local".

@@ -103,6 +103,7 @@ func (c *Config) validateListen(ck *checker) {
 	if d := c.Listen.SessionSweep.D(); d < time.Second || d > 5*time.Minute {
 		ck.add("listen.session_sweep", "must be between 1s and 5m")
 	}
+	c.Listen.validateProxies(ck)
 }
 
 // CheckPlaintext refuses plain HTTP on an address other than loopback

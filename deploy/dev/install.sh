@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install.sh installs and caches everything the local stack and the integration
 # tests need: Debian packages (openssh-server, rsync, tmux, asciinema,
-# pgbouncer, sqlite3, postgresql-15, chromium for the browser tests,
+# pgbouncer, haproxy, sqlite3, postgresql-15, chromium for the browser tests,
 # python3-paramiko, curl and ssh-audit for the SSH client tests) and
 # tools built from Go source (MinIO, Vault) under ${XDG_CACHE_HOME:-$HOME/.cache}/custos/bin.
 #
@@ -72,6 +72,9 @@ debian_packages=(
 	"curl:/usr/bin/curl"
 	"ssh-audit:/usr/bin/ssh-audit"
 	# systemd-analyze and systemd-sysusers check deploy/systemd's unit.
+	# HAProxy is the TCP load balancer (PROXY protocol v2) in front of
+	# the SSH and PostgreSQL proxies in the trusted-proxy tests.
+	"haproxy:/usr/sbin/haproxy"
 	"systemd:/usr/bin/systemd-analyze"
 )
 

@@ -12,6 +12,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/metrics"
+	"github.com/custos-pam/custos/protocols/proxyproto"
 )
 
 // Grants looks grants up by ID; the access service implements it.
@@ -53,6 +54,12 @@ type Options struct {
 	SessionSweep time.Duration
 	// Metrics counts running sessions and relayed bytes. Default: none.
 	Metrics *metrics.Metrics
+	// ProxyProtocol reads the PROXY protocol header of connections from
+	// trusted load balancers, whose client address then stands for the
+	// connection's (client_addr, refusal throttling); connections it
+	// refuses are closed and audited as anonymous refusals. Default: nil,
+	// no header is read.
+	ProxyProtocol *proxyproto.Policy
 }
 
 // Rejections bounds the audit records of refusals; *audit.Throttle
@@ -190,7 +197,7 @@ func (c *Core) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		c.wg.Go(func() {
 			defer c.untrackConn(conn)
-			c.cfg.Handle(conn)
+			c.handle(conn)
 		})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"github.com/custos-pam/custos/protocols/proxyproto"
 )
 
 // directConn is a TCP connection whose Read and Write issue the read(2)
@@ -19,12 +21,24 @@ import (
 type directConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	// remote is the client's address when a load balancer's PROXY
+	// header named it; nil means the socket's peer.
+	remote net.Addr
+	// pending are bytes read before (looking for a PROXY header) that
+	// Read returns first.
+	pending []byte
 }
 
-// direct wraps a TCP connection; other connections are returned as they
-// are.
+// direct wraps a TCP connection, also one accepted through a PROXY
+// protocol policy (keeping its client address and the bytes it read);
+// other connections are returned as they are.
 func direct(c net.Conn) net.Conn {
-	tc, ok := c.(*net.TCPConn)
+	pc, viaProxy := c.(*proxyproto.Conn)
+	inner := c
+	if viaProxy {
+		inner = pc.NetConn()
+	}
+	tc, ok := inner.(*net.TCPConn)
 	if !ok {
 		return c
 	}
@@ -32,12 +46,29 @@ func direct(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &directConn{TCPConn: tc, rc: rc}
+	d := &directConn{TCPConn: tc, rc: rc}
+	if viaProxy {
+		d.remote, d.pending = pc.RemoteAddr(), pc.Pending()
+	}
+	return d
+}
+
+// RemoteAddr is the client's address.
+func (c *directConn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.TCPConn.RemoteAddr()
 }
 
 func (c *directConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
 	}
 	var n int
 	var errno syscall.Errno

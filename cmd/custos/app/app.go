@@ -146,6 +146,9 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		}
 		srv.ProtectMetrics(tok)
 	}
+	if err := trustProxies(srv, cfg); err != nil {
+		return err
+	}
 
 	// Background work stops before the store closes.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -290,6 +293,9 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	ln, err := net.Listen("tcp", cfg.Listen.HTTP)
 	if err != nil {
 		return fmt.Errorf("serve: listen %s: %w", cfg.Listen.HTTP, err)
+	}
+	if ln, err = httpListener(ln, cfg); err != nil {
+		return err
 	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	r.onStop("http", httpSrv.Shutdown)

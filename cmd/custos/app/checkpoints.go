@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +32,10 @@ func startAuditCheckpoints(bg context.Context, cfg *config.Config, st broker.Sto
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoints: %w", err)
 	}
+	trusted, err := verifyKeys(cfg, signer)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoints: %w", err)
+	}
 	cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Store: st, Checkpoints: cps, Signer: signer,
 		Interval: cfg.Audit.CheckpointInterval.D(), Log: log})
 	if err != nil {
@@ -40,7 +43,7 @@ func startAuditCheckpoints(bg context.Context, cfg *config.Config, st broker.Sto
 	}
 	spawn(func() { cp.Run(bg) })
 	return &auditCheckpoints{cp: cp, verifier: &audit.Verifier{Store: st, Checkpoints: cps,
-		Trusted: []ed25519.PublicKey{signer.Public()}, MaxAge: audit.CheckpointMaxAge(cfg.Audit.CheckpointInterval.D())}}, nil
+		Trusted: trusted, MaxAge: audit.CheckpointMaxAge(cfg.Audit.CheckpointInterval.D())}}, nil
 }
 
 // sealed wraps the recorder's audit log so that every sealed recording
@@ -80,10 +83,14 @@ func AuditVerifier(cfg *config.Config, st broker.Store) (*audit.Verifier, error)
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoints: %w", err)
 	}
+	trusted, err := verifyKeys(cfg, signer)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoints: %w", err)
+	}
 	cps, err := AuditCheckpoints(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &audit.Verifier{Store: st, Checkpoints: cps, Trusted: []ed25519.PublicKey{signer.Public()},
+	return &audit.Verifier{Store: st, Checkpoints: cps, Trusted: trusted,
 		MaxAge: audit.CheckpointMaxAge(cfg.Audit.CheckpointInterval.D())}, nil
 }

@@ -21,9 +21,11 @@ import (
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/protocols/lifecycle"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
+	"github.com/custos-pam/custos/protocols/proxyproto"
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
+	"github.com/custos-pam/custos/web"
 )
 
 // errNoVault is what a proxied connection sees when the broker has no
@@ -111,6 +113,13 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 	creds := issuerCreds{issuer}
 	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D(),
 		Metrics: m}
+	if cfg.Listen.ProxyProtocol {
+		trusted, err := cfg.Listen.Trusted()
+		if err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		core.ProxyProtocol = &proxyproto.Policy{Trusted: trusted}
+	}
 	// Both record through the recorder, which also serves the live view.
 	recording := lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := rec.Start(ctx, h)
@@ -173,4 +182,31 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		log.Info(l.name+" proxy listening", "addr", ln.Addr().String())
 	}
 	return ps, nil
+}
+
+// httpListener reads a PROXY header on ln's connections from trusted
+// proxies when listen.http_proxy_protocol is on.
+func httpListener(ln net.Listener, cfg *config.Config) (net.Listener, error) {
+	if !cfg.Listen.HTTPProxyProtocol {
+		return ln, nil
+	}
+	trusted, err := cfg.Listen.Trusted()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	return &proxyproto.Listener{Listener: ln, Policy: &proxyproto.Policy{Trusted: trusted}}, nil
+}
+
+// trustProxies makes the HTTP server take the client address from
+// listen.forwarded_header of requests from listen.trusted_proxies.
+func trustProxies(srv *web.Server, cfg *config.Config) error {
+	trusted, err := cfg.Listen.Trusted()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := srv.TrustProxies(trusted, cfg.Listen.Forwarded()); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
 }

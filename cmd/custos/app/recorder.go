@@ -44,6 +44,10 @@ func NewRecorder(ctx context.Context, c *config.Config, vc *vault.Client, deps R
 	if err != nil {
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
+	retired, err := retiredKeys(c)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
 	var keys recorder.KeyWrapper
 	switch rc.Encryption {
 	case "vault":
@@ -65,7 +69,7 @@ func NewRecorder(ctx context.Context, c *config.Config, vc *vault.Client, deps R
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
 	return recorder.New(ctx, recorder.Config{
-		SpoolDir: rc.SpoolDir, Store: st, Prefix: prefix, Signer: signer, Keys: keys,
+		SpoolDir: rc.SpoolDir, Store: st, Prefix: prefix, Signer: signer, TrustedKeys: retired, Keys: keys,
 		Retention: rc.Retention.D(), LegalHold: rc.LegalHold, MaxUploadOutage: rc.MaxUploadOutage.D(),
 		SpoolMaxBytes: rc.SpoolMaxBytes,
 		Audit:         deps.Audit, Index: deps.Index, Logger: deps.Logger,

@@ -92,7 +92,7 @@ func newRoot(g *globals) *cobra.Command {
 		newAuditCmd(g),
 		newDBCmd(g),
 		newSessionsCmd(g),
-		newVerifyCmd(g),
+		newVerifyCmd(g), newKeysCmd(g),
 		newExportCmd(g),
 		newPlayCmd(g),
 		newBreakglassCmd(g), newDrillCmd(g),
