@@ -121,7 +121,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	// Refusals anyone can provoke without credentials (forged Slack
 	// requests, bad bearer tokens, rate-limited sign-ins) are recorded a
 	// few per source address and minute, the rest summarized.
-	rejections := audit.NewThrottle(auditLog, audit.ThrottleOptions{Log: log})
+	rejections := audit.NewThrottle(auditLog, audit.ThrottleOptions{Log: log, Store: st})
 
 	dir, err := identity.NewDirectory(cfg)
 	if err != nil {
