@@ -81,6 +81,12 @@ type Listen struct {
 	// PostgreSQL store's listening connection was down) keeps a session
 	// going. Default: 5s; between 1s and 5m.
 	SessionSweep Duration `yaml:"session_sweep"`
+	// AdvertiseURL is where the other replicas sharing the store reach
+	// this broker's HTTP listener, to forward the live view and
+	// terminate requests of sessions it runs. Default: the http listener
+	// with https when tls_cert is set, the host name standing in for an
+	// address that listens everywhere.
+	AdvertiseURL string `yaml:"advertise_url"`
 }
 
 // DefaultSessionSweep is listen.session_sweep's default.
