@@ -56,9 +56,9 @@ func startReplicaPair(t *testing.T) *replicaPair {
 		cfg := fmt.Sprintf(stackConfig, httpPort, s.sshPort, s.pgPort, shared, mio.Endpoint, bucket, v.Addr,
 			pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login)
 		for old, repl := range map[string]string{
-			"data_dir: " + shared + "/data": "data_dir: " + data,
+			"data_dir: " + shared + "/data":                           "data_dir: " + data,
 			"store: {driver: sqlite, path: " + shared + "/custos.db}": fmt.Sprintf("store: {driver: postgres, dsn: %q}", dsn),
-			"  retention: 1d\n": "  retention: 1d\n  signing_key: " + shared + "/recording-signing.key\n",
+			"  retention: 1d\n":                                       "  retention: 1d\n  signing_key: " + shared + "/recording-signing.key\n",
 			"  - {name: sam, password: env:CUSTOS_E2E_PASSWORD}\n": "  - {name: sam, password: env:CUSTOS_E2E_PASSWORD}\n" +
 				"  - {name: carol, password: env:CUSTOS_E2E_PASSWORD}\n",
 		} {
