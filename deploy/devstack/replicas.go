@@ -63,9 +63,10 @@ func storeEnv(o UpOptions, env map[string]string) error {
 // URL, data dir and config file; everything else shared.
 func replicaEnv(o UpOptions, env map[string]string) (map[string]string, error) {
 	b := maps.Clone(env)
+	running := pidAlive(o.Dir, replicaB) // and holding its ports
 	for _, k := range []string{"CUSTOS_HTTP_PORT", "CUSTOS_SSH_PORT", "CUSTOS_PG_PORT"} {
 		port, _ := strconv.Atoi(env[k+"_B"])
-		if port == 0 || !portFree(port) {
+		if port == 0 || (!running && !portFree(port)) {
 			var err error
 			if port, err = freePort(); err != nil {
 				return nil, err
