@@ -168,28 +168,6 @@ func (r *SharedReservation) Release(ctx context.Context) error {
 	return nil
 }
 
-// Fail records one failure for each key, for callers that did not
-// reserve the attempt.
-func (l *SharedLimiter) Fail(ctx context.Context, keys ...string) error {
-	err := l.store.Update(ctx, func(tx broker.Tx) error {
-		now := l.now()
-		for _, k := range keys {
-			f, err := l.load(tx, k, now)
-			if err != nil {
-				return err
-			}
-			if err := l.save(tx, k, append(f, sharedFailure{At: now}), now); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("rate limit: fail: %w", err)
-	}
-	return nil
-}
-
 // Reset forgets the failures of key, after a successful sign-in.
 func (l *SharedLimiter) Reset(ctx context.Context, key string) error {
 	err := l.store.Update(ctx, func(tx broker.Tx) error { return l.save(tx, key, nil, l.now()) })
@@ -197,29 +175,6 @@ func (l *SharedLimiter) Reset(ctx context.Context, key string) error {
 		return fmt.Errorf("rate limit: reset: %w", err)
 	}
 	return nil
-}
-
-// Blocked returns the first of keys that has reached the limit, and when
-// it will next allow an attempt.
-func (l *SharedLimiter) Blocked(ctx context.Context, keys ...string) (key string, until time.Time, blocked bool, err error) {
-	err = l.store.View(ctx, func(tx broker.Tx) error {
-		now := l.now()
-		for _, k := range keys {
-			f, err := l.load(tx, k, now)
-			if err != nil {
-				return err
-			}
-			if len(f) >= l.max {
-				key, until, blocked = k, f[len(f)-l.max].At.Add(l.window), true
-				return nil
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return "", time.Time{}, false, fmt.Errorf("rate limit: %w", err)
-	}
-	return key, until, blocked, nil
 }
 
 // PurgeExpiredLimits deletes the rate-limit documents (of every limiter
