@@ -20,9 +20,9 @@ build: ui
 ui:
 	web/ui/build.sh
 
-## up: start the local stack (PostgreSQL, sshd, MinIO, Vault, broker) in .dev/
+## up: start the local stack (PostgreSQL, sshd, MinIO, Vault, broker) in .dev/; REPLICAS=2 starts two brokers
 up: ui
-	deploy/dev/up.sh
+	REPLICAS=$(REPLICAS) deploy/dev/up.sh
 
 ## down: stop everything `make up` started
 down:

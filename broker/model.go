@@ -147,6 +147,10 @@ type Session struct {
 	ManifestHash string `json:"manifest_hash,omitempty"`
 	// EndReason says why the session ended when it did not end normally.
 	EndReason string `json:"end_reason,omitempty"`
+	// Replica is the advertised URL (listen.advertise_url) of the broker
+	// that proxies and records the session: while it is live, the other
+	// replicas forward its live view and termination there.
+	Replica string `json:"replica,omitempty"`
 }
 
 // NewID returns a random identifier with the given prefix, such as

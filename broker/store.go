@@ -70,6 +70,16 @@ type Tx interface {
 	GetState(key string) ([]byte, error)
 	PutState(key string, value []byte) error
 
+	// GetLimit, PutLimit and DeleteExpiredLimits hold rate-limit state
+	// (failed sign-ins, the audit throttle's tallies) that every broker
+	// on the store shares: small JSON documents by key, each with an
+	// expiry after which it no longer matters. GetLimit returns expired
+	// documents too; DeleteExpiredLimits removes those that expired
+	// before the given instant and returns how many.
+	GetLimit(key string) ([]byte, error)
+	PutLimit(key string, value []byte, expires time.Time) error
+	DeleteExpiredLimits(before time.Time) (int, error)
+
 	// NotifyGrant announces a grant change to GrantEvents subscribers once
 	// the transaction commits.
 	NotifyGrant(GrantEvent)

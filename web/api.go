@@ -89,6 +89,10 @@ type Options struct {
 	Terminator terminator
 	// Live says which running sessions can be watched. Default: none.
 	Live liveSessions
+	// Forwarder hands the live view and termination of sessions another
+	// replica runs to that replica. Default: nil, only this broker's own
+	// sessions can be watched and terminated here.
+	Forwarder *Forwarder
 	// AuditVerifier checks the chain for GET /api/v1/audit/verify, with
 	// the signed checkpoints. Default: nil, the chain in Store alone
 	// (audit.Verify).

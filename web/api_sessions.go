@@ -1,8 +1,11 @@
 package web
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,13 +38,26 @@ func (a *API) Row(s broker.Session) SessionRow {
 	switch {
 	case s.State == broker.SessionLive:
 		row.Verify = verifyState{Status: "live"}
-		row.Watchable = a.o.Live != nil && a.o.Live.Has(s.ID)
+		row.Watchable = a.o.Live != nil && a.o.Live.Has(s.ID) || a.remote(s)
 	case a.o.Recordings == nil:
 		row.Verify = verifyState{Status: "unavailable"}
 	default:
 		row.Verify = a.verify.status(s, a.o.Recordings)
 	}
 	return row
+}
+
+// remote reports whether s is live on another replica this broker can
+// forward to.
+func (a *API) remote(s broker.Session) bool {
+	f := a.o.Forwarder
+	return f != nil && s.State == broker.SessionLive && s.Replica != "" && !sameURL(s.Replica, f.Self)
+}
+
+// Forward serves r through the replica that runs s, when another one
+// does, and reports whether it did; see Forwarder.
+func (a *API) Forward(w http.ResponseWriter, r *http.Request, s broker.Session) bool {
+	return a.o.Forwarder.Forward(w, r, s)
 }
 
 // CanTerminate reports whether p may end running sessions on this broker.
@@ -292,6 +308,12 @@ func (a *API) kill(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !a.o.Terminator.Terminate(id, "terminated by "+p.User+": "+reason) {
+		// Another replica may run it: it terminates and audits.
+		body, _ := json.Marshal(map[string]string{"reason": reason})
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		if err == nil && a.Forward(w, r, s) {
+			return
+		}
 		WriteError(w, http.StatusNotFound, "not_live", "no live session "+id+" on this broker")
 		return
 	}

@@ -2,6 +2,9 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +47,12 @@ type ThrottleOptions struct {
 	// MaxKeys caps the (action, source) keys held at once. Refusals for a
 	// new key beyond it share one overflow key per action. Default 1024.
 	MaxKeys int
+	// Store, when set, counts the records appended per key and window in
+	// the state store, so Burst holds across every broker sharing it:
+	// replicas together append at most Burst records of a key per
+	// window, and each adds at most one summary of what it counted.
+	// Default: nil, counts in memory (per process).
+	Store broker.Store
 	// Now defaults to time.Now; tests inject a clock.
 	Now func() time.Time
 	// Log defaults to slog.Default().
@@ -68,7 +77,10 @@ type appender interface {
 // by FlushClosed, which Run calls periodically, and by Close, which
 // appends every pending summary; Run calls Close when its context ends.
 // State is in memory and bounded by MaxKeys plus one overflow key per
-// action; actions are fixed strings of the calling code.
+// action; actions are fixed strings of the calling code. With
+// ThrottleOptions.Store, whether a refusal may still be appended is also
+// decided by a count in the state store, so the burst holds across
+// brokers; each broker still summarizes what it counted itself.
 type Throttle struct {
 	log     appender
 	burst   int
@@ -76,6 +88,7 @@ type Throttle struct {
 	maxKeys int
 	now     func() time.Time
 	logger  *slog.Logger
+	shared  broker.Store // nil: counts per process
 
 	mu      sync.Mutex
 	keys    map[throttleKey]*tally
@@ -91,7 +104,8 @@ type throttleKey struct {
 // tally is one key's current window.
 type tally struct {
 	start       time.Time
-	seen        int // refusals in the window, appended or not
+	seen        int  // refusals in the window, appended or not
+	full        bool // the store says the burst is spent across brokers
 	suppressed  int
 	first, last time.Time // of the suppressed refusals
 	reasons     counts
@@ -121,7 +135,7 @@ func newThrottle(log appender, o ThrottleOptions) *Throttle {
 		o.Log = slog.Default()
 	}
 	return &Throttle{log: log, burst: o.Burst, window: o.Window, maxKeys: o.MaxKeys, now: o.Now,
-		logger: o.Log.With("component", "audit"), keys: map[throttleKey]*tally{}}
+		logger: o.Log.With("component", "audit"), keys: map[throttleKey]*tally{}, shared: o.Store}
 }
 
 // Record audits a refusal of e.Action from source (a client address
@@ -165,26 +179,95 @@ func (t *Throttle) Record(ctx context.Context, source string, e Entry) error {
 		}
 	}
 	ta.seen++
-	appendIt := ta.seen <= t.burst
+	appendIt := ta.seen <= t.burst && !ta.full
 	if !appendIt {
-		if ta.suppressed == 0 {
-			ta.first = now
-		}
-		ta.suppressed++
-		ta.last = now
-		ta.reasons.add(e.Reason)
-		ta.actors.add(e.Actor)
-		if k.overflow {
-			ta.sources.add(source)
-		}
+		ta.suppress(now, e, source, k.overflow)
 	}
 	t.mu.Unlock()
+
+	if appendIt && t.shared != nil {
+		// The burst is shared: another broker may have spent it.
+		if over, err := t.sharedOver(ctx, k, now); err != nil {
+			t.logger.Error("shared audit throttle count failed; the refusal is recorded", "err", err)
+		} else if over {
+			t.mu.Lock()
+			if t.keys[k] == ta {
+				appendIt = false
+				ta.full = true
+				ta.suppress(now, e, source, k.overflow)
+			}
+			t.mu.Unlock()
+		}
+	}
 
 	err := t.appendSummaries(ctx, due)
 	if appendIt {
 		err = errors.Join(err, t.appendEntry(ctx, e))
 	}
 	return err
+}
+
+// suppress counts a refusal into the summary. Callers hold mu.
+func (ta *tally) suppress(now time.Time, e Entry, source string, overflow bool) {
+	if ta.suppressed == 0 {
+		ta.first = now
+	}
+	ta.suppressed++
+	ta.last = now
+	ta.reasons.add(e.Reason)
+	ta.actors.add(e.Actor)
+	if overflow {
+		ta.sources.add(source)
+	}
+}
+
+// sharedWindow is a key's window as counted in the store.
+type sharedWindow struct {
+	Start    time.Time `json:"start"`
+	Recorded int       `json:"recorded"`
+}
+
+// sharedOver counts one more record of key k in the store and reports
+// whether that passes the burst of the key's shared window: then the
+// refusal is counted into a summary instead.
+func (t *Throttle) sharedOver(ctx context.Context, k throttleKey, now time.Time) (bool, error) {
+	id := "throttle/" + k.action + "/" + k.source
+	if k.overflow {
+		id = "throttle/" + k.action + "/(overflow)"
+	}
+	sum := sha256.Sum256([]byte(id))
+	key := "throttle/" + hex.EncodeToString(sum[:16])
+	var over bool
+	err := t.shared.Update(ctx, func(tx broker.Tx) error {
+		var w sharedWindow
+		b, err := tx.GetLimit(key)
+		switch {
+		case errors.Is(err, broker.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			if err := json.Unmarshal(b, &w); err != nil {
+				w = sharedWindow{}
+			}
+		}
+		if w.Start.IsZero() || !now.Before(w.Start.Add(t.window)) {
+			w = sharedWindow{Start: now}
+		}
+		over = w.Recorded >= t.burst
+		if over {
+			return nil
+		}
+		w.Recorded++
+		b, err = json.Marshal(w)
+		if err != nil {
+			return err
+		}
+		return tx.PutLimit(key, b, w.Start.Add(t.window))
+	})
+	if err != nil {
+		return false, fmt.Errorf("audit throttle: %w", err)
+	}
+	return over, nil
 }
 
 // FlushClosed appends the summaries of the windows that have closed.

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/store/sqlite"
 )
 
 // cheapHash is an argon2id PHC string with tiny parameters, so the test
@@ -67,7 +70,7 @@ func TestSecondFactorGuessesBounded(t *testing.T) {
 			clock := func() time.Time { return now }
 			pa := identity.NewPasswordAuthenticator(dir, &identity.MemoryStepGuard{}, clock)
 			s := &Service{auth: pa, now: clock,
-				limiter: identity.NewLimiter(cfg.Auth.MaxFailures, cfg.Auth.FailureWindow.D(), clock)}
+				limiter: identity.NewSharedLimiter(openStore(t), "breakglass", cfg.Auth.MaxFailures, cfg.Auth.FailureWindow.D(), clock)}
 			a := &config.BreakGlassAccount{Name: "pg-admin"}
 
 			var wg sync.WaitGroup
@@ -99,4 +102,14 @@ func TestSecondFactorGuessesBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+func openStore(t *testing.T) broker.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

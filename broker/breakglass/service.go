@@ -139,7 +139,7 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 	tick     time.Duration
-	limiter  *identity.Limiter
+	limiter  *identity.SharedLimiter
 	metrics  *metrics
 	schedule map[string]schedule.Schedule
 	// instance names this process in rotation claims.
@@ -177,7 +177,7 @@ func New(o Options) (*Service, error) {
 	}
 	// The same limit as sign-in: auth.max_failures per custodian and per
 	// source address within auth.failure_window (zero: 5 in 15 minutes).
-	s.limiter = identity.NewLimiter(o.Config.Auth.MaxFailures, o.Config.Auth.FailureWindow.D(), s.now)
+	s.limiter = identity.NewSharedLimiter(o.Store, "breakglass", o.Config.Auth.MaxFailures, o.Config.Auth.FailureWindow.D(), s.now)
 	for _, a := range o.Config.BreakGlass {
 		sch, err := schedule.Parse(a.Drill.ScheduleSpec())
 		if err != nil {
@@ -260,7 +260,10 @@ func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, 
 	if f.Source != "" {
 		keys = append(keys, "breakglass:addr:"+f.Source)
 	}
-	res, _, until, ok := s.limiter.Reserve(keys...)
+	res, _, until, ok, err := s.limiter.Reserve(ctx, keys...)
+	if err != nil {
+		return "", fmt.Errorf("breakglass: second factor: %w", err)
+	}
 	if !ok {
 		return "", refuse(broker.KindRateLimited, "too_many_attempts",
 			"too many failed second-factor checks: try again after %s", until.UTC().Format(time.RFC3339))
@@ -269,7 +272,7 @@ func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, 
 	if err != nil {
 		var ie *identity.Error
 		if !errors.As(err, &ie) {
-			res.Release() // nothing was judged wrong
+			_ = res.Release(context.WithoutCancel(ctx)) // nothing was judged wrong
 			return "", fmt.Errorf("breakglass: second factor: %w", err)
 		}
 		// The reservation stays: it is the failure.
@@ -280,8 +283,10 @@ func (s *Service) checkFactor(ctx context.Context, a *config.BreakGlassAccount, 
 	if id.Name != user {
 		return "", refuse(broker.KindUnauthenticated, "second_factor_failed", "second factor check failed: credentials of another user")
 	}
-	res.Release()
-	s.limiter.Reset(keys[0])
+	// A release or reset the store does not take leaves the attempt
+	// counted, erring on the side of the limit.
+	_ = res.Release(context.WithoutCancel(ctx))
+	_ = s.limiter.Reset(context.WithoutCancel(ctx), keys[0])
 	if a.TOTPRequired() {
 		return "password+totp", nil
 	}

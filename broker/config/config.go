@@ -102,6 +102,12 @@ type Listen struct {
 	// "Forwarded" (RFC 7239). Only that one is read, so a client cannot
 	// slip in the other. Default: X-Forwarded-For.
 	ForwardedHeader string `yaml:"forwarded_header"`
+	// AdvertiseURL is where the other replicas sharing the store reach
+	// this broker's HTTP listener, to forward the live view and
+	// terminate requests of sessions it runs. Default: the http listener
+	// with https when tls_cert is set, the host name standing in for an
+	// address that listens everywhere.
+	AdvertiseURL string `yaml:"advertise_url"`
 }
 
 // DefaultSessionSweep is listen.session_sweep's default.

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -27,6 +29,9 @@ func (c *Config) ApplyDefaults() {
 		c.Store.Path = filepath.Join(c.Listen.DataDir, "custos.db")
 	}
 	setDur(&c.Listen.SessionSweep, DefaultSessionSweep)
+	if c.Listen.AdvertiseURL == "" {
+		c.Listen.AdvertiseURL = c.Listen.defaultAdvertiseURL()
+	}
 	setDur(&c.Auth.TokenTTL, 8*time.Hour)
 	setDur(&c.Auth.WebSessionTTL, 8*time.Hour)
 	setDur(&c.Auth.DBTokenTTL, 15*time.Minute)
@@ -93,4 +98,24 @@ func setDur(d *Duration, def time.Duration) {
 	if *d == 0 {
 		*d = Duration(def)
 	}
+}
+
+// defaultAdvertiseURL is listen.advertise_url's default: the http
+// listener's address, with the host name for an empty or unspecified
+// host.
+func (l Listen) defaultAdvertiseURL() string {
+	scheme := "http://"
+	if l.TLSCert != "" {
+		scheme = "https://"
+	}
+	host, port, err := net.SplitHostPort(l.HTTP)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if host, err = os.Hostname(); err != nil {
+			host = "localhost"
+		}
+	}
+	return scheme + net.JoinHostPort(host, port)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -104,6 +105,10 @@ func (c *Config) validateListen(ck *checker) {
 		ck.add("listen.session_sweep", "must be between 1s and 5m")
 	}
 	c.Listen.validateProxies(ck)
+	if u, err := url.Parse(c.Listen.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		ck.add("listen.advertise_url", "must be an http or https URL with a host and no path, such as https://custos-a.internal:8443")
+	}
 }
 
 // CheckPlaintext refuses plain HTTP on an address other than loopback

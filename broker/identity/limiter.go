@@ -17,8 +17,10 @@ import (
 // most Max credentials are ever checked per key and window, however many
 // attempts run at once.
 //
-// State is in memory: restarting the broker forgets it, and replicas
-// count separately.
+// State is in memory: restarting the process forgets it, and other
+// processes count separately. The broker's sign-in and break-glass
+// limits use SharedLimiter, which keeps the same counts in the state
+// store for every replica.
 type Limiter struct {
 	max    int
 	window time.Duration

@@ -36,7 +36,8 @@ type Service struct {
 	dir        *Directory
 	auth       Authenticator
 	tokens     *Tokens
-	limiter    *Limiter
+	limiter    *SharedLimiter
+	store      broker.Store
 	audit      auditLog
 	rejections rejectionLog // nil: every refusal is its own record
 	ttl        time.Duration
@@ -104,8 +105,8 @@ func NewService(o Options) (*Service, error) {
 	tokens.enabled = o.Directory.Enabled
 	s := &Service{
 		dir: o.Directory, auth: o.Authenticator, tokens: tokens,
-		limiter: NewLimiter(o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
-		audit:   o.Audit, ttl: ttl, retention: o.TokenRetention, purgeEvery: o.PurgeEvery, now: o.Now, log: o.Log,
+		limiter: NewSharedLimiter(o.Store, "signin", o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
+		store:   o.Store, audit: o.Audit, ttl: ttl, retention: o.TokenRetention, purgeEvery: o.PurgeEvery, now: o.Now, log: o.Log,
 	}
 	if o.Rejections != nil {
 		s.rejections = o.Rejections
@@ -126,7 +127,9 @@ func (s *Service) Tokens() *Tokens { return s.tokens }
 // attempt is counted as failed before its credentials are checked and
 // given back when they were right, so at most auth.max_failures
 // passwords (and TOTP codes) are ever checked per user and per address
-// and window, however many attempts run in parallel. Every
+// and window, however many attempts run in parallel. The counts are in
+// the state store, so they hold across every broker sharing it and
+// survive a restart. Every
 // outcome is audited as auth.login with the attempted user name as actor;
 // the audit reason says what was wrong, never the password or code.
 // Attempts refused by the rate limiter go through Options.Rejections, so
@@ -141,7 +144,10 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 	}
 	// The attempt is counted before the credentials are checked, so
 	// parallel guesses cannot all pass the limit before one of them fails.
-	res, key, until, ok := s.limiter.Reserve(keys...)
+	res, key, until, ok, err := s.limiter.Reserve(ctx, keys...)
+	if err != nil {
+		return "", broker.Token{}, fmt.Errorf("login: %w", err)
+	}
 	if !ok {
 		what := "user " + user
 		if key == addrKey {
@@ -157,20 +163,31 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 		if !errors.As(err, &e) {
 			// Not a wrong credential (the context ended, the store
 			// failed): the attempt is given back.
-			res.Release()
+			s.release(ctx, res)
 			s.log.Error("sign-in failed", "user", auditName(user), "source", source, "err", err)
 			return "", broker.Token{}, fmt.Errorf("login: %w", err)
 		}
 		// The reservation stays: it is the failure.
 		return "", broker.Token{}, s.loginRefused(ctx, user, source, e, false)
 	}
-	res.Release()
-	s.limiter.Reset("user:" + id.Name)
+	s.release(ctx, res)
+	if err := s.limiter.Reset(context.WithoutCancel(ctx), "user:"+id.Name); err != nil {
+		s.log.Error("sign-in failures not reset", "err", err)
+	}
 	secret, tok, err := s.tokens.issue(ctx, id.Name, KindAPI, "", s.ttl, source, audit.Entry{Actor: id.Name, Action: "auth.login"})
 	if err != nil {
 		return "", broker.Token{}, fmt.Errorf("login: %w", err)
 	}
 	return secret, tok, nil
+}
+
+// release gives a reserved sign-in attempt back; a release the store
+// does not take leaves the attempt counted, erring on the side of the
+// limit.
+func (s *Service) release(ctx context.Context, res *SharedReservation) {
+	if err := res.Release(context.WithoutCancel(ctx)); err != nil {
+		s.log.Error("sign-in attempt not given back", "err", err)
+	}
 }
 
 // loginRefused audits a refused sign-in and returns e. A sign-in refused
@@ -243,6 +260,11 @@ func (s *Service) Run(ctx context.Context) {
 			}
 		} else if n > 0 {
 			s.log.Info("expired tokens purged", "deleted", n, "retention", s.retention.String())
+		}
+		// Rate-limit state (sign-in failures, audit throttle tallies)
+		// is deleted once it no longer counts.
+		if _, err := PurgeExpiredLimits(ctx, s.store, s.now()); err != nil && ctx.Err() == nil {
+			s.log.Error("rate-limit state purge failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

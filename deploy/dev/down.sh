@@ -49,7 +49,7 @@ stop() {
 }
 
 if [ -d "$dev/pids" ]; then
-	for name in custos sshd vault minio postgres; do
+	for name in custos custos-b sshd vault minio postgres; do
 		stop "$name"
 	done
 	for pidfile in "$dev"/pids/*.pid; do

@@ -38,7 +38,9 @@ else
 	echo "up: cmd/custos does not exist yet; starting the stack without the broker" >&2
 fi
 
-CUSTOS_REPO_ROOT="$root" "$dev/bin/devstack" up -dir "$dev" -config "$root/deploy/dev/custos.yaml" "${custos_args[@]}"
+replicas="${REPLICAS:-1}"
+CUSTOS_REPO_ROOT="$root" "$dev/bin/devstack" up -dir "$dev" -config "$root/deploy/dev/custos.yaml" \
+	-replicas "$replicas" "${custos_args[@]}"
 
 # shellcheck disable=SC1091
 source "$dev/env"
@@ -48,6 +50,11 @@ Custos development stack is up (state in .dev/, logs in .dev/logs/).
 
   broker         $CUSTOS_URL  (CA: .dev/tls/ca.crt)
   ssh proxy      127.0.0.1:$CUSTOS_SSH_PORT      postgres proxy  127.0.0.1:$CUSTOS_PG_PORT
+$(if [ "$replicas" = 2 ]; then
+	echo "  broker b       $CUSTOS_URL_B  (second replica: same PostgreSQL store and bucket; CUSTOS_URL=\$CUSTOS_URL_B)"
+	echo "  ssh proxy b    127.0.0.1:$CUSTOS_SSH_PORT_B      postgres proxy b  127.0.0.1:$CUSTOS_PG_PORT_B"
+	echo "  state store    PostgreSQL database custos_store on the pg target below (logs: .dev/logs/custos-b.log)"
+fi)
   ssh target     127.0.0.1:$CUSTOS_TARGET_SSH_PORT (login $CUSTOS_TARGET_SSH_LOGIN, Vault SSH CA certificates only)
   pg target      127.0.0.1:$CUSTOS_TARGET_PG_PORT (superuser $CUSTOS_TARGET_PG_USER)
   vault          $VAULT_ADDR

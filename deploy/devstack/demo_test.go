@@ -45,6 +45,9 @@ func TestDemoBreakGlass(t *testing.T) {
 	})
 	env["CUSTOS_SLACK_ENABLED"] = "false"
 	env["CUSTOS_DEV_DIR"] = dir
+	if err := storeEnv(UpOptions{Dir: dir}, env); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "custos.yaml")
 	if err := renderConfig(tmpl, out, env); err != nil {
 		t.Fatal(err)

@@ -41,6 +41,9 @@ func TestSlackSection(t *testing.T) {
 			})
 			slackEnv(env)
 			dir := t.TempDir()
+			if err := storeEnv(UpOptions{Dir: dir}, env); err != nil {
+				t.Fatal(err)
+			}
 			out := filepath.Join(dir, "custos.yaml")
 			if err := renderConfig(tmpl, out, env); err != nil {
 				t.Fatal(err)

@@ -28,6 +28,10 @@ type UpOptions struct {
 	ConfigTemplate string
 	// Custos is the broker binary. Empty: start everything else.
 	Custos string
+	// Replicas is how many brokers to start: 1 (the default) on the
+	// SQLite store, or 2, sharing a PostgreSQL store on the stack's
+	// PostgreSQL and the bucket (see replicas.go).
+	Replicas int
 	// Out receives progress lines.
 	Out io.Writer
 }
@@ -80,7 +84,7 @@ func Up(o UpOptions) (map[string]string, error) {
 	if running && env["VAULT_TOKEN"] != "" {
 		fmt.Fprintln(o.Out, "up: postgres, minio, vault and sshd already running")
 	} else {
-		for _, name := range append([]string{"custos"}, infra...) {
+		for _, name := range append([]string{"custos", replicaB}, infra...) {
 			stopPid(dir, name)
 		}
 		if err := startInfra(o, env); err != nil {
@@ -91,6 +95,9 @@ func Up(o UpOptions) (map[string]string, error) {
 		return nil, err
 	}
 	slackEnv(env)
+	if err := storeEnv(o, env); err != nil {
+		return nil, err
+	}
 	if o.ConfigTemplate != "" {
 		if err := renderConfig(o.ConfigTemplate, env["CUSTOS_CONFIG"], env); err != nil {
 			return nil, err
@@ -100,7 +107,10 @@ func Up(o UpOptions) (map[string]string, error) {
 		fmt.Fprintln(o.Out, "up: no broker binary given; the broker is not started")
 		return env, nil
 	}
-	if err := startCustos(o, env, !running); err != nil {
+	if err := startCustos(o, env, "custos", !running); err != nil {
+		return env, err
+	}
+	if err := startReplicaB(o, env, !running); err != nil {
 		return env, err
 	}
 	return env, nil
@@ -272,17 +282,17 @@ func startInfra(o UpOptions, env map[string]string) error {
 
 // startCustos (re)starts the broker unless it runs already with the same
 // binary and config and the components under it were not restarted.
-func startCustos(o UpOptions, env map[string]string, infraRestarted bool) error {
+func startCustos(o UpOptions, env map[string]string, name string, infraRestarted bool) error {
 	dir := o.Dir
-	pidFile := filepath.Join(dir, "pids", "custos.pid")
-	if !infraRestarted && pidAlive(dir, "custos") && !newerThan(o.Custos, pidFile) && !newerThan(env["CUSTOS_CONFIG"], pidFile) {
-		fmt.Fprintln(o.Out, "up: custos already running")
+	pidFile := filepath.Join(dir, "pids", name+".pid")
+	if !infraRestarted && pidAlive(dir, name) && !newerThan(o.Custos, pidFile) && !newerThan(env["CUSTOS_CONFIG"], pidFile) {
+		fmt.Fprintf(o.Out, "up: %s already running\n", name)
 		return nil
 	}
-	if pidAlive(dir, "custos") {
-		fmt.Fprintln(o.Out, "up: restarting custos (new binary, new config or restarted components)")
+	if pidAlive(dir, name) {
+		fmt.Fprintf(o.Out, "up: restarting %s (new binary, new config or restarted components)\n", name)
 	}
-	stopPid(dir, "custos")
+	stopPid(dir, name)
 	brokerToken, err := os.ReadFile(filepath.Join(dir, "vault", "out", "broker-token"))
 	if err != nil {
 		return fmt.Errorf("up: custos: broker token: %w", err)
@@ -296,15 +306,15 @@ func startCustos(o UpOptions, env map[string]string, infraRestarted bool) error 
 		procEnv = append(procEnv, k+"="+v)
 	}
 	sort.Strings(procEnv)
-	procEnv = append(procEnv, "HOME="+filepath.Join(dir, "data"))
+	procEnv = append(procEnv, "HOME="+env["CUSTOS_DATA_DIR"])
 	check := exec.Command(o.Custos, "config", "check", env["CUSTOS_CONFIG"])
 	check.Env = append(baseEnv(), procEnv...)
 	if out, err := check.CombinedOutput(); err != nil {
 		return fmt.Errorf("up: custos config check %s: %w\n%s", env["CUSTOS_CONFIG"], err, out)
 	}
-	logPath := filepath.Join(dir, "logs", "custos.log")
+	logPath := filepath.Join(dir, "logs", name+".log")
 	p, err := startProcess(processSpec{
-		Name:     "custos",
+		Name:     name,
 		Path:     o.Custos,
 		Args:     []string{"serve", "--config", env["CUSTOS_CONFIG"]},
 		Env:      procEnv,
@@ -315,7 +325,7 @@ func startCustos(o UpOptions, env map[string]string, infraRestarted bool) error 
 	if err != nil {
 		return err
 	}
-	if err := writePid(dir, "custos", p.pid); err != nil {
+	if err := writePid(dir, name, p.pid); err != nil {
 		return err
 	}
 	client, err := caClient(env["CUSTOS_CA_CERT"])
@@ -334,9 +344,9 @@ func startCustos(o UpOptions, env map[string]string, infraRestarted bool) error 
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("up: custos: %w", err)
+		return fmt.Errorf("up: %s: %w", name, err)
 	}
-	fmt.Fprintf(o.Out, "up: custos broker on %s (log %s)\n", env["CUSTOS_URL"], logPath)
+	fmt.Fprintf(o.Out, "up: %s broker on %s (log %s)\n", name, env["CUSTOS_URL"], logPath)
 	return nil
 }
 
@@ -409,6 +419,8 @@ var envKeys = []string{
 	"CUSTOS_TARGET_PG_PORT", "CUSTOS_TARGET_PG_USER", "CUSTOS_TARGET_PG_PASSWORD",
 	"VAULT_ADDR", "VAULT_TOKEN", "CUSTOS_VAULT_PORT",
 	"CUSTOS_S3_ENDPOINT", "CUSTOS_S3_ACCESS_KEY", "CUSTOS_S3_SECRET_KEY", "CUSTOS_S3_BUCKET", "CUSTOS_MINIO_PORT",
+	// The second broker with REPLICAS=2 (replicas.go).
+	"CUSTOS_URL_B", "CUSTOS_HTTP_PORT_B", "CUSTOS_SSH_PORT_B", "CUSTOS_PG_PORT_B",
 }
 
 func writeEnvFile(path string, env map[string]string) error {

@@ -34,6 +34,11 @@ func (u *UI) wsLive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u.o.Live == nil || !u.o.Live.Has(id) {
+		// Another replica may run it: the websocket goes there, and
+		// that replica checks the caller again and audits the view.
+		if u.o.API.Forward(w, r, s) {
+			return
+		}
 		web.WriteError(w, http.StatusNotFound, "not_live", "session "+id+" is not running on this broker")
 		return
 	}

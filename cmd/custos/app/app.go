@@ -121,7 +121,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	// Refusals anyone can provoke without credentials (forged Slack
 	// requests, bad bearer tokens, rate-limited sign-ins) are recorded a
 	// few per source address and minute, the rest summarized.
-	rejections := audit.NewThrottle(auditLog, audit.ThrottleOptions{Log: log})
+	rejections := audit.NewThrottle(auditLog, audit.ThrottleOptions{Log: log, Store: st})
 
 	dir, err := identity.NewDirectory(cfg)
 	if err != nil {
@@ -218,7 +218,8 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	rec, err := NewRecorder(ctx, cfg, vapi, RecorderDeps{Audit: checkpoints.sealed(auditLog), Index: broker.SessionIndex{Store: st}, Logger: log})
+	rec, err := NewRecorder(ctx, cfg, vapi, RecorderDeps{Audit: checkpoints.sealed(auditLog),
+		Index: replicaIndex{broker.SessionIndex{Store: st}, cfg.Listen.AdvertiseURL}, Logger: log})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -273,8 +274,12 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	pgHost, pgPort := proxyHostPort(cfg, cfg.Listen.Postgres)
 	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)
 	hub := webui.NewHub(rec)
+	fwd, err := newForwarder(cfg, log)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		AuditVerifier: checkpoints.verifier, Config: cfg, Recordings: rec, Terminator: px, Live: hub,
+		AuditVerifier: checkpoints.verifier, Config: cfg, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
 		BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),

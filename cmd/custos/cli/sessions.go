@@ -28,6 +28,8 @@ type session struct {
 	State      string    `json:"state"`
 	Bytes      int64     `json:"bytes"`
 	Statements int64     `json:"statements"`
+	// Replica is the broker replica that runs (ran) the session.
+	Replica string `json:"replica,omitempty"`
 }
 
 func newSessionsCmd(g *globals) *cobra.Command {

@@ -1,7 +1,7 @@
 // Command devstack starts the local development stack (`make up`): PostgreSQL,
 // MinIO, Vault and sshd on loopback with state in .dev, then the broker.
 //
-//	devstack up [-dir .dev] [-config deploy/dev/custos.yaml] [-custos bin/custos]
+//	devstack up [-dir .dev] [-config deploy/dev/custos.yaml] [-custos bin/custos] [-replicas 1|2]
 //	devstack totp [-dir .dev] [-next] USER
 //
 // deploy/dev/up.sh runs it; deploy/dev/down.sh stops what it started.
@@ -21,7 +21,7 @@ import (
 	"github.com/custos-pam/custos/deploy/devstack"
 )
 
-const usage = `usage: devstack up [-dir .dev] [-config deploy/dev/custos.yaml] [-custos bin/custos]
+const usage = `usage: devstack up [-dir .dev] [-config deploy/dev/custos.yaml] [-custos bin/custos] [-replicas 1|2]
        devstack totp [-dir .dev] [-next] USER`
 
 func main() {
@@ -36,8 +36,14 @@ func main() {
 		dir := fs.String("dir", filepath.Join(root, ".dev"), "state directory")
 		config := fs.String("config", filepath.Join(root, "deploy", "dev", "custos.yaml"), "broker config template with ${VAR} placeholders")
 		custos := fs.String("custos", "", "broker binary to start (empty: do not start the broker)")
+		replicas := fs.Int("replicas", 1, "brokers to start: 1 (SQLite store) or 2 (sharing a PostgreSQL store and the bucket)")
 		_ = fs.Parse(os.Args[2:])
-		if _, err := devstack.Up(devstack.UpOptions{Dir: *dir, ConfigTemplate: *config, Custos: *custos, Out: os.Stdout}); err != nil {
+		if *replicas < 1 || *replicas > 2 {
+			fmt.Fprintln(os.Stderr, "devstack: -replicas must be 1 or 2")
+			os.Exit(2)
+		}
+		if _, err := devstack.Up(devstack.UpOptions{Dir: *dir, ConfigTemplate: *config, Custos: *custos, Replicas: *replicas,
+			Out: os.Stdout}); err != nil {
 			fmt.Fprintf(os.Stderr, "devstack: %v\n", err)
 			os.Exit(1)
 		}
