@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/custos-pam/custos/deploy/devstack"
 	"github.com/custos-pam/custos/recorder/event"
 )
@@ -46,7 +44,7 @@ func TestFaultMinIOStopped(t *testing.T) {
 	defer stopSSH()
 	sshSeen, sshDone := s.sshTicker(sshCtx)
 	conn := s.pgxConn(ctx, token, "")
-	pgSeen, stopPG, pgDone := pgTicker(ctx, conn)
+	pgSeen, stopPG, pgDone := pgTicker(ctx, conn, "pg-tick")
 	waitTicks(t, b, sshSeen, pgSeen, 10)
 
 	mio.Stop(t)
@@ -114,29 +112,6 @@ func TestFaultMinIOStopped(t *testing.T) {
 	if !sawPSQL || !sawSSH {
 		t.Errorf("the sessions started during the outage are not both recorded: psql %v, ssh %v", sawPSQL, sawSSH)
 	}
-}
-
-// pgTicker runs `select 'pg-tick-N'` on conn every 100 ms until stop is
-// called; seen holds the last N the client read, done gets the error that
-// ended the loop (nil after stop).
-func pgTicker(ctx context.Context, conn *pgx.Conn) (seen *atomic.Int64, stop func(), done <-chan error) {
-	seen = &atomic.Int64{}
-	seen.Store(-1)
-	var stopped atomic.Bool
-	ch := make(chan error, 1)
-	go func() {
-		for i := 0; !stopped.Load(); i++ {
-			var got string
-			if err := conn.QueryRow(ctx, fmt.Sprintf("select 'pg-tick-%d'", i)).Scan(&got); err != nil {
-				ch <- err
-				return
-			}
-			seen.Store(int64(i))
-			time.Sleep(100 * time.Millisecond)
-		}
-		ch <- nil
-	}()
-	return seen, func() { stopped.Store(true) }, ch
 }
 
 // waitTicks waits until both counters reach n.
@@ -242,7 +217,7 @@ func TestFaultSpoolFull(t *testing.T) {
 	ticker := s.sshCommand(ctx, "i=0; while [ $i -lt 1200 ]; do echo ssh-tick-$i; i=$((i+1)); sleep 0.1; done")
 	sshSeen := ticker.ticks("ssh-tick-")
 	conn := s.pgxConn(ctx, token, "")
-	pgSeen, _, pgDone := pgTicker(ctx, conn)
+	pgSeen, _, pgDone := pgTicker(ctx, conn, "pg-tick")
 	waitTicks(t, b, sshSeen, pgSeen, 10)
 
 	mio.Stop(t)

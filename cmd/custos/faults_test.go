@@ -203,3 +203,26 @@ func (g *tcpGate) close() {
 	}
 	g.conns = map[net.Conn]bool{}
 }
+
+// pgTicker runs `select 'TAG-N'` on conn every 100 ms until stop is
+// called; seen holds the last N the client read, done gets the error that
+// ended the loop (nil after stop).
+func pgTicker(ctx context.Context, conn *pgx.Conn, tag string) (seen *atomic.Int64, stop func(), done <-chan error) {
+	seen = &atomic.Int64{}
+	seen.Store(-1)
+	var stopped atomic.Bool
+	ch := make(chan error, 1)
+	go func() {
+		for i := 0; !stopped.Load(); i++ {
+			var got string
+			if err := conn.QueryRow(ctx, fmt.Sprintf("select '%s-%d'", tag, i)).Scan(&got); err != nil {
+				ch <- err
+				return
+			}
+			seen.Store(int64(i))
+			time.Sleep(100 * time.Millisecond)
+		}
+		ch <- nil
+	}()
+	return seen, func() { stopped.Store(true) }, ch
+}

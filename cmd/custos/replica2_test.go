@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -116,26 +115,6 @@ func waitLive(t *testing.T, b *brokerProc, grantID string) liveSession {
 	}
 }
 
-// pgTicker runs one statement carrying tag-N every 100 ms on c until it
-// fails; seen holds the last N that returned, done gets the error.
-func pgTicker(ctx context.Context, c *pgx.Conn, tag string) (seen *atomic.Int64, done <-chan error) {
-	seen = &atomic.Int64{}
-	seen.Store(-1)
-	ch := make(chan error, 1)
-	go func() {
-		for i := 0; ; i++ {
-			var got string
-			if err := c.QueryRow(ctx, fmt.Sprintf("select '%s-%d'", tag, i)).Scan(&got); err != nil {
-				ch <- err
-				return
-			}
-			seen.Store(int64(i))
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
-	return seen, ch
-}
-
 // liveWS opens the live view of session id on broker b as user, with the
 // bearer token and the broker's own origin, as the web UI would.
 func liveWS(t *testing.T, b *brokerProc, user, shared, id string) *websocket.Conn {
@@ -212,7 +191,7 @@ func TestReplicasEndToEnd(t *testing.T) {
 	// A session on a, watched and terminated through b.
 	token := strings.TrimSpace(a.b.ok("alice", "db", "token", "demo-pg"))
 	conn := a.pgxConn(ctx, token, "readonly")
-	seen, done := pgTicker(ctx, conn, "watched-tick")
+	seen, _, done := pgTicker(ctx, conn, "watched-tick")
 	s1 := waitLive(t, b.b, g.ID)
 	if s1.Replica != a.b.url {
 		t.Fatalf("session %s runs on %s, listed as running on %q", s1.ID, a.b.url, s1.Replica)
@@ -272,7 +251,7 @@ func TestReplicasEndToEnd(t *testing.T) {
 	g2 := a.grant("demo-pg", "readonly", "30m")
 	token2 := strings.TrimSpace(a.b.ok("alice", "db", "token", "demo-pg"))
 	conn2 := a.pgxConn(ctx, token2, "readonly")
-	seen2, done3 := pgTicker(ctx, conn2, "killed-tick")
+	seen2, _, done3 := pgTicker(ctx, conn2, "killed-tick")
 	s3 := waitLive(t, b.b, g2.ID)
 	for deadline := time.Now().Add(20 * time.Second); seen2.Load() < 25; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
