@@ -226,6 +226,16 @@ func (i *Issuer) Run(ctx context.Context) error {
 // interrupted when it starts again).
 const storeCheckEvery = 10 * time.Second
 
+// proxiesFirst is how long a revocation announced by a grant event waits
+// before it reaches Vault. Every broker's proxies end the grant's sessions
+// on the same event, each with its reason ("access revoked: ..."); Vault's
+// revocation ends the login's backends, and without the wait a replica
+// revoking a lease another replica's session uses could end that session
+// first, with the database's words instead of the broker's. The login is
+// unusable meanwhile: credentials never leave the broker, and the grant
+// admits no new session.
+const proxiesFirst = 500 * time.Millisecond
+
 // revoker runs revocations in the background, one at a time per grant,
 // backing off after failures.
 type revoker struct {
@@ -362,6 +372,12 @@ func (r *revoker) start(ctx context.Context, grantID, reason string, now bool) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		if now && !sleep(ctx, proxiesFirst) {
+			r.mu.Lock()
+			delete(r.busy, grantID)
+			r.mu.Unlock()
+			return
+		}
 		err := r.i.RevokeGrant(ctx, grantID, reason)
 		r.mu.Lock()
 		defer r.mu.Unlock()
