@@ -97,6 +97,30 @@ func TestBackupRestoreAndDrill(t *testing.T) {
 		t.Errorf("second restore: exit %d: %s", code, errs)
 	}
 
+	// An altered backup: restore refuses it (exit 6) and writes nothing;
+	// a drill of it fails and says why.
+	bad := filepath.Join(t.TempDir(), "bad")
+	if o, err := exec.Command("cp", "-r", bak, bad).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, o)
+	}
+	g, _ := os.ReadFile(filepath.Join(bad, "grants.jsonl"))
+	os.WriteFile(filepath.Join(bad, "grants.jsonl"), []byte(strings.Replace(string(g), `"user":"alice"`, `"user":"mallory"`, 1)), 0o600)
+	fresh3 := t.TempDir()
+	cfg3 := filepath.Join(fresh3, "custos.yaml")
+	os.WriteFile(cfg3, []byte(strings.ReplaceAll(body, fresh, fresh3)), 0o600)
+	if _, errs, code := b.run("sam", "", "restore", bad, "--config", cfg3, "--passphrase-env", "CUSTOS_BACKUP_PASSPHRASE"); code != 6 || !strings.Contains(errs, "grants.jsonl does not match the manifest") {
+		t.Errorf("restore of an altered backup: exit %d: %s", code, errs)
+	}
+	for _, p := range []string{filepath.Join(fresh3, "custos.db"), filepath.Join(fresh3, "data")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s written by a refused restore", p)
+		}
+	}
+	drillOut, _, code := b.run("sam", "", "drill", "restore", "--config", b.cfg, "--passphrase-env", "CUSTOS_BACKUP_PASSPHRASE", "--from", bad)
+	if code != 1 || !strings.Contains(drillOut, "FAILED") || !strings.Contains(drillOut, "backup altered or incomplete") {
+		t.Errorf("drill of an altered backup: exit %d:\n%s", code, drillOut)
+	}
+
 	// The restored broker: the same grants, sessions and tokens (the CLI
 	// logins still work), recordings and audit chain that verify.
 	b2 := &brokerProc{t: t, cfg: cfg2, url: b.url, homes: b.homes, env: b.env}
