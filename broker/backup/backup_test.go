@@ -439,3 +439,47 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// The store inserts a restored audit record only where it continues the
+// chain: a restore cannot graft records onto another chain or edit one.
+func TestImportAuditContinuesChainOnly(t *testing.T) {
+	src := openSQLite(t, filepath.Join(t.TempDir(), "src.db"))
+	populate(t, src)
+	var recs []broker.AuditRecord
+	_ = src.View(t.Context(), func(tx broker.Tx) error {
+		var err error
+		recs, err = tx.ListAudit(broker.AuditFilter{})
+		return err
+	})
+	edited := recs[0]
+	edited.Actor = "mallory"
+	type importer interface {
+		ImportAudit(broker.AuditRecord) error
+	}
+	cases := []struct {
+		name string
+		recs []broker.AuditRecord
+		ok   bool
+	}{
+		{"the chain in order", recs, true},
+		{"starting past the genesis", recs[1:], false},
+		{"a gap", append([]broker.AuditRecord{recs[0]}, recs[2:]...), false},
+		{"an edited record", []broker.AuditRecord{edited}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := openSQLite(t, filepath.Join(t.TempDir(), "dst.db"))
+			err := dst.Update(t.Context(), func(tx broker.Tx) error {
+				for _, r := range tc.recs {
+					if err := tx.(importer).ImportAudit(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if (err == nil) != tc.ok {
+				t.Fatalf("import: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -54,6 +54,20 @@ func TestBackupRestoreAndDrill(t *testing.T) {
 			t.Errorf("drill report lacks %q", want)
 		}
 	}
+	// The same onto a scratch PostgreSQL database: a SQLite broker's
+	// backup restores across drivers.
+	scratch := st.pg.DSN(st.pg.CreateDatabase(t, "scratch"))
+	b.env = append(b.env, "CUSTOS_SCRATCH_DSN="+scratch)
+	pgReport := b.ok("sam", "drill", "restore", "--config", b.cfg, "--passphrase-env", "CUSTOS_BACKUP_PASSPHRASE",
+		"--scratch-dsn", "env:CUSTOS_SCRATCH_DSN", "-o", "json")
+	pgDrill := decode[drillReport](t, pgReport)
+	if pgDrill.Outcome != "passed" || pgDrill.ScratchDriver != "postgres" || pgDrill.RTO <= 0 || pgDrill.Recordings.Verified != len(sessions) {
+		t.Errorf("drill onto PostgreSQL: %s", pgReport)
+	}
+	if strings.Contains(pgReport, scratch) {
+		t.Error("the scratch DSN appears in the report")
+	}
+
 	// It joins the drill schedule and the quarter's report.
 	status := b.ok("sam", "drill", "status")
 	if !strings.Contains(status, "(restore)") || !strings.Contains(status, "passed") {
@@ -144,4 +158,14 @@ func TestBackupRestoreAndDrill(t *testing.T) {
 	if a := b2.ok("sam", "audit", "list", "--action", "drill.restore"); !strings.Contains(a, "drill.restore") {
 		t.Errorf("the restored audit log lacks the drill record:\n%s", a)
 	}
+}
+
+// drillReport is the JSON of custos drill restore -o json.
+type drillReport struct {
+	Outcome       string `json:"outcome"`
+	ScratchDriver string `json:"scratch_driver"`
+	RTO           int64  `json:"rto_ns"`
+	Recordings    struct {
+		Verified int `json:"verified"`
+	} `json:"recordings"`
 }
