@@ -377,8 +377,8 @@ func TestRefusesNonEmptyStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res.KeysMovedAside) != 3 {
-			t.Errorf("moved aside %v, want 3 files", res.KeysMovedAside)
+		if len(res.MovedAside) != 3 {
+			t.Errorf("moved aside %v, want 3 files", res.MovedAside)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -41,8 +42,8 @@ type Result struct {
 	// KeysKept are key files that already held the same bytes.
 	KeysKept    []string `json:"keys_kept,omitempty"`
 	KeysSkipped []string `json:"keys_skipped,omitempty"`
-	// KeysMovedAside are the paths old key files were moved to (Force).
-	KeysMovedAside []string `json:"keys_moved_aside,omitempty"`
+	// MovedAside are the paths files in the way were moved to (Force).
+	MovedAside []string `json:"moved_aside,omitempty"`
 }
 
 // importer is what the SQL stores' transactions offer beyond broker.Tx
@@ -110,7 +111,7 @@ func Restore(ctx context.Context, c *Checked, o RestoreOptions) (*Result, error)
 			if err := os.Rename(k.path, aside); err != nil {
 				return res, fmt.Errorf("restore: key %s: %w", k.name, err)
 			}
-			res.KeysMovedAside = append(res.KeysMovedAside, aside)
+			res.MovedAside = append(res.MovedAside, aside)
 		}
 		if err := keyfile.Create(k.path, c.Keys[k.name]); err != nil {
 			return res, fmt.Errorf("restore: key %s: %w", k.name, err)
@@ -122,9 +123,12 @@ func Restore(ctx context.Context, c *Checked, o RestoreOptions) (*Result, error)
 		return res, fmt.Errorf("restore: verify the restored chain: %w", err)
 	}
 	res.Head = Head{Seq: int64(rep.Records), Hash: rep.Head}
-	if !rep.OK || res.Head != c.Manifest.Head {
-		return res, fmt.Errorf("restore: the restored audit chain (record %d, %s) is not the backup's head (record %d): %s",
-			res.Head.Seq, rep.Problem, c.Manifest.Head.Seq, rep.Problem)
+	if !rep.OK {
+		return res, fmt.Errorf("restore: the restored audit chain does not verify: %s", rep.Problem)
+	}
+	if res.Head != c.Manifest.Head {
+		return res, fmt.Errorf("restore: the restored audit chain ends at record %d, the backup's head is record %d",
+			res.Head.Seq, c.Manifest.Head.Seq)
 	}
 	return res, nil
 }
@@ -224,18 +228,8 @@ func planKeys(keys map[string][]byte, dest []KeyFile, force bool, res *Result) (
 		}
 		plan = append(plan, p)
 	}
-	slices.SortFunc(plan, func(a, b keyPlan) int { return cmpString(a.name, b.name) })
+	slices.SortFunc(plan, func(a, b keyPlan) int { return strings.Compare(a.name, b.name) })
 	slices.Sort(res.KeysSkipped)
 	slices.Sort(res.KeysKept)
 	return plan, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -74,7 +74,7 @@ func Restore(ctx context.Context, cfg *config.Config, dir string, passphrase []b
 	defer st.Close()
 	res, err := backup.Restore(ctx, c, backup.RestoreOptions{Store: st, Keys: BackupKeys(cfg), Force: force})
 	if res != nil {
-		res.KeysMovedAside = append(aside, res.KeysMovedAside...)
+		res.MovedAside = append(aside, res.MovedAside...)
 	}
 	if err != nil {
 		return res, err

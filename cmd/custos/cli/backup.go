@@ -59,7 +59,7 @@ recording signing key. Recordings are not copied: they stay in the Object Lock b
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadBrokerConfig(cfgPath)
 			if err != nil {
 				return err
 			}
@@ -84,7 +84,7 @@ recording signing key. Recordings are not copied: they stay in the Object Lock b
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "custos.yaml", "broker config file naming the store and key files")
+	cmd.Flags().StringVar(&cfgPath, "config", os.Getenv("CUSTOS_CONFIG"), "broker config file naming the store and key files (default $CUSTOS_CONFIG)")
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the passphrase that seals the keys (required)")
 	return cmd
 }
@@ -124,7 +124,7 @@ passphrase is wrong, 3 when the store is not empty.`,
 					c.Manifest.ID, c.Manifest.SignedBy, len(c.Manifest.Files), c.Manifest.Head.Seq)
 				return nil
 			}
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadBrokerConfig(cfgPath)
 			if err != nil {
 				return err
 			}
@@ -144,17 +144,25 @@ passphrase is wrong, 3 when the store is not empty.`,
 			}
 			fmt.Fprintf(g.stdout, "  audit chain verified up to the backup's head: record %d, hash %s\n", res.Head.Seq, res.Head.Hash)
 			fmt.Fprintf(g.stdout, "  keys written: %s\n", strings.Join(res.KeysWritten, ", "))
-			for _, p := range res.KeysMovedAside {
+			for _, p := range res.MovedAside {
 				fmt.Fprintf(g.stdout, "  moved aside: %s\n", p)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "custos.yaml", "config of the broker to restore into (its store and data_dir)")
+	cmd.Flags().StringVar(&cfgPath, "config", os.Getenv("CUSTOS_CONFIG"), "config of the broker to restore into, its store and data_dir (default $CUSTOS_CONFIG)")
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the backup's passphrase (required)")
 	cmd.Flags().BoolVar(&force, "force", false, "move an existing SQLite database and differing key files aside instead of refusing")
 	cmd.Flags().BoolVar(&checkOnly, "check", false, "only check the backup; write nothing")
 	return cmd
+}
+
+// loadBrokerConfig loads the broker config these commands work on.
+func loadBrokerConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, &exitError{code: exitUsage, msg: "--config is required (or $CUSTOS_CONFIG): the broker's config file"}
+	}
+	return config.Load(path)
 }
 
 func orDefault(s, def string) string {
@@ -185,7 +193,7 @@ with a drill.restore audit record. Exit 1 when the drill failed.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadBrokerConfig(cfgPath)
 			if err != nil {
 				return err
 			}
@@ -222,7 +230,7 @@ with a drill.restore audit record. Exit 1 when the drill failed.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "custos.yaml", "config of the broker whose backup is drilled")
+	cmd.Flags().StringVar(&cfgPath, "config", os.Getenv("CUSTOS_CONFIG"), "config of the broker whose backup is drilled (default $CUSTOS_CONFIG)")
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the backup passphrase (required)")
 	cmd.Flags().StringVar(&from, "from", "", "drill this existing backup instead of taking one now")
 	cmd.Flags().StringVar(&scratchDSN, "scratch-dsn", "", "an empty PostgreSQL database to restore into, as env:NAME or file:/path (default: a temporary SQLite file)")
