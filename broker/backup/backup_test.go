@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"os"
@@ -92,6 +91,7 @@ func populate(t *testing.T, st broker.Store) {
 			tx.PutSession(broker.Session{ID: "ses_1", GrantID: "grt_1", User: "alice", Target: "prod-db", Role: "rw",
 				Protocol: "postgres", State: broker.SessionClosed, StartedAt: now.Add(-time.Minute), Index: "select 1"}),
 			tx.PutState("breakglass/drills", []byte(`[{"id":"drl_1"}]`)),
+			tx.PutState("big", bytes.Repeat([]byte("x"), 300<<10)), // several chunks
 		)
 	})
 	if err != nil {
@@ -138,6 +138,7 @@ type snapshot struct {
 	Sessions []broker.Session
 	Audit    []broker.AuditRecord
 	State    []byte
+	Big      []byte
 }
 
 func snap(t *testing.T, st broker.Store) snapshot {
@@ -151,6 +152,9 @@ func snap(t *testing.T, st broker.Store) snapshot {
 		s.Sessions, _ = tx.ListSessions(broker.SessionFilter{})
 		s.Audit, _ = tx.ListAudit(broker.AuditFilter{})
 		s.State, err = tx.GetState("breakglass/drills")
+		if err == nil {
+			s.Big, err = tx.GetState("big")
+		}
 		return err
 	})
 	if err != nil {
@@ -216,22 +220,26 @@ func TestRefusesAlteredBackup(t *testing.T) {
 		alter func(t *testing.T, dir string)
 		want  error
 	}{
-		{"grant edited", func(t *testing.T, dir string) {
-			replaceIn(t, filepath.Join(dir, "grants.jsonl"), `"ends_at":"`, `"ends_at":"2`)
+		{"grant edited", func(t *testing.T, dir string) { flipByte(t, filepath.Join(dir, "grants.jsonl.enc"), 40) }, backup.ErrTampered},
+		{"audit row edited", func(t *testing.T, dir string) { flipByte(t, filepath.Join(dir, "audit.jsonl.enc"), 100) }, backup.ErrTampered},
+		{"audit cut short", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "audit.jsonl.enc")
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, b[:len(b)-20], 0o600)
 		}, backup.ErrTampered},
-		{"audit row edited", func(t *testing.T, dir string) {
-			replaceIn(t, filepath.Join(dir, "audit.jsonl"), `"actor":"alice"`, `"actor":"mallory"`)
+		{"tables swapped", func(t *testing.T, dir string) {
+			copyFile(t, filepath.Join(dir, "requests.jsonl.enc"), filepath.Join(dir, "grants.jsonl.enc"))
 		}, backup.ErrTampered},
 		{"manifest head edited", func(t *testing.T, dir string) {
 			replaceIn(t, filepath.Join(dir, "manifest.json"), `"seq": 5`, `"seq": 4`)
 		}, backup.ErrTampered},
 		{"manifest hash edited to match an edited file", func(t *testing.T, dir string) {
-			p := filepath.Join(dir, "sessions.jsonl")
+			p := filepath.Join(dir, "sessions.jsonl.enc")
 			old := sha(t, p)
-			replaceIn(t, p, `"user":"alice"`, `"user":"eve"`)
+			flipByte(t, p, 60)
 			replaceIn(t, filepath.Join(dir, "manifest.json"), old, sha(t, p))
 		}, backup.ErrTampered},
-		{"table removed", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "state.jsonl")) }, backup.ErrTampered},
+		{"table removed", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "state.jsonl.enc")) }, backup.ErrTampered},
 		{"file added", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "extra.jsonl"), []byte("{}\n"), 0o600)
 		}, backup.ErrTampered},
@@ -255,39 +263,38 @@ func TestRefusesAlteredBackup(t *testing.T) {
 }
 
 // A backup cut short at the end of the audit log is a valid chain; only
-// the recorded head shows it. The attacker here even holds the signing
-// key and re-signs the manifest.
+// the recorded head shows it. The insider here holds the passphrase and
+// the signing key, decrypts the audit table, drops the last records,
+// encrypts it again and signs the manifest again.
 func TestDetectsTruncatedAudit(t *testing.T) {
 	src := openSQLite(t, filepath.Join(t.TempDir(), "src.db"))
 	ks := newKeys(t, filepath.Join(t.TempDir(), "data"))
 	populate(t, src)
 	dir, _ := takeBackup(t, src, ks)
-
-	p := filepath.Join(dir, "audit.jsonl")
-	b, _ := os.ReadFile(p)
-	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
-	cut := strings.Join(lines[:3], "")
-	old := sha(t, p)
-	os.WriteFile(p, []byte(cut), 0o600)
-	var m map[string]any
-	mb, _ := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	json.Unmarshal(mb, &m)
-	for _, f := range m["files"].([]any) {
-		f := f.(map[string]any)
-		if f["sha256"] == old {
-			f["sha256"], f["size"], f["rows"] = sha(t, p), len(cut), 3
-		}
+	err := backup.ResealTable(dir, pass, "audit", func(b []byte) []byte {
+		lines := bytes.SplitAfter(b, []byte("\n"))
+		return bytes.Join(lines[:3], nil)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	mb, _ = json.MarshalIndent(m, "", "  ")
-	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o600)
-	os.WriteFile(filepath.Join(dir, "manifest.sig"), []byte(hex.EncodeToString(ed25519.Sign(ks.signing, mb))), 0o600)
-
 	st, data, _, err := restoreFresh(t, dir, pass)
 	if !errors.Is(err, backup.ErrTampered) || !strings.Contains(err.Error(), "audit records are missing") {
 		t.Fatalf("restore of a truncated backup: %v", err)
 	}
 	t.Log(err)
 	assertUntouched(t, st, data)
+
+	// The same insider editing a record instead breaks the chain.
+	dir, _ = takeBackup(t, src, ks)
+	if err := backup.ResealTable(dir, pass, "audit", func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"actor":"alice"`), []byte(`"actor":"eve"`), 1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := restoreFresh(t, dir, pass); !errors.Is(err, backup.ErrTampered) || !strings.Contains(err.Error(), "hash mismatch") {
+		t.Fatalf("restore of an edited audit record: %v", err)
+	}
 }
 
 func TestWrongPassphrase(t *testing.T) {
@@ -322,6 +329,8 @@ func TestNoClearKeyMaterial(t *testing.T) {
 		secrets = append(secrets, raw, []byte(base64.StdEncoding.EncodeToString(raw)), []byte(hex.EncodeToString(raw)),
 			[]byte(base64.StdEncoding.EncodeToString(raw)[:40]))
 	}
+	// Nor the rows: the tables are encrypted too.
+	secrets = append(secrets, []byte("INC-1"), []byte("prod-db"), []byte("select 1"), []byte("ab12cd"), []byte("grant.test"))
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 9 {
 		t.Fatalf("backup has %d files, want 9", len(ents))
@@ -481,5 +490,17 @@ func TestImportAuditContinuesChainOnly(t *testing.T) {
 				t.Fatalf("import: %v, want ok=%v", err, tc.ok)
 			}
 		})
+	}
+}
+
+func flipByte(t *testing.T, path string, at int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[at%len(b)] ^= 0x01
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

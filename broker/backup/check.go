@@ -29,10 +29,14 @@ type Checked struct {
 	Dir      string
 	Manifest Manifest
 	Keys     map[string][]byte
+	dataKey  []byte
 }
 
 // Close clears the key bytes.
-func (c *Checked) Close() { clearKeys(c.Keys) }
+func (c *Checked) Close() {
+	clearKeys(c.Keys)
+	clear(c.dataKey)
+}
 
 // Check reads a backup and checks all of it without writing anything: the
 // passphrase opens keys.enc; the signing key inside verifies
@@ -63,11 +67,11 @@ func Check(dir string, passphrase []byte) (*Checked, error) {
 	if sum := sha256.Sum256(sealed); hex.EncodeToString(sum[:]) != kf.SHA256 {
 		return nil, fmt.Errorf("restore: %w", tampered("keys.enc does not match the manifest"))
 	}
-	keys, err := openKeys(passphrase, m.ID, sealed)
+	keys, dataKey, err := openKeys(passphrase, m.ID, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	c := &Checked{Dir: dir, Manifest: m, Keys: keys}
+	c := &Checked{Dir: dir, Manifest: m, Keys: keys, dataKey: dataKey}
 	if err := c.verify(raw); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("restore: %w", err)
@@ -133,13 +137,13 @@ func checkRow(table string, head Head) func(line []byte, last bool) error {
 			n++
 			if rec, ok := row.(broker.AuditRecord); ok && !chain.Next(rec) {
 				rep := chain.Report()
-				return tampered("audit.jsonl: %s", rep.Problem)
+				return tampered("%s: %s", TableFile("audit"), rep.Problem)
 			}
 		}
 		if last && table == "audit" {
 			rep := chain.Report()
 			if n != head.Seq || rep.Head != head.Hash {
-				return tampered("audit.jsonl ends at record %d (hash %.16s), the backup's recorded audit head is record %d (hash %.16s): audit records are missing",
+				return tampered("the audit table ends at record %d (hash %.16s), the backup's recorded audit head is record %d (hash %.16s): audit records are missing",
 					n, rep.Head, head.Seq, head.Hash)
 			}
 		}
@@ -191,16 +195,17 @@ func decodeRow(table string, line []byte) (any, error) {
 		return nil, fmt.Errorf("unknown table %s", table)
 	}
 	if err != nil {
-		return nil, tampered("%s.jsonl: a row does not decode: %v", table, err)
+		return nil, tampered("%s: a row does not decode: %v", TableFile(table), err)
 	}
 	return v, nil
 }
 
-// readTable streams a table file through fn, a line at a time (fn gets a
-// nil line and last=true at the end), and checks the file's size, row
-// count and SHA-256 against the manifest before the final call.
+// readTable streams a table file through fn, a row at a time (fn gets a
+// nil line and last=true at the end), decrypting it, and checks the
+// file's size, row count and SHA-256 against the manifest before the
+// final call.
 func (c *Checked) readTable(table string, fn func(line []byte, last bool) error) error {
-	name := table + ".jsonl"
+	name := TableFile(table)
 	want, ok := c.Manifest.file(name)
 	if !ok {
 		return tampered("the manifest lists no %s", name)
@@ -214,23 +219,30 @@ func (c *Checked) readTable(table string, fn func(line []byte, last bool) error)
 	}
 	defer f.Close()
 	h := sha256.New()
-	r := bufio.NewReaderSize(io.TeeReader(f, h), 64<<10)
-	var size, rows int64
+	var size countWriter
+	dec, err := newOpenReader(io.TeeReader(f, io.MultiWriter(h, &size)), c.dataKey, c.Manifest.ID, name)
+	if err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(dec, chunkSize)
+	var rows int64
 	for {
 		line, err := readLine(r)
 		if err == io.EOF {
 			break
 		}
+		if errors.Is(err, ErrTampered) {
+			return err
+		}
 		if err != nil {
 			return tampered("%s: %v", name, err)
 		}
-		size += int64(len(line)) + 1
 		rows++
 		if err := fn(line, false); err != nil {
 			return err
 		}
 	}
-	if err := compareFile(want, size, rows, h); err != nil {
+	if err := compareFile(want, int64(size), rows, h); err != nil {
 		return err
 	}
 	return fn(nil, true)

@@ -24,8 +24,11 @@ const (
 )
 
 // Tables are the store's tables in the order they are written and
-// restored, each as <table>.jsonl.
+// restored, each as <table>.jsonl.enc (see TableFile).
 var Tables = []string{"requests", "grants", "tokens", "sessions", "audit", "state"}
+
+// TableFile is the name of a table's file: JSON lines, encrypted.
+func TableFile(table string) string { return table + ".jsonl.enc" }
 
 // Manifest describes one backup.
 type Manifest struct {
@@ -58,7 +61,7 @@ type File struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
-	// Rows counts the lines of a table file.
+	// Rows counts the rows (JSON lines) of a table file.
 	Rows int64 `json:"rows,omitempty"`
 }
 

@@ -112,10 +112,15 @@ func Write(ctx context.Context, o Options) (*Manifest, error) {
 
 	m := &Manifest{Format: FormatVersion, ID: broker.NewID("bak"), Driver: o.Driver,
 		SignedBy: keyID(signer.Public().(ed25519.PublicKey))}
-	if err := dump(ctx, o.Store, tmp, m); err != nil {
+	dataKey, err := newDataKey()
+	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	sealed, err := sealKeys(o.Passphrase, m.ID, keys)
+	defer clear(dataKey)
+	if err := dump(ctx, o.Store, tmp, m, dataKey); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	sealed, err := sealKeys(o.Passphrase, m.ID, keys, dataKey)
 	if err != nil {
 		return nil, fmt.Errorf("backup: seal keys: %w", err)
 	}
@@ -211,7 +216,7 @@ func clearKeys(keys map[string][]byte) {
 // dump writes every table of the store, read in one read transaction
 // (one snapshot on both drivers), and records the files and the audit
 // head in m.
-func dump(ctx context.Context, st broker.Store, dir string, m *Manifest) error {
+func dump(ctx context.Context, st broker.Store, dir string, m *Manifest, dataKey []byte) error {
 	return st.View(ctx, func(tx broker.Tx) error {
 		ex, ok := tx.(exporter)
 		if !ok {
@@ -219,7 +224,7 @@ func dump(ctx context.Context, st broker.Store, dir string, m *Manifest) error {
 		}
 		m.CreatedAt = time.Now().UTC()
 		for _, table := range Tables {
-			t := newTableWriter(filepath.Join(dir, table+".jsonl"))
+			t := newTableWriter(filepath.Join(dir, TableFile(table)), dataKey, m.ID)
 			var err error
 			switch table {
 			case "requests":
@@ -320,22 +325,27 @@ func dumpState(tx broker.Tx, ex exporter, t *tableWriter) error {
 	return nil
 }
 
-// tableWriter writes one JSONL file and hashes it as it goes.
+// tableWriter writes one table file: JSON lines, encrypted, hashed and
+// counted as they go to disk.
 type tableWriter struct {
 	path string
 	f    *os.File
+	enc  *sealWriter
 	bw   *bufio.Writer
 	h    hash.Hash
-	n    int64
+	n    countWriter
 	rows int64
 	err  error
 }
 
-func newTableWriter(path string) *tableWriter {
+func newTableWriter(path string, key []byte, backupID string) *tableWriter {
 	t := &tableWriter{path: path, h: sha256.New()}
 	t.f, t.err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if t.err == nil {
-		t.bw = bufio.NewWriter(io.MultiWriter(t.f, t.h))
+		t.enc, t.err = newSealWriter(io.MultiWriter(t.f, t.h, &t.n), key, backupID, filepath.Base(path))
+	}
+	if t.err == nil {
+		t.bw = bufio.NewWriterSize(t.enc, chunkSize)
 	}
 	return t
 }
@@ -353,7 +363,6 @@ func (t *tableWriter) write(v any) error {
 		t.err = err
 		return err
 	}
-	t.n += int64(len(b))
 	t.rows++
 	return nil
 }
@@ -367,10 +376,21 @@ func (t *tableWriter) close() (File, error) {
 		err = t.bw.Flush()
 	}
 	if err == nil {
+		err = t.enc.Close()
+	}
+	if err == nil {
 		err = t.f.Sync()
 	}
 	err = errors.Join(err, t.f.Close())
-	return File{Name: filepath.Base(t.path), Size: t.n, Rows: t.rows, SHA256: hex.EncodeToString(t.h.Sum(nil))}, err
+	return File{Name: filepath.Base(t.path), Size: int64(t.n), Rows: t.rows, SHA256: hex.EncodeToString(t.h.Sum(nil))}, err
+}
+
+// countWriter counts the bytes written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	*c += countWriter(len(p))
+	return len(p), nil
 }
 
 func syncDir(dir string) error {

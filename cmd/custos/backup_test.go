@@ -117,12 +117,13 @@ func TestBackupRestoreAndDrill(t *testing.T) {
 	if o, err := exec.Command("cp", "-r", bak, bad).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, o)
 	}
-	g, _ := os.ReadFile(filepath.Join(bad, "grants.jsonl"))
-	os.WriteFile(filepath.Join(bad, "grants.jsonl"), []byte(strings.Replace(string(g), `"user":"alice"`, `"user":"mallory"`, 1)), 0o600)
+	g, _ := os.ReadFile(filepath.Join(bad, "grants.jsonl.enc"))
+	g[len(g)/2] ^= 1
+	os.WriteFile(filepath.Join(bad, "grants.jsonl.enc"), g, 0o600)
 	fresh3 := t.TempDir()
 	cfg3 := filepath.Join(fresh3, "custos.yaml")
 	os.WriteFile(cfg3, []byte(strings.ReplaceAll(body, fresh, fresh3)), 0o600)
-	if _, errs, code := b.run("sam", "", "restore", bad, "--config", cfg3, "--passphrase-env", "CUSTOS_BACKUP_PASSPHRASE"); code != 6 || !strings.Contains(errs, "grants.jsonl does not match the manifest") {
+	if _, errs, code := b.run("sam", "", "restore", bad, "--config", cfg3, "--passphrase-env", "CUSTOS_BACKUP_PASSPHRASE"); code != 6 || !strings.Contains(errs, "backup altered or incomplete: grants.jsonl.enc") {
 		t.Errorf("restore of an altered backup: exit %d: %s", code, errs)
 	}
 	for _, p := range []string{filepath.Join(fresh3, "custos.db"), filepath.Join(fresh3, "data")} {

@@ -73,9 +73,11 @@ recording signing key. Recordings are not copied: they stay in the Object Lock b
 				return g.printJSON(m)
 			}
 			var rows []string
-			for _, f := range m.Files {
-				if strings.HasSuffix(f.Name, ".jsonl") {
-					rows = append(rows, fmt.Sprintf("%d %s", f.Rows, strings.TrimSuffix(f.Name, ".jsonl")))
+			for _, t := range backup.Tables {
+				for _, f := range m.Files {
+					if f.Name == backup.TableFile(t) {
+						rows = append(rows, fmt.Sprintf("%d %s", f.Rows, t))
+					}
 				}
 			}
 			fmt.Fprintf(g.stdout, "backup %s written to %s\n  snapshot %s of the %s store: %s\n  audit head: record %d, hash %s\n  keys (sealed): %s; signed by %s\n",
