@@ -68,6 +68,20 @@ func TestBackupRestoreAndDrill(t *testing.T) {
 		t.Error("the scratch DSN appears in the report")
 	}
 
+	// A backup copied into the bucket (under Object Lock), drilled from
+	// there: the copy in the bucket restores and verifies.
+	up := decode[struct {
+		ID string `json:"id"`
+	}](t, b.ok("sam", "backup", "--to-bucket", "--retain", "1h", "--config", b.cfg, "--passphrase-env", "CUSTOS_BACKUP_PASSPHRASE", "-o", "json"))
+	bucketReport := b.ok("sam", "drill", "restore", "--config", b.cfg, "--passphrase-env", "CUSTOS_BACKUP_PASSPHRASE", "--from-bucket", up.ID)
+	if !strings.Contains(bucketReport, "PASSED") || !strings.Contains(bucketReport, "copied from the recordings store") {
+		t.Errorf("drill of the bucket copy:\n%s", bucketReport)
+	}
+	if _, errs, code := b.run("sam", "", "restore", "--from-bucket", "bak_nosuchbackup1", "--check", "--config", b.cfg,
+		"--passphrase-env", "CUSTOS_BACKUP_PASSPHRASE"); code == 0 || !strings.Contains(errs, "no backup bak_nosuchbackup1") {
+		t.Errorf("restore of a missing bucket backup: exit %d: %s", code, errs)
+	}
+
 	// It joins the drill schedule and the quarter's report.
 	status := b.ok("sam", "drill", "status")
 	if !strings.Contains(status, "(restore)") || !strings.Contains(status, "passed") {

@@ -29,9 +29,11 @@ import (
 type RestoreDrillOptions struct {
 	// Passphrase opens the backup (and seals the one taken now).
 	Passphrase []byte
-	// From is an existing backup directory. Default: take a backup of
-	// the live store now.
-	From string
+	// From is an existing backup directory, FromBucket the id of a backup
+	// in the recordings object store. Default: take a backup of the live
+	// store now.
+	From       string
+	FromBucket string
 	// ScratchDSN is an empty PostgreSQL database to restore into.
 	// Default: a SQLite file in the scratch directory.
 	ScratchDSN string
@@ -103,6 +105,18 @@ func RestoreDrill(ctx context.Context, cfg *config.Config, o RestoreDrillOptions
 		rep.Outcome, rep.Reason = breakglass.DrillFailed, step+": "+err.Error()
 	}
 	dir := o.From
+	if o.FromBucket != "" {
+		dir = filepath.Join(scratch, "backup")
+		if err := rep.step("download", func() (string, error) {
+			if err := DownloadBackup(ctx, cfg, o.FromBucket, dir); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("backup %s copied from the recordings store", o.FromBucket), nil
+		}); err != nil {
+			fail("download", err)
+			return rep, rep.save(ctx, cfg)
+		}
+	}
 	if dir == "" {
 		dir = filepath.Join(scratch, "backup")
 		rep.Backup.TakenNow = true

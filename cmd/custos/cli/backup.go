@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -43,18 +44,26 @@ func backupError(err error) error {
 
 func newBackupCmd(g *globals) *cobra.Command {
 	var cfgPath, passEnv string
+	var toBucket bool
+	var retain time.Duration
 	cmd := &cobra.Command{
-		Use:   "backup DIR",
+		Use:   "backup [DIR]",
 		Short: "Write a signed backup of the state store, audit head and keys (keys sealed under a passphrase)",
 		Long: `Reads the whole state store in one read transaction (the broker may be running) and
 writes it to DIR, a new directory, as one JSONL file per table, with the audit chain
 head it reaches and the broker's key files sealed under the passphrase (Argon2id,
 XChaCha20-Poly1305). manifest.json lists every file's SHA-256 and is signed with the
-recording signing key. Recordings are not copied: they stay in the Object Lock bucket.`,
+recording signing key. Recordings are not copied: they stay in the Object Lock bucket.
+With --to-bucket the backup is also copied into the recordings object store under
+backups/<id>/, each object under Object Lock retention for --retain.`,
 		Example: `  CUSTOS_BACKUP_PASSPHRASE=... custos backup /var/backups/custos/$(date -u +%Y%m%dT%H%M%SZ) \
-      --config /etc/custos/custos.yaml --passphrase-env CUSTOS_BACKUP_PASSPHRASE`,
-		Args: cobra.ExactArgs(1),
+      --config /etc/custos/custos.yaml --passphrase-env CUSTOS_BACKUP_PASSPHRASE
+  custos backup --to-bucket --retain 720h --config /etc/custos/custos.yaml --passphrase-env CUSTOS_BACKUP_PASSPHRASE`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && !toBucket {
+				return &exitError{code: exitUsage, msg: "backup: give a directory, --to-bucket, or both"}
+			}
 			pass, err := passphraseFrom(passEnv)
 			if err != nil {
 				return err
@@ -63,9 +72,32 @@ recording signing key. Recordings are not copied: they stay in the Object Lock b
 			if err != nil {
 				return err
 			}
-			m, err := app.Backup(cmd.Context(), cfg, args[0], pass)
+			dir := ""
+			if len(args) == 1 {
+				dir = args[0]
+			} else {
+				tmp, err := os.MkdirTemp("", "custos-backup-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				dir = filepath.Join(tmp, "backup")
+			}
+			m, err := app.Backup(cmd.Context(), cfg, dir, pass)
 			if err != nil {
 				return err
+			}
+			where := dir
+			if toBucket {
+				loc, err := app.UploadBackup(cmd.Context(), cfg, dir, m, retain)
+				if err != nil {
+					return err
+				}
+				if len(args) == 0 {
+					where = "the recordings store at " + loc
+				} else {
+					where += " and the recordings store at " + loc
+				}
 			}
 			if j, err := g.jsonOutput(); err != nil {
 				return err
@@ -81,21 +113,23 @@ recording signing key. Recordings are not copied: they stay in the Object Lock b
 				}
 			}
 			fmt.Fprintf(g.stdout, "backup %s written to %s\n  snapshot %s of the %s store: %s\n  audit head: record %d, hash %s\n  keys (sealed): %s; signed by %s\n",
-				m.ID, args[0], m.CreatedAt.Format(time.RFC3339Nano), m.Driver, strings.Join(rows, ", "),
+				m.ID, where, m.CreatedAt.Format(time.RFC3339Nano), m.Driver, strings.Join(rows, ", "),
 				m.Head.Seq, m.Head.Hash, strings.Join(m.Keys, ", "), m.SignedBy)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", os.Getenv("CUSTOS_CONFIG"), "broker config file naming the store and key files (default $CUSTOS_CONFIG)")
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the passphrase that seals the keys (required)")
+	cmd.Flags().BoolVar(&toBucket, "to-bucket", false, "also copy the backup into the recordings object store (backups/<id>/)")
+	cmd.Flags().DurationVar(&retain, "retain", 30*24*time.Hour, "Object Lock retention of a backup copied with --to-bucket")
 	return cmd
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
-	var cfgPath, passEnv string
+	var cfgPath, passEnv, fromBucket string
 	var force, checkOnly bool
 	cmd := &cobra.Command{
-		Use:   "restore DIR",
+		Use:   "restore [DIR]",
 		Short: "Bring a fresh broker up from a backup: check it all, then restore the store and keys",
 		Long: `Checks the backup in DIR completely before writing anything: the passphrase opens the
 sealed keys, the signing key inside verifies the manifest's signature, every file must
@@ -103,18 +137,41 @@ match its SHA-256, and the audit rows must form an intact chain ending exactly a
 recorded head. Then restores the rows into the (empty) store the config names, in one
 transaction, writes the key files into its data directory, and verifies the restored
 chain. Stop the broker first; start it after. Exit 6 when the backup was altered or the
-passphrase is wrong, 3 when the store is not empty.`,
+passphrase is wrong, 3 when the store is not empty. --from-bucket ID restores a backup
+copied with custos backup --to-bucket from the recordings object store the config names.`,
 		Example: `  custos restore /var/backups/custos/20261204T000000Z --config /etc/custos/custos.yaml \
       --passphrase-env CUSTOS_BACKUP_PASSPHRASE
-  custos restore DIR --check --passphrase-env CUSTOS_BACKUP_PASSPHRASE   # check only, write nothing`,
-		Args: cobra.ExactArgs(1),
+  custos restore DIR --check --passphrase-env CUSTOS_BACKUP_PASSPHRASE   # check only, write nothing
+  custos restore --from-bucket bak_5x2kq7m3abcdefgh --config /etc/custos/custos.yaml --passphrase-env CUSTOS_BACKUP_PASSPHRASE`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 1) == (fromBucket != "") {
+				return &exitError{code: exitUsage, msg: "restore: give a backup directory or --from-bucket ID"}
+			}
 			pass, err := passphraseFrom(passEnv)
 			if err != nil {
 				return err
 			}
+			var dir string
+			if fromBucket != "" {
+				cfg, err := loadBrokerConfig(cfgPath)
+				if err != nil {
+					return err
+				}
+				tmp, err := os.MkdirTemp("", "custos-restore-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				dir = filepath.Join(tmp, "backup")
+				if err := app.DownloadBackup(cmd.Context(), cfg, fromBucket, dir); err != nil {
+					return err
+				}
+			} else {
+				dir = args[0]
+			}
 			if checkOnly {
-				c, err := backup.Check(args[0], pass)
+				c, err := backup.Check(dir, pass)
 				if err != nil {
 					return backupError(err)
 				}
@@ -130,7 +187,7 @@ passphrase is wrong, 3 when the store is not empty.`,
 			if err != nil {
 				return err
 			}
-			res, err := app.Restore(cmd.Context(), cfg, args[0], pass, force)
+			res, err := app.Restore(cmd.Context(), cfg, dir, pass, force)
 			if err != nil {
 				return backupError(err)
 			}
@@ -156,6 +213,7 @@ passphrase is wrong, 3 when the store is not empty.`,
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the backup's passphrase (required)")
 	cmd.Flags().BoolVar(&force, "force", false, "move an existing SQLite database and differing key files aside instead of refusing")
 	cmd.Flags().BoolVar(&checkOnly, "check", false, "only check the backup; write nothing")
+	cmd.Flags().StringVar(&fromBucket, "from-bucket", "", "restore the backup with this id from the recordings object store")
 	return cmd
 }
 
@@ -175,7 +233,7 @@ func orDefault(s, def string) string {
 }
 
 func newDrillRestoreCmd(g *globals) *cobra.Command {
-	var cfgPath, passEnv, from, scratchDSN, scratchDir string
+	var cfgPath, passEnv, from, fromBucket, scratchDSN, scratchDir string
 	cmd := &cobra.Command{
 		Use:   "restore",
 		Short: "Run a restore drill: back up, restore onto a scratch store, verify the audit chain and every recording",
@@ -209,7 +267,10 @@ with a drill.restore audit record. Exit 1 when the drill failed.`,
 			if u, err := user.Current(); err == nil {
 				actor = "os:" + u.Username
 			}
-			rep, err := app.RestoreDrill(cmd.Context(), cfg, app.RestoreDrillOptions{Passphrase: pass, From: from,
+			if from != "" && fromBucket != "" {
+				return &exitError{code: exitUsage, msg: "drill restore: --from and --from-bucket exclude each other"}
+			}
+			rep, err := app.RestoreDrill(cmd.Context(), cfg, app.RestoreDrillOptions{Passphrase: pass, From: from, FromBucket: fromBucket,
 				ScratchDSN: dsn, ScratchDir: scratchDir, Actor: actor})
 			if rep == nil {
 				return err
@@ -234,7 +295,8 @@ with a drill.restore audit record. Exit 1 when the drill failed.`,
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", os.Getenv("CUSTOS_CONFIG"), "config of the broker whose backup is drilled (default $CUSTOS_CONFIG)")
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the backup passphrase (required)")
-	cmd.Flags().StringVar(&from, "from", "", "drill this existing backup instead of taking one now")
+	cmd.Flags().StringVar(&from, "from", "", "drill this existing backup directory instead of taking one now")
+	cmd.Flags().StringVar(&fromBucket, "from-bucket", "", "drill the backup with this id in the recordings object store (custos backup --to-bucket)")
 	cmd.Flags().StringVar(&scratchDSN, "scratch-dsn", "", "an empty PostgreSQL database to restore into, as env:NAME or file:/path (default: a temporary SQLite file)")
 	cmd.Flags().StringVar(&scratchDir, "scratch-dir", "", "directory for the scratch store, keys and spool, removed afterwards (default: a temporary one)")
 	return cmd
