@@ -88,3 +88,22 @@ func (s *Service) restoreStatus(tx broker.Tx, idx []drillRef, now time.Time) (Dr
 	ds.Due = DrillDue{Schedule: sch.String(), NextDue: next, Overdue: !next.IsZero() && now.After(next)}
 	return ds, nil
 }
+
+// restoreOverdue sets custos_breakglass_drill_overdue{account="(restore)"}
+// from the restore drills' standing, so an overdue restore drill can be
+// alerted on like an account's.
+func (s *Service) restoreOverdue(ctx context.Context, now time.Time) {
+	var ds DrillStatus
+	err := s.store.View(ctx, func(tx broker.Tx) error {
+		idx, err := loadDrillIndex(tx)
+		if err == nil {
+			ds, err = s.restoreStatus(tx, idx, now)
+		}
+		return err
+	})
+	if err != nil {
+		s.log.Warn("restore drill standing not read", "err", err)
+		return
+	}
+	s.metrics.setOverdue(RestoreAccount, ds.Due.Overdue)
+}

@@ -1,9 +1,12 @@
 package breakglass
 
 import (
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/breakglass/schedule"
@@ -27,7 +30,28 @@ func TestRestoreDrillStatus(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s := &Service{cfg: &config.Config{}}
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{cfg: &config.Config{}, store: st, metrics: m, log: slog.Default()}
+	overdue := func(now time.Time) float64 {
+		s.restoreOverdue(t.Context(), now)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				if mf.GetName() == "custos_breakglass_drill_overdue" && mt.GetLabel()[0].GetValue() == RestoreAccount {
+					return mt.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatal("no overdue gauge for restore drills")
+		return 0
+	}
 	sch, _ := schedule.Parse(schedule.Spec{})
 	status := func(now time.Time) DrillStatus {
 		t.Helper()
@@ -59,12 +83,18 @@ func TestRestoreDrillStatus(t *testing.T) {
 	if ds := status(late); !ds.Due.Overdue {
 		t.Errorf("past due without a drill: %+v", ds.Due)
 	}
+	if v := overdue(late); v != 1 {
+		t.Errorf("overdue gauge %v past due, want 1", v)
+	}
 	file("drl_a", DrillFailed, late)
 	if ds := status(late.Add(2 * time.Minute)); !ds.Due.Overdue || ds.Last == nil || ds.Last.ID != "drl_a" || !ds.LastOK.IsZero() {
 		t.Errorf("after a failed drill: %+v", ds)
 	}
 	file("drl_b", DrillPassed, late.Add(time.Hour))
 	ds := status(late.Add(2 * time.Hour))
+	if v := overdue(late.Add(2 * time.Hour)); v != 0 {
+		t.Errorf("overdue gauge %v after a passed drill, want 0", v)
+	}
 	if ds.Due.Overdue || ds.Last.ID != "drl_b" || !ds.LastOK.Equal(late.Add(time.Hour+time.Minute)) || ds.Due.NextDue != sch.Next(ds.LastOK) {
 		t.Errorf("after a passed drill: %+v", ds)
 	}
