@@ -84,6 +84,7 @@ func TestBackupRestoreAndDrill(t *testing.T) {
 
 	// It joins the drill schedule and the quarter's report.
 	status := b.ok("sam", "drill", "status")
+	t.Logf("drill status:\n%s", status)
 	if !strings.Contains(status, "(restore)") || !strings.Contains(status, "passed") {
 		t.Errorf("drill status does not list the restore drill:\n%s", status)
 	}
