@@ -25,6 +25,18 @@ func (a *API) withBreakGlass(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// withDrills answers 404 when the broker runs no break-glass service,
+// the keeper of drill evidence (break-glass and restore drills).
+func (a *API) withDrills(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.o.BreakGlass == nil {
+			WriteError(w, http.StatusNotFound, "not_configured", "drills are not served by this broker")
+			return
+		}
+		h(w, r)
+	}
+}
+
 // factorBody is the second factor a custodian presents again. Every step
 // that opens an account or shows its secret takes it: a bearer token or a
 // session cookie alone is never enough.

@@ -233,6 +233,7 @@ func (s *Service) sweep(ctx context.Context) error {
 		}
 		s.drillDue(ctx, a, st, now)
 	}
+	s.restoreOverdue(ctx, now)
 	return nil
 }
 

@@ -45,6 +45,8 @@ type Config struct {
 	Targets []Target `yaml:"targets"`
 	// BreakGlass are the sealed emergency accounts. Default: none.
 	BreakGlass []BreakGlassAccount `yaml:"breakglass"`
+	// Backup configures backups and restore drills.
+	Backup Backup `yaml:"backup"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

@@ -55,6 +55,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateRecording(&ck)
 	c.validateAudit(&ck)
+	c.validateBackup(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")

@@ -297,6 +297,8 @@ step('break-glass: overdue drill flagged; unseal requested, refused without cust
   assert.ok((await page.textContent('#bg-overdue')).includes('ssh-root'), 'overdue drill banner');
   assert.equal(await page.getAttribute('#bg-drills tr[data-account="ssh-root"]', 'data-overdue'), 'yes');
   assert.ok((await page.textContent('#bg-drills tr[data-account="ssh-root"]')).includes('OVERDUE'));
+  // Restore drills (custos drill restore) are listed with them, for security.
+  assert.ok((await page.textContent('#bg-drills tr[data-account="(restore)"]')).includes('quarterly'), 'restore drill row');
   await shot('14-breakglass');
   await signOut();
 

@@ -97,6 +97,7 @@ func newRoot(g *globals) *cobra.Command {
 		newPlayCmd(g),
 		newBreakglassCmd(g), newDrillCmd(g),
 		newTokensCmd(g),
+		newBackupCmd(g), newRestoreCmd(g),
 	)
 	g.addCompletions(root)
 	return root

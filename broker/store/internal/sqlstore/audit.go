@@ -113,3 +113,41 @@ func (t *Tx) ListAudit(f broker.AuditFilter) ([]broker.AuditRecord, error) {
 	}
 	return out, nil
 }
+
+// ImportAudit inserts a record restored from a backup exactly as it was
+// stored: same Seq, ID, Time, PrevHash and Hash. It refuses a record that
+// does not continue the chain in the store (Seq the last plus one,
+// PrevHash the last Hash) or whose Hash is not its ComputeHash, so a
+// restore can only rebuild an intact chain, never graft or edit one.
+func (t *Tx) ImportAudit(rec broker.AuditRecord) error {
+	if err := t.writable("import audit"); err != nil {
+		return err
+	}
+	details, err := compactDetails(rec.Details)
+	if err != nil {
+		return t.errorf("import audit seq %d: %w", rec.Seq, err)
+	}
+	rec.Details = details
+	rec.Time = utc(rec.Time)
+	var last int64
+	prev := audit.GenesisHash
+	err = t.getOne("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", nil, &last, &prev)
+	if err != nil && !isNotFound(err) {
+		return t.errorf("import audit: read chain head: %w", err)
+	}
+	switch {
+	case rec.Seq != last+1:
+		return t.errorf("import audit: record %d does not follow record %d", rec.Seq, last)
+	case rec.PrevHash != prev:
+		return t.errorf("import audit: record %d does not chain to the record before it", rec.Seq)
+	case rec.Hash != rec.ComputeHash():
+		return t.errorf("import audit: record %d does not match its hash", rec.Seq)
+	}
+	_, err = t.c.Exec(t.ctx, "INSERT INTO audit ("+auditCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+		rec.Seq, rec.ID, fmtTime(rec.Time), rec.Actor, rec.Action, rec.Target, rec.Outcome, rec.Reason,
+		rec.TraceID, string(rec.Details), rec.PrevHash, rec.Hash)
+	if err != nil {
+		return t.errorf("import audit seq %d: %w", rec.Seq, err)
+	}
+	return nil
+}

@@ -176,3 +176,21 @@ func (t *Tx) PutState(key string, value []byte) error {
 
 // isNotFound is errors.Is(err, broker.ErrNotFound), for brevity.
 func isNotFound(err error) bool { return errors.Is(err, broker.ErrNotFound) }
+
+// ListStateKeys returns every key in the state table, sorted, so a backup
+// can copy the documents of every feature without knowing their keys.
+func (t *Tx) ListStateKeys() ([]string, error) {
+	var out []string
+	err := t.each("SELECT key FROM state ORDER BY key", nil, func(r Rows) error {
+		var k string
+		if err := r.Scan(&k); err != nil {
+			return err
+		}
+		out = append(out, k)
+		return nil
+	})
+	if err != nil {
+		return nil, t.errorf("list state keys: %w", err)
+	}
+	return out, nil
+}

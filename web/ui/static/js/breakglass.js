@@ -187,6 +187,28 @@ export async function render(root) {
       actions(a));
   };
 
+  // restoreRows are the rows of drills the broker files under no account
+  // (restore drills, "(restore)"), which only security admins are shown.
+  async function restoreRows(accts) {
+    let all = [];
+    try {
+      all = await api('GET', '/api/v1/drills');
+    } catch (e) {
+      if (e.code !== 'not_configured') throw e;
+    }
+    const names = new Set(accts.map((a) => a.name));
+    return (all || []).filter((d) => !names.has(d.account)).map((d) => ({
+      name: d.account, target: d.target, drill: d.due, drills: { last: d.last, running: d.running, last_ok: d.last_ok },
+    }));
+  }
+
+  const drillRows = (accts) => accts.map((a) => el('tr', { dataset: { account: a.name, overdue: a.drill && a.drill.overdue ? 'yes' : 'no' }, class: a.drill && a.drill.overdue ? 'overdue-row' : null },
+    el('td', null, a.name), el('td', null, a.target), el('td', null, (a.drill && a.drill.schedule) || ''),
+    el('td', null, when(a.drill && a.drill.next_due)),
+    el('td', null, a.drill && a.drill.overdue ? el('strong', { class: 'overdue' }, '⚠ OVERDUE') : 'on schedule'),
+    el('td', null, lastDrill(a)), el('td', null, a.drills && a.drills.last_ok ? fmtTime(a.drills.last_ok) : 'never')));
+  const drillHead = ['Account', 'Target', 'Schedule', 'Next due', 'Standing', 'Last drill', 'Last passed'];
+
   async function load() {
     let data;
     try {
@@ -199,7 +221,9 @@ export async function render(root) {
         'No break-glass account is configured on this broker. A break-glass account is a sealed emergency login that ' +
         'named custodians open together, each with a password and an authenticator code. An operator adds one under ' +
         'breakglass: in custos.yaml (docs/breakglass.md); the development stack (make up) has pg-admin.'));
-      drillsBox.replaceChildren(el('p', { class: 'muted' }, 'Drills are scheduled per break-glass account; there is none yet.'));
+      const others = await restoreRows([]);
+      drillsBox.replaceChildren(others.length ? table(drillHead, drillRows(others))
+        : el('p', { class: 'muted' }, 'Drills are scheduled per break-glass account; there is none yet.'));
       return;
     }
     const accts = data.accounts || [];
@@ -232,12 +256,8 @@ export async function render(root) {
       : [focused ? el('p', { class: 'muted' }, 'No other account.')
         : emptyState('bg-none', 'You are not a custodian of any break-glass account, so there is nothing for you here. ' +
           'Custodians are named per account in custos.yaml; security admins see every account.')]));
-    drillsBox.replaceChildren(table(['Account', 'Target', 'Schedule', 'Next due', 'Standing', 'Last drill', 'Last passed'],
-      accts.map((a) => el('tr', { dataset: { account: a.name, overdue: a.drill && a.drill.overdue ? 'yes' : 'no' }, class: a.drill && a.drill.overdue ? 'overdue-row' : null },
-        el('td', null, a.name), el('td', null, a.target), el('td', null, (a.drill && a.drill.schedule) || ''),
-        el('td', null, when(a.drill && a.drill.next_due)),
-        el('td', null, a.drill && a.drill.overdue ? el('strong', { class: 'overdue' }, '⚠ OVERDUE') : 'on schedule'),
-        el('td', null, lastDrill(a)), el('td', null, a.drills && a.drills.last_ok ? fmtTime(a.drills.last_ok) : 'never'))),
+    const others = await restoreRows(accts);
+    drillsBox.replaceChildren(table(drillHead, drillRows(accts.concat(others)),
       { empty: 'No drill to show: drills belong to the accounts you are custodian of.' }));
   }
 
