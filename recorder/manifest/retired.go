@@ -16,8 +16,8 @@ import (
 	"github.com/custos-pam/custos/broker/keyfile"
 )
 
-// retiredSuffix ends the file name of a retired key's public half.
-const retiredSuffix = ".pub"
+// RetiredSuffix ends the file name of a retired key's public half.
+const RetiredSuffix = ".pub"
 
 // MarshalPublicKey encodes an Ed25519 public key as PEM (PKIX "PUBLIC
 // KEY"), the form of a retired key's file.
@@ -52,7 +52,7 @@ func parsePublicKey(b []byte) (ed25519.PublicKey, error) {
 // with them. A missing dir holds none; a file that is not an Ed25519
 // public key is an error, so a damaged file is not silently distrusted.
 func LoadRetiredKeys(dir string) ([]ed25519.PublicKey, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*"+retiredSuffix))
+	names, err := filepath.Glob(filepath.Join(dir, "*"+RetiredSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("manifest: retired keys %s: %w", dir, err)
 	}
@@ -98,7 +98,7 @@ func RotateSigner(path, retiredDir string) (Rotation, error) {
 		return Rotation{}, err
 	}
 	rot := Rotation{Old: old.KeyID(),
-		Retired: filepath.Join(retiredDir, strings.TrimPrefix(old.KeyID(), "ed25519:")+retiredSuffix)}
+		Retired: filepath.Join(retiredDir, strings.TrimPrefix(old.KeyID(), "ed25519:")+RetiredSuffix)}
 	if err := keyfile.Create(rot.Retired, pubPEM); errors.Is(err, fs.ErrExist) {
 		// A rotation that stopped after this step: the file must hold
 		// this very key.

@@ -3,29 +3,66 @@ package app
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/custos-pam/custos/broker/backup"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/store"
+	"github.com/custos-pam/custos/recorder/manifest"
 )
 
 // BackupKeys are the key files a backup of the broker cfg describes
 // carries, and where a restore with cfg writes them: the recording
 // signing key (required: it signs the backup and every manifest and
 // checkpoint), the local recording wrap key, the SSH user CA and the SSH
-// proxy's host key (each when it exists). TLS certificates and secrets
-// given as env:/file: references are the operator's and not included.
+// proxy's host key (each when it exists), and the public halves of the
+// retired signing keys, without which recordings and checkpoints signed
+// before a rotation would no longer verify after a restore. TLS
+// certificates and secrets given as env:/file: references are the
+// operator's and not included.
 func BackupKeys(cfg *config.Config) []backup.KeyFile {
 	dd := cfg.Listen.DataDir
-	return []backup.KeyFile{
+	keys := []backup.KeyFile{
 		{Name: backup.SigningKeyName, Path: cfg.Recording.SigningKey},
 		{Name: "recording_wrap_key", Path: cfg.Recording.LocalKey, Optional: true},
 		{Name: "ssh_user_ca", Path: filepath.Join(dd, "ssh_user_ca"), Optional: true},
 		{Name: "ssh_host_key", Path: filepath.Join(dd, "ssh_host_ed25519_key"), Optional: true},
 	}
+	retired, _ := filepath.Glob(filepath.Join(cfg.Recording.RetiredSigningKeys, "*"+manifest.RetiredSuffix))
+	for _, p := range retired {
+		keys = append(keys, retiredKeyFile(cfg, filepath.Base(p)))
+	}
+	return keys
+}
+
+// retiredKeyPrefix starts the names of retired signing keys in a backup;
+// the rest of the name is the file's base name.
+const retiredKeyPrefix = "retired_signing_key:"
+
+// retiredKeyFile is the retired signing key file base in cfg's
+// recording.retired_signing_keys.
+func retiredKeyFile(cfg *config.Config, base string) backup.KeyFile {
+	return backup.KeyFile{Name: retiredKeyPrefix + base, Path: filepath.Join(cfg.Recording.RetiredSigningKeys, base), Optional: true}
+}
+
+// restoreKeys are BackupKeys and, for each retired signing key the
+// backup holds, its place in cfg's recording.retired_signing_keys.
+func restoreKeys(cfg *config.Config, names []string) []backup.KeyFile {
+	keys := BackupKeys(cfg)
+	for _, n := range names {
+		base, ok := strings.CutPrefix(n, retiredKeyPrefix)
+		if !ok || base != filepath.Base(base) || !strings.HasSuffix(base, manifest.RetiredSuffix) ||
+			slices.ContainsFunc(keys, func(k backup.KeyFile) bool { return k.Name == n }) {
+			continue
+		}
+		keys = append(keys, retiredKeyFile(cfg, base))
+	}
+	return keys
 }
 
 // Backup writes a backup of the broker cfg describes into dir. The
@@ -72,7 +109,7 @@ func Restore(ctx context.Context, cfg *config.Config, dir string, passphrase []b
 		return nil, err
 	}
 	defer st.Close()
-	res, err := backup.Restore(ctx, c, backup.RestoreOptions{Store: st, Keys: BackupKeys(cfg), Force: force})
+	res, err := backup.Restore(ctx, c, backup.RestoreOptions{Store: st, Keys: restoreKeys(cfg, slices.Collect(maps.Keys(c.Keys))), Force: force})
 	if res != nil {
 		res.MovedAside = append(aside, res.MovedAside...)
 	}

@@ -210,6 +210,7 @@ func scratchConfig(cfg *config.Config, scratch, dsn string) *config.Config {
 	}
 	c.Recording.SigningKey = filepath.Join(c.Listen.DataDir, "recording-signing.key")
 	c.Recording.LocalKey = filepath.Join(c.Listen.DataDir, "recording-wrap.key")
+	c.Recording.RetiredSigningKeys = filepath.Join(c.Listen.DataDir, "retired-signing-keys")
 	c.Recording.SpoolDir = filepath.Join(scratch, "spool")
 	return &c
 }
