@@ -257,6 +257,8 @@ type stackOptions struct {
 	vaultAddr func(v *devstack.Vault) string
 	// extra is appended to the config.
 	extra string
+	// edit, when set, rewrites the config text last.
+	edit func(cfg string) string
 }
 
 // startFullStack starts the real components and a broker wired to them.
@@ -284,6 +286,9 @@ func startFullStack(t *testing.T, o stackOptions) *fullStack {
 	httpPort := devstack.FreePort(t)
 	cfg := fmt.Sprintf(stackConfig, httpPort, s.sshPort, s.pgPort, dir, mio.Endpoint, bucket, addr,
 		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login) + o.extra
+	if o.edit != nil {
+		cfg = o.edit(cfg)
+	}
 	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
 	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
