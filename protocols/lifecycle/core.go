@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/metrics"
 )
 
@@ -53,6 +54,10 @@ type Options struct {
 	SessionSweep time.Duration
 	// Metrics counts running sessions and relayed bytes. Default: none.
 	Metrics *metrics.Metrics
+	// Clock tells when a grant is over: the earlier of its wall-clock end
+	// and its real length (see broker/clock). Share the broker's one
+	// Clock. Default: a Clock of this Core's own on the system clocks.
+	Clock *clock.Clock
 }
 
 // Rejections bounds the audit records of refusals; *audit.Throttle
@@ -130,6 +135,9 @@ func New(cfg Config) (*Core, error) {
 	}
 	if cfg.SessionSweep <= 0 {
 		cfg.SessionSweep = DefaultSessionSweep
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New(clock.Options{})
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &Core{cfg: cfg, log: cfg.Logger.With("component", cfg.Protocol+"-proxy"), ctx: ctx, cancel: cancel,

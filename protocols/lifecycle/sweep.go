@@ -90,21 +90,22 @@ func (c *Core) grantOver(ctx context.Context, id string) (reason string, over bo
 		}
 		return "", false, err
 	}
-	if g.State == broker.GrantActive && g.ActiveAt(time.Now()) {
+	now := c.cfg.Clock.Now()
+	if g.State == broker.GrantActive && g.ActiveAt(now) && !c.cfg.Clock.Over(g.ID, g.EffectiveEnd()) {
 		return "", false, nil
 	}
-	return endReason(g), true, nil
+	return endReason(g, now), true, nil
 }
 
 // endReason is the reason shown for a grant found ended on a re-check:
 // the same words its grant event carries.
-func endReason(g broker.Grant) string {
+func endReason(g broker.Grant, now time.Time) string {
 	switch {
 	case g.State == broker.GrantRevoked && g.RevokeReason != "":
 		return g.RevokeReason
 	case g.State == broker.GrantRevoked:
 		return "grant revoked"
-	case g.State == broker.GrantActive && time.Now().Before(g.StartsAt):
+	case g.State == broker.GrantActive && now.Before(g.StartsAt):
 		return "grant not yet active"
 	default:
 		return "grant expired"

@@ -110,7 +110,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func())) (proxies, error) {
 	creds := issuerCreds{issuer}
 	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D(),
-		Metrics: m}
+		Metrics: m, Clock: acc.Clock()}
 	// Both record through the recorder, which also serves the live view.
 	recording := lifecycle.RecorderFunc(func(ctx context.Context, h event.Header) (lifecycle.Recording, error) {
 		w, err := rec.Start(ctx, h)
