@@ -70,7 +70,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			return err
 		}
 		for _, g := range append(ending, overByClock...) {
-			if g.State != broker.GrantActive || g.EndsAt.After(now) && !s.clock.Over(g.ID, g.EffectiveEnd()) {
+			if g.State != broker.GrantActive || g.EndsAt.After(now) && !s.clock.Over(g) {
 				continue
 			}
 			g.State = broker.GrantExpired

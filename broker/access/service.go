@@ -357,7 +357,7 @@ func (s *Service) notifyRequest(ctx context.Context, r broker.Request) {
 func (s *Service) notifyGrant(ctx context.Context, g broker.Grant) {
 	if g.State == broker.GrantActive {
 		// The grant's real length starts counting now.
-		s.clock.Grant(g.ID, g.EffectiveEnd())
+		s.clock.Grant(g)
 	}
 	for _, n := range s.notifiers {
 		n.GrantChanged(ctx, g)

@@ -8,13 +8,17 @@
 // time has really passed (by the monotonic clock, which steps do not
 // move) as its wall-clock end was ahead when this process first learned
 // of it. A step back therefore never extends a grant; a step forward ends
-// it early by at most the step. A step made before the process first saw
-// the grant cannot be told from a true time; run NTP.
+// it early by at most the step. Likewise a grant has started once the
+// wall clock or the monotonic clock says so, so a step back does not
+// suspend a running grant either. A step made before the process first
+// saw the grant cannot be told from a true time; run NTP.
 package clock
 
 import (
 	"sync"
 	"time"
+
+	"github.com/custos-pam/custos/broker"
 )
 
 // Clock reads the wall clock and a monotonic clock and keeps the
@@ -53,34 +57,41 @@ func New(o Options) *Clock {
 	return c
 }
 
-// Deadline is a grant's end as this process keeps it.
+// Deadline is a grant's window as this process keeps it.
 type Deadline struct {
 	// Wall is the grant's wall-clock end.
 	Wall time.Time
 	// Mono is the monotonic reading (on the Clock's Mono scale) at which
 	// the grant's time is really over.
 	Mono time.Duration
+	// Start and MonoStart are its wall-clock start and the monotonic
+	// reading at which it really began.
+	Start     time.Time
+	MonoStart time.Duration
 }
 
 // Now reads the wall clock.
 func (c *Clock) Now() time.Time { return c.wall() }
 
-// Grant returns the deadline of grant id, whose wall-clock end is end:
-// the one kept since this process first saw the grant, so that a later
-// step of the wall clock does not move it. An earlier end (a revocation)
-// replaces it, keeping the earlier monotonic deadline.
-func (c *Clock) Grant(id string, end time.Time) Deadline {
+// Grant returns the deadline of g: the one kept since this process first
+// saw the grant, so that a later step of the wall clock does not move it.
+// An earlier end (a revocation) replaces its end, keeping the earlier
+// monotonic deadline.
+func (c *Clock) Grant(g broker.Grant) Deadline {
+	end := g.EffectiveEnd()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d, ok := c.ends[id]
+	d, ok := c.ends[g.ID]
 	if ok && !end.Before(d.Wall) {
 		return d
 	}
-	nd := Deadline{Wall: end, Mono: c.mono() + end.Sub(c.wall())}
-	if ok && d.Mono < nd.Mono {
-		nd.Mono = d.Mono
+	wall, mono := c.wall(), c.mono()
+	nd := Deadline{Wall: end, Mono: mono + end.Sub(wall), Start: g.StartsAt, MonoStart: mono + g.StartsAt.Sub(wall)}
+	if ok {
+		nd.Mono = min(nd.Mono, d.Mono)
+		nd.Start, nd.MonoStart = d.Start, d.MonoStart
 	}
-	c.ends[id] = nd
+	c.ends[g.ID] = nd
 	return nd
 }
 
@@ -91,9 +102,25 @@ func (c *Clock) Left(d Deadline) time.Duration {
 	return min(d.Wall.Sub(c.wall()), d.Mono-c.mono())
 }
 
-// Over reports whether grant id, ending at end, is over by the rule.
-func (c *Clock) Over(id string, end time.Time) bool {
-	return c.Left(c.Grant(id, end)) <= 0
+// Started reports whether d's grant has begun: by the wall clock or by
+// the monotonic clock.
+func (c *Clock) Started(d Deadline) bool {
+	return !c.wall().Before(d.Start) || c.mono() >= d.MonoStart
+}
+
+// Over reports whether g is over by the rule (its state aside).
+func (c *Clock) Over(g broker.Grant) bool {
+	return c.Left(c.Grant(g)) <= 0
+}
+
+// Active reports whether g gives access now: active in the store, begun
+// and not over by the rule.
+func (c *Clock) Active(g broker.Grant) bool {
+	if g.State != broker.GrantActive {
+		return false
+	}
+	d := c.Grant(g)
+	return c.Started(d) && c.Left(d) > 0
 }
 
 // Due returns the grants seen whose deadline has passed, for the expiry

@@ -4,7 +4,13 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/custos-pam/custos/broker"
 )
+
+func grant(id string, start, end time.Time) broker.Grant {
+	return broker.Grant{ID: id, State: broker.GrantActive, StartsAt: start, EndsAt: end}
+}
 
 // fake is a wall clock the test steps and a monotonic clock the test
 // advances; real time passing moves both.
@@ -42,12 +48,12 @@ func TestGrantEndUnderClockSteps(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := &fake{wall: start, mono: 5 * time.Hour}
 			clk := f.clock()
-			clk.Grant("g1", start.Add(length)) // seen at the start
+			g := grant("g1", start, start.Add(length))
+			clk.Grant(g) // seen at the start
 			f.pass(c.before)
 			f.step(c.step)
 			elapsed := c.before
-			over := func() bool { return clk.Over("g1", start.Add(length)) }
-			for ; !over(); elapsed += 100 * time.Millisecond {
+			for ; clk.Active(g); elapsed += 100 * time.Millisecond {
 				if elapsed > 2*time.Hour {
 					t.Fatal("never over")
 				}
@@ -60,6 +66,9 @@ func TestGrantEndUnderClockSteps(t *testing.T) {
 			if due := clk.Due(); !slices.Equal(due, []string{"g1"}) {
 				t.Errorf("due = %v", due)
 			}
+			if !clk.Over(g) {
+				t.Error("not over when no longer active")
+			}
 		})
 	}
 }
@@ -71,24 +80,31 @@ func TestGrantDeadlineKept(t *testing.T) {
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	f := &fake{wall: start}
 	clk := f.clock()
-	end := start.Add(time.Minute)
-	first := clk.Grant("g1", end)
+	g := grant("g1", start, start.Add(time.Minute))
+	first := clk.Grant(g)
 	f.pass(10 * time.Second)
 	f.step(-time.Hour)
-	if again := clk.Grant("g1", end); again != first {
+	if again := clk.Grant(g); again != first {
 		t.Fatalf("deadline moved: %+v, then %+v", first, again)
 	}
 	if left := clk.Left(first); left != 50*time.Second {
 		t.Errorf("left after a step back = %v, want 50s", left)
 	}
+	// The wall clock is now before the grant's start: it is still
+	// running, not suspended.
+	if !clk.Active(g) {
+		t.Error("a running grant is not active after the wall clock stepped back before its start")
+	}
 	// Revoked now: its end is the wall clock's now, an hour before its
 	// first end by that clock; the monotonic deadline only gets earlier.
-	revoked := clk.Grant("g1", f.wall)
-	if revoked.Wall != f.wall || revoked.Mono > first.Mono || clk.Left(revoked) > 0 {
+	g.State, g.RevokedAt = broker.GrantRevoked, f.wall
+	revoked := clk.Grant(g)
+	if revoked.Wall != f.wall || revoked.Mono > first.Mono || clk.Left(revoked) > 0 || clk.Active(g) {
 		t.Errorf("revoked: %+v (first %+v), left %v", revoked, first, clk.Left(revoked))
 	}
 	clk.Forget("g1")
-	if d := clk.Grant("g1", end); d.Mono == revoked.Mono {
+	g.State = broker.GrantActive
+	if d := clk.Grant(g); d.Mono == revoked.Mono {
 		t.Error("Forget kept the deadline")
 	}
 }
@@ -98,7 +114,7 @@ func TestGrantDeadlineKept(t *testing.T) {
 func TestDefaultMonotonic(t *testing.T) {
 	var step time.Duration
 	clk := New(Options{Wall: func() time.Time { return time.Now().Add(step) }})
-	d := clk.Grant("g1", time.Now().Add(200*time.Millisecond))
+	d := clk.Grant(grant("g1", time.Now(), time.Now().Add(200*time.Millisecond)))
 	step = -time.Hour
 	time.Sleep(250 * time.Millisecond)
 	if left := clk.Left(d); left > 0 {

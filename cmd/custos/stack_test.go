@@ -259,6 +259,8 @@ type stackOptions struct {
 	extra string
 	// edit, when set, rewrites the config text last.
 	edit func(cfg string) string
+	// bin is the broker binary. Default: custosBin.
+	bin string
 }
 
 // startFullStack starts the real components and a broker wired to them.
@@ -289,7 +291,8 @@ func startFullStack(t *testing.T, o stackOptions) *fullStack {
 	if o.edit != nil {
 		cfg = o.edit(cfg)
 	}
-	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
+	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{},
+		bin: o.bin}
 	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -147,6 +147,9 @@ func New(cfg Config) (*Core, error) {
 	return c, nil
 }
 
+// Clock is the clock the Core ends grants by.
+func (c *Core) Clock() *clock.Clock { return c.cfg.Clock }
+
 // Context ends when the Core closes; its cause is the Shutdown *Cause.
 func (c *Core) Context() context.Context { return c.ctx }
 

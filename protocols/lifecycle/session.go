@@ -189,13 +189,13 @@ func (s *Session) Admit() error {
 	case err != nil:
 		s.c.log.Warn("grant re-check failed; session refused", "session", s.ID, "grant", s.Grant.ID, "err", err)
 		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: "grant could not be checked"})
-	case g.State != broker.GrantActive || !g.ActiveAt(s.c.cfg.Clock.Now()) || s.c.cfg.Clock.Over(g.ID, g.EffectiveEnd()):
-		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: grantEnded(g, s.c.cfg.Clock.Now())})
+	case !s.c.cfg.Clock.Active(g):
+		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: grantEnded(g, s.c.cfg.Clock)})
 	}
 	if err := s.Cause(); err != nil {
 		return err
 	}
-	go s.watchGrantEnd(s.c.cfg.Clock.Grant(g.ID, g.EffectiveEnd()))
+	go s.watchGrantEnd(s.c.cfg.Clock.Grant(g))
 	if s.Role != nil && s.Role.IdleTimeout.D() > 0 {
 		go s.watchIdle(s.Role.IdleTimeout.D())
 	}
@@ -238,13 +238,13 @@ func (s *Session) watchGrantEnd(d clock.Deadline) {
 }
 
 // grantEnded is the reason shown for a grant found ended at admission.
-func grantEnded(g broker.Grant, now time.Time) string {
+func grantEnded(g broker.Grant, clk *clock.Clock) string {
 	switch {
 	case g.State == broker.GrantRevoked && g.RevokeReason != "":
 		return "grant revoked: " + g.RevokeReason
 	case g.State == broker.GrantRevoked:
 		return "grant revoked"
-	case now.Before(g.StartsAt):
+	case g.State == broker.GrantActive && !clk.Started(clk.Grant(g)):
 		return "grant not yet active"
 	default:
 		return "grant expired"

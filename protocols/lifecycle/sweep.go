@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/clock"
 )
 
 // recheckTimeout bounds one grant lookup of a re-check.
@@ -90,22 +91,21 @@ func (c *Core) grantOver(ctx context.Context, id string) (reason string, over bo
 		}
 		return "", false, err
 	}
-	now := c.cfg.Clock.Now()
-	if g.State == broker.GrantActive && g.ActiveAt(now) && !c.cfg.Clock.Over(g.ID, g.EffectiveEnd()) {
+	if c.cfg.Clock.Active(g) {
 		return "", false, nil
 	}
-	return endReason(g, now), true, nil
+	return endReason(g, c.cfg.Clock), true, nil
 }
 
 // endReason is the reason shown for a grant found ended on a re-check:
 // the same words its grant event carries.
-func endReason(g broker.Grant, now time.Time) string {
+func endReason(g broker.Grant, clk *clock.Clock) string {
 	switch {
 	case g.State == broker.GrantRevoked && g.RevokeReason != "":
 		return g.RevokeReason
 	case g.State == broker.GrantRevoked:
 		return "grant revoked"
-	case g.State == broker.GrantActive && now.Before(g.StartsAt):
+	case g.State == broker.GrantActive && !clk.Started(clk.Grant(g)):
 		return "grant not yet active"
 	default:
 		return "grant expired"

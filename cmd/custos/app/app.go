@@ -201,7 +201,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		}
 		vc.Observe(m)
 		if issuer, err = vaultcreds.NewIssuer(vaultcreds.Options{Client: vc, Config: cfg, Store: st, Audit: auditLog, Log: log,
-			Now: acc.Clock().Now}); err != nil {
+			Clock: acc.Clock()}); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
 		srv.AddCheck("vault", vc.Health)
