@@ -20,6 +20,7 @@ import (
 func newClock() *clock.Clock {
 	var offset atomic.Int64
 	path := os.Getenv("CUSTOS_TESTCLOCK_FILE")
+	fmt.Fprintf(os.Stderr, "custos testclock: TEST BUILD, the wall clock for grants is offset by the file %q\n", path)
 	read := func() {
 		b, err := os.ReadFile(path)
 		if err != nil {
