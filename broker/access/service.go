@@ -14,6 +14,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/broker/policy"
@@ -35,6 +36,7 @@ type Service struct {
 	audit     *audit.Log
 	log       *slog.Logger
 	now       func() time.Time
+	clock     *clock.Clock
 	notifiers []Notifier
 	metrics   *metrics.Metrics
 }
@@ -48,8 +50,13 @@ type Options struct {
 	Audit     *audit.Log
 	// Log defaults to slog.Default().
 	Log *slog.Logger
-	// Now defaults to time.Now; tests inject a clock.
+	// Now defaults to Clock.Now, else time.Now; tests inject a clock.
 	Now func() time.Time
+	// Clock keeps each grant's real length, so that the scheduler ends a
+	// grant when it is over even if the wall clock was stepped back (see
+	// broker/clock). Share the broker's one Clock with the proxies.
+	// Default: a Clock of this Service's own on Now.
+	Clock *clock.Clock
 	// Notifiers hear about committed changes. Default: none.
 	Notifiers []Notifier
 	// Metrics counts requests by state and observes approval latency.
@@ -59,19 +66,28 @@ type Options struct {
 
 // New returns a Service.
 func New(o Options) *Service {
-	s := &Service{cfg: o.Config, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, notifiers: o.Notifiers,
-		metrics: o.Metrics}
+	s := &Service{cfg: o.Config, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, clock: o.Clock,
+		notifiers: o.Notifiers, metrics: o.Metrics}
 	if s.dir == nil {
 		s.dir = policy.GroupsFromConfig(o.Config.Groups)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if s.now == nil && s.clock != nil {
+		s.now = s.clock.Now
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.clock == nil {
+		s.clock = clock.New(clock.Options{Wall: s.now})
+	}
 	return s
 }
+
+// Clock is the clock the Service ends grants by; the proxies share it.
+func (s *Service) Clock() *clock.Clock { return s.clock }
 
 // AddNotifier registers a notifier; call before serving.
 func (s *Service) AddNotifier(n Notifier) { s.notifiers = append(s.notifiers, n) }
@@ -339,6 +355,10 @@ func (s *Service) notifyRequest(ctx context.Context, r broker.Request) {
 }
 
 func (s *Service) notifyGrant(ctx context.Context, g broker.Grant) {
+	if g.State == broker.GrantActive {
+		// The grant's real length starts counting now.
+		s.clock.Grant(g)
+	}
 	for _, n := range s.notifiers {
 		n.GrantChanged(ctx, g)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/protocols/proxyproto"
 )
@@ -60,6 +61,10 @@ type Options struct {
 	// refuses are closed and audited as anonymous refusals. Default: nil,
 	// no header is read.
 	ProxyProtocol *proxyproto.Policy
+	// Clock tells when a grant is over: the earlier of its wall-clock end
+	// and its real length (see broker/clock). Share the broker's one
+	// Clock. Default: a Clock of this Core's own on the system clocks.
+	Clock *clock.Clock
 }
 
 // Rejections bounds the audit records of refusals; *audit.Throttle
@@ -138,6 +143,9 @@ func New(cfg Config) (*Core, error) {
 	if cfg.SessionSweep <= 0 {
 		cfg.SessionSweep = DefaultSessionSweep
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New(clock.Options{})
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &Core{cfg: cfg, log: cfg.Logger.With("component", cfg.Protocol+"-proxy"), ctx: ctx, cancel: cancel,
 		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}, sessions: map[string]*Session{},
@@ -145,6 +153,9 @@ func New(cfg Config) (*Core, error) {
 	c.wg.Go(c.sweep)
 	return c, nil
 }
+
+// Clock is the clock the Core ends grants by.
+func (c *Core) Clock() *clock.Clock { return c.cfg.Clock }
 
 // Context ends when the Core closes; its cause is the Shutdown *Cause.
 func (c *Core) Context() context.Context { return c.ctx }

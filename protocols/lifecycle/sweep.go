@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/clock"
 )
 
 // recheckTimeout bounds one grant lookup of a re-check.
@@ -90,21 +91,21 @@ func (c *Core) grantOver(ctx context.Context, id string) (reason string, over bo
 		}
 		return "", false, err
 	}
-	if g.State == broker.GrantActive && g.ActiveAt(time.Now()) {
+	if c.cfg.Clock.Active(g) {
 		return "", false, nil
 	}
-	return endReason(g), true, nil
+	return endReason(g, c.cfg.Clock), true, nil
 }
 
 // endReason is the reason shown for a grant found ended on a re-check:
 // the same words its grant event carries.
-func endReason(g broker.Grant) string {
+func endReason(g broker.Grant, clk *clock.Clock) string {
 	switch {
 	case g.State == broker.GrantRevoked && g.RevokeReason != "":
 		return g.RevokeReason
 	case g.State == broker.GrantRevoked:
 		return "grant revoked"
-	case g.State == broker.GrantActive && time.Now().Before(g.StartsAt):
+	case g.State == broker.GrantActive && !clk.Started(clk.Grant(g)):
 		return "grant not yet active"
 	default:
 		return "grant expired"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/creds"
 )
@@ -39,8 +40,13 @@ type Options struct {
 	Audit Auditor
 	// Log defaults to slog.Default().
 	Log *slog.Logger
-	// Now defaults to time.Now.
+	// Now defaults to Clock.Now, else time.Now.
 	Now func() time.Time
+	// Clock decides whether a grant is active and how long it has left:
+	// the earlier of its wall-clock end and its real length (see
+	// broker/clock); share the broker's one Clock. Default: a Clock of
+	// the Issuer's own on Now.
+	Clock *clock.Clock
 	// TokenRole is the token role per-grant tokens are created with.
 	// Default: DefaultTokenRole.
 	TokenRole string
@@ -62,6 +68,7 @@ type Issuer struct {
 	audit      Auditor
 	log        *slog.Logger
 	now        func() time.Time
+	clock      *clock.Clock
 	tokenRole  string
 	sshTTL     time.Duration
 	sweepEvery time.Duration
@@ -93,7 +100,7 @@ func NewIssuer(o Options) (*Issuer, error) {
 		return nil, errors.New("vault issuer: client, config and audit are required")
 	}
 	i := &Issuer{
-		c: o.Client, cfg: o.Config, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
+		c: o.Client, cfg: o.Config, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, clock: o.Clock,
 		tokenRole: o.TokenRole, sshTTL: o.SSHCertTTL, sweepEvery: o.SweepEvery,
 		grants: map[string]*grantCreds{}, ended: map[string]time.Time{},
 	}
@@ -101,8 +108,14 @@ func NewIssuer(o Options) (*Issuer, error) {
 		i.log = slog.Default()
 	}
 	i.log = i.log.With("component", "creds")
+	if i.now == nil && i.clock != nil {
+		i.now = i.clock.Now
+	}
 	if i.now == nil {
 		i.now = time.Now
+	}
+	if i.clock == nil {
+		i.clock = clock.New(clock.Options{Wall: i.now})
 	}
 	if i.tokenRole == "" {
 		i.tokenRole = DefaultTokenRole
@@ -139,12 +152,11 @@ func (i *Issuer) role(g broker.Grant, kind string) (*config.Target, *config.Role
 // checkActive refuses grants that are not active now or were revoked
 // here. It returns the time left.
 func (i *Issuer) checkActive(g broker.Grant) (time.Duration, error) {
-	now := i.now()
 	i.mu.Lock()
 	_, ended := i.ended[g.ID]
 	i.mu.Unlock()
-	left := g.EffectiveEnd().Sub(now)
-	if ended || g.State != broker.GrantActive || !g.ActiveAt(now) || left < time.Second {
+	left := i.clock.Left(i.clock.Grant(g))
+	if ended || !i.clock.Active(g) || left < time.Second {
 		return 0, creds.ErrGrantEnded
 	}
 	return left, nil

@@ -298,7 +298,7 @@ func (r *revoker) sweep(ctx context.Context, checkStore bool) {
 			case err != nil:
 				r.i.log.Warn("grant lookup failed", "grant_id", id, "err", err)
 				continue
-			case g.State != broker.GrantActive || !g.ActiveAt(now):
+			case !r.i.clock.Active(g):
 				reason = "grant " + string(g.State)
 			default:
 				continue

@@ -132,7 +132,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log, Metrics: m})
+	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log, Metrics: m, Clock: newClock()})
 	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
 	if err := deprovision(ctx, ids, acc, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -203,7 +203,8 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 		vc.Observe(m)
-		if issuer, err = vaultcreds.NewIssuer(vaultcreds.Options{Client: vc, Config: cfg, Store: st, Audit: auditLog, Log: log}); err != nil {
+		if issuer, err = vaultcreds.NewIssuer(vaultcreds.Options{Client: vc, Config: cfg, Store: st, Audit: auditLog, Log: log,
+			Clock: acc.Clock()}); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
 		srv.AddCheck("vault", vc.Health)

@@ -112,7 +112,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func())) (proxies, error) {
 	creds := issuerCreds{issuer}
 	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D(),
-		Metrics: m}
+		Metrics: m, Clock: acc.Clock()}
 	if cfg.Listen.ProxyProtocol {
 		trusted, err := cfg.Listen.Trusted()
 		if err != nil {
