@@ -142,15 +142,17 @@ type Decision struct {
 }
 
 // Decide records an approval or denial. When the approval threshold is met
-// the grant is created in the same transaction and returned.
+// the grant is created in the same transaction and returned; for an
+// extension request the extended grant is returned instead.
 func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decision) (broker.Request, *broker.Grant, error) {
 	action := "request.deny"
 	if d.Approve {
 		action = "request.approve"
 	}
 	var (
-		req   broker.Request
-		grant *broker.Grant
+		req      broker.Request
+		grant    *broker.Grant
+		extended *broker.Grant
 	)
 	err := s.store.Update(ctx, func(tx broker.Tx) error {
 		var err error
@@ -171,7 +173,13 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 			return err
 		}
 		req = next
-		if req.State == broker.RequestApproved {
+		if req.State == broker.RequestApproved && req.IsExtension() {
+			g, err := s.extendTx(ctx, tx, req, now)
+			if err != nil {
+				return err
+			}
+			extended = &g
+		} else if req.State == broker.RequestApproved {
 			start, end := policy.GrantWindow(pol, req, now)
 			g := broker.Grant{
 				ID: broker.NewID("gr"), RequestID: req.ID, User: req.User, Target: req.Target, Role: req.Role,
@@ -211,6 +219,10 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		s.counted(req)
 	}
 	s.notifyRequest(ctx, req)
+	if extended != nil {
+		s.notifyGrant(ctx, *extended)
+		return req, extended, nil
+	}
 	if grant != nil {
 		s.notifyGrant(ctx, *grant)
 	}
@@ -353,8 +365,12 @@ func approverNames(r broker.Request) []string {
 }
 
 func requestDetails(r broker.Request) map[string]any {
-	return map[string]any{"request_id": r.ID, "user": r.User, "role": r.Role, "duration": r.Duration.String(),
+	m := map[string]any{"request_id": r.ID, "user": r.User, "role": r.Role, "duration": r.Duration.String(),
 		"ticket": r.Ticket, "state": r.State, "expires_at": r.ExpiresAt}
+	if r.IsExtension() {
+		m["extends"], m["grant_ends_at"] = r.Extends, r.GrantEndsAt
+	}
+	return m
 }
 
 func decisionDetails(r broker.Request, d Decision) map[string]any {
