@@ -90,7 +90,12 @@ type Session struct {
 	rec        Recording
 	metrics    *metrics.Session
 	failed     atomic.Bool
+
+	// endMu guards grantEnd and grantEndAt: an extension re-arms the
+	// timer while the session runs.
+	endMu      sync.Mutex
 	grantEnd   *time.Timer
+	grantEndAt time.Time
 
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -195,9 +200,7 @@ func (s *Session) Admit() error {
 	if err := s.Cause(); err != nil {
 		return err
 	}
-	s.grantEnd = time.AfterFunc(time.Until(g.EffectiveEnd()), func() {
-		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: "grant expired"})
-	})
+	s.armGrantEnd(g.EffectiveEnd())
 	if s.Role != nil && s.Role.IdleTimeout.D() > 0 {
 		go s.watchIdle(s.Role.IdleTimeout.D())
 	}
@@ -212,6 +215,37 @@ func (s *Session) Admit() error {
 		"account", s.Account, "database", s.Database, "client", s.ClientAddr)
 	s.Audit(ActionStart, broker.OutcomeSuccess, "", map[string]any{"account": s.Account, "database": s.Database, "client_addr": s.ClientAddr})
 	return nil
+}
+
+// armGrantEnd (re)starts the grant-end timer so the session ends at end.
+// A later end (an approved extension) replaces an earlier one; an earlier
+// end never replaces a later one here, since revocations end sessions
+// through their events. It does nothing once the session ended.
+func (s *Session) armGrantEnd(end time.Time) {
+	s.endMu.Lock()
+	defer s.endMu.Unlock()
+	if s.ctx.Err() != nil || (s.grantEnd != nil && !end.After(s.grantEndAt)) {
+		return
+	}
+	if s.grantEnd != nil && !s.grantEnd.Stop() {
+		return // it fired: the session is ending at its old end
+	}
+	s.grantEndAt = end
+	s.grantEnd = time.AfterFunc(time.Until(end), func() {
+		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: "grant expired"})
+	})
+}
+
+// extendGrantEnd moves a running session's end to a later grant end; a
+// session not admitted yet reads its grant at admission.
+func (s *Session) extendGrantEnd(end time.Time) bool {
+	s.endMu.Lock()
+	armed := s.grantEnd != nil && end.After(s.grantEndAt)
+	s.endMu.Unlock()
+	if armed {
+		s.armGrantEnd(end)
+	}
+	return armed
 }
 
 // grantEnded is the reason shown for a grant found ended at admission.
