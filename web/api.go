@@ -179,6 +179,7 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/grants", a.listGrants)
 	auth("GET /api/v1/grants/{id}", a.getGrant)
 	auth("POST /api/v1/grants/{id}/revoke", a.revoke)
+	auth("POST /api/v1/grants/{id}/extend", a.extend)
 	auth("GET /api/v1/access", a.accessAt)
 
 	auth("GET /api/v1/sessions", a.listSessions)

@@ -85,6 +85,9 @@ type issued struct {
 	// token is the per-grant Vault token the lease was read with. Only in
 	// memory; it expires at the grant's end on its own.
 	token string
+	// grantEnd is the grant's end the token and lease were last set to
+	// expire at; an extension renews both to the new end.
+	grantEnd time.Time
 }
 
 // NewIssuer returns an Issuer.
@@ -182,7 +185,8 @@ func (i *Issuer) ForSession(ctx context.Context, g broker.Grant, sessionID strin
 // sessionID. The lease never outlives the grant: it is read with a Vault
 // token that expires at the grant's end (Vault revokes a token's leases
 // with it) and renewed to exactly the time left, which also sets the
-// role's VALID UNTIL.
+// role's VALID UNTIL. The token may be renewed (ExtendGrant) at most to
+// the grant's start plus the role's max_duration.
 func (i *Issuer) Issue(ctx context.Context, g broker.Grant, sessionID string, perSession bool) (creds.Lease, error) {
 	t, r, err := i.role(g, "postgres")
 	if err != nil {
@@ -205,7 +209,7 @@ func (i *Issuer) Issue(ctx context.Context, g broker.Grant, sessionID string, pe
 	if !perSession {
 		sessionID = ""
 	}
-	iss, err := i.issueDatabase(ctx, g, r.VaultRoleOrDefault(), sessionID, left)
+	iss, err := i.issueDatabase(ctx, g, r.VaultRoleOrDefault(), sessionID, left, maxLeft(r.Policy, g, i.now()))
 	if err != nil {
 		i.auditIssueFailure(ctx, g, t.Name, sessionID, err)
 		return creds.Lease{}, fmt.Errorf("creds: grant %s: %w", g.ID, err)
@@ -236,13 +240,16 @@ func displayName(g broker.Grant, sessionID string) string {
 // bounds the lease by the grant, records the lease and audits. On any
 // failure after the read the lease is revoked again: nothing is handed
 // out that is not recorded.
-func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, sessionID string, left time.Duration) (*issued, error) {
+func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, sessionID string, left, upTo time.Duration) (*issued, error) {
 	ttl := int64(left / time.Second)
+	maxTTL := max(int64(upTo/time.Second), ttl)
 	tok, err := i.c.write(ctx, "auth/token/create/"+i.tokenRole, map[string]any{
 		"display_name":     displayName(g, sessionID),
 		"ttl":              fmt.Sprintf("%ds", ttl),
-		"explicit_max_ttl": fmt.Sprintf("%ds", ttl),
-		"renewable":        false,
+		"explicit_max_ttl": fmt.Sprintf("%ds", maxTTL),
+		// Renewable only so an approved extension can move its end, and
+		// never past the role's max_duration from the grant's start.
+		"renewable": true,
 		"meta":             map[string]string{"user": g.User, "grant": g.ID, "session": sessionID},
 	})
 	if err != nil {
@@ -270,7 +277,7 @@ func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, s
 		i.c.revokeSelf(ctx, token)
 		return nil, fmt.Errorf("vault: read %s: incomplete credentials in response", path)
 	}
-	iss := &issued{token: token, lease: creds.Lease{Username: user, Password: pass, LeaseID: s.LeaseID,
+	iss := &issued{token: token, grantEnd: g.EffectiveEnd(), lease: creds.Lease{Username: user, Password: pass, LeaseID: s.LeaseID,
 		GrantID: g.ID, SessionID: sessionID}}
 	undo := func(cause error) (*issued, error) {
 		i.revokeIssued(context.WithoutCancel(ctx), g.ID, iss, "issue failed")
