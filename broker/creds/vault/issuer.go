@@ -250,7 +250,7 @@ func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, s
 		// Renewable only so an approved extension can move its end, and
 		// never past the role's max_duration from the grant's start.
 		"renewable": true,
-		"meta":             map[string]string{"user": g.User, "grant": g.ID, "session": sessionID},
+		"meta":      map[string]string{"user": g.User, "grant": g.ID, "session": sessionID},
 	})
 	if err != nil {
 		return nil, err
