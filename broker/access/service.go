@@ -179,6 +179,7 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 				return err
 			}
 			extended = &g
+			req.GrantID = g.ID
 		} else if req.State == broker.RequestApproved {
 			start, end := policy.GrantWindow(pol, req, now)
 			g := broker.Grant{

@@ -1,0 +1,61 @@
+package slack_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
+)
+
+// TestExtensionApprovedInSlack: an extension request reaches the
+// approvers as an extension of a named grant to a time of day; a click
+// approves it through the same rules, the grant's end moves and the
+// message and the requester's DM say so.
+func TestExtensionApprovedInSlack(t *testing.T) {
+	e := newEnv(t)
+	req := e.create("alice", "demo-pg", "readonly", time.Hour, "INC-123 vacuum", "INC-123")
+	first := e.waitMessage(approvals, req.ID)
+	if resp, _ := e.click("U0BOB", first, "custos_approve"); resp.Status != http.StatusOK {
+		t.Fatalf("approve: %d", resp.Status)
+	}
+	g, err := e.acc.GetGrant(e.ctx, e.request(req.ID).GrantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := e.acc.Extend(e.ctx, "alice", access.NewExtension{GrantID: g.ID, Duration: 30 * time.Minute, Reason: "INC-123 still running"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newEnd := g.EndsAt.Add(30*time.Minute).UTC().Format("15:04") + " UTC"
+	m := e.waitMessage(approvals, ext.ID)
+	for _, want := range []string{"Extension request: demo-pg / readonly", "extension of grant " + g.ID + " to " + newEnd, "*Extension*\n+30m"} {
+		if !strings.Contains(m.Content(), want) {
+			t.Errorf("extension message lacks %q:\n%s", want, m.Content())
+		}
+	}
+	if resp, _ := e.click("U0BOB", m, "custos_approve"); resp.Status != http.StatusOK {
+		t.Fatalf("approve extension: %d", resp.Status)
+	}
+	got := e.request(ext.ID)
+	if got.State != broker.RequestApproved || got.GrantID != g.ID {
+		t.Fatalf("extension after click: %s grant %q", got.State, got.GrantID)
+	}
+	after, _ := e.acc.GetGrant(e.ctx, g.ID)
+	if !after.EndsAt.Equal(g.EndsAt.Add(30 * time.Minute)) {
+		t.Fatalf("grant ends %v, want %v", after.EndsAt, g.EndsAt.Add(30*time.Minute))
+	}
+	eventually(t, "message updated", func() bool {
+		return strings.Contains(e.current(m).Content(), "Grant "+g.ID+" extended until")
+	})
+	eventually(t, "requester DM", func() bool {
+		for _, dm := range dmMessages(e, "U0ALICE") {
+			if strings.Contains(dm.Text, "your extension "+ext.ID+" of grant "+g.ID) {
+				return true
+			}
+		}
+		return false
+	})
+}
