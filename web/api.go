@@ -83,6 +83,9 @@ type Options struct {
 	Store  broker.Store
 	Audit  auditor
 	Config *config.Config
+	// LiveConfig, when set, is where targets are read on each call, so a
+	// config reload applies. Default: Config, fixed.
+	LiveConfig *config.Live
 	// Recordings serves verification, export and evidence.
 	Recordings recordings
 	// Terminator ends live sessions.

@@ -29,7 +29,9 @@ type Notifier interface {
 
 // Service runs the lifecycle. Build it with New.
 type Service struct {
-	cfg       *config.Config
+	// cfg is the current config: a reload swaps it (targets, policies,
+	// security_admins).
+	cfg       *config.Live
 	dir       policy.Directory
 	store     broker.Store
 	audit     *audit.Log
@@ -42,6 +44,10 @@ type Service struct {
 // Options configure a Service. Zero fields take the documented defaults.
 type Options struct {
 	Config *config.Config
+	// Live, when set, is where the config is read on each use, so a
+	// reload applies; Config is then only its first version. Default:
+	// Config, fixed.
+	Live *config.Live
 	// Directory answers group membership. Default: the config's groups.
 	Directory policy.Directory
 	Store     broker.Store
@@ -59,7 +65,11 @@ type Options struct {
 
 // New returns a Service.
 func New(o Options) *Service {
-	s := &Service{cfg: o.Config, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, notifiers: o.Notifiers,
+	live := o.Live
+	if live == nil {
+		live = config.NewLive(o.Config)
+	}
+	s := &Service{cfg: live, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, notifiers: o.Notifiers,
 		metrics: o.Metrics}
 	if s.dir == nil {
 		s.dir = policy.GroupsFromConfig(o.Config.Groups)
@@ -309,14 +319,14 @@ func (s *Service) mayRevoke(actor string, g broker.Grant) bool {
 }
 
 func (s *Service) isSecurityAdmin(user string) bool {
-	return s.dir.Enabled(user) && s.isMemberOfAny(user, s.cfg.SecurityAdmins)
+	return s.dir.Enabled(user) && s.isMemberOfAny(user, s.cfg.Load().SecurityAdmins)
 }
 
 // IsSecurityAdmin reports whether the user is in a security_admins group.
 func (s *Service) IsSecurityAdmin(user string) bool { return s.isSecurityAdmin(user) }
 
 func (s *Service) policyFor(target, role string) (config.Policy, error) {
-	t, ok := s.cfg.FindTarget(target)
+	t, ok := s.cfg.Load().FindTarget(target)
 	if !ok {
 		return config.Policy{}, refuse(broker.KindNotFound, "unknown_target", "unknown target %q", target)
 	}

@@ -45,6 +45,8 @@ type Config struct {
 	Targets []Target `yaml:"targets"`
 	// BreakGlass are the sealed emergency accounts. Default: none.
 	BreakGlass []BreakGlassAccount `yaml:"breakglass"`
+	// Notify configures the grant-ending notice.
+	Notify Notify `yaml:"notify"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

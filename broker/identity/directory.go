@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
@@ -29,11 +30,14 @@ type account struct {
 	totpKey  []byte // nil when the user has no second factor
 }
 
-// Directory is the set of users and groups from config. It is immutable
-// once built; rebuild it to apply a new config. Disabled users are left
-// out entirely: no lookup finds them and they belong to no group, so they
-// can neither sign in, request nor approve.
-type Directory struct {
+// Directory is the set of users and groups from config. Disabled users
+// are left out entirely: no lookup finds them and they belong to no group,
+// so they can neither sign in, request nor approve. Reload replaces the
+// whole set at once (SIGHUP); each call sees one version of it.
+type Directory struct{ cur atomic.Pointer[directory] }
+
+// directory is one immutable version of the Directory.
+type directory struct {
 	users    map[string]*account
 	disabled map[string]bool
 	bySlack  map[string]string
@@ -52,7 +56,31 @@ type Directory struct {
 // hashing plaintext development passwords with HashPassword and parsing
 // SSH keys. Errors name the user and field, never a secret.
 func NewDirectory(cfg *config.Config) (*Directory, error) {
-	d := &Directory{
+	x, err := buildDirectory(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d := &Directory{}
+	d.cur.Store(x)
+	return d, nil
+}
+
+// Reload replaces the users and groups with cfg's. On an error (a key file
+// that cannot be read, a duplicate Slack ID) nothing changes.
+func (d *Directory) Reload(cfg *config.Config) error {
+	x, err := buildDirectory(cfg)
+	if err != nil {
+		return err
+	}
+	d.cur.Store(x)
+	return nil
+}
+
+// now is the current version.
+func (d *Directory) now() *directory { return d.cur.Load() }
+
+func buildDirectory(cfg *config.Config) (*directory, error) {
+	d := &directory{
 		users: map[string]*account{}, disabled: map[string]bool{}, bySlack: map[string]string{},
 		byEmail: map[string]string{}, byKey: map[string]string{}, groups: map[string][]string{},
 		admins: slices.Clone(cfg.SecurityAdmins),
@@ -145,7 +173,7 @@ func loadAccount(u config.User) (*account, error) {
 
 // index adds a's Slack ID, email and keys to the lookup maps, refusing
 // values another user already has: a lookup must name one user.
-func (d *Directory) index(a *account) error {
+func (d *directory) index(a *account) error {
 	if id := a.id.SlackID; id != "" {
 		if other, ok := d.bySlack[id]; ok {
 			return fmt.Errorf("slack_id %s is also %s's", id, other)
@@ -169,7 +197,7 @@ func (d *Directory) index(a *account) error {
 }
 
 // Lookup returns the user with that name.
-func (d *Directory) Lookup(name string) (Identity, bool) {
+func (d *directory) Lookup(name string) (Identity, bool) {
 	a, ok := d.users[name]
 	if !ok {
 		return Identity{}, false
@@ -178,7 +206,7 @@ func (d *Directory) Lookup(name string) (Identity, bool) {
 }
 
 // BySlackID returns the user mapped to a Slack user ID.
-func (d *Directory) BySlackID(id string) (Identity, bool) {
+func (d *directory) BySlackID(id string) (Identity, bool) {
 	if id == "" {
 		return Identity{}, false
 	}
@@ -187,7 +215,7 @@ func (d *Directory) BySlackID(id string) (Identity, bool) {
 
 // ByEmail returns the user with that email address, compared
 // case-insensitively.
-func (d *Directory) ByEmail(email string) (Identity, bool) {
+func (d *directory) ByEmail(email string) (Identity, bool) {
 	e := strings.ToLower(strings.TrimSpace(email))
 	if e == "" {
 		return Identity{}, false
@@ -197,7 +225,7 @@ func (d *Directory) ByEmail(email string) (Identity, bool) {
 
 // ByKeyFingerprint returns the user owning the SSH public key with that
 // SHA256 fingerprint ("SHA256:…", as ssh.FingerprintSHA256 prints it).
-func (d *Directory) ByKeyFingerprint(fp string) (Identity, bool) {
+func (d *directory) ByKeyFingerprint(fp string) (Identity, bool) {
 	if fp == "" {
 		return Identity{}, false
 	}
@@ -205,7 +233,7 @@ func (d *Directory) ByKeyFingerprint(fp string) (Identity, bool) {
 }
 
 // ByPublicKey returns the user owning key.
-func (d *Directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
+func (d *directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
 	if key == nil {
 		return Identity{}, false
 	}
@@ -214,14 +242,14 @@ func (d *Directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
 
 // Enabled reports whether user is configured and not disabled. It
 // implements policy.Directory; every token check and grant lookup asks it.
-func (d *Directory) Enabled(user string) bool {
+func (d *directory) Enabled(user string) bool {
 	_, ok := d.users[user]
 	return ok
 }
 
 // GroupsOf returns the groups user belongs to, sorted. It implements
 // policy.Directory.
-func (d *Directory) GroupsOf(user string) []string {
+func (d *directory) GroupsOf(user string) []string {
 	if a, ok := d.users[user]; ok {
 		return slices.Clone(a.id.Groups)
 	}
@@ -230,20 +258,20 @@ func (d *Directory) GroupsOf(user string) []string {
 
 // Members returns the enabled members of group, and false when no group
 // has that name. It implements policy.Directory.
-func (d *Directory) Members(group string) ([]string, bool) {
+func (d *directory) Members(group string) ([]string, bool) {
 	m, ok := d.groups[group]
 	return slices.Clone(m), ok
 }
 
 // InGroup reports whether user is a member of group.
-func (d *Directory) InGroup(user, group string) bool {
+func (d *directory) InGroup(user, group string) bool {
 	a, ok := d.users[user]
 	return ok && slices.Contains(a.id.Groups, group)
 }
 
 // IsSecurityAdmin reports whether user belongs to a group listed in
 // security_admins.
-func (d *Directory) IsSecurityAdmin(user string) bool {
+func (d *directory) IsSecurityAdmin(user string) bool {
 	for _, g := range d.admins {
 		if d.InGroup(user, g) {
 			return true
@@ -253,7 +281,7 @@ func (d *Directory) IsSecurityAdmin(user string) bool {
 }
 
 // Users returns every enabled user, sorted by name.
-func (d *Directory) Users() []Identity {
+func (d *directory) Users() []Identity {
 	out := make([]Identity, 0, len(d.users))
 	for _, a := range d.users {
 		out = append(out, a.id.clone())
@@ -267,3 +295,36 @@ func (id Identity) clone() Identity {
 	id.SSHKeys = slices.Clone(id.SSHKeys)
 	return id
 }
+
+// Lookup: see the Directory's current version.
+func (d *Directory) Lookup(name string) (Identity, bool) { return d.now().Lookup(name) }
+
+// BySlackID: see the Directory's current version.
+func (d *Directory) BySlackID(id string) (Identity, bool) { return d.now().BySlackID(id) }
+
+// ByEmail: see the Directory's current version.
+func (d *Directory) ByEmail(email string) (Identity, bool) { return d.now().ByEmail(email) }
+
+// ByKeyFingerprint: see the Directory's current version.
+func (d *Directory) ByKeyFingerprint(fp string) (Identity, bool) { return d.now().ByKeyFingerprint(fp) }
+
+// ByPublicKey: see the Directory's current version.
+func (d *Directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) { return d.now().ByPublicKey(key) }
+
+// Enabled: see the Directory's current version.
+func (d *Directory) Enabled(user string) bool { return d.now().Enabled(user) }
+
+// GroupsOf: see the Directory's current version.
+func (d *Directory) GroupsOf(user string) []string { return d.now().GroupsOf(user) }
+
+// Members: see the Directory's current version.
+func (d *Directory) Members(group string) ([]string, bool) { return d.now().Members(group) }
+
+// InGroup: see the Directory's current version.
+func (d *Directory) InGroup(user, group string) bool { return d.now().InGroup(user, group) }
+
+// IsSecurityAdmin: see the Directory's current version.
+func (d *Directory) IsSecurityAdmin(user string) bool { return d.now().IsSecurityAdmin(user) }
+
+// Users: see the Directory's current version.
+func (d *Directory) Users() []Identity { return d.now().Users() }

@@ -31,6 +31,9 @@ type Options struct {
 	Client *Client
 	// Config holds the targets and roles. Required.
 	Config *config.Config
+	// Live, when set, is read on each use instead of Config, so a config
+	// reload applies. Default: Config, fixed.
+	Live *config.Live
 	// Store persists the lease index (so a restart revokes what an
 	// earlier run issued) and delivers grant events. Required for Run;
 	// nil keeps the index in memory only.
@@ -57,7 +60,7 @@ type Options struct {
 // start Run to revoke on grant events.
 type Issuer struct {
 	c          *Client
-	cfg        *config.Config
+	cfg        *config.Live
 	store      broker.Store
 	audit      Auditor
 	log        *slog.Logger
@@ -96,9 +99,12 @@ func NewIssuer(o Options) (*Issuer, error) {
 		return nil, errors.New("vault issuer: client, config and audit are required")
 	}
 	i := &Issuer{
-		c: o.Client, cfg: o.Config, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
+		c: o.Client, cfg: o.Live, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
 		tokenRole: o.TokenRole, sshTTL: o.SSHCertTTL, sweepEvery: o.SweepEvery,
 		grants: map[string]*grantCreds{}, ended: map[string]time.Time{},
+	}
+	if i.cfg == nil {
+		i.cfg = config.NewLive(o.Config)
 	}
 	if i.log == nil {
 		i.log = slog.Default()
@@ -122,7 +128,7 @@ func NewIssuer(o Options) (*Issuer, error) {
 
 // role finds the configured target and role of a grant.
 func (i *Issuer) role(g broker.Grant, kind string) (*config.Target, *config.Role, error) {
-	t, ok := i.cfg.FindTarget(g.Target)
+	t, ok := i.cfg.Load().FindTarget(g.Target)
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown target %q", g.Target)
 	}
