@@ -59,3 +59,40 @@ func TestExtensionApprovedInSlack(t *testing.T) {
 		return false
 	})
 }
+
+// TestEndingNoticeDM: a grant ten minutes from its end earns its holder
+// one DM saying when it ends and how to extend it, however often the
+// broker looks.
+func TestEndingNoticeDM(t *testing.T) {
+	e := newEnv(t)
+	req := e.create("alice", "demo-pg", "readonly", 5*time.Minute, "INC-7 quick look", "INC-7")
+	m := e.waitMessage(approvals, req.ID)
+	if resp, _ := e.click("U0BOB", m, "custos_approve"); resp.Status != http.StatusOK {
+		t.Fatalf("approve: %d", resp.Status)
+	}
+	g, err := e.acc.GetGrant(e.ctx, e.request(req.ID).GrantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := e.acc.NoticeEnding(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ending := func() []string {
+		var out []string
+		for _, dm := range dmMessages(e, "U0ALICE") {
+			if strings.Contains(dm.Text, "ends at") {
+				out = append(out, dm.Text)
+			}
+		}
+		return out
+	}
+	eventually(t, "ending DM", func() bool { return len(ending()) > 0 })
+	e.drain()
+	got := ending()
+	want := "Your grant " + g.ID + " for *readonly* on *demo-pg* ends at " + g.EndsAt.UTC().Format("15:04") + " UTC"
+	if len(got) != 1 || !strings.Contains(got[0], want) || !strings.Contains(got[0], "custos extend "+g.ID) {
+		t.Fatalf("ending DMs = %q, want one with %q", got, want)
+	}
+}

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -43,6 +44,19 @@ func (s *Slack) GrantChanged(ctx context.Context, g broker.Grant) {
 	}
 	if err := s.enqueue(context.WithoutCancel(ctx), nil, items...); err != nil {
 		s.log.Error("queue slack messages failed", "request", g.RequestID, "err", err)
+	}
+}
+
+// GrantEndingSoon implements access.EndingNotifier: the grant's holder
+// gets a DM saying when it ends and how to ask for more time. One per
+// grant and end (the item's ID says which end).
+func (s *Slack) GrantEndingSoon(ctx context.Context, g broker.Grant) {
+	if g.RequestID == "" {
+		return
+	}
+	it := notifyItem(g.RequestID, endingEvent+strconv.FormatInt(g.EndsAt.Unix(), 10))
+	if err := s.enqueue(context.WithoutCancel(ctx), nil, it); err != nil {
+		s.log.Error("queue slack messages failed", "grant", g.ID, "err", err)
 	}
 }
 

@@ -236,8 +236,25 @@ func extensionLine(r broker.Request) string {
 // clockUTC is a time of day for messages: "14:05 UTC".
 func clockUTC(t time.Time) string { return t.UTC().Format("15:04") + " UTC" }
 
-// requesterText is the requester's DM when their request was decided.
+// endingEvent prefixes the notify event of a grant's ending notice; the
+// grant's end (Unix seconds) follows.
+const endingEvent = "ending:"
+
+// endingText is the holder's DM shortly before their grant ends.
+func endingText(r broker.Request, g *broker.Grant) string {
+	if g == nil {
+		return fmt.Sprintf(":hourglass_flowing_sand: The grant of your request %s ends soon.", r.ID)
+	}
+	return fmt.Sprintf(":hourglass_flowing_sand: Your grant %s for *%s* on *%s* ends at %s (%s). For more time, ask before then: `custos extend %s --for 30m --reason \"...\"`",
+		g.ID, escape(g.Role), escape(g.Target), clockUTC(g.EndsAt), slackDate(g.EndsAt), g.ID)
+}
+
+// requesterText is the requester's DM when their request was decided, or
+// when its grant ends soon.
 func requesterText(r broker.Request, g *broker.Grant, event string) string {
+	if strings.HasPrefix(event, endingEvent) {
+		return endingText(r, g)
+	}
 	what := fmt.Sprintf("your request %s for *%s* on *%s*", r.ID, escape(r.Role), escape(r.Target))
 	if r.IsExtension() {
 		what = fmt.Sprintf("your extension %s of grant %s (*%s* on *%s*)", r.ID, r.Extends, escape(r.Role), escape(r.Target))

@@ -121,7 +121,10 @@ type Slack struct {
 	teamID      string    // the workspace, from auth.test
 }
 
-var _ access.Notifier = (*Slack)(nil)
+var (
+	_ access.Notifier       = (*Slack)(nil)
+	_ access.EndingNotifier = (*Slack)(nil)
+)
 
 // New resolves the tokens and returns a Slack approval channel. It makes no
 // network call.
