@@ -8,9 +8,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// endingSoon is how close to its end `custos grants` marks an active grant.
-const endingSoon = 10 * time.Minute
-
 func newExtendCmd(g *globals) *cobra.Command {
 	var dur, reason, ticket string
 	var wait bool

@@ -46,6 +46,8 @@ type grant struct {
 	EndsAt    time.Time `json:"ends_at"`
 	Approvers []string  `json:"approvers"`
 	State     string    `json:"state"`
+	// EndingSoon: the broker says the grant ends within its notice time.
+	EndingSoon bool `json:"ending_soon,omitempty"`
 }
 
 func newRequestCmd(g *globals) *cobra.Command {
@@ -277,7 +279,7 @@ func newGrantsCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "ID\tUSER\tTARGET\tROLE\tSTATE\tENDS\tAPPROVERS")
 			for _, gr := range gs {
 				ends := gr.EndsAt.Local().Format(time.DateTime)
-				if gr.State == "active" && time.Until(gr.EndsAt) < endingSoon {
+				if gr.State == "active" && gr.EndingSoon {
 					ends += " (ending soon: custos extend " + gr.ID + ")"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.User, gr.Target, gr.Role, gr.State,

@@ -5,15 +5,9 @@ function approvals(r) {
   return `${(r.approvals || []).length}/${r.required}` + (names ? ` (${names})` : '');
 }
 
-// endingSoonMs is how close to its end an active grant is shown as ending
-// soon (the broker's default notify.grant_ending_before).
-const endingSoonMs = 10 * 60 * 1000;
-
-function endingSoon(g) {
-  if (g.state !== 'active') return false;
-  const left = new Date(g.ends_at).getTime() - Date.now();
-  return left > 0 && left <= endingSoonMs;
-}
+// endingSoon: the broker marks active grants within
+// notify.grant_ending_before of their end.
+function endingSoon(g) { return g.state === 'active' && !!g.ending_soon; }
 
 export async function render(root) {
   const who = await me();
