@@ -367,6 +367,12 @@ func (r *revoker) getGrant(ctx context.Context, id string) (broker.Grant, error)
 // extend renews what this process issued for an extended grant, in the
 // background, one at a time per grant.
 func (r *revoker) extend(ctx context.Context, grantID string) {
+	r.i.mu.Lock()
+	_, held := r.i.grants[grantID]
+	r.i.mu.Unlock()
+	if !held {
+		return // nothing issued here (a new grant's event, or another replica's)
+	}
 	key := "extend:" + grantID
 	r.mu.Lock()
 	defer r.mu.Unlock()
