@@ -96,3 +96,20 @@ func TestEndingNoticeDM(t *testing.T) {
 		t.Fatalf("ending DMs = %q, want one with %q", got, want)
 	}
 }
+
+// TestReloadRouting: after a config reload a new request of demo-pg goes
+// to the channel the reloaded config names.
+func TestReloadRouting(t *testing.T) {
+	e := newEnv(t)
+	before := e.create("alice", "demo-pg", "readonly", time.Hour, "INC-1", "INC-1")
+	e.waitMessage(approvals, before.ID)
+
+	sc := e.cfg.Slack
+	sc.Channel = prodChannel
+	e.sl.Reload(sc, e.cfg.Targets)
+	after := e.create("alice", "demo-pg", "readonly", time.Hour, "INC-2", "INC-2")
+	e.waitMessage(prodChannel, after.ID)
+	if got := e.messagesFor(approvals, after.ID); len(got) != 0 {
+		t.Fatalf("request after the reload posted to the old channel too: %d", len(got))
+	}
+}
