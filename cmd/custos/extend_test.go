@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/custos-pam/custos/deploy/devstack"
 )
 
 // livePsql is an interactive psql through the proxy: statements go to
@@ -22,8 +24,13 @@ type livePsql struct {
 
 func (s *fullStack) livePsql(ctx context.Context, t *testing.T, token, role string) *livePsql {
 	t.Helper()
+	return startLivePsql(ctx, t, s.pgPort, token, role)
+}
+
+func startLivePsql(ctx context.Context, t *testing.T, port int, token, role string) *livePsql {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-At",
-		fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require", s.pgPort))
+		fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require", port))
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10", "PGOPTIONS=-c custos.role="+role)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -139,5 +146,62 @@ func TestExtendLiveSessionEndToEnd(t *testing.T) {
 	}
 	if !found {
 		t.Error("no grant.extend audit record with the old and new end")
+	}
+}
+
+// TestExtendOtherReplica: two brokers share a PostgreSQL store. alice's
+// psql session runs through broker A; bob approves her extension on
+// broker B. A hears of it through the store's grant events, so the session
+// outlives the grant's original end. Both brokers run the scheduler, yet
+// each ending notice (one before the original end, one before the new
+// end) is sent once.
+func TestExtendOtherReplica(t *testing.T) {
+	pg := devstack.StartPostgres(t)
+	v := devstack.StartVault(t)
+	v.Bootstrap(t, pg)
+	if _, err := exec.LookPath("psql"); err != nil {
+		devstack.Require(t, "psql", "apt-get install postgresql-client")
+	}
+	dsn := pg.DSN(pg.CreateDatabase(t, "replicas"))
+	start := replicaStarter(t, pg, dsn, func(_, body string) string {
+		body = strings.Replace(body, "users:\n", "security_admins: [security]\nusers:\n  - {name: sam, password: env:CUSTOS_E2E_PASSWORD}\n", 1)
+		return strings.Replace(body, "groups:\n", "groups:\n  - {name: security, members: [sam]}\n", 1)
+	})
+	pgPort := devstack.FreePort(t)
+	a := start("a", fmt.Sprintf(`{http: "127.0.0.1:%%d", postgres: "127.0.0.1:%d", tls_cert: %%[2]s/tls.crt, tls_key: %%[2]s/tls.key, data_dir: %%[2]s/data}`, pgPort),
+		fmt.Sprintf("vault: {address: %q, token: env:CUSTOS_E2E_VAULT_TOKEN}", v.Addr), "CUSTOS_E2E_VAULT_TOKEN="+v.BrokerToken)
+	b := start("b", `{http: "127.0.0.1:%d", tls_cert: %[2]s/tls.crt, tls_key: %[2]s/tls.key, data_dir: %[2]s/data}`, "")
+	a.login("alice", "bob")
+	b.login("bob", "sam")
+
+	req := decode[jsonRequest](t, a.ok("alice", "request", "demo-pg", "--role", "readonly", "--for", "20s", "--reason", "INC-42", "-o", "json"))
+	g := decode[decided](t, a.ok("bob", "approve", req.ID, "-o", "json")).Grant
+	token := strings.TrimSpace(a.ok("alice", "db", "token", "demo-pg"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := startLivePsql(ctx, t, pgPort, token, "readonly")
+	if ok, out := p.echo("before"); !ok {
+		t.Fatalf("psql through broker A: %s\n%s", out, a.logs)
+	}
+	ext := decode[jsonRequest](t, a.ok("alice", "extend", g.ID, "--for", "30s", "--reason", "INC-42 longer", "-o", "json"))
+	b.ok("bob", "approve", ext.ID)
+
+	time.Sleep(time.Until(g.EndsAt.Add(3 * time.Second)))
+	if ok, out := p.echo("after-original-end"); !ok {
+		t.Fatalf("session on broker A ended at the original end though B approved an extension: %s\nA:\n%s", out, a.logs)
+	}
+	ends := map[string]int{}
+	for _, r := range decode[[]auditRec](t, b.ok("sam", "audit", "list", "--action", "grant.ending_notice", "--limit", "100", "-o", "json")) {
+		if r.Details["grant_id"] == g.ID {
+			ends[fmt.Sprint(r.Details["ends_at"])]++
+		}
+	}
+	if len(ends) != 2 {
+		t.Errorf("ending notices by end: %v; want one for the original end and one for the new", ends)
+	}
+	for end, n := range ends {
+		if n != 1 {
+			t.Errorf("%d ending notices for the end %s; want 1", n, end)
+		}
 	}
 }
