@@ -95,30 +95,30 @@ func (s *Service) Extend(ctx context.Context, actor string, in NewExtension) (br
 // deciding transaction: the grant must still be active and the holder's,
 // and its whole length stays within the policy's current max_duration
 // (rechecked here, so two extensions approved one after the other cannot
-// chain past it). The grant's end moves, the approvers join its approvers
-// and grant.extend is audited with the old and new end; proxies re-arm
-// their timers from the announced event.
-func (s *Service) extendTx(ctx context.Context, tx broker.Tx, req broker.Request, now time.Time) (broker.Grant, error) {
+// chain past it). The grant's end moves and the approvers join its
+// approvers; proxies re-arm their timers from the announced event. It
+// returns the grant's old end for auditExtendTx.
+func (s *Service) extendTx(tx broker.Tx, req broker.Request, now time.Time) (broker.Grant, time.Time, error) {
 	g, err := tx.GetGrant(req.Extends)
 	if errors.Is(err, broker.ErrNotFound) {
-		return broker.Grant{}, refuse(broker.KindConflict, "grant_not_active", "grant %s no longer exists", req.Extends)
+		return broker.Grant{}, time.Time{}, refuse(broker.KindConflict, "grant_not_active", "grant %s no longer exists", req.Extends)
 	}
 	if err != nil {
-		return broker.Grant{}, err
+		return broker.Grant{}, time.Time{}, err
 	}
 	if g.User != req.User || g.Target != req.Target || g.Role != req.Role {
-		return broker.Grant{}, fmt.Errorf("extension %s does not match grant %s", req.ID, g.ID)
+		return broker.Grant{}, time.Time{}, fmt.Errorf("extension %s does not match grant %s", req.ID, g.ID)
 	}
 	if g.State != broker.GrantActive || !g.ActiveAt(now) {
-		return broker.Grant{}, refuse(broker.KindConflict, "grant_not_active", "grant %s is %s; the extension cannot apply", g.ID, grantStateWord(g, now))
+		return broker.Grant{}, time.Time{}, refuse(broker.KindConflict, "grant_not_active", "grant %s is %s; the extension cannot apply", g.ID, grantStateWord(g, now))
 	}
 	pol, err := s.policyFor(g.Target, g.Role)
 	if err != nil {
-		return broker.Grant{}, err
+		return broker.Grant{}, time.Time{}, err
 	}
 	end, err := policy.ExtendedEnd(pol, g, req.Duration, now)
 	if err != nil {
-		return broker.Grant{}, fromPolicy(err)
+		return broker.Grant{}, time.Time{}, fromPolicy(err)
 	}
 	old := g.EndsAt
 	g.EndsAt = end
@@ -129,14 +129,19 @@ func (s *Service) extendTx(ctx context.Context, tx broker.Tx, req broker.Request
 	}
 	g.Extensions = append(slices.Clone(g.Extensions), req.ID)
 	if err := tx.PutGrant(g); err != nil {
-		return broker.Grant{}, err
+		return broker.Grant{}, time.Time{}, err
 	}
 	tx.NotifyGrant(broker.GrantEvent{GrantID: g.ID, State: g.State, Reason: "grant extended"})
+	return g, old, nil
+}
+
+// auditExtendTx records grant.extend with the grant's old and new end.
+func (s *Service) auditExtendTx(ctx context.Context, tx broker.Tx, req broker.Request, g broker.Grant, old time.Time) error {
 	d := grantDetails(g)
-	d["extension_request_id"], d["old_ends_at"], d["new_ends_at"] = req.ID, old, end
-	_, err = s.audit.AppendTx(ctx, tx, audit.Entry{Actor: "system", Action: "grant.extend", Target: g.Target,
+	d["extension_request_id"], d["old_ends_at"], d["new_ends_at"] = req.ID, old, g.EndsAt
+	_, err := s.audit.AppendTx(ctx, tx, audit.Entry{Actor: "system", Action: "grant.extend", Target: g.Target,
 		Outcome: broker.OutcomeSuccess, Reason: req.Reason, Details: d})
-	return g, err
+	return err
 }
 
 // grantStateWord says how a grant that gives no access stands.

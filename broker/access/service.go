@@ -183,12 +183,13 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 			return err
 		}
 		req = next
+		var oldEnd time.Time
 		if req.State == broker.RequestApproved && req.IsExtension() {
-			g, err := s.extendTx(ctx, tx, req, now)
+			g, old, err := s.extendTx(tx, req, now)
 			if err != nil {
 				return err
 			}
-			extended = &g
+			extended, oldEnd = &g, old
 			req.GrantID = g.ID
 		} else if req.State == broker.RequestApproved {
 			start, end := policy.GrantWindow(pol, req, now)
@@ -211,6 +212,9 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 			Reason: d.Comment, Details: decisionDetails(req, d),
 		}); err != nil {
 			return err
+		}
+		if extended != nil {
+			return s.auditExtendTx(ctx, tx, req, *extended, oldEnd)
 		}
 		if grant != nil {
 			tx.NotifyGrant(broker.GrantEvent{GrantID: grant.ID, State: grant.State})
