@@ -202,9 +202,10 @@ fi
 # --- per-grant tokens ----------------------------------------------------------
 # Orphans (they outlive a broker token rotation), at most 24h: the broker
 # creates one per grant with TTL = time left, and Vault revokes the leases
-# read with it when it expires. Renewable only so that an approved extension
-# can move the end; the broker caps each token's explicit max TTL at the
-# role's max_duration from the grant's start.
+# read with it when it expires. Renewable so that an approved extension can
+# move the end: the broker renews only to the extended grant's end, and Vault
+# caps any renewal at token_explicit_max_ttl (lower it to the longest
+# max_duration of your policies to tighten that bound).
 v policy write custos-grant "$here/custos-grant.hcl" >/dev/null
 v write auth/token/roles/custos-grant \
 	allowed_policies=custos-grant \

@@ -9,24 +9,16 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/custos-pam/custos/broker"
-	"github.com/custos-pam/custos/broker/config"
-	"github.com/custos-pam/custos/broker/policy"
 )
-
-// maxLeft is how long from now a grant's credentials may ever live: until
-// the grant's start plus the role's max_duration, the longest any
-// extension can make it.
-func maxLeft(pol config.Policy, g broker.Grant, now time.Time) time.Duration {
-	return g.StartsAt.Add(policy.MaxDuration(pol)).Sub(now)
-}
 
 // ExtendGrant carries an approved extension of grant g to the database
 // logins this process issued for it: each login's per-grant token and its
 // lease are renewed to the grant's new end (which moves the role's VALID
 // UNTIL), and the lease records take the new end, so neither Vault nor
-// the sweep ends a live session at the old end. A token's explicit max
-// TTL, set at issue to the role's max_duration from the grant's start,
-// bounds what any renewal can give. Logins another replica issued are
+// the sweep ends a live session at the old end. It renews to the grant's
+// end and no further; the grant's end is bounded by the role's
+// max_duration (policy), and Vault caps a renewal at the custos-grant
+// token role's token_explicit_max_ttl. Logins another replica issued are
 // that replica's to renew. A failure is returned and audited
 // (creds.renew); the login then ends at the old end.
 func (i *Issuer) ExtendGrant(ctx context.Context, g broker.Grant) error {

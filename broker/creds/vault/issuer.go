@@ -191,8 +191,8 @@ func (i *Issuer) ForSession(ctx context.Context, g broker.Grant, sessionID strin
 // sessionID. The lease never outlives the grant: it is read with a Vault
 // token that expires at the grant's end (Vault revokes a token's leases
 // with it) and renewed to exactly the time left, which also sets the
-// role's VALID UNTIL. The token may be renewed (ExtendGrant) at most to
-// the grant's start plus the role's max_duration.
+// role's VALID UNTIL. ExtendGrant renews both to an extended grant's new
+// end.
 func (i *Issuer) Issue(ctx context.Context, g broker.Grant, sessionID string, perSession bool) (creds.Lease, error) {
 	t, r, err := i.role(g, "postgres")
 	if err != nil {
@@ -215,7 +215,7 @@ func (i *Issuer) Issue(ctx context.Context, g broker.Grant, sessionID string, pe
 	if !perSession {
 		sessionID = ""
 	}
-	iss, err := i.issueDatabase(ctx, g, r.VaultRoleOrDefault(), sessionID, left, maxLeft(r.Policy, g, i.now()))
+	iss, err := i.issueDatabase(ctx, g, r.VaultRoleOrDefault(), sessionID, left)
 	if err != nil {
 		i.auditIssueFailure(ctx, g, t.Name, sessionID, err)
 		return creds.Lease{}, fmt.Errorf("creds: grant %s: %w", g.ID, err)
@@ -246,15 +246,15 @@ func displayName(g broker.Grant, sessionID string) string {
 // bounds the lease by the grant, records the lease and audits. On any
 // failure after the read the lease is revoked again: nothing is handed
 // out that is not recorded.
-func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, sessionID string, left, upTo time.Duration) (*issued, error) {
+func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, sessionID string, left time.Duration) (*issued, error) {
 	ttl := int64(left / time.Second)
-	maxTTL := max(int64(upTo/time.Second), ttl)
 	tok, err := i.c.write(ctx, "auth/token/create/"+i.tokenRole, map[string]any{
 		"display_name":     displayName(g, sessionID),
 		"ttl":              fmt.Sprintf("%ds", ttl),
-		"explicit_max_ttl": fmt.Sprintf("%ds", maxTTL),
-		// Renewable only so an approved extension can move its end, and
-		// never past the role's max_duration from the grant's start.
+		"explicit_max_ttl": fmt.Sprintf("%ds", ttl),
+		// Renewable so an approved extension can move its end (Vault then
+		// caps it at the token role's token_explicit_max_ttl, not at this
+		// token's: the broker renews only to the grant's new end).
 		"renewable": true,
 		"meta":      map[string]string{"user": g.User, "grant": g.ID, "session": sessionID},
 	})
