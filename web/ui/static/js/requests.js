@@ -59,7 +59,8 @@ export async function render(root) {
       try {
         const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, { comment: comment.value });
         notice(root, 'ok', what === 'approve'
-          ? (res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
+          ? (res.grant && res.request.extends ? `Extended: grant ${res.grant.id} now ends ${fmtTime(res.grant.ends_at)}.`
+            : res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
           : `Denied request ${r.id}.`);
         await load();
       } catch (e) { notice(root, 'error', explain(e)); }
