@@ -196,7 +196,7 @@ func (d *directory) index(a *account) error {
 	return nil
 }
 
-// Lookup returns the user with that name.
+// Lookup is Directory.Lookup on one version.
 func (d *directory) Lookup(name string) (Identity, bool) {
 	a, ok := d.users[name]
 	if !ok {
@@ -205,7 +205,7 @@ func (d *directory) Lookup(name string) (Identity, bool) {
 	return a.id.clone(), true
 }
 
-// BySlackID returns the user mapped to a Slack user ID.
+// BySlackID is Directory.BySlackID on one version.
 func (d *directory) BySlackID(id string) (Identity, bool) {
 	if id == "" {
 		return Identity{}, false
@@ -213,8 +213,7 @@ func (d *directory) BySlackID(id string) (Identity, bool) {
 	return d.Lookup(d.bySlack[id])
 }
 
-// ByEmail returns the user with that email address, compared
-// case-insensitively.
+// ByEmail is Directory.ByEmail on one version.
 func (d *directory) ByEmail(email string) (Identity, bool) {
 	e := strings.ToLower(strings.TrimSpace(email))
 	if e == "" {
@@ -223,8 +222,7 @@ func (d *directory) ByEmail(email string) (Identity, bool) {
 	return d.Lookup(d.byEmail[e])
 }
 
-// ByKeyFingerprint returns the user owning the SSH public key with that
-// SHA256 fingerprint ("SHA256:…", as ssh.FingerprintSHA256 prints it).
+// ByKeyFingerprint is Directory.ByKeyFingerprint on one version.
 func (d *directory) ByKeyFingerprint(fp string) (Identity, bool) {
 	if fp == "" {
 		return Identity{}, false
@@ -232,7 +230,7 @@ func (d *directory) ByKeyFingerprint(fp string) (Identity, bool) {
 	return d.Lookup(d.byKey[fp])
 }
 
-// ByPublicKey returns the user owning key.
+// ByPublicKey is Directory.ByPublicKey on one version.
 func (d *directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
 	if key == nil {
 		return Identity{}, false
@@ -240,15 +238,13 @@ func (d *directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
 	return d.ByKeyFingerprint(ssh.FingerprintSHA256(key))
 }
 
-// Enabled reports whether user is configured and not disabled. It
-// implements policy.Directory; every token check and grant lookup asks it.
+// Enabled is Directory.Enabled on one version.
 func (d *directory) Enabled(user string) bool {
 	_, ok := d.users[user]
 	return ok
 }
 
-// GroupsOf returns the groups user belongs to, sorted. It implements
-// policy.Directory.
+// GroupsOf is Directory.GroupsOf on one version.
 func (d *directory) GroupsOf(user string) []string {
 	if a, ok := d.users[user]; ok {
 		return slices.Clone(a.id.Groups)
@@ -256,21 +252,19 @@ func (d *directory) GroupsOf(user string) []string {
 	return nil
 }
 
-// Members returns the enabled members of group, and false when no group
-// has that name. It implements policy.Directory.
+// Members is Directory.Members on one version.
 func (d *directory) Members(group string) ([]string, bool) {
 	m, ok := d.groups[group]
 	return slices.Clone(m), ok
 }
 
-// InGroup reports whether user is a member of group.
+// InGroup is Directory.InGroup on one version.
 func (d *directory) InGroup(user, group string) bool {
 	a, ok := d.users[user]
 	return ok && slices.Contains(a.id.Groups, group)
 }
 
-// IsSecurityAdmin reports whether user belongs to a group listed in
-// security_admins.
+// IsSecurityAdmin is Directory.IsSecurityAdmin on one version.
 func (d *directory) IsSecurityAdmin(user string) bool {
 	for _, g := range d.admins {
 		if d.InGroup(user, g) {
@@ -280,7 +274,7 @@ func (d *directory) IsSecurityAdmin(user string) bool {
 	return false
 }
 
-// Users returns every enabled user, sorted by name.
+// Users is Directory.Users on one version.
 func (d *directory) Users() []Identity {
 	out := make([]Identity, 0, len(d.users))
 	for _, a := range d.users {
@@ -296,35 +290,41 @@ func (id Identity) clone() Identity {
 	return id
 }
 
-// Lookup: see the Directory's current version.
+// Lookup returns the user with that name.
 func (d *Directory) Lookup(name string) (Identity, bool) { return d.now().Lookup(name) }
 
-// BySlackID: see the Directory's current version.
+// BySlackID returns the user mapped to a Slack user ID.
 func (d *Directory) BySlackID(id string) (Identity, bool) { return d.now().BySlackID(id) }
 
-// ByEmail: see the Directory's current version.
+// ByEmail returns the user with that email address, compared
+// case-insensitively.
 func (d *Directory) ByEmail(email string) (Identity, bool) { return d.now().ByEmail(email) }
 
-// ByKeyFingerprint: see the Directory's current version.
+// ByKeyFingerprint returns the user owning the SSH public key with that
+// SHA256 fingerprint ("SHA256:…", as ssh.FingerprintSHA256 prints it).
 func (d *Directory) ByKeyFingerprint(fp string) (Identity, bool) { return d.now().ByKeyFingerprint(fp) }
 
-// ByPublicKey: see the Directory's current version.
+// ByPublicKey returns the user owning key.
 func (d *Directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) { return d.now().ByPublicKey(key) }
 
-// Enabled: see the Directory's current version.
+// Enabled reports whether user is configured and not disabled. It
+// implements policy.Directory; every token check and grant lookup asks it.
 func (d *Directory) Enabled(user string) bool { return d.now().Enabled(user) }
 
-// GroupsOf: see the Directory's current version.
+// GroupsOf returns the groups user belongs to, sorted. It implements
+// policy.Directory.
 func (d *Directory) GroupsOf(user string) []string { return d.now().GroupsOf(user) }
 
-// Members: see the Directory's current version.
+// Members returns the enabled members of group, and false when no group
+// has that name. It implements policy.Directory.
 func (d *Directory) Members(group string) ([]string, bool) { return d.now().Members(group) }
 
-// InGroup: see the Directory's current version.
+// InGroup reports whether user is a member of group.
 func (d *Directory) InGroup(user, group string) bool { return d.now().InGroup(user, group) }
 
-// IsSecurityAdmin: see the Directory's current version.
+// IsSecurityAdmin reports whether user belongs to a group listed in
+// security_admins.
 func (d *Directory) IsSecurityAdmin(user string) bool { return d.now().IsSecurityAdmin(user) }
 
-// Users: see the Directory's current version.
+// Users returns every enabled user, sorted by name.
 func (d *Directory) Users() []Identity { return d.now().Users() }
