@@ -50,6 +50,10 @@ func TestExtensionApprovedInSlack(t *testing.T) {
 	eventually(t, "message updated", func() bool {
 		return strings.Contains(e.current(m).Content(), "Grant "+g.ID+" extended until")
 	})
+	// The original request's message shows the new end too.
+	eventually(t, "original message updated", func() bool {
+		return strings.Contains(e.current(first).Content(), "Access granted until <!date^"+itoa(after.EndsAt.Unix()))
+	})
 	eventually(t, "requester DM", func() bool {
 		for _, dm := range dmMessages(e, "U0ALICE") {
 			if strings.Contains(dm.Text, "your extension "+ext.ID+" of grant "+g.ID) {

@@ -31,11 +31,21 @@ func (s *Slack) RequestChanged(ctx context.Context, r broker.Request) {
 	}
 }
 
-// GrantChanged implements access.Notifier: a revoked or expired grant shows
-// on the request's messages, and a grant revoked by someone else is DMed to
-// its holder.
+// GrantChanged implements access.Notifier: a revoked, expired or extended
+// grant shows on the request's messages, and a grant revoked by someone
+// else is DMed to its holder.
 func (s *Slack) GrantChanged(ctx context.Context, g broker.Grant) {
-	if g.RequestID == "" || g.State == broker.GrantActive {
+	if g.RequestID == "" {
+		return
+	}
+	if g.State == broker.GrantActive {
+		// An extension moved the end: the original request's messages
+		// show the new one.
+		if len(g.Extensions) > 0 {
+			if err := s.enqueue(context.WithoutCancel(ctx), nil, updateItem(g.RequestID)); err != nil {
+				s.log.Error("queue slack messages failed", "request", g.RequestID, "err", err)
+			}
+		}
 		return
 	}
 	items := []*item{updateItem(g.RequestID)}

@@ -222,6 +222,9 @@ func fingerprint(r broker.Request, g *broker.Grant) string {
 	fp := fmt.Sprintf("%s|%d|%d", r.State, len(r.Approvals), len(r.Denials))
 	if g != nil {
 		fp += "|" + string(g.State)
+		if len(g.Extensions) > 0 {
+			fp += "|" + strconv.FormatInt(g.EndsAt.Unix(), 10)
+		}
 	}
 	return fp
 }
