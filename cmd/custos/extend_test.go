@@ -183,6 +183,22 @@ func TestExtendOtherReplica(t *testing.T) {
 	if ok, out := p.echo("before"); !ok {
 		t.Fatalf("psql through broker A: %s\n%s", out, a.logs)
 	}
+	notices := func() map[string]int {
+		ends := map[string]int{}
+		for _, r := range decode[[]auditRec](t, b.ok("sam", "audit", "list", "--action", "grant.ending_notice", "--limit", "100", "-o", "json")) {
+			if r.Details["grant_id"] == g.ID {
+				ends[fmt.Sprint(r.Details["ends_at"])]++
+			}
+		}
+		return ends
+	}
+	// The notice for the original end (the grant is shorter than ten
+	// minutes) before the extension.
+	for deadline := time.Now().Add(10 * time.Second); len(notices()) == 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ending notice for the original end\nA:\n%s", a.logs)
+		}
+	}
 	ext := decode[jsonRequest](t, a.ok("alice", "extend", g.ID, "--for", "30s", "--reason", "INC-42 longer", "-o", "json"))
 	b.ok("bob", "approve", ext.ID)
 
@@ -190,14 +206,10 @@ func TestExtendOtherReplica(t *testing.T) {
 	if ok, out := p.echo("after-original-end"); !ok {
 		t.Fatalf("session on broker A ended at the original end though B approved an extension: %s\nA:\n%s", out, a.logs)
 	}
-	ends := map[string]int{}
-	for _, r := range decode[[]auditRec](t, b.ok("sam", "audit", "list", "--action", "grant.ending_notice", "--limit", "100", "-o", "json")) {
-		if r.Details["grant_id"] == g.ID {
-			ends[fmt.Sprint(r.Details["ends_at"])]++
-		}
-	}
+	ends := notices()
 	if len(ends) != 2 {
-		t.Errorf("ending notices by end: %v; want one for the original end and one for the new", ends)
+		t.Errorf("ending notices by end: %v; want one for the original end (%v) and one for the new (+30s)\nA:\n%s\nB:\n%s",
+			ends, g.EndsAt, a.logs, b.logs)
 	}
 	for end, n := range ends {
 		if n != 1 {
