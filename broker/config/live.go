@@ -26,15 +26,13 @@ func (l *Live) Store(c *Config) { l.p.Store(c) }
 // FindTarget looks a target up in the current config.
 func (l *Live) FindTarget(name string) (*Target, bool) { return l.Load().FindTarget(name) }
 
-// Reloadable says which parts of the config a reload applies: users,
-// groups, security_admins, targets (with their roles' policies), notify,
-// and the Slack routing settings (channel, security_channel, match_email,
-// ticket_url). Everything else is read once at start.
-//
 // Merge returns the config a reload runs with: cur with next's reloadable
-// parts, and the names of the sections next changes that a reload cannot
+// parts, and the names of the parts next changes that a reload cannot
 // apply (the caller warns; they take effect at the next restart). The
-// result is validated again by the caller.
+// reloadable parts are users, groups, security_admins, targets (with their
+// roles' policies), notify, and the Slack routing settings (channel,
+// security_channel, match_email, ticket_url); everything else is read once
+// at start. The caller validates the result again.
 func Merge(cur, next *Config) (merged *Config, notApplied []string) {
 	m := *cur
 	m.Users, m.Groups, m.SecurityAdmins, m.Targets, m.Notify = next.Users, next.Groups, next.SecurityAdmins, next.Targets, next.Notify
