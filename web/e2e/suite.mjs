@@ -115,6 +115,17 @@ step('approver sees an extension request as one, and approving it moves the gran
   await page.locator('.notice.ok', { hasText: `Extended: grant ${F.grant} now ends` }).waitFor();
   await shot('02b-extension-approved');
   await signOut();
+  // The holder asks for more from the grants table.
+  await signIn('alice');
+  await page.goto(url('/ui/requests'));
+  const grant = page.locator(`#grants tr[data-grant="${F.grant}"]`);
+  await grant.waitFor();
+  await grant.locator('input[aria-label^="reason"]').fill('INC-A one more step');
+  await grant.locator('button[data-action=extend]').click();
+  await page.locator('.notice.ok', { hasText: `of grant ${F.grant} (+30m0s) waits for approval` }).waitFor();
+  const mine = await page.textContent('#mine');
+  assert.ok(mine.includes(`+30m0s on ${F.grant}`), `my requests lack the extension: ${mine}`);
+  await signOut();
 });
 
 step('a requester cannot open another user\'s recording (403)', async () => {

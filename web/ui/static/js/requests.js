@@ -83,7 +83,7 @@ export async function render(root) {
   };
 
   const grantRow = (g) => {
-    const reasonIn = el('input', { placeholder: 'reason', size: 16, 'aria-label': 'revoke reason for ' + g.id });
+    const reasonIn = el('input', { placeholder: 'reason', size: 16, 'aria-label': 'reason (revoke or extend) for ' + g.id });
     const revoke = g.state === 'active' ? el('button', { class: 'danger', dataset: { action: 'revoke', id: g.id } }, 'Revoke') : null;
     if (revoke) revoke.addEventListener('click', async () => {
       try {
@@ -92,11 +92,25 @@ export async function render(root) {
         await load();
       } catch (e) { notice(root, 'error', explain(e)); }
     });
+    // The holder may ask for more time: an extension request approvers decide.
+    let extendCtl = null;
+    if (g.state === 'active' && g.user === who.user && !g.break_glass) {
+      const more = el('input', { value: '30m', size: 5, 'aria-label': 'more time for ' + g.id });
+      const extend = el('button', { dataset: { action: 'extend', id: g.id } }, 'Extend');
+      extend.addEventListener('click', async () => {
+        try {
+          const r = await api('POST', `/api/v1/grants/${encodeURIComponent(g.id)}/extend`, { duration: more.value, reason: reasonIn.value });
+          notice(root, 'ok', `Extension ${r.id} of grant ${g.id} (+${r.duration}) waits for approval.`);
+          await load();
+        } catch (e) { notice(root, 'error', explain(e)); }
+      });
+      extendCtl = [more, extend];
+    }
     return el('tr', { dataset: { grant: g.id } }, el('td', null, g.id), el('td', null, g.user), el('td', null, `${g.target} / ${g.role}`),
       el('td', { class: 'state-' + g.state }, g.state), el('td', null, fmtTime(g.starts_at)),
       el('td', null, fmtTime(g.ends_at), endingSoon(g) ? el('strong', { class: 'ending-soon' }, ' ending soon') : null),
       el('td', null, (g.approvers || []).join(', ')), el('td', null, g.reason || ''),
-      el('td', { class: 'actions' }, revoke ? [reasonIn, revoke] : (g.revoked_by ? `by ${g.revoked_by}: ${g.revoke_reason || ''}` : '')));
+      el('td', { class: 'actions' }, revoke ? [reasonIn, revoke, ...(extendCtl || [])] : (g.revoked_by ? `by ${g.revoked_by}: ${g.revoke_reason || ''}` : '')));
   };
 
   async function load() {
