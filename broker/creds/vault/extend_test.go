@@ -20,31 +20,44 @@ func TestPostgresExtendRenewsLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A per-session login (role rw) on another grant, extended too.
+	g2 := e.grant(t, "alice", "pg1", "rw", time.Minute)
+	own, err := e.issuer.ForSession(ctx, g2, "ses_rw")
+	if err != nil || own.SessionID != "ses_rw" {
+		t.Fatalf("per-session login: %+v %v", own, err)
+	}
 	if _, exp := e.leaseAlive(t, lease.LeaseID); exp.After(g.EndsAt.Add(time.Second)) {
 		t.Fatalf("lease expires %v, after the grant's end %v", exp, g.EndsAt)
 	}
 
 	oldEnd := g.EndsAt
-	g.EndsAt = g.EndsAt.Add(5 * time.Minute)
-	if err := e.store.Update(ctx, func(tx broker.Tx) error {
-		tx.NotifyGrant(broker.GrantEvent{GrantID: g.ID, State: broker.GrantActive, Reason: "grant extended"})
-		return tx.PutGrant(g)
-	}); err != nil {
-		t.Fatal(err)
+	for _, gr := range []*broker.Grant{&g, &g2} {
+		gr.EndsAt = gr.EndsAt.Add(5 * time.Minute)
+		if err := e.store.Update(ctx, func(tx broker.Tx) error {
+			tx.NotifyGrant(broker.GrantEvent{GrantID: gr.ID, State: broker.GrantActive, Reason: "grant extended"})
+			return tx.PutGrant(*gr)
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		alive, exp := e.leaseAlive(t, lease.LeaseID)
-		if alive && exp.After(oldEnd.Add(4*time.Minute)) {
-			if exp.After(g.EndsAt.Add(time.Second)) {
-				t.Fatalf("lease renewed to %v, past the grant's new end %v", exp, g.EndsAt)
+	for _, l := range []struct {
+		id  string
+		end time.Time
+	}{{lease.LeaseID, g.EndsAt}, {own.LeaseID, g2.EndsAt}} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			alive, exp := e.leaseAlive(t, l.id)
+			if alive && exp.After(oldEnd.Add(4*time.Minute)) {
+				if exp.After(l.end.Add(time.Second)) {
+					t.Fatalf("lease renewed to %v, past the grant's new end %v", exp, l.end)
+				}
+				break
 			}
-			break
+			if time.Now().After(deadline) {
+				t.Fatalf("lease %s not renewed to the new end (alive %v, expires %v)\n%s", l.id, alive, exp, e.logs)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease not renewed to the new end (alive %v, expires %v)\n%s", alive, exp, e.logs)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	recs := e.issuer.records(func(r leaseRecord) bool { return r.LeaseID == lease.LeaseID })
 	if len(recs) != 1 || !recs[0].GrantEnd.Equal(g.EndsAt.UTC()) {
