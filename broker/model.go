@@ -48,7 +48,18 @@ type Request struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	DecidedAt time.Time `json:"decided_at,omitzero"`
 	GrantID   string    `json:"grant_id,omitempty"`
+	// Extends names the active grant this request asks more time for; an
+	// extension request is decided like any request of the grant's role,
+	// and its approval moves the grant's end by Duration instead of
+	// creating a grant. Empty for an ordinary request.
+	Extends string `json:"extends,omitempty"`
+	// GrantEndsAt is, for an extension, the grant's end when it was asked
+	// for; approvers see it next to the end the extension would give.
+	GrantEndsAt time.Time `json:"grant_ends_at,omitzero"`
 }
+
+// IsExtension reports whether r asks for more time on an existing grant.
+func (r Request) IsExtension() bool { return r.Extends != "" }
 
 // GrantState is where a grant stands.
 type GrantState string
@@ -81,6 +92,9 @@ type Grant struct {
 	// grant; empty for ordinary grants. Only such grants get the
 	// account's credential.
 	BreakGlass string `json:"break_glass,omitempty"`
+	// Extensions are the approved extension requests that moved EndsAt,
+	// oldest first.
+	Extensions []string `json:"extensions,omitempty"`
 }
 
 // EffectiveEnd is when access actually ended or will end: the revocation time

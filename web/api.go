@@ -83,6 +83,9 @@ type Options struct {
 	Store  broker.Store
 	Audit  auditor
 	Config *config.Config
+	// LiveConfig, when set, is where targets are read on each call, so a
+	// config reload applies. Default: Config, fixed.
+	LiveConfig *config.Live
 	// Recordings serves verification, export and evidence.
 	Recordings recordings
 	// Terminator ends live sessions.
@@ -183,6 +186,7 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/grants", a.listGrants)
 	auth("GET /api/v1/grants/{id}", a.getGrant)
 	auth("POST /api/v1/grants/{id}/revoke", a.revoke)
+	auth("POST /api/v1/grants/{id}/extend", a.extend)
 	auth("GET /api/v1/access", a.accessAt)
 
 	auth("GET /api/v1/sessions", a.listSessions)

@@ -143,7 +143,7 @@ type targetView struct {
 func (a *API) targets(w http.ResponseWriter, r *http.Request) {
 	user := principal(r).User
 	out := []targetView{}
-	for _, t := range a.o.Config.Targets {
+	for _, t := range a.current().Targets {
 		tv := targetView{Name: t.Name, Kind: t.Kind, Description: t.Description, Roles: []roleView{}}
 		for _, role := range t.Roles {
 			if !a.o.Access.MayRequest(user, t.Name, role.Name) {

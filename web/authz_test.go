@@ -184,6 +184,12 @@ func table() map[string][]row {
 		"POST /api/v1/grants/{id}/revoke": {{path: func(t *testing.T, x *authzEnv) string {
 			return "/api/v1/grants/" + x.env.Grant(t, "dave", "demo-ssh", "ops", "carol").ID + "/revoke"
 		}, body: map[string]string{"reason": "authz table"}, want: only(ok, forbidden, approver, security)}},
+		// Only the grant's holder may ask to extend it; those who may see
+		// it are refused, those who may not are told it does not exist.
+		"POST /api/v1/grants/{id}/extend": {{path: func(t *testing.T, x *authzEnv) string {
+			return "/api/v1/grants/" + x.env.Grant(t, "alice", "demo-ssh", "ops", "bob").ID + "/extend"
+		}, body: map[string]string{"duration": "30m", "reason": "authz table"},
+			want: want{other: forbidden, by: map[string]int{anon: unauth, requester: created, custodian: notFound}}}},
 		// Answers everyone, with only the grants they may see (see
 		// TestVisibility).
 		"GET /api/v1/access": {{path: fixed("/api/v1/access?target=demo-ssh"), want: everyone(ok)}},

@@ -117,7 +117,7 @@ func (s *Service) ActiveGrantAs(ctx context.Context, user, target, role string) 
 // AccessAt answers "who could reach target at instant at": every grant
 // active then, with its approvers.
 func (s *Service) AccessAt(ctx context.Context, target string, at time.Time) ([]broker.Grant, error) {
-	if _, ok := s.cfg.FindTarget(target); !ok {
+	if _, ok := s.cfg.Load().FindTarget(target); !ok {
 		return nil, refuse(broker.KindNotFound, "unknown_target", "unknown target %q", target)
 	}
 	gs, err := s.ListGrants(ctx, broker.GrantFilter{Target: target, ActiveAt: at})

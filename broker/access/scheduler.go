@@ -14,8 +14,8 @@ import (
 // within one tick of their deadline.
 const schedulerTick = 200 * time.Millisecond
 
-// RunScheduler expires pending requests and ends grants on time until ctx
-// ends. State lives in the store, so a restarted broker catches up at once
+// RunScheduler expires pending requests, ends grants on time and sends
+// the notices of grants ending soon (NoticeEnding) until ctx ends. State lives in the store, so a restarted broker catches up at once
 // with anything that fell due while it was down.
 func (s *Service) RunScheduler(ctx context.Context) {
 	t := time.NewTicker(schedulerTick)
@@ -23,6 +23,9 @@ func (s *Service) RunScheduler(ctx context.Context) {
 	for {
 		if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("scheduler sweep failed", "err", err)
+		}
+		if err := s.NoticeEnding(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("grant ending notices failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

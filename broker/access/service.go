@@ -30,7 +30,9 @@ type Notifier interface {
 
 // Service runs the lifecycle. Build it with New.
 type Service struct {
-	cfg       *config.Config
+	// cfg is the current config: a reload swaps it (targets, policies,
+	// security_admins).
+	cfg       *config.Live
 	dir       policy.Directory
 	store     broker.Store
 	audit     *audit.Log
@@ -44,6 +46,10 @@ type Service struct {
 // Options configure a Service. Zero fields take the documented defaults.
 type Options struct {
 	Config *config.Config
+	// Live, when set, is where the config is read on each use, so a
+	// reload applies; Config is then only its first version. Default:
+	// Config, fixed.
+	Live *config.Live
 	// Directory answers group membership. Default: the config's groups.
 	Directory policy.Directory
 	Store     broker.Store
@@ -66,7 +72,11 @@ type Options struct {
 
 // New returns a Service.
 func New(o Options) *Service {
-	s := &Service{cfg: o.Config, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, clock: o.Clock,
+	live := o.Live
+	if live == nil {
+		live = config.NewLive(o.Config)
+	}
+	s := &Service{cfg: live, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, clock: o.Clock,
 		notifiers: o.Notifiers, metrics: o.Metrics}
 	if s.dir == nil {
 		s.dir = policy.GroupsFromConfig(o.Config.Groups)
@@ -158,15 +168,17 @@ type Decision struct {
 }
 
 // Decide records an approval or denial. When the approval threshold is met
-// the grant is created in the same transaction and returned.
+// the grant is created in the same transaction and returned; for an
+// extension request the extended grant is returned instead.
 func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decision) (broker.Request, *broker.Grant, error) {
 	action := "request.deny"
 	if d.Approve {
 		action = "request.approve"
 	}
 	var (
-		req   broker.Request
-		grant *broker.Grant
+		req      broker.Request
+		grant    *broker.Grant
+		extended *broker.Grant
 	)
 	err := s.store.Update(ctx, func(tx broker.Tx) error {
 		var err error
@@ -187,7 +199,15 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 			return err
 		}
 		req = next
-		if req.State == broker.RequestApproved {
+		var oldEnd time.Time
+		if req.State == broker.RequestApproved && req.IsExtension() {
+			g, old, err := s.extendTx(tx, req, now)
+			if err != nil {
+				return err
+			}
+			extended, oldEnd = &g, old
+			req.GrantID = g.ID
+		} else if req.State == broker.RequestApproved {
 			start, end := policy.GrantWindow(pol, req, now)
 			g := broker.Grant{
 				ID: broker.NewID("gr"), RequestID: req.ID, User: req.User, Target: req.Target, Role: req.Role,
@@ -209,6 +229,9 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		}); err != nil {
 			return err
 		}
+		if extended != nil {
+			return s.auditExtendTx(ctx, tx, req, *extended, oldEnd)
+		}
 		if grant != nil {
 			tx.NotifyGrant(broker.GrantEvent{GrantID: grant.ID, State: grant.State})
 			_, err := s.audit.AppendTx(ctx, tx, audit.Entry{
@@ -227,6 +250,10 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		s.counted(req)
 	}
 	s.notifyRequest(ctx, req)
+	if extended != nil {
+		s.notifyGrant(ctx, *extended)
+		return req, extended, nil
+	}
 	if grant != nil {
 		s.notifyGrant(ctx, *grant)
 	}
@@ -312,14 +339,14 @@ func (s *Service) mayRevoke(actor string, g broker.Grant) bool {
 }
 
 func (s *Service) isSecurityAdmin(user string) bool {
-	return s.dir.Enabled(user) && s.isMemberOfAny(user, s.cfg.SecurityAdmins)
+	return s.dir.Enabled(user) && s.isMemberOfAny(user, s.cfg.Load().SecurityAdmins)
 }
 
 // IsSecurityAdmin reports whether the user is in a security_admins group.
 func (s *Service) IsSecurityAdmin(user string) bool { return s.isSecurityAdmin(user) }
 
 func (s *Service) policyFor(target, role string) (config.Policy, error) {
-	t, ok := s.cfg.FindTarget(target)
+	t, ok := s.cfg.Load().FindTarget(target)
 	if !ok {
 		return config.Policy{}, refuse(broker.KindNotFound, "unknown_target", "unknown target %q", target)
 	}
@@ -373,8 +400,12 @@ func approverNames(r broker.Request) []string {
 }
 
 func requestDetails(r broker.Request) map[string]any {
-	return map[string]any{"request_id": r.ID, "user": r.User, "role": r.Role, "duration": r.Duration.String(),
+	m := map[string]any{"request_id": r.ID, "user": r.User, "role": r.Role, "duration": r.Duration.String(),
 		"ticket": r.Ticket, "state": r.State, "expires_at": r.ExpiresAt}
+	if r.IsExtension() {
+		m["extends"], m["grant_ends_at"] = r.Extends, r.GrantEndsAt
+	}
+	return m
 }
 
 func decisionDetails(r broker.Request, d Decision) map[string]any {

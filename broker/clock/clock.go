@@ -76,13 +76,21 @@ func (c *Clock) Now() time.Time { return c.wall() }
 // Grant returns the deadline of g: the one kept since this process first
 // saw the grant, so that a later step of the wall clock does not move it.
 // An earlier end (a revocation) replaces its end, keeping the earlier
-// monotonic deadline.
+// monotonic deadline. A later end in the store (an approved extension)
+// moves both by the extension's length, so a step seen before still
+// counts; a step of the clock never changes the grant's recorded end.
 func (c *Clock) Grant(g broker.Grant) Deadline {
 	end := g.EffectiveEnd()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d, ok := c.ends[g.ID]
-	if ok && !end.Before(d.Wall) {
+	switch {
+	case ok && end.Equal(d.Wall):
+		return d
+	case ok && end.After(d.Wall):
+		d.Mono += end.Sub(d.Wall)
+		d.Wall = end
+		c.ends[g.ID] = d
 		return d
 	}
 	wall, mono := c.wall(), c.mono()

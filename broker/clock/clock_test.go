@@ -121,3 +121,31 @@ func TestDefaultMonotonic(t *testing.T) {
 		t.Errorf("left %v after the grant's real length, with the wall clock stepped back", left)
 	}
 }
+
+// An approved extension moves the grant's recorded end later: the
+// deadline moves by exactly that much, on both clocks, so a step seen
+// before the extension still counts and a step after it changes nothing.
+func TestExtensionMovesDeadline(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	f := &fake{wall: start}
+	clk := f.clock()
+	g := grant("g1", start, start.Add(10*time.Minute))
+	clk.Grant(g)
+	f.pass(time.Minute)
+	f.step(-time.Hour) // not an extension: the recorded end is unchanged
+	if left := clk.Left(clk.Grant(g)); left != 9*time.Minute {
+		t.Fatalf("left after a step back = %v, want 9m", left)
+	}
+	g.EndsAt = g.EndsAt.Add(30 * time.Minute) // approved extension
+	d := clk.Grant(g)
+	if d.Wall != g.EndsAt {
+		t.Errorf("extended deadline's wall end %v, want %v", d.Wall, g.EndsAt)
+	}
+	if left := clk.Left(d); left != 39*time.Minute {
+		t.Errorf("left after a 30m extension = %v, want 39m (real time, the step back not counted)", left)
+	}
+	f.step(2 * time.Hour)
+	if left := clk.Left(clk.Grant(g)); left > 0 {
+		t.Errorf("a step forward past the extended end leaves %v", left)
+	}
+}

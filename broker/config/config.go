@@ -47,6 +47,8 @@ type Config struct {
 	BreakGlass []BreakGlassAccount `yaml:"breakglass"`
 	// Backup configures backups and restore drills.
 	Backup Backup `yaml:"backup"`
+	// Notify configures the grant-ending notice.
+	Notify Notify `yaml:"notify"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

@@ -92,6 +92,12 @@ type Session struct {
 	metrics    *metrics.Session
 	failed     atomic.Bool
 
+	// endMu guards endGrant: an approved extension moves the end while
+	// the session runs.
+	endMu    sync.Mutex
+	endGrant *broker.Grant // the grant whose end the watch keeps; nil before Admit
+	endWake  chan struct{} // tells the watch the end moved
+
 	stopped  chan struct{}
 	stopOnce sync.Once
 	ended    sync.Once
@@ -195,7 +201,7 @@ func (s *Session) Admit() error {
 	if err := s.Cause(); err != nil {
 		return err
 	}
-	go s.watchGrantEnd(s.c.cfg.Clock.Grant(g))
+	s.startGrantEnd(g)
 	if s.Role != nil && s.Role.IdleTimeout.D() > 0 {
 		go s.watchIdle(s.Role.IdleTimeout.D())
 	}
@@ -216,10 +222,20 @@ func (s *Session) Admit() error {
 // unnoticed by a session's grant-end watch.
 const wallCheck = time.Second
 
+// startGrantEnd starts the watch that ends the session when grant g is
+// over.
+func (s *Session) startGrantEnd(g broker.Grant) {
+	s.endMu.Lock()
+	s.endGrant, s.endWake = &g, make(chan struct{}, 1)
+	s.endMu.Unlock()
+	go s.watchGrantEnd()
+}
+
 // watchGrantEnd ends the session when its grant is over by the Clock's
 // rule: at the grant's real length (a monotonic timer), or within
-// wallCheck of the wall clock passing its end, whichever comes first.
-func (s *Session) watchGrantEnd(d clock.Deadline) {
+// wallCheck of the wall clock passing its end, whichever comes first. An
+// extension (extendGrantEnd) moves the end on.
+func (s *Session) watchGrantEnd() {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -227,14 +243,45 @@ func (s *Session) watchGrantEnd(d clock.Deadline) {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+		case <-s.endWake:
 		}
-		left := s.c.cfg.Clock.Left(d)
+		s.endMu.Lock()
+		g := *s.endGrant
+		s.endMu.Unlock()
+		left := s.c.cfg.Clock.Left(s.c.cfg.Clock.Grant(g))
 		if left <= 0 {
 			s.terminate(&Cause{Kind: Revoked, By: "system", Reason: "grant expired"})
 			return
 		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
 		t.Reset(min(left, wallCheck))
 	}
+}
+
+// extendGrantEnd moves a running session's end to g's end when that is
+// later (an approved extension); an earlier end never replaces a later
+// one here, since revocations end sessions through their events. A
+// session not admitted yet reads its grant at admission.
+func (s *Session) extendGrantEnd(g broker.Grant) bool {
+	s.endMu.Lock()
+	armed := s.endGrant != nil && g.EffectiveEnd().After(s.endGrant.EffectiveEnd())
+	if armed {
+		s.endGrant = &g
+	}
+	wake := s.endWake
+	s.endMu.Unlock()
+	if armed {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	return armed
 }
 
 // grantEnded is the reason shown for a grant found ended at admission.

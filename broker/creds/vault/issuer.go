@@ -32,6 +32,9 @@ type Options struct {
 	Client *Client
 	// Config holds the targets and roles. Required.
 	Config *config.Config
+	// Live, when set, is read on each use instead of Config, so a config
+	// reload applies. Default: Config, fixed.
+	Live *config.Live
 	// Store persists the lease index (so a restart revokes what an
 	// earlier run issued) and delivers grant events. Required for Run;
 	// nil keeps the index in memory only.
@@ -63,7 +66,7 @@ type Options struct {
 // start Run to revoke on grant events.
 type Issuer struct {
 	c          *Client
-	cfg        *config.Config
+	cfg        *config.Live
 	store      broker.Store
 	audit      Auditor
 	log        *slog.Logger
@@ -92,6 +95,9 @@ type issued struct {
 	// token is the per-grant Vault token the lease was read with. Only in
 	// memory; it expires at the grant's end on its own.
 	token string
+	// grantEnd is the grant's end the token and lease were last set to
+	// expire at; an extension renews both to the new end.
+	grantEnd time.Time
 }
 
 // NewIssuer returns an Issuer.
@@ -100,9 +106,12 @@ func NewIssuer(o Options) (*Issuer, error) {
 		return nil, errors.New("vault issuer: client, config and audit are required")
 	}
 	i := &Issuer{
-		c: o.Client, cfg: o.Config, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, clock: o.Clock,
+		c: o.Client, cfg: o.Live, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, clock: o.Clock,
 		tokenRole: o.TokenRole, sshTTL: o.SSHCertTTL, sweepEvery: o.SweepEvery,
 		grants: map[string]*grantCreds{}, ended: map[string]time.Time{},
+	}
+	if i.cfg == nil {
+		i.cfg = config.NewLive(o.Config)
 	}
 	if i.log == nil {
 		i.log = slog.Default()
@@ -132,7 +141,7 @@ func NewIssuer(o Options) (*Issuer, error) {
 
 // role finds the configured target and role of a grant.
 func (i *Issuer) role(g broker.Grant, kind string) (*config.Target, *config.Role, error) {
-	t, ok := i.cfg.FindTarget(g.Target)
+	t, ok := i.cfg.Load().FindTarget(g.Target)
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown target %q", g.Target)
 	}
@@ -194,7 +203,8 @@ func (i *Issuer) ForSession(ctx context.Context, g broker.Grant, sessionID strin
 // sessionID. The lease never outlives the grant: it is read with a Vault
 // token that expires at the grant's end (Vault revokes a token's leases
 // with it) and renewed to exactly the time left, which also sets the
-// role's VALID UNTIL.
+// role's VALID UNTIL. ExtendGrant renews both to an extended grant's new
+// end.
 func (i *Issuer) Issue(ctx context.Context, g broker.Grant, sessionID string, perSession bool) (creds.Lease, error) {
 	t, r, err := i.role(g, "postgres")
 	if err != nil {
@@ -254,8 +264,11 @@ func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, s
 		"display_name":     displayName(g, sessionID),
 		"ttl":              fmt.Sprintf("%ds", ttl),
 		"explicit_max_ttl": fmt.Sprintf("%ds", ttl),
-		"renewable":        false,
-		"meta":             map[string]string{"user": g.User, "grant": g.ID, "session": sessionID},
+		// Renewable so an approved extension can move its end (Vault then
+		// caps it at the token role's token_explicit_max_ttl, not at this
+		// token's: the broker renews only to the grant's new end).
+		"renewable": true,
+		"meta":      map[string]string{"user": g.User, "grant": g.ID, "session": sessionID},
 	})
 	if err != nil {
 		return nil, err
@@ -282,7 +295,7 @@ func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, s
 		i.c.revokeSelf(ctx, token)
 		return nil, fmt.Errorf("vault: read %s: incomplete credentials in response", path)
 	}
-	iss := &issued{token: token, lease: creds.Lease{Username: user, Password: pass, LeaseID: s.LeaseID,
+	iss := &issued{token: token, grantEnd: g.EffectiveEnd(), lease: creds.Lease{Username: user, Password: pass, LeaseID: s.LeaseID,
 		GrantID: g.ID, SessionID: sessionID}}
 	undo := func(cause error) (*issued, error) {
 		i.revokeIssued(context.WithoutCancel(ctx), g.ID, iss, "issue failed")

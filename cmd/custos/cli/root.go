@@ -89,6 +89,7 @@ func newRoot(g *globals) *cobra.Command {
 		newCancelCmd(g),
 		newGrantsCmd(g),
 		newRevokeCmd(g),
+		newExtendCmd(g),
 		newAuditCmd(g),
 		newDBCmd(g),
 		newSessionsCmd(g),
