@@ -59,6 +59,9 @@ func (i *Issuer) ExtendGrant(ctx context.Context, g broker.Grant) error {
 		}
 		iss.grantEnd = end
 		iss.lease.ExpiresAt = i.now().Add(got)
+		if end.Before(iss.lease.ExpiresAt) {
+			iss.lease.ExpiresAt = end // the broker revokes at the grant's end
+		}
 		for _, r := range i.records(func(r leaseRecord) bool { return r.LeaseID == iss.lease.LeaseID }) {
 			r.ExpiresAt, r.GrantEnd = iss.lease.ExpiresAt.UTC(), end.UTC()
 			recs = append(recs, r)
@@ -79,7 +82,7 @@ func (i *Issuer) ExtendGrant(ctx context.Context, g broker.Grant) error {
 // renewToken renews a per-grant token (it renews itself) to live d more.
 func (i *Issuer) renewToken(ctx context.Context, token string, d time.Duration) error {
 	s, err := i.c.callAs(ctx, token, "renew token", func(ctx context.Context, api *vaultapi.Client) (*vaultapi.Secret, error) {
-		return api.Auth().Token().RenewSelfWithContext(ctx, int(d/time.Second))
+		return api.Auth().Token().RenewSelfWithContext(ctx, int(vaultLife(d)/time.Second))
 	})
 	if err != nil {
 		return err

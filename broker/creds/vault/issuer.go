@@ -259,7 +259,7 @@ func displayName(g broker.Grant, sessionID string) string {
 // failure after the read the lease is revoked again: nothing is handed
 // out that is not recorded.
 func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, sessionID string, left time.Duration) (*issued, error) {
-	ttl := int64(left / time.Second)
+	ttl := int64(vaultLife(left) / time.Second)
 	tok, err := i.c.write(ctx, "auth/token/create/"+i.tokenRole, map[string]any{
 		"display_name":     displayName(g, sessionID),
 		"ttl":              fmt.Sprintf("%ds", ttl),
@@ -302,9 +302,9 @@ func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, s
 		return nil, cause
 	}
 	leaseDur := time.Duration(s.LeaseDuration) * time.Second
-	if leaseDur > left || leaseDur <= 0 {
-		// Renew to exactly the time left: renewing can shorten a lease,
-		// and it moves the role's VALID UNTIL with it.
+	if leaseDur > vaultLife(left) || leaseDur <= 0 {
+		// Renew to the time left (vaultLife): renewing can shorten a
+		// lease, and it moves the role's VALID UNTIL with it.
 		leaseDur, err = i.renew(ctx, g, iss, left)
 		if err != nil {
 			return undo(err)
@@ -336,9 +336,26 @@ func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, s
 	return iss, nil
 }
 
-// renew sets the lease's remaining life to d, using the per-grant token
-// (its default policy may renew its own leases), and audits it.
+// endGrace is how long Vault keeps a database login past its grant's end.
+// The broker ends the grant's sessions at the end itself, each with its
+// reason ("access revoked: grant expired"), and then revokes the login;
+// Vault's own expiry is the backstop for a broker that is down, and
+// without the grace it would end the sessions first (its lease lengths
+// are whole seconds, rounded down), with the database's words.
+const endGrace = 2 * time.Second
+
+// vaultLife is the life Vault gives a login (token, lease, VALID UNTIL)
+// for left of its grant: left in whole seconds, rounded up, plus
+// endGrace.
+func vaultLife(left time.Duration) time.Duration {
+	return (left+time.Second-1)/time.Second*time.Second + endGrace
+}
+
+// renew sets the lease's remaining life to vaultLife(d), using the
+// per-grant token (its default policy may renew its own leases), and
+// audits it.
 func (i *Issuer) renew(ctx context.Context, g broker.Grant, iss *issued, d time.Duration) (time.Duration, error) {
+	d = vaultLife(d)
 	inc := int(d / time.Second)
 	s, err := i.c.callAs(ctx, iss.token, "renew lease", func(ctx context.Context, api *vaultapi.Client) (*vaultapi.Secret, error) {
 		return api.Sys().RenewWithContext(ctx, iss.lease.LeaseID, inc)
