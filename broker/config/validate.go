@@ -54,6 +54,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateRecording(&ck)
 	c.validateAudit(&ck)
+	c.validateOIDC(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")

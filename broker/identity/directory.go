@@ -41,6 +41,9 @@ type Directory struct {
 	byKey    map[string]string // SHA256 key fingerprint
 	groups   map[string][]string
 	admins   []string
+	// sso holds users admitted by single sign-on since the broker started
+	// (directory_sso.go).
+	sso *ssoUsers
 	// dummy is checked when a sign-in names no user with a password, so
 	// that costs as much time as a real check and user names cannot be
 	// probed by timing. It has the parameters of the first configured
@@ -55,7 +58,7 @@ func NewDirectory(cfg *config.Config) (*Directory, error) {
 	d := &Directory{
 		users: map[string]*account{}, disabled: map[string]bool{}, bySlack: map[string]string{},
 		byEmail: map[string]string{}, byKey: map[string]string{}, groups: map[string][]string{},
-		admins: slices.Clone(cfg.SecurityAdmins),
+		admins: slices.Clone(cfg.SecurityAdmins), sso: newSSOUsers(),
 	}
 	for _, u := range cfg.Users {
 		if u.Disabled {
@@ -172,9 +175,11 @@ func (d *Directory) index(a *account) error {
 func (d *Directory) Lookup(name string) (Identity, bool) {
 	a, ok := d.users[name]
 	if !ok {
-		return Identity{}, false
+		return d.sso.lookup(name)
 	}
-	return a.id.clone(), true
+	id := a.id.clone()
+	id.Groups = d.sso.withLinked(name, id.Groups)
+	return id, true
 }
 
 // BySlackID returns the user mapped to a Slack user ID.
@@ -215,30 +220,42 @@ func (d *Directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
 // Enabled reports whether user is configured and not disabled. It
 // implements policy.Directory; every token check and grant lookup asks it.
 func (d *Directory) Enabled(user string) bool {
-	_, ok := d.users[user]
+	if _, ok := d.users[user]; ok {
+		return true
+	}
+	_, ok := d.sso.lookup(user)
 	return ok
+}
+
+// hasTOTP reports whether a local user has a TOTP second factor.
+func (d *Directory) hasTOTP(user string) bool {
+	a, ok := d.users[user]
+	return ok && a.totpKey != nil
 }
 
 // GroupsOf returns the groups user belongs to, sorted. It implements
 // policy.Directory.
 func (d *Directory) GroupsOf(user string) []string {
-	if a, ok := d.users[user]; ok {
-		return slices.Clone(a.id.Groups)
+	id, ok := d.Lookup(user)
+	if !ok {
+		return nil
 	}
-	return nil
+	return id.Groups
 }
 
 // Members returns the enabled members of group, and false when no group
 // has that name. It implements policy.Directory.
 func (d *Directory) Members(group string) ([]string, bool) {
 	m, ok := d.groups[group]
-	return slices.Clone(m), ok
+	if !ok {
+		return nil, false
+	}
+	return d.sso.members(group, slices.Clone(m)), true
 }
 
 // InGroup reports whether user is a member of group.
 func (d *Directory) InGroup(user, group string) bool {
-	a, ok := d.users[user]
-	return ok && slices.Contains(a.id.Groups, group)
+	return slices.Contains(d.GroupsOf(user), group)
 }
 
 // IsSecurityAdmin reports whether user belongs to a group listed in
@@ -255,9 +272,11 @@ func (d *Directory) IsSecurityAdmin(user string) bool {
 // Users returns every enabled user, sorted by name.
 func (d *Directory) Users() []Identity {
 	out := make([]Identity, 0, len(d.users))
-	for _, a := range d.users {
-		out = append(out, a.id.clone())
+	for name := range d.users {
+		id, _ := d.Lookup(name)
+		out = append(out, id)
 	}
+	out = append(out, d.sso.all()...)
 	slices.SortFunc(out, func(a, b Identity) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

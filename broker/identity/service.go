@@ -39,6 +39,7 @@ type Service struct {
 	limiter    *Limiter
 	audit      auditLog
 	rejections rejectionLog // nil: every refusal is its own record
+	sso        *OIDC        // nil: no single sign-on
 	ttl        time.Duration
 	retention  time.Duration
 	purgeEvery time.Duration
@@ -70,6 +71,13 @@ type Options struct {
 	// Authenticator checks credentials. Default: a PasswordAuthenticator
 	// over Directory with a StoreStepGuard over Store.
 	Authenticator Authenticator
+	// SSO, when set, signs users in with an OpenID Provider besides
+	// Authenticator. Default: nil, no single sign-on.
+	SSO *OIDC
+	// Audience binds every token this service issues to one broker (its
+	// public URL); tokens bound to another audience are refused. Default:
+	// empty, tokens are unbound.
+	Audience string
 	// Now defaults to time.Now; tests inject a clock.
 	Now func() time.Time
 	// Log defaults to slog.Default().
@@ -102,6 +110,7 @@ func NewService(o Options) (*Service, error) {
 	}
 	tokens := NewTokens(o.Store, o.Audit, o.Now)
 	tokens.enabled = o.Directory.Enabled
+	tokens.audience = o.Audience
 	s := &Service{
 		dir: o.Directory, auth: o.Authenticator, tokens: tokens,
 		limiter: NewLimiter(o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
@@ -110,6 +119,7 @@ func NewService(o Options) (*Service, error) {
 	if o.Rejections != nil {
 		s.rejections = o.Rejections
 	}
+	s.sso = o.SSO
 	return s, nil
 }
 
@@ -166,7 +176,11 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 	}
 	res.Release()
 	s.limiter.Reset("user:" + id.Name)
-	secret, tok, err := s.tokens.issue(ctx, id.Name, KindAPI, "", s.ttl, source, audit.Entry{Actor: id.Name, Action: "auth.login"})
+	proof := Proof{Method: MethodPassword, Time: s.now()}
+	if s.dir.hasTOTP(id.Name) {
+		proof.Method = MethodPasswordTOTP
+	}
+	secret, tok, err := s.tokens.issue(ctx, id.Name, KindAPI, "", s.ttl, source, proof, audit.Entry{Actor: id.Name, Action: "auth.login"})
 	if err != nil {
 		return "", broker.Token{}, fmt.Errorf("login: %w", err)
 	}

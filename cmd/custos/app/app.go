@@ -127,8 +127,12 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	sso, err := newSSO(cfg)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dir, Store: st, Audit: auditLog,
-		Rejections: rejections, Log: log})
+		Rejections: rejections, SSO: sso, Audience: tokenAudience(cfg), Log: log})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -272,7 +276,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	hub := webui.NewHub(rec)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, Recordings: rec, Terminator: px, Live: hub,
-		BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, SSO: ids, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

@@ -1,0 +1,344 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/config"
+)
+
+// Sign-in flow purposes: where the authorization code comes back.
+const (
+	PurposeWeb = "web" // the broker's /auth/oidc/callback, browser session
+	PurposeCLI = "cli" // the CLI's loopback listener, API token
+)
+
+// flowTTL bounds how long a started sign-in may take at the provider.
+const flowTTL = 10 * time.Minute
+
+// maxFlows bounds pending sign-ins, so unauthenticated callers cannot
+// grow the table without limit.
+const maxFlows = 10000
+
+// ErrDevicePending is DevicePoll's answer while the user has not yet
+// approved the device at the provider.
+// Its Code is CodeAuthorizationPending.
+var ErrDevicePending error = &Error{Kind: broker.KindConflict, Code: CodeAuthorizationPending,
+	Message: "sso: waiting for the user to approve the device at the identity provider"}
+
+// CodeAuthorizationPending: a device sign-in the user has not approved yet.
+const CodeAuthorizationPending = "authorization_pending"
+
+// OIDC signs users in with an OpenID Provider: authorization code with
+// PKCE (S256), state and nonce, for the web UI and the CLI's loopback
+// redirect, and the device authorization grant for headless CLIs. The
+// broker is the confidential client: the client secret and the code
+// exchange never leave it. Every ID token is checked for signature,
+// issuer, audience (client_id), expiry and, for code flows, the nonce of
+// the flow its state names; a state works once.
+type OIDC struct {
+	cfg    config.OIDC
+	secret string
+	// redirect is the web callback URL registered at the provider.
+	redirect string
+	client   *http.Client
+	now      func() time.Time
+
+	mu       sync.Mutex
+	provider *oidc.Provider // nil until discovery succeeded
+	flows    map[string]flow
+	devices  map[string]deviceFlow
+}
+
+type flow struct {
+	purpose, nonce, verifier, redirect string
+	expires                            time.Time
+}
+
+type deviceFlow struct {
+	resp    *oauth2.DeviceAuthResponse
+	expires time.Time
+}
+
+// NewOIDC returns the single sign-on client for cfg. webRedirect is the
+// web callback URL (cfg.RedirectURL wins). Discovery happens on first
+// use, so a provider that is down at start delays only sign-ins.
+func NewOIDC(cfg config.OIDC, webRedirect string, now func() time.Time) (*OIDC, error) {
+	cfg = cfg.WithDefaults()
+	secret, err := cfg.ClientSecret.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("sso: client_secret: %w", err)
+	}
+	if cfg.RedirectURL != "" {
+		webRedirect = cfg.RedirectURL
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.CACert != "" {
+		pem, err := os.ReadFile(cfg.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("sso: ca_cert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("sso: ca_cert %s: no certificate", cfg.CACert)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &OIDC{cfg: cfg, secret: secret, redirect: webRedirect, now: now,
+		client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		flows:  map[string]flow{}, devices: map[string]deviceFlow{}}, nil
+}
+
+// Name is the provider's display name.
+func (o *OIDC) Name() string { return o.cfg.Name }
+
+// Config returns the SSO configuration with defaults.
+func (o *OIDC) Config() config.OIDC { return o.cfg }
+
+// discover returns the provider, reading its discovery document on first
+// success.
+func (o *OIDC) discover(ctx context.Context) (*oidc.Provider, error) {
+	o.mu.Lock()
+	p := o.provider
+	o.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	// The key set fetches keys later with the context given here.
+	p, err := oidc.NewProvider(oidc.ClientContext(context.WithoutCancel(ctx), o.client), o.cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("sso: discover %s: %w", o.cfg.Issuer, err)
+	}
+	o.mu.Lock()
+	o.provider = p
+	o.mu.Unlock()
+	return p, nil
+}
+
+func (o *OIDC) oauth(p *oidc.Provider, redirect string) *oauth2.Config {
+	return &oauth2.Config{ClientID: o.cfg.ClientID, ClientSecret: o.secret, Endpoint: p.Endpoint(),
+		RedirectURL: redirect, Scopes: append([]string{oidc.ScopeOpenID}, o.cfg.Scopes...)}
+}
+
+func randomString() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Begin starts a sign-in for purpose and returns the provider URL to send
+// the browser to and the flow's state. A web flow comes back to the
+// broker's callback; a CLI flow to redirect, which must be a loopback
+// http URL with a port (RFC 8252).
+func (o *OIDC) Begin(ctx context.Context, purpose, redirect string) (authURL, state string, err error) {
+	switch purpose {
+	case PurposeWeb:
+		redirect = o.redirect
+	case PurposeCLI:
+		if err := checkLoopback(redirect); err != nil {
+			return "", "", &Error{Kind: broker.KindInvalid, Code: CodeBadRequest, Message: "sso: redirect_uri: " + err.Error()}
+		}
+	default:
+		return "", "", fmt.Errorf("sso: begin: unknown purpose %q", purpose)
+	}
+	p, err := o.discover(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	f := flow{purpose: purpose, nonce: randomString(), verifier: oauth2.GenerateVerifier(), redirect: redirect,
+		expires: o.now().Add(flowTTL)}
+	state = randomString()
+	o.mu.Lock()
+	o.sweep()
+	if len(o.flows) >= maxFlows {
+		o.mu.Unlock()
+		return "", "", &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Message: "sso: too many sign-ins in progress: try again later"}
+	}
+	o.flows[state] = f
+	o.mu.Unlock()
+	authURL = o.oauth(p, redirect).AuthCodeURL(state, oidc.Nonce(f.nonce), oauth2.S256ChallengeOption(f.verifier))
+	return authURL, state, nil
+}
+
+// sweep drops expired flows; o.mu is held.
+func (o *OIDC) sweep() {
+	now := o.now()
+	for k, f := range o.flows {
+		if now.After(f.expires) {
+			delete(o.flows, k)
+		}
+	}
+	for k, d := range o.devices {
+		if now.After(d.expires) {
+			delete(o.devices, k)
+		}
+	}
+}
+
+// Finish completes the sign-in that state names: the state is consumed
+// (a second Finish with it fails), the code is exchanged with the flow's
+// PKCE verifier at the redirect URI the flow began with, and the ID
+// token is verified (signature, issuer, audience, expiry, nonce) and
+// mapped. purpose must be the one the flow began with.
+func (o *OIDC) Finish(ctx context.Context, purpose, state, code string) (SSOUser, error) {
+	o.mu.Lock()
+	f, ok := o.flows[state]
+	delete(o.flows, state)
+	o.mu.Unlock()
+	if !ok || state == "" || f.purpose != purpose || o.now().After(f.expires) {
+		return SSOUser{}, loginFailed("sso: unknown, used or expired state")
+	}
+	if code == "" {
+		return SSOUser{}, loginFailed("sso: no authorization code")
+	}
+	p, err := o.discover(ctx)
+	if err != nil {
+		return SSOUser{}, err
+	}
+	tok, err := o.oauth(p, f.redirect).Exchange(oidc.ClientContext(ctx, o.client), code, oauth2.VerifierOption(f.verifier))
+	if err != nil {
+		return SSOUser{}, exchangeFailed(err)
+	}
+	return o.verify(ctx, p, tok, f.nonce)
+}
+
+// exchangeFailed tells a refused code (reused, expired, wrong verifier:
+// the provider's OAuth error) from an unreachable provider.
+func exchangeFailed(err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return loginFailed("sso: code exchange refused by the provider: " + re.ErrorCode)
+	}
+	return fmt.Errorf("sso: code exchange: %w", err)
+}
+
+// verify checks the ID token in tok and maps its claims. nonce is the
+// flow's; empty (device grant) accepts a token without one.
+func (o *OIDC) verify(ctx context.Context, p *oidc.Provider, tok *oauth2.Token, nonce string) (SSOUser, error) {
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return SSOUser{}, loginFailed("sso: the provider sent no id_token")
+	}
+	v := p.Verifier(&oidc.Config{ClientID: o.cfg.ClientID, Now: o.now})
+	idt, err := v.Verify(oidc.ClientContext(ctx, o.client), raw)
+	if err != nil {
+		return SSOUser{}, loginFailed("sso: id token: " + err.Error())
+	}
+	if nonce != "" && subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return SSOUser{}, loginFailed("sso: id token nonce does not match the sign-in's")
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return SSOUser{}, loginFailed("sso: id token claims: " + err.Error())
+	}
+	return MapClaims(claims, o.cfg)
+}
+
+// DeviceStart asks the provider for a device code (RFC 8628) and returns
+// what the user must see (verification URI and user code) and a handle
+// that DevicePoll takes. The device code itself stays on the broker.
+func (o *OIDC) DeviceStart(ctx context.Context) (*oauth2.DeviceAuthResponse, string, error) {
+	p, err := o.discover(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := o.oauth(p, "")
+	if cfg.Endpoint.DeviceAuthURL == "" {
+		return nil, "", &Error{Kind: broker.KindUnavailable, Code: "sso_no_device_grant",
+			Message: "sso: the provider offers no device authorization grant: use custos login --sso on a host with a browser"}
+	}
+	resp, err := cfg.DeviceAuth(oidc.ClientContext(ctx, o.client))
+	if err != nil {
+		return nil, "", fmt.Errorf("sso: device authorization: %w", err)
+	}
+	handle := randomString()
+	exp := resp.Expiry
+	if exp.IsZero() {
+		exp = o.now().Add(flowTTL)
+	}
+	o.mu.Lock()
+	o.sweep()
+	if len(o.devices) >= maxFlows {
+		o.mu.Unlock()
+		return nil, "", &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Message: "sso: too many sign-ins in progress: try again later"}
+	}
+	o.devices[handle] = deviceFlow{resp: resp, expires: exp}
+	o.mu.Unlock()
+	return resp, handle, nil
+}
+
+// DevicePoll waits up to wait for the user to approve the device flow
+// handle names, and returns the signed-in user then; ErrDevicePending
+// when wait ran out first. A completed handle is consumed.
+func (o *OIDC) DevicePoll(ctx context.Context, handle string, wait time.Duration) (SSOUser, error) {
+	o.mu.Lock()
+	d, ok := o.devices[handle]
+	o.mu.Unlock()
+	if !ok || handle == "" || o.now().After(d.expires) {
+		return SSOUser{}, loginFailed("sso: unknown, used or expired device sign-in")
+	}
+	p, err := o.discover(ctx)
+	if err != nil {
+		return SSOUser{}, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	tok, err := o.oauth(p, "").DeviceAccessToken(oidc.ClientContext(wctx, o.client), d.resp)
+	if err != nil {
+		if wctx.Err() != nil && ctx.Err() == nil {
+			return SSOUser{}, ErrDevicePending
+		}
+		o.mu.Lock()
+		delete(o.devices, handle)
+		o.mu.Unlock()
+		return SSOUser{}, exchangeFailed(err)
+	}
+	o.mu.Lock()
+	_, still := o.devices[handle]
+	delete(o.devices, handle)
+	o.mu.Unlock()
+	if !still {
+		return SSOUser{}, loginFailed("sso: device sign-in already used")
+	}
+	return o.verify(ctx, p, tok, "")
+}
+
+// checkLoopback accepts http://127.0.0.1:PORT/…, http://[::1]:PORT/… and
+// http://localhost:PORT/…: a redirect only a process on the signing-in
+// user's own machine receives.
+func checkLoopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must be a plain http loopback URL")
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		return errors.New("must name a port")
+	}
+	if host != "localhost" {
+		ip := net.ParseIP(host)
+		if ip == nil || !ip.IsLoopback() {
+			return errors.New("must be on a loopback address")
+		}
+	}
+	return nil
+}
