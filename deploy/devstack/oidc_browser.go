@@ -84,3 +84,30 @@ func do(c *http.Client, req *http.Request) (*http.Response, string, error) {
 	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	return res, string(b), err
 }
+
+// Authorize signs user in at authURL with a fresh browser that stops at
+// the redirect back to the application (any URL starting with
+// redirectPrefix) and returns the code and state it carries: what an
+// attacker who intercepted the redirect would hold.
+func (o *OIDC) Authorize(ctx context.Context, authURL, user, password, redirectPrefix string) (code, state string, err error) {
+	b := NewBrowser()
+	b.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if strings.HasPrefix(req.URL.String(), redirectPrefix) {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	res, _, err := o.SignIn(ctx, b, authURL, user, password)
+	if err != nil {
+		return "", "", err
+	}
+	loc, err := res.Location()
+	if err != nil {
+		return "", "", fmt.Errorf("oidc authorize: no redirect back (%s)", res.Status)
+	}
+	q := loc.Query()
+	if e := q.Get("error"); e != "" {
+		return "", "", fmt.Errorf("oidc authorize: provider error %s", e)
+	}
+	return q.Get("code"), q.Get("state"), nil
+}
