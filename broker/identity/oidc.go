@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -135,7 +136,22 @@ func (o *OIDC) discover(ctx context.Context) (*oidc.Provider, error) {
 }
 
 func (o *OIDC) oauth(p *oidc.Provider, redirect string) *oauth2.Config {
-	return &oauth2.Config{ClientID: o.cfg.ClientID, ClientSecret: o.secret, Endpoint: p.Endpoint(),
+	ep := p.Endpoint()
+	// Authenticate the way the provider says it takes: guessing (trying
+	// one style, then the other on any error) would turn a device poll's
+	// authorization_pending into invalid_client.
+	var meta struct {
+		Methods []string `json:"token_endpoint_auth_methods_supported"`
+	}
+	if err := p.Claims(&meta); err == nil {
+		switch {
+		case len(meta.Methods) == 0 || slices.Contains(meta.Methods, "client_secret_basic"):
+			ep.AuthStyle = oauth2.AuthStyleInHeader
+		case slices.Contains(meta.Methods, "client_secret_post"):
+			ep.AuthStyle = oauth2.AuthStyleInParams
+		}
+	}
+	return &oauth2.Config{ClientID: o.cfg.ClientID, ClientSecret: o.secret, Endpoint: ep,
 		RedirectURL: redirect, Scopes: append([]string{oidc.ScopeOpenID}, o.cfg.Scopes...)}
 }
 

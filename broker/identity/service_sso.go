@@ -80,6 +80,9 @@ func (s *Service) ssoRefused(ctx context.Context, u SSOUser, source string, err 
 		s.log.Error("sso sign-in failed", "source", source, "err", err)
 		return fmt.Errorf("sso login: %w", err)
 	}
+	// The reason names the failed check (issuer, audience, nonce, state,
+	// expiry, …), never a code or token: operators troubleshoot from it.
+	s.log.Warn("sso sign-in refused", "user", auditName(u.Name), "source", source, "reason", e.Detail)
 	details := map[string]any{"source": source, "code": e.Code, "method": MethodSSO}
 	if u.Issuer != "" {
 		details["issuer"], details["subject"] = u.Issuer, u.Subject

@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -105,19 +106,30 @@ var oidcBuild struct {
 	err  error
 }
 
-// oidcBinary finds the provider in the tool cache, or builds it there
-// from deploy/devstack/oidcop (a few seconds warm).
+// oidcBinary finds the provider built from this checkout's
+// deploy/devstack/oidcop in the tool cache (named for a digest of its
+// source, so an edit rebuilds it), or builds it there: a few seconds with
+// a warm module cache.
 func oidcBinary() (string, error) {
 	oidcBuild.once.Do(func() {
-		if p, err := ToolPath(OIDCTool); err == nil {
-			oidcBuild.bin = p
+		src := filepath.Join(RepoRoot(), "deploy", "devstack", "oidcop")
+		h := sha256.New()
+		for _, f := range []string{"main.go", "go.mod", "go.sum"} {
+			b, err := os.ReadFile(filepath.Join(src, f))
+			if err != nil {
+				oidcBuild.err = fmt.Errorf("read %s source: %w", OIDCTool, err)
+				return
+			}
+			h.Write(b)
+		}
+		out := filepath.Join(CacheBinDir(), fmt.Sprintf("%s-%x", OIDCTool, h.Sum(nil)[:6]))
+		if isExecutable(out) {
+			oidcBuild.bin = out
 			return
 		}
-		src := filepath.Join(RepoRoot(), "deploy", "devstack", "oidcop")
-		out := filepath.Join(CacheBinDir(), OIDCTool)
 		cmd := exec.Command("go", "build", "-o", out, ".")
 		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod -buildvcs=false")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			oidcBuild.err = fmt.Errorf("build %s: %v\n%s", OIDCTool, err, b)
 			return

@@ -118,7 +118,14 @@ type userStore struct {
 	groups map[string][]string
 }
 
-func (u userStore) GetUserByID(id string) *storage.User { return u.byID[id] }
+// GetUserByID also finds a user by name: the example device login
+// completes the flow with the user name as subject.
+func (u userStore) GetUserByID(id string) *storage.User {
+	if x, ok := u.byID[id]; ok {
+		return x
+	}
+	return u.GetUserByUsername(id)
+}
 func (u userStore) GetUserByUsername(name string) *storage.User {
 	for _, x := range u.byID {
 		if x.Username == name {
@@ -146,6 +153,9 @@ func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, 
 }
 
 func (s *store) addGroups(info *oidc.UserInfo, userID string, scopes []string) {
+	if u := s.users.GetUserByID(userID); u != nil {
+		userID = u.ID
+	}
 	for _, sc := range scopes {
 		if sc == oidc.ScopeProfile || sc == "groups" {
 			info.AppendClaims(s.groupsClaim, append([]string{}, s.users.groups[userID]...))
