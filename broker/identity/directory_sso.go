@@ -75,21 +75,32 @@ func (s *ssoUsers) all() []Identity {
 // provider can never sign in as a local break-glass or admin account;
 // a linked local user keeps their configured entry and gains id's groups.
 func (d *Directory) admitSSO(id Identity, linked bool) error {
-	_, local := d.users[id.Name]
-	if d.disabled[id.Name] {
-		return loginFailed("sso user " + id.Name + " is a disabled local user")
+	if err := d.checkSSOName(id.Name, linked); err != nil {
+		return err
 	}
+	_, local := d.users[id.Name]
 	id = id.clone()
 	slices.Sort(id.Groups)
 	d.sso.mu.Lock()
 	defer d.sso.mu.Unlock()
 	switch {
-	case local && !linked:
-		return loginFailed("sso user " + id.Name + " collides with a local user that is not linked (identity.oidc.link_local_users)")
 	case local:
 		d.sso.linked[id.Name] = id.Groups
 	default:
 		d.sso.users[id.Name] = id
+	}
+	return nil
+}
+
+// checkSSOName refuses an SSO name that is a local user's (enabled or
+// disabled) unless linked is set.
+func (d *Directory) checkSSOName(name string, linked bool) error {
+	_, local := d.users[name]
+	switch {
+	case d.disabled[name]:
+		return loginFailed("sso user " + name + " is a disabled local user")
+	case local && !linked:
+		return loginFailed("sso user " + name + " collides with a local user that is not linked (identity.oidc.link_local_users)")
 	}
 	return nil
 }

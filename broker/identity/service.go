@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -40,6 +41,8 @@ type Service struct {
 	audit      auditLog
 	rejections rejectionLog // nil: every refusal is its own record
 	sso        *OIDC        // nil: no single sign-on
+	// ssoLoaded is when the stored SSO users were last read (UnixNano).
+	ssoLoaded  atomic.Int64
 	ttl        time.Duration
 	retention  time.Duration
 	purgeEvery time.Duration
@@ -109,7 +112,6 @@ func NewService(o Options) (*Service, error) {
 		o.PurgeEvery = DefaultPurgeEvery
 	}
 	tokens := NewTokens(o.Store, o.Audit, o.Now)
-	tokens.enabled = o.Directory.Enabled
 	tokens.audience = o.Audience
 	s := &Service{
 		dir: o.Directory, auth: o.Authenticator, tokens: tokens,
@@ -120,6 +122,7 @@ func NewService(o Options) (*Service, error) {
 		s.rejections = o.Rejections
 	}
 	s.sso = o.SSO
+	tokens.enabled = s.enabled
 	return s, nil
 }
 

@@ -50,6 +50,13 @@ func (s *Service) CompleteDevice(ctx context.Context, handle string, wait time.D
 // it, so the provider cannot impersonate a local break-glass account.
 func (s *Service) loginSSO(ctx context.Context, u SSOUser, kind string, ttl time.Duration, source string) (string, broker.Token, error) {
 	linked := slices.Contains(s.sso.cfg.LinkLocalUsers, u.Name)
+	// The collision check runs before anything is stored.
+	if err := s.dir.checkSSOName(u.Name, linked); err != nil {
+		return "", broker.Token{}, s.ssoRefused(ctx, u, source, err)
+	}
+	if err := s.recordSSO(ctx, u, linked); err != nil {
+		return "", broker.Token{}, s.ssoRefused(ctx, u, source, err)
+	}
 	if err := s.dir.admitSSO(u.Identity, linked); err != nil {
 		return "", broker.Token{}, s.ssoRefused(ctx, u, source, err)
 	}

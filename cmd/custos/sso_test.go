@@ -204,6 +204,15 @@ func TestSSOCLILoginDrivesPolicy(t *testing.T) {
 		}
 	}
 
+	// A restart keeps SSO users: their tokens, groups and grants stand
+	// (the start-up sweep ends only the access of users it does not know).
+	b.stop(syscall.SIGTERM)
+	b.start()
+	st = decode[ssoStatus](t, b.ok("alice", "status", "-o", "json"))
+	if st.User != "alice" || len(st.Groups) != 1 || len(st.Grants) != 1 || st.Grants[0].ID != d.Grant.ID {
+		t.Fatalf("status after restart: %+v", st)
+	}
+
 	// logout revokes on the broker: a copy of the token is useless.
 	tokFile := filepath.Join(b.home("alice"), "token.json")
 	raw, err := os.ReadFile(tokFile)

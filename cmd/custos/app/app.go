@@ -138,6 +138,10 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log, Metrics: m})
 	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
+	// SSO users signed in before this start keep their access.
+	if _, err := ids.LoadSSOUsers(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if err := deprovision(ctx, ids, acc, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -1,0 +1,86 @@
+package identity
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/config"
+)
+
+// newSSOService is a service with single sign-on over st (the provider is
+// never contacted: sign-ins are handed in as mapped users).
+func newSSOService(t *testing.T, st broker.Store, clk *clock) *Service {
+	t.Helper()
+	cfg, _ := testConfig(t)
+	d, err := NewDirectory(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CUSTOS_TEST_SSO_SECRET", "x")
+	o, err := NewOIDC(config.OIDC{Issuer: "https://idp.example", ClientID: "custos", ClientSecret: "env:CUSTOS_TEST_SSO_SECRET",
+		LinkLocalUsers: []string{"sam"}}, "https://custos.example/auth/oidc/callback", clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewService(Options{Auth: cfg.Auth, Directory: d, Store: st, Audit: audit.NewLog(st), SSO: o, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// SSO users survive a restart (their tokens and groups stay valid), are
+// known on another replica sharing the store, and a user name stays bound
+// to the provider subject that first used it.
+func TestSSOUsersPersist(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock(time.Unix(1700000000, 0).UTC())
+	st := openStore(t)
+	a := newSSOService(t, st, clk)
+	zed := SSOUser{Identity: Identity{Name: "zed", Groups: []string{"dba"}}, Issuer: "https://idp.example", Subject: "sub-zed"}
+	secret, tok, err := a.loginSSO(ctx, zed, KindAPI, 0, "10.0.0.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.AuthMethod != MethodSSO || !a.dir.InGroup("zed", "dba") {
+		t.Fatalf("token %+v, groups %v", tok, a.dir.GroupsOf("zed"))
+	}
+
+	// A replica (or the broker after a restart) that has not seen the
+	// sign-in: the token is accepted once the stored users are read.
+	b := newSSOService(t, st, clk)
+	clk.Add(3 * time.Second)
+	if got, err := b.VerifyToken(ctx, secret, KindAPI); err != nil || got.User != "zed" {
+		t.Fatalf("token on the other replica: %+v, %v", got, err)
+	}
+	if !b.dir.InGroup("zed", "dba") {
+		t.Error("groups lost across replicas")
+	}
+	c := newSSOService(t, st, clk)
+	if n, err := c.LoadSSOUsers(ctx); err != nil || n != 1 || !c.dir.Enabled("zed") {
+		t.Fatalf("load at start: %d, %v", n, err)
+	}
+
+	// Another subject taking the name zed (renamed at the provider).
+	imp := zed
+	imp.Subject = "sub-mallory"
+	if _, _, err := a.loginSSO(ctx, imp, KindAPI, 0, "10.0.0.66"); CodeOf(err) != CodeLoginFailed {
+		t.Fatalf("another subject with zed's name: %v", err)
+	}
+	// A local user, not linked: refused, nothing stored.
+	alice := SSOUser{Identity: Identity{Name: "alice", Groups: []string{"security"}}, Issuer: "https://idp.example", Subject: "sub-x"}
+	if _, _, err := a.loginSSO(ctx, alice, KindAPI, 0, "10.0.0.66"); CodeOf(err) != CodeLoginFailed {
+		t.Fatalf("local user alice through sso: %v", err)
+	}
+	if a.dir.IsSecurityAdmin("alice") {
+		t.Fatal("the provider made a local user a security admin")
+	}
+	// A linked local user keeps their account and gains mapped groups.
+	sam := SSOUser{Identity: Identity{Name: "sam", Groups: []string{"dba"}}, Issuer: "https://idp.example", Subject: "sub-sam"}
+	if _, tok, err := a.loginSSO(ctx, sam, KindAPI, 0, "10.0.0.7"); err != nil || tok.User != "sam" || !a.dir.InGroup("sam", "dba") || !a.dir.IsSecurityAdmin("sam") {
+		t.Fatalf("linked sam: %+v, %v", tok, err)
+	}
+}
