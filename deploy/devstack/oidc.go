@@ -178,6 +178,9 @@ func launchOIDC(bin, dir, listen string, o OIDCOptions, detached bool) (*process
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("oidc: %w", err)
+	}
 	path := filepath.Join(dir, "op.json")
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)

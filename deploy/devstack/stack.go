@@ -39,7 +39,7 @@ var demoUsers = []string{"alice", "bob", "carol", "sam"}
 const Bucket = "custos-recordings"
 
 // infra are the components Up starts, in order; custos comes last.
-var infra = []string{"postgres", "minio", "vault", "sshd"}
+var infra = []string{"postgres", "minio", "vault", "sshd", "oidc"}
 
 // Up starts (or keeps, when already running) PostgreSQL, MinIO, Vault and
 // sshd as detached processes with state in o.Dir, bootstraps Vault, writes
@@ -78,7 +78,7 @@ func Up(o UpOptions) (map[string]string, error) {
 		}
 	}
 	if running && env["VAULT_TOKEN"] != "" {
-		fmt.Fprintln(o.Out, "up: postgres, minio, vault and sshd already running")
+		fmt.Fprintln(o.Out, "up: postgres, minio, vault, sshd and the openid provider already running")
 	} else {
 		for _, name := range append([]string{"custos"}, infra...) {
 			stopPid(dir, name)
@@ -149,7 +149,7 @@ func settle(env map[string]string, dir string) error {
 	env["VAULT_ADDR"] = "http://127.0.0.1:" + env["CUSTOS_VAULT_PORT"]
 	env["CUSTOS_S3_ENDPOINT"] = "http://127.0.0.1:" + env["CUSTOS_MINIO_PORT"]
 	env["CUSTOS_S3_BUCKET"] = Bucket
-	return nil
+	return settleOIDC(env)
 }
 
 func startInfra(o UpOptions, env map[string]string) error {
@@ -267,7 +267,7 @@ func startInfra(o UpOptions, env map[string]string) error {
 		return err
 	}
 	say("sshd on %s, login %s, trusting Vault's SSH CA", s.Addr(), s.Login)
-	return nil
+	return startDemoOIDC(dir, env, say)
 }
 
 // startCustos (re)starts the broker unless it runs already with the same
@@ -409,6 +409,7 @@ var envKeys = []string{
 	"CUSTOS_TARGET_PG_PORT", "CUSTOS_TARGET_PG_USER", "CUSTOS_TARGET_PG_PASSWORD",
 	"VAULT_ADDR", "VAULT_TOKEN", "CUSTOS_VAULT_PORT",
 	"CUSTOS_S3_ENDPOINT", "CUSTOS_S3_ACCESS_KEY", "CUSTOS_S3_SECRET_KEY", "CUSTOS_S3_BUCKET", "CUSTOS_MINIO_PORT",
+	"CUSTOS_OIDC_ISSUER", "CUSTOS_OIDC_PORT", "CUSTOS_OIDC_SECRET",
 }
 
 func writeEnvFile(path string, env map[string]string) error {
