@@ -21,6 +21,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 )
 
@@ -34,8 +35,12 @@ const (
 const flowTTL = 10 * time.Minute
 
 // maxFlows bounds pending sign-ins, so unauthenticated callers cannot
-// grow the table without limit.
-const maxFlows = 10000
+// grow the table without limit; maxFlowsPerSource keeps one address from
+// taking all of them.
+const (
+	maxFlows          = 10000
+	maxFlowsPerSource = 20
+)
 
 // ErrDevicePending is DevicePoll's answer while the user has not yet
 // approved the device at the provider.
@@ -69,12 +74,33 @@ type OIDC struct {
 
 type flow struct {
 	purpose, nonce, verifier, redirect string
+	source                             string
 	expires                            time.Time
 }
 
 type deviceFlow struct {
 	resp    *oauth2.DeviceAuthResponse
+	source  string
 	expires time.Time
+}
+
+// full reports whether source may start no more sign-ins (o.mu held).
+func (o *OIDC) full(source string) bool {
+	if len(o.flows)+len(o.devices) >= maxFlows {
+		return true
+	}
+	n := 0
+	for _, f := range o.flows {
+		if f.source == source {
+			n++
+		}
+	}
+	for _, d := range o.devices {
+		if d.source == source {
+			n++
+		}
+	}
+	return n >= maxFlowsPerSource
 }
 
 // NewOIDC returns the single sign-on client for cfg. webRedirect is the
@@ -181,11 +207,11 @@ func (o *OIDC) Begin(ctx context.Context, purpose, redirect string) (authURL, st
 		return "", "", err
 	}
 	f := flow{purpose: purpose, nonce: randomString(), verifier: oauth2.GenerateVerifier(), redirect: redirect,
-		expires: o.now().Add(flowTTL)}
+		source: audit.Source(ctx), expires: o.now().Add(flowTTL)}
 	state = randomString()
 	o.mu.Lock()
 	o.sweep()
-	if len(o.flows) >= maxFlows {
+	if o.full(f.source) {
 		o.mu.Unlock()
 		return "", "", &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Message: "sso: too many sign-ins in progress: try again later"}
 	}
@@ -273,6 +299,12 @@ func (o *OIDC) verify(ctx context.Context, p *oidc.Provider, tok *oauth2.Token, 
 // what the user must see (verification URI and user code) and a handle
 // that DevicePoll takes. The device code itself stays on the broker.
 func (o *OIDC) DeviceStart(ctx context.Context) (*oauth2.DeviceAuthResponse, string, error) {
+	o.mu.Lock()
+	full := o.full(audit.Source(ctx))
+	o.mu.Unlock()
+	if full {
+		return nil, "", &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Message: "sso: too many sign-ins in progress: try again later"}
+	}
 	p, err := o.discover(ctx)
 	if err != nil {
 		return nil, "", err
@@ -293,11 +325,7 @@ func (o *OIDC) DeviceStart(ctx context.Context) (*oauth2.DeviceAuthResponse, str
 	}
 	o.mu.Lock()
 	o.sweep()
-	if len(o.devices) >= maxFlows {
-		o.mu.Unlock()
-		return nil, "", &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Message: "sso: too many sign-ins in progress: try again later"}
-	}
-	o.devices[handle] = deviceFlow{resp: resp, expires: exp}
+	o.devices[handle] = deviceFlow{resp: resp, source: audit.Source(ctx), expires: exp}
 	o.mu.Unlock()
 	return resp, handle, nil
 }

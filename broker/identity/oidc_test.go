@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/deploy/devstack"
 )
@@ -92,5 +94,38 @@ func TestIDTokenChecks(t *testing.T) {
 	o.now = func() time.Time { return time.Now().Add(time.Hour) }
 	if _, err := o.verify(t.Context(), p, good, "nonce-1"); CodeOf(err) != CodeLoginFailed || !strings.Contains(err.(*Error).Detail, "expired") {
 		t.Errorf("expired token: %v", err)
+	}
+}
+
+// One address cannot fill the table of pending sign-ins: after
+// maxFlowsPerSource it is refused, others are not. A state is single-use
+// and bound to its purpose before the provider is asked.
+func TestSignInFlows(t *testing.T) {
+	op := devstack.StartOIDC(t, devstack.OIDCOptions{})
+	o := ssoFor(t, op)
+	from := func(addr string) context.Context { return audit.WithSource(t.Context(), addr) }
+	for i := range maxFlowsPerSource {
+		if _, _, err := o.Begin(from("192.0.2.1"), PurposeCLI, "http://127.0.0.1:5000/callback"); err != nil {
+			t.Fatalf("sign-in %d: %v", i, err)
+		}
+	}
+	if _, _, err := o.Begin(from("192.0.2.1"), PurposeWeb, ""); CodeOf(err) != CodeTooManyAttempts {
+		t.Fatalf("one sign-in too many: %v", err)
+	}
+	_, state, err := o.Begin(from("192.0.2.2"), PurposeWeb, "")
+	if err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	if _, err := o.Finish(t.Context(), PurposeCLI, state, "code"); CodeOf(err) != CodeLoginFailed {
+		t.Fatalf("web state finished as cli: %v", err)
+	}
+	// The mismatch consumed it.
+	if _, err := o.Finish(t.Context(), PurposeWeb, state, "code"); CodeOf(err) != CodeLoginFailed || !strings.Contains(err.(*Error).Detail, "state") {
+		t.Fatalf("state after a failed finish: %v", err)
+	}
+	for _, bad := range []string{"https://127.0.0.1:5000/cb", "http://192.0.2.7:5000/cb", "http://127.0.0.1/cb", "http://user@127.0.0.1:1/cb", "http://localhost.attacker.example:80/cb"} {
+		if _, _, err := o.Begin(from("192.0.2.3"), PurposeCLI, bad); CodeOf(err) != CodeBadRequest {
+			t.Errorf("redirect %s: %v", bad, err)
+		}
 	}
 }
