@@ -96,6 +96,12 @@ func (s *Service) ssoRefused(ctx context.Context, u SSOUser, source string, err 
 	}
 	s.refused(ctx, source, audit.Entry{Actor: auditName(u.Name), Action: "auth.login", Outcome: broker.OutcomeDenied,
 		Reason: e.Detail, Details: details})
+	if e.Code == CodeLoginFailed {
+		// The password wording would mislead; the reason stays in the audit log.
+		c := *e
+		c.Message = "single sign-on refused: the sign-in could not be accepted (the broker's audit log says why)"
+		return &c
+	}
 	return e
 }
 
