@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -78,6 +79,14 @@ func get(ctx context.Context, c *http.Client, u string) (*http.Response, string,
 func do(c *http.Client, req *http.Request) (*http.Response, string, error) {
 	res, err := c.Do(req)
 	if err != nil {
+		// The URL may hold a code and state: keep them out of test logs.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			if u, perr := url.Parse(ue.URL); perr == nil {
+				u.RawQuery = ""
+				ue.URL = u.String()
+			}
+		}
 		return nil, "", err
 	}
 	defer res.Body.Close()

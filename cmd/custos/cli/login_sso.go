@@ -86,7 +86,13 @@ func (g *globals) loginSSO(ctx context.Context, c *apiClient, device, noBrowser 
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer func() {
+		// Shutdown, not Close: the page telling the browser the outcome
+		// is still being written when the outcome arrives here.
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
 
 	fmt.Fprintf(g.stderr, "Sign in in your browser; if it does not open, visit:\n\n  %s\n\n", start.AuthURL)
 	if !noBrowser {
