@@ -70,7 +70,10 @@ func (s *Service) loginSSO(ctx context.Context, u SSOUser, kind string, ttl time
 	if proof.Time.IsZero() {
 		proof.Time = s.now()
 	}
-	secret, tok, err := s.tokens.issue(ctx, u.Name, kind, "", ttl, source, proof, audit.Entry{Actor: u.Name, Action: "auth.login"})
+	// Who the provider said signed in, for the record.
+	who := map[string]any{"issuer": u.Issuer, "subject": u.Subject, "groups": u.Groups}
+	secret, tok, err := s.tokens.issue(ctx, u.Name, kind, "", ttl, source, proof,
+		audit.Entry{Actor: u.Name, Action: "auth.login", Details: who})
 	if err != nil {
 		return "", broker.Token{}, fmt.Errorf("sso login: %w", err)
 	}

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -47,6 +48,14 @@ func TestSSOUsersPersist(t *testing.T) {
 	}
 	if tok.AuthMethod != MethodSSO || !a.dir.InGroup("zed", "dba") {
 		t.Fatalf("token %+v, groups %v", tok, a.dir.GroupsOf("zed"))
+	}
+	recs := auditRecords(t, st, "auth.login")
+	var det map[string]any
+	if len(recs) == 1 {
+		_ = json.Unmarshal(recs[0].Details, &det)
+	}
+	if len(recs) != 1 || recs[0].Actor != "zed" || det["subject"] != "sub-zed" || det["auth_method"] != MethodSSO {
+		t.Fatalf("auth.login record: %+v", recs)
 	}
 
 	// A replica (or the broker after a restart) that has not seen the

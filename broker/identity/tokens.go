@@ -115,7 +115,13 @@ func (t *Tokens) issue(ctx context.Context, user, kind, target string, ttl time.
 	if !proof.Time.IsZero() {
 		tok.AuthTime = proof.Time.UTC()
 	}
-	entry.Target, entry.Outcome, entry.Details = target, broker.OutcomeSuccess, tokenDetails(tok)
+	details := tokenDetails(tok)
+	if extra, ok := entry.Details.(map[string]any); ok {
+		for k, v := range extra {
+			details[k] = v
+		}
+	}
+	entry.Target, entry.Outcome, entry.Details = target, broker.OutcomeSuccess, details
 	err = t.store.Update(ctx, func(tx broker.Tx) error {
 		if err := tx.PutToken(tok); err != nil {
 			return err
