@@ -58,15 +58,11 @@ func MapClaims(claims map[string]any, cfg config.OIDC) (SSOUser, error) {
 	case []string:
 		u.ProviderGroups = slices.Clone(g)
 	}
-	if len(cfg.AllowedGroups) > 0 && !slices.ContainsFunc(u.ProviderGroups, func(g string) bool { return slices.Contains(cfg.AllowedGroups, g) }) {
-		return u, loginFailed(fmt.Sprintf("sso: user %s is in none of identity.oidc.allowed_groups", name))
+	groups, err := mapGroups(cfg, name, u.ProviderGroups)
+	if err != nil {
+		return u, err
 	}
-	for _, g := range u.ProviderGroups {
-		if m, ok := cfg.GroupMap[g]; ok && !slices.Contains(u.Groups, m) {
-			u.Groups = append(u.Groups, m)
-		}
-	}
-	slices.Sort(u.Groups)
+	u.Groups = groups
 	if at, ok := claims["auth_time"].(float64); ok && at > 0 {
 		u.AuthTime = time.Unix(int64(at), 0).UTC()
 	}
@@ -97,4 +93,20 @@ func checkSSOName(name string) error {
 		}
 	}
 	return nil
+}
+
+// mapGroups applies allowed_groups and group_map (cfg with defaults) to a
+// user's provider groups and returns the Custos groups, sorted.
+func mapGroups(cfg config.OIDC, name string, provider []string) ([]string, error) {
+	if len(cfg.AllowedGroups) > 0 && !slices.ContainsFunc(provider, func(g string) bool { return slices.Contains(cfg.AllowedGroups, g) }) {
+		return nil, loginFailed(fmt.Sprintf("sso: user %s is in none of identity.oidc.allowed_groups", name))
+	}
+	var out []string
+	for _, g := range provider {
+		if m, ok := cfg.GroupMap[g]; ok && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

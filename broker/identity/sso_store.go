@@ -22,13 +22,16 @@ const ssoReloadEvery = 2 * time.Second
 // ssoRecord is an SSO user as stored: the provider subject the name is
 // bound to, and the groups of their last sign-in.
 type ssoRecord struct {
-	Name      string    `json:"name"`
-	Issuer    string    `json:"issuer"`
-	Subject   string    `json:"subject"`
-	Email     string    `json:"email,omitempty"`
-	Groups    []string  `json:"groups"`
-	Linked    bool      `json:"linked,omitempty"`
-	LastLogin time.Time `json:"last_login"`
+	Name    string   `json:"name"`
+	Issuer  string   `json:"issuer"`
+	Subject string   `json:"subject"`
+	Email   string   `json:"email,omitempty"`
+	Groups  []string `json:"groups"`
+	// ProviderGroups are the groups the provider listed, so a start with
+	// a changed group_map or allowed_groups maps them anew.
+	ProviderGroups []string  `json:"provider_groups"`
+	Linked         bool      `json:"linked,omitempty"`
+	LastLogin      time.Time `json:"last_login"`
 }
 
 func readSSO(tx broker.Tx) (map[string]ssoRecord, error) {
@@ -47,10 +50,16 @@ func readSSO(tx broker.Tx) (map[string]ssoRecord, error) {
 }
 
 // LoadSSOUsers admits the SSO users in the store to the directory, with
-// the groups of their last sign-in. The broker calls it at start, before
-// it ends the access of users it does not know. A stored name that is now
-// a local user's and not linked is skipped (and so loses its access).
+// the provider groups of their last sign-in mapped by the current
+// identity.oidc (group_map, allowed_groups). The broker calls it at start,
+// before it ends the access of users it does not know, so a user who is
+// skipped loses their tokens and grants: every SSO user when identity.oidc
+// is gone from the config, one no longer in allowed_groups, and a name
+// that is now a local user's and not linked.
 func (s *Service) LoadSSOUsers(ctx context.Context) (int, error) {
+	if s.sso == nil {
+		return 0, nil
+	}
 	var recs map[string]ssoRecord
 	if err := s.tokens.store.View(ctx, func(tx broker.Tx) error {
 		var err error
@@ -61,8 +70,12 @@ func (s *Service) LoadSSOUsers(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, r := range recs {
-		linked := s.sso != nil && slices.Contains(s.sso.cfg.LinkLocalUsers, r.Name)
-		if err := s.dir.admitSSO(Identity{Name: r.Name, Email: r.Email, Groups: r.Groups}, linked); err == nil {
+		groups, err := mapGroups(s.sso.cfg, r.Name, r.ProviderGroups)
+		if err != nil {
+			continue
+		}
+		linked := slices.Contains(s.sso.cfg.LinkLocalUsers, r.Name)
+		if err := s.dir.admitSSO(Identity{Name: r.Name, Email: r.Email, Groups: groups}, linked); err == nil {
 			n++
 		}
 	}
@@ -109,7 +122,7 @@ func (s *Service) recordSSO(ctx context.Context, u SSOUser, linked bool) error {
 			return nil
 		}
 		recs[u.Name] = ssoRecord{Name: u.Name, Issuer: u.Issuer, Subject: u.Subject, Email: u.Email,
-			Groups: slices.Clone(u.Groups), Linked: linked, LastLogin: s.now().UTC()}
+			Groups: slices.Clone(u.Groups), ProviderGroups: slices.Clone(u.ProviderGroups), Linked: linked, LastLogin: s.now().UTC()}
 		b, err := json.Marshal(recs)
 		if err != nil {
 			return err

@@ -13,7 +13,7 @@ import (
 
 // newSSOService is a service with single sign-on over st (the provider is
 // never contacted: sign-ins are handed in as mapped users).
-func newSSOService(t *testing.T, st broker.Store, clk *clock) *Service {
+func newSSOService(t *testing.T, st broker.Store, clk *clock, tweak ...func(*config.OIDC)) *Service {
 	t.Helper()
 	cfg, _ := testConfig(t)
 	d, err := NewDirectory(cfg)
@@ -21,8 +21,12 @@ func newSSOService(t *testing.T, st broker.Store, clk *clock) *Service {
 		t.Fatal(err)
 	}
 	t.Setenv("CUSTOS_TEST_SSO_SECRET", "x")
-	o, err := NewOIDC(config.OIDC{Issuer: "https://idp.example", ClientID: "custos", ClientSecret: "env:CUSTOS_TEST_SSO_SECRET",
-		LinkLocalUsers: []string{"sam"}}, "https://custos.example/auth/oidc/callback", clk.Now)
+	oc := config.OIDC{Issuer: "https://idp.example", ClientID: "custos", ClientSecret: "env:CUSTOS_TEST_SSO_SECRET",
+		LinkLocalUsers: []string{"sam"}, GroupMap: map[string]string{"idp-dba": "dba"}}
+	for _, f := range tweak {
+		f(&oc)
+	}
+	o, err := NewOIDC(oc, "https://custos.example/auth/oidc/callback", clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +45,8 @@ func TestSSOUsersPersist(t *testing.T) {
 	clk := newClock(time.Unix(1700000000, 0).UTC())
 	st := openStore(t)
 	a := newSSOService(t, st, clk)
-	zed := SSOUser{Identity: Identity{Name: "zed", Groups: []string{"dba"}}, Issuer: "https://idp.example", Subject: "sub-zed"}
+	zed := SSOUser{Identity: Identity{Name: "zed", Groups: []string{"dba"}}, ProviderGroups: []string{"idp-dba"},
+		Issuer: "https://idp.example", Subject: "sub-zed"}
 	secret, tok, err := a.loginSSO(ctx, zed, KindAPI, 0, "10.0.0.9")
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +76,31 @@ func TestSSOUsersPersist(t *testing.T) {
 	c := newSSOService(t, st, clk)
 	if n, err := c.LoadSSOUsers(ctx); err != nil || n != 1 || !c.dir.Enabled("zed") {
 		t.Fatalf("load at start: %d, %v", n, err)
+	}
+
+	// A start with the mapping gone maps the stored provider groups anew:
+	// zed keeps signing in but is no longer in dba. Out of allowed_groups,
+	// or with SSO gone from the config, zed is not admitted at all (and the
+	// start-up sweep ends zed's access).
+	unmapped := newSSOService(t, st, clk, func(o *config.OIDC) { o.GroupMap = nil })
+	if _, err := unmapped.LoadSSOUsers(ctx); err != nil || !unmapped.dir.Enabled("zed") || unmapped.dir.InGroup("zed", "dba") {
+		t.Errorf("group_map removed: enabled %v, groups %v, %v", unmapped.dir.Enabled("zed"), unmapped.dir.GroupsOf("zed"), err)
+	}
+	barred := newSSOService(t, st, clk, func(o *config.OIDC) { o.AllowedGroups = []string{"idp-other"} })
+	if n, err := barred.LoadSSOUsers(ctx); err != nil || n != 0 || barred.dir.Enabled("zed") {
+		t.Errorf("allowed_groups narrowed: %d loaded, %v", n, err)
+	}
+	cfgNoSSO, _ := testConfig(t)
+	dNoSSO, _ := NewDirectory(cfgNoSSO)
+	noSSO, err := NewService(Options{Auth: cfgNoSSO.Auth, Directory: dNoSSO, Store: st, Audit: audit.NewLog(st), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := noSSO.LoadSSOUsers(ctx); n != 0 || noSSO.dir.Enabled("zed") {
+		t.Errorf("identity.oidc removed: %d loaded", n)
+	}
+	if _, err := noSSO.VerifyToken(ctx, secret, KindAPI); CodeOf(err) != CodeTokenInvalid {
+		t.Errorf("zed's token without SSO configured: %v", err)
 	}
 
 	// Another subject taking the name zed (renamed at the provider).
