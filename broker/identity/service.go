@@ -251,6 +251,9 @@ func (s *Service) VerifyToken(ctx context.Context, secret, kind string) (broker.
 // ago, at once and then every Options.PurgeEvery, until ctx ends. Each run
 // that deletes any appends one token.purge record with the count.
 func (s *Service) Run(ctx context.Context) {
+	if s.sso != nil {
+		go s.refreshSSO(ctx)
+	}
 	tk := time.NewTicker(s.purgeEvery)
 	defer tk.Stop()
 	for {

@@ -16,8 +16,13 @@ import (
 const ssoStateKey = "identity.sso_users"
 
 // ssoReloadEvery bounds how often an unknown user name makes the service
-// re-read the SSO users (another replica may have admitted them).
-const ssoReloadEvery = 2 * time.Second
+// re-read the SSO users (another replica may have admitted them);
+// ssoRefreshEvery is how often Run re-reads them anyway, so group changes
+// from sign-ins on other replicas reach this one.
+const (
+	ssoReloadEvery  = 2 * time.Second
+	ssoRefreshEvery = 30 * time.Second
+)
 
 // ssoRecord is an SSO user as stored: the provider subject the name is
 // bound to, and the groups of their last sign-in.
@@ -133,4 +138,21 @@ func (s *Service) recordSSO(ctx context.Context, u SSOUser, linked bool) error {
 		return fmt.Errorf("record sso user: %w", err)
 	}
 	return refused
+}
+
+// refreshSSO re-reads the stored SSO users every ssoRefreshEvery until
+// ctx ends.
+func (s *Service) refreshSSO(ctx context.Context) {
+	tk := time.NewTicker(ssoRefreshEvery)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		if _, err := s.LoadSSOUsers(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("refresh sso users", "err", err)
+		}
+	}
 }
