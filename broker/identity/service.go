@@ -251,11 +251,15 @@ func (s *Service) VerifyToken(ctx context.Context, secret, kind string) (broker.
 // ago, at once and then every Options.PurgeEvery, until ctx ends. Each run
 // that deletes any appends one token.purge record with the count.
 func (s *Service) Run(ctx context.Context) {
-	if s.sso != nil {
-		go s.refreshSSO(ctx)
-	}
 	tk := time.NewTicker(s.purgeEvery)
 	defer tk.Stop()
+	// With single sign-on, the SSO users are re-read as well (sso_store.go).
+	var refresh <-chan time.Time
+	if s.sso != nil {
+		rt := time.NewTicker(ssoRefreshEvery)
+		defer rt.Stop()
+		refresh = rt.C
+	}
 	for {
 		if n, err := s.tokens.PurgeExpired(ctx, s.now().Add(-s.retention)); err != nil {
 			if ctx.Err() == nil {
@@ -264,10 +268,17 @@ func (s *Service) Run(ctx context.Context) {
 		} else if n > 0 {
 			s.log.Info("expired tokens purged", "deleted", n, "retention", s.retention.String())
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tk.C:
+		for purge := false; !purge; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				purge = true
+			case <-refresh:
+				if _, err := s.LoadSSOUsers(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("refresh sso users", "err", err)
+				}
+			}
 		}
 	}
 }

@@ -139,20 +139,3 @@ func (s *Service) recordSSO(ctx context.Context, u SSOUser, linked bool) error {
 	}
 	return refused
 }
-
-// refreshSSO re-reads the stored SSO users every ssoRefreshEvery until
-// ctx ends.
-func (s *Service) refreshSSO(ctx context.Context) {
-	tk := time.NewTicker(ssoRefreshEvery)
-	defer tk.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tk.C:
-		}
-		if _, err := s.LoadSSOUsers(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("refresh sso users", "err", err)
-		}
-	}
-}
