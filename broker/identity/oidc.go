@@ -68,40 +68,13 @@ type OIDC struct {
 
 	mu       sync.Mutex
 	provider *oidc.Provider // nil until discovery succeeded
-	flows    map[string]flow
-	devices  map[string]deviceFlow
+	// flows holds the sign-ins in progress; NewService points it at the
+	// state store.
+	flows *flowTable
 }
 
-type flow struct {
-	purpose, nonce, verifier, redirect string
-	source                             string
-	expires                            time.Time
-}
-
-type deviceFlow struct {
-	resp    *oauth2.DeviceAuthResponse
-	source  string
-	expires time.Time
-}
-
-// full reports whether source may start no more sign-ins (o.mu held).
-func (o *OIDC) full(source string) bool {
-	if len(o.flows)+len(o.devices) >= maxFlows {
-		return true
-	}
-	n := 0
-	for _, f := range o.flows {
-		if f.source == source {
-			n++
-		}
-	}
-	for _, d := range o.devices {
-		if d.source == source {
-			n++
-		}
-	}
-	return n >= maxFlowsPerSource
-}
+// useStore keeps the sign-ins in progress in st.
+func (o *OIDC) useStore(st broker.Store) { o.flows = &flowTable{store: st, now: o.now} }
 
 // NewOIDC returns the single sign-on client for cfg. webRedirect is the
 // web callback URL (cfg.RedirectURL wins). Discovery happens on first
@@ -131,8 +104,7 @@ func NewOIDC(cfg config.OIDC, webRedirect string, now func() time.Time) (*OIDC, 
 		now = time.Now
 	}
 	return &OIDC{cfg: cfg, secret: secret, redirect: webRedirect, now: now,
-		client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
-		flows:  map[string]flow{}, devices: map[string]deviceFlow{}}, nil
+		client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
 }
 
 // Name is the provider's display name.
@@ -206,34 +178,22 @@ func (o *OIDC) Begin(ctx context.Context, purpose, redirect string) (authURL, st
 	if err != nil {
 		return "", "", err
 	}
-	f := flow{purpose: purpose, nonce: randomString(), verifier: oauth2.GenerateVerifier(), redirect: redirect,
-		source: audit.Source(ctx), expires: o.now().Add(flowTTL)}
+	f := flow{Purpose: purpose, Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Redirect: redirect,
+		Source: audit.Source(ctx), Expires: o.now().Add(flowTTL)}
 	state = randomString()
-	o.mu.Lock()
-	o.sweep()
-	if o.full(f.source) {
-		o.mu.Unlock()
-		return "", "", &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Message: "sso: too many sign-ins in progress: try again later"}
+	if err := o.flows.add(ctx, state, f); err != nil {
+		return "", "", flowsErr(err)
 	}
-	o.flows[state] = f
-	o.mu.Unlock()
-	authURL = o.oauth(p, redirect).AuthCodeURL(state, oidc.Nonce(f.nonce), oauth2.S256ChallengeOption(f.verifier))
+	authURL = o.oauth(p, redirect).AuthCodeURL(state, oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier))
 	return authURL, state, nil
 }
 
-// sweep drops expired flows; o.mu is held.
-func (o *OIDC) sweep() {
-	now := o.now()
-	for k, f := range o.flows {
-		if now.After(f.expires) {
-			delete(o.flows, k)
-		}
+// flowsErr turns errFlowsFull into its refusal.
+func flowsErr(err error) error {
+	if errors.Is(err, errFlowsFull) {
+		return &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Message: "sso: too many sign-ins in progress: try again later"}
 	}
-	for k, d := range o.devices {
-		if now.After(d.expires) {
-			delete(o.devices, k)
-		}
-	}
+	return fmt.Errorf("sso: %w", err)
 }
 
 // Finish completes the sign-in that state names: the state is consumed
@@ -242,11 +202,14 @@ func (o *OIDC) sweep() {
 // token is verified (signature, issuer, audience, expiry, nonce) and
 // mapped. purpose must be the one the flow began with.
 func (o *OIDC) Finish(ctx context.Context, purpose, state, code string) (SSOUser, error) {
-	o.mu.Lock()
-	f, ok := o.flows[state]
-	delete(o.flows, state)
-	o.mu.Unlock()
-	if !ok || state == "" || f.purpose != purpose || o.now().After(f.expires) {
+	if state == "" {
+		return SSOUser{}, loginFailed("sso: unknown, used or expired state")
+	}
+	f, ok, err := o.flows.take(ctx, state)
+	if err != nil {
+		return SSOUser{}, fmt.Errorf("sso: %w", err)
+	}
+	if !ok || f.Purpose != purpose || o.now().After(f.Expires) {
 		return SSOUser{}, loginFailed("sso: unknown, used or expired state")
 	}
 	if code == "" {
@@ -256,11 +219,11 @@ func (o *OIDC) Finish(ctx context.Context, purpose, state, code string) (SSOUser
 	if err != nil {
 		return SSOUser{}, err
 	}
-	tok, err := o.oauth(p, f.redirect).Exchange(oidc.ClientContext(ctx, o.client), code, oauth2.VerifierOption(f.verifier))
+	tok, err := o.oauth(p, f.Redirect).Exchange(oidc.ClientContext(ctx, o.client), code, oauth2.VerifierOption(f.Verifier))
 	if err != nil {
 		return SSOUser{}, exchangeFailed(err)
 	}
-	return o.verify(ctx, p, tok, f.nonce)
+	return o.verify(ctx, p, tok, f.Nonce)
 }
 
 // exchangeFailed tells a refused code (reused, expired, wrong verifier:
@@ -299,11 +262,8 @@ func (o *OIDC) verify(ctx context.Context, p *oidc.Provider, tok *oauth2.Token, 
 // what the user must see (verification URI and user code) and a handle
 // that DevicePoll takes. The device code itself stays on the broker.
 func (o *OIDC) DeviceStart(ctx context.Context) (*oauth2.DeviceAuthResponse, string, error) {
-	o.mu.Lock()
-	full := o.full(audit.Source(ctx))
-	o.mu.Unlock()
-	if full {
-		return nil, "", &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts, Message: "sso: too many sign-ins in progress: try again later"}
+	if err := o.flows.checkRoom(ctx, audit.Source(ctx)); err != nil {
+		return nil, "", flowsErr(err)
 	}
 	p, err := o.discover(ctx)
 	if err != nil {
@@ -323,10 +283,10 @@ func (o *OIDC) DeviceStart(ctx context.Context) (*oauth2.DeviceAuthResponse, str
 	if exp.IsZero() {
 		exp = o.now().Add(flowTTL)
 	}
-	o.mu.Lock()
-	o.sweep()
-	o.devices[handle] = deviceFlow{resp: resp, source: audit.Source(ctx), expires: exp}
-	o.mu.Unlock()
+	if err := o.flows.addDevice(ctx, handle, deviceFlow{DeviceCode: resp.DeviceCode, Interval: resp.Interval,
+		Source: audit.Source(ctx), Expires: exp}); err != nil {
+		return nil, "", flowsErr(err)
+	}
 	return resp, handle, nil
 }
 
@@ -334,10 +294,14 @@ func (o *OIDC) DeviceStart(ctx context.Context) (*oauth2.DeviceAuthResponse, str
 // handle names, and returns the signed-in user then; ErrDevicePending
 // when wait ran out first. A completed handle is consumed.
 func (o *OIDC) DevicePoll(ctx context.Context, handle string, wait time.Duration) (SSOUser, error) {
-	o.mu.Lock()
-	d, ok := o.devices[handle]
-	o.mu.Unlock()
-	if !ok || handle == "" || o.now().After(d.expires) {
+	if handle == "" {
+		return SSOUser{}, loginFailed("sso: unknown, used or expired device sign-in")
+	}
+	d, ok, err := o.flows.device(ctx, handle)
+	if err != nil {
+		return SSOUser{}, fmt.Errorf("sso: %w", err)
+	}
+	if !ok {
 		return SSOUser{}, loginFailed("sso: unknown, used or expired device sign-in")
 	}
 	p, err := o.discover(ctx)
@@ -346,20 +310,21 @@ func (o *OIDC) DevicePoll(ctx context.Context, handle string, wait time.Duration
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	tok, err := o.oauth(p, "").DeviceAccessToken(oidc.ClientContext(wctx, o.client), d.resp)
+	resp := &oauth2.DeviceAuthResponse{DeviceCode: d.DeviceCode, Interval: d.Interval, Expiry: d.Expires}
+	tok, err := o.oauth(p, "").DeviceAccessToken(oidc.ClientContext(wctx, o.client), resp)
 	if err != nil {
 		if wctx.Err() != nil && ctx.Err() == nil {
 			return SSOUser{}, ErrDevicePending
 		}
-		o.mu.Lock()
-		delete(o.devices, handle)
-		o.mu.Unlock()
+		if _, terr := o.flows.takeDevice(ctx, handle); terr != nil {
+			return SSOUser{}, fmt.Errorf("sso: %w", terr)
+		}
 		return SSOUser{}, exchangeFailed(err)
 	}
-	o.mu.Lock()
-	_, still := o.devices[handle]
-	delete(o.devices, handle)
-	o.mu.Unlock()
+	still, err := o.flows.takeDevice(ctx, handle)
+	if err != nil {
+		return SSOUser{}, fmt.Errorf("sso: %w", err)
+	}
 	if !still {
 		return SSOUser{}, loginFailed("sso: device sign-in already used")
 	}

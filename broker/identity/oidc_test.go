@@ -51,6 +51,7 @@ func ssoFor(t *testing.T, op *devstack.OIDC) *OIDC {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.useStore(openStore(t))
 	return o
 }
 
@@ -127,5 +128,29 @@ func TestSignInFlows(t *testing.T) {
 		if _, _, err := o.Begin(from("192.0.2.3"), PurposeCLI, bad); CodeOf(err) != CodeBadRequest {
 			t.Errorf("redirect %s: %v", bad, err)
 		}
+	}
+}
+
+// A sign-in begun on one replica finishes on another sharing the store,
+// once.
+func TestSignInAcrossReplicas(t *testing.T) {
+	op := devstack.StartOIDC(t, devstack.OIDCOptions{})
+	a, b := ssoFor(t, op), ssoFor(t, op)
+	b.flows = a.flows // one store
+	const redirect = "http://127.0.0.1:5001/callback"
+	authURL, state, err := a.Begin(t.Context(), PurposeCLI, redirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, err := op.Authorize(t.Context(), authURL, "bob", op.User("bob").Password, redirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := b.Finish(t.Context(), PurposeCLI, state, code)
+	if err != nil || u.Name != "bob" {
+		t.Fatalf("finish on the other replica: %+v, %v", u, err)
+	}
+	if _, err := a.Finish(t.Context(), PurposeCLI, state, code); CodeOf(err) != CodeLoginFailed {
+		t.Fatalf("the same state on the first replica: %v", err)
 	}
 }

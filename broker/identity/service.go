@@ -122,6 +122,9 @@ func NewService(o Options) (*Service, error) {
 		s.rejections = o.Rejections
 	}
 	s.sso = o.SSO
+	if s.sso != nil {
+		s.sso.useStore(o.Store)
+	}
 	tokens.enabled = s.enabled
 	return s, nil
 }
