@@ -38,7 +38,7 @@ const flowTTL = 10 * time.Minute
 // grow the table without limit; maxFlowsPerSource keeps one address from
 // taking all of them.
 const (
-	maxFlows          = 10000
+	maxFlows          = 2000
 	maxFlowsPerSource = 20
 )
 
