@@ -277,3 +277,23 @@ func TestSSODeviceLogin(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 }
+
+// A broker without identity.oidc says so, and the login page offers no
+// provider.
+func TestSSODisabled(t *testing.T) {
+	b := newBroker(t, fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(t.TempDir(), "custos.db")))
+	_, errs, code := b.run("alice", "", "login", "--sso", "--no-browser")
+	if code != 4 || !strings.Contains(errs, "sso_disabled") {
+		t.Fatalf("login --sso without a provider: exit %d %q", code, errs)
+	}
+	res, err := http.Get(b.url + "/api/v1/auth/sso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&info)
+	res.Body.Close()
+	if info["enabled"] != false {
+		t.Fatalf("sso info: %v", info)
+	}
+}
