@@ -418,3 +418,7 @@ func grantDetails(g broker.Grant) map[string]any {
 	return map[string]any{"grant_id": g.ID, "request_id": g.RequestID, "user": g.User, "role": g.Role,
 		"starts_at": g.StartsAt, "ends_at": g.EndsAt, "approvers": g.Approvers, "state": g.State}
 }
+
+// GroupsOf returns the groups user belongs to (for SSO users, the groups
+// their last sign-in mapped to).
+func (s *Service) GroupsOf(user string) []string { return s.dir.GroupsOf(user) }

@@ -57,6 +57,7 @@ func (c *Config) Validate() error {
 	c.validateAudit(&ck)
 	c.validateBackup(&ck)
 	c.Notify.validate(&ck)
+	c.validateOIDC(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")

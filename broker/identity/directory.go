@@ -34,7 +34,13 @@ type account struct {
 // are left out entirely: no lookup finds them and they belong to no group,
 // so they can neither sign in, request nor approve. Reload replaces the
 // whole set at once (SIGHUP); each call sees one version of it.
-type Directory struct{ cur atomic.Pointer[directory] }
+type Directory struct {
+	cur atomic.Pointer[directory]
+	// sso holds users admitted by single sign-on since the broker
+	// started (directory_sso.go); every version shares it, so a reload
+	// keeps them.
+	sso *ssoUsers
+}
 
 // directory is one immutable version of the Directory.
 type directory struct {
@@ -45,6 +51,8 @@ type directory struct {
 	byKey    map[string]string // SHA256 key fingerprint
 	groups   map[string][]string
 	admins   []string
+	// sso is the Directory's (shared by every version).
+	sso *ssoUsers
 	// dummy is checked when a sign-in names no user with a password, so
 	// that costs as much time as a real check and user names cannot be
 	// probed by timing. It has the parameters of the first configured
@@ -56,11 +64,11 @@ type directory struct {
 // hashing plaintext development passwords with HashPassword and parsing
 // SSH keys. Errors name the user and field, never a secret.
 func NewDirectory(cfg *config.Config) (*Directory, error) {
-	x, err := buildDirectory(cfg)
+	d := &Directory{sso: newSSOUsers()}
+	x, err := buildDirectory(cfg, d.sso)
 	if err != nil {
 		return nil, err
 	}
-	d := &Directory{}
 	d.cur.Store(x)
 	return d, nil
 }
@@ -68,7 +76,7 @@ func NewDirectory(cfg *config.Config) (*Directory, error) {
 // Reload replaces the users and groups with cfg's. On an error (a key file
 // that cannot be read, a duplicate Slack ID) nothing changes.
 func (d *Directory) Reload(cfg *config.Config) error {
-	x, err := buildDirectory(cfg)
+	x, err := buildDirectory(cfg, d.sso)
 	if err != nil {
 		return err
 	}
@@ -79,11 +87,11 @@ func (d *Directory) Reload(cfg *config.Config) error {
 // now is the current version.
 func (d *Directory) now() *directory { return d.cur.Load() }
 
-func buildDirectory(cfg *config.Config) (*directory, error) {
+func buildDirectory(cfg *config.Config, sso *ssoUsers) (*directory, error) {
 	d := &directory{
 		users: map[string]*account{}, disabled: map[string]bool{}, bySlack: map[string]string{},
 		byEmail: map[string]string{}, byKey: map[string]string{}, groups: map[string][]string{},
-		admins: slices.Clone(cfg.SecurityAdmins),
+		admins: slices.Clone(cfg.SecurityAdmins), sso: sso,
 	}
 	for _, u := range cfg.Users {
 		if u.Disabled {
@@ -200,9 +208,11 @@ func (d *directory) index(a *account) error {
 func (d *directory) Lookup(name string) (Identity, bool) {
 	a, ok := d.users[name]
 	if !ok {
-		return Identity{}, false
+		return d.sso.lookup(name)
 	}
-	return a.id.clone(), true
+	id := a.id.clone()
+	id.Groups = d.sso.withLinked(name, id.Groups)
+	return id, true
 }
 
 // BySlackID is Directory.BySlackID on one version.
@@ -238,30 +248,43 @@ func (d *directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
 	return d.ByKeyFingerprint(ssh.FingerprintSHA256(key))
 }
 
-// Enabled is Directory.Enabled on one version.
+// Enabled is Directory.Enabled on one version: a configured user who is
+// not disabled, or a user admitted by single sign-on.
 func (d *directory) Enabled(user string) bool {
-	_, ok := d.users[user]
+	if _, ok := d.users[user]; ok {
+		return true
+	}
+	_, ok := d.sso.lookup(user)
 	return ok
+}
+
+// hasTOTP reports whether a local user has a TOTP second factor.
+func (d *directory) hasTOTP(user string) bool {
+	a, ok := d.users[user]
+	return ok && a.totpKey != nil
 }
 
 // GroupsOf is Directory.GroupsOf on one version.
 func (d *directory) GroupsOf(user string) []string {
-	if a, ok := d.users[user]; ok {
-		return slices.Clone(a.id.Groups)
+	id, ok := d.Lookup(user)
+	if !ok {
+		return nil
 	}
-	return nil
+	return id.Groups
 }
 
 // Members is Directory.Members on one version.
 func (d *directory) Members(group string) ([]string, bool) {
 	m, ok := d.groups[group]
-	return slices.Clone(m), ok
+	if !ok {
+		return nil, false
+	}
+	return d.sso.members(group, slices.Clone(m)), true
 }
 
 // InGroup is Directory.InGroup on one version.
 func (d *directory) InGroup(user, group string) bool {
-	a, ok := d.users[user]
-	return ok && slices.Contains(a.id.Groups, group)
+	return slices.Contains(d.GroupsOf(user), group)
 }
 
 // IsSecurityAdmin is Directory.IsSecurityAdmin on one version.
@@ -277,9 +300,11 @@ func (d *directory) IsSecurityAdmin(user string) bool {
 // Users is Directory.Users on one version.
 func (d *directory) Users() []Identity {
 	out := make([]Identity, 0, len(d.users))
-	for _, a := range d.users {
-		out = append(out, a.id.clone())
+	for name := range d.users {
+		id, _ := d.Lookup(name)
+		out = append(out, id)
 	}
+	out = append(out, d.sso.all()...)
 	slices.SortFunc(out, func(a, b Identity) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

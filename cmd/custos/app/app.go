@@ -143,8 +143,12 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	sso, err := newSSO(cfg)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dir, Store: st, Audit: auditLog,
-		Rejections: rejections, Log: log})
+		Rejections: rejections, SSO: sso, Audience: tokenAudience(cfg), Log: log})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -153,6 +157,10 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	acc := access.New(access.Options{Config: cfg, Live: live, Directory: dir, Store: st, Audit: auditLog, Log: log, Metrics: m, Clock: newClock()})
 	r.reload.acc = acc
 	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
+	// SSO users signed in before this start keep their access.
+	if _, err := ids.LoadSSOUsers(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if err := deprovision(ctx, ids, acc, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -302,7 +310,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, SSO: ids, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

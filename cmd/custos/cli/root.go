@@ -81,7 +81,7 @@ func newRoot(g *globals) *cobra.Command {
 		newConfigCmd(g),
 		newVersionCmd(g),
 		newLoginCmd(g), newLogoutCmd(g), newTargetsCmd(g), newSSHConfigCmd(g), newSSHCmd(g),
-		newWhoamiCmd(g),
+		newWhoamiCmd(g), newStatusCmd(g),
 		newRequestCmd(g),
 		newRequestsCmd(g),
 		newDecideCmd(g, true),
