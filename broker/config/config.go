@@ -45,6 +45,9 @@ type Config struct {
 	Targets []Target `yaml:"targets"`
 	// BreakGlass are the sealed emergency accounts. Default: none.
 	BreakGlass []BreakGlassAccount `yaml:"breakglass"`
+	// DataDictionary classifies database columns for masking. Default:
+	// empty (nothing is masked).
+	DataDictionary DataDictionary `yaml:"data_dictionary"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

@@ -130,6 +130,12 @@ type Role struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// Policy decides who may request and approve, and how.
 	Policy Policy `yaml:"policy"`
+	// Masking maps data_dictionary classifications to what the
+	// PostgreSQL proxy does with their values for this role: pass, mask,
+	// hash or null. The key "unknown" covers fields that cannot be
+	// classified and classifications not named here; it defaults to mask.
+	// Default: empty (results are relayed unchanged).
+	Masking map[string]string `yaml:"masking"`
 }
 
 // Policy governs requests for one role.
