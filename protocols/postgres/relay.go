@@ -48,7 +48,17 @@ func (s *session) run() {
 	co := &clientObserver{s: s, red: s.red, limit: statementLimit(s.Target)}
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
 	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
-	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
+	var down *copier
+	if s.mask == nil {
+		down = newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
+	} else {
+		// Masked: every server message is decoded (DataRows up to the
+		// client message limit) and rewritten.
+		co.mask = s.mask
+		defer s.cat.close()
+		down = newCopier(s.upstream, s.client, &maskHandler{ctx: s.Context(), m: s.mask, so: so, cat: s.cat}, maxMsg, maxMsg)
+		s.Record(event.Event{Kind: event.KindNote, Op: "masking", Text: s.mask.summary})
+	}
 	up.touch = func(n int) { s.Relayed(metrics.ToTarget, n) }
 	down.touch = func(n int) { s.Relayed(metrics.ToClient, n) }
 	up.flush = func() error { return s.flush(&co.evs) }

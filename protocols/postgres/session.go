@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"io"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/protocols/lifecycle"
+	"github.com/custos-pam/custos/protocols/postgres/masking"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -41,6 +43,10 @@ type session struct {
 		on          bool
 		rows, bytes int
 	}
+
+	// mask and cat are set for a role with masking rules.
+	mask *masker
+	cat  *catalog
 
 	// busy is true while the target may be running a query (between a
 	// Query, FunctionCall or Sync and the next ReadyForQuery).
@@ -171,6 +177,10 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 	if r, ok := t.FindRole(g.Role); ok {
 		role = r
 	}
+	policy, ref := p.maskingPolicy(g, role)
+	if ref != nil {
+		return nil, ref
+	}
 	cs, err := p.Open(lifecycle.Start{Grant: g, Target: t, Role: role, Database: db, ClientAddr: req.clientAddr})
 	if err != nil {
 		return nil, &refusal{grantID: g.ID, clientError: &clientError{Code: codeCannotConnectNow, Msg: "custos: the broker is shutting down", err: err}}
@@ -205,6 +215,17 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 		return fail(upstreamRefusal(g.Target, err))
 	}
 	s.upstream = hc.Conn
+	if policy != nil {
+		s.mask = newMasker(policy, g.Role, role.Masking)
+		s.cat = &catalog{cols: map[colKey]*masking.Column{}, looked: map[uint32]bool{},
+			connect: func(ctx context.Context) (*pgconn.PgConn, error) {
+				cfg, err := upstreamConfig(t, db, user, password, upstreamParams(req))
+				if err != nil {
+					return nil, err
+				}
+				return pgconn.ConnectConfig(ctx, cfg)
+			}}
+	}
 	s.upstreamAddr = hc.Conn.RemoteAddr().String()
 	s.upstreamPID, s.upstreamSecret = hc.PID, hc.SecretKey
 	closeUp := func() { s.upstream.Write([]byte{'X', 0, 0, 0, 4}); s.upstream.Close() }

@@ -28,7 +28,9 @@ func testPolicy(t testing.TB, rules map[string]string) *Policy {
 
 func TestMaskFieldClassification(t *testing.T) {
 	p := testPolicy(t, map[string]string{"subject_id": "hash", "dob": "mask", "name": "pass"})
-	col := func(s, tb, c string, derived bool) *Column { return &Column{Schema: s, Table: tb, Name: c, Derived: derived} }
+	col := func(s, tb, c string, derived bool) *Column {
+		return &Column{Schema: s, Table: tb, Name: c, Derived: derived}
+	}
 	for _, tc := range []struct {
 		name  string
 		col   *Column
