@@ -191,19 +191,31 @@ func (m *masker) pop(kinds ...pendingKind) {
 	}
 }
 
-// popUntil drops messages up to the next Query or Sync; with through set
-// it drops that one too.
-func (m *masker) popUntil(through bool) {
+// answered drops the messages a ReadyForQuery answers: up to and
+// including the oldest Query (or FunctionCall) or Sync.
+func (m *masker) answered() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for len(m.queue) > 0 {
 		k := m.queue[0].kind
+		m.queue = m.queue[1:]
 		if k == pendQuery || k == pendSync {
-			if through {
-				m.queue = m.queue[1:]
-			}
 			return
 		}
+	}
+}
+
+// failed drops the messages an ErrorResponse leaves unanswered. An error
+// of a Query ends it at the next ReadyForQuery; an error in the extended
+// protocol makes the target discard every message up to the next Sync,
+// Queries included.
+func (m *masker) failed() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.queue) > 0 && m.queue[0].kind == pendQuery {
+		return
+	}
+	for len(m.queue) > 0 && m.queue[0].kind != pendSync {
 		m.queue = m.queue[1:]
 	}
 }
@@ -265,7 +277,7 @@ func (h *maskHandler) message(typ byte, b []byte) error {
 		case 'E':
 			// The client already has the refusal.
 			h.dropping = false
-			h.m.popUntil(false)
+			h.m.failed()
 			return nil
 		}
 	}
@@ -280,11 +292,11 @@ func (h *maskHandler) message(typ byte, b []byte) error {
 		h.m.pop(pendExecute)
 		h.cur = nil
 	case 'E':
-		h.m.popUntil(false)
+		h.m.failed()
 		h.cur = nil
 		return h.forward(typ, withoutDetail(b))
 	case 'Z':
-		h.m.popUntil(true)
+		h.m.answered()
 		h.cur = nil
 	case 'H', 'W':
 		return h.refuseCopy()

@@ -89,7 +89,7 @@ INSERT INTO subjects (subject_id) SELECT subject_id FROM subjects LIMIT 1;
 	}
 	noSubjectIDs(t, "psql output", out)
 	for _, want := range []string{
-		"S-****|1980-**-**||Leeds|ok",  // classified columns masked or nulled
+		"S-****|1980-**-**||Leeds|ok",     // classified columns masked or nulled
 		"S-****|1980-**-**||Leeds|S-****", // note: a value pattern upgrades
 		"*** ******** *|*-****",           // expressions: the unknown default
 		"\n*-****\n",                      // a view column no pattern names: unknown
@@ -242,4 +242,42 @@ func TestMaskRefusedWithoutDictionary(t *testing.T) {
 		t.Fatalf("psql: %v\n%s", err, out)
 	}
 	_ = broker.Grant{}
+}
+
+// TestMaskPipelineAfterError: results after a pipeline error still get
+// their own columns' rules (the target skips to Sync; so must the proxy).
+func TestMaskPipelineAfterError(t *testing.T) {
+	s := maskStack(t, "k1")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := s.connect(t, "alice", s.roleToken("alice", "monitor"))
+	b := &pgx.Batch{}
+	b.Queue("SELECT site FROM subjects ORDER BY dob LIMIT 1")
+	b.Queue("SELECT 1/0")
+	b.Queue("SELECT subject_id FROM subjects ORDER BY dob LIMIT 1")
+	if err := conn.SendBatch(ctx, b).Close(); err == nil {
+		t.Fatal("division by zero not reported")
+	}
+	b = &pgx.Batch{}
+	var site, sid, site2 string
+	b.Queue("SELECT site FROM subjects ORDER BY dob LIMIT 1").QueryRow(func(r pgx.Row) error { return r.Scan(&site) })
+	b.Queue("SELECT subject_id FROM subjects ORDER BY dob LIMIT 1").QueryRow(func(r pgx.Row) error { return r.Scan(&sid) })
+	b.Queue("SELECT site FROM subjects ORDER BY dob LIMIT 1").QueryRow(func(r pgx.Row) error { return r.Scan(&site2) })
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if site != "Leeds" || sid != "S-****" || site2 != "Leeds" {
+		t.Fatalf("after the failed pipeline: %q %q %q", site, sid, site2)
+	}
+	// A cursor fetched in steps: rows come from Execute with a row limit
+	// and from FETCH.
+	out, err := s.runPsql(t, "alice", s.roleToken("alice", "monitor"), testTarget, "require",
+		"BEGIN;\nDECLARE c CURSOR FOR SELECT subject_id, site FROM subjects;\nFETCH 2 FROM c;\nFETCH ALL FROM c;\nCOMMIT;\n\\set FETCH_COUNT 1\nSELECT subject_id, note FROM subjects;\n", "-A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noSubjectIDs(t, "psql cursor output", out)
+	if strings.Count(out, "S-****|Leeds") != 3 || !strings.Contains(out, "S-****|S-****") {
+		t.Fatalf("cursor output:\n%s", out)
+	}
 }
