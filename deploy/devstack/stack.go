@@ -114,6 +114,7 @@ func settle(env map[string]string, dir string) error {
 		"CUSTOS_S3_ACCESS_KEY":      func() string { return "custos" + randomToken(4) },
 		"CUSTOS_S3_SECRET_KEY":      func() string { return randomToken(16) },
 		"VAULT_TOKEN":               func() string { return "root-" + randomToken(12) },
+		"CUSTOS_MASKING_KEY":        func() string { return randomToken(16) },
 	}
 	for k, gen := range secrets {
 		if env[k] == "" {
@@ -200,6 +201,9 @@ func startInfra(o UpOptions, env map[string]string) error {
 		return err
 	}
 	say("postgres 15 on 127.0.0.1:%d (data %s)", pg.Port, pg.DataDir)
+	if err := loadDemoData(pg); err != nil {
+		return fmt.Errorf("up: postgres demo data: %w", err)
+	}
 
 	minioBin, err := ToolPath("minio")
 	if err != nil {
