@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -107,6 +108,9 @@ func (c *Config) validateDataDictionary(ck *checker) {
 		t := &c.Targets[i]
 		for j := range t.Roles {
 			r := &t.Roles[j]
+			if r.Unmask != nil {
+				validateUnmask(ck, fmt.Sprintf("targets[%d].roles[%d]", i, j), t, r, names)
+			}
 			if len(r.Masking) == 0 {
 				continue
 			}
@@ -137,5 +141,50 @@ func (c *Config) validateDataDictionary(ck *checker) {
 	}
 	if hashes && !d.HashKey.IsSet() {
 		ck.add("data_dictionary.hash_key", "required when a role's masking uses hash")
+	}
+}
+
+// MaskingRules returns the masking rules in effect for role r of t: its
+// own, or for an unmask variant its base role's with the unmasked
+// classifications passed. The second result lists the unmasked
+// classifications.
+func (t *Target) MaskingRules(r *Role) (map[string]string, []string) {
+	if r.Unmask == nil {
+		return r.Masking, nil
+	}
+	base, ok := t.FindRole(r.Unmask.Role)
+	if !ok || len(base.Masking) == 0 {
+		// Validation refuses this; never relay unmasked.
+		return map[string]string{MaskUnknown: MaskMask}, nil
+	}
+	rules := maps.Clone(base.Masking)
+	for _, c := range r.Unmask.Classifications {
+		rules[c] = MaskPass
+	}
+	return rules, r.Unmask.Classifications
+}
+
+// validateUnmask checks an unmask variant against its base role.
+func validateUnmask(ck *checker, p string, t *Target, r *Role, classes map[string]bool) {
+	u := r.Unmask
+	if len(r.Masking) > 0 {
+		ck.add(p+".masking", "an unmask role takes its rules from unmask.role; remove masking")
+	}
+	base, ok := t.FindRole(u.Role)
+	switch {
+	case u.Role == "":
+		ck.add(p+".unmask.role", "required")
+	case !ok:
+		ck.add(p+".unmask.role", "unknown role %q of target %s", u.Role, t.Name)
+	case len(base.Masking) == 0:
+		ck.add(p+".unmask.role", "role %q has no masking rules to unmask", u.Role)
+	}
+	if len(u.Classifications) == 0 {
+		ck.add(p+".unmask.classifications", "list the classifications this role sees in clear")
+	}
+	for i, c := range u.Classifications {
+		if !classes[c] {
+			ck.add(fmt.Sprintf("%s.unmask.classifications[%d]", p, i), "unknown classification %q", c)
+		}
 	}
 }

@@ -48,3 +48,41 @@ data_dictionary:
 		})
 	}
 }
+
+func TestMaskingUnmaskRole(t *testing.T) {
+	const dict = `
+data_dictionary:
+  classifications:
+    - {name: subject_id, columns: ["*.*.subject_id"]}
+    - {name: dob, columns: ["*.*.dob"]}
+`
+	base := strings.Replace(minimal+dict, "      - name: readonly\n", "      - name: readonly\n        masking: {subject_id: mask, dob: \"null\"}\n", 1)
+	withRole := func(role string) string {
+		return strings.Replace(base, "targets:\n  - name: db\n    kind: postgres\n    address: 127.0.0.1:5432\n    roles:\n",
+			"targets:\n  - name: db\n    kind: postgres\n    address: 127.0.0.1:5432\n    roles:\n"+role, 1)
+	}
+	c, err := Parse([]byte(withRole("      - {name: readonly-unmask, unmask: {role: readonly, classifications: [subject_id]}, policy: {approvers: [approvers]}}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &c.Targets[0]
+	r, _ := tg.FindRole("readonly-unmask")
+	rules, un := tg.MaskingRules(r)
+	if rules["subject_id"] != MaskPass || rules["dob"] != MaskNull || len(un) != 1 {
+		t.Fatalf("rules %v unmasked %v", rules, un)
+	}
+	if b, _ := tg.FindRole("readonly"); b.Masking["subject_id"] != MaskMask {
+		t.Fatal("the base role's rules changed")
+	}
+	for _, tc := range []struct{ role, want string }{
+		{"      - {name: u, unmask: {role: nope, classifications: [subject_id]}, policy: {approvers: [approvers]}}\n", `unmask.role: unknown role "nope"`},
+		{"      - {name: u, unmask: {role: readonly, classifications: [ssn]}, policy: {approvers: [approvers]}}\n", `unmask.classifications[0]: unknown classification "ssn"`},
+		{"      - {name: u, unmask: {role: readonly}, policy: {approvers: [approvers]}}\n", "unmask.classifications: list the classifications"},
+		{"      - {name: u, masking: {dob: pass}, unmask: {role: readonly, classifications: [dob]}, policy: {approvers: [approvers]}}\n", "remove masking"},
+		{"      - {name: plain, policy: {approvers: [approvers]}}\n      - {name: u, unmask: {role: plain, classifications: [dob]}, policy: {approvers: [approvers]}}\n", `role "plain" has no masking rules`},
+	} {
+		if _, err := Parse([]byte(withRole(tc.role))); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.role, err, tc.want)
+		}
+	}
+}

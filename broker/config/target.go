@@ -136,6 +136,19 @@ type Role struct {
 	// classified and classifications not named here; it defaults to mask.
 	// Default: empty (results are relayed unchanged).
 	Masking map[string]string `yaml:"masking"`
+	// Unmask makes this role the time-boxed unmasked variant of a masked
+	// role: it has that role's masking rules with the listed
+	// classifications passed, and is requested and approved on its own.
+	// Default: nil.
+	Unmask *Unmask `yaml:"unmask"`
+}
+
+// Unmask names the masked role a role unmasks and what it unmasks.
+type Unmask struct {
+	// Role is the masked role of the same target. Required.
+	Role string `yaml:"role"`
+	// Classifications are passed in clear. Required.
+	Classifications []string `yaml:"classifications"`
 }
 
 // Policy governs requests for one role.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -77,8 +78,9 @@ type pending struct {
 type masker struct {
 	policy *masking.Policy
 	role   string
-	// summary describes the rules for the recording.
-	summary string
+	// summary describes the rules for the recording; unmask, for an
+	// unmask variant, what it unmasks.
+	summary, unmask string
 
 	mu      sync.Mutex
 	queue   []pending
@@ -87,6 +89,9 @@ type masker struct {
 }
 
 func newMasker(p *masking.Policy, role string, rules map[string]string) *masker {
+	if p == nil {
+		return nil
+	}
 	return &masker{policy: p, role: role, summary: maskingSummary(role, rules), stmts: map[string]*stmtInfo{}, portals: map[string]*portalInfo{}}
 }
 
@@ -469,24 +474,32 @@ func (h *maskHandler) dataRow(b []byte) error {
 	return h.observe('D', h.out[at+headerLen:])
 }
 
-// maskingPolicy returns the masking policy of the grant's role, nil when
-// it has no rules.
-func (p *Proxy) maskingPolicy(g broker.Grant, role *config.Role) (*masking.Policy, *refusal) {
-	if role == nil || len(role.Masking) == 0 {
-		return nil, nil
+// maskingPolicy returns the masking policy of the grant's role and its
+// rules, nil when it has none.
+func (p *Proxy) maskingPolicy(g broker.Grant, t *config.Target, role *config.Role) (*masking.Policy, *masker, *refusal) {
+	if role == nil {
+		return nil, nil, nil
+	}
+	rules, unmasked := t.MaskingRules(role)
+	if len(rules) == 0 {
+		return nil, nil, nil
 	}
 	refuse := func(err error) *refusal {
 		return &refusal{grantID: g.ID, clientError: &clientError{Code: codeCannotConnectNow,
 			Msg: "custos: masking for role " + g.Role + " is not available; connection refused", err: err}}
 	}
 	if p.opts.DataDictionary == nil {
-		return nil, refuse(errors.New("no data dictionary"))
+		return nil, nil, refuse(errors.New("no data dictionary"))
 	}
-	pol, err := p.opts.DataDictionary.Policy(role.Masking)
+	pol, err := p.opts.DataDictionary.Policy(rules)
 	if err != nil {
-		return nil, refuse(err)
+		return nil, nil, refuse(err)
 	}
-	return pol, nil
+	m := newMasker(pol, g.Role, rules)
+	if len(unmasked) > 0 {
+		m.unmask = "unmask in effect for " + strings.Join(unmasked, ", ") + " (role " + g.Role + ", the unmasked variant of " + role.Unmask.Role + ", until " + g.EndsAt.UTC().Format(time.RFC3339) + ")"
+	}
+	return pol, m, nil
 }
 
 // maskingSummary describes a role's rules for the recording.

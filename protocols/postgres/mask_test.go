@@ -38,7 +38,8 @@ func maskStack(t *testing.T, key string) *stack {
 	s := newStack(t, func(tg *config.Target, o *Options) {
 		tg.Roles = append(tg.Roles,
 			config.Role{Name: "monitor", Masking: map[string]string{"subject_id": "mask", "dob": "mask", "name": "null"}},
-			config.Role{Name: "analyst", Masking: map[string]string{"subject_id": "hash", "dob": "pass", "name": "pass", "unknown": "pass"}})
+			config.Role{Name: "analyst", Masking: map[string]string{"subject_id": "hash", "dob": "pass", "name": "pass", "unknown": "pass"}},
+			config.Role{Name: "monitor-unmask", Unmask: &config.Unmask{Role: "monitor", Classifications: []string{"subject_id"}}})
 		o.DataDictionary = dict
 	})
 	for _, q := range []string{
@@ -279,5 +280,29 @@ func TestMaskPipelineAfterError(t *testing.T) {
 	noSubjectIDs(t, "psql cursor output", out)
 	if strings.Count(out, "S-****|Leeds") != 3 || !strings.Contains(out, "S-****|S-****") {
 		t.Fatalf("cursor output:\n%s", out)
+	}
+}
+
+// TestMaskUnmaskRole: the unmask variant of monitor sees subject IDs in
+// clear, everything else as monitor does, and the recording says so.
+func TestMaskUnmaskRole(t *testing.T) {
+	s := maskStack(t, "k1")
+	out, err := s.runPsql(t, "alice", s.roleToken("alice", "monitor-unmask"), testTarget, "require",
+		"SELECT subject_id, dob, name FROM subjects ORDER BY dob LIMIT 1;\nCOPY subjects TO STDOUT;\n", "-A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "S-1001|1980-**-**|\n") || !strings.Contains(out, "COPY TO STDOUT is refused for role monitor-unmask") {
+		t.Fatalf("unmask output:\n%s", out)
+	}
+	s.waitNoSessions(t)
+	var unmask string
+	for _, e := range s.rec.Last(t).Snapshot() {
+		if e.Kind == event.KindNote && e.Op == "unmask" {
+			unmask = e.Text
+		}
+	}
+	if !strings.HasPrefix(unmask, "unmask in effect for subject_id (role monitor-unmask, the unmasked variant of monitor, until ") {
+		t.Fatalf("unmask note %q", unmask)
 	}
 }

@@ -58,6 +58,9 @@ func (s *session) run() {
 		defer s.cat.close()
 		down = newCopier(s.upstream, s.client, &maskHandler{ctx: s.Context(), m: s.mask, so: so, cat: s.cat}, maxMsg, maxMsg)
 		s.Record(event.Event{Kind: event.KindNote, Op: "masking", Text: s.mask.summary})
+		if s.mask.unmask != "" {
+			s.Record(event.Event{Kind: event.KindNote, Op: "unmask", Text: s.mask.unmask})
+		}
 	}
 	up.touch = func(n int) { s.Relayed(metrics.ToTarget, n) }
 	down.touch = func(n int) { s.Relayed(metrics.ToClient, n) }

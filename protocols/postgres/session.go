@@ -177,7 +177,7 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 	if r, ok := t.FindRole(g.Role); ok {
 		role = r
 	}
-	policy, ref := p.maskingPolicy(g, role)
+	policy, mask, ref := p.maskingPolicy(g, t, role)
 	if ref != nil {
 		return nil, ref
 	}
@@ -216,7 +216,7 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 	}
 	s.upstream = hc.Conn
 	if policy != nil {
-		s.mask = newMasker(policy, g.Role, role.Masking)
+		s.mask = mask
 		s.cat = &catalog{cols: map[colKey]*masking.Column{}, looked: map[uint32]bool{},
 			connect: func(ctx context.Context) (*pgconn.PgConn, error) {
 				cfg, err := upstreamConfig(t, db, user, password, upstreamParams(req))
