@@ -37,7 +37,8 @@ type copyResult struct {
 //     by the broker,
 //  3. send the client FATAL with the cause, if it is client-visible and the
 //     client is at a message boundary,
-//  4. send the target Terminate and close both connections,
+//  4. send the target Terminate and close both connections (and the
+//     masking catalog connection),
 //  5. hand the session's own database login back,
 //  6. record the end, close the recording, audit the end and untrack the
 //     session.
@@ -55,7 +56,6 @@ func (s *session) run() {
 		// Masked: every server message is decoded (DataRows up to the
 		// client message limit) and rewritten.
 		co.mask = s.mask
-		defer s.cat.close()
 		down = newCopier(s.upstream, s.client, &maskHandler{ctx: s.Context(), m: s.mask, so: so, cat: s.cat}, maxMsg, maxMsg)
 		s.Record(event.Event{Kind: event.KindNote, Op: "masking", Text: s.mask.summary})
 		if s.mask.unmask != "" {
@@ -124,6 +124,11 @@ func (s *session) run() {
 		s.upstream.Write([]byte{'X', 0, 0, 0, 4})
 	}
 	s.upstream.Close()
+	if s.cat != nil {
+		// The catalog connection uses the session's login: closed before
+		// the login is handed back.
+		s.cat.close()
+	}
 	if told {
 		lingerClose(s.client)
 	} else {
