@@ -83,6 +83,10 @@ COPY subjects TO STDOUT;
 COPY (SELECT subject_id FROM subjects) TO STDOUT;
 SELECT site FROM subjects LIMIT 1;
 INSERT INTO subjects (subject_id) SELECT subject_id FROM subjects LIMIT 1;
+BEGIN;
+CREATE TABLE uncommitted AS SELECT 'Lyon'::text AS town;
+SELECT town FROM uncommitted;
+ROLLBACK;
 `, "-A", "-F", "|")
 	t.Logf("psql:\n%s", out)
 	if err != nil {
@@ -97,6 +101,8 @@ INSERT INTO subjects (subject_id) SELECT subject_id FROM subjects LIMIT 1;
 		"custos: COPY TO STDOUT is refused for role monitor",
 		"\nLeeds\n", // the session continues
 		"duplicate key value violates unique constraint",
+		// A table the catalog connection cannot see yet is unknown.
+		"town\n****\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("psql output lacks %q", want)
@@ -106,6 +112,26 @@ INSERT INTO subjects (subject_id) SELECT subject_id FROM subjects LIMIT 1;
 		t.Error("both COPYs must be refused")
 	}
 	s.waitNoSessions(t)
+	// The catalog connection ended with the session.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		conn, err := pgx.Connect(context.Background(), s.pg.DSN(s.db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", s.role).Scan(&n)
+		conn.Close(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d backends of the session's login left after it ended", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	rec := s.rec.Last(t)
 	all := dump(rec.Snapshot())
 	noSubjectIDs(t, "the recording", all)
