@@ -108,6 +108,11 @@ func (c *Config) validateDataDictionary(ck *checker) {
 		t := &c.Targets[i]
 		for j := range t.Roles {
 			r := &t.Roles[j]
+			if r.ResultSample < 0 || r.ResultSample > 1000 {
+				ck.add(fmt.Sprintf("targets[%d].roles[%d].result_sample", i, j), "must be between 0 and 1000 rows")
+			} else if r.ResultSample > 0 && len(r.Masking) == 0 {
+				ck.add(fmt.Sprintf("targets[%d].roles[%d].result_sample", i, j), "only for roles with masking rules: a sample of an unmasked role would record PHI")
+			}
 			if r.Unmask != nil {
 				validateUnmask(ck, fmt.Sprintf("targets[%d].roles[%d]", i, j), t, r, names)
 			}

@@ -32,6 +32,9 @@ data_dictionary:
 		{"reserved name", strings.Replace(dict, "name: dob", "name: unknown", 1), "{}", `classifications[1].name: "unknown" is reserved`},
 		{"duplicate", strings.Replace(dict, "name: dob", "name: subject_id", 1), "{}", `duplicate classification "subject_id"`},
 		{"no patterns", dict + "    - {name: empty}\n", "{}", "classifications[2]: needs at least one column or value pattern"},
+		{"sample", dict, "{subject_id: mask}\n        result_sample: 5", ""},
+		{"sample without masking", dict, "{}\n        result_sample: 5", "result_sample: only for roles with masking rules"},
+		{"sample too large", dict, "{subject_id: mask}\n        result_sample: 5000", "result_sample: must be between 0 and 1000"},
 		{"negative prefix", strings.Replace(dict, "keep_prefix: 2", "keep_prefix: -1", 1), "{}", "keep_prefix: must be >= 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -141,6 +141,11 @@ type Role struct {
 	// classifications passed, and is requested and approved on its own.
 	// Default: nil.
 	Unmask *Unmask `yaml:"unmask"`
+	// ResultSample records, per statement, up to this many result rows
+	// as the role received them (after masking) as pg_row events. Only
+	// for roles with masking rules. Default: 0 (no rows recorded, unless
+	// the target's record_results says so).
+	ResultSample int `yaml:"result_sample"`
 }
 
 // Unmask names the masked role a role unmasks and what it unmasks.

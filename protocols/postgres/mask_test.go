@@ -37,7 +37,7 @@ func maskStack(t *testing.T, key string) *stack {
 	}
 	s := newStack(t, func(tg *config.Target, o *Options) {
 		tg.Roles = append(tg.Roles,
-			config.Role{Name: "monitor", Masking: map[string]string{"subject_id": "mask", "dob": "mask", "name": "null"}},
+			config.Role{Name: "monitor", Masking: map[string]string{"subject_id": "mask", "dob": "mask", "name": "null"}, ResultSample: 2},
 			config.Role{Name: "analyst", Masking: map[string]string{"subject_id": "hash", "dob": "pass", "name": "pass", "unknown": "pass"}},
 			config.Role{Name: "monitor-unmask", Unmask: &config.Unmask{Role: "monitor", Classifications: []string{"subject_id"}}})
 		o.DataDictionary = dict
@@ -150,6 +150,19 @@ ROLLBACK;
 	}
 	if !note {
 		t.Errorf("recording lacks the masking note:\n%s", all)
+	}
+	// The role's sample: at most 2 rows per statement, as masked.
+	var sample []string
+	for _, e := range rec.Snapshot() {
+		if e.Kind == event.KindPGRow && len(sample) < 2 {
+			sample = append(sample, strings.Join(e.Args, "|"))
+		}
+	}
+	if len(sample) != 2 || sample[0] != `S-****|1980-**-**|\N|Leeds|ok` || sample[1] != `S-****|1980-**-**|\N|Leeds|S-****` {
+		t.Errorf("sample %q", sample)
+	}
+	if n := len(kinds(rec.Snapshot(), event.KindPGRow)); n > 2*8 {
+		t.Errorf("%d sample rows recorded", n)
 	}
 	if refused != 2 || errs != 2 {
 		t.Errorf("recorded %d refusals and %d 42501 errors, want 2 each", refused, errs)

@@ -187,6 +187,10 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 	}
 	s := &session{Session: cs, p: p, client: n.conn, red: redactor{policy: t.Postgres.Parameters, key: p.opts.ParamHashKey}}
 	s.results.on, s.results.rows, s.results.bytes = t.Postgres.RecordResults, t.Postgres.ResultRowsCap, t.Postgres.ResultBytesCap
+	if policy != nil && role.ResultSample > 0 && (!s.results.on || role.ResultSample < s.results.rows || s.results.rows <= 0) {
+		// A masked sample: the observer sees the rows after masking.
+		s.results.on, s.results.rows = true, role.ResultSample
+	}
 	if s.red.policy == "" {
 		s.red.policy = paramsRecord
 	}
