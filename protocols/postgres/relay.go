@@ -53,10 +53,11 @@ func (s *session) run() {
 	if s.mask == nil {
 		down = newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
 	} else {
-		// Masked: every server message is decoded (DataRows up to the
-		// client message limit) and rewritten.
+		// Masked: every server message is decoded (up to the message
+		// limit) and rewritten, except the CopyData of a refused COPY,
+		// which is streamed into the void.
 		co.mask = s.mask
-		down = newCopier(s.upstream, s.client, &maskHandler{ctx: s.Context(), m: s.mask, so: so, cat: s.cat}, maxMsg, maxMsg)
+		down = newCopier(s.upstream, s.client, &maskHandler{ctx: s.Context(), m: s.mask, so: so, cat: s.cat}, maxServerMessage, maxMsg)
 		s.Record(event.Event{Kind: event.KindNote, Op: "masking", Text: s.mask.summary})
 		if s.mask.unmask != "" {
 			s.Record(event.Event{Kind: event.KindNote, Op: "unmask", Text: s.mask.unmask})
