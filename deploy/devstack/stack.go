@@ -79,6 +79,14 @@ func Up(o UpOptions) (map[string]string, error) {
 	}
 	if running && env["VAULT_TOKEN"] != "" {
 		fmt.Fprintln(o.Out, "up: postgres, minio, vault and sshd already running")
+		// A stack started before the masking demo: add its key and data.
+		if env["CUSTOS_MASKING_KEY"] == "" {
+			env["CUSTOS_MASKING_KEY"] = randomToken(16)
+		}
+		port, _ := strconv.Atoi(env["CUSTOS_TARGET_PG_PORT"])
+		if err := loadDemoData(&Postgres{Host: "127.0.0.1", Port: port, User: pgSuperuser, Password: env["CUSTOS_TARGET_PG_PASSWORD"]}); err != nil {
+			return nil, fmt.Errorf("up: postgres demo data: %w", err)
+		}
 	} else {
 		for _, name := range append([]string{"custos"}, infra...) {
 			stopPid(dir, name)
