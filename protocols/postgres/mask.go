@@ -270,7 +270,18 @@ func (h *maskHandler) observe(typ byte, body []byte) error {
 	return nil
 }
 
+// message handles one whole server message. On error nothing of it is
+// forwarded: the scanner did not consume it.
 func (h *maskHandler) message(typ byte, b []byte) error {
+	start := len(h.out)
+	err := h.handle(typ, b)
+	if err != nil {
+		h.out = h.out[:start]
+	}
+	return err
+}
+
+func (h *maskHandler) handle(typ byte, b []byte) error {
 	if h.dropping {
 		switch typ {
 		case 'd', 'c':
