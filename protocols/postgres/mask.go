@@ -426,7 +426,7 @@ func (h *maskHandler) rowDescription(b []byte) error {
 		return err
 	}
 	for i, f := range d.raw {
-		a := h.m.policy.Field(d.cols[i], f.typ, masking.Text).Action
+		a := h.field(d, i, masking.Text).Action
 		if a == masking.Pass || a == masking.Null || masking.Textual(f.typ, masking.Binary) {
 			continue
 		}
@@ -447,9 +447,20 @@ func (h *maskHandler) fields(d *description, fmts []byte, bound bool) []masking.
 		if (bound && binaryAt(fmts, i)) || (!bound && f.format == 1) {
 			format = masking.Binary
 		}
-		out[i] = h.m.policy.Field(d.cols[i], f.typ, format)
+		out[i] = h.field(d, i, format)
 	}
 	return out
+}
+
+// field classifies column i of d: an expression (table OID 0) by the
+// role's unknown action, a table column the catalog did not resolve as
+// unresolvable (never passed).
+func (h *maskHandler) field(d *description, i, format int) masking.Field {
+	f := d.raw[i]
+	if d.cols[i] == nil && f.table != 0 {
+		return h.m.policy.Unresolvable(f.typ, format)
+	}
+	return h.m.policy.Field(d.cols[i], f.typ, format)
 }
 
 // current returns the fields of the result being answered: the simple

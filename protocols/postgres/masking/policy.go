@@ -201,7 +201,22 @@ func (p *Policy) Field(col *Column, typeOID uint32, format int) Field {
 // Unresolved is the field for a value whose column the proxy has no
 // description of.
 func (p *Policy) Unresolved() Field {
-	return Field{Action: p.unknown, Class: -1, Format: UnknownFormat}
+	return Field{Action: p.strict(), Class: -1, Format: UnknownFormat}
+}
+
+// Unresolvable is the field of a table column the catalog did not
+// resolve (the lookup failed, or the table is not visible to it): it may
+// be classified, so even a role that passes unknown fields masks it.
+func (p *Policy) Unresolvable(typeOID uint32, format int) Field {
+	return Field{Action: p.strict(), Class: -1, TypeOID: typeOID, Format: format}
+}
+
+// strict is the unknown action, but never pass.
+func (p *Policy) strict() Action {
+	if p.unknown == Pass {
+		return Mask
+	}
+	return p.unknown
 }
 
 func (c *class) matches(col *Column) bool {

@@ -63,6 +63,22 @@ func TestMaskFieldClassification(t *testing.T) {
 	if f := p.Field(nil, 25, Text); f.Action != Null {
 		t.Errorf("unknown: %v", f.Action)
 	}
+	// A role that passes unknown fields still never passes a column it
+	// could not resolve, nor a value without a description.
+	p = testPolicy(t, map[string]string{"subject_id": "hash", "unknown": "pass"})
+	if f := p.Field(nil, 25, Text); f.Action != Pass {
+		t.Errorf("expression under unknown: pass: %v", f.Action)
+	}
+	if f := p.Unresolvable(25, Text); f.Action != Mask {
+		t.Errorf("unresolvable column under unknown: pass: %v", f.Action)
+	}
+	if f := p.Unresolved(); f.Action != Mask || f.Format != UnknownFormat {
+		t.Errorf("undescribed value under unknown: pass: %+v", f)
+	}
+	p = testPolicy(t, map[string]string{"unknown": "null"})
+	if f := p.Unresolvable(25, Text); f.Action != Null {
+		t.Errorf("unresolvable column under unknown: null: %v", f.Action)
+	}
 }
 
 func TestMaskNoRulesIsNil(t *testing.T) {
