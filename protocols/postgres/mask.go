@@ -81,6 +81,8 @@ type masker struct {
 	// summary describes the rules for the recording; unmask, for an
 	// unmask variant, what it unmasks.
 	summary, unmask string
+	rules           map[string]string
+	unmasked        []string
 
 	mu      sync.Mutex
 	queue   []pending
@@ -92,7 +94,7 @@ func newMasker(p *masking.Policy, role string, rules map[string]string) *masker 
 	if p == nil {
 		return nil
 	}
-	return &masker{policy: p, role: role, summary: maskingSummary(role, rules), stmts: map[string]*stmtInfo{}, portals: map[string]*portalInfo{}}
+	return &masker{policy: p, role: role, summary: maskingSummary(role, rules), rules: rules, stmts: map[string]*stmtInfo{}, portals: map[string]*portalInfo{}}
 }
 
 // client tracks a client message before it is forwarded.
@@ -518,6 +520,7 @@ func (p *Proxy) maskingPolicy(g broker.Grant, t *config.Target, role *config.Rol
 		return nil, nil, refuse(err)
 	}
 	m := newMasker(pol, g.Role, rules)
+	m.unmasked = unmasked
 	if len(unmasked) > 0 {
 		m.unmask = "unmask in effect for " + strings.Join(unmasked, ", ") + " (role " + g.Role + ", the unmasked variant of " + role.Unmask.Role + ", until " + g.EndsAt.UTC().Format(time.RFC3339) + ")"
 	}
@@ -536,4 +539,17 @@ func maskingSummary(role string, rules map[string]string) string {
 		b.WriteString(" unknown=mask")
 	}
 	return b.String()
+}
+
+// auditDetails are the session.start audit details of a masked session:
+// the rules in effect and, for an unmask variant, what it unmasks.
+func (m *masker) auditDetails() map[string]any {
+	if m == nil {
+		return nil
+	}
+	d := map[string]any{"masking": maps.Clone(m.rules)}
+	if len(m.unmasked) > 0 {
+		d["unmasked"] = slices.Clone(m.unmasked)
+	}
+	return d
 }

@@ -361,4 +361,10 @@ func TestMaskUnmaskRole(t *testing.T) {
 	if !strings.HasPrefix(unmask, "unmask in effect for subject_id (role monitor-unmask, the unmasked variant of monitor, until ") {
 		t.Fatalf("unmask note %q", unmask)
 	}
+	// The audit log says who saw which fields unmasked.
+	starts := s.audit.Find("session.start")
+	if len(starts) != 1 || fmt.Sprint(starts[0].Details["unmasked"]) != "[subject_id]" ||
+		fmt.Sprint(starts[0].Details["masking"]) != "map[dob:mask name:null subject_id:pass]" {
+		t.Fatalf("session.start audit: %+v", starts)
+	}
 }

@@ -181,7 +181,8 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 	if ref != nil {
 		return nil, ref
 	}
-	cs, err := p.Open(lifecycle.Start{Grant: g, Target: t, Role: role, Database: db, ClientAddr: req.clientAddr})
+	cs, err := p.Open(lifecycle.Start{Grant: g, Target: t, Role: role, Database: db, ClientAddr: req.clientAddr,
+		StartDetails: mask.auditDetails()})
 	if err != nil {
 		return nil, &refusal{grantID: g.ID, clientError: &clientError{Code: codeCannotConnectNow, Msg: "custos: the broker is shutting down", err: err}}
 	}
