@@ -422,22 +422,23 @@ func (h *maskHandler) rowDescription(b []byte) error {
 			h.cur = h.fields(d, nil, false)
 		}
 	}
-	// Forward, retyping masked fields whose values become text.
-	at := len(h.out) + headerLen
-	if err := h.forward('T', b); err != nil {
-		return err
-	}
+	// Forward, retyping masked fields whose values become text; the
+	// observer records the description the client gets.
+	at := len(h.out)
+	h.out = append(h.out, 'T', 0, 0, 0, 0)
+	h.out = append(h.out, b...)
+	binary.BigEndian.PutUint32(h.out[at+1:], uint32(len(b)+4))
 	for i, f := range d.raw {
 		a := h.field(d, i, masking.Text).Action
 		if a == masking.Pass || a == masking.Null || masking.Textual(f.typ, masking.Binary) {
 			continue
 		}
-		o := at + offs[i]
+		o := at + headerLen + offs[i]
 		binary.BigEndian.PutUint32(h.out[o+6:], 25)          // text
 		binary.BigEndian.PutUint16(h.out[o+10:], 0xffff)     // typlen -1
 		binary.BigEndian.PutUint32(h.out[o+12:], 0xffffffff) // typmod -1
 	}
-	return nil
+	return h.observe('T', h.out[at+headerLen:])
 }
 
 // fields classifies a description's columns, with the formats of a Bind

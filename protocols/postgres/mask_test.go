@@ -151,6 +151,11 @@ ROLLBACK;
 	if !note {
 		t.Errorf("recording lacks the masking note:\n%s", all)
 	}
+	// The evidence lists the columns as the client got them: dob, a
+	// masked date, retyped as text.
+	if rs := kinds(rec.Snapshot(), event.KindPGResult); len(rs) == 0 || strings.Join(rs[0].Args, ",") != "25:subject_id,25:dob,25:name,25:site,25:note" {
+		t.Errorf("result columns %v", rs)
+	}
 	// The role's sample: at most 2 rows per statement, as masked.
 	var sample []string
 	for _, e := range rec.Snapshot() {
