@@ -216,13 +216,19 @@ func TestMaskPgxExtendedProtocol(t *testing.T) {
 			t.Fatalf("%v: %d rows, %v", mode, n, rows.Err())
 		}
 	}
-	// Binary results asked for every column: dob (a date) cannot carry a
-	// masked text and becomes NULL; text columns are masked as text.
+	// Binary results asked for every column: dob (a date, retyped as
+	// text) is masked by its ISO text, a float (no exact text) becomes
+	// NULL, text columns are masked as text, the rest passes.
 	pc := conn.PgConn()
-	rr := pc.ExecParams(ctx, `SELECT subject_id, dob, site FROM subjects ORDER BY dob LIMIT 1`, nil, nil, nil, []int16{1})
+	rr := pc.ExecParams(ctx, `SELECT subject_id, dob, site, length(name)::float8 AS f, visit FROM subjects JOIN visits USING (subject_id) ORDER BY dob LIMIT 1`,
+		nil, nil, nil, []int16{1})
 	got := readResult(t, rr)
-	if len(got.rows) != 1 || string(got.rows[0][0]) != "S-****" || got.rows[0][1] != nil || string(got.rows[0][2]) != "Leeds" {
+	if len(got.rows) != 1 || string(got.rows[0][0]) != "S-****" || string(got.rows[0][1]) != "1980-**-**" || string(got.rows[0][2]) != "Leeds" ||
+		got.rows[0][3] != nil || !bytes.Equal(got.rows[0][4], []byte{0, 0, 0, 1}) {
 		t.Fatalf("binary: %q", got.rows)
+	}
+	if strings.Join(got.cols, ",") != "25:subject_id,25:dob,25:site,25:f,23:visit" {
+		t.Fatalf("binary columns: %v", got.cols)
 	}
 	// A COPY over the extended protocol is refused too; the session goes on.
 	_, err := pc.CopyTo(ctx, &bytes.Buffer{}, "COPY subjects TO STDOUT")

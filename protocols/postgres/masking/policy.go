@@ -267,6 +267,13 @@ func (p *Policy) apply(dst []byte, f Field, v []byte) (out []byte, null bool) {
 			}
 		}
 	}
+	if a == Mask || a == Hash {
+		if !textual && f.Format == Binary {
+			// Rebuild the text of a binary value where the type allows.
+			var buf [40]byte // the longest: a uuid's 36 characters
+			v, textual = binaryText(buf[:0], f.TypeOID, v)
+		}
+	}
 	switch {
 	case a == Pass:
 		return append(dst, v...), false

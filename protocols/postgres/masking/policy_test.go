@@ -152,8 +152,19 @@ func TestMaskRewriteValues(t *testing.T) {
 			[][]byte{[]byte("ADA LOVELACE")}, []string{"*** ********"}},
 		{"binary text masks by text rules", p, []Field{p.Field(sid, 25, Binary)},
 			[][]byte{[]byte("S-1042")}, []string{"S-****"}},
-		{"binary int masked is NULL", p, []Field{p.Field(sid, 23, Binary)},
-			[][]byte{int4}, []string{"NULL"}},
+		{"binary int masked by its text", p, []Field{p.Field(sid, 23, Binary)},
+			[][]byte{int4}, []string{"10**"}},
+		{"binary date masked by its ISO text", p, []Field{p.Field(dob, 1082, Binary)},
+			[][]byte{{0xff, 0xff, 0xe3, 0xc0}}, []string{"1980-**-**"}},
+		{"binary uuid", p, []Field{p.Field(nil, 2950, Binary)},
+			[][]byte{{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88}},
+			[]string{"********-****-****-****-************"}},
+		{"binary float masked is NULL", p, []Field{p.Field(sid, 701, Binary)},
+			[][]byte{{0, 0, 0, 0, 0, 0, 0, 0}}, []string{"NULL"}},
+		{"binary date infinity is NULL", p, []Field{p.Field(dob, 1082, Binary)},
+			[][]byte{{0x7f, 0xff, 0xff, 0xff}}, []string{"NULL"}},
+		{"binary int of the wrong length is NULL", p, []Field{p.Field(sid, 23, Binary)},
+			[][]byte{{1, 2}}, []string{"NULL"}},
 		{"unclassified passes", p, []Field{p.Field(site, 25, Text)},
 			[][]byte{[]byte("Leeds")}, []string{"Leeds"}},
 		{"value pattern upgrades unclassified", p, []Field{p.Field(site, 25, Text)},
@@ -239,4 +250,34 @@ func FuzzRewriteRow(f *testing.F) {
 			t.Fatalf("rewritten row does not parse: %v", err)
 		}
 	})
+}
+
+// TestMaskBinaryTextMatchesPostgres: the text rebuilt from binary values
+// is PostgreSQL's, so a hash is the same in either format.
+func TestMaskBinaryTextMatchesPostgres(t *testing.T) {
+	for _, tc := range []struct {
+		oid  uint32
+		v    []byte
+		want string
+	}{
+		{21, []byte{0xff, 0xfe}, "-2"},
+		{23, []byte{0x80, 0, 0, 0}, "-2147483648"},
+		{20, []byte{0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "9223372036854775807"},
+		{26, []byte{0xff, 0xff, 0xff, 0xff}, "4294967295"},
+		{1082, []byte{0, 0, 0, 0}, "2000-01-01"},
+		{1082, []byte{0xff, 0xff, 0xe3, 0xc0}, "1980-03-14"},
+		{1082, []byte{0, 0, 0x0e, 0x45}, "2010-01-01"},
+	} {
+		got, ok := binaryText(nil, tc.oid, tc.v)
+		if !ok || string(got) != tc.want {
+			t.Errorf("%d %x: %q %v, want %q", tc.oid, tc.v, got, ok, tc.want)
+		}
+	}
+	p := testPolicy(t, map[string]string{"subject_id": "hash"})
+	sid := &Column{Schema: "public", Table: "subjects", Name: "subject_id"}
+	a, _ := p.Rewrite(nil, row([]byte("1042")), []Field{p.Field(sid, 23, Text)})
+	b, _ := p.Rewrite(nil, row([]byte{0, 0, 4, 18}), []Field{p.Field(sid, 23, Binary)})
+	if string(a) != string(b) {
+		t.Fatal("an int4 hashes differently in text and binary format")
+	}
 }
