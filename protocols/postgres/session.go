@@ -224,7 +224,9 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 		s.mask = mask
 		s.cat = &catalog{cols: map[colKey]*masking.Column{}, looked: map[uint32]bool{},
 			connect: func(ctx context.Context) (*pgconn.PgConn, error) {
-				cfg, err := upstreamConfig(t, db, user, password, upstreamParams(req))
+				// None of the client's parameters: they cannot shape
+				// the lookups.
+				cfg, err := upstreamConfig(t, db, user, password, map[string]string{"application_name": "custos masking catalog"})
 				if err != nil {
 					return nil, err
 				}
