@@ -100,3 +100,42 @@ func checkMaskedRow(t *testing.T, b []byte) {
 		}
 	}
 }
+
+// TestMaskDataRowsDoNotAllocate: once a result's columns are known, a
+// masked session rewrites its DataRows without allocating.
+func TestMaskDataRowsDoNotAllocate(t *testing.T) {
+	dict, _ := masking.Compile(config.DataDictionary{Classifications: []config.Classification{
+		{Name: "subject_id", Values: []string{`^S-[0-9]+$`}}}}, []byte("k"))
+	for _, rules := range []map[string]string{{"unknown": "hash"}, {"unknown": "mask"}, {"unknown": "pass", "subject_id": "mask"}} {
+		pol, _ := dict.Policy(rules)
+		m := newMasker(pol, "r", rules)
+		if err := m.client('Q', []byte("SELECT\x00")); err != nil {
+			t.Fatal(err)
+		}
+		s := &session{}
+		h := &maskHandler{ctx: context.Background(), m: m, so: newServerObserver(s, 'I', false, 0, 0),
+			cat: &catalog{failed: true, cols: map[colKey]*masking.Column{}, looked: map[uint32]bool{}}}
+		var b []byte
+		b, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("a"), DataTypeOID: 25}, {Name: []byte("b"), DataTypeOID: 23}}}).Encode(b)
+		sc := scanner{h: h, maxStream: maxServerMessage, maxDecode: defaultMaxMessage}
+		if _, err := sc.scan(b); err != nil {
+			t.Fatal(err)
+		}
+		var rows []byte
+		for range 100 {
+			rows, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte("S-1001"), []byte("42"), nil}}).Encode(rows)
+		}
+		h.reset()
+		sc.scan(rows)
+		h.reset()
+		allocs := testing.AllocsPerRun(20, func() {
+			if n, err := sc.scan(rows); err != nil || n != len(rows) {
+				t.Fatalf("scan: %d %v", n, err)
+			}
+			h.reset()
+		})
+		if allocs != 0 {
+			t.Errorf("%v: %v allocations per 100 masked rows, want 0", rules, allocs)
+		}
+	}
+}

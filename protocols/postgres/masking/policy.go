@@ -11,8 +11,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"path"
 	"regexp"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -68,15 +70,25 @@ type class struct {
 	keepPrefix int
 }
 
-// Dictionary is a compiled data dictionary.
+// mac is a pooled HMAC state with room for its sum.
+type mac struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+// Dictionary is a compiled data dictionary. It and its policies are safe
+// for concurrent use.
 type Dictionary struct {
 	classes []class
 	key     []byte
+	// macs holds keyed HMAC-SHA256 states for the hash action.
+	macs sync.Pool
 }
 
 // Compile compiles a validated dictionary; key keys the hash action.
 func Compile(d config.DataDictionary, key []byte) (*Dictionary, error) {
 	out := &Dictionary{key: key}
+	out.macs.New = func() any { return &mac{h: hmac.New(sha256.New, key)} }
 	for _, c := range d.Classifications {
 		cl := class{name: c.Name, keepPrefix: c.KeepPrefix}
 		for _, p := range c.Columns {
@@ -282,11 +294,13 @@ func (p *Policy) apply(dst []byte, f Field, v []byte) (out []byte, null bool) {
 		// hashed text: they become NULL.
 		return dst, true
 	case a == Hash:
-		m := hmac.New(sha256.New, p.d.key)
-		m.Write(v)
-		var sum [sha256.Size]byte
+		m := p.d.macs.Get().(*mac)
+		m.h.Reset()
+		m.h.Write(v)
 		dst = append(dst, "h:"...)
-		return hex.AppendEncode(dst, m.Sum(sum[:0])[:12]), false
+		dst = hex.AppendEncode(dst, m.h.Sum(m.sum[:0])[:12])
+		p.d.macs.Put(m)
+		return dst, false
 	}
 	return maskText(dst, v, keep), false
 }
