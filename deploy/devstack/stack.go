@@ -83,6 +83,14 @@ func Up(o UpOptions) (map[string]string, error) {
 	}
 	if running && env["VAULT_TOKEN"] != "" {
 		fmt.Fprintln(o.Out, "up: postgres, minio, vault, sshd and the openid provider already running")
+		// A stack started before the masking demo: add its key and data.
+		if env["CUSTOS_MASKING_KEY"] == "" {
+			env["CUSTOS_MASKING_KEY"] = randomToken(16)
+		}
+		port, _ := strconv.Atoi(env["CUSTOS_TARGET_PG_PORT"])
+		if err := loadDemoData(&Postgres{Host: "127.0.0.1", Port: port, User: pgSuperuser, Password: env["CUSTOS_TARGET_PG_PASSWORD"]}); err != nil {
+			return nil, fmt.Errorf("up: postgres demo data: %w", err)
+		}
 	} else {
 		for _, name := range append([]string{"custos", replicaB}, infra...) {
 			stopPid(dir, name)
@@ -124,6 +132,7 @@ func settle(env map[string]string, dir string) error {
 		"CUSTOS_S3_ACCESS_KEY":      func() string { return "custos" + randomToken(4) },
 		"CUSTOS_S3_SECRET_KEY":      func() string { return randomToken(16) },
 		"VAULT_TOKEN":               func() string { return "root-" + randomToken(12) },
+		"CUSTOS_MASKING_KEY":        func() string { return randomToken(16) },
 	}
 	for k, gen := range secrets {
 		if env[k] == "" {
@@ -210,6 +219,9 @@ func startInfra(o UpOptions, env map[string]string) error {
 		return err
 	}
 	say("postgres 15 on 127.0.0.1:%d (data %s)", pg.Port, pg.DataDir)
+	if err := loadDemoData(pg); err != nil {
+		return fmt.Errorf("up: postgres demo data: %w", err)
+	}
 
 	minioBin, err := ToolPath("minio")
 	if err != nil {
