@@ -41,6 +41,7 @@ func TestDemoMasking(t *testing.T) {
 	})
 	env["CUSTOS_SLACK_ENABLED"] = "false"
 	env["CUSTOS_DEV_DIR"] = dir
+	env["CUSTOS_STORE"] = "{driver: sqlite, path: " + filepath.Join(dir, "custos.db") + "}"
 	out := filepath.Join(dir, "custos.yaml")
 	if err := renderConfig(tmpl, out, env); err != nil {
 		t.Fatal(err)
