@@ -99,6 +99,9 @@ func Up(o UpOptions) (map[string]string, error) {
 			return nil, err
 		}
 	}
+	if env["CUSTOS_PUBLIC_URL"] == "" { // a stack started before replicas shared it
+		env["CUSTOS_PUBLIC_URL"] = env["CUSTOS_URL"]
+	}
 	if err := writeEnvFile(envPath, env); err != nil {
 		return nil, err
 	}
@@ -163,6 +166,7 @@ func settle(env map[string]string, dir string) error {
 	env["CUSTOS_CONFIG"] = filepath.Join(dir, "custos.yaml")
 	env["CUSTOS_CA_CERT"] = filepath.Join(dir, "tls", "ca.crt")
 	env["CUSTOS_URL"] = "https://127.0.0.1:" + env["CUSTOS_HTTP_PORT"]
+	env["CUSTOS_PUBLIC_URL"] = env["CUSTOS_URL"]
 	env["CUSTOS_TARGET_SSH_LOGIN"] = DefaultSSHLogin
 	env["CUSTOS_TARGET_PG_USER"] = pgSuperuser
 	env["VAULT_ADDR"] = "http://127.0.0.1:" + env["CUSTOS_VAULT_PORT"]
@@ -425,7 +429,7 @@ func renderConfig(template, out string, env map[string]string) error {
 
 // envKeys lists .dev/env's variables in the order written.
 var envKeys = []string{
-	"CUSTOS_DEV_DIR", "CUSTOS_URL", "CUSTOS_CA_CERT", "CUSTOS_CONFIG", "CUSTOS_HTTP_PORT",
+	"CUSTOS_DEV_DIR", "CUSTOS_URL", "CUSTOS_PUBLIC_URL", "CUSTOS_CA_CERT", "CUSTOS_CONFIG", "CUSTOS_HTTP_PORT",
 	"CUSTOS_SSH_PORT", "CUSTOS_PG_PORT", "CUSTOS_DEMO_PASSWORD",
 	"CUSTOS_TARGET_SSH_PORT", "CUSTOS_TARGET_SSH_LOGIN",
 	"CUSTOS_TARGET_PG_PORT", "CUSTOS_TARGET_PG_USER", "CUSTOS_TARGET_PG_PASSWORD",
