@@ -106,7 +106,7 @@ func collectAudit(ctx context.Context, in PeriodInput, b *Bundle, sessions []bro
 		return fmt.Errorf("evidence: read verifications: %w", err)
 	}
 	for _, s := range sessions {
-		x := Session{Session: s, Commands: commands(s.Index), Verify: Verdict{Source: "none"}}
+		x := Session{Session: s, Commands: Commands(s.Index), Verify: Verdict{Source: "none"}}
 		if r, ok := verified[s.ID]; ok {
 			intact := r.Outcome == broker.OutcomeSuccess
 			x.Verify = Verdict{Source: "recorded", Intact: &intact, Verdict: r.Reason, At: r.Time}

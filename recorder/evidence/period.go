@@ -246,8 +246,8 @@ func sortGrants(gs []broker.Grant) {
 	sort.Slice(gs, func(i, j int) bool { return gs[i].StartsAt.Before(gs[j].StartsAt) })
 }
 
-// commands splits a session's index text into its entries.
-func commands(index string) []string {
+// Commands splits a session's index text into its entries.
+func Commands(index string) []string {
 	out := []string{}
 	for _, l := range strings.Split(index, "\n") {
 		if l = strings.TrimSpace(l); l != "" {

@@ -49,7 +49,7 @@ reseals, recording every step's time as evidence.`,
   custos drill report --quarter 2026Q4 --format csv > drills-2026Q4.csv`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newDrillRunCmd(g), newDrillStatusCmd(g), newDrillShowCmd(g), newDrillReportCmd(g), newDrillRestoreCmd(g))
+	cmd.AddCommand(newDrillRunCmd(g), newDrillStatusCmd(g), newDrillShowCmd(g), newDrillReportCmd(g), newDrillRestoreCmd(g), newDrillRetrievalCmd(g))
 	return cmd
 }
 
