@@ -289,6 +289,7 @@ func table() map[string][]row {
 		"GET /ui/live/{id}":               page("/ui/live/ses_x"),
 		"GET /ui/verify/{id}":             page("/ui/verify/ses_x"),
 		"GET /ui/audit":                   page("/ui/audit"),
+		"GET /ui/evidence":                page("/ui/evidence"),
 		"GET /ui/breakglass":              page("/ui/breakglass"),
 		"GET /ui/breakglass/unseals/{id}": page("/ui/breakglass/unseals/uns_x"),
 

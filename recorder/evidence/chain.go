@@ -40,21 +40,15 @@ func collectAudit(ctx context.Context, in PeriodInput, b *Bundle, sessions []bro
 	var chk segmentWalk
 	sealed := map[string]broker.AuditRecord{}
 	approvals := map[string]broker.AuditRecord{} // request id + approver
-	// The segment starts at the first record stamped in the period and
-	// runs by seq (not by time, which replicas' clocks may disorder) to
-	// the first record stamped after it.
-	start, err := firstSince(ctx, in.Store, in)
+	// The segment runs by seq from the first record stamped in the period
+	// to the last: records stamped outside it in between (replicas'
+	// clocks, a late writer) are linked and checked too, but not listed.
+	first, last, err := bounds(ctx, in)
 	if err != nil {
 		return fmt.Errorf("evidence: read audit log: %w", err)
 	}
-	if start == 0 {
-		start = -1 // nothing in the period
-	}
-	err = auditPages(ctx, in.Store, broker.AuditFilter{AfterSeq: start - 1}, func(r broker.AuditRecord) bool {
-		if start < 0 {
-			return false
-		}
-		if !r.Time.Before(in.To) {
+	err = auditPages(ctx, in.Store, broker.AuditFilter{AfterSeq: first - 1}, func(r broker.AuditRecord) bool {
+		if first == 0 || r.Seq > last {
 			return false
 		}
 		if seg.FirstSeq == 0 {
@@ -69,7 +63,7 @@ func collectAudit(ctx context.Context, in PeriodInput, b *Bundle, sessions []bro
 		seg.Links = append(seg.Links, Link{Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash})
 		chk.next(r)
 		d := details(r)
-		if !related(r, d, in.Target, ids, accounts) {
+		if r.Time.Before(in.From) || !r.Time.Before(in.To) || !related(r, d, in.Target, ids, accounts) {
 			return true
 		}
 		seg.Records = append(seg.Records, r)
@@ -176,19 +170,19 @@ func auditPages(ctx context.Context, st broker.Store, f broker.AuditFilter, fn f
 	}
 }
 
-// firstSeqSince returns the seq of the first record stamped at or after
-// in.From and before in.To, or 0.
-func firstSince(ctx context.Context, st broker.Store, in PeriodInput) (int64, error) {
-	var page []broker.AuditRecord
-	err := st.View(ctx, func(tx broker.Tx) error {
-		var err error
-		page, err = tx.ListAudit(broker.AuditFilter{Since: in.From, Until: in.To, Limit: 1})
-		return err
+// bounds returns the seqs of the first and last records stamped in the
+// period, or zeros.
+func bounds(ctx context.Context, in PeriodInput) (first, last int64, err error) {
+	err = auditPages(ctx, in.Store, broker.AuditFilter{Since: in.From, Until: in.To}, func(r broker.AuditRecord) bool {
+		if r.Time.Before(in.To) {
+			if first == 0 {
+				first = r.Seq
+			}
+			last = r.Seq
+		}
+		return true
 	})
-	if err != nil || len(page) == 0 {
-		return 0, err
-	}
-	return page[0].Seq, nil
+	return first, last, err
 }
 
 // anchorOf returns the hash of the record before seq: the hash the

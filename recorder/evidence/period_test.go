@@ -222,3 +222,35 @@ func BenchmarkPeriodBundle(b *testing.B) {
 		}
 	}
 }
+
+// TestPeriodBundleInterleaved: a record stamped outside the period (a
+// replica's clock, a late writer) between records of the period is
+// linked and checked but not listed, and records after it still count.
+func TestPeriodBundleInterleaved(t *testing.T) {
+	st := sqliteStore(t)
+	m := evidencetest.Seed(t, st, evidencetest.Options{Sessions: 10})
+	err := st.Update(t.Context(), func(tx broker.Tx) error {
+		if _, err := tx.AppendAudit(broker.AuditRecord{Actor: "system", Action: "grant.expire", Target: m.Target, Outcome: "success"}); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(broker.AuditRecord{Time: m.From.Add(72 * time.Hour), Actor: "frank", Action: "breakglass.reveal",
+			Target: "pg-admin", Outcome: "success", Details: []byte(`{"target":"` + m.Target + `"}`)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zb bytes.Buffer
+	if _, err := evidence.BuildPeriod(t.Context(), evidence.PeriodInput{Target: m.Target, From: m.From, To: m.To, Store: st}, &zb); err != nil {
+		t.Fatal(err)
+	}
+	_, got := validateBundle(t, zb.Bytes())
+	if len(got.BreakGlass) != 3 || !got.Audit.Segment.OK || got.Audit.Links[len(got.Audit.Links)-1].Seq != got.Audit.LastSeq {
+		t.Errorf("breakglass %d (want 3), segment %+v", len(got.BreakGlass), got.Audit.Segment)
+	}
+	for _, r := range got.Audit.Records {
+		if r.Action == "grant.expire" {
+			t.Error("a record stamped outside the period is listed")
+		}
+	}
+}
