@@ -86,6 +86,18 @@ func (a *API) writePeriod(w http.ResponseWriter, r *http.Request, target string,
 		WriteError(w, http.StatusBadGateway, "evidence_failed", "the evidence bundle could not be built")
 		return
 	}
+	// The live sample's verdicts are on the record like any other
+	// verification, so the next bundle carries them as recorded ones.
+	for _, s := range b.Sessions {
+		if v := s.Verify; v.Source == "live" && v.Intact != nil {
+			outcome := broker.OutcomeSuccess
+			if !*v.Intact {
+				outcome = broker.OutcomeError
+			}
+			a.record(r.Context(), audit.Entry{Actor: by, Action: "session.verify", Target: s.Target, Outcome: outcome,
+				Reason: v.Verdict, Details: map[string]any{"session_id": s.ID, "via": "evidence"}})
+		}
+	}
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="custos-evidence-%s-%s-%s.zip"`,
 		fileSafe(target), from.Format("20060102"), to.Format("20060102")))

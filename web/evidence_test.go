@@ -152,6 +152,16 @@ func TestEvidenceAPI(t *testing.T) {
 	if !exported || !refused {
 		t.Errorf("audit: export by sam %v, refusal of alice %v", exported, refused)
 	}
+	// The live sample's verdicts are recorded.
+	verified := 0
+	for _, r := range env.AuditRecords(t, "session.verify") {
+		if r.Actor == "sam" && strings.Contains(string(r.Details), `"via":"evidence"`) {
+			verified++
+		}
+	}
+	if verified != 2 {
+		t.Errorf("%d session.verify records of the live sample, want 2", verified)
+	}
 	if st, _ := as(t, env, "sam").do(t, "GET", "/api/v1/evidence?target=demo-ssh&from="+to+"&to="+from, nil); st != http.StatusBadRequest {
 		t.Errorf("reversed period: %d, want 400", st)
 	}
