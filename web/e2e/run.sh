@@ -3,7 +3,7 @@
 # `make test`): it installs Debian chromium when missing, builds the UI's
 # npm assets (xterm.js) and the suite's (playwright-core) without writing
 # registry addresses into lockfiles, then runs TestBrowser (build tag
-# "browser") and TestEvidenceBrowser (evidence.mjs), which start a broker UI on loopback and drives chromium
+# "browser") and TestEvidenceBrowser (evidence.mjs), which start a broker UI on loopback and drive chromium
 # through suite.mjs. Screenshots, downloads and timings land in
 # web/e2e/artifacts/.
 set -euo pipefail

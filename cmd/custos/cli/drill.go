@@ -39,7 +39,7 @@ type drill struct {
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "drill",
-		Short: "Run break-glass drills and report on them",
+		Short: "Run break-glass, restore and retrieval drills and report on them",
 		Long: `A drill runs the whole break-glass path with a harmless probe instead of a person:
 custodians unseal in drill mode (the same confirmations as a real unseal), the
 broker logs in with the credential and runs the probe, then rotates, verifies and
