@@ -346,3 +346,20 @@ func TestRetrievalDrillAPI(t *testing.T) {
 		t.Errorf("audit: %+v", recs)
 	}
 }
+
+// TestShareRequestsLimited: one address may use share links at most
+// ShareRequestsPerMinute times a minute.
+func TestShareRequestsLimited(t *testing.T) {
+	env := uitest.Start(t)
+	f := env.Seed(t, 0)
+	valid := createShare(t, as(t, env, "sam"), map[string]string{"kind": "session", "session_id": f.SSH})
+	anon := client{env: env}
+	for i := range web.ShareRequestsPerMinute {
+		if st, _ := anon.do(t, "GET", web.SharePath(valid.Token)+"?format=jsonl", nil); st != http.StatusOK {
+			t.Fatalf("use %d: %d, want 200", i, st)
+		}
+	}
+	if st, _ := anon.do(t, "GET", web.SharePath(valid.Token)+"?format=jsonl", nil); st != http.StatusTooManyRequests {
+		t.Fatalf("use %d in a minute: %d, want 429", web.ShareRequestsPerMinute+1, st)
+	}
+}
