@@ -44,7 +44,7 @@ try {
   const p2 = await ui.newPage();
   p2.on('pageerror', (e) => problems.push('ui page error: ' + e.message));
   await p2.goto(F.url + '/ui/evidence');
-  await p2.selectOption('#ev-target', F.target);
+  await p2.fill('#ev-target', F.target);
   await p2.fill('#ev-from', F.from);
   await p2.fill('#ev-to', F.to);
   await p2.dispatchEvent('#ev-to', 'change');

@@ -12,7 +12,10 @@ export async function render(root) {
   const now = new Date();
   const first = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
   const last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
-  const target = el('select', { id: 'ev-target', name: 'target' }, targets.map((t) => el('option', { value: t.name }, t.name)));
+  // A text field: security staff need not be requesters of a target, and
+  // a retired target's evidence is still in the store.
+  const target = el('input', { id: 'ev-target', name: 'target', type: 'text', required: true, placeholder: 'target name',
+    value: targets.length ? targets[0].name : '', 'aria-label': 'Target' });
   const from = el('input', { id: 'ev-from', name: 'from', type: 'date', value: isoDay(first), required: true });
   const to = el('input', { id: 'ev-to', name: 'to', type: 'date', value: isoDay(last), required: true });
   const ttl = el('select', { id: 'ev-ttl', name: 'ttl' }, ['24h', '72h', '168h', '720h'].map((v) => el('option', { value: v }, v)));
@@ -24,7 +27,7 @@ export async function render(root) {
     download.setAttribute('href', '/api/v1/evidence' + query());
     download.setAttribute('download', `custos-evidence-${target.value}-${from.value}-${to.value}.zip`);
   };
-  for (const i of [target, from, to]) i.addEventListener('change', sync);
+  for (const i of [target, from, to]) { i.addEventListener('change', sync); i.addEventListener('input', sync); }
   sync();
   const shareBtn = el('button', { type: 'button', id: 'ev-share' }, 'Create share link');
   shareBtn.addEventListener('click', async () => {
