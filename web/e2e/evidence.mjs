@@ -49,6 +49,9 @@ try {
   await p2.fill('#ev-to', F.to);
   await p2.dispatchEvent('#ev-to', 'change');
   assert.match(await p2.getAttribute('#ev-download', 'href'), new RegExp('/api/v1/evidence\\?target=' + F.target));
+  const [dl] = await Promise.all([p2.waitForEvent('download'), p2.click('#ev-download')]);
+  assert.match(dl.suggestedFilename(), /^custos-evidence-.*\.zip$/);
+  await dl.saveAs(join(ART, 'evidence-ui-download.zip'));
   await p2.selectOption('#ev-ttl', '24h');
   await p2.click('#ev-share');
   const shareURL = (await p2.textContent('#ev-share-url')).trim();
