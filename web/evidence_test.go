@@ -226,6 +226,23 @@ func TestShareLinks(t *testing.T) {
 		}
 	}
 
+	// Every other route refuses it, as a bearer token and as a cookie.
+	public := map[string]bool{"GET /api/v1/openapi.json": true, "POST /api/v1/login": true, "POST /api/v1/session": true,
+		"GET /ui/login": true, "GET /ui/static/": true}
+	for _, route := range env.Web.Routes() {
+		method, path, _ := strings.Cut(route, " ")
+		if public[route] || !(strings.HasPrefix(path, "/api/v1/") || strings.HasPrefix(path, "/ws/") || strings.HasPrefix(path, "/ui/")) {
+			continue
+		}
+		path = strings.NewReplacer("{id}", f.SSH, "{account}", "ssh-root", "{view}", "access-at", "{$}", "").Replace(path)
+		for _, c := range []client{{env: env, bearer: one.Token}, {env: env, cookie: one.Token}} {
+			st, _ := c.do(t, method, path, nil)
+			if st != http.StatusUnauthorized && st != http.StatusSeeOther && st != http.StatusForbidden {
+				t.Errorf("%s with the share token (bearer %v): %d, want it refused", route, c.bearer != "", st)
+			}
+		}
+	}
+
 	// An evidence link serves the period's bundle.
 	from, to := window()
 	ev := createShare(t, sam, map[string]string{"kind": "evidence", "target": "demo-ssh", "from": from, "to": to})
