@@ -68,6 +68,16 @@ try {
   await p2.screenshot({ path: join(ART, 'evidence-ui-revoked.png'), fullPage: true });
   res = await anon.request.get(shareURL);
   assert.equal(res.status(), 404, 'a revoked link is refused');
+
+  // 4. A recording's verify page: share that one recording.
+  await p2.goto(F.url + '/ui/verify/' + F.ssh);
+  await p2.click('#share');
+  const recURL = (await p2.textContent('#share-url')).trim();
+  res = await anon.request.get(recURL);
+  assert.equal(res.status(), 200, 'the recording link works anonymously');
+  res = await anon.request.get(recURL + '?format=asciicast');
+  assert.equal(res.status(), 200, 'the shared recording exports');
+  await p2.screenshot({ path: join(ART, 'evidence-verify-share.png'), fullPage: true });
   await anon.close();
   await ui.close();
 } finally {

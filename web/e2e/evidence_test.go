@@ -35,6 +35,7 @@ func TestEvidenceBrowser(t *testing.T) {
 	}
 	env := uitest.Start(t)
 	from := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	f := env.Seed(t, 0)
 	m := evidencetest.Seed(t, env.State, evidencetest.Options{Target: "demo-pg", From: from, Sessions: 3000})
 
 	sam, _, err := env.Identity.Tokens().Issue(t.Context(), "sam", "api", "", time.Hour, "127.0.0.1")
@@ -96,7 +97,7 @@ func TestEvidenceBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	fixtures, _ := json.Marshal(map[string]any{"url": env.URL, "cookie": cookie, "dir": dir, "target": "demo-pg",
-		"sessions": len(m.Sessions), "from": "2026-10-01", "to": "2026-11-01"})
+		"sessions": len(m.Sessions), "from": "2026-10-01", "to": "2026-11-01", "ssh": f.SSH})
 	cmd := exec.Command("node", "evidence.mjs")
 	cmd.Env = append(os.Environ(), "CUSTOS_E2E="+string(fixtures), "CUSTOS_E2E_ARTIFACTS="+artifacts)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
