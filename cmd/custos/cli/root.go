@@ -99,6 +99,7 @@ func newRoot(g *globals) *cobra.Command {
 		newBreakglassCmd(g), newDrillCmd(g),
 		newTokensCmd(g),
 		newBackupCmd(g), newRestoreCmd(g),
+		newEvidenceCmd(g), newShareCmd(g),
 	)
 	g.addCompletions(root)
 	return root
