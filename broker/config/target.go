@@ -130,6 +130,9 @@ type Role struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// Policy decides who may request and approve, and how.
 	Policy Policy `yaml:"policy"`
+	// Guardrails are statement guardrails for PostgreSQL sessions of the
+	// role (guardrails.go). Default: nil (statements are not parsed).
+	Guardrails *Guardrails `yaml:"guardrails"`
 }
 
 // Policy governs requests for one role.
