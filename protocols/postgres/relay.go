@@ -47,8 +47,8 @@ func (s *session) run() {
 	maxMsg := p.opts.MaxMessageSize
 	co := &clientObserver{s: s, red: s.red, limit: statementLimit(s.Target)}
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
-	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
-	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
+	up := newCopier(s.relaySource(), s.upstream, co, maxMsg, maxMsg)
+	down := newCopier(s.upstream, s.relaySink(), so, maxServerMessage, maxMsg)
 	up.touch = func(n int) { s.Relayed(metrics.ToTarget, n) }
 	down.touch = func(n int) { s.Relayed(metrics.ToClient, n) }
 	up.flush = func() error { return s.flush(&co.evs) }

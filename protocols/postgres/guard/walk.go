@@ -87,7 +87,7 @@ func (w *walker) visit(m protoreflect.Message) {
 func (w *walker) check(x any) {
 	switch s := x.(type) {
 	case *pg.DropStmt:
-		w.add(Drop, strings.ToLower(s.RemoveType.String()), false)
+		w.add(Drop, strings.ToLower(strings.TrimPrefix(s.RemoveType.String(), "OBJECT_")), false)
 	case *pg.DropdbStmt:
 		w.add(Drop, "database "+s.Dbname, false)
 	case *pg.DropRoleStmt:
@@ -103,7 +103,7 @@ func (w *walker) check(x any) {
 	case *pg.TruncateStmt:
 		w.add(Truncate, relNames(s.Relations), false)
 	case *pg.AlterOwnerStmt:
-		w.add(AlterOwner, strings.ToLower(s.ObjectType.String()), false)
+		w.add(AlterOwner, strings.ToLower(strings.TrimPrefix(s.ObjectType.String(), "OBJECT_")), false)
 	case *pg.ReassignOwnedStmt:
 		w.add(AlterOwner, "reassign owned", false)
 	case *pg.AlterTableCmd:
