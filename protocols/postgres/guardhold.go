@@ -2,12 +2,12 @@ package pgproxy
 
 import (
 	"bufio"
-	"errors"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"

@@ -16,8 +16,8 @@ type walker struct {
 	depth int
 	// version is the parse tree's, for deparsing function definitions.
 	version int32
-	found []Finding
-	err   error
+	found   []Finding
+	err     error
 }
 
 func (w *walker) add(r Rule, detail string, estimate bool) {
