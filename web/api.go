@@ -87,6 +87,9 @@ type Options struct {
 	Recordings recordings
 	// Terminator ends live sessions.
 	Terminator terminator
+	// Holds are the statements guardrails hold for approval. Default: nil
+	// (no holds listed).
+	Holds holdStore
 	// Live says which running sessions can be watched. Default: none.
 	Live liveSessions
 	// Forwarder hands the live view and termination of sessions another
@@ -212,6 +215,11 @@ func (a *API) Register(s *Server) {
 	bg("POST /api/v1/drills", a.startDrill)
 	drills("GET /api/v1/drills/report", a.drillReport)
 	drills("GET /api/v1/drills/{id}", a.getDrill)
+
+	auth("GET /api/v1/holds", a.listHolds)
+	auth("GET /api/v1/holds/{id}", a.getHold)
+	auth("POST /api/v1/holds/{id}/approve", a.decideHold(true))
+	auth("POST /api/v1/holds/{id}/deny", a.decideHold(false))
 
 	auth("POST /api/v1/db/token", a.dbToken)
 	auth("POST /api/v1/ssh/certificate", a.sshCertificate)
