@@ -91,7 +91,7 @@ func newRoot(g *globals) *cobra.Command {
 		newRevokeCmd(g),
 		newAuditCmd(g),
 		newDBCmd(g),
-		newSessionsCmd(g),
+		newSessionsCmd(g), newHoldsCmd(g),
 		newVerifyCmd(g), newKeysCmd(g),
 		newExportCmd(g),
 		newPlayCmd(g),
