@@ -238,7 +238,8 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, m, func(f func()) { wg.Go(f) })
+	gr := newGuardrailWiring(log)
+	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, m, func(f func()) { wg.Go(f) }, gr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -265,6 +266,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		}
 		wg.Go(func() { _ = sl.Run(bg) })
 		notify = sl
+		gr.notices.attach(sl)
 	}
 	bgSvc, err := startBreakGlass(bg, cfg, st, auditLog, dir, acc, issuer, rec, notify, srv, log, func(f func()) { wg.Go(f) })
 	if err != nil {
@@ -280,7 +282,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, Holds: gr.holds, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

@@ -109,7 +109,7 @@ func (ps proxies) close() {
 // proved who they are go through rejections.
 func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
 	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log,
-	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func())) (proxies, error) {
+	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func()), gr guardrailWiring) (proxies, error) {
 	creds := issuerCreds{issuer}
 	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D(),
 		Metrics: m}
@@ -152,7 +152,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		}
 		return pgproxy.New(pgproxy.Options{
 			Targets: cfg, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
-			Options: core,
+			Options: core, Holds: gr.holds, Alerts: gr.notices,
 		})
 	}
 	var ps proxies
