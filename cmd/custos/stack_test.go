@@ -262,6 +262,8 @@ type stackOptions struct {
 	// recording is added to the recording section, one "key: value"
 	// per line.
 	recording string
+	// edit, when set, rewrites the config text before the broker starts.
+	edit func(cfg string) string
 }
 
 // startFullStack starts the real components and a broker wired to them.
@@ -296,6 +298,9 @@ func startFullStack(t *testing.T, o stackOptions) *fullStack {
 		if line != "" {
 			cfg = strings.Replace(cfg, "\n  encryption: vault\n", "\n  encryption: vault\n  "+strings.TrimSpace(line)+"\n", 1)
 		}
+	}
+	if o.edit != nil {
+		cfg = o.edit(cfg)
 	}
 	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
 	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
