@@ -256,7 +256,8 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	var notify securityNotifier
 	if cfg.Slack.Enabled {
 		sl, err := slackapprovals.New(slackapprovals.Options{Config: cfg.Slack, PublicURL: cfg.PublicURL,
-			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Rejections: rejections, Log: log})
+			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Rejections: rejections, Log: log,
+			Holds: gr.holds, HoldAccess: acc})
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}

@@ -36,9 +36,15 @@ type guardrailNotices struct {
 	log   *slog.Logger
 }
 
-type securityNotifierBox struct{ n securityNotifier }
+// holdNotifier is the Slack channel as the guardrails use it.
+type holdNotifier interface {
+	securityNotifier
+	HoldNotice(ctx context.Context, text, holdID string, l slackapprovals.Link) error
+}
 
-func (g *guardrailNotices) attach(n securityNotifier) {
+type securityNotifierBox struct{ n holdNotifier }
+
+func (g *guardrailNotices) attach(n holdNotifier) {
 	if n != nil {
 		g.slack.Store(&securityNotifierBox{n})
 	}
@@ -63,18 +69,25 @@ func (g *guardrailNotices) GuardrailAlert(a pgproxy.GuardrailAlert) {
 }
 
 // HoldOpened posts a held statement for its approvers: the exact text,
-// the role, the session and the row estimate.
+// the role, the session and the row estimate, with Approve and Deny
+// buttons.
 func (g *guardrailNotices) HoldOpened(h holds.Hold) {
+	b := g.slack.Load()
+	if b == nil {
+		return
+	}
 	est := "unknown"
 	if h.Estimate >= 0 {
 		est = fmt.Sprintf("~%d rows", h.Estimate)
 	} else if h.EstimateNote != "" {
 		est += " (" + h.EstimateNote + ")"
 	}
-	g.post(fmt.Sprintf("*Statement held for approval* %s: %s on %s/%s (session %s, database %s) touched %s.\nRow estimate: %s. Expires %s.\n%s\nDecide: custos holds approve %s / custos holds deny %s",
+	text := fmt.Sprintf("*Statement held for approval* %s: %s on %s/%s (session %s, database %s) touched %s.\nRow estimate: %s. Expires %s.\n%s\nOr decide with: custos holds approve %s / custos holds deny %s",
 		h.ID, h.User, h.Target, h.Role, h.Session, h.Database, strings.Join(h.Rules, ", "), est,
-		h.Expires.Format("15:04:05 MST"), clipStatement(h.Text), h.ID, h.ID),
-		slackapprovals.Link{Text: "Watch the session", Path: "/ui/live/" + h.Session})
+		h.Expires.Format("15:04:05 MST"), clipStatement(h.Text), h.ID, h.ID)
+	if err := b.n.HoldNotice(context.Background(), text, h.ID, slackapprovals.Link{Text: "Watch the session", Path: "/ui/live/" + h.Session}); err != nil {
+		g.log.Warn("hold notice not posted", "hold", h.ID, "err", err)
+	}
 }
 
 // HoldDecided posts the outcome.
