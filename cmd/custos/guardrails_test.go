@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/custos-pam/custos/approvals/slack/slacktest"
 )
 
 // The statement guardrails through the real broker: a DELETE without
@@ -19,9 +23,19 @@ import (
 // user, and runs once after the approver's custos holds approve; a denied
 // statement gets SQLSTATE 42501 and the session goes on.
 func TestGuardrailHoldThroughBroker(t *testing.T) {
+	const channel, secret, bot = "C0SECURITY", "8f742231b10e8888abcd99yyyzzz85a5", "xoxb-test-bot"
+	emu := slacktest.New(t, slacktest.Options{
+		BotToken: bot, SigningSecret: secret,
+		Users:    []slacktest.User{{ID: "U0ALICE", Name: "alice"}, {ID: "U0BOB", Name: "bob"}},
+		Channels: []slacktest.Channel{{ID: channel, Name: "security"}},
+	})
 	st := startFullStack(t, stackOptions{edit: func(cfg string) string {
-		return strings.Replace(cfg, "      - name: readwrite\n        per_session: true\n",
+		cfg = strings.Replace(cfg, "      - name: readwrite\n        per_session: true\n",
 			"      - name: readwrite\n        per_session: true\n        guardrails: {hold_timeout: 2m}\n", 1)
+		cfg = strings.Replace(cfg, "{name: alice, ", "{name: alice, slack_id: U0ALICE, ", 1)
+		cfg = strings.Replace(cfg, "{name: bob, ", "{name: bob, slack_id: U0BOB, ", 1)
+		return cfg + fmt.Sprintf("slack: {enabled: true, bot_token: %q, signing_secret: %q, api_url: %q, channel: %s}\n",
+			bot, secret, emu.APIURL(), channel)
 	}})
 	b, pg := st.b, st.pg
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -109,6 +123,61 @@ func TestGuardrailHoldThroughBroker(t *testing.T) {
 	if _, errs, code := b.run("bob", "", "holds", "approve", h.ID); code == 0 || !strings.Contains(errs, "already_decided") {
 		t.Fatalf("second approval of a used hold: exit %d %s", code, errs)
 	}
+	// The same through Slack: the security channel shows the held
+	// statement with its estimate; alice's own click is refused, bob's
+	// runs it once.
+	if _, err := admin.Exec(ctx, "INSERT INTO guarded SELECT generate_series(1, 300); ANALYZE guarded"); err != nil {
+		t.Fatal(err)
+	}
+	go func() { o, err := psql("DELETE FROM guarded;\n"); done <- result{o, err} }()
+	var msg slacktest.Message
+	deadline = time.Now().Add(30 * time.Second)
+	for msg.TS == "" {
+		for _, m := range emu.Messages(channel) {
+			if strings.Contains(m.Content(), "Statement held for approval") && !strings.Contains(m.Content(), h.ID) {
+				msg = m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hold not posted to Slack; broker log:\n%s", b.logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(msg.Content(), "DELETE FROM guarded;") || !strings.Contains(msg.Content(), "~300 rows") {
+		t.Fatalf("Slack hold message:\n%s", msg.Content())
+	}
+	endpoint := b.url + "/slack/interactions"
+	for _, user := range []string{"U0ALICE", "U0BOB"} {
+		payload, err := emu.Click(user, channel, msg.TS, "custos_hold_approve")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Signed as Slack signs; sent over the broker's TLS listener.
+		sg := emu.Sign(payload)
+		hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(sg.Body))
+		hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		hreq.Header.Set("X-Slack-Request-Timestamp", sg.Timestamp)
+		hreq.Header.Set("X-Slack-Signature", sg.Signature)
+		resp, err := readyClient.Do(hreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("interaction by %s: %d", user, resp.StatusCode)
+		}
+		if user == "U0ALICE" {
+			time.Sleep(300 * time.Millisecond)
+			if n := rows(); n != 300 {
+				t.Fatalf("alice's own Slack click ran the statement: %d rows", n)
+			}
+		}
+	}
+	r = <-done
+	if r.err != nil || !strings.Contains(r.out, "DELETE 300") || rows() != 0 {
+		t.Fatalf("DELETE approved in Slack: %v\n%s", r.err, r.out)
+	}
+
 	// The decision is in the audit log, with who decided.
 	audit := b.ok("sam", "audit", "list", "--action", "postgres.guardrail", "-o", "json")
 	if !strings.Contains(audit, "postgres.guardrail") || !strings.Contains(audit, "approved by bob") {
