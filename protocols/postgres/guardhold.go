@@ -91,7 +91,11 @@ func (g *guardrail) hold(ctx context.Context, v verdict, text string, b *bound) 
 		map[string]any{"rules": v.rules, "estimate": est, "digest": req.Digest})
 	g.notice(fmt.Sprintf("custos: statement held for approval (guardrail %s); waiting up to %s",
 		strings.Join(v.rules, ", "), req.Timeout))
-	d, err := h.Hold(ctx, req)
+	hctx, cancel := context.WithCancel(ctx)
+	g.holding.Store(&cancel)
+	d, err := h.Hold(hctx, req)
+	g.holding.Store(nil)
+	cancel()
 	if err != nil {
 		g.note(v, "hold failed", text)
 		return "custos: statement held and the approval failed", false

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/holds"
@@ -64,6 +65,21 @@ type guardrail struct {
 	// client as the server→client copier writes it.
 	in  *guardConn
 	out *boundaryWriter
+
+	// holding cancels the hold in progress: the client's CancelRequest
+	// abandons it, as it would cancel a running statement.
+	holding atomic.Pointer[context.CancelFunc]
+}
+
+// cancelHold abandons the hold in progress, if any. g may be nil (a role
+// without guardrails).
+func (g *guardrail) cancelHold() {
+	if g == nil {
+		return
+	}
+	if c := g.holding.Load(); c != nil {
+		(*c)()
+	}
 }
 
 // prepared is a named (or unnamed) statement whose execution is held.

@@ -19,7 +19,11 @@ type alertLog struct {
 	got []GuardrailAlert
 }
 
-func (a *alertLog) GuardrailAlert(x GuardrailAlert) { a.mu.Lock(); a.got = append(a.got, x); a.mu.Unlock() }
+func (a *alertLog) GuardrailAlert(x GuardrailAlert) {
+	a.mu.Lock()
+	a.got = append(a.got, x)
+	a.mu.Unlock()
+}
 
 // alert lets the statement run and tells the security channel.
 func TestGuardrailAlertRuns(t *testing.T) {
@@ -98,3 +102,41 @@ func TestGuardrailBulkExport(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// The client's cancel request (psql's Ctrl-C) abandons a held statement:
+// it gets an error and never runs.
+func TestGuardrailHoldCancelled(t *testing.T) {
+	s, store, feed := guardedStack(t, config.Guardrails{})
+	tok, _ := s.token("alice")
+	conn := s.connect(t, "alice", tok)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := conn.Exec(ctx, "DELETE FROM t"); done <- err }()
+	h := <-feed.opened
+	// A CancelRequest on a connection of its own, as psql's Ctrl-C.
+	if err := conn.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var pe *pgconn.PgError
+	if err := <-done; !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, "cancelled") {
+		t.Fatalf("cancelled hold: %v", err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		t.Fatalf("session after cancel: %v", err)
+	}
+	eventually := time.Now().Add(5 * time.Second)
+	for {
+		if got, _ := store.Get(h.ID); got.State == holds.Abandoned {
+			break
+		}
+		if time.Now().After(eventually) {
+			got, _ := store.Get(h.ID)
+			t.Fatalf("hold state %s", got.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := count(t, s); n != 500 {
+		t.Fatalf("%d rows", n)
+	}
+}

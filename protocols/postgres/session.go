@@ -257,6 +257,7 @@ func (p *Proxy) forwardCancel(k cancelKey) {
 		return
 	}
 	s.Record(event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
+	s.guard.cancelHold()
 	if err := s.cancelUpstream(); err != nil {
 		p.Log().Warn("postgres cancel forward failed", "session", s.ID, "err", err)
 	}
