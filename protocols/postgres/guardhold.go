@@ -34,7 +34,7 @@ func (s *session) setupGuardrails(t *config.Target, role *config.Role, db, user,
 		return
 	}
 	g := &guardrail{s: s, cfg: role.Guardrails, cls: guard.New(role.Guardrails.ProtectedTables),
-		stmts: map[string]*prepared{}, portals: map[string]*bound{}}
+		stmts: map[string]*prepared{}, portals: map[string]*bound{}, cache: map[string]classified{}}
 	g.estimate = func(ctx context.Context, stmts []string, st *prepared, b *bound) (int64, string) {
 		return explainRows(ctx, t, db, user, password, params, stmts, st, b)
 	}

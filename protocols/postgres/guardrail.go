@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -57,6 +58,8 @@ type guardrail struct {
 	// when executed.
 	stmts   map[string]*prepared
 	portals map[string]*bound
+	// cache holds recent classifications by statement text.
+	cache map[string]classified
 	// skipping drops the client's messages after a denied Parse or
 	// Execute until Sync, as the target does after an error.
 	skipping bool
@@ -129,7 +132,7 @@ func rank(a string) int {
 // bound parameters of an extended-protocol statement (nil for Parse and
 // Query): a bulk export's row estimate needs them.
 func (g *guardrail) decide(ctx context.Context, text string, st *prepared, params *bound) verdict {
-	res, err := g.cls.Classify(text)
+	res, err := g.classify(text)
 	if err != nil {
 		v := verdict{action: g.cfg.UnparsedAction(), rules: []string{"unparsed"}, note: "statement not parsed"}
 		if v.action == config.GuardAlert {
@@ -175,6 +178,35 @@ func (g *guardrail) decide(ctx context.Context, text string, st *prepared, param
 	return v
 }
 
+// Bounds of a session's classification cache: clients send the same
+// statements again and again (prepared-statement drivers parse on every
+// execution).
+const (
+	classifyCacheEntries = 256
+	classifyCacheText    = 8 << 10
+)
+
+type classified struct {
+	res *guard.Result
+	err error
+}
+
+// classify classifies text, from the session's cache when it was seen
+// before. Classification is pure, so a cached result is the same result.
+func (g *guardrail) classify(text string) (*guard.Result, error) {
+	if c, ok := g.cache[text]; ok {
+		return c.res, c.err
+	}
+	res, err := g.cls.Classify(text)
+	if len(text) <= classifyCacheText {
+		if len(g.cache) >= classifyCacheEntries {
+			clear(g.cache)
+		}
+		g.cache[text] = classified{res, err}
+	}
+	return res, err
+}
+
 func contains(l []string, s string) bool {
 	for _, x := range l {
 		if x == s {
@@ -199,13 +231,19 @@ type guardConn struct {
 }
 
 func (c *guardConn) Read(p []byte) (int, error) {
-	for len(c.out) == 0 {
+	// Hand the copier every message already buffered in one read, so a
+	// batch (Parse, Bind, Describe, Execute, Sync) still goes upstream in
+	// one write.
+	for len(c.out) == 0 || (len(c.out) < len(p) && c.ready()) {
 		if c.passthrough {
+			if len(c.out) > 0 {
+				break
+			}
 			return c.br.Read(p)
 		}
 		if err := c.next(); err != nil {
 			if len(c.out) > 0 {
-				break
+				break // the reader returns the error again next time
 			}
 			return 0, err
 		}
@@ -213,6 +251,17 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	n := copy(p, c.out)
 	c.out = c.out[n:]
 	return n, nil
+}
+
+// ready reports whether a whole message is buffered.
+func (c *guardConn) ready() bool {
+	n := c.br.Buffered()
+	if n < headerLen {
+		return false
+	}
+	hdr, _ := c.br.Peek(headerLen)
+	l := int(binary.BigEndian.Uint32(hdr[1:]))
+	return l >= 4 && n >= l+1
 }
 
 // next reads one whole message and queues what the target gets for it.
@@ -229,7 +278,20 @@ func (c *guardConn) next() error {
 		c.passthrough = true
 		return nil
 	}
-	msg := make([]byte, headerLen+int(l-4))
+	size := headerLen + int(l-4)
+	// A message that fits the buffer is read in place; message copies
+	// what it forwards.
+	if msg, err := c.br.Peek(size); err == nil {
+		c.out = c.g.message(msg[0], msg, c.out)
+		c.br.Discard(size)
+		return nil
+	} else if !errors.Is(err, bufio.ErrBufferFull) {
+		if errors.Is(err, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	msg := make([]byte, size)
 	if _, err := io.ReadFull(c.br, msg); err != nil {
 		if errors.Is(err, io.EOF) {
 			return io.ErrUnexpectedEOF
@@ -433,6 +495,8 @@ func paramOIDs(b []byte) []uint32 {
 // parseBind reads the parameter section of a Bind message (after portal
 // and statement names).
 func parseBind(b []byte) (*bound, bool) {
+	// The message may live in the reader's buffer: keep a copy.
+	b = bytes.Clone(b)
 	fmts, rest, ok := formats(b)
 	if !ok {
 		return nil, false
