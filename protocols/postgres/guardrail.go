@@ -197,7 +197,7 @@ func (g *guardrail) classify(text string) (*guard.Result, error) {
 	if c, ok := g.cache[text]; ok {
 		return c.res, c.err
 	}
-	res, err := g.cls.Classify(text)
+	res, err := safeClassify(g.cls, text)
 	if len(text) <= classifyCacheText {
 		if len(g.cache) >= classifyCacheEntries {
 			clear(g.cache)
@@ -205,6 +205,17 @@ func (g *guardrail) classify(text string) (*guard.Result, error) {
 		g.cache[text] = classified{res, err}
 	}
 	return res, err
+}
+
+// safeClassify turns a panic of the classifier into an unparsed
+// statement: the role's unparsed action applies, the session lives on.
+func safeClassify(c *guard.Classifier, text string) (res *guard.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, fmt.Errorf("%w: classifier failed", guard.ErrUnparsed)
+		}
+	}()
+	return c.Classify(text)
 }
 
 func contains(l []string, s string) bool {
