@@ -34,7 +34,8 @@ func (s *session) setupGuardrails(t *config.Target, role *config.Role, db, user,
 		return
 	}
 	g := &guardrail{s: s, cfg: role.Guardrails, cls: guard.New(role.Guardrails.ProtectedTables),
-		stmts: map[string]*prepared{}, portals: map[string]*bound{}, cache: map[string]classified{}}
+		stmts: map[string]*prepared{}, portals: map[string]*bound{}, cache: map[string]classified{},
+		sqlPrepared: map[string][]string{}}
 	g.estimate = func(ctx context.Context, stmts []string, st *prepared, b *bound) (int64, string) {
 		return explainRows(ctx, t, db, user, password, params, stmts, st, b)
 	}
@@ -165,17 +166,24 @@ type boundaryWriter struct {
 	// ParseComplete or BindComplete is dropped. drops counts the trues.
 	// Both are cleared at ReadyForQuery (after an error the target answers
 	// nothing else until Sync).
-	completions []bool
+	completions []completion
 	drops       int
 	// pend is a partial header held back while completions are expected.
 	pend []byte
 }
 
+// completion is an expected ParseComplete or BindComplete: own ones are
+// dropped; done, if set, runs when it passes (the Parse took effect).
+type completion struct {
+	own  bool
+	done func()
+}
+
 // expect notes that a Parse or Bind goes to the target; own marks the
-// broker's replacements.
-func (w *boundaryWriter) expect(own bool) {
+// broker's replacements; done runs when the target completes it.
+func (w *boundaryWriter) expect(own bool, done func()) {
 	w.mu.Lock()
-	w.completions = append(w.completions, own)
+	w.completions = append(w.completions, completion{own, done})
 	if own {
 		w.drops++
 	}
@@ -212,9 +220,12 @@ func (w *boundaryWriter) Write(p []byte) (int, error) {
 		typ, l := q[0], int(binary.BigEndian.Uint32(q[1:]))
 		switch {
 		case (typ == '1' || typ == '2') && l == 4 && len(w.completions) > 0:
-			own := w.completions[0]
+			c := w.completions[0]
 			w.completions = w.completions[1:]
-			if own {
+			if c.done != nil {
+				c.done()
+			}
+			if c.own {
 				w.drops--
 				q = q[headerLen:]
 				continue

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/custos-pam/custos/broker/config"
@@ -58,6 +59,14 @@ type guardrail struct {
 	// when executed.
 	stmts   map[string]*prepared
 	portals map[string]*bound
+	// sqlPrepared are the SQL-level prepared statements (PREPARE name AS
+	// ...) whose execution is held, with the rules they touch. Entries
+	// are never removed: a DEALLOCATE may not have run, and a name reused
+	// is held again rather than let through.
+	sqlPrepared map[string][]string
+	// mu guards stmts, which the server→client side updates when a Parse
+	// completes.
+	mu sync.Mutex
 	// cache holds recent classifications by statement text.
 	cache map[string]classified
 	// skipping drops the client's messages after a denied Parse or
@@ -165,6 +174,11 @@ func (g *guardrail) decide(ctx context.Context, text string, st *prepared, param
 		if f.Detail != "" {
 			rule += " (" + f.Detail + ")"
 		}
+		if name := res.Statements[f.Stmt].Prepares; name != "" && a == config.GuardHold {
+			// PREPARE runs nothing: each EXECUTE of it is held.
+			g.sqlPrepared[name] = appendNew(g.sqlPrepared[name], rule)
+			continue
+		}
 		if !contains(v.rules, rule) {
 			v.rules = append(v.rules, rule)
 		}
@@ -175,7 +189,24 @@ func (g *guardrail) decide(ctx context.Context, text string, st *prepared, param
 			v.action = a
 		}
 	}
+	for _, s := range res.Statements {
+		if rules, ok := g.sqlPrepared[s.Executes]; ok && s.Executes != "" {
+			for _, r := range rules {
+				v.rules = appendNew(v.rules, "execute "+s.Executes+": "+r)
+			}
+			if rank(config.GuardHold) > rank(v.action) {
+				v.action = config.GuardHold
+			}
+		}
+	}
 	return v
+}
+
+func appendNew(l []string, s string) []string {
+	if contains(l, s) {
+		return l
+	}
+	return append(l, s)
 }
 
 // Bounds of a session's classification cache: clients send the same
@@ -357,18 +388,21 @@ func (g *guardrail) message(typ byte, msg, out []byte) []byte {
 		st := &prepared{text: text, paramOIDs: paramOIDs(rest)}
 		v := g.decide(ctx, text, st, nil)
 		st.verdict = v
-		delete(g.stmts, string(name))
 		switch v.action {
 		case config.GuardDeny:
 			return g.apply(ctx, v, text, nil, msg, out, true)
 		case config.GuardHold:
 			// Parsing runs nothing: the execution is held, once per
 			// Execute, with the parameters it runs with.
-			g.stmts[string(name)] = st
+			g.setStmt(string(name), st)
 			g.note(v, "prepared", text)
+			g.out.expect(false, nil)
+			return append(out, msg...)
 		case config.GuardAlert:
 			g.alert(v, text)
 		}
+		g.out.expect(false, g.replaced(string(name)))
+		return append(out, msg...)
 	case 'B':
 		portal, rest, ok := cstring(body)
 		if !ok {
@@ -379,10 +413,11 @@ func (g *guardrail) message(typ byte, msg, out []byte) []byte {
 			break
 		}
 		delete(g.portals, string(portal))
-		if st := g.stmts[string(stmt)]; st != nil {
+		if st := g.stmt(string(stmt)); st != nil {
 			b, ok := parseBind(rest)
 			if !ok {
-				break
+				// Held all the same: the digest covers the raw bytes.
+				b = &bound{raw: bytes.Clone(rest)}
 			}
 			b.st = st
 			g.portals[string(portal)] = b
@@ -397,21 +432,49 @@ func (g *guardrail) message(typ byte, msg, out []byte) []byte {
 			// the parameters it runs with.
 			return g.apply(ctx, b.st.verdict, b.st.text, b, msg, out, true)
 		}
-	case 'C':
-		if len(body) > 1 {
-			if name, _, ok := cstring(body[1:]); ok {
-				if body[0] == 'S' {
-					delete(g.stmts, string(name))
-				} else {
-					delete(g.portals, string(name))
-				}
-			}
-		}
 	}
-	if typ == 'P' || typ == 'B' {
-		g.out.expect(false)
+	// Close is not acted on: the target ignores it after an error in the
+	// batch, so a held statement stays held under its name.
+	if typ == 'B' {
+		g.out.expect(false, nil)
 	}
 	return append(out, msg...)
+}
+
+func (g *guardrail) stmt(name string) *prepared {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stmts[name]
+}
+
+func (g *guardrail) setStmt(name string, st *prepared) {
+	g.mu.Lock()
+	g.stmts[name] = st
+	g.mu.Unlock()
+}
+
+// replaced returns what to do when the target completes an unheld Parse
+// of name: the unnamed statement it replaces is no longer held. A named
+// statement is never replaced (PostgreSQL refuses a Parse of an existing
+// name), and a Parse the target skipped after an error replaces nothing:
+// both keep a held statement held.
+func (g *guardrail) replaced(name string) func() {
+	if name != "" {
+		return nil
+	}
+	g.mu.Lock()
+	old := g.stmts[""]
+	g.mu.Unlock()
+	if old == nil {
+		return nil
+	}
+	return func() {
+		g.mu.Lock()
+		if g.stmts[""] == old {
+			delete(g.stmts, "")
+		}
+		g.mu.Unlock()
+	}
 }
 
 // apply carries out a verdict for msg: forward it, replace it with the
@@ -453,9 +516,9 @@ func (g *guardrail) refuse(out []byte, msg string, extended bool) []byte {
 		return appendMsg(out, 'Q', cstr(sql))
 	}
 	g.skipping = true
-	g.out.expect(true)
+	g.out.expect(true, g.replaced(""))
 	out = appendMsg(out, 'P', cstr(""), cstr(sql), []byte{0, 0})
-	g.out.expect(true)
+	g.out.expect(true, nil)
 	out = appendMsg(out, 'B', cstr(""), cstr(""), []byte{0, 0, 0, 0, 0, 0})
 	return appendMsg(out, 'E', cstr(""), []byte{0, 0, 0, 0})
 }

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/holds"
@@ -138,5 +140,121 @@ func TestGuardrailHoldCancelled(t *testing.T) {
 	}
 	if n := count(t, s); n != 500 {
 		t.Fatalf("%d rows", n)
+	}
+}
+
+// Attacks on the bookkeeping of prepared statements: a held statement
+// stays held when its name is parsed again, closed inside a failing
+// batch, or prepared and executed with SQL.
+func TestGuardrailPreparedStatementsStayHeld(t *testing.T) {
+	s, store, feed := guardedStack(t, config.Guardrails{HoldTimeout: config.Duration(time.Minute)})
+	tok, _ := s.token("alice")
+	conn := s.connect(t, "alice", tok)
+	pc := conn.PgConn()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	deny := func(what string, run func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- run() }()
+		var h holds.Hold
+		select {
+		case h = <-feed.opened:
+		case err := <-done:
+			t.Fatalf("%s ran without a hold: %v", what, err)
+		}
+		store.Decide(h.ID, "bob", false, "")
+		var pe *pgconn.PgError
+		if err := <-done; !errors.As(err, &pe) || pe.Code != "42501" {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := count(t, s); n != 500 {
+			t.Fatalf("%s: %d rows left", what, n)
+		}
+	}
+	if _, err := pc.Prepare(ctx, "del", "DELETE FROM t", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Parse of the same name again (the target refuses it) and a Close
+	// the target skips after an error in the same batch.
+	b := &pgconn.Batch{}
+	b.ExecParams("SELECT nonsense FROM", nil, nil, nil, nil)
+	rr := pc.ExecBatch(ctx, b)
+	rr.ReadAll()
+	rr.Close()
+	pc.Prepare(ctx, "del", "SELECT 1", nil)
+	deny("named statement re-parsed", func() error {
+		return pc.ExecPrepared(ctx, "del", nil, nil, nil).Read().Err
+	})
+	// Unnamed statement replaced by a Parse the target skipped.
+	deny("unnamed statement", func() error {
+		return pc.ExecParams(ctx, "DELETE FROM t", nil, nil, nil, nil).Read().Err
+	})
+	// SQL-level PREPARE runs nothing; each EXECUTE is held.
+	if _, err := conn.Exec(ctx, "PREPARE sqldel AS DELETE FROM t", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("PREPARE: %v", err)
+	}
+	conn.Exec(ctx, "DEALLOCATE sqldel; PREPARE sqldel AS SELECT 1/0", pgx.QueryExecModeSimpleProtocol)
+	deny("EXECUTE of a held PREPARE", func() error {
+		_, err := conn.Exec(ctx, "EXECUTE sqldel", pgx.QueryExecModeSimpleProtocol)
+		return err
+	})
+}
+
+// The unnamed statement stays held when the Parse that would replace it
+// is skipped by the target (an earlier error in the same batch).
+func TestGuardrailUnnamedStatementSkippedParse(t *testing.T) {
+	s, store, feed := guardedStack(t, config.Guardrails{HoldTimeout: config.Duration(time.Minute)})
+	tok, _ := s.token("alice")
+	conn := s.connect(t, "alice", tok)
+	fe := conn.PgConn().Frontend()
+	send := func(msgs ...pgproto3.FrontendMessage) {
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// untilReady returns the SQLSTATEs of the errors before ReadyForQuery.
+	untilReady := func() []string {
+		var codes []string
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.ErrorResponse:
+				codes = append(codes, m.Code)
+			case *pgproto3.ReadyForQuery:
+				return codes
+			}
+		}
+	}
+	send(&pgproto3.Parse{Query: "DELETE FROM t"}, &pgproto3.Sync{})
+	if c := untilReady(); len(c) != 0 {
+		t.Fatalf("parse: %v", c)
+	}
+	send(&pgproto3.Parse{Name: "x", Query: "SELECT * FROM no_such_table"}, &pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Sync{})
+	if c := untilReady(); len(c) != 1 || c[0] != "42P01" {
+		t.Fatalf("failing batch: %v", c)
+	}
+	done := make(chan []string, 1)
+	go func() {
+		send(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		done <- untilReady()
+	}()
+	select {
+	case h := <-feed.opened:
+		store.Decide(h.ID, "bob", false, "")
+	case c := <-done:
+		t.Fatalf("the unnamed DELETE ran without a hold: %v", c)
+	}
+	if c := <-done; len(c) != 1 || c[0] != "42501" {
+		t.Fatalf("denied: %v", c)
+	}
+	if n := count(t, s); n != 500 {
+		t.Fatalf("%d rows left", n)
 	}
 }

@@ -30,9 +30,9 @@ func TestBoundaryWriterDropsOwnCompletions(t *testing.T) {
 	for split := 1; split <= len(stream); split++ {
 		a, b := net.Pipe()
 		w := &boundaryWriter{Conn: a}
-		w.expect(false)
-		w.expect(true)
-		w.expect(true)
+		w.expect(false, nil)
+		w.expect(true, nil)
+		w.expect(true, nil)
 		got := make(chan []byte, 1)
 		go func() { all, _ := io.ReadAll(b); got <- all }()
 		for i := 0; i < len(stream); i += split {

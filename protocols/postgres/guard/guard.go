@@ -82,6 +82,9 @@ type Statement struct {
 	// Explainable reports whether EXPLAIN accepts the statement (SELECT,
 	// INSERT, UPDATE, DELETE, MERGE, VALUES).
 	Explainable bool
+	// Prepares is the name a PREPARE statement defines; Executes the
+	// name an EXECUTE (also inside EXPLAIN or CREATE TABLE AS) runs.
+	Prepares, Executes string
 }
 
 // Result is the classification of one input (a simple Query message, which
@@ -134,6 +137,7 @@ func (c *Classifier) Classify(sql string) (*Result, error) {
 		if raw.Stmt != nil {
 			st.Tag = string(raw.Stmt.ProtoReflect().WhichOneof(nodeOneof(raw.Stmt)).Message().FullName().Name())
 			st.Explainable = explainable(raw.Stmt)
+			st.Prepares, st.Executes = prepareNames(raw.Stmt)
 		}
 		res.Statements = append(res.Statements, st)
 		w := walker{c: c, stmt: i, version: tree.Version}
@@ -161,6 +165,26 @@ func stmtText(sql string, raw *pg.RawStmt) string {
 
 func nodeOneof(n *pg.Node) protoreflect.OneofDescriptor {
 	return n.ProtoReflect().Descriptor().Oneofs().Get(0)
+}
+
+// prepareNames reads the name of a PREPARE, or of the prepared
+// statement an EXECUTE runs (directly, under EXPLAIN or CREATE TABLE AS).
+func prepareNames(n *pg.Node) (prepares, executes string) {
+	switch s := n.Node.(type) {
+	case *pg.Node_PrepareStmt:
+		return s.PrepareStmt.Name, ""
+	case *pg.Node_ExecuteStmt:
+		return "", s.ExecuteStmt.Name
+	case *pg.Node_ExplainStmt:
+		if s.ExplainStmt.Query != nil {
+			return prepareNames(s.ExplainStmt.Query)
+		}
+	case *pg.Node_CreateTableAsStmt:
+		if s.CreateTableAsStmt.Query != nil {
+			return prepareNames(s.CreateTableAsStmt.Query)
+		}
+	}
+	return "", ""
 }
 
 func explainable(n *pg.Node) bool {

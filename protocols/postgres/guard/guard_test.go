@@ -3,6 +3,7 @@ package guard
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -108,9 +109,21 @@ func TestClassifyStatements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Statement{{"SELECT 1", "SelectStmt", true}, {"DELETE FROM t", "DeleteStmt", true}, {"VACUUM", "VacuumStmt", false}}
+	want := []Statement{{Text: "SELECT 1", Tag: "SelectStmt", Explainable: true},
+		{Text: "DELETE FROM t", Tag: "DeleteStmt", Explainable: true}, {Text: "VACUUM", Tag: "VacuumStmt"}}
 	if !slices.Equal(r.Statements, want) {
 		t.Fatalf("statements = %+v, want %+v", r.Statements, want)
+	}
+	r2, err := New(nil).Classify("PREPARE p1 (int) AS DELETE FROM t; EXECUTE p1(1); EXPLAIN ANALYZE EXECUTE p2; CREATE TABLE x AS EXECUTE p3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range r2.Statements {
+		names = append(names, s.Prepares+"/"+s.Executes)
+	}
+	if strings.Join(names, " ") != "p1/ /p1 /p2 /p3" {
+		t.Fatalf("prepare names %v", names)
 	}
 	if f := r.Findings; len(f) != 1 || f[0].Stmt != 1 || f[0].Detail != "t" {
 		t.Fatalf("findings = %+v", f)
