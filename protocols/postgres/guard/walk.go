@@ -16,6 +16,8 @@ type walker struct {
 	depth int
 	// version is the parse tree's, for deparsing function definitions.
 	version int32
+	// names are the protected tables the walk saw, in order.
+	names []string
 	found   []Finding
 	err     error
 }
@@ -29,24 +31,21 @@ func (w *walker) add(r Rule, detail string, estimate bool) {
 	w.found = append(w.found, Finding{Rule: r, Stmt: w.stmt, Detail: detail, NeedsEstimate: estimate})
 }
 
-// top classifies a top-level statement: the rules that depend on what the
-// statement as a whole is (utility or not, LIMIT), then every node in it.
+// top classifies a top-level statement: every node in it, then the rules
+// that depend on what the statement as a whole is (utility or not, LIMIT)
+// and the protected tables the walk saw.
 func (w *walker) top(n *pg.Node) {
+	w.visit(n.ProtoReflect())
+	if len(w.names) == 0 {
+		return
+	}
 	switch s := n.Node.(type) {
 	case *pg.Node_SelectStmt:
 		if s.SelectStmt.LimitCount == nil {
-			if t := w.firstProtected(n); t != "" {
-				w.add(BulkExport, t, true)
-			}
+			w.add(BulkExport, w.names[0], true)
 		}
-	case *pg.Node_CreateTableAsStmt:
-		if t := w.firstProtected(s.CreateTableAsStmt.Query); t != "" {
-			w.add(BulkExport, t, false)
-		}
-	case *pg.Node_DeclareCursorStmt:
-		if t := w.firstProtected(s.DeclareCursorStmt.Query); t != "" {
-			w.add(BulkExport, t, false)
-		}
+	case *pg.Node_CreateTableAsStmt, *pg.Node_DeclareCursorStmt:
+		w.add(BulkExport, w.names[0], false)
 	case *pg.Node_InsertStmt, *pg.Node_UpdateStmt, *pg.Node_DeleteStmt, *pg.Node_MergeStmt,
 		*pg.Node_CopyStmt, *pg.Node_ExplainStmt, *pg.Node_TransactionStmt, *pg.Node_VariableSetStmt,
 		*pg.Node_VariableShowStmt, *pg.Node_ExecuteStmt, *pg.Node_PrepareStmt, *pg.Node_DeallocateStmt,
@@ -56,11 +55,10 @@ func (w *walker) top(n *pg.Node) {
 	default:
 		// Utility statement (DDL, GRANT, COMMENT, ...): naming a protected
 		// table is a rule of its own.
-		for _, t := range w.protectedNames(n) {
+		for _, t := range w.names {
 			w.add(ProtectedDDL, t, false)
 		}
 	}
-	w.visit(n.ProtoReflect())
 }
 
 // visit checks one node and recurses into all of its children.
@@ -86,6 +84,12 @@ func (w *walker) visit(m protoreflect.Message) {
 // check applies the node-level rules.
 func (w *walker) check(x any) {
 	switch s := x.(type) {
+	case *pg.RangeVar:
+		w.saw(w.match(s))
+	case *pg.List:
+		if rv := listRangeVar(s); rv != nil {
+			w.saw(w.match(rv))
+		}
 	case *pg.DropStmt:
 		w.add(Drop, strings.ToLower(strings.TrimPrefix(s.RemoveType.String(), "OBJECT_")), false)
 	case *pg.DropdbStmt:
@@ -314,6 +318,22 @@ func (w *walker) nested(sql string, expr bool) {
 			w.add(f.Rule, f.Detail, f.NeedsEstimate)
 		}
 	}
+}
+
+// saw notes a protected table named in the statement.
+func (w *walker) saw(name string) {
+	if name != "" && !contains(w.names, name) {
+		w.names = append(w.names, name)
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // match returns the protected name rv refers to, or "". An unqualified
