@@ -18,8 +18,8 @@ type walker struct {
 	version int32
 	// names are the protected tables the walk saw, in order.
 	names []string
-	found   []Finding
-	err     error
+	found []Finding
+	err   error
 }
 
 func (w *walker) add(r Rule, detail string, estimate bool) {
