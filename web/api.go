@@ -92,6 +92,9 @@ type Options struct {
 	Recordings recordings
 	// Terminator ends live sessions.
 	Terminator terminator
+	// Holds are the statements guardrails hold for approval. Default: nil
+	// (no holds listed).
+	Holds holdStore
 	// Live says which running sessions can be watched. Default: none.
 	Live liveSessions
 	// Forwarder hands the live view and termination of sessions another
@@ -244,6 +247,10 @@ func (a *API) Register(s *Server) {
 	// Share links are anonymous: the token in the path is the only
 	// credential, and only this route reads it.
 	open("GET "+SharePath("{token}"), a.serveShare)
+	auth("GET /api/v1/holds", a.listHolds)
+	auth("GET /api/v1/holds/{id}", a.getHold)
+	auth("POST /api/v1/holds/{id}/approve", a.decideHold(true))
+	auth("POST /api/v1/holds/{id}/deny", a.decideHold(false))
 
 	auth("POST /api/v1/db/token", a.dbToken)
 	auth("POST /api/v1/ssh/certificate", a.sshCertificate)

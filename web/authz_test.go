@@ -290,6 +290,20 @@ func table() map[string][]row {
 		}, want: all(ok)}},
 
 		// Connection tokens need an active grant on the target.
+		"GET /api/v1/holds": {{path: fixed("/api/v1/holds"), want: everyone(ok)}},
+		"GET /api/v1/holds/{id}": {{path: func(t *testing.T, x *authzEnv) string {
+			return "/api/v1/holds/" + x.env.HoldStatement(t, "alice", "DELETE FROM t")
+		}, want: only(ok, notFound, seen...)}},
+		// Approvers of the role decide; the session's own user (alice) may
+		// see but not decide; security may see, not decide.
+		"POST /api/v1/holds/{id}/approve": {{path: func(t *testing.T, x *authzEnv) string {
+			return "/api/v1/holds/" + x.env.HoldStatement(t, "alice", "DELETE FROM t") + "/approve"
+		}, want: want{other: notFound, by: map[string]int{anon: unauth, approver: ok, requester: forbidden, security: forbidden}}}},
+		"POST /api/v1/holds/{id}/deny": {{path: func(t *testing.T, x *authzEnv) string {
+			return "/api/v1/holds/" + x.env.HoldStatement(t, "alice", "UPDATE t SET a = 1") + "/deny"
+		}, body: map[string]string{"reason": "not now"},
+			want: want{other: notFound, by: map[string]int{anon: unauth, approver: ok, requester: forbidden, security: forbidden}}}},
+
 		"POST /api/v1/db/token": {{path: fixed("/api/v1/db/token"), body: map[string]string{"target": "demo-pg"},
 			want: only(ok, forbidden, requester)}},
 		"POST /api/v1/ssh/certificate": {{path: fixed("/api/v1/ssh/certificate"), body: map[string]string{"public_key": pubKey},

@@ -44,13 +44,23 @@ func (s *Slack) deliver(ctx context.Context, it *item) result {
 // it (a link button: a click opens the page, Slack only reports it).
 func noticeOptions(it *item) []slack.MsgOption {
 	opts := []slack.MsgOption{slack.MsgOptionText(it.Text, false)}
-	if it.LinkURL == "" {
+	if it.LinkURL == "" && it.Hold == "" {
 		return opts
 	}
-	open := slack.NewButtonBlockElement(actionOpen, "", plain(it.LinkText)).WithURL(it.LinkURL).WithStyle(slack.StylePrimary)
+	var buttons []slack.BlockElement
+	if it.Hold != "" {
+		buttons = holdButtons(it)
+	}
+	if it.LinkURL != "" {
+		open := slack.NewButtonBlockElement(actionOpen, "", plain(it.LinkText)).WithURL(it.LinkURL)
+		if it.Hold == "" {
+			open = open.WithStyle(slack.StylePrimary)
+		}
+		buttons = append(buttons, open)
+	}
 	return append(opts, slack.MsgOptionBlocks(
 		slack.NewSectionBlock(mrkdwn(clip(it.Text, 3000)), nil, nil, slack.SectionBlockOptionBlockID("custos_notice")),
-		slack.NewActionBlock(blockActions, open)))
+		slack.NewActionBlock(blockActions, buttons...)))
 }
 
 // view loads a request and its grant and renders its message.

@@ -103,6 +103,8 @@ type envOptions struct {
 	before     func(*slacktest.Server)
 	// noPublicURL runs Slack without the broker's public URL: no links.
 	noPublicURL bool
+	// holds lets Slack decide held statements.
+	holds slack.Holds
 }
 
 // env is one broker with Slack approvals against an emulated Slack: the
@@ -190,7 +192,7 @@ func newEnv(t *testing.T, opts ...func(*envOptions)) *env {
 		publicURL = ""
 	}
 	sl, err := slack.New(slack.Options{Config: sc, PublicURL: publicURL, Targets: cfg.Targets, Access: acc,
-		Directory: dir, Store: st, Audit: auditLog, Log: log, HTTPClient: o.httpClient})
+		Directory: dir, Store: st, Audit: auditLog, Log: log, HTTPClient: o.httpClient, Holds: o.holds, HoldAccess: acc})
 	if err != nil {
 		t.Fatal(err)
 	}

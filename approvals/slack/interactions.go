@@ -125,6 +125,8 @@ func (s *Slack) onBlockAction(ctx context.Context, in interaction) reply {
 	case actionOpen:
 		// A link button: Slack opens the URL and tells us; nothing to do.
 		return ok
+	case actionHoldApprove, actionHoldDeny:
+		return s.onHoldAction(ctx, in)
 	case actionApprove, actionDeny:
 	default:
 		s.reject(ctx, in, "", "unknown_action", "unknown action")

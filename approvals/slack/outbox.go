@@ -76,6 +76,9 @@ type item struct {
 	// LinkText and LinkURL are a notice's button to the web UI, if any.
 	LinkText string `json:"link_text,omitempty"`
 	LinkURL  string `json:"link_url,omitempty"`
+	// Hold is a hold notice's hold ID: the notice gets Approve and Deny
+	// buttons for it.
+	Hold string `json:"hold,omitempty"`
 	// Event is what a notify item tells: approved, denied, expired or revoked.
 	Event string `json:"event,omitempty"`
 	// Gen counts enqueues; an item changed while in flight runs again.

@@ -66,6 +66,11 @@ type Options struct {
 	// rest one summary record. Default: nil, every refusal is its own
 	// record.
 	Rejections *audit.Throttle
+	// Holds and HoldAccess let approvers decide statements held by the
+	// PostgreSQL guardrails with buttons on the hold notice (holds.go).
+	// Default: nil (hold notices carry no buttons).
+	Holds      Holds
+	HoldAccess HoldAccess
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 	// Now defaults to time.Now.
@@ -116,6 +121,9 @@ type Slack struct {
 	// rejections throttles refusals before identification; nil: none.
 	rejections *audit.Throttle
 
+	holds      Holds
+	holdAccess HoldAccess
+
 	mu          sync.Mutex
 	pausedUntil time.Time // set by a 429: no Web API call before then
 	teamID      string    // the workspace, from auth.test
@@ -137,8 +145,8 @@ func New(o Options) (*Slack, error) {
 		return nil, fmt.Errorf("slack: bot_token: %w", orMissing(err))
 	}
 	s := &Slack{
-		publicURL: strings.TrimRight(o.PublicURL, "/"),
-		access:    o.Access, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
+		publicURL: strings.TrimRight(o.PublicURL, "/"), holds: o.Holds, holdAccess: o.HoldAccess,
+		access: o.Access, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
 		t: defaultTimings, wake: make(chan struct{}, 1), rejections: o.Rejections,
 	}
 	s.routing.Store(&routing{cfg: o.Config, targets: o.Targets})

@@ -48,6 +48,11 @@ const (
 	// UnsealBreakGlass: ask to unseal, confirm an unseal, report an
 	// out-of-band use, start a drill.
 	UnsealBreakGlass Action = "breakglass.unseal"
+	// ViewHold: see a statement a guardrail holds for approval (its text,
+	// session, row estimate).
+	ViewHold Action = "hold.view"
+	// DecideHold: approve or deny a held statement.
+	DecideHold Action = "hold.decide"
 )
 
 // Facts are what the caller's service looked up about the caller and the
@@ -96,6 +101,11 @@ func Allowed(a Action, f Facts) bool {
 		return f.Security || f.Custodian
 	case UnsealBreakGlass:
 		return f.Custodian
+	case ViewHold:
+		return f.Security || f.Owner || f.Approver
+	case DecideHold:
+		// An approver of the session's role, never the session's own user.
+		return f.Approver && !f.Owner
 	}
 	return false
 }

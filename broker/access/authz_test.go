@@ -41,6 +41,8 @@ func TestAllowed(t *testing.T) {
 		access.ShareEvidence:     {"security"},
 		access.ViewBreakGlass:    {"security", "custodian"},
 		access.UnsealBreakGlass:  {"custodian"},
+		access.ViewHold:          {"security", "owner", "approver", "own-approver"},
+		access.DecideHold:        {"approver"},
 		access.Action("made.up"): nil,
 	}
 	for action, allowed := range may {

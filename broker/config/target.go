@@ -146,6 +146,9 @@ type Role struct {
 	// for roles with masking rules. Default: 0 (no rows recorded, unless
 	// the target's record_results says so).
 	ResultSample int `yaml:"result_sample"`
+	// Guardrails are statement guardrails for PostgreSQL sessions of the
+	// role (guardrails.go). Default: nil (statements are not parsed).
+	Guardrails *Guardrails `yaml:"guardrails"`
 }
 
 // Unmask names the masked role a role unmasks and what it unmasks.

@@ -273,6 +273,7 @@ func (c *Config) validateTarget(ck *checker, p string, t *Target, names, users, 
 		}
 		roles[r.Name] = true
 		validatePolicy(ck, rp+".policy", r.Policy, users, groups)
+		validateGuardrails(ck, rp+".guardrails", t.Kind, r.Guardrails)
 	}
 }
 

@@ -42,6 +42,7 @@ required_targets=(
 	"recorder/keywrap FuzzLocalUnwrap"         # wrapped data keys from manifests
 	"recorder/manifest FuzzParse"              # manifests read back from storage
 	"recorder/sqlnorm FuzzNormalize"           # statement text for the session index
+	"protocols/postgres/guard FuzzClassify"    # statement text classified by the guardrails
 	"web/ui/internal/vt FuzzScreen"            # terminal output in the live view and replay
 )
 

@@ -12,6 +12,11 @@
 // recorder falls far behind; a recorder failure ends the session (fail
 // closed) unless the target is configured to fail open.
 //
+// For roles with statement guardrails (guardrail.go, classification in
+// package guard) the client→server side reads whole messages, classifies
+// every statement with PostgreSQL's own grammar, and forwards, replaces
+// (deny) or holds each one for an approver; other roles keep the raw relay.
+//
 // The proxy depends only on the small interfaces declared in this package:
 // an authenticator for tokens, a credential issuer, a recorder and an audit
 // sink. Live sessions are tracked so a revoked or expired grant ends them

@@ -275,7 +275,8 @@ func dialUpstream(ctx context.Context, t *config.Target, db, user, password stri
 	return hc, nil
 }
 
-// upstreamConfig is the connection configuration for a login to t.
+// upstreamConfig is the connection configuration for logging in to the
+// target t with the issued credentials.
 func upstreamConfig(t *config.Target, db, user, password string, params map[string]string) (*pgconn.Config, error) {
 	host, port, err := net.SplitHostPort(t.Address)
 	if err != nil {

@@ -75,6 +75,12 @@ type Options struct {
 	// MaxMessageSize bounds every client message and every server message
 	// the proxy decodes. Default: 8 MiB.
 	MaxMessageSize int
+	// Holds decides statements a role's guardrails hold for approval.
+	// Default: nil (held statements are refused).
+	Holds holder
+	// Alerts receives guardrail alerts. Default: nil (alerts are recorded
+	// and audited only).
+	Alerts alerter
 	// ParamHashKey keys the HMAC of the "hash" parameter policy. Default:
 	// a random key per process, so hashes compare within one broker run.
 	ParamHashKey []byte

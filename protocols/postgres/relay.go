@@ -48,16 +48,16 @@ func (s *session) run() {
 	maxMsg := p.opts.MaxMessageSize
 	co := &clientObserver{s: s, red: s.red, limit: statementLimit(s.Target)}
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
-	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
+	up := newCopier(s.relaySource(), s.upstream, co, maxMsg, maxMsg)
 	var down *copier
 	if s.mask == nil {
-		down = newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
+		down = newCopier(s.upstream, s.relaySink(), so, maxServerMessage, maxMsg)
 	} else {
 		// Masked: every server message is decoded (up to the message
 		// limit) and rewritten, except the CopyData of a refused COPY,
 		// which is streamed into the void.
 		co.mask = s.mask
-		down = newCopier(s.upstream, s.client, &maskHandler{ctx: s.Context(), m: s.mask, so: so, cat: s.cat}, maxServerMessage, maxMsg)
+		down = newCopier(s.upstream, s.relaySink(), &maskHandler{ctx: s.Context(), m: s.mask, so: so, cat: s.cat}, maxServerMessage, maxMsg)
 		s.Record(event.Event{Kind: event.KindNote, Op: "masking", Text: s.mask.summary})
 		if s.mask.unmask != "" {
 			s.Record(event.Event{Kind: event.KindNote, Op: "unmask", Text: s.mask.unmask})

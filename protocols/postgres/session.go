@@ -51,6 +51,10 @@ type session struct {
 	// busy is true while the target may be running a query (between a
 	// Query, FunctionCall or Sync and the next ReadyForQuery).
 	busy atomic.Bool
+
+	// guard is the role's statement guardrails (guardrail.go); nil for
+	// roles without them.
+	guard *guardrail
 }
 
 // clientCause is the client-visible error for why a session ended: a
@@ -233,6 +237,7 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 				return pgconn.ConnectConfig(ctx, cfg)
 			}}
 	}
+	s.setupGuardrails(t, role, db, user, password, upstreamParams(req))
 	s.upstreamAddr = hc.Conn.RemoteAddr().String()
 	s.upstreamPID, s.upstreamSecret = hc.PID, hc.SecretKey
 	closeUp := func() { s.upstream.Write([]byte{'X', 0, 0, 0, 4}); s.upstream.Close() }
@@ -280,6 +285,7 @@ func (p *Proxy) forwardCancel(k cancelKey) {
 		return
 	}
 	s.Record(event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
+	s.guard.cancelHold()
 	if err := s.cancelUpstream(); err != nil {
 		p.Log().Warn("postgres cancel forward failed", "session", s.ID, "err", err)
 	}

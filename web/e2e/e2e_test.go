@@ -72,8 +72,9 @@ func TestBrowser(t *testing.T) {
 	ctl := httptest.NewServer(mux)
 	defer ctl.Close()
 
+	hold := env.HoldStatement(t, "alice", "DELETE FROM subjects")
 	fixtures, _ := json.Marshal(map[string]any{
-		"url": env.URL, "control": ctl.URL, "password": uitest.Password,
+		"hold": hold, "url": env.URL, "control": ctl.URL, "password": uitest.Password,
 		"pending": f.Pending.ID, "ssh": f.SSH, "pg": f.PG, "long": f.Long, "daveSSH": f.DaveSSH, "live": live.ID,
 		"longTick": uitest.LongTick(3600), "extension": ext.ID, "grant": f.Grant.ID,
 	})

@@ -87,6 +87,21 @@ function unzip(buf) {
 const steps = [];
 const step = (name, fn) => steps.push({ name, fn });
 
+step('approver approves a held statement', async () => {
+  await page.goto(url('/ui/login'));
+  await signIn('bob');
+  await page.goto(url('/ui/requests'));
+  const row = page.locator(`#holds tr[data-hold="${F.hold}"]`);
+  await row.waitFor();
+  const text = await row.textContent();
+  assert.ok(text.includes('DELETE FROM subjects') && text.includes('~42 rows') && text.includes('alice'), 'hold row: ' + text);
+  await shot('02a-held-statement');
+  await row.locator('button[data-action=approve-hold]').click();
+  await page.locator('.notice.ok', { hasText: 'runs once' }).waitFor();
+  await page.locator(`#holds tr[data-hold="${F.hold}"] td.state-approved`).waitFor();
+  await signOut();
+});
+
 step('sign-in page, approver approves a request', async () => {
   await page.goto(url('/ui/login'));
   await shot('01-login');

@@ -26,7 +26,7 @@ func TestPostgresExtendRenewsLogin(t *testing.T) {
 	if err != nil || own.SessionID != "ses_rw" {
 		t.Fatalf("per-session login: %+v %v", own, err)
 	}
-	if _, exp := e.leaseAlive(t, lease.LeaseID); exp.After(g.EndsAt.Add(endGrace+time.Second)) {
+	if _, exp := e.leaseAlive(t, lease.LeaseID); exp.After(g.EndsAt.Add(endGrace + time.Second)) {
 		t.Fatalf("lease expires %v, more than the grace after the grant's end %v", exp, g.EndsAt)
 	}
 
@@ -48,7 +48,7 @@ func TestPostgresExtendRenewsLogin(t *testing.T) {
 		for {
 			alive, exp := e.leaseAlive(t, l.id)
 			if alive && exp.After(oldEnd.Add(4*time.Minute)) {
-				if exp.After(l.end.Add(endGrace+time.Second)) {
+				if exp.After(l.end.Add(endGrace + time.Second)) {
 					t.Fatalf("lease renewed to %v, past the grant's new end %v", exp, l.end)
 				}
 				break

@@ -40,7 +40,7 @@ func TestPostgresPerGrantLifecycle(t *testing.T) {
 	if !alive {
 		t.Fatal("lease unknown to Vault right after issue")
 	}
-	if vaultExpiry.After(g.EndsAt.Add(endGrace+time.Second)) {
+	if vaultExpiry.After(g.EndsAt.Add(endGrace + time.Second)) {
 		t.Errorf("Vault lease expires %s, more than the grace after the grant's end %s", vaultExpiry, g.EndsAt)
 	}
 	t.Logf("issued login %s", lease.Username)
@@ -144,7 +144,7 @@ func TestPostgresGrantEndsWithoutEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, exp := e.leaseAlive(t, lease.LeaseID)
-	if exp.After(g.EndsAt.Add(endGrace+time.Second)) {
+	if exp.After(g.EndsAt.Add(endGrace + time.Second)) {
 		t.Fatalf("Vault lease expires %s, more than the grace after the grant's end %s", exp, g.EndsAt)
 	}
 	conn, err := pgx.Connect(ctx, e.targetDSN(lease.Username, lease.Password))

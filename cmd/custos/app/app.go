@@ -266,7 +266,8 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	px, sshKeys, err := startProxies(bg, cfg, live, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, m, func(f func()) { wg.Go(f) })
+	gr := newGuardrailWiring(log)
+	px, sshKeys, err := startProxies(bg, cfg, live, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, m, func(f func()) { wg.Go(f) }, gr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -284,7 +285,8 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	var notify securityNotifier
 	if cfg.Slack.Enabled {
 		sl, err := slackapprovals.New(slackapprovals.Options{Config: cfg.Slack, PublicURL: cfg.PublicURL,
-			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Rejections: rejections, Log: log})
+			Targets: cfg.Targets, Access: acc, Directory: dir, Store: st, Audit: auditLog, Rejections: rejections, Log: log,
+			Holds: gr.holds, HoldAccess: acc})
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
@@ -295,6 +297,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		}
 		wg.Go(func() { _ = sl.Run(bg) })
 		notify = sl
+		gr.notices.attach(sl)
 	}
 	bgSvc, err := startBreakGlass(bg, cfg, st, auditLog, dir, acc, issuer, rec, notify, srv, log, func(f func()) { wg.Go(f) })
 	if err != nil {
@@ -310,7 +313,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, SSO: ids, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, SSO: ids, Holds: gr.holds, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

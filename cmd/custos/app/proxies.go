@@ -111,7 +111,7 @@ func (ps proxies) close() {
 // proved who they are go through rejections.
 func startProxies(ctx context.Context, cfg *config.Config, live *config.Live, acc *access.Service, dbt *dbtoken.Service,
 	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log,
-	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func())) (proxies, *sshproxy.KeyIdentities, error) {
+	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func()), gr guardrailWiring) (proxies, *sshproxy.KeyIdentities, error) {
 	creds := issuerCreds{issuer}
 	// keys are the SSH proxy's user keys, which a config reload replaces.
 	var keys *sshproxy.KeyIdentities
@@ -161,7 +161,7 @@ func startProxies(ctx context.Context, cfg *config.Config, live *config.Live, ac
 		}
 		return pgproxy.New(pgproxy.Options{
 			Targets: live, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
-			Options: core, DataDictionary: dict,
+			Options: core, DataDictionary: dict, Holds: gr.holds, Alerts: gr.notices,
 		})
 	}
 	var ps proxies

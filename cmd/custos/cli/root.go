@@ -92,7 +92,7 @@ func newRoot(g *globals) *cobra.Command {
 		newExtendCmd(g),
 		newAuditCmd(g),
 		newDBCmd(g),
-		newSessionsCmd(g),
+		newSessionsCmd(g), newHoldsCmd(g),
 		newVerifyCmd(g), newKeysCmd(g),
 		newExportCmd(g),
 		newPlayCmd(g),

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/base32"
 	"fmt"
+	"github.com/custos-pam/custos/broker/holds"
 	"io"
 	stdlog "log"
 	"log/slog"
@@ -123,7 +124,9 @@ type Env struct {
 	// Notices.
 	BreakGlass *breakglass.Service
 	Notices    *Notices
-	dir        string
+	// Holds are held statements (HoldStatement opens one).
+	Holds *holds.Store
+	dir   string
 }
 
 // Options configure StartWith. The zero value is Start's broker.
@@ -213,8 +216,9 @@ func StartWith(tb testing.TB, o Options) *Env {
 	if err != nil {
 		tb.Fatalf("uitest: ssh ca: %v", err)
 	}
+	e.Holds = holds.New(0)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids,
+		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Holds: e.Holds,
 		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
 		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})
 	if err != nil {

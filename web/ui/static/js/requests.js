@@ -17,6 +17,7 @@ export async function render(root) {
   const grantsBox = el('div', { id: 'grants' });
   const allBox = el('div', { id: 'all' });
   const soonBox = el('div', { id: 'ending-soon' });
+  const holdsBox = el('div', { id: 'holds' });
 
   // New request form.
   const tsel = el('select', { id: 'req-target', name: 'target' }, targets.map((t) => el('option', { value: t.name }, `${t.name} (${t.kind})`)));
@@ -113,7 +114,35 @@ export async function render(root) {
       el('td', { class: 'actions' }, revoke ? [reasonIn, revoke, ...(extendCtl || [])] : (g.revoked_by ? `by ${g.revoked_by}: ${g.revoke_reason || ''}` : '')));
   };
 
+  // Statements the PostgreSQL guardrails hold for approval.
+  const holdRow = (h) => {
+    const reasonIn = el('input', { placeholder: 'reason', size: 16, 'aria-label': 'reason for ' + h.id });
+    const act = (what) => async () => {
+      try {
+        await api('POST', `/api/v1/holds/${encodeURIComponent(h.id)}/${what}`, { reason: reasonIn.value });
+        notice(root, 'ok', what === 'approve' ? `Approved: statement ${h.id} runs once.` : `Denied statement ${h.id}.`);
+        await load();
+      } catch (e) { notice(root, 'error', explain(e)); }
+    };
+    let actions = h.decided_by ? `by ${h.decided_by}` : '';
+    if (h.can_decide) {
+      const approve = el('button', { class: 'primary', dataset: { action: 'approve-hold', id: h.id } }, 'Approve (runs once)');
+      const deny = el('button', { class: 'danger', dataset: { action: 'deny-hold', id: h.id } }, 'Deny');
+      approve.addEventListener('click', act('approve'));
+      deny.addEventListener('click', act('deny'));
+      actions = [reasonIn, approve, deny];
+    }
+    const estimate = h.estimate >= 0 ? `~${h.estimate} rows` : `unknown${h.estimate_note ? ' (' + h.estimate_note + ')' : ''}`;
+    return el('tr', { dataset: { hold: h.id } }, el('td', null, h.id), el('td', null, h.user), el('td', null, `${h.target} / ${h.role}`),
+      el('td', null, el('a', { href: '/ui/live/' + encodeURIComponent(h.session) }, h.session)),
+      el('td', null, el('code', null, h.text)), el('td', null, (h.rules || []).join(', ')), el('td', null, estimate),
+      el('td', { class: 'state-' + h.state }, h.state), el('td', null, fmtTime(h.expires)), el('td', { class: 'actions' }, actions));
+  };
+
   async function load() {
+    const holds = await api('GET', '/api/v1/holds');
+    holdsBox.replaceChildren(table(['Hold', 'User', 'Target / role', 'Session', 'Statement', 'Rules', 'Estimate', 'State', 'Expires', ''],
+      holds.map(holdRow), { empty: 'No statement is held. Statement guardrails (docs/data-protection.md) hold risky statements here for an approver of the role.' }));
     const [pending, mine, grants] = await Promise.all([
       api('GET', '/api/v1/requests?view=pending'), api('GET', '/api/v1/requests?view=mine'), api('GET', '/api/v1/grants')]);
     const soon = grants.filter((g) => g.user === who.user && endingSoon(g));
@@ -138,6 +167,7 @@ export async function render(root) {
     section('Request access', targets.length ? form
       : emptyState('no-targets', 'There is no target you may request. An operator names who may request each role (requesters: in custos.yaml, docs/policy.md); ask to be added.')),
     section('Waiting for your approval', pendingBox),
+    section('Held statements', holdsBox),
     section('My requests', mineBox),
     section(who.admin ? 'Grants' : 'My grants and grants of roles I approve', grantsBox),
     who.admin ? section('All requests', allBox) : null].filter(Boolean));
