@@ -42,6 +42,11 @@ const (
 	// UnsealBreakGlass: ask to unseal, confirm an unseal, report an
 	// out-of-band use, start a drill.
 	UnsealBreakGlass Action = "breakglass.unseal"
+	// ViewReview: list, read and export access reviews.
+	ViewReview Action = "review.view"
+	// ConductReview: start an access review, attest or flag its lines
+	// and sign its attestation.
+	ConductReview Action = "review.conduct"
 )
 
 // Facts are what the caller's service looked up about the caller and the
@@ -63,6 +68,9 @@ type Facts struct {
 	Approved bool
 	// Custodian: the caller is a custodian of the break-glass account.
 	Custodian bool
+	// Reviewer: the caller is one of the configured access reviewers
+	// (reviews.reviewers, by default the security admins).
+	Reviewer bool
 }
 
 // Allowed reports whether a caller with facts f may take action a. An
@@ -90,6 +98,10 @@ func Allowed(a Action, f Facts) bool {
 		return f.Security || f.Custodian
 	case UnsealBreakGlass:
 		return f.Custodian
+	case ViewReview:
+		return f.Security || f.Reviewer
+	case ConductReview:
+		return f.Reviewer
 	}
 	return false
 }
