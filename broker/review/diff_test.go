@@ -14,7 +14,9 @@ func TestDiff(t *testing.T) {
 	req := func(u, obj string, via ...string) Entry {
 		return Entry{Kind: KindRequester, User: u, Object: obj, Via: via}
 	}
-	cust := func(u, acct string) Entry { return Entry{Kind: KindCustodian, User: u, Object: acct, Via: []string{"custodians"}} }
+	cust := func(u, acct string) Entry {
+		return Entry{Kind: KindCustodian, User: u, Object: acct, Via: []string{"custodians"}}
+	}
 	tok := func(id, u string, expires time.Time, age int) Entry {
 		return Entry{Kind: KindToken, User: u, Object: id, CreatedAt: day, ExpiresAt: expires, AgeDays: age}
 	}
