@@ -109,6 +109,9 @@ type Options struct {
 	SSO singleSignOn
 	// BreakGlass serves /api/v1/breakglass and /api/v1/drills.
 	BreakGlass breakGlass
+	// Reviews serves /api/v1/reviews. Default: nil, and those routes
+	// answer 503.
+	Reviews reviews
 	// DBTokens issues PostgreSQL connection tokens; DBHost and DBPort
 	// are where clients reach the PostgreSQL proxy.
 	DBTokens       dbTokens
@@ -228,6 +231,8 @@ func (a *API) Register(s *Server) {
 	bg("POST /api/v1/drills", a.startDrill)
 	drills("GET /api/v1/drills/report", a.drillReport)
 	drills("GET /api/v1/drills/{id}", a.getDrill)
+
+	a.registerReviews(auth)
 
 	auth("POST /api/v1/db/token", a.dbToken)
 	auth("POST /api/v1/ssh/certificate", a.sshCertificate)

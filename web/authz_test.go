@@ -254,6 +254,20 @@ func table() map[string][]row {
 		"GET /api/v1/drills/report": {{path: fixed("/api/v1/drills/report?quarter=2026Q4"), want: everyone(ok)}},
 		"GET /api/v1/drills/{id}":   {{path: fixed("/api/v1/drills/drl_none"), want: only(notFound, notFound)}},
 
+		// Access reviews: the reviewers (by default the security admins)
+		// read and conduct them. Starting with a name too long gets a
+		// reviewer as far as the name check; a review nobody started is
+		// not found, for reviewers only.
+		"GET /api/v1/reviews": {{path: fixed("/api/v1/reviews"), want: only(ok, forbidden, security)}},
+		"POST /api/v1/reviews": {{path: fixed("/api/v1/reviews"), body: map[string]string{"name": strings.Repeat("q", 65)},
+			want: only(invalid, forbidden, security)}},
+		"GET /api/v1/reviews/{id}":        {{path: fixed("/api/v1/reviews/rev_none"), want: only(notFound, forbidden, security)}},
+		"GET /api/v1/reviews/{id}/export": {{path: fixed("/api/v1/reviews/rev_none/export"), want: only(notFound, forbidden, security)}},
+		"POST /api/v1/reviews/{id}/lines/{n}": {{path: fixed("/api/v1/reviews/rev_none/lines/1"),
+			body: map[string]string{"verdict": "attest"}, want: only(notFound, forbidden, security)}},
+		"POST /api/v1/reviews/{id}/attest": {{path: fixed("/api/v1/reviews/rev_none/attest"),
+			body: map[string]string{"meaning": "reviewed, no concerns", "password": "x"}, want: only(notFound, forbidden, security)}},
+
 		// Connection tokens need an active grant on the target.
 		"POST /api/v1/db/token": {{path: fixed("/api/v1/db/token"), body: map[string]string{"target": "demo-pg"},
 			want: only(ok, forbidden, requester)}},
