@@ -126,7 +126,7 @@ type Env struct {
 	Notices    *Notices
 	// Reviews runs access reviews (reviewers: the security admins).
 	Reviews *review.Service
-	dir        string
+	dir     string
 }
 
 // Options configure StartWith. The zero value is Start's broker.
