@@ -93,10 +93,16 @@ func newReviewMarkCmd(g *globals, verdict string) *cobra.Command {
 	if verdict == review.VerdictFlag {
 		short = "Flag one line of an open review, with a comment saying what is wrong"
 	}
+	// "attest ID" signs the whole review; a line is attested with
+	// attest-line.
+	use := verdict
+	if verdict == review.VerdictAttest {
+		use = "attest-line"
+	}
 	cmd := &cobra.Command{
-		Use:     verdict + " ID LINE",
+		Use:     use + " ID LINE",
 		Short:   short,
-		Example: fmt.Sprintf("  custos review %s rev_5x2kq7m3abcdefgh 3 --comment \"checked with the team lead\"", verdict),
+		Example: fmt.Sprintf("  custos review %s rev_5x2kq7m3abcdefgh 3 --comment \"checked with the team lead\"", use),
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[1])
