@@ -39,6 +39,16 @@ func (a *API) registerReviews(auth func(string, http.HandlerFunc)) {
 	rv("POST /api/v1/reviews/{id}/attest", a.attestReview)
 }
 
+// mayReview reports whether user may see access reviews (the web UI
+// shows its page then).
+func (a *API) mayReview(ctx context.Context, user string) bool {
+	if a.o.Reviews == nil {
+		return false
+	}
+	_, err := a.o.Reviews.Status(ctx, user)
+	return err == nil
+}
+
 // reviewList is GET /api/v1/reviews.
 type reviewList struct {
 	Status  review.Status    `json:"status"`

@@ -288,6 +288,8 @@ func table() map[string][]row {
 		"GET /ui/audit":                   page("/ui/audit"),
 		"GET /ui/breakglass":              page("/ui/breakglass"),
 		"GET /ui/breakglass/unseals/{id}": page("/ui/breakglass/unseals/uns_x"),
+		"GET /ui/reviews":                 page("/ui/reviews"),
+		"GET /ui/reviews/{id}":            page("/ui/reviews/rev_x"),
 
 		"GET /ws/replay": {
 			{path: func(t *testing.T, x *authzEnv) string { return "/ws/replay?session=" + x.f.SSH }, ws: true,

@@ -12,6 +12,7 @@ const pages = {
   verify: () => import('./verify.js'),
   audit: () => import('./audit.js'),
   breakglass: () => import('./breakglass.js'),
+  reviews: () => import('./reviews.js'),
 };
 
 async function main() {
@@ -25,6 +26,7 @@ async function main() {
       if (a.dataset.nav.split(' ').includes(page)) a.classList.add('active');
       if ('admin' in a.dataset) a.hidden = !who.admin;
       if ('breakglass' in a.dataset) a.hidden = !who.breakglass;
+      if ('reviews' in a.dataset) a.hidden = !who.reviews;
     }
     document.getElementById('who').hidden = false;
     document.getElementById('who-name').textContent = who.user + (who.admin ? ' (security)' : '');
