@@ -2,8 +2,8 @@ package review
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/base32"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
