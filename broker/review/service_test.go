@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,7 +18,9 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/store/postgres"
 	"github.com/custos-pam/custos/broker/store/sqlite"
+	"github.com/custos-pam/custos/deploy/devstack"
 )
 
 // cheapHash is an argon2id PHC string with tiny parameters.
@@ -64,17 +67,37 @@ type fixture struct {
 	now  time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+// stores are the state stores the service runs on: state documents in
+// both drivers.
+var stores = map[string]func(t *testing.T) broker.Store{
+	"sqlite": func(t *testing.T) broker.Store {
+		st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	},
+	"postgres": func(t *testing.T) broker.Store {
+		pg := devstack.StartPostgres(t)
+		st, err := postgres.Open(t.Context(), pg.DSN(pg.CreateDatabase(t, "reviews")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	},
+}
+
+func TestMain(m *testing.M) { os.Exit(devstack.Main(m)) }
+
+func newFixture(t *testing.T, open func(*testing.T) broker.Store) *fixture {
 	t.Helper()
 	f := &fixture{now: time.Now()}
 	f.yaml = fmt.Sprintf(testConfig, cheapHash("pw"), base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(totpKey))
 	cfg := f.parse(t, f.yaml)
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := open(t)
 	t.Cleanup(func() { st.Close() })
 	f.st, f.live = st, config.NewLive(cfg)
+	var err error
 	if f.dir, err = identity.NewDirectory(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +163,14 @@ func auditOf(t *testing.T, st broker.Store, prefix string) []broker.AuditRecord 
 }
 
 func TestReviewLifecycle(t *testing.T) {
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) { testReviewLifecycle(t, open) })
+	}
+}
+
+func testReviewLifecycle(t *testing.T, open func(*testing.T) broker.Store) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, open)
 	if _, _, err := f.ids.Login(ctx, "alice", "pw", "", "192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +297,7 @@ func TestReviewLifecycle(t *testing.T) {
 // auth.max_failures are spent, the right password signs in no more.
 func TestSigningGuessesCountAgainstSignIn(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, stores["sqlite"])
 	r, err := f.svc.Start(ctx, "rita", "")
 	if err != nil {
 		t.Fatal(err)
