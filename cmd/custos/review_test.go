@@ -91,6 +91,9 @@ func TestAccessReviewEndToEnd(t *testing.T) {
 	if got := overdue(); got != "1" {
 		t.Fatalf("custos_review_overdue before any review: %s, want 1", got)
 	}
+	if out := b.ok("sam", "review", "status"); !strings.Contains(out, "OVERDUE: no access review has been attested yet") {
+		t.Errorf("review status before any review:\n%s", out)
+	}
 
 	// Only reviewers conduct reviews: security admins are not reviewers
 	// here, requesters never.
@@ -133,6 +136,9 @@ func TestAccessReviewEndToEnd(t *testing.T) {
 		t.Fatalf("review 2 diff: %q, want only the added approver", got)
 	}
 	b.ok("rita", "review", "flag", r2.ID, "1", "--comment", "carol is not on the approvers list of the change board")
+	if out := b.ok("rita", "review", "show", r2.ID); !strings.Contains(out, "   1  + approver carol on demo-pg/readwrite (via approvers)\n        flag by rita: carol is not") {
+		t.Errorf("review show:\n%s", out)
+	}
 
 	// A wrong password: refused, no signature.
 	if _, errs, c := b.run("rita", "not the password\n", "review", "attest", r2.ID, "--meaning", "reviewed, concerns raised",
@@ -167,6 +173,9 @@ func TestAccessReviewEndToEnd(t *testing.T) {
 		t.Errorf("attestation flagged %v lines, want 1", d["flagged"])
 	}
 
+	if out := b.ok("sam", "review", "status"); !strings.Contains(out, "next review due") || !strings.Contains(out, "Q4-2026") {
+		t.Errorf("review status after attestation:\n%s", out)
+	}
 	ex := decode[review.Export](t, b.ok("rita", "review", "export", r2.ID, "-o", "json"))
 	if !ex.Verified || len(ex.Chain) != 2 || ex.Chain[1].PrevHash != ex.Chain[0].SnapshotHash || ex.Review.Attestation == nil {
 		t.Fatalf("export: verified %v %s, chain %+v", ex.Verified, ex.Problem, ex.Chain)
