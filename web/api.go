@@ -112,6 +112,9 @@ type Options struct {
 	SSO singleSignOn
 	// BreakGlass serves /api/v1/breakglass and /api/v1/drills.
 	BreakGlass breakGlass
+	// Reviews serves /api/v1/reviews. Default: nil, and those routes
+	// answer 503.
+	Reviews reviews
 	// DBTokens issues PostgreSQL connection tokens; DBHost and DBPort
 	// are where clients reach the PostgreSQL proxy.
 	DBTokens       dbTokens
@@ -251,6 +254,7 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/holds/{id}", a.getHold)
 	auth("POST /api/v1/holds/{id}/approve", a.decideHold(true))
 	auth("POST /api/v1/holds/{id}/deny", a.decideHold(false))
+	a.registerReviews(auth)
 
 	auth("POST /api/v1/db/token", a.dbToken)
 	auth("POST /api/v1/ssh/certificate", a.sshCertificate)

@@ -96,7 +96,7 @@ func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	out := map[string]any{"user": p.User, "token_id": p.Token.ID, "expires_at": p.Token.ExpiresAt, "via": p.Via,
 		"security_admin": p.Security, "admin": p.Security, "live": a.o.Live != nil, "terminate": a.o.Terminator != nil,
-		"breakglass": a.mayBreakGlass(r.Context(), p), "auth_method": p.Token.AuthMethod, "created_at": p.Token.CreatedAt}
+		"breakglass": a.mayBreakGlass(r.Context(), p), "reviews": a.mayReview(r.Context(), p.User), "auth_method": p.Token.AuthMethod, "created_at": p.Token.CreatedAt}
 	if !p.Token.AuthTime.IsZero() {
 		out["auth_time"] = p.Token.AuthTime
 	}

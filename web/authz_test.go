@@ -288,6 +288,19 @@ func table() map[string][]row {
 			_, token := x.share(t)
 			return web.SharePath(token)
 		}, want: all(ok)}},
+		// Access reviews: the reviewers (by default the security admins)
+		// read and conduct them. Starting with a name too long gets a
+		// reviewer as far as the name check; a review nobody started is
+		// not found, for reviewers only.
+		"GET /api/v1/reviews": {{path: fixed("/api/v1/reviews"), want: only(ok, forbidden, security)}},
+		"POST /api/v1/reviews": {{path: fixed("/api/v1/reviews"), body: map[string]string{"name": strings.Repeat("q", 65)},
+			want: only(invalid, forbidden, security)}},
+		"GET /api/v1/reviews/{id}":        {{path: fixed("/api/v1/reviews/rev_none"), want: only(notFound, forbidden, security)}},
+		"GET /api/v1/reviews/{id}/export": {{path: fixed("/api/v1/reviews/rev_none/export"), want: only(notFound, forbidden, security)}},
+		"POST /api/v1/reviews/{id}/lines/{n}": {{path: fixed("/api/v1/reviews/rev_none/lines/1"),
+			body: map[string]string{"verdict": "attest"}, want: only(notFound, forbidden, security)}},
+		"POST /api/v1/reviews/{id}/attest": {{path: fixed("/api/v1/reviews/rev_none/attest"),
+			body: map[string]string{"meaning": "reviewed, no concerns", "password": "x"}, want: only(notFound, forbidden, security)}},
 
 		// Connection tokens need an active grant on the target.
 		"GET /api/v1/holds": {{path: fixed("/api/v1/holds"), want: everyone(ok)}},
@@ -324,6 +337,8 @@ func table() map[string][]row {
 		"GET /ui/evidence":                page("/ui/evidence"),
 		"GET /ui/breakglass":              page("/ui/breakglass"),
 		"GET /ui/breakglass/unseals/{id}": page("/ui/breakglass/unseals/uns_x"),
+		"GET /ui/reviews":                 page("/ui/reviews"),
+		"GET /ui/reviews/{id}":            page("/ui/reviews/rev_x"),
 
 		"GET /ws/replay": {
 			{path: func(t *testing.T, x *authzEnv) string { return "/ws/replay?session=" + x.f.SSH }, ws: true,

@@ -53,6 +53,11 @@ const (
 	ViewHold Action = "hold.view"
 	// DecideHold: approve or deny a held statement.
 	DecideHold Action = "hold.decide"
+	// ViewReview: list, read and export access reviews.
+	ViewReview Action = "review.view"
+	// ConductReview: start an access review, attest or flag its lines
+	// and sign its attestation.
+	ConductReview Action = "review.conduct"
 )
 
 // Facts are what the caller's service looked up about the caller and the
@@ -74,6 +79,9 @@ type Facts struct {
 	Approved bool
 	// Custodian: the caller is a custodian of the break-glass account.
 	Custodian bool
+	// Reviewer: the caller is one of the configured access reviewers
+	// (reviews.reviewers, by default the security admins).
+	Reviewer bool
 }
 
 // Allowed reports whether a caller with facts f may take action a. An
@@ -106,6 +114,10 @@ func Allowed(a Action, f Facts) bool {
 	case DecideHold:
 		// An approver of the session's role, never the session's own user.
 		return f.Approver && !f.Owner
+	case ViewReview:
+		return f.Security || f.Reviewer
+	case ConductReview:
+		return f.Reviewer
 	}
 	return false
 }

@@ -20,11 +20,12 @@ func TestAllowed(t *testing.T) {
 		approver  = F{Approver: true}
 		approved  = F{Approved: true}
 		custodian = F{Custodian: true}
+		reviewer  = F{Reviewer: true}
 		// An approver of the role who also owns the thing.
 		ownApprover = F{Owner: true, Approver: true}
 	)
 	who := map[string]F{"nobody": {}, "security": security, "owner": owner, "approver": approver, "approved": approved,
-		"custodian": custodian, "own-approver": ownApprover}
+		"custodian": custodian, "own-approver": ownApprover, "reviewer": reviewer}
 	may := map[access.Action][]string{
 		access.ViewRequest:       {"security", "owner", "approver", "own-approver"},
 		access.ListAllRequests:   {"security"},
@@ -43,6 +44,8 @@ func TestAllowed(t *testing.T) {
 		access.UnsealBreakGlass:  {"custodian"},
 		access.ViewHold:          {"security", "owner", "approver", "own-approver"},
 		access.DecideHold:        {"approver"},
+		access.ViewReview:        {"security", "reviewer"},
+		access.ConductReview:     {"reviewer"},
 		access.Action("made.up"): nil,
 	}
 	for action, allowed := range may {

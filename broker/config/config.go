@@ -54,6 +54,8 @@ type Config struct {
 	// DataDictionary classifies database columns for masking. Default:
 	// empty (nothing is masked).
 	DataDictionary DataDictionary `yaml:"data_dictionary"`
+	// Reviews configures periodic access reviews.
+	Reviews Reviews `yaml:"reviews"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

@@ -86,6 +86,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	c.applyBreakGlassDefaults()
+	c.applyReviewDefaults()
 }
 
 func setStr(s *string, def string) {

@@ -36,6 +36,7 @@ func (l *Live) FindTarget(name string) (*Target, bool) { return l.Load().FindTar
 func Merge(cur, next *Config) (merged *Config, notApplied []string) {
 	m := *cur
 	m.Users, m.Groups, m.SecurityAdmins, m.Targets, m.Notify = next.Users, next.Groups, next.SecurityAdmins, next.Targets, next.Notify
+	m.Reviews = next.Reviews
 	m.Slack.Channel, m.Slack.SecurityChannel, m.Slack.MatchEmail, m.Slack.TicketURL =
 		next.Slack.Channel, next.Slack.SecurityChannel, next.Slack.MatchEmail, next.Slack.TicketURL
 	// What is left must be equal, or the change is not applied.

@@ -90,7 +90,7 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// What the browser did is on the record.
-	var approved, denied, terminated, confirmed, notCustodian bool
+	var approved, denied, terminated, confirmed, notCustodian, attested bool
 	for _, r := range env.AuditRecords(t, "") {
 		switch {
 		case r.Action == "breakglass.unseal.confirm" && r.Actor == "frank" && r.Outcome == "success":
@@ -103,11 +103,13 @@ func TestBrowser(t *testing.T) {
 			denied = true
 		case r.Action == "session.terminate" && r.Actor == "sam" && r.Outcome == "success":
 			terminated = true
+		case r.Action == "review.attest" && r.Actor == "sam" && r.Outcome == "success":
+			attested = true
 		}
 	}
-	if !approved || !denied || !terminated || !confirmed || !notCustodian {
-		t.Fatalf("audit after the suite: approve %v, refused read %v, terminate %v, unseal confirmed %v, non-custodian refused %v",
-			approved, denied, terminated, confirmed, notCustodian)
+	if !approved || !denied || !terminated || !confirmed || !notCustodian || !attested {
+		t.Fatalf("audit after the suite: approve %v, refused read %v, terminate %v, unseal confirmed %v, non-custodian refused %v, review attested %v",
+			approved, denied, terminated, confirmed, notCustodian, attested)
 	}
 	t.Logf("browser suite passed in %v", time.Since(began))
 }

@@ -402,6 +402,71 @@ step('break-glass: overdue drill flagged; unseal requested, refused without cust
   await shot('19-breakglass-closed');
 });
 
+// laterCode waits until the control's next-step code for user differs
+// from after, so it is for a later time step than any code used so far
+// (the broker refuses a code twice, and an older one after a newer).
+async function laterCode(user, after) {
+  for (;;) {
+    const c = (await control(`/totp?user=${user}&fresh=1`)).trim();
+    if (c !== after) return c;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+step('access review: overdue, diff lines attested and flagged, wrong password refused, signed attestation shown', async () => {
+  await signOut();
+  // sam (security admin, so a reviewer by default) signs in with a code
+  // later than the one the break-glass scenario used.
+  const c0 = (await control('/totp?user=sam&fresh=1')).trim();
+  const c1 = await laterCode('sam', c0);
+  await signIn('sam', c1);
+  assert.ok(await page.isVisible('#nav a[href="/ui/reviews"]'), 'access reviews in the nav for a reviewer');
+  await page.goto(url('/ui/reviews'));
+  await page.locator('#rv-status [data-overdue=yes]').waitFor();
+  await page.locator('#rv-status form[data-action=start] input[name=name]').fill('Q4-2026');
+  await page.locator('#rv-status form[data-action=start] button[type=submit]').click();
+  const lines = page.locator('#rv-lines');
+  await lines.locator('tr[data-line="1"]').waitFor();
+  const diff = await lines.textContent();
+  assert.ok(diff.includes('+ approver bob on demo-pg/readonly (via approvers)'), 'approver line: ' + diff);
+  assert.ok(diff.includes('+ requester alice on demo-ssh/ops (via dbas)'), 'requester line');
+  assert.ok(diff.includes('+ custodian erin on'), 'custodian line');
+  assert.match(await page.url(), /\/ui\/reviews\/rev_/);
+  // Flag line 1 with a comment, attest line 2.
+  const l1 = lines.locator('tr[data-line="1"]');
+  await l1.locator('input[name=comment]').fill('check <b>this</b> with the team lead');
+  await l1.locator('form[data-action=flag-line] button').click();
+  await lines.locator('tr[data-line="1"] [data-verdict=flag]').waitFor();
+  assert.equal(await lines.locator('b').count(), 0, 'a comment became markup');
+  await lines.locator('tr[data-line="2"] form[data-action=attest-line] button').click();
+  await lines.locator('tr[data-line="2"] [data-verdict=attest]').waitFor();
+  await shot('23-review-diff');
+  // A wrong password is refused where it was given; the review stays open.
+  const sign = page.locator('form[data-action=attest]');
+  await page.selectOption('#rv-meaning', 'reviewed, concerns raised');
+  await sign.locator('input[name=password]').fill('not the password');
+  await sign.locator('input[name=totp]').fill('000000');
+  await sign.locator('button[type=submit]').click();
+  await sign.locator('.notice.error', { hasText: 'login_failed' }).waitFor();
+  assert.equal(await sign.locator('input[name=password]').inputValue(), '', 'password kept after a refusal');
+  await shot('24-review-wrong-password');
+  await page.selectOption('#rv-meaning', 'reviewed, concerns raised');
+  await sign.locator('input[name=password]').fill(F.password);
+  await sign.locator('input[name=totp]').fill(await laterCode('sam', c1));
+  await sign.locator('button[type=submit]').click();
+  await page.locator('#rv-signature').waitFor();
+  const signature = await page.textContent('#rv-signature');
+  assert.ok(signature.includes('Signed by sam') && signature.includes('reviewed, concerns raised') && signature.includes('password+totp') &&
+    signature.includes('1 line(s) flagged'), signature);
+  await page.locator('#rv-status [data-overdue=no]').waitFor();
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#rv-export')]);
+  const exPath = join(ART, 'review.json');
+  await dl.saveAs(exPath);
+  const ex = JSON.parse(readFileSync(exPath, 'utf8'));
+  assert.ok(ex.verified && ex.review.attestation.signature.meaning === 'reviewed, concerns raised', 'export');
+  await shot('25-review-signed');
+});
+
 step('empty states and refusals say what to do, not "Error"', async () => {
   await signOut();
   await signIn('alice');

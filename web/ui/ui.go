@@ -111,7 +111,7 @@ func (u *UI) XtermAvailable() bool { return u.xterm }
 var pageTitles = map[string]string{
 	"login": "Sign in", "requests": "Requests", "sessions": "Sessions", "replay": "Replay",
 	"live": "Live sessions", "watch": "Live session", "verify": "Verify", "audit": "Audit log",
-	"breakglass": "Break-glass", "evidence": "Evidence",
+	"breakglass": "Break-glass", "evidence": "Evidence", "reviews": "Access reviews",
 }
 
 // Register adds the UI's routes to s: pages under /ui/, the websockets
@@ -137,6 +137,8 @@ func (u *UI) Register(s *web.Server) {
 	h("GET /ui/evidence", u.page("evidence", true))
 	h("GET /ui/breakglass", u.page("breakglass", true))
 	h("GET "+unsealPages+"{id}", u.page("breakglass", true)) // the link in Slack notices
+	h("GET /ui/reviews", u.page("reviews", true))
+	h("GET /ui/reviews/{id}", u.page("reviews", true))
 	s.Handle("GET /ui/static/", u.secure(u.staticFiles()))
 
 	s.Handle("GET /ws/replay", u.secure(u.gate.Require(u.wsReplay)))

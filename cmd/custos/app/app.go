@@ -304,6 +304,11 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: break-glass: %w", err)
 	}
 
+	reviews, err := startReviews(live, dir, ids, st, auditLog, srv, log)
+	if err != nil {
+		return fmt.Errorf("serve: access reviews: %w", err)
+	}
+
 	pgHost, pgPort := proxyHostPort(cfg, cfg.Listen.Postgres)
 	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)
 	hub := webui.NewHub(rec)
@@ -313,7 +318,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, SSO: ids, Holds: gr.holds, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, SSO: ids, Holds: gr.holds, Reviews: reviews, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

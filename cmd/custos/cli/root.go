@@ -97,6 +97,7 @@ func newRoot(g *globals) *cobra.Command {
 		newExportCmd(g),
 		newPlayCmd(g),
 		newBreakglassCmd(g), newDrillCmd(g),
+		newReviewCmd(g),
 		newTokensCmd(g),
 		newBackupCmd(g), newRestoreCmd(g),
 		newEvidenceCmd(g), newShareCmd(g),

@@ -32,6 +32,7 @@ import (
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/review"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store/sqlite"
 	"github.com/custos-pam/custos/recorder"
@@ -126,7 +127,9 @@ type Env struct {
 	Notices    *Notices
 	// Holds are held statements (HoldStatement opens one).
 	Holds *holds.Store
-	dir   string
+	// Reviews runs access reviews (reviewers: the security admins).
+	Reviews *review.Service
+	dir     string
 }
 
 // Options configure StartWith. The zero value is Start's broker.
@@ -212,13 +215,17 @@ func StartWith(tb testing.TB, o Options) *Env {
 	tb.Cleanup(e.Server.Close)
 	e.URL = e.Server.URL
 	e.startBreakGlass(tb, dirx, log)
+	if e.Reviews, err = review.New(review.Options{Config: config.NewLive(cfg), Directory: dirx, Store: st, Audit: auditLog,
+		Signer: review.PasswordSigner{Auth: ids, Directory: dirx}, Log: log}); err != nil {
+		tb.Fatalf("uitest: reviews: %v", err)
+	}
 	userCA, err := sshca.LoadOrCreate(filepath.Join(dir, "keys", "ssh_user_ca"))
 	if err != nil {
 		tb.Fatalf("uitest: ssh ca: %v", err)
 	}
 	e.Holds = holds.New(0)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Holds: e.Holds,
+		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Holds: e.Holds, Reviews: e.Reviews,
 		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
 		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})
 	if err != nil {

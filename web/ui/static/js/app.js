@@ -13,6 +13,7 @@ const pages = {
   audit: () => import('./audit.js'),
   breakglass: () => import('./breakglass.js'),
   evidence: () => import('./evidence.js'),
+  reviews: () => import('./reviews.js'),
 };
 
 async function main() {
@@ -26,6 +27,7 @@ async function main() {
       if (a.dataset.nav.split(' ').includes(page)) a.classList.add('active');
       if ('admin' in a.dataset) a.hidden = !who.admin;
       if ('breakglass' in a.dataset) a.hidden = !who.breakglass;
+      if ('reviews' in a.dataset) a.hidden = !who.reviews;
     }
     document.getElementById('who').hidden = false;
     document.getElementById('who-name').textContent = who.user + (who.admin ? ' (security)' : '');
