@@ -47,6 +47,8 @@ type Config struct {
 	BreakGlass []BreakGlassAccount `yaml:"breakglass"`
 	// Backup configures backups and restore drills.
 	Backup Backup `yaml:"backup"`
+	// Indicators configures the risk indicators and their limits.
+	Indicators Indicators `yaml:"indicators"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

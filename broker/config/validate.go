@@ -56,6 +56,7 @@ func (c *Config) Validate() error {
 	c.validateRecording(&ck)
 	c.validateAudit(&ck)
 	c.validateBackup(&ck)
+	c.validateIndicators(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")
