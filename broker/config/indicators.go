@@ -80,16 +80,24 @@ func orDur(d Duration, def time.Duration) time.Duration {
 }
 
 // IntervalOrDefault is Interval with its default.
-func (i Indicators) IntervalOrDefault() time.Duration { return orDur(i.Interval, DefaultIndicatorInterval) }
+func (i Indicators) IntervalOrDefault() time.Duration {
+	return orDur(i.Interval, DefaultIndicatorInterval)
+}
 
 // LookbackOrDefault is Lookback with its default.
-func (i Indicators) LookbackOrDefault() time.Duration { return orDur(i.Lookback, DefaultIndicatorLookback) }
+func (i Indicators) LookbackOrDefault() time.Duration {
+	return orDur(i.Lookback, DefaultIndicatorLookback)
+}
 
 // RubberStampOrDefault is RubberStamp with its default.
-func (i Indicators) RubberStampOrDefault() time.Duration { return orDur(i.RubberStamp, DefaultRubberStamp) }
+func (i Indicators) RubberStampOrDefault() time.Duration {
+	return orDur(i.RubberStamp, DefaultRubberStamp)
+}
 
 // StaleAfterOrDefault is StaleAfter with its default.
-func (i Indicators) StaleAfterOrDefault() time.Duration { return orDur(i.StaleAfter, DefaultStaleAfter) }
+func (i Indicators) StaleAfterOrDefault() time.Duration {
+	return orDur(i.StaleAfter, DefaultStaleAfter)
+}
 
 // DormantAfterOrDefault is DormantAfter with its default.
 func (i Indicators) DormantAfterOrDefault() time.Duration {

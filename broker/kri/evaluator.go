@@ -104,7 +104,9 @@ func NewEvaluator(o EvaluatorOptions) (*Evaluator, error) {
 func (e *Evaluator) now() time.Time { return e.o.Now().UTC() }
 
 // Compute returns every indicator as of now.
-func (e *Evaluator) Compute(ctx context.Context) ([]Indicator, error) { return e.o.Computer.Compute(ctx) }
+func (e *Evaluator) Compute(ctx context.Context) ([]Indicator, error) {
+	return e.o.Computer.Compute(ctx)
+}
 
 // One returns one indicator.
 func (e *Evaluator) One(ctx context.Context, name string) (Indicator, error) {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -103,10 +104,16 @@ var ErrUnknown = errors.New("kri: unknown indicator")
 // CheckLimits reports limits on indicators that do not exist.
 func CheckLimits(limits []config.Limit) error {
 	var errs []error
+	seen := map[string]bool{}
 	for i, l := range limits {
 		if !Known(l.Indicator) {
-			errs = append(errs, fmt.Errorf("indicators.limits[%d].indicator: unknown indicator %q", i, l.Indicator))
+			errs = append(errs, fmt.Errorf("indicators.limits[%d].indicator: unknown indicator %q (known: %s)", i, l.Indicator,
+				strings.Join(Names(), ", ")))
 		}
+		if seen[l.String()] {
+			errs = append(errs, fmt.Errorf("indicators.limits[%d]: %s is listed twice", i, l.String()))
+		}
+		seen[l.String()] = true
 	}
 	return errors.Join(errs...)
 }
