@@ -101,6 +101,8 @@ type Options struct {
 	}
 	// BreakGlass serves /api/v1/breakglass and /api/v1/drills.
 	BreakGlass breakGlass
+	// Indicators serves /api/v1/indicators (the risk dashboard).
+	Indicators indicators
 	// DBTokens issues PostgreSQL connection tokens; DBHost and DBPort
 	// are where clients reach the PostgreSQL proxy.
 	DBTokens       dbTokens
@@ -212,6 +214,8 @@ func (a *API) Register(s *Server) {
 	bg("POST /api/v1/drills", a.startDrill)
 	drills("GET /api/v1/drills/report", a.drillReport)
 	drills("GET /api/v1/drills/{id}", a.getDrill)
+
+	a.registerIndicators(auth)
 
 	auth("POST /api/v1/db/token", a.dbToken)
 	auth("POST /api/v1/ssh/certificate", a.sshCertificate)

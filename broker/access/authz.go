@@ -42,6 +42,11 @@ const (
 	// UnsealBreakGlass: ask to unseal, confirm an unseal, report an
 	// out-of-band use, start a drill.
 	UnsealBreakGlass Action = "breakglass.unseal"
+	// ViewIndicators: read the key risk indicators, the records behind
+	// them and the actions their limits opened.
+	ViewIndicators Action = "indicators.view"
+	// CloseIndicatorAction: close an action a limit crossing opened.
+	CloseIndicatorAction Action = "indicators.close_action"
 )
 
 // Facts are what the caller's service looked up about the caller and the
@@ -72,7 +77,7 @@ func Allowed(a Action, f Facts) bool {
 	case ViewRequest:
 		// Own requests, those one may decide, everything for security.
 		return f.Security || f.Owner || f.Approver
-	case ListAllRequests, TerminateSession, ReadAudit:
+	case ListAllRequests, TerminateSession, ReadAudit, ViewIndicators, CloseIndicatorAction:
 		return f.Security
 	case DecideRequest:
 		// Never one's own; the policy then checks the vote itself.

@@ -80,9 +80,12 @@ type Indicator struct {
 	Crossed []string `json:"crossed,omitempty"`
 	// Source says where the number comes from.
 	Source    string    `json:"source"`
-	Breakdown []Row     `json:"breakdown,omitempty"`
-	Records   []Record  `json:"records"`
-	At        time.Time `json:"at"`
+	Breakdown []Row `json:"breakdown,omitempty"`
+	// RecordCount is how many records are behind the value; Records
+	// lists them (up to a cap), and is left out of the summary list.
+	RecordCount int       `json:"record_count"`
+	Records     []Record  `json:"records,omitempty"`
+	At          time.Time `json:"at"`
 }
 
 // Known reports whether name is an indicator this package computes.
@@ -213,11 +216,12 @@ func (c *Computer) compute(ctx context.Context, only string) ([]Indicator, error
 		if recs == nil {
 			recs = []Record{}
 		}
+		count := len(recs)
 		if len(recs) > c.o.MaxRecords {
 			recs = recs[:c.o.MaxRecords]
 		}
 		ind := Indicator{Name: d.name, Title: d.title, Unit: d.unit, Source: d.source, Value: v, Breakdown: rows,
-			Records: recs, At: now, Status: StatusOK}
+			RecordCount: count, Records: recs, At: now, Status: StatusOK}
 		for _, l := range c.o.Config.Indicators.Limits {
 			if l.Indicator != d.name {
 				continue

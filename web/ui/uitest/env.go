@@ -30,6 +30,7 @@ import (
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/kri"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store/sqlite"
 	"github.com/custos-pam/custos/recorder"
@@ -96,6 +97,9 @@ targets:
       - name: readonly
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h}
       - {name: bg-admin, vault_role: breakglass, policy: {approvers: [custodians]}}
+indicators:
+  limits:
+    - {indicator: users_without_mfa, op: ">", value: 0}
 breakglass:
   - {name: ssh-root, target: demo-ssh, role: bg-root, custodians: [custodians], drill: {schedule: "0 * * * *"}}
   - {name: pg-admin, target: demo-pg, role: bg-admin, custodians: [custodians], max_open: 30m}
@@ -122,6 +126,9 @@ type Env struct {
 	// Notices.
 	BreakGlass *breakglass.Service
 	Notices    *Notices
+	// Indicators computes the risk dashboard; call Evaluate to check
+	// its limits.
+	Indicators *kri.Evaluator
 	dir        string
 }
 
@@ -185,13 +192,14 @@ func Start(tb testing.TB) *Env {
 	tb.Cleanup(e.Server.Close)
 	e.URL = e.Server.URL
 	e.startBreakGlass(tb, dirx, log)
+	e.startIndicators(tb, srv, log)
 	userCA, err := sshca.LoadOrCreate(filepath.Join(dir, "keys", "ssh_user_ca"))
 	if err != nil {
 		tb.Fatalf("uitest: ssh ca: %v", err)
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass,
-		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
+		Indicators: e.Indicators, DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
 		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})
 	if err != nil {
 		tb.Fatalf("uitest: api: %v", err)
