@@ -20,7 +20,9 @@ type indicators interface {
 
 // registerIndicators adds the dashboard's routes: security staff only.
 func (a *API) registerIndicators(auth func(string, http.HandlerFunc)) {
-	kr := func(pattern string, action access.Action, h http.HandlerFunc) { auth(pattern, a.withIndicators(action, h)) }
+	kr := func(pattern string, action access.Action, h http.HandlerFunc) {
+		auth(pattern, a.withIndicators(action, h))
+	}
 	kr("GET /api/v1/indicators", access.ViewIndicators, a.listIndicators)
 	kr("GET /api/v1/indicators/{name}", access.ViewIndicators, a.getIndicator)
 	kr("GET /api/v1/indicators/actions", access.ViewIndicators, a.listIndicatorActions)

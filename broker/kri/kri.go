@@ -79,8 +79,8 @@ type Indicator struct {
 	Limits  []string `json:"limits,omitempty"`
 	Crossed []string `json:"crossed,omitempty"`
 	// Source says where the number comes from.
-	Source    string    `json:"source"`
-	Breakdown []Row `json:"breakdown,omitempty"`
+	Source    string `json:"source"`
+	Breakdown []Row  `json:"breakdown,omitempty"`
 	// RecordCount is how many records are behind the value; Records
 	// lists them (up to a cap), and is left out of the summary list.
 	RecordCount int       `json:"record_count"`
