@@ -96,6 +96,7 @@ func newRoot(g *globals) *cobra.Command {
 		newExportCmd(g),
 		newPlayCmd(g),
 		newBreakglassCmd(g), newDrillCmd(g),
+		newIndicatorsCmd(g),
 		newTokensCmd(g),
 		newBackupCmd(g), newRestoreCmd(g),
 	)
