@@ -199,18 +199,25 @@ func (e *Evaluator) Evaluate(ctx context.Context) ([]Crossing, error) {
 // flip records a change of the limit's standing; it returns the crossing
 // when this evaluation raised one.
 func (e *Evaluator) flip(ctx context.Context, l config.Limit, ind Indicator, crossed bool) (*Crossing, error) {
+	// Most rounds change nothing: look before taking the write lock.
+	var was limitState
+	if err := e.o.Store.View(ctx, func(tx broker.Tx) error {
+		var err error
+		was, err = getLimit(tx, l)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("kri: limit %s: %w", l.String(), err)
+	}
+	if was.Crossed == crossed {
+		return nil, nil
+	}
 	var out *Crossing
 	err := e.o.Store.Update(ctx, func(tx broker.Tx) error {
 		out = nil
-		var st limitState
-		b, err := tx.GetState(limitKey(l))
-		if err != nil && !errors.Is(err, broker.ErrNotFound) {
+		// Again under the lock: another replica may have flipped it.
+		st, err := getLimit(tx, l)
+		if err != nil {
 			return err
-		}
-		if len(b) > 0 {
-			if err := json.Unmarshal(b, &st); err != nil {
-				return fmt.Errorf("decode %s: %w", limitKey(l), err)
-			}
 		}
 		if st.Crossed == crossed {
 			return nil
@@ -257,6 +264,20 @@ func (e *Evaluator) flip(ctx context.Context, l config.Limit, ind Indicator, cro
 		return nil, fmt.Errorf("kri: limit %s: %w", l.String(), err)
 	}
 	return out, nil
+}
+
+func getLimit(tx broker.Tx, l config.Limit) (limitState, error) {
+	var st limitState
+	b, err := tx.GetState(limitKey(l))
+	if err != nil && !errors.Is(err, broker.ErrNotFound) {
+		return st, err
+	}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return st, fmt.Errorf("decode %s: %w", limitKey(l), err)
+		}
+	}
+	return st, nil
 }
 
 func putLimit(tx broker.Tx, l config.Limit, st limitState) error {
