@@ -26,7 +26,8 @@ function tile(ind, open) {
     dataset: { indicator: ind.name, status: ind.status }, title: ind.source },
   el('span', { class: 'tile-title' }, ind.title),
   el('span', { class: 'tile-value', dataset: { value: ind.value === null ? '' : String(ind.value) } }, fmtValue(ind)),
-  el('span', { class: 'tile-status' }, ind.status === 'crossed' ? `${statusText.crossed}: ${ind.crossed.join(', ')}` : statusText[ind.status] || ind.status),
+  el('span', { class: 'tile-status' }, ind.status === 'crossed' ? `${statusText.crossed}: ${ind.crossed.join(', ')}`
+    : ind.status === 'ok' && !(ind.limits && ind.limits.length) ? 'no limit set' : statusText[ind.status] || ind.status),
   ind.limits && ind.limits.length ? el('span', { class: 'tile-limits muted' }, 'limit ' + ind.limits.join(', ')) : null);
   b.addEventListener('click', () => open(ind.name));
   return b;
