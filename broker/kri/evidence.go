@@ -1,7 +1,9 @@
 package kri
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -203,3 +205,36 @@ func retrievalPassRate(in *input) (*float64, []Row, []Record) {
 	}
 	return num(float64(passed) / float64(total)), nil, recs
 }
+
+// FileRetrievalRun appends a run of the retrieval drill to the runs its
+// indicator reads (RetrievalStateKey), keeping the last maxRetrievalRuns.
+func FileRetrievalRun(ctx context.Context, st broker.Store, run RetrievalRun) error {
+	err := st.Update(ctx, func(tx broker.Tx) error {
+		var runs []RetrievalRun
+		b, err := tx.GetState(RetrievalStateKey)
+		if err != nil && !errors.Is(err, broker.ErrNotFound) {
+			return err
+		}
+		if len(b) > 0 {
+			if err := json.Unmarshal(b, &runs); err != nil {
+				return fmt.Errorf("decode %s: %w", RetrievalStateKey, err)
+			}
+		}
+		runs = append(runs, run)
+		if len(runs) > maxRetrievalRuns {
+			runs = runs[len(runs)-maxRetrievalRuns:]
+		}
+		out, err := json.Marshal(runs)
+		if err != nil {
+			return err
+		}
+		return tx.PutState(RetrievalStateKey, out)
+	})
+	if err != nil {
+		return fmt.Errorf("kri: file retrieval run: %w", err)
+	}
+	return nil
+}
+
+// maxRetrievalRuns bounds the runs kept under RetrievalStateKey.
+const maxRetrievalRuns = 200

@@ -135,8 +135,13 @@ func TestKRIIndicators(t *testing.T) {
 				{Question: "who could reach db", Seconds: 12, Passed: true},
 				{Question: "what did alice run", Seconds: 400, Passed: false},
 			}}}
-			b, _ := json.Marshal(runs)
-			e.update(func(tx broker.Tx) error { return tx.PutState(kri.RetrievalStateKey, b) })
+			// An old run outside the lookback does not count.
+			old := kri.RetrievalRun{ID: "rtv_0", At: e.now.Add(-60 * 24 * time.Hour), Questions: []kri.RetrievalQuestion{{Question: "q", Passed: false}}}
+			for _, r := range append([]kri.RetrievalRun{old}, runs...) {
+				if err := kri.FileRetrievalRun(e.t.Context(), e.st, r); err != nil {
+					e.t.Fatal(err)
+				}
+			}
 			return "rtv_1"
 		}, -1, 0.5},
 	}
