@@ -48,6 +48,14 @@ indicators:
 			t.Errorf("%s: accepted (%v)", bad, err)
 		}
 	}
+	// The production example's limits name known indicators.
+	prod, err := config.Load("../../deploy/custos.production.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prod.Indicators.Limits) == 0 || kri.CheckLimits(prod.Indicators.Limits) != nil {
+		t.Fatalf("deploy/custos.production.yaml limits: %v", kri.CheckLimits(prod.Indicators.Limits))
+	}
 	if err := kri.CheckLimits([]config.Limit{{Indicator: "sessions_without_recordings", Op: ">"}}); err == nil {
 		t.Error("unknown indicator accepted")
 	}
