@@ -48,7 +48,18 @@ type Request struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	DecidedAt time.Time `json:"decided_at,omitzero"`
 	GrantID   string    `json:"grant_id,omitempty"`
+	// Extends names the active grant this request asks more time for; an
+	// extension request is decided like any request of the grant's role,
+	// and its approval moves the grant's end by Duration instead of
+	// creating a grant. Empty for an ordinary request.
+	Extends string `json:"extends,omitempty"`
+	// GrantEndsAt is, for an extension, the grant's end when it was asked
+	// for; approvers see it next to the end the extension would give.
+	GrantEndsAt time.Time `json:"grant_ends_at,omitzero"`
 }
+
+// IsExtension reports whether r asks for more time on an existing grant.
+func (r Request) IsExtension() bool { return r.Extends != "" }
 
 // GrantState is where a grant stands.
 type GrantState string
@@ -81,6 +92,9 @@ type Grant struct {
 	// grant; empty for ordinary grants. Only such grants get the
 	// account's credential.
 	BreakGlass string `json:"break_glass,omitempty"`
+	// Extensions are the approved extension requests that moved EndsAt,
+	// oldest first.
+	Extensions []string `json:"extensions,omitempty"`
 }
 
 // EffectiveEnd is when access actually ended or will end: the revocation time
@@ -111,6 +125,17 @@ type Token struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// Source is the client address the token was issued to.
 	Source string `json:"source,omitempty"`
+	// AuthMethod is how its holder proved who they are when it was
+	// issued: "password", "password+totp" or "sso". Empty for tokens
+	// issued before the field existed and for tokens minted from another
+	// token (db tokens).
+	AuthMethod string `json:"auth_method,omitempty"`
+	// AuthTime is when that proof happened (for sso, the provider's
+	// auth_time when it sent one).
+	AuthTime time.Time `json:"auth_time,omitzero"`
+	// Audience is the broker the token is bound to; a broker refuses a
+	// token bound to another audience. Empty: unbound (older tokens).
+	Audience string `json:"audience,omitempty"`
 }
 
 // SessionState is where a recorded session stands.
@@ -161,4 +186,17 @@ func NewID(prefix string) string {
 		panic("broker: crypto/rand failed: " + err.Error())
 	}
 	return prefix + "_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// DeviceSignIn is a started device sign-in (RFC 8628 device
+// authorization grant): what the user opens and types at the identity
+// provider, and the handle the CLI polls the broker with.
+type DeviceSignIn struct {
+	Handle                  string    `json:"handle"`
+	UserCode                string    `json:"user_code"`
+	VerificationURI         string    `json:"verification_uri"`
+	VerificationURIComplete string    `json:"verification_uri_complete,omitempty"`
+	ExpiresAt               time.Time `json:"expires_at"`
+	// Interval is the least number of seconds between polls.
+	Interval int `json:"interval"`
 }

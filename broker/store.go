@@ -10,6 +10,11 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrStoreUnavailable marks a failure to reach the store (the database
+	// is down, restarting, or the connection was lost). The operation may
+	// succeed when retried; a change whose commit was cut off may already
+	// be in place, which the retry then finds.
+	ErrStoreUnavailable = errors.New("state store unavailable")
 )
 
 // Store is the broker's persistent state. Every change runs inside Update,

@@ -21,7 +21,9 @@ import (
 // tokenIssuer issues the "web" tokens behind session cookies;
 // identity.Service's Tokens() implements it.
 type tokenIssuer interface {
-	Issue(ctx context.Context, user, kind, target string, ttl time.Duration, source string) (string, broker.Token, error)
+	// IssueProven issues a token that carries how (method) and when (at)
+	// its holder authenticated.
+	IssueProven(ctx context.Context, user, kind, target string, ttl time.Duration, source, method string, at time.Time) (string, broker.Token, error)
 }
 
 // recordings reads and verifies stored recordings; *recorder.Recorder
@@ -83,6 +85,9 @@ type Options struct {
 	Store  broker.Store
 	Audit  auditor
 	Config *config.Config
+	// LiveConfig, when set, is where targets are read on each call, so a
+	// config reload applies. Default: Config, fixed.
+	LiveConfig *config.Live
 	// Recordings serves verification, export and evidence.
 	Recordings recordings
 	// Terminator ends live sessions.
@@ -99,6 +104,9 @@ type Options struct {
 	AuditVerifier interface {
 		Verify(ctx context.Context) (audit.Report, error)
 	}
+	// SSO signs users in with an OpenID Provider. Default: nil, and the
+	// SSO routes answer 404 sso_disabled.
+	SSO singleSignOn
 	// BreakGlass serves /api/v1/breakglass and /api/v1/drills.
 	BreakGlass breakGlass
 	// Indicators serves /api/v1/indicators (the risk dashboard).
@@ -172,6 +180,13 @@ func (a *API) Register(s *Server) {
 	open("POST /api/v1/session", a.signIn)
 	auth("DELETE /api/v1/session", a.signOut)
 	auth("GET /api/v1/whoami", a.whoami)
+	open("GET /api/v1/auth/sso", a.ssoInfo)
+	open("POST /api/v1/auth/sso/start", a.ssoStart)
+	open("POST /api/v1/auth/sso/token", a.ssoToken)
+	open("POST /api/v1/auth/sso/device", a.ssoDevice)
+	open("POST /api/v1/auth/sso/device/token", a.ssoDeviceToken)
+	open("GET /auth/oidc/login", a.ssoLogin)
+	open("GET /auth/oidc/callback", a.ssoCallback)
 	auth("GET /api/v1/tokens", a.listTokens)
 	auth("DELETE /api/v1/tokens/{id}", a.revokeToken)
 	auth("GET /api/v1/targets", a.targets)
@@ -185,6 +200,7 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/grants", a.listGrants)
 	auth("GET /api/v1/grants/{id}", a.getGrant)
 	auth("POST /api/v1/grants/{id}/revoke", a.revoke)
+	auth("POST /api/v1/grants/{id}/extend", a.extend)
 	auth("GET /api/v1/access", a.accessAt)
 
 	auth("GET /api/v1/sessions", a.listSessions)

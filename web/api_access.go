@@ -189,10 +189,11 @@ func (a *API) listGrants(w http.ResponseWriter, r *http.Request) {
 		a.Fail(w, err)
 		return
 	}
-	if gs == nil {
-		gs = []broker.Grant{}
+	out := make([]GrantView, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, a.viewGrant(g))
 	}
-	WriteJSON(w, http.StatusOK, gs)
+	WriteJSON(w, http.StatusOK, out)
 }
 
 func (a *API) getGrant(w http.ResponseWriter, r *http.Request) {
@@ -201,7 +202,21 @@ func (a *API) getGrant(w http.ResponseWriter, r *http.Request) {
 		a.Fail(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, g)
+	WriteJSON(w, http.StatusOK, a.viewGrant(g))
+}
+
+// GrantView is a grant as the API shows it.
+type GrantView struct {
+	broker.Grant
+	// EndingSoon is set on an active grant that ends within
+	// notify.grant_ending_before: time to ask for an extension.
+	EndingSoon bool `json:"ending_soon,omitempty"`
+}
+
+func (a *API) viewGrant(g broker.Grant) GrantView {
+	before, now := a.current().Notify.EndingBefore(), time.Now()
+	soon := before > 0 && g.State == broker.GrantActive && g.ActiveAt(now) && g.EndsAt.Sub(now) <= before
+	return GrantView{Grant: g, EndingSoon: soon}
 }
 
 type revokeBody struct {

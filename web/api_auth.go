@@ -35,7 +35,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		loginFailed(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"token": secret, "user": tok.User, "token_id": tok.ID, "expires_at": tok.ExpiresAt})
+	writeLogin(w, secret, tok)
 }
 
 // signIn checks the credentials exactly as login does (same rate limits,
@@ -65,7 +65,8 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
 	if err := a.o.Auth.RevokeToken(r.Context(), apiTok.ID, apiTok.User); err != nil {
 		a.log.Warn("api: revoke sign-in api token", "user", apiTok.User, "err", err)
 	}
-	secret, tok, err := a.o.Tokens.Issue(r.Context(), apiTok.User, webTokenKind, "", a.o.SessionTTL, source)
+	secret, tok, err := a.o.Tokens.IssueProven(r.Context(), apiTok.User, webTokenKind, "", a.o.SessionTTL, source,
+		apiTok.AuthMethod, apiTok.AuthTime)
 	if err != nil {
 		a.Fail(w, err)
 		return
@@ -95,7 +96,16 @@ func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	out := map[string]any{"user": p.User, "token_id": p.Token.ID, "expires_at": p.Token.ExpiresAt, "via": p.Via,
 		"security_admin": p.Security, "admin": p.Security, "live": a.o.Live != nil, "terminate": a.o.Terminator != nil,
-		"breakglass": a.mayBreakGlass(r.Context(), p)}
+		"breakglass": a.mayBreakGlass(r.Context(), p), "auth_method": p.Token.AuthMethod, "created_at": p.Token.CreatedAt}
+	if !p.Token.AuthTime.IsZero() {
+		out["auth_time"] = p.Token.AuthTime
+	}
+	if p.Token.Audience != "" {
+		out["audience"] = p.Token.Audience
+	}
+	if g := a.o.Access.GroupsOf(p.User); g != nil {
+		out["groups"] = g
+	}
 	if p.CSRF != "" {
 		out["csrf"] = p.CSRF
 	}
@@ -143,7 +153,7 @@ type targetView struct {
 func (a *API) targets(w http.ResponseWriter, r *http.Request) {
 	user := principal(r).User
 	out := []targetView{}
-	for _, t := range a.o.Config.Targets {
+	for _, t := range a.current().Targets {
 		tv := targetView{Name: t.Name, Kind: t.Kind, Description: t.Description, Roles: []roleView{}}
 		for _, role := range t.Roles {
 			if !a.o.Access.MayRequest(user, t.Name, role.Name) {

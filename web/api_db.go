@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/config"
 )
 
 // dbToken serves POST /api/v1/db/token: a short-lived password for the
@@ -50,8 +51,17 @@ func roleOptions(role string) string {
 
 // database is target's default database.
 func (a *API) database(target string) string {
-	if t, ok := a.o.Config.FindTarget(target); ok {
+	if t, ok := a.current().FindTarget(target); ok {
 		return t.Postgres.Database
 	}
 	return ""
+}
+
+// current is the config targets are read from: the live one after a
+// reload, else the one the API was built with.
+func (a *API) current() *config.Config {
+	if a.o.LiveConfig != nil {
+		return a.o.LiveConfig.Load()
+	}
+	return a.o.Config
 }

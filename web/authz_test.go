@@ -141,6 +141,18 @@ func table() map[string][]row {
 		}, want: only(ok, notFound, requester, security)}},
 		"GET /api/v1/targets": {{path: fixed("/api/v1/targets"), want: everyone(ok)}},
 
+		// Single sign-on: open to anyone (it is how one signs in). This
+		// broker has no provider: the routes answer sso_disabled; the
+		// flows themselves are tested against a real provider in
+		// cmd/custos (TestSSO*).
+		"GET /api/v1/auth/sso":               {{path: fixed("/api/v1/auth/sso"), want: all(ok)}},
+		"POST /api/v1/auth/sso/start":        {{path: fixed("/api/v1/auth/sso/start"), body: map[string]string{"redirect_uri": "http://127.0.0.1:5555/callback"}, want: all(notFound)}},
+		"POST /api/v1/auth/sso/token":        {{path: fixed("/api/v1/auth/sso/token"), body: map[string]string{"state": "x", "code": "y"}, want: all(notFound)}},
+		"POST /api/v1/auth/sso/device":       {{path: fixed("/api/v1/auth/sso/device"), want: all(notFound)}},
+		"POST /api/v1/auth/sso/device/token": {{path: fixed("/api/v1/auth/sso/device/token"), body: map[string]string{"handle": "x"}, want: all(notFound)}},
+		"GET /auth/oidc/login":               {{path: fixed("/auth/oidc/login"), want: all(notFound)}},
+		"GET /auth/oidc/callback":            {{path: fixed("/auth/oidc/callback?state=x&code=y"), want: all(notFound)}},
+
 		// Requesting follows the role's requesters (dbas).
 		"POST /api/v1/requests": {{path: fixed("/api/v1/requests"), body: map[string]string{"target": "demo-pg", "role": "readonly",
 			"duration": "30m", "reason": "INC-1"}, want: only(created, forbidden, requester)}},
@@ -184,6 +196,12 @@ func table() map[string][]row {
 		"POST /api/v1/grants/{id}/revoke": {{path: func(t *testing.T, x *authzEnv) string {
 			return "/api/v1/grants/" + x.env.Grant(t, "dave", "demo-ssh", "ops", "carol").ID + "/revoke"
 		}, body: map[string]string{"reason": "authz table"}, want: only(ok, forbidden, approver, security)}},
+		// Only the grant's holder may ask to extend it; those who may see
+		// it are refused, those who may not are told it does not exist.
+		"POST /api/v1/grants/{id}/extend": {{path: func(t *testing.T, x *authzEnv) string {
+			return "/api/v1/grants/" + x.env.Grant(t, "alice", "demo-ssh", "ops", "bob").ID + "/extend"
+		}, body: map[string]string{"duration": "30m", "reason": "authz table"},
+			want: want{other: forbidden, by: map[string]int{anon: unauth, requester: created, custodian: notFound}}}},
 		// Answers everyone, with only the grants they may see (see
 		// TestVisibility).
 		"GET /api/v1/access": {{path: fixed("/api/v1/access?target=demo-ssh"), want: everyone(ok)}},

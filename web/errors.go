@@ -73,12 +73,19 @@ func StatusOf(k broker.Kind) int {
 }
 
 // WriteFailure answers err: a broker.Error with its kind's status, code
-// and message; anything else as a 500 without its text, which is logged.
+// and message; a state store that could not be reached as a 503
+// (store_unavailable: try again); anything else as a
+// 500 without its text, which is logged.
 func WriteFailure(w http.ResponseWriter, log interface {
 	Error(msg string, args ...any)
 }, err error) {
 	if e, ok := broker.AsError(err); ok {
 		WriteError(w, StatusOf(e.Kind), e.Code, e.Message)
+		return
+	}
+	if errors.Is(err, broker.ErrStoreUnavailable) {
+		log.Error("api: state store unavailable", "err", err)
+		WriteError(w, http.StatusServiceUnavailable, "store_unavailable", "the state store is unavailable; try again")
 		return
 	}
 	log.Error("api: request failed", "err", err)

@@ -68,7 +68,7 @@ func (s *Slack) view(ctx context.Context, id string) (broker.Request, *broker.Gr
 		g = &gr
 	}
 	m := message{Req: r, Grant: g, ApproveInSlack: s.approveInSlack(r.Target), RequestURL: s.requestURL(r.ID),
-		TicketURL: s.cfg.TicketURL, SlackID: s.slackIDOf}
+		TicketURL: s.settings().cfg.TicketURL, SlackID: s.slackIDOf}
 	return r, g, m, nil
 }
 

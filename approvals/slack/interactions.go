@@ -274,7 +274,7 @@ func (s *Slack) identify(ctx context.Context, in interaction) (identity.Identity
 	if id, ok := s.dir.BySlackID(in.User); ok {
 		return id, "", ""
 	}
-	if !s.cfg.MatchEmail {
+	if !s.settings().cfg.MatchEmail {
 		return identity.Identity{}, "unmapped_user", "slack user " + in.User + " has no Custos identity"
 	}
 	u, err := s.api.GetUserInfoContext(ctx, in.User)

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -30,11 +31,21 @@ func (s *Slack) RequestChanged(ctx context.Context, r broker.Request) {
 	}
 }
 
-// GrantChanged implements access.Notifier: a revoked or expired grant shows
-// on the request's messages, and a grant revoked by someone else is DMed to
-// its holder.
+// GrantChanged implements access.Notifier: a revoked, expired or extended
+// grant shows on the request's messages, and a grant revoked by someone
+// else is DMed to its holder.
 func (s *Slack) GrantChanged(ctx context.Context, g broker.Grant) {
-	if g.RequestID == "" || g.State == broker.GrantActive {
+	if g.RequestID == "" {
+		return
+	}
+	if g.State == broker.GrantActive {
+		// An extension moved the end: the original request's messages
+		// show the new one.
+		if len(g.Extensions) > 0 {
+			if err := s.enqueue(context.WithoutCancel(ctx), nil, updateItem(g.RequestID)); err != nil {
+				s.log.Error("queue slack messages failed", "request", g.RequestID, "err", err)
+			}
+		}
 		return
 	}
 	items := []*item{updateItem(g.RequestID)}
@@ -43,6 +54,19 @@ func (s *Slack) GrantChanged(ctx context.Context, g broker.Grant) {
 	}
 	if err := s.enqueue(context.WithoutCancel(ctx), nil, items...); err != nil {
 		s.log.Error("queue slack messages failed", "request", g.RequestID, "err", err)
+	}
+}
+
+// GrantEndingSoon implements access.EndingNotifier: the grant's holder
+// gets a DM saying when it ends and how to ask for more time. One per
+// grant and end (the item's ID says which end).
+func (s *Slack) GrantEndingSoon(ctx context.Context, g broker.Grant) {
+	if g.RequestID == "" {
+		return
+	}
+	it := notifyItem(g.RequestID, endingEvent+strconv.FormatInt(g.EndsAt.Unix(), 10))
+	if err := s.enqueue(context.WithoutCancel(ctx), nil, it); err != nil {
+		s.log.Error("queue slack messages failed", "grant", g.ID, "err", err)
 	}
 }
 

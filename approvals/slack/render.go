@@ -42,12 +42,16 @@ type message struct {
 // render returns the message's notification text and blocks.
 func (m message) render() (string, []slack.Block) {
 	r := m.Req
-	header := slack.NewHeaderBlock(plain(clip("Access request: "+r.Target+" / "+r.Role, 150)), slack.HeaderBlockOptionBlockID("custos_header"))
+	title, durLabel, dur := "Access request: ", "*Duration*\n", formatDuration(r.Duration)
+	if r.IsExtension() {
+		title, durLabel, dur = "Extension request: ", "*Extension*\n", "+"+formatDuration(r.Duration)
+	}
+	header := slack.NewHeaderBlock(plain(clip(title+r.Target+" / "+r.Role, 150)), slack.HeaderBlockOptionBlockID("custos_header"))
 	fields := []*slack.TextBlockObject{
 		mrkdwn("*Requester*\n" + m.who(r.User)),
 		mrkdwn("*Target*\n" + escape(r.Target)),
 		mrkdwn("*Role*\n" + escape(r.Role)),
-		mrkdwn("*Duration*\n" + formatDuration(r.Duration)),
+		mrkdwn(durLabel + dur),
 		mrkdwn("*Ticket*\n" + m.ticket()),
 		mrkdwn("*Request*\n" + m.requestRef()),
 		mrkdwn("*Approvals*\n" + approvalsSoFar(r)),
@@ -60,6 +64,9 @@ func (m message) render() (string, []slack.Block) {
 	blocks := []slack.Block{
 		header,
 		slack.NewSectionBlock(nil, fields, nil, slack.SectionBlockOptionBlockID("custos_summary")),
+	}
+	if r.IsExtension() {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(extensionLine(r)), nil, nil, slack.SectionBlockOptionBlockID("custos_extension")))
 	}
 	reason := r.Reason
 	if reason == "" {
@@ -89,9 +96,12 @@ func (m message) actions() []slack.Block {
 			slack.NewContextBlock("custos_web_only", mrkdwn(note)),
 		}
 	}
-	confirm := slack.NewConfirmationBlockObject(plain("Approve access?"),
-		mrkdwn(clip(fmt.Sprintf("Give *%s* *%s* on *%s* for %s?", escape(r.User), escape(r.Role), escape(r.Target), formatDuration(r.Duration)), 300)),
-		plain("Approve"), plain("Cancel"))
+	ask := fmt.Sprintf("Give *%s* *%s* on *%s* for %s?", escape(r.User), escape(r.Role), escape(r.Target), formatDuration(r.Duration))
+	if r.IsExtension() {
+		ask = fmt.Sprintf("Extend *%s*'s grant %s (*%s* on *%s*) by %s, to %s?", escape(r.User), r.Extends, escape(r.Role),
+			escape(r.Target), formatDuration(r.Duration), clockUTC(r.GrantEndsAt.Add(r.Duration)))
+	}
+	confirm := slack.NewConfirmationBlockObject(plain("Approve access?"), mrkdwn(clip(ask, 300)), plain("Approve"), plain("Cancel"))
 	approve := slack.NewButtonBlockElement(actionApprove, r.ID, plain("Approve")).WithStyle(slack.StylePrimary).WithConfirm(confirm)
 	deny := slack.NewButtonBlockElement(actionDeny, r.ID, plain("Deny")).WithStyle(slack.StyleDanger)
 	elems := []slack.BlockElement{approve, deny}
@@ -138,6 +148,8 @@ func (m message) status() string {
 			return s
 		case g.State == broker.GrantExpired:
 			return fmt.Sprintf(":white_check_mark: *Approved*. Access ended %s.", slackDate(g.EndsAt))
+		case r.IsExtension():
+			return fmt.Sprintf(":white_check_mark: *Approved*. Grant %s extended until %s.", g.ID, slackDate(g.EndsAt))
 		default:
 			return fmt.Sprintf(":white_check_mark: *Approved*. Access granted until %s.", slackDate(g.EndsAt))
 		}
@@ -163,6 +175,10 @@ func (m message) status() string {
 // fallback is the plain notification text shown where blocks are not.
 func (m message) fallback() string {
 	r := m.Req
+	if r.IsExtension() {
+		return fmt.Sprintf("%s asks for an %s (%s on %s, %s): %s, %s", escape(r.User), extensionLine(r), escape(r.Role), escape(r.Target),
+			r.ID, r.State, approvalsSoFar(r))
+	}
 	return fmt.Sprintf("%s requests %s on %s for %s (%s): %s, %s", escape(r.User), escape(r.Role), escape(r.Target),
 		formatDuration(r.Duration), r.ID, r.State, approvalsSoFar(r))
 }
@@ -206,13 +222,46 @@ func fingerprint(r broker.Request, g *broker.Grant) string {
 	fp := fmt.Sprintf("%s|%d|%d", r.State, len(r.Approvals), len(r.Denials))
 	if g != nil {
 		fp += "|" + string(g.State)
+		if len(g.Extensions) > 0 {
+			fp += "|" + strconv.FormatInt(g.EndsAt.Unix(), 10)
+		}
 	}
 	return fp
 }
 
-// requesterText is the requester's DM when their request was decided.
+// extensionLine says what an extension request asks for, in the words
+// approvers see: "extension of grant X to HH:MM UTC (+30m)".
+func extensionLine(r broker.Request) string {
+	return fmt.Sprintf("extension of grant %s to %s (+%s; it ended at %s)", r.Extends, clockUTC(r.GrantEndsAt.Add(r.Duration)),
+		formatDuration(r.Duration), clockUTC(r.GrantEndsAt))
+}
+
+// clockUTC is a time of day for messages: "14:05 UTC".
+func clockUTC(t time.Time) string { return t.UTC().Format("15:04") + " UTC" }
+
+// endingEvent prefixes the notify event of a grant's ending notice; the
+// grant's end (Unix seconds) follows.
+const endingEvent = "ending:"
+
+// endingText is the holder's DM shortly before their grant ends.
+func endingText(r broker.Request, g *broker.Grant) string {
+	if g == nil {
+		return fmt.Sprintf(":hourglass_flowing_sand: The grant of your request %s ends soon.", r.ID)
+	}
+	return fmt.Sprintf(":hourglass_flowing_sand: Your grant %s for *%s* on *%s* ends at %s (%s). For more time, ask before then: `custos extend %s --for 30m --reason \"...\"`",
+		g.ID, escape(g.Role), escape(g.Target), clockUTC(g.EndsAt), slackDate(g.EndsAt), g.ID)
+}
+
+// requesterText is the requester's DM when their request was decided, or
+// when its grant ends soon.
 func requesterText(r broker.Request, g *broker.Grant, event string) string {
+	if strings.HasPrefix(event, endingEvent) {
+		return endingText(r, g)
+	}
 	what := fmt.Sprintf("your request %s for *%s* on *%s*", r.ID, escape(r.Role), escape(r.Target))
+	if r.IsExtension() {
+		what = fmt.Sprintf("your extension %s of grant %s (*%s* on *%s*)", r.ID, r.Extends, escape(r.Role), escape(r.Target))
+	}
 	switch event {
 	case "approved":
 		by := make([]string, len(r.Approvals))

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -95,9 +96,10 @@ var defaultTimings = timings{
 // endpoint (Handler) at InteractionPath, add it to the access service with AddNotifier and
 // run its background work with Run.
 type Slack struct {
-	cfg       config.Slack
+	// routing holds what a config reload may change: the channels,
+	// match_email, ticket_url and the targets. Read it with settings.
+	routing   atomic.Pointer[routing]
 	publicURL string
-	targets   []config.Target
 	access    Access
 	dir       Directory
 	store     broker.Store
@@ -119,7 +121,10 @@ type Slack struct {
 	teamID      string    // the workspace, from auth.test
 }
 
-var _ access.Notifier = (*Slack)(nil)
+var (
+	_ access.Notifier       = (*Slack)(nil)
+	_ access.EndingNotifier = (*Slack)(nil)
+)
 
 // New resolves the tokens and returns a Slack approval channel. It makes no
 // network call.
@@ -132,10 +137,11 @@ func New(o Options) (*Slack, error) {
 		return nil, fmt.Errorf("slack: bot_token: %w", orMissing(err))
 	}
 	s := &Slack{
-		cfg: o.Config, publicURL: strings.TrimRight(o.PublicURL, "/"), targets: o.Targets,
-		access: o.Access, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
+		publicURL: strings.TrimRight(o.PublicURL, "/"),
+		access:    o.Access, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
 		t: defaultTimings, wake: make(chan struct{}, 1), rejections: o.Rejections,
 	}
+	s.routing.Store(&routing{cfg: o.Config, targets: o.Targets})
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -233,9 +239,10 @@ type Link struct {
 // SecurityNotice, with a button that opens PublicURL+l.Path. Without a
 // public URL the notice is posted without the button.
 func (s *Slack) SecurityNoticeWithLink(ctx context.Context, text string, l Link) error {
-	ch := s.cfg.SecurityChannel
+	cur := s.settings().cfg
+	ch := cur.SecurityChannel
 	if ch == "" {
-		ch = s.cfg.Channel
+		ch = cur.Channel
 	}
 	if ch == "" {
 		return errors.New("slack: security notice: no security_channel or channel configured")
@@ -250,11 +257,29 @@ func (s *Slack) SecurityNoticeWithLink(ctx context.Context, text string, l Link)
 	return nil
 }
 
+// routing is one version of the reloadable settings.
+type routing struct {
+	cfg     config.Slack
+	targets []config.Target
+}
+
+func (s *Slack) settings() *routing { return s.routing.Load() }
+
+// Reload applies a reloaded config's Slack routing (channel,
+// security_channel, match_email, ticket_url) and targets. The tokens, the
+// signing secret and api_url are read once at start.
+func (s *Slack) Reload(cfg config.Slack, targets []config.Target) {
+	cur := s.settings().cfg
+	cur.Channel, cur.SecurityChannel, cur.MatchEmail, cur.TicketURL = cfg.Channel, cfg.SecurityChannel, cfg.MatchEmail, cfg.TicketURL
+	s.routing.Store(&routing{cfg: cur, targets: targets})
+}
+
 // target returns the configured target, or nil.
 func (s *Slack) target(name string) *config.Target {
-	for i := range s.targets {
-		if s.targets[i].Name == name {
-			return &s.targets[i]
+	ts := s.settings().targets
+	for i := range ts {
+		if ts[i].Name == name {
+			return &ts[i]
 		}
 	}
 	return nil
@@ -286,7 +311,7 @@ func (s *Slack) channelFor(target string) string {
 	if t := s.target(target); t != nil && t.SlackChannel != "" {
 		return t.SlackChannel
 	}
-	return s.cfg.Channel
+	return s.settings().cfg.Channel
 }
 
 // requestURL links to the request in the web UI, or "" without a public URL.

@@ -32,7 +32,7 @@ type BreakGlassGrant struct {
 // refuseBreakGlassRole refuses ordinary requests for a role that a
 // break-glass account uses: its grants come only from unseals.
 func (s *Service) refuseBreakGlassRole(target, role string) error {
-	if a, ok := s.cfg.BreakGlassFor(target, role); ok {
+	if a, ok := s.cfg.Load().BreakGlassFor(target, role); ok {
 		return refuse(broker.KindForbidden, "breakglass_role",
 			"role %s of %s is the sealed break-glass account %s: run custos breakglass unseal %s", role, target, a.Name, a.Name)
 	}

@@ -92,15 +92,16 @@ func (s *Service) ActiveGrantAs(ctx context.Context, user, target, role string) 
 		// holds even for one that was missed.
 		return broker.Grant{}, refuse(broker.KindForbidden, "user_disabled", "user %s is disabled", user)
 	}
-	now := s.now().UTC()
+	// Active by the Clock's rule, not by the wall clock alone: a clock
+	// stepped back neither suspends a running grant nor extends one.
 	gs, err := s.ListGrants(ctx, broker.GrantFilter{User: user, Target: target,
-		States: []broker.GrantState{broker.GrantActive}, ActiveAt: now})
+		States: []broker.GrantState{broker.GrantActive}})
 	if err != nil {
 		return broker.Grant{}, fmt.Errorf("active grant: %w", err)
 	}
 	var best broker.Grant
 	for _, g := range gs {
-		if g.ActiveAt(now) && (role == "" || g.Role == role) && g.EndsAt.After(best.EndsAt) {
+		if s.clock.Active(g) && (role == "" || g.Role == role) && g.EndsAt.After(best.EndsAt) {
 			best = g
 		}
 	}
@@ -116,7 +117,7 @@ func (s *Service) ActiveGrantAs(ctx context.Context, user, target, role string) 
 // AccessAt answers "who could reach target at instant at": every grant
 // active then, with its approvers.
 func (s *Service) AccessAt(ctx context.Context, target string, at time.Time) ([]broker.Grant, error) {
-	if _, ok := s.cfg.FindTarget(target); !ok {
+	if _, ok := s.cfg.Load().FindTarget(target); !ok {
 		return nil, refuse(broker.KindNotFound, "unknown_target", "unknown target %q", target)
 	}
 	gs, err := s.ListGrants(ctx, broker.GrantFilter{Target: target, ActiveAt: at})

@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -12,8 +14,8 @@ import (
 // within one tick of their deadline.
 const schedulerTick = 200 * time.Millisecond
 
-// RunScheduler expires pending requests and ends grants on time until ctx
-// ends. State lives in the store, so a restarted broker catches up at once
+// RunScheduler expires pending requests, ends grants on time and sends
+// the notices of grants ending soon (NoticeEnding) until ctx ends. State lives in the store, so a restarted broker catches up at once
 // with anything that fell due while it was down.
 func (s *Service) RunScheduler(ctx context.Context) {
 	t := time.NewTicker(schedulerTick)
@@ -21,6 +23,9 @@ func (s *Service) RunScheduler(ctx context.Context) {
 	for {
 		if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("scheduler sweep failed", "err", err)
+		}
+		if err := s.NoticeEnding(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("grant ending notices failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -30,10 +35,14 @@ func (s *Service) RunScheduler(ctx context.Context) {
 	}
 }
 
-// Sweep expires everything due now. It is safe to run concurrently on
-// several replicas: each transition re-reads the row inside its transaction.
+// Sweep expires everything due now: by the wall clock, and the grants
+// whose real length is over by the Clock although the wall clock says
+// otherwise (it was stepped back). It is safe to run concurrently on
+// several replicas: each transition re-reads the row inside its
+// transaction.
 func (s *Service) Sweep(ctx context.Context) error {
 	now := s.now().UTC()
+	dueGrants := s.clock.Due()
 	var reqs []broker.Request
 	var grants []broker.Grant
 	err := s.store.Update(ctx, func(tx broker.Tx) error {
@@ -59,8 +68,12 @@ func (s *Service) Sweep(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for _, g := range ending {
-			if g.State != broker.GrantActive || g.EndsAt.After(now) {
+		overByClock, err := s.overByClock(tx, dueGrants, ending)
+		if err != nil {
+			return err
+		}
+		for _, g := range append(ending, overByClock...) {
+			if g.State != broker.GrantActive || g.EndsAt.After(now) && !s.clock.Over(g) {
 				continue
 			}
 			g.State = broker.GrantExpired
@@ -68,8 +81,16 @@ func (s *Service) Sweep(ctx context.Context) error {
 				return err
 			}
 			tx.NotifyGrant(broker.GrantEvent{GrantID: g.ID, State: g.State, Reason: "grant expired"})
+			details := grantDetails(g)
+			if left := g.EndsAt.Sub(now); left > 0 {
+				// Over by its real length while the wall clock, stepped
+				// back, still shows this much of it left.
+				details["wall_clock_left_ms"] = left.Milliseconds()
+				s.log.Warn("grant ended by its real length before its end by the wall clock: the clock was stepped back",
+					"grant", g.ID, "wall_clock_left", left.String())
+			}
 			if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{Actor: "system", Action: "grant.expire", Target: g.Target,
-				Outcome: broker.OutcomeSuccess, Details: grantDetails(g)}); err != nil {
+				Outcome: broker.OutcomeSuccess, Details: details}); err != nil {
 				return err
 			}
 			grants = append(grants, g)
@@ -79,6 +100,9 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, id := range dueGrants {
+		s.clock.Forget(id)
+	}
 	for _, r := range reqs {
 		s.counted(r)
 		s.notifyRequest(ctx, r)
@@ -87,4 +111,26 @@ func (s *Service) Sweep(ctx context.Context) error {
 		s.notifyGrant(ctx, g)
 	}
 	return nil
+}
+
+// overByClock returns the grants among due (over by the Clock) that are
+// still active in the store and not already in ending.
+func (s *Service) overByClock(tx broker.Tx, due []string, ending []broker.Grant) ([]broker.Grant, error) {
+	var out []broker.Grant
+	for _, id := range due {
+		if slices.ContainsFunc(ending, func(g broker.Grant) bool { return g.ID == id }) {
+			continue
+		}
+		g, err := tx.GetGrant(id)
+		if errors.Is(err, broker.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if g.State == broker.GrantActive {
+			out = append(out, g)
+		}
+	}
+	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/broker/policy"
@@ -29,12 +30,15 @@ type Notifier interface {
 
 // Service runs the lifecycle. Build it with New.
 type Service struct {
-	cfg       *config.Config
+	// cfg is the current config: a reload swaps it (targets, policies,
+	// security_admins).
+	cfg       *config.Live
 	dir       policy.Directory
 	store     broker.Store
 	audit     *audit.Log
 	log       *slog.Logger
 	now       func() time.Time
+	clock     *clock.Clock
 	notifiers []Notifier
 	metrics   *metrics.Metrics
 }
@@ -42,14 +46,23 @@ type Service struct {
 // Options configure a Service. Zero fields take the documented defaults.
 type Options struct {
 	Config *config.Config
+	// Live, when set, is where the config is read on each use, so a
+	// reload applies; Config is then only its first version. Default:
+	// Config, fixed.
+	Live *config.Live
 	// Directory answers group membership. Default: the config's groups.
 	Directory policy.Directory
 	Store     broker.Store
 	Audit     *audit.Log
 	// Log defaults to slog.Default().
 	Log *slog.Logger
-	// Now defaults to time.Now; tests inject a clock.
+	// Now defaults to Clock.Now, else time.Now; tests inject a clock.
 	Now func() time.Time
+	// Clock keeps each grant's real length, so that the scheduler ends a
+	// grant when it is over even if the wall clock was stepped back (see
+	// broker/clock). Share the broker's one Clock with the proxies.
+	// Default: a Clock of this Service's own on Now.
+	Clock *clock.Clock
 	// Notifiers hear about committed changes. Default: none.
 	Notifiers []Notifier
 	// Metrics counts requests by state and observes approval latency.
@@ -59,19 +72,32 @@ type Options struct {
 
 // New returns a Service.
 func New(o Options) *Service {
-	s := &Service{cfg: o.Config, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, notifiers: o.Notifiers,
-		metrics: o.Metrics}
+	live := o.Live
+	if live == nil {
+		live = config.NewLive(o.Config)
+	}
+	s := &Service{cfg: live, dir: o.Directory, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, clock: o.Clock,
+		notifiers: o.Notifiers, metrics: o.Metrics}
 	if s.dir == nil {
 		s.dir = policy.GroupsFromConfig(o.Config.Groups)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if s.now == nil && s.clock != nil {
+		s.now = s.clock.Now
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.clock == nil {
+		s.clock = clock.New(clock.Options{Wall: s.now})
+	}
 	return s
 }
+
+// Clock is the clock the Service ends grants by; the proxies share it.
+func (s *Service) Clock() *clock.Clock { return s.clock }
 
 // AddNotifier registers a notifier; call before serving.
 func (s *Service) AddNotifier(n Notifier) { s.notifiers = append(s.notifiers, n) }
@@ -142,15 +168,17 @@ type Decision struct {
 }
 
 // Decide records an approval or denial. When the approval threshold is met
-// the grant is created in the same transaction and returned.
+// the grant is created in the same transaction and returned; for an
+// extension request the extended grant is returned instead.
 func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decision) (broker.Request, *broker.Grant, error) {
 	action := "request.deny"
 	if d.Approve {
 		action = "request.approve"
 	}
 	var (
-		req   broker.Request
-		grant *broker.Grant
+		req      broker.Request
+		grant    *broker.Grant
+		extended *broker.Grant
 	)
 	err := s.store.Update(ctx, func(tx broker.Tx) error {
 		var err error
@@ -171,7 +199,15 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 			return err
 		}
 		req = next
-		if req.State == broker.RequestApproved {
+		var oldEnd time.Time
+		if req.State == broker.RequestApproved && req.IsExtension() {
+			g, old, err := s.extendTx(tx, req, now)
+			if err != nil {
+				return err
+			}
+			extended, oldEnd = &g, old
+			req.GrantID = g.ID
+		} else if req.State == broker.RequestApproved {
 			start, end := policy.GrantWindow(pol, req, now)
 			g := broker.Grant{
 				ID: broker.NewID("gr"), RequestID: req.ID, User: req.User, Target: req.Target, Role: req.Role,
@@ -193,6 +229,9 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		}); err != nil {
 			return err
 		}
+		if extended != nil {
+			return s.auditExtendTx(ctx, tx, req, *extended, oldEnd)
+		}
 		if grant != nil {
 			tx.NotifyGrant(broker.GrantEvent{GrantID: grant.ID, State: grant.State})
 			_, err := s.audit.AppendTx(ctx, tx, audit.Entry{
@@ -211,6 +250,10 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		s.counted(req)
 	}
 	s.notifyRequest(ctx, req)
+	if extended != nil {
+		s.notifyGrant(ctx, *extended)
+		return req, extended, nil
+	}
 	if grant != nil {
 		s.notifyGrant(ctx, *grant)
 	}
@@ -296,14 +339,14 @@ func (s *Service) mayRevoke(actor string, g broker.Grant) bool {
 }
 
 func (s *Service) isSecurityAdmin(user string) bool {
-	return s.dir.Enabled(user) && s.isMemberOfAny(user, s.cfg.SecurityAdmins)
+	return s.dir.Enabled(user) && s.isMemberOfAny(user, s.cfg.Load().SecurityAdmins)
 }
 
 // IsSecurityAdmin reports whether the user is in a security_admins group.
 func (s *Service) IsSecurityAdmin(user string) bool { return s.isSecurityAdmin(user) }
 
 func (s *Service) policyFor(target, role string) (config.Policy, error) {
-	t, ok := s.cfg.FindTarget(target)
+	t, ok := s.cfg.Load().FindTarget(target)
 	if !ok {
 		return config.Policy{}, refuse(broker.KindNotFound, "unknown_target", "unknown target %q", target)
 	}
@@ -339,6 +382,10 @@ func (s *Service) notifyRequest(ctx context.Context, r broker.Request) {
 }
 
 func (s *Service) notifyGrant(ctx context.Context, g broker.Grant) {
+	if g.State == broker.GrantActive {
+		// The grant's real length starts counting now.
+		s.clock.Grant(g)
+	}
 	for _, n := range s.notifiers {
 		n.GrantChanged(ctx, g)
 	}
@@ -353,8 +400,12 @@ func approverNames(r broker.Request) []string {
 }
 
 func requestDetails(r broker.Request) map[string]any {
-	return map[string]any{"request_id": r.ID, "user": r.User, "role": r.Role, "duration": r.Duration.String(),
+	m := map[string]any{"request_id": r.ID, "user": r.User, "role": r.Role, "duration": r.Duration.String(),
 		"ticket": r.Ticket, "state": r.State, "expires_at": r.ExpiresAt}
+	if r.IsExtension() {
+		m["extends"], m["grant_ends_at"] = r.Extends, r.GrantEndsAt
+	}
+	return m
 }
 
 func decisionDetails(r broker.Request, d Decision) map[string]any {
@@ -367,3 +418,7 @@ func grantDetails(g broker.Grant) map[string]any {
 	return map[string]any{"grant_id": g.ID, "request_id": g.RequestID, "user": g.User, "role": g.Role,
 		"starts_at": g.StartsAt, "ends_at": g.EndsAt, "approvers": g.Approvers, "state": g.State}
 }
+
+// GroupsOf returns the groups user belongs to (for SSO users, the groups
+// their last sign-in mapped to).
+func (s *Service) GroupsOf(user string) []string { return s.dir.GroupsOf(user) }

@@ -36,6 +36,8 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Users are the identities that may sign in.
 	Users []User `yaml:"users"`
+	// Identity configures single sign-on. Default: local users only.
+	Identity Identity `yaml:"identity"`
 	// Groups name sets of users for policy.
 	Groups []Group `yaml:"groups"`
 	// SecurityAdmins lists groups whose members may see every session,
@@ -47,6 +49,8 @@ type Config struct {
 	BreakGlass []BreakGlassAccount `yaml:"breakglass"`
 	// Backup configures backups and restore drills.
 	Backup Backup `yaml:"backup"`
+	// Notify configures the grant-ending notice.
+	Notify Notify `yaml:"notify"`
 	// Indicators configures the risk indicators and their limits.
 	Indicators Indicators `yaml:"indicators"`
 }

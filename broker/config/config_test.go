@@ -157,17 +157,22 @@ func TestDevConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := os.Expand(string(b), func(k string) string {
-		if strings.HasSuffix(k, "_PORT") {
-			return "1234"
+	// up.sh sets CUSTOS_STORE to one of these, by REPLICAS.
+	for _, store := range []string{"{driver: sqlite, path: .dev/data/custos.db}", "{driver: postgres, dsn: env:CUSTOS_STORE_DSN}"} {
+		s := os.Expand(string(b), func(k string) string {
+			switch {
+			case k == "CUSTOS_STORE":
+				return store
+			case strings.HasSuffix(k, "_PORT"):
+				return "1234"
+			case strings.HasSuffix(k, "_ENABLED"):
+				return "true"
+			}
+			return "x"
+		})
+		if _, err := Parse([]byte(s)); err != nil {
+			t.Fatalf("store %s: %v", store, err)
 		}
-		if strings.HasSuffix(k, "_ENABLED") {
-			return "true"
-		}
-		return "x"
-	})
-	if _, err := Parse([]byte(s)); err != nil {
-		t.Fatal(err)
 	}
 }
 

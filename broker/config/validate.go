@@ -56,6 +56,8 @@ func (c *Config) Validate() error {
 	c.validateRecording(&ck)
 	c.validateAudit(&ck)
 	c.validateBackup(&ck)
+	c.Notify.validate(&ck)
+	c.validateOIDC(&ck)
 	c.validateIndicators(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {

@@ -91,14 +91,15 @@ func (p *PasswordAuthenticator) checkPassword(ctx context.Context, h passwordHas
 // the TOTP code, so a code is only ever consumed by someone who knows the
 // password.
 func (p *PasswordAuthenticator) Authenticate(ctx context.Context, c Credentials) (Identity, error) {
-	a, ok := p.dir.users[c.User]
+	dir := p.dir.now()
+	a, ok := dir.users[c.User]
 	if !ok || !a.hasPass {
 		// As slow as a real check, so names cannot be probed by timing.
-		if _, err := p.checkPassword(ctx, p.dir.dummy, c.Password); err != nil {
+		if _, err := p.checkPassword(ctx, dir.dummy, c.Password); err != nil {
 			return Identity{}, fmt.Errorf("authenticate: %w", err)
 		}
 		switch {
-		case p.dir.disabled[c.User]:
+		case dir.disabled[c.User]:
 			return Identity{}, loginFailed("user is disabled")
 		case ok:
 			return Identity{}, loginFailed("user has no password")

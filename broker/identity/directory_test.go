@@ -171,7 +171,7 @@ func TestDirectoryPlaintextPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := d.users["dev"]
+	a := d.now().users["dev"]
 	if !a.hasPass || !a.password.verify("dev-password") {
 		t.Fatal("plaintext password not hashed into a working hash")
 	}
@@ -216,14 +216,14 @@ func TestDirectoryDummyHashCost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.dummy.params != cheapParams || len(d.dummy.salt) != 16 || len(d.dummy.key) != 32 {
-		t.Fatalf("dummy = %+v, want the configured hashes' parameters", d.dummy.params)
+	if d.now().dummy.params != cheapParams || len(d.now().dummy.salt) != 16 || len(d.now().dummy.key) != 32 {
+		t.Fatalf("dummy = %+v, want the configured hashes' parameters", d.now().dummy.params)
 	}
 	d, err = NewDirectory(&config.Config{Users: []config.User{{Name: "nopw"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.dummy.params != defaultPasswordParams {
-		t.Fatalf("dummy without hashes = %+v", d.dummy.params)
+	if d.now().dummy.params != defaultPasswordParams {
+		t.Fatalf("dummy without hashes = %+v", d.now().dummy.params)
 	}
 }

@@ -1,10 +1,11 @@
 // Package identity owns who the broker's users are and how they prove it:
 // the directory of users and groups built from config (lookups by name,
-// Slack ID, email and SSH key), argon2id password hashes, TOTP second
-// factors, sign-in rate limiting, and the bearer tokens issued after
-// sign-in. Authenticator is the seam for other identity providers: an OIDC
-// implementation can replace the config-backed password one without
-// changing callers.
+// Slack ID, email and SSH key) plus the users single sign-on admitted,
+// argon2id password hashes, TOTP second factors, sign-in rate limiting,
+// OpenID Connect single sign-on (OIDC: code flow with PKCE for the web
+// and the CLI's loopback redirect, the device grant, claim mapping onto
+// policy groups), and the bearer tokens issued after sign-in, which
+// record how and when their holder authenticated (CheckAuth).
 //
 // docs/identity.md describes the configuration and the rules.
 package identity

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
@@ -40,6 +41,9 @@ type Service struct {
 	store      broker.Store
 	audit      auditLog
 	rejections rejectionLog // nil: every refusal is its own record
+	sso        *OIDC        // nil: no single sign-on
+	// ssoLoaded is when the stored SSO users were last read (UnixNano).
+	ssoLoaded  atomic.Int64
 	ttl        time.Duration
 	retention  time.Duration
 	purgeEvery time.Duration
@@ -71,6 +75,13 @@ type Options struct {
 	// Authenticator checks credentials. Default: a PasswordAuthenticator
 	// over Directory with a StoreStepGuard over Store.
 	Authenticator Authenticator
+	// SSO, when set, signs users in with an OpenID Provider besides
+	// Authenticator. Default: nil, no single sign-on.
+	SSO *OIDC
+	// Audience binds every token this service issues to one broker (its
+	// public URL); tokens bound to another audience are refused. Default:
+	// empty, tokens are unbound.
+	Audience string
 	// Now defaults to time.Now; tests inject a clock.
 	Now func() time.Time
 	// Log defaults to slog.Default().
@@ -102,7 +113,7 @@ func NewService(o Options) (*Service, error) {
 		o.PurgeEvery = DefaultPurgeEvery
 	}
 	tokens := NewTokens(o.Store, o.Audit, o.Now)
-	tokens.enabled = o.Directory.Enabled
+	tokens.audience = o.Audience
 	s := &Service{
 		dir: o.Directory, auth: o.Authenticator, tokens: tokens,
 		limiter: NewSharedLimiter(o.Store, "signin", o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
@@ -111,6 +122,11 @@ func NewService(o Options) (*Service, error) {
 	if o.Rejections != nil {
 		s.rejections = o.Rejections
 	}
+	s.sso = o.SSO
+	if s.sso != nil {
+		s.sso.useStore(o.Store)
+	}
+	tokens.enabled = s.enabled
 	return s, nil
 }
 
@@ -174,7 +190,11 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 	if err := s.limiter.Reset(context.WithoutCancel(ctx), "user:"+id.Name); err != nil {
 		s.log.Error("sign-in failures not reset", "err", err)
 	}
-	secret, tok, err := s.tokens.issue(ctx, id.Name, KindAPI, "", s.ttl, source, audit.Entry{Actor: id.Name, Action: "auth.login"})
+	proof := Proof{Method: MethodPassword, Time: s.now()}
+	if s.dir.now().hasTOTP(id.Name) {
+		proof.Method = MethodPasswordTOTP
+	}
+	secret, tok, err := s.tokens.issue(ctx, id.Name, KindAPI, "", s.ttl, source, proof, audit.Entry{Actor: id.Name, Action: "auth.login"})
 	if err != nil {
 		return "", broker.Token{}, fmt.Errorf("login: %w", err)
 	}
@@ -253,6 +273,13 @@ func (s *Service) VerifyToken(ctx context.Context, secret, kind string) (broker.
 func (s *Service) Run(ctx context.Context) {
 	tk := time.NewTicker(s.purgeEvery)
 	defer tk.Stop()
+	// With single sign-on, the SSO users are re-read as well (sso_store.go).
+	var refresh <-chan time.Time
+	if s.sso != nil {
+		rt := time.NewTicker(ssoRefreshEvery)
+		defer rt.Stop()
+		refresh = rt.C
+	}
 	for {
 		if n, err := s.tokens.PurgeExpired(ctx, s.now().Add(-s.retention)); err != nil {
 			if ctx.Err() == nil {
@@ -266,10 +293,17 @@ func (s *Service) Run(ctx context.Context) {
 		if _, err := PurgeExpiredLimits(ctx, s.store, s.now()); err != nil && ctx.Err() == nil {
 			s.log.Error("rate-limit state purge failed", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tk.C:
+		for purge := false; !purge; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				purge = true
+			case <-refresh:
+				if _, err := s.LoadSSOUsers(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("refresh sso users", "err", err)
+				}
+			}
 		}
 	}
 }

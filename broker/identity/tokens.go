@@ -47,6 +47,9 @@ type Tokens struct {
 	// enabled, when set, reports whether a token's user is still enabled:
 	// tokens of disabled or removed users are refused and not issued.
 	enabled func(user string) bool
+	// audience, when set, is stamped on every new token, and a token
+	// stamped with another audience is refused.
+	audience string
 }
 
 // NewTokens returns a token service over store. now defaults to time.Now.
@@ -75,12 +78,18 @@ func newSecret() (string, error) {
 // returns its secret. A db token must name its target. source is the
 // client address the token is issued to.
 func (t *Tokens) Issue(ctx context.Context, user, kind, target string, ttl time.Duration, source string) (string, broker.Token, error) {
-	return t.issue(ctx, user, kind, target, ttl, source, audit.Entry{Actor: user, Action: "token.issue"})
+	return t.issue(ctx, user, kind, target, ttl, source, Proof{}, audit.Entry{Actor: user, Action: "token.issue"})
+}
+
+// IssueProven is Issue for a token that carries how and when its holder
+// authenticated (method, at): a web session minted from a sign-in.
+func (t *Tokens) IssueProven(ctx context.Context, user, kind, target string, ttl time.Duration, source, method string, at time.Time) (string, broker.Token, error) {
+	return t.issue(ctx, user, kind, target, ttl, source, Proof{Method: method, Time: at}, audit.Entry{Actor: user, Action: "token.issue"})
 }
 
 // issue stores a new token and appends entry (completed with the token's
 // details) in the same transaction.
-func (t *Tokens) issue(ctx context.Context, user, kind, target string, ttl time.Duration, source string, entry audit.Entry) (string, broker.Token, error) {
+func (t *Tokens) issue(ctx context.Context, user, kind, target string, ttl time.Duration, source string, proof Proof, entry audit.Entry) (string, broker.Token, error) {
 	switch {
 	case user == "":
 		return "", broker.Token{}, badRequest("issue token: user is required")
@@ -101,8 +110,18 @@ func (t *Tokens) issue(ctx context.Context, user, kind, target string, ttl time.
 	tok := broker.Token{
 		ID: broker.NewID("tok"), Hash: HashToken(secret), User: user, Kind: kind, Target: target,
 		CreatedAt: now, ExpiresAt: now.Add(ttl), Source: source,
+		AuthMethod: proof.Method, Audience: t.audience,
 	}
-	entry.Target, entry.Outcome, entry.Details = target, broker.OutcomeSuccess, tokenDetails(tok)
+	if !proof.Time.IsZero() {
+		tok.AuthTime = proof.Time.UTC()
+	}
+	details := tokenDetails(tok)
+	if extra, ok := entry.Details.(map[string]any); ok {
+		for k, v := range extra {
+			details[k] = v
+		}
+	}
+	entry.Target, entry.Outcome, entry.Details = target, broker.OutcomeSuccess, details
 	err = t.store.Update(ctx, func(tx broker.Tx) error {
 		if err := tx.PutToken(tok); err != nil {
 			return err
@@ -140,6 +159,10 @@ func (t *Tokens) Verify(ctx context.Context, secret, kind string) (broker.Token,
 	}
 	if tok.Kind != kind {
 		invalid.Detail = fmt.Sprintf("token %s is a %s token, not %s", tok.ID, tok.Kind, kind)
+		return broker.Token{}, invalid
+	}
+	if tok.Audience != "" && tok.Audience != t.audience {
+		invalid.Detail = fmt.Sprintf("token %s is bound to another broker's audience", tok.ID)
 		return broker.Token{}, invalid
 	}
 	if t.enabled != nil && !t.enabled(tok.User) {
@@ -238,6 +261,9 @@ func (t *Tokens) PurgeExpired(ctx context.Context, before time.Time) (int, error
 
 func tokenDetails(t broker.Token) map[string]any {
 	d := map[string]any{"token_id": t.ID, "user": t.User, "kind": t.Kind, "expires_at": t.ExpiresAt, "source": t.Source}
+	if t.AuthMethod != "" {
+		d["auth_method"] = t.AuthMethod
+	}
 	if t.Target != "" {
 		d["target"] = t.Target
 	}

@@ -34,6 +34,9 @@ const (
 	CodeDuplicateDenial = "duplicate_denial"
 	// CodeRequestExpired: the request expired before the decision.
 	CodeRequestExpired = "request_expired"
+	// CodeExtensionExceedsMax: the grant, extended, would last longer in
+	// all than max_duration.
+	CodeExtensionExceedsMax = "extension_exceeds_max"
 )
 
 // Error is a policy refusal. Message is meant for the person who asked and

@@ -102,6 +102,8 @@ type brokerProc struct {
 	homes map[string]string
 	// env is added to the broker's and the CLI's environment.
 	env []string
+	// bin is the binary `serve` runs. Default: custosBin.
+	bin string
 }
 
 func newBroker(t *testing.T, storeSection string) *brokerProc {
@@ -121,7 +123,11 @@ func newBroker(t *testing.T, storeSection string) *brokerProc {
 func (b *brokerProc) start() {
 	b.t.Helper()
 	b.logs = &syncBuffer{}
-	b.cmd = exec.Command(custosBin, "serve", "--config", b.cfg)
+	bin := custosBin
+	if b.bin != "" {
+		bin = b.bin
+	}
+	b.cmd = exec.Command(bin, "serve", "--config", b.cfg)
 	b.cmd.Env = append(append(os.Environ(), "CUSTOS_E2E_PASSWORD="+e2ePassword), b.env...)
 	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
 	if err := b.cmd.Start(); err != nil {

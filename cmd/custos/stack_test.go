@@ -262,6 +262,10 @@ type stackOptions struct {
 	// recording is added to the recording section, one "key: value"
 	// per line.
 	recording string
+	// edit, when set, rewrites the config text last.
+	edit func(cfg string) string
+	// bin is the broker binary. Default: custosBin.
+	bin string
 }
 
 // startFullStack starts the real components and a broker wired to them.
@@ -297,7 +301,11 @@ func startFullStack(t *testing.T, o stackOptions) *fullStack {
 			cfg = strings.Replace(cfg, "\n  encryption: vault\n", "\n  encryption: vault\n  "+strings.TrimSpace(line)+"\n", 1)
 		}
 	}
-	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
+	if o.edit != nil {
+		cfg = o.edit(cfg)
+	}
+	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{},
+		bin: o.bin}
 	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

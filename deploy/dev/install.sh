@@ -203,7 +203,24 @@ install_vault() {
 	say "vault built in $((SECONDS - start))s: $("$BIN_DIR/vault" version | head -1)"
 }
 
+# install_oidc builds the dev stack's OpenID Provider (deploy/devstack/oidcop,
+# the example provider of github.com/zitadel/oidc/v3) under the name the
+# dev stack looks for: a digest of its source, so an edit rebuilds it.
+install_oidc() {
+	local src digest out
+	src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../devstack/oidcop" && pwd)"
+	digest=$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-12)
+	out="$BIN_DIR/custos-oidc-op-$digest"
+	if [ -x "$out" ]; then
+		info "openid provider present ($out)"
+		return
+	fi
+	say "building the openid provider"
+	(cd "$src" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$out" .)
+}
+
 if [ "$do_apt" = 1 ]; then install_debian; fi
+install_oidc
 if [ "$do_minio" = 1 ]; then install_minio; fi
 if [ "$do_vault" = 1 ]; then install_vault; fi
 info "tools in $BIN_DIR"

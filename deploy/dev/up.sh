@@ -59,6 +59,7 @@ fi)
   pg target      127.0.0.1:$CUSTOS_TARGET_PG_PORT (superuser $CUSTOS_TARGET_PG_USER)
   vault          $VAULT_ADDR
   minio          $CUSTOS_S3_ENDPOINT  bucket $CUSTOS_S3_BUCKET (Object Lock)
+  openid provider $CUSTOS_OIDC_ISSUER
 
 Demo users alice (requester), bob and carol (approvers), sam (security),
 erin and frank (break-glass custodians); password \$CUSTOS_DEMO_PASSWORD,
@@ -72,6 +73,12 @@ SSH keys in .dev/keys/. A five-minute tour for each: docs/tour.md.
   ssh -i .dev/keys/alice -p \$CUSTOS_SSH_PORT demo-ssh@127.0.0.1
   psql "host=127.0.0.1 port=\$CUSTOS_PG_PORT dbname=demo-pg user=alice sslmode=verify-full sslrootcert=.dev/tls/ca.crt"
       (the password psql asks for is a short-lived connection token from the broker)
+
+Single sign-on: the stack's OpenID Provider ($CUSTOS_OIDC_ISSUER) knows dora (dbas) and
+oscar (approvers), password \$CUSTOS_DEMO_PASSWORD. Web UI: "Sign in with Dev IdP".
+  CUSTOS_CONFIG_DIR=.dev/dora bin/custos login --sso          # opens (or prints) the sign-in page
+  CUSTOS_CONFIG_DIR=.dev/oscar bin/custos login --sso --device
+  CUSTOS_CONFIG_DIR=.dev/dora bin/custos status
 
 Break-glass: account pg-admin (demo-pg as custos_breakglass, password known only to Vault)
 is sealed; erin and frank must both confirm, each with the password and a TOTP code

@@ -35,6 +35,10 @@ type Postgres struct {
 	// CACertPath is the PEM CA that signed the server certificate, for
 	// sslmode=verify-full.
 	CACertPath string
+
+	// own is set for a server that belongs to one test
+	// (StartOwnPostgres), which may stop and start it again.
+	own *ownServer
 }
 
 // DSN is a URL for database db: postgres://user:pass@127.0.0.1:port/db?sslmode=disable.

@@ -43,7 +43,7 @@ var demoUsers = []string{"alice", "bob", "carol", "sam"}
 const Bucket = "custos-recordings"
 
 // infra are the components Up starts, in order; custos comes last.
-var infra = []string{"postgres", "minio", "vault", "sshd"}
+var infra = []string{"postgres", "minio", "vault", "sshd", "oidc"}
 
 // Up starts (or keeps, when already running) PostgreSQL, MinIO, Vault and
 // sshd as detached processes with state in o.Dir, bootstraps Vault, writes
@@ -82,7 +82,7 @@ func Up(o UpOptions) (map[string]string, error) {
 		}
 	}
 	if running && env["VAULT_TOKEN"] != "" {
-		fmt.Fprintln(o.Out, "up: postgres, minio, vault and sshd already running")
+		fmt.Fprintln(o.Out, "up: postgres, minio, vault, sshd and the openid provider already running")
 	} else {
 		for _, name := range append([]string{"custos", replicaB}, infra...) {
 			stopPid(dir, name)
@@ -159,7 +159,7 @@ func settle(env map[string]string, dir string) error {
 	env["VAULT_ADDR"] = "http://127.0.0.1:" + env["CUSTOS_VAULT_PORT"]
 	env["CUSTOS_S3_ENDPOINT"] = "http://127.0.0.1:" + env["CUSTOS_MINIO_PORT"]
 	env["CUSTOS_S3_BUCKET"] = Bucket
-	return nil
+	return settleOIDC(env)
 }
 
 func startInfra(o UpOptions, env map[string]string) error {
@@ -277,7 +277,7 @@ func startInfra(o UpOptions, env map[string]string) error {
 		return err
 	}
 	say("sshd on %s, login %s, trusting Vault's SSH CA", s.Addr(), s.Login)
-	return nil
+	return startDemoOIDC(dir, env, say)
 }
 
 // startCustos (re)starts the broker unless it runs already with the same
@@ -421,6 +421,7 @@ var envKeys = []string{
 	"CUSTOS_S3_ENDPOINT", "CUSTOS_S3_ACCESS_KEY", "CUSTOS_S3_SECRET_KEY", "CUSTOS_S3_BUCKET", "CUSTOS_MINIO_PORT",
 	// The second broker with REPLICAS=2 (replicas.go).
 	"CUSTOS_URL_B", "CUSTOS_HTTP_PORT_B", "CUSTOS_SSH_PORT_B", "CUSTOS_PG_PORT_B",
+	"CUSTOS_OIDC_ISSUER", "CUSTOS_OIDC_PORT", "CUSTOS_OIDC_SECRET",
 }
 
 func writeEnvFile(path string, env map[string]string) error {

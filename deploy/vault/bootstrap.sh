@@ -200,14 +200,17 @@ if ! grep -q "^secret/ " <<<"$enabled_mounts"; then
 fi
 
 # --- per-grant tokens ----------------------------------------------------------
-# Orphans (they outlive a broker token rotation), not renewable, at most 24h:
-# the broker creates one per grant with TTL = time left, and Vault revokes the
-# leases read with it when it expires.
+# Orphans (they outlive a broker token rotation), at most 24h: the broker
+# creates one per grant with TTL = time left, and Vault revokes the leases
+# read with it when it expires. Renewable so that an approved extension can
+# move the end: the broker renews only to the extended grant's end, and Vault
+# caps any renewal at token_explicit_max_ttl (lower it to the longest
+# max_duration of your policies to tighten that bound).
 v policy write custos-grant "$here/custos-grant.hcl" >/dev/null
 v write auth/token/roles/custos-grant \
 	allowed_policies=custos-grant \
 	orphan=true \
-	renewable=false \
+	renewable=true \
 	token_type=service \
 	token_explicit_max_ttl=24h >/dev/null
 

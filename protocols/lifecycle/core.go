@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/protocols/proxyproto"
 )
@@ -60,6 +61,10 @@ type Options struct {
 	// refuses are closed and audited as anonymous refusals. Default: nil,
 	// no header is read.
 	ProxyProtocol *proxyproto.Policy
+	// Clock tells when a grant is over: the earlier of its wall-clock end
+	// and its real length (see broker/clock). Share the broker's one
+	// Clock. Default: a Clock of this Core's own on the system clocks.
+	Clock *clock.Clock
 }
 
 // Rejections bounds the audit records of refusals; *audit.Throttle
@@ -138,6 +143,9 @@ func New(cfg Config) (*Core, error) {
 	if cfg.SessionSweep <= 0 {
 		cfg.SessionSweep = DefaultSessionSweep
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New(clock.Options{})
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &Core{cfg: cfg, log: cfg.Logger.With("component", cfg.Protocol+"-proxy"), ctx: ctx, cancel: cancel,
 		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}, sessions: map[string]*Session{},
@@ -145,6 +153,9 @@ func New(cfg Config) (*Core, error) {
 	c.wg.Go(c.sweep)
 	return c, nil
 }
+
+// Clock is the clock the Core ends grants by.
+func (c *Core) Clock() *clock.Clock { return c.cfg.Clock }
 
 // Context ends when the Core closes; its cause is the Shutdown *Cause.
 func (c *Core) Context() context.Context { return c.ctx }
@@ -265,7 +276,9 @@ func (c *Core) TerminateGrant(grantID, reason string) int {
 }
 
 // WatchGrants ends the sessions of every grant announced as revoked or
-// expired on events (broker.Store.GrantEvents) until it closes. A resync
+// expired on events (broker.Store.GrantEvents) until it closes, and
+// re-arms the end of those of a grant announced active again (extended;
+// RearmGrant). A resync
 // event (events may have been missed) re-checks every live session's
 // grant at once (Resync).
 func (c *Core) WatchGrants(events <-chan broker.GrantEvent) {
@@ -276,8 +289,50 @@ func (c *Core) WatchGrants(events <-chan broker.GrantEvent) {
 		}
 		if reason, ended := GrantEndReason(ev); ended {
 			c.TerminateGrant(ev.GrantID, reason)
+			continue
+		}
+		if ev.State == broker.GrantActive && ev.GrantID != "" {
+			c.RearmGrant(c.ctx, ev.GrantID)
 		}
 	}
+}
+
+// RearmGrant looks grant id up and moves the grant-end timer of each of
+// its live sessions to the grant's end when that is later (an approved
+// extension), so they run on past the old end. It returns how many
+// sessions it moved.
+func (c *Core) RearmGrant(ctx context.Context, id string) int {
+	c.mu.Lock()
+	live := c.liveLocked(func(s *Session) bool { return s.Grant.ID == id })
+	c.mu.Unlock()
+	if len(live) == 0 {
+		return 0
+	}
+	lctx, cancel := context.WithTimeout(ctx, recheckTimeout)
+	g, err := c.cfg.Grants.GetGrant(lctx, id)
+	cancel()
+	if err != nil {
+		c.log.Warn("grant lookup after a change failed; the next re-check retries", "grant", id, "err", err)
+		return 0
+	}
+	if g.State != broker.GrantActive {
+		return 0
+	}
+	return c.extendSessions(live, g)
+}
+
+// extendSessions moves the sessions' ends to g's end where it is later.
+func (c *Core) extendSessions(live []*Session, g broker.Grant) int {
+	n := 0
+	for _, s := range live {
+		if s.extendGrantEnd(g) {
+			n++
+		}
+	}
+	if n > 0 {
+		c.log.Info("grant extended; its live sessions run on", "grant", g.ID, "sessions", n, "ends_at", g.EffectiveEnd().UTC())
+	}
+	return n
 }
 
 // GrantEndReason is what a user sees after "access revoked: " when ev

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/metrics"
 )
@@ -90,7 +91,12 @@ type Session struct {
 	rec        Recording
 	metrics    *metrics.Session
 	failed     atomic.Bool
-	grantEnd   *time.Timer
+
+	// endMu guards endGrant: an approved extension moves the end while
+	// the session runs.
+	endMu    sync.Mutex
+	endGrant *broker.Grant // the grant whose end the watch keeps; nil before Admit
+	endWake  chan struct{} // tells the watch the end moved
 
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -189,15 +195,13 @@ func (s *Session) Admit() error {
 	case err != nil:
 		s.c.log.Warn("grant re-check failed; session refused", "session", s.ID, "grant", s.Grant.ID, "err", err)
 		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: "grant could not be checked"})
-	case g.State != broker.GrantActive || !g.ActiveAt(time.Now()):
-		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: grantEnded(g)})
+	case !s.c.cfg.Clock.Active(g):
+		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: grantEnded(g, s.c.cfg.Clock)})
 	}
 	if err := s.Cause(); err != nil {
 		return err
 	}
-	s.grantEnd = time.AfterFunc(time.Until(g.EffectiveEnd()), func() {
-		s.terminate(&Cause{Kind: Revoked, By: "system", Reason: "grant expired"})
-	})
+	s.startGrantEnd(g)
 	if s.Role != nil && s.Role.IdleTimeout.D() > 0 {
 		go s.watchIdle(s.Role.IdleTimeout.D())
 	}
@@ -214,14 +218,80 @@ func (s *Session) Admit() error {
 	return nil
 }
 
+// wallCheck bounds how long a step forward of the wall clock goes
+// unnoticed by a session's grant-end watch.
+const wallCheck = time.Second
+
+// startGrantEnd starts the watch that ends the session when grant g is
+// over.
+func (s *Session) startGrantEnd(g broker.Grant) {
+	s.endMu.Lock()
+	s.endGrant, s.endWake = &g, make(chan struct{}, 1)
+	s.endMu.Unlock()
+	go s.watchGrantEnd()
+}
+
+// watchGrantEnd ends the session when its grant is over by the Clock's
+// rule: at the grant's real length (a monotonic timer), or within
+// wallCheck of the wall clock passing its end, whichever comes first. An
+// extension (extendGrantEnd) moves the end on.
+func (s *Session) watchGrantEnd() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		case <-s.endWake:
+		}
+		s.endMu.Lock()
+		g := *s.endGrant
+		s.endMu.Unlock()
+		left := s.c.cfg.Clock.Left(s.c.cfg.Clock.Grant(g))
+		if left <= 0 {
+			s.terminate(&Cause{Kind: Revoked, By: "system", Reason: "grant expired"})
+			return
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(min(left, wallCheck))
+	}
+}
+
+// extendGrantEnd moves a running session's end to g's end when that is
+// later (an approved extension); an earlier end never replaces a later
+// one here, since revocations end sessions through their events. A
+// session not admitted yet reads its grant at admission.
+func (s *Session) extendGrantEnd(g broker.Grant) bool {
+	s.endMu.Lock()
+	armed := s.endGrant != nil && g.EffectiveEnd().After(s.endGrant.EffectiveEnd())
+	if armed {
+		s.endGrant = &g
+	}
+	wake := s.endWake
+	s.endMu.Unlock()
+	if armed {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	return armed
+}
+
 // grantEnded is the reason shown for a grant found ended at admission.
-func grantEnded(g broker.Grant) string {
+func grantEnded(g broker.Grant, clk *clock.Clock) string {
 	switch {
 	case g.State == broker.GrantRevoked && g.RevokeReason != "":
 		return "grant revoked: " + g.RevokeReason
 	case g.State == broker.GrantRevoked:
 		return "grant revoked"
-	case time.Now().Before(g.StartsAt):
+	case g.State == broker.GrantActive && !clk.Started(clk.Grant(g)):
 		return "grant not yet active"
 	default:
 		return "grant expired"
@@ -278,9 +348,6 @@ type End struct {
 // makes the outcome an error.
 func (s *Session) Finish(e End) {
 	s.End(errors.New("session finished"))
-	if s.grantEnd != nil {
-		s.grantEnd.Stop()
-	}
 	var recErr error
 	if e.State == "closed" {
 		recErr = s.rec.Close()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/clock"
 )
 
 // recheckTimeout bounds one grant lookup of a re-check.
@@ -41,7 +42,8 @@ func (c *Core) sweep() {
 // Recheck looks up the grant of every tracked session by its ID and ends
 // the sessions whose grant is no longer active (revoked, expired, not
 // found) as TerminateGrant does: the user sees "access revoked: REASON"
-// and session.terminate is audited. A grant that cannot be looked up (the
+// and session.terminate is audited. Sessions of a grant that was extended
+// get its new end (RearmGrant). A grant that cannot be looked up (the
 // store does not answer) keeps its sessions until the next re-check; its
 // grant-end timer still ends them on time. It returns how many sessions
 // it ended.
@@ -57,12 +59,14 @@ func (c *Core) Recheck(ctx context.Context) int {
 		if ctx.Err() != nil {
 			break
 		}
-		reason, over, err := c.grantOver(ctx, id)
+		g, reason, over, err := c.grantOver(ctx, id)
 		if err != nil {
 			c.log.Warn("grant re-check failed; its sessions go on until the next re-check", "grant", id, "err", err)
 			continue
 		}
 		if !over {
+			// An extension whose event was missed still moves the end.
+			c.extendSessions(live, g)
 			continue
 		}
 		c.log.Info("grant found ended on re-check; ending its sessions", "grant", id, "sessions", len(live), "reason", reason)
@@ -80,31 +84,31 @@ func (c *Core) Recheck(ctx context.Context) int {
 
 // grantOver looks grant id up and reports whether it no longer gives
 // access, and the reason the user is shown.
-func (c *Core) grantOver(ctx context.Context, id string) (reason string, over bool, err error) {
+func (c *Core) grantOver(ctx context.Context, id string) (g broker.Grant, reason string, over bool, err error) {
 	lctx, cancel := context.WithTimeout(ctx, recheckTimeout)
 	defer cancel()
-	g, err := c.cfg.Grants.GetGrant(lctx, id)
+	g, err = c.cfg.Grants.GetGrant(lctx, id)
 	if err != nil {
 		if notFound(err) {
-			return "grant not found", true, nil
+			return g, "grant not found", true, nil
 		}
-		return "", false, err
+		return g, "", false, err
 	}
-	if g.State == broker.GrantActive && g.ActiveAt(time.Now()) {
-		return "", false, nil
+	if c.cfg.Clock.Active(g) {
+		return g, "", false, nil
 	}
-	return endReason(g), true, nil
+	return g, endReason(g, c.cfg.Clock), true, nil
 }
 
 // endReason is the reason shown for a grant found ended on a re-check:
 // the same words its grant event carries.
-func endReason(g broker.Grant) string {
+func endReason(g broker.Grant, clk *clock.Clock) string {
 	switch {
 	case g.State == broker.GrantRevoked && g.RevokeReason != "":
 		return g.RevokeReason
 	case g.State == broker.GrantRevoked:
 		return "grant revoked"
-	case g.State == broker.GrantActive && time.Now().Before(g.StartsAt):
+	case g.State == broker.GrantActive && !clk.Started(clk.Grant(g)):
 		return "grant not yet active"
 	default:
 		return "grant expired"

@@ -118,8 +118,8 @@ func (p *Proxy) authorize(ctx context.Context, req *loginRequest, token string) 
 		return g, nil, "", &refusal{grantID: g.ID, clientError: fatalf(codeInvalidPassword,
 			"password authentication failed for user %q: token is not valid for this user and target", req.user)}
 	}
-	now := time.Now()
-	if !g.ActiveAt(now) {
+	now := p.Clock().Now()
+	if !p.Clock().Active(g) {
 		msg := fmt.Sprintf("custos: no active grant for user %q on target %q: grant %s ended at %s",
 			req.user, req.target, g.ID, g.EffectiveEnd().UTC().Format(time.RFC3339))
 		if now.Before(g.StartsAt) {

@@ -2,6 +2,7 @@ package sshproxy
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
@@ -10,7 +11,10 @@ import (
 
 // KeyIdentities maps the public keys registered in custos.yaml (users[].
 // ssh_keys) to their users. It satisfies the proxy's identities interface.
-type KeyIdentities struct {
+// Reload replaces the whole map at once.
+type KeyIdentities struct{ cur atomic.Pointer[keyIndex] }
+
+type keyIndex struct {
 	keys    map[string]string
 	enabled map[string]bool
 }
@@ -18,7 +22,28 @@ type KeyIdentities struct {
 // NewKeyIdentities reads every enabled user's keys, expanding file:
 // entries. A key registered to two users is an error.
 func NewKeyIdentities(users []config.User) (*KeyIdentities, error) {
-	k := &KeyIdentities{keys: map[string]string{}, enabled: map[string]bool{}}
+	x, err := buildKeyIndex(users)
+	if err != nil {
+		return nil, err
+	}
+	k := &KeyIdentities{}
+	k.cur.Store(x)
+	return k, nil
+}
+
+// Reload replaces the keys and users with those of users; on an error
+// nothing changes.
+func (k *KeyIdentities) Reload(users []config.User) error {
+	x, err := buildKeyIndex(users)
+	if err != nil {
+		return err
+	}
+	k.cur.Store(x)
+	return nil
+}
+
+func buildKeyIndex(users []config.User) (*keyIndex, error) {
+	k := &keyIndex{keys: map[string]string{}, enabled: map[string]bool{}}
 	for _, u := range users {
 		if u.Disabled {
 			continue
@@ -45,9 +70,9 @@ func NewKeyIdentities(users []config.User) (*KeyIdentities, error) {
 
 // UserForKey returns the user the key is registered to.
 func (k *KeyIdentities) UserForKey(key ssh.PublicKey) (string, bool) {
-	u, ok := k.keys[string(key.Marshal())]
+	u, ok := k.cur.Load().keys[string(key.Marshal())]
 	return u, ok
 }
 
 // UserEnabled reports whether the user is configured and not disabled.
-func (k *KeyIdentities) UserEnabled(user string) bool { return k.enabled[user] }
+func (k *KeyIdentities) UserEnabled(user string) bool { return k.cur.Load().enabled[user] }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/web/ui/uitest"
 )
 
@@ -35,6 +36,12 @@ func TestBrowser(t *testing.T) {
 	f := env.Seed(t, 2*time.Hour)
 	live := env.StartLive(t, f.Grant, "ses_live_alice")
 	if err := live.Type("uptime\r"); err != nil {
+		t.Fatal(err)
+	}
+	// alice asks for 30 more minutes on her grant: bob sees and approves it.
+	ext, err := env.Access.Extend(t.Context(), "alice", access.NewExtension{GrantID: f.Grant.ID, Duration: 30 * time.Minute,
+		Reason: "INC-A still running"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("broker and fixtures ready in %v", time.Since(began))
@@ -68,7 +75,7 @@ func TestBrowser(t *testing.T) {
 	fixtures, _ := json.Marshal(map[string]any{
 		"url": env.URL, "control": ctl.URL, "password": uitest.Password,
 		"pending": f.Pending.ID, "ssh": f.SSH, "pg": f.PG, "long": f.Long, "daveSSH": f.DaveSSH, "live": live.ID,
-		"longTick": uitest.LongTick(3600),
+		"longTick": uitest.LongTick(3600), "extension": ext.ID, "grant": f.Grant.ID,
 	})
 	artifacts, _ := filepath.Abs("artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {

@@ -104,6 +104,30 @@ step('sign-in page, approver approves a request', async () => {
   await signOut();
 });
 
+step('approver sees an extension request as one, and approving it moves the grant\'s end', async () => {
+  await signIn('bob');
+  await page.goto(url('/ui/requests'));
+  const row = page.locator(`#pending tr[data-request="${F.extension}"]`);
+  await row.waitFor();
+  const text = await row.textContent();
+  assert.ok(text.includes(`+30m0s on ${F.grant} (extension to `), `extension row: ${text}`);
+  await row.locator('button[data-action=approve]').click();
+  await page.locator('.notice.ok', { hasText: `Extended: grant ${F.grant} now ends` }).waitFor();
+  await shot('02b-extension-approved');
+  await signOut();
+  // The holder asks for more from the grants table.
+  await signIn('alice');
+  await page.goto(url('/ui/requests'));
+  const grant = page.locator(`#grants tr[data-grant="${F.grant}"]`);
+  await grant.waitFor();
+  await grant.locator('input[aria-label^="reason"]').fill('INC-A one more step');
+  await grant.locator('button[data-action=extend]').click();
+  await page.locator('.notice.ok', { hasText: `of grant ${F.grant} (+30m0s) waits for approval` }).waitFor();
+  const mine = await page.textContent('#mine');
+  assert.ok(mine.includes(`+30m0s on ${F.grant}`), `my requests lack the extension: ${mine}`);
+  await signOut();
+});
+
 step('a requester cannot open another user\'s recording (403)', async () => {
   await signIn('alice');
   await page.waitForSelector('#sessions table');

@@ -14,7 +14,7 @@ import (
 // unseal of that account opened, and a grant naming an account that does
 // not use its role: a sealed account's credential goes only to its unseal.
 func (i *Issuer) checkBreakGlass(g broker.Grant) error {
-	a, sealed := i.cfg.BreakGlassFor(g.Target, g.Role)
+	a, sealed := i.cfg.Load().BreakGlassFor(g.Target, g.Role)
 	switch {
 	case sealed && g.BreakGlass != a.Name:
 		return fmt.Errorf("role %s of %s is the sealed break-glass account %s: only an unseal opens it", g.Role, g.Target, a.Name)
@@ -27,7 +27,7 @@ func (i *Issuer) checkBreakGlass(g broker.Grant) error {
 // breakGlassStatic reports whether g's role is a break-glass account whose
 // PostgreSQL login is a database static role.
 func (i *Issuer) breakGlassStatic(g broker.Grant) (*config.BreakGlassAccount, bool) {
-	a, ok := i.cfg.BreakGlassFor(g.Target, g.Role)
+	a, ok := i.cfg.Load().BreakGlassFor(g.Target, g.Role)
 	return a, ok && a.Credential.Type == config.BreakGlassDatabaseStatic
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/creds"
 )
@@ -31,6 +32,9 @@ type Options struct {
 	Client *Client
 	// Config holds the targets and roles. Required.
 	Config *config.Config
+	// Live, when set, is read on each use instead of Config, so a config
+	// reload applies. Default: Config, fixed.
+	Live *config.Live
 	// Store persists the lease index (so a restart revokes what an
 	// earlier run issued) and delivers grant events. Required for Run;
 	// nil keeps the index in memory only.
@@ -39,8 +43,13 @@ type Options struct {
 	Audit Auditor
 	// Log defaults to slog.Default().
 	Log *slog.Logger
-	// Now defaults to time.Now.
+	// Now defaults to Clock.Now, else time.Now.
 	Now func() time.Time
+	// Clock decides whether a grant is active and how long it has left:
+	// the earlier of its wall-clock end and its real length (see
+	// broker/clock); share the broker's one Clock. Default: a Clock of
+	// the Issuer's own on Now.
+	Clock *clock.Clock
 	// TokenRole is the token role per-grant tokens are created with.
 	// Default: DefaultTokenRole.
 	TokenRole string
@@ -57,11 +66,12 @@ type Options struct {
 // start Run to revoke on grant events.
 type Issuer struct {
 	c          *Client
-	cfg        *config.Config
+	cfg        *config.Live
 	store      broker.Store
 	audit      Auditor
 	log        *slog.Logger
 	now        func() time.Time
+	clock      *clock.Clock
 	tokenRole  string
 	sshTTL     time.Duration
 	sweepEvery time.Duration
@@ -85,6 +95,9 @@ type issued struct {
 	// token is the per-grant Vault token the lease was read with. Only in
 	// memory; it expires at the grant's end on its own.
 	token string
+	// grantEnd is the grant's end the token and lease were last set to
+	// expire at; an extension renews both to the new end.
+	grantEnd time.Time
 }
 
 // NewIssuer returns an Issuer.
@@ -93,16 +106,25 @@ func NewIssuer(o Options) (*Issuer, error) {
 		return nil, errors.New("vault issuer: client, config and audit are required")
 	}
 	i := &Issuer{
-		c: o.Client, cfg: o.Config, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now,
+		c: o.Client, cfg: o.Live, store: o.Store, audit: o.Audit, log: o.Log, now: o.Now, clock: o.Clock,
 		tokenRole: o.TokenRole, sshTTL: o.SSHCertTTL, sweepEvery: o.SweepEvery,
 		grants: map[string]*grantCreds{}, ended: map[string]time.Time{},
+	}
+	if i.cfg == nil {
+		i.cfg = config.NewLive(o.Config)
 	}
 	if i.log == nil {
 		i.log = slog.Default()
 	}
 	i.log = i.log.With("component", "creds")
+	if i.now == nil && i.clock != nil {
+		i.now = i.clock.Now
+	}
 	if i.now == nil {
 		i.now = time.Now
+	}
+	if i.clock == nil {
+		i.clock = clock.New(clock.Options{Wall: i.now})
 	}
 	if i.tokenRole == "" {
 		i.tokenRole = DefaultTokenRole
@@ -119,7 +141,7 @@ func NewIssuer(o Options) (*Issuer, error) {
 
 // role finds the configured target and role of a grant.
 func (i *Issuer) role(g broker.Grant, kind string) (*config.Target, *config.Role, error) {
-	t, ok := i.cfg.FindTarget(g.Target)
+	t, ok := i.cfg.Load().FindTarget(g.Target)
 	if !ok {
 		return nil, nil, fmt.Errorf("unknown target %q", g.Target)
 	}
@@ -139,12 +161,11 @@ func (i *Issuer) role(g broker.Grant, kind string) (*config.Target, *config.Role
 // checkActive refuses grants that are not active now or were revoked
 // here. It returns the time left.
 func (i *Issuer) checkActive(g broker.Grant) (time.Duration, error) {
-	now := i.now()
 	i.mu.Lock()
 	_, ended := i.ended[g.ID]
 	i.mu.Unlock()
-	left := g.EffectiveEnd().Sub(now)
-	if ended || g.State != broker.GrantActive || !g.ActiveAt(now) || left < time.Second {
+	left := i.clock.Left(i.clock.Grant(g))
+	if ended || !i.clock.Active(g) || left < time.Second {
 		return 0, creds.ErrGrantEnded
 	}
 	return left, nil
@@ -182,7 +203,8 @@ func (i *Issuer) ForSession(ctx context.Context, g broker.Grant, sessionID strin
 // sessionID. The lease never outlives the grant: it is read with a Vault
 // token that expires at the grant's end (Vault revokes a token's leases
 // with it) and renewed to exactly the time left, which also sets the
-// role's VALID UNTIL.
+// role's VALID UNTIL. ExtendGrant renews both to an extended grant's new
+// end.
 func (i *Issuer) Issue(ctx context.Context, g broker.Grant, sessionID string, perSession bool) (creds.Lease, error) {
 	t, r, err := i.role(g, "postgres")
 	if err != nil {
@@ -237,13 +259,16 @@ func displayName(g broker.Grant, sessionID string) string {
 // failure after the read the lease is revoked again: nothing is handed
 // out that is not recorded.
 func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, sessionID string, left time.Duration) (*issued, error) {
-	ttl := int64(left / time.Second)
+	ttl := int64(vaultLife(left) / time.Second)
 	tok, err := i.c.write(ctx, "auth/token/create/"+i.tokenRole, map[string]any{
 		"display_name":     displayName(g, sessionID),
 		"ttl":              fmt.Sprintf("%ds", ttl),
 		"explicit_max_ttl": fmt.Sprintf("%ds", ttl),
-		"renewable":        false,
-		"meta":             map[string]string{"user": g.User, "grant": g.ID, "session": sessionID},
+		// Renewable so an approved extension can move its end (Vault then
+		// caps it at the token role's token_explicit_max_ttl, not at this
+		// token's: the broker renews only to the grant's new end).
+		"renewable": true,
+		"meta":      map[string]string{"user": g.User, "grant": g.ID, "session": sessionID},
 	})
 	if err != nil {
 		return nil, err
@@ -270,16 +295,16 @@ func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, s
 		i.c.revokeSelf(ctx, token)
 		return nil, fmt.Errorf("vault: read %s: incomplete credentials in response", path)
 	}
-	iss := &issued{token: token, lease: creds.Lease{Username: user, Password: pass, LeaseID: s.LeaseID,
+	iss := &issued{token: token, grantEnd: g.EffectiveEnd(), lease: creds.Lease{Username: user, Password: pass, LeaseID: s.LeaseID,
 		GrantID: g.ID, SessionID: sessionID}}
 	undo := func(cause error) (*issued, error) {
 		i.revokeIssued(context.WithoutCancel(ctx), g.ID, iss, "issue failed")
 		return nil, cause
 	}
 	leaseDur := time.Duration(s.LeaseDuration) * time.Second
-	if leaseDur > left || leaseDur <= 0 {
-		// Renew to exactly the time left: renewing can shorten a lease,
-		// and it moves the role's VALID UNTIL with it.
+	if leaseDur > vaultLife(left) || leaseDur <= 0 {
+		// Renew to the time left (vaultLife): renewing can shorten a
+		// lease, and it moves the role's VALID UNTIL with it.
 		leaseDur, err = i.renew(ctx, g, iss, left)
 		if err != nil {
 			return undo(err)
@@ -311,9 +336,26 @@ func (i *Issuer) issueDatabase(ctx context.Context, g broker.Grant, vaultRole, s
 	return iss, nil
 }
 
-// renew sets the lease's remaining life to d, using the per-grant token
-// (its default policy may renew its own leases), and audits it.
+// endGrace is how long Vault keeps a database login past its grant's end.
+// The broker ends the grant's sessions at the end itself, each with its
+// reason ("access revoked: grant expired"), and then revokes the login;
+// Vault's own expiry is the backstop for a broker that is down, and
+// without the grace it would end the sessions first (its lease lengths
+// are whole seconds, rounded down), with the database's words.
+const endGrace = 2 * time.Second
+
+// vaultLife is the life Vault gives a login (token, lease, VALID UNTIL)
+// for left of its grant: left in whole seconds, rounded up, plus
+// endGrace.
+func vaultLife(left time.Duration) time.Duration {
+	return (left+time.Second-1)/time.Second*time.Second + endGrace
+}
+
+// renew sets the lease's remaining life to vaultLife(d), using the
+// per-grant token (its default policy may renew its own leases), and
+// audits it.
 func (i *Issuer) renew(ctx context.Context, g broker.Grant, iss *issued, d time.Duration) (time.Duration, error) {
+	d = vaultLife(d)
 	inc := int(d / time.Second)
 	s, err := i.c.callAs(ctx, iss.token, "renew lease", func(ctx context.Context, api *vaultapi.Client) (*vaultapi.Secret, error) {
 		return api.Sys().RenewWithContext(ctx, iss.lease.LeaseID, inc)

@@ -163,7 +163,9 @@ func (i *Issuer) revokeLease(ctx context.Context, r leaseRecord, reason string, 
 // Run revokes leases as grants end, until ctx ends: first every recorded
 // lease whose grant is no longer active (leases a previous run left
 // behind), then at once on each revoke or expire event from the store,
-// and, as a backstop, once a lease's grant end has passed. Failed
+// and, as a backstop, once a lease's grant end has passed unless the store
+// says the grant was extended. An active event (an extension) renews the
+// grant's logins to its new end (ExtendGrant). Failed
 // revocations are retried with backoff. The Client's own Run keeps the
 // token alive and is started separately.
 func (i *Issuer) Run(ctx context.Context) error {
@@ -200,6 +202,10 @@ func (i *Issuer) Run(ctx context.Context) error {
 				// Events were missed: check every lease's grant now.
 				lastStoreCheck = time.Now()
 				r.sweep(ctx, true)
+				continue
+			}
+			if ev.State == broker.GrantActive && ev.GrantID != "" {
+				r.extend(ctx, ev.GrantID)
 				continue
 			}
 			if ev.State == broker.GrantRevoked || ev.State == broker.GrantExpired {
@@ -290,6 +296,14 @@ func (r *revoker) sweep(ctx context.Context, checkStore bool) {
 	}
 	r.mu.Unlock()
 	for id, reason := range grants {
+		if reason == "grant ended" {
+			// Past the end on record: unless the grant was extended
+			// (its event missed), which only the store knows.
+			if g, err := r.getGrant(ctx, id); err == nil && g.State == broker.GrantActive && g.ActiveAt(now) {
+				r.extend(ctx, id)
+				continue
+			}
+		}
 		if reason == "" {
 			g, err := r.getGrant(ctx, id)
 			switch {
@@ -298,7 +312,7 @@ func (r *revoker) sweep(ctx context.Context, checkStore bool) {
 			case err != nil:
 				r.i.log.Warn("grant lookup failed", "grant_id", id, "err", err)
 				continue
-			case g.State != broker.GrantActive || !g.ActiveAt(now):
+			case !r.i.clock.Active(g):
 				reason = "grant " + string(g.State)
 			default:
 				continue
@@ -358,6 +372,41 @@ func (r *revoker) getGrant(ctx context.Context, id string) (broker.Grant, error)
 		return err
 	})
 	return g, err
+}
+
+// extend renews what this process issued for an extended grant, in the
+// background, one at a time per grant.
+func (r *revoker) extend(ctx context.Context, grantID string) {
+	r.i.mu.Lock()
+	_, held := r.i.grants[grantID]
+	r.i.mu.Unlock()
+	if !held {
+		return // nothing issued here (a new grant's event, or another replica's)
+	}
+	key := "extend:" + grantID
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.busy[key] || r.busy[grantID] {
+		return
+	}
+	r.busy[key] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.busy, key)
+			r.mu.Unlock()
+		}()
+		g, err := r.getGrant(ctx, grantID)
+		if err != nil {
+			r.i.log.Warn("grant lookup for an extension failed", "grant_id", grantID, "err", err)
+			return
+		}
+		if err := r.i.ExtendGrant(ctx, g); err != nil {
+			r.i.log.Warn("credentials not extended with their grant; its logins end at the old end", "grant_id", grantID, "err", err)
+		}
+	}()
 }
 
 // start revokes the grant in the background unless a revocation of it is

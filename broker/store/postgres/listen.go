@@ -34,10 +34,11 @@ func clip(ev broker.GrantEvent) broker.GrantEvent {
 	return ev
 }
 
-// Reconnect backoff for the listening connection.
+// Reconnect backoff for the listening connection: after an outage of
+// the database the listener is back within maxBackoff of its return.
 const (
 	minBackoff = 500 * time.Millisecond
-	maxBackoff = 30 * time.Second
+	maxBackoff = 5 * time.Second
 )
 
 // startListener opens the listening connection and returns once LISTEN

@@ -117,6 +117,10 @@ func (s *Store) migrate(ctx context.Context) error {
 // View runs fn in a read-only, repeatable-read transaction, so every read
 // in fn sees the same snapshot.
 func (s *Store) View(ctx context.Context, fn func(broker.Tx) error) error {
+	return unavailable(s.view(ctx, fn))
+}
+
+func (s *Store) view(ctx context.Context, fn func(broker.Tx) error) error {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("postgres store: begin: %w", err)
@@ -138,13 +142,13 @@ func (s *Store) Update(ctx context.Context, fn func(broker.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := s.update(ctx, fn)
 		if err == nil || attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
-			return err
+			return unavailable(err)
 		}
 		s.log.Debug("retrying transaction", "attempt", attempt, "code", pgCode(err))
 		select {
 		case <-time.After(time.Duration(rand.Int64N(int64(20*time.Millisecond) << attempt))):
 		case <-ctx.Done():
-			return err
+			return unavailable(err)
 		}
 	}
 }
@@ -214,7 +218,7 @@ func (s *Store) GrantEvents(ctx context.Context) <-chan broker.GrantEvent {
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres store: ping: %w", err)
+		return unavailable(fmt.Errorf("postgres store: ping: %w", err))
 	}
 	return nil
 }

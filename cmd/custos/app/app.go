@@ -41,6 +41,13 @@ const shutdownGrace = 10 * time.Second
 // accepting HTTP and proxy connections, end live sessions, seal and upload
 // their recordings, stop background work, close the store.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	return RunWithReload(ctx, cfg, "", nil, log)
+}
+
+// RunWithReload is Run that also reads the config file at path again on
+// each value from hup (SIGHUP) and applies what can change while running
+// (see reload.go).
+func RunWithReload(ctx context.Context, cfg *config.Config, path string, hup <-chan os.Signal, log *slog.Logger) error {
 	r := &run{log: log}
 	err := r.start(ctx, cfg)
 	if err == nil {
@@ -48,10 +55,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			"recordings", cfg.Recording.Store, "vault", cfg.Vault.Address != "")
 		_, _ = r.audit.Append(ctx, audit.Entry{Actor: "system", Action: "broker.start", Outcome: broker.OutcomeSuccess})
 		r.started = true
-		select {
-		case <-ctx.Done():
-		case herr := <-r.httpErr:
-			err = fmt.Errorf("serve: http: %w", herr)
+	serving:
+		for {
+			select {
+			case <-ctx.Done():
+				break serving
+			case herr := <-r.httpErr:
+				err = fmt.Errorf("serve: http: %w", herr)
+				break serving
+			case <-hup:
+				r.reload.fromFile(ctx, path)
+			}
 		}
 		log.Info("shutting down")
 	}
@@ -69,6 +83,8 @@ type run struct {
 	started  bool
 	httpAddr string
 	httpErr  chan error
+	// reload applies a re-read config to the running parts.
+	reload *reloader
 }
 
 // closer stops one part; ctx bounds the whole shutdown.
@@ -127,13 +143,24 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dir, Store: st, Audit: auditLog,
-		Rejections: rejections, Log: log})
+	sso, err := newSSO(cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	acc := access.New(access.Options{Config: cfg, Directory: dir, Store: st, Audit: auditLog, Log: log, Metrics: m})
+	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dir, Store: st, Audit: auditLog,
+		Rejections: rejections, SSO: sso, Audience: tokenAudience(cfg), Log: log})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	live := config.NewLive(cfg)
+	r.reload = &reloader{live: live, dir: dir, ids: ids, audit: auditLog, log: log}
+	acc := access.New(access.Options{Config: cfg, Live: live, Directory: dir, Store: st, Audit: auditLog, Log: log, Metrics: m, Clock: newClock()})
+	r.reload.acc = acc
 	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
+	// SSO users signed in before this start keep their access.
+	if _, err := ids.LoadSSOUsers(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if err := deprovision(ctx, ids, acc, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -203,7 +230,8 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 		vc.Observe(m)
-		if issuer, err = vaultcreds.NewIssuer(vaultcreds.Options{Client: vc, Config: cfg, Store: st, Audit: auditLog, Log: log}); err != nil {
+		if issuer, err = vaultcreds.NewIssuer(vaultcreds.Options{Client: vc, Config: cfg, Live: live, Store: st, Audit: auditLog, Log: log,
+			Clock: acc.Clock()}); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
 		srv.AddCheck("vault", vc.Health)
@@ -238,11 +266,12 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	px, err := startProxies(bg, cfg, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, m, func(f func()) { wg.Go(f) })
+	px, sshKeys, err := startProxies(bg, cfg, live, acc, dbt, issuer, rec, userCA, auditLog, rejections, log, m, func(f func()) { wg.Go(f) })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	r.onStop("proxies", func(context.Context) error { px.close(); return nil })
+	r.reload.sshKeys = sshKeys
 	// Grant changes from this broker and, on PostgreSQL, from every
 	// replica end live sessions at once; after events may have been
 	// missed (a resync) each proxy re-checks every live session's grant,
@@ -260,6 +289,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 		acc.AddNotifier(sl)
+		r.reload.slack = sl
 		if h := sl.Handler(); h != nil {
 			srv.Handle(slackapprovals.InteractionPath, h)
 		}
@@ -283,8 +313,8 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		AuditVerifier: checkpoints.verifier, Config: cfg, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, Indicators: indicators, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
+		BreakGlass: bgSvc, SSO: ids, Indicators: indicators, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

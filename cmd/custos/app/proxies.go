@@ -107,16 +107,18 @@ func (ps proxies) close() {
 // startProxies starts the listeners named in cfg.Listen; each proxy serves
 // until ctx ends or close is called. Refusals of clients that never
 // proved who they are go through rejections.
-func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, dbt *dbtoken.Service,
+func startProxies(ctx context.Context, cfg *config.Config, live *config.Live, acc *access.Service, dbt *dbtoken.Service,
 	issuer *vaultcreds.Issuer, rec *recorder.Recorder, userCA *sshca.CA, auditLog *audit.Log,
-	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func())) (proxies, error) {
+	rejections *audit.Throttle, log *slog.Logger, m *metrics.Metrics, serve func(func())) (proxies, *sshproxy.KeyIdentities, error) {
 	creds := issuerCreds{issuer}
+	// keys are the SSH proxy's user keys, which a config reload replaces.
+	var keys *sshproxy.KeyIdentities
 	core := lifecycle.Options{Audit: auditLog, Rejections: rejections, Logger: log, SessionSweep: cfg.Listen.SessionSweep.D(),
-		Metrics: m}
+		Metrics: m, Clock: acc.Clock()}
 	if cfg.Listen.ProxyProtocol {
 		trusted, err := cfg.Listen.Trusted()
 		if err != nil {
-			return nil, fmt.Errorf("serve: %w", err)
+			return nil, nil, fmt.Errorf("serve: %w", err)
 		}
 		core.ProxyProtocol = &proxyproto.Policy{Trusted: trusted}
 	}
@@ -134,10 +136,11 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		if err != nil {
 			return nil, fmt.Errorf("ssh proxy: %w", err)
 		}
+		keys = ids
 		return sshproxy.New(sshproxy.Options{
 			HostKeyFile: filepath.Join(cfg.Listen.DataDir, "ssh_host_ed25519_key"),
 			UserCAKeys:  []ssh.PublicKey{userCA.PublicKey()},
-			Identities:  ids, Grants: acc, Targets: cfg, Credentials: creds,
+			Identities:  ids, Grants: acc, Targets: live, Credentials: creds,
 			Options: core,
 		})
 	}
@@ -151,7 +154,7 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
 		return pgproxy.New(pgproxy.Options{
-			Targets: cfg, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
+			Targets: live, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
 			Options: core,
 		})
 	}
@@ -169,19 +172,19 @@ func startProxies(ctx context.Context, cfg *config.Config, acc *access.Service, 
 		p, err := l.build()
 		if err != nil {
 			ps.close()
-			return nil, err
+			return nil, nil, err
 		}
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			_ = p.Close()
 			ps.close()
-			return nil, fmt.Errorf("%s proxy: listen %s: %w", l.name, l.addr, err)
+			return nil, nil, fmt.Errorf("%s proxy: listen %s: %w", l.name, l.addr, err)
 		}
 		ps = append(ps, p)
 		serve(func() { _ = p.Serve(ctx, ln) })
 		log.Info(l.name+" proxy listening", "addr", ln.Addr().String())
 	}
-	return ps, nil
+	return ps, keys, nil
 }
 
 // httpListener reads a PROXY header on ln's connections from trusted

@@ -80,6 +80,7 @@ func (g *globals) addCompletions(root *cobra.Command) {
 		"custos deny":          g.completeIDs("/api/v1/requests?pending=true"),
 		"custos cancel":        g.completeIDs("/api/v1/requests?mine=true"),
 		"custos revoke":        g.completeIDs("/api/v1/grants?active=true"),
+		"custos extend":        g.completeIDs("/api/v1/grants?active=true"),
 		"custos verify":        g.completeIDs("/api/v1/sessions"),
 		"custos export":        g.completeIDs("/api/v1/sessions"),
 		"custos play":          g.completeIDs("/api/v1/sessions"),

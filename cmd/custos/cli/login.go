@@ -16,34 +16,41 @@ import (
 
 func newLoginCmd(g *globals) *cobra.Command {
 	var user, totp, sshKey string
-	var passwordStdin, withSSH, force bool
+	var passwordStdin, withSSH, force, sso, device, noBrowser bool
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Sign in to the broker and save a short-lived API token",
 		Example: `  custos login --user alice
   echo "$PASSWORD" | custos login --user alice --password-stdin --totp 123456
   custos login --user alice --ssh                 # also certifies custos's own SSH key
-  custos login --user alice --ssh --ssh-key ~/.ssh/id_ed25519   # writes ~/.ssh/id_ed25519-cert.pub (refuses to replace another CA's without --force)`,
+  custos login --user alice --ssh --ssh-key ~/.ssh/id_ed25519   # writes ~/.ssh/id_ed25519-cert.pub (refuses to replace another CA's without --force)
+  custos login --sso                              # single sign-on in your browser
+  custos login --sso --device                     # single sign-on from a host without a browser`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.newClient(false)
 			if err != nil {
 				return err
 			}
-			if user == "" {
-				user = os.Getenv("USER")
-			}
-			password, err := readPassword(g, passwordStdin)
-			if err != nil {
-				return err
-			}
-			var out struct {
-				Token     string    `json:"token"`
-				User      string    `json:"user"`
-				ExpiresAt time.Time `json:"expires_at"`
-			}
-			if err := c.do(cmd.Context(), "POST", "/api/v1/login", map[string]string{"user": user, "password": password, "totp": totp}, &out); err != nil {
-				return fmt.Errorf("login: %w", err)
+			var out loginResult
+			switch {
+			case device && !sso:
+				return usageErr(errors.New("login: --device goes with --sso"))
+			case sso:
+				if out, err = g.loginSSO(cmd.Context(), c, device, noBrowser); err != nil {
+					return err
+				}
+			default:
+				if user == "" {
+					user = os.Getenv("USER")
+				}
+				password, err := readPassword(g, passwordStdin)
+				if err != nil {
+					return err
+				}
+				if err := c.do(cmd.Context(), "POST", "/api/v1/login", map[string]string{"user": user, "password": password, "totp": totp}, &out); err != nil {
+					return fmt.Errorf("login: %w", err)
+				}
 			}
 			if err := saveToken(savedToken{URL: c.base, User: out.User, Token: out.Token, ExpiresAt: out.ExpiresAt}); err != nil {
 				return err
@@ -64,6 +71,9 @@ func newLoginCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&totp, "totp", "", "current TOTP code, when your account has a second factor")
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "also get a short-lived SSH certificate for the SSH proxy")
 	cmd.Flags().StringVar(&sshKey, "ssh-key", "", "private key whose public half (KEY.pub) is certified (default custos's own key in its config directory)")
+	cmd.Flags().BoolVar(&sso, "sso", false, "sign in with the organisation's identity provider (single sign-on) in a browser")
+	cmd.Flags().BoolVar(&device, "device", false, "with --sso, sign in on another device (for hosts without a browser)")
+	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "with --sso, only print the sign-in URL instead of opening a browser")
 	cmd.Flags().BoolVar(&force, "force", false, "with --ssh-key, replace an existing KEY-cert.pub that this broker did not issue")
 	return cmd
 }

@@ -25,6 +25,9 @@ type request struct {
 	Approvals []decision `json:"approvals"`
 	ExpiresAt time.Time  `json:"expires_at"`
 	GrantID   string     `json:"grant_id"`
+	// Extends names the grant an extension request asks more time for.
+	Extends     string    `json:"extends,omitempty"`
+	GrantEndsAt time.Time `json:"grant_ends_at,omitzero"`
 }
 
 type decision struct {
@@ -43,6 +46,8 @@ type grant struct {
 	EndsAt    time.Time `json:"ends_at"`
 	Approvers []string  `json:"approvers"`
 	State     string    `json:"state"`
+	// EndingSoon: the broker says the grant ends within its notice time.
+	EndingSoon bool `json:"ending_soon,omitempty"`
 }
 
 func newRequestCmd(g *globals) *cobra.Command {
@@ -96,14 +101,22 @@ func (g *globals) waitDecision(ctx context.Context, id string, asJSON bool) erro
 			return err
 		}
 		if r.State == "approved" {
+			id := r.GrantID
+			if r.Extends != "" {
+				id = r.Extends
+			}
 			var gr grant
-			if err := g.call(ctx, "GET", "/api/v1/grants/"+url.PathEscape(r.GrantID), nil, &gr); err != nil {
+			if err := g.call(ctx, "GET", "/api/v1/grants/"+url.PathEscape(id), nil, &gr); err != nil {
 				return err
 			}
 			if asJSON {
 				return g.printJSON(gr)
 			}
-			fmt.Fprintf(g.stdout, "approved: grant %s on %s as %s until %s\n", gr.ID, gr.Target, gr.Role, gr.EndsAt.Local().Format(time.RFC1123))
+			verb := "approved: grant"
+			if r.Extends != "" {
+				verb = "extension approved: grant"
+			}
+			fmt.Fprintf(g.stdout, "%s %s on %s as %s until %s\n", verb, gr.ID, gr.Target, gr.Role, gr.EndsAt.Local().Format(time.RFC1123))
 			return nil
 		}
 		if r.State != "pending" {
@@ -147,7 +160,11 @@ func newRequestsCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tUSER\tTARGET\tROLE\tFOR\tSTATE\tAPPROVALS\tEXPIRES")
 			for _, r := range rs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.ID, r.User, r.Target, r.Role, r.Duration, r.State,
+				dur := r.Duration
+				if r.Extends != "" {
+					dur = "+" + dur + " on " + r.Extends
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.ID, r.User, r.Target, r.Role, dur, r.State,
 					len(r.Approvals), r.Required, r.ExpiresAt.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
@@ -191,6 +208,8 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 			}
 			r := out.Request
 			switch {
+			case out.Grant != nil && r.Extends != "":
+				fmt.Fprintf(g.stdout, "request %s approved: grant %s of %s on %s extended to %s\n", r.ID, out.Grant.ID, r.User, r.Target, out.Grant.EndsAt.Local().Format(time.RFC1123))
 			case out.Grant != nil:
 				fmt.Fprintf(g.stdout, "request %s approved: grant %s for %s on %s until %s\n", r.ID, out.Grant.ID, r.User, r.Target, out.Grant.EndsAt.Local().Format(time.RFC1123))
 			case r.State == "pending":
@@ -259,8 +278,12 @@ func newGrantsCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tUSER\tTARGET\tROLE\tSTATE\tENDS\tAPPROVERS")
 			for _, gr := range gs {
+				ends := gr.EndsAt.Local().Format(time.DateTime)
+				if gr.State == "active" && gr.EndingSoon {
+					ends += " (ending soon: custos extend " + gr.ID + ")"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.User, gr.Target, gr.Role, gr.State,
-					gr.EndsAt.Local().Format(time.DateTime), strings.Join(gr.Approvers, ","))
+					ends, strings.Join(gr.Approvers, ","))
 			}
 			return tw.Flush()
 		},

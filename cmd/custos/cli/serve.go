@@ -32,7 +32,11 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return app.Run(ctx, cfg, log)
+			// SIGHUP reads the config file again (systemctl reload).
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return app.RunWithReload(ctx, cfg, path, hup, log)
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", os.Getenv("CUSTOS_CONFIG"), "config file (default $CUSTOS_CONFIG)")

@@ -14,6 +14,7 @@ import (
 	"io"
 	stdlog "log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -132,10 +133,31 @@ type Env struct {
 	dir        string
 }
 
+// Options configure StartWith. The zero value is Start's broker.
+type Options struct {
+	// SSO turns on single sign-on with this provider; the broker's
+	// callback is its URL + /auth/oidc/callback.
+	SSO *config.OIDC
+}
+
 // Start starts the UI on a loopback TLS listener; everything stops at the
 // end of the test.
-func Start(tb testing.TB) *Env {
+func Start(tb testing.TB) *Env { return StartWith(tb, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(tb testing.TB, o Options) *Env {
 	tb.Helper()
+	// The listener comes first: single sign-on needs the URL.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("uitest: listen: %v", err)
+	}
+	var sso *identity.OIDC
+	if o.SSO != nil {
+		if sso, err = identity.NewOIDC(*o.SSO, "https://"+ln.Addr().String()+"/auth/oidc/callback", nil); err != nil {
+			tb.Fatalf("uitest: sso: %v", err)
+		}
+	}
 	ctx := context.Background()
 	dir := tb.TempDir()
 	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString
@@ -154,7 +176,7 @@ func Start(tb testing.TB) *Env {
 	if err != nil {
 		tb.Fatalf("uitest: directory: %v", err)
 	}
-	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dirx, Store: st, Audit: auditLog, Log: log})
+	ids, err := identity.NewService(identity.Options{Auth: cfg.Auth, Directory: dirx, Store: st, Audit: auditLog, SSO: sso, Log: log})
 	if err != nil {
 		tb.Fatalf("uitest: identity: %v", err)
 	}
@@ -186,6 +208,8 @@ func Start(tb testing.TB) *Env {
 
 	srv := web.New(log, nil)
 	e.Server = httptest.NewUnstartedServer(srv.Handler())
+	e.Server.Listener.Close()
+	e.Server.Listener = ln
 	// Browsers reject the test certificate once before accepting it.
 	e.Server.Config.ErrorLog = stdlog.New(io.Discard, "", 0)
 	e.Server.StartTLS()
@@ -198,8 +222,8 @@ func Start(tb testing.TB) *Env {
 		tb.Fatalf("uitest: ssh ca: %v", err)
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass,
-		Indicators: e.Indicators, DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
+		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Indicators: e.Indicators,
+		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
 		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})
 	if err != nil {
 		tb.Fatalf("uitest: api: %v", err)

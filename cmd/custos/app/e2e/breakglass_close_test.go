@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,15 +80,26 @@ func TestOpenSessionRecordedAndRotatedAtClose(t *testing.T) {
 	}
 
 	// The session is in the index and its recording holds the statement.
-	if err := e.rec.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// The client saw its session end before the proxy finished tearing it
+	// down: wait until both sessions are over in the index, then until
+	// the recorder stored them.
 	var sessions []broker.Session
-	if err := e.st.View(ctx, func(tx broker.Tx) error {
-		var err error
-		sessions, err = tx.ListSessions(broker.SessionFilter{GrantID: u.GrantID})
-		return err
-	}); err != nil {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := e.st.View(ctx, func(tx broker.Tx) error {
+			var err error
+			sessions, err = tx.ListSessions(broker.SessionFilter{GrantID: u.GrantID})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(sessions, func(s broker.Session) bool { return s.State == broker.SessionLive }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a session of the closed account still live in the index: %+v", sessions)
+		}
+	}
+	if err := e.rec.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if len(sessions) != 2 {

@@ -27,4 +27,15 @@ export async function render(root) {
   });
   root.append(form);
   user.focus();
+  // Single sign-on, when the broker offers it: a plain link, so the
+  // browser itself goes to the identity provider and back.
+  try {
+    const sso = await api('GET', '/api/v1/auth/sso');
+    if (sso.enabled) {
+      form.append(el('p', { class: 'sso-or' }, 'or'),
+        el('a', { class: 'button primary', id: 'sso-login', href: sso.login_url }, 'Sign in with ' + sso.name));
+    }
+  } catch (e) {
+    // Without the answer the password form still works.
+  }
 }

@@ -5,6 +5,10 @@ function approvals(r) {
   return `${(r.approvals || []).length}/${r.required}` + (names ? ` (${names})` : '');
 }
 
+// endingSoon: the broker marks active grants within
+// notify.grant_ending_before of their end.
+function endingSoon(g) { return g.state === 'active' && !!g.ending_soon; }
+
 export async function render(root) {
   const who = await me();
   const targets = await api('GET', '/api/v1/targets');
@@ -12,6 +16,7 @@ export async function render(root) {
   const mineBox = el('div', { id: 'mine' });
   const grantsBox = el('div', { id: 'grants' });
   const allBox = el('div', { id: 'all' });
+  const soonBox = el('div', { id: 'ending-soon' });
 
   // New request form.
   const tsel = el('select', { id: 'req-target', name: 'target' }, targets.map((t) => el('option', { value: t.name }, `${t.name} (${t.kind})`)));
@@ -40,6 +45,12 @@ export async function render(root) {
     } catch (e) { notice(root, 'error', explain(e)); }
   });
 
+  // forText is a request's duration; an extension says which grant it
+  // extends and to when.
+  const forText = (r) => r.extends
+    ? `+${r.duration} on ${r.extends} (extension to ${fmtTime(new Date(new Date(r.grant_ends_at).getTime() + r.duration_ns / 1e6).toISOString())})`
+    : r.duration;
+
   const decideRow = (r) => {
     const comment = el('input', { placeholder: 'comment (required to deny)', size: 24, 'aria-label': 'comment for ' + r.id });
     const approve = el('button', { class: 'primary', dataset: { action: 'approve', id: r.id } }, 'Approve');
@@ -48,7 +59,8 @@ export async function render(root) {
       try {
         const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, { comment: comment.value });
         notice(root, 'ok', what === 'approve'
-          ? (res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
+          ? (res.grant && res.request.extends ? `Extended: grant ${res.grant.id} now ends ${fmtTime(res.grant.ends_at)}.`
+            : res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
           : `Denied request ${r.id}.`);
         await load();
       } catch (e) { notice(root, 'error', explain(e)); }
@@ -56,7 +68,7 @@ export async function render(root) {
     approve.addEventListener('click', act('approve'));
     deny.addEventListener('click', act('deny'));
     return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, r.user), el('td', null, `${r.target} / ${r.role}`),
-      el('td', null, r.duration), el('td', null, r.reason || ''), el('td', null, r.ticket || ''), el('td', null, approvals(r)),
+      el('td', null, forText(r)), el('td', null, r.reason || ''), el('td', null, r.ticket || ''), el('td', null, approvals(r)),
       el('td', null, fmtTime(r.expires_at)), el('td', { class: 'actions' }, comment, approve, deny));
   };
 
@@ -65,13 +77,13 @@ export async function render(root) {
     if (cancel) cancel.addEventListener('click', async () => {
       try { await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/cancel`, {}); await load(); } catch (e) { notice(root, 'error', explain(e)); }
     });
-    return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, `${r.target} / ${r.role}`), el('td', null, r.duration),
+    return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, `${r.target} / ${r.role}`), el('td', null, forText(r)),
       el('td', { class: 'state-' + r.state }, r.state), el('td', null, approvals(r)), el('td', null, r.reason || ''),
       el('td', null, fmtTime(r.created_at)), el('td', null, r.grant_id || ''), el('td', null, cancel));
   };
 
   const grantRow = (g) => {
-    const reasonIn = el('input', { placeholder: 'reason', size: 16, 'aria-label': 'revoke reason for ' + g.id });
+    const reasonIn = el('input', { placeholder: 'reason', size: 16, 'aria-label': 'reason (revoke or extend) for ' + g.id });
     const revoke = g.state === 'active' ? el('button', { class: 'danger', dataset: { action: 'revoke', id: g.id } }, 'Revoke') : null;
     if (revoke) revoke.addEventListener('click', async () => {
       try {
@@ -80,15 +92,33 @@ export async function render(root) {
         await load();
       } catch (e) { notice(root, 'error', explain(e)); }
     });
+    // The holder may ask for more time: an extension request approvers decide.
+    let extendCtl = null;
+    if (g.state === 'active' && g.user === who.user && !g.break_glass) {
+      const more = el('input', { value: '30m', size: 5, 'aria-label': 'more time for ' + g.id });
+      const extend = el('button', { dataset: { action: 'extend', id: g.id } }, 'Extend');
+      extend.addEventListener('click', async () => {
+        try {
+          const r = await api('POST', `/api/v1/grants/${encodeURIComponent(g.id)}/extend`, { duration: more.value, reason: reasonIn.value });
+          notice(root, 'ok', `Extension ${r.id} of grant ${g.id} (+${r.duration}) waits for approval.`);
+          await load();
+        } catch (e) { notice(root, 'error', explain(e)); }
+      });
+      extendCtl = [more, extend];
+    }
     return el('tr', { dataset: { grant: g.id } }, el('td', null, g.id), el('td', null, g.user), el('td', null, `${g.target} / ${g.role}`),
-      el('td', { class: 'state-' + g.state }, g.state), el('td', null, fmtTime(g.starts_at)), el('td', null, fmtTime(g.ends_at)),
+      el('td', { class: 'state-' + g.state }, g.state), el('td', null, fmtTime(g.starts_at)),
+      el('td', null, fmtTime(g.ends_at), endingSoon(g) ? el('strong', { class: 'ending-soon' }, ' ending soon') : null),
       el('td', null, (g.approvers || []).join(', ')), el('td', null, g.reason || ''),
-      el('td', { class: 'actions' }, revoke ? [reasonIn, revoke] : (g.revoked_by ? `by ${g.revoked_by}: ${g.revoke_reason || ''}` : '')));
+      el('td', { class: 'actions' }, revoke ? [reasonIn, revoke, ...(extendCtl || [])] : (g.revoked_by ? `by ${g.revoked_by}: ${g.revoke_reason || ''}` : '')));
   };
 
   async function load() {
     const [pending, mine, grants] = await Promise.all([
       api('GET', '/api/v1/requests?view=pending'), api('GET', '/api/v1/requests?view=mine'), api('GET', '/api/v1/grants')]);
+    const soon = grants.filter((g) => g.user === who.user && endingSoon(g));
+    soonBox.replaceChildren(...soon.map((g) => el('p', { class: 'notice warn', dataset: { endingSoon: g.id } },
+      `Your grant ${g.id} on ${g.target} / ${g.role} ends at ${fmtTime(g.ends_at)}. For more time: custos extend ${g.id} --for 30m --reason "..."`)));
     pendingBox.replaceChildren(table(['Request', 'User', 'Target / role', 'For', 'Reason', 'Ticket', 'Approvals', 'Expires', ''],
       pending.map(decideRow), { empty: 'Nothing waits for your decision. Requests you may approve appear here (and in Slack, when it is on).' }));
     mineBox.replaceChildren(table(['Request', 'Target / role', 'For', 'State', 'Approvals', 'Reason', 'Created', 'Grant', ''],
@@ -104,6 +134,7 @@ export async function render(root) {
 
   root.append(...[
     el('h1', null, 'Requests'),
+    soonBox,
     section('Request access', targets.length ? form
       : emptyState('no-targets', 'There is no target you may request. An operator names who may request each role (requesters: in custos.yaml, docs/policy.md); ask to be added.')),
     section('Waiting for your approval', pendingBox),
