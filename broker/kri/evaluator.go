@@ -29,11 +29,10 @@ type verifier interface {
 	Verify(ctx context.Context, sessionID string) (intact bool, verdict string, err error)
 }
 
-// EvaluatorOptions configure an Evaluator. Computer, Config, Store and
-// Audit are required.
+// EvaluatorOptions configure an Evaluator. Computer, Store and Audit are
+// required; the limits and settings come from the Computer's config.
 type EvaluatorOptions struct {
 	Computer *Computer
-	Config   *config.Config
 	Store    broker.Store
 	Audit    *audit.Log
 	// Notifier gets a security notice per crossing. Default: none.
@@ -73,10 +72,10 @@ const verifyBatch = 20
 // NewEvaluator returns an Evaluator. A limit on an unknown indicator is
 // an error.
 func NewEvaluator(o EvaluatorOptions) (*Evaluator, error) {
-	if o.Computer == nil || o.Config == nil || o.Store == nil || o.Audit == nil {
-		return nil, errors.New("kri: evaluator: Computer, Config, Store and Audit are required")
+	if o.Computer == nil || o.Store == nil || o.Audit == nil {
+		return nil, errors.New("kri: evaluator: Computer, Store and Audit are required")
 	}
-	if err := CheckLimits(o.Config.Indicators.Limits); err != nil {
+	if err := CheckLimits(o.Computer.Config().Indicators.Limits); err != nil {
 		return nil, err
 	}
 	if o.Log == nil {
@@ -103,6 +102,9 @@ func NewEvaluator(o EvaluatorOptions) (*Evaluator, error) {
 
 func (e *Evaluator) now() time.Time { return e.o.Now().UTC() }
 
+// config is the current config (a reload may swap it).
+func (e *Evaluator) config() *config.Config { return e.o.Computer.Config() }
+
 // Compute returns every indicator as of now.
 func (e *Evaluator) Compute(ctx context.Context) ([]Indicator, error) {
 	return e.o.Computer.Compute(ctx)
@@ -116,7 +118,8 @@ func (e *Evaluator) One(ctx context.Context, name string) (Indicator, error) {
 // Run evaluates every indicators.interval until ctx ends.
 func (e *Evaluator) Run(ctx context.Context) {
 	e.refreshOpen(ctx)
-	t := time.NewTicker(e.o.Config.Indicators.IntervalOrDefault())
+	// The interval is read once: a changed interval applies at restart.
+	t := time.NewTicker(e.config().Indicators.IntervalOrDefault())
 	defer t.Stop()
 	for {
 		if _, err := e.Evaluate(ctx); err != nil && ctx.Err() == nil {
@@ -172,14 +175,20 @@ func (e *Evaluator) Evaluate(ctx context.Context) ([]Crossing, error) {
 	var raised []Crossing
 	crossed := map[string]bool{}
 	var errs []error
-	for _, l := range e.o.Config.Indicators.Limits {
-		ind := byName[l.Indicator]
+	cfg := e.config()
+	for _, l := range cfg.Indicators.Limits {
+		ind, ok := byName[l.Indicator]
+		if !ok {
+			// Only a reload gets an unknown name past the start's check.
+			e.o.Log.Warn("limit on an unknown indicator ignored", "limit", l.String())
+			continue
+		}
 		if ind.Value == nil {
 			continue // no data: neither crossed nor back within
 		}
 		now := l.Crossed(*ind.Value)
 		crossed[l.String()] = now
-		c, err := e.flip(ctx, l, ind, now)
+		c, err := e.flip(ctx, cfg, l, ind, now)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -198,7 +207,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) ([]Crossing, error) {
 
 // flip records a change of the limit's standing; it returns the crossing
 // when this evaluation raised one.
-func (e *Evaluator) flip(ctx context.Context, l config.Limit, ind Indicator, crossed bool) (*Crossing, error) {
+func (e *Evaluator) flip(ctx context.Context, cfg *config.Config, l config.Limit, ind Indicator, crossed bool) (*Crossing, error) {
 	// Most rounds change nothing: look before taking the write lock.
 	var was limitState
 	if err := e.o.Store.View(ctx, func(tx broker.Tx) error {
@@ -237,7 +246,7 @@ func (e *Evaluator) flip(ctx context.Context, l config.Limit, ind Indicator, cro
 			recs = recs[:maxActionRecords]
 		}
 		a := Action{ID: broker.NewID("act"), Indicator: l.Indicator, Limit: l.String(), Value: *ind.Value, OpenedAt: now,
-			Owner: e.o.Config.OwnerOrDefault(), State: ActionOpen, Link: DashboardLink(l.Indicator), Records: recs}
+			Owner: cfg.OwnerOrDefault(), State: ActionOpen, Link: DashboardLink(l.Indicator), Records: recs}
 		ids := make([]string, len(recs))
 		for i, r := range recs {
 			ids[i] = r.ID
@@ -336,11 +345,11 @@ func (e *Evaluator) verifyRound(ctx context.Context) error {
 		if l.Holder != e.o.Replica && now.Before(l.Until) {
 			return nil
 		}
-		b, _ := json.Marshal(verifierLease{Holder: e.o.Replica, Until: now.Add(3 * e.o.Config.Indicators.IntervalOrDefault())})
+		b, _ := json.Marshal(verifierLease{Holder: e.o.Replica, Until: now.Add(3 * e.config().Indicators.IntervalOrDefault())})
 		if err := tx.PutState(leaseKey, b); err != nil {
 			return err
 		}
-		since := now.Add(-e.o.Config.Indicators.LookbackOrDefault())
+		since := now.Add(-e.config().Indicators.LookbackOrDefault())
 		ss, err := tx.ListSessions(broker.SessionFilter{Since: since.Add(-24 * time.Hour)})
 		if err != nil {
 			return err

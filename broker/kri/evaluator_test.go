@@ -72,7 +72,7 @@ indicators:
 
 func (e *env) evaluator(n *notices, reg *prometheus.Registry) *kri.Evaluator {
 	e.t.Helper()
-	ev, err := kri.NewEvaluator(kri.EvaluatorOptions{Computer: e.c, Config: e.cfg, Store: e.st, Audit: e.log, Notifier: n,
+	ev, err := kri.NewEvaluator(kri.EvaluatorOptions{Computer: e.c, Store: e.st, Audit: e.log, Notifier: n,
 		Registry: reg, PublicURL: "https://custos.example", Now: e.clock})
 	if err != nil {
 		e.t.Fatal(err)

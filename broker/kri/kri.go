@@ -128,10 +128,14 @@ type drills interface {
 	DrillsSince(ctx context.Context, since time.Time) ([]breakglass.Drill, error)
 }
 
-// Options configure a Computer. Config and Store are required.
+// Options configure a Computer. Config (or Live) and Store are required.
 type Options struct {
 	Config *config.Config
-	Store  broker.Store
+	// Live, when set, is the running broker's config, which a reload
+	// swaps: each computation reads the users, targets, policies and
+	// indicators settings current then. It takes precedence over Config.
+	Live  interface{ Load() *config.Config }
+	Store broker.Store
 	// Drills serves the drill indicators. Default: none (no data).
 	Drills drills
 	// Now defaults to time.Now.
@@ -147,7 +151,7 @@ type Computer struct {
 
 // New returns a Computer.
 func New(o Options) (*Computer, error) {
-	if o.Config == nil || o.Store == nil {
+	if (o.Config == nil && o.Live == nil) || o.Store == nil {
 		return nil, errors.New("kri: Config and Store are required")
 	}
 	if o.Now == nil {
@@ -157,6 +161,14 @@ func New(o Options) (*Computer, error) {
 		o.MaxRecords = 500
 	}
 	return &Computer{o: o}, nil
+}
+
+// Config is the config the next computation reads.
+func (c *Computer) Config() *config.Config {
+	if c.o.Live != nil {
+		return c.o.Live.Load()
+	}
+	return c.o.Config
 }
 
 // input is what one computation reads, loaded once.
@@ -203,7 +215,8 @@ func (c *Computer) One(ctx context.Context, name string) (Indicator, error) {
 
 func (c *Computer) compute(ctx context.Context, only string) ([]Indicator, error) {
 	now := c.o.Now().UTC()
-	in, err := c.load(ctx, now)
+	cfg := c.Config()
+	in, err := c.load(ctx, cfg, now)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +235,7 @@ func (c *Computer) compute(ctx context.Context, only string) ([]Indicator, error
 		}
 		ind := Indicator{Name: d.name, Title: d.title, Unit: d.unit, Source: d.source, Value: v, Breakdown: rows,
 			RecordCount: count, Records: recs, At: now, Status: StatusOK}
-		for _, l := range c.o.Config.Indicators.Limits {
+		for _, l := range cfg.Indicators.Limits {
 			if l.Indicator != d.name {
 				continue
 			}
@@ -243,8 +256,7 @@ func (c *Computer) compute(ctx context.Context, only string) ([]Indicator, error
 }
 
 // load reads everything the indicators need in one read transaction.
-func (c *Computer) load(ctx context.Context, now time.Time) (*input, error) {
-	cfg := c.o.Config
+func (c *Computer) load(ctx context.Context, cfg *config.Config, now time.Time) (*input, error) {
 	in := &input{cfg: cfg, now: now, since: now.Add(-cfg.Indicators.LookbackOrDefault())}
 	// Requests reach back as far as the stale-user window, the longest.
 	reqSince := now.Add(-max(cfg.Indicators.StaleAfterOrDefault(), cfg.Indicators.LookbackOrDefault()))

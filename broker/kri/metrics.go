@@ -34,7 +34,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	for _, l := range c.e.o.Config.Indicators.Limits {
+	for _, l := range c.e.config().Indicators.Limits {
 		v := 0.0
 		if crossed[l.String()] {
 			v = 1

@@ -41,7 +41,7 @@ func TestKRIVerifierRecordsVerdicts(t *testing.T) {
 	v := &verdicts{bad: map[string]bool{bad.ID: true}, calls: map[string]int{}}
 	var evs []*kri.Evaluator
 	for _, r := range []string{"a", "b"} {
-		ev, err := kri.NewEvaluator(kri.EvaluatorOptions{Computer: e.c, Config: e.cfg, Store: e.st, Audit: e.log, Verifier: v,
+		ev, err := kri.NewEvaluator(kri.EvaluatorOptions{Computer: e.c, Store: e.st, Audit: e.log, Verifier: v,
 			Replica: r, Now: e.clock})
 		if err != nil {
 			t.Fatal(err)

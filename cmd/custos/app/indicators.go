@@ -26,12 +26,13 @@ func (v recordingVerifier) Verify(ctx context.Context, id string) (bool, string,
 }
 
 // startIndicators builds the risk indicators and starts the evaluator of
-// their limits with serve (it stops with ctx): it verifies recordings no
+// their limits with serve (it stops with ctx), reading users, targets,
+// policies and the indicators section from the live config a reload swaps: it verifies recordings no
 // one verified yet, raises limit crossings (security channel, audit,
 // /metrics) and keeps the actions. bg and notify may be nil.
-func startIndicators(ctx context.Context, cfg *config.Config, st broker.Store, auditLog *audit.Log, bg *breakglass.Service,
+func startIndicators(ctx context.Context, cfg *config.Config, live *config.Live, st broker.Store, auditLog *audit.Log, bg *breakglass.Service,
 	rec *recorder.Recorder, notify securityNotifier, srv *web.Server, log *slog.Logger, serve func(func())) (*kri.Evaluator, error) {
-	o := kri.Options{Config: cfg, Store: st}
+	o := kri.Options{Config: cfg, Live: live, Store: st}
 	if bg != nil {
 		o.Drills = bg
 	}
@@ -39,7 +40,7 @@ func startIndicators(ctx context.Context, cfg *config.Config, st broker.Store, a
 	if err != nil {
 		return nil, err
 	}
-	eo := kri.EvaluatorOptions{Computer: c, Config: cfg, Store: st, Audit: auditLog, Registry: srv.Registry(),
+	eo := kri.EvaluatorOptions{Computer: c, Store: st, Audit: auditLog, Registry: srv.Registry(),
 		PublicURL: cfg.PublicURL, Replica: cfg.Listen.AdvertiseURL, Log: log}
 	if notify != nil {
 		eo.Notifier = notify

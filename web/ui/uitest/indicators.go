@@ -17,7 +17,7 @@ func (e *Env) startIndicators(tb testing.TB, srv *web.Server, log *slog.Logger) 
 	if err != nil {
 		tb.Fatalf("uitest: indicators: %v", err)
 	}
-	ev, err := kri.NewEvaluator(kri.EvaluatorOptions{Computer: c, Config: e.Config, Store: e.State, Audit: e.Audit,
+	ev, err := kri.NewEvaluator(kri.EvaluatorOptions{Computer: c, Store: e.State, Audit: e.Audit,
 		Notifier: e.Notices, Registry: srv.Registry(), PublicURL: e.URL, Log: log})
 	if err != nil {
 		tb.Fatalf("uitest: indicators: %v", err)
