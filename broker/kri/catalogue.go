@@ -18,7 +18,7 @@ var catalogue = []def{
 	{"collusion_pairs", "Mutual approval pairs", "count",
 		"pairs of users who approved each other's requests within the lookback (requests)", collusionPairs},
 	{"users_without_mfa", "Users without a second factor", "count",
-		"enabled users with no TOTP secret (config users)", usersWithoutMFA},
+		"enabled local users with no TOTP secret (config users)", usersWithoutMFA},
 	{"users_without_mfa_ratio", "Share of users without a second factor", "ratio",
 		"users_without_mfa / enabled users", usersWithoutMFARatio},
 	{"stale_users", "Stale users", "count",

@@ -7,10 +7,12 @@ import (
 	"github.com/custos-pam/custos/broker"
 )
 
-// The indicators of users and their credentials. Users are the enabled
-// users of the config (the broker's directory).
+// The indicators of users and their credentials. The second-factor
+// indicators count the enabled local users of the config (single sign-on
+// users' factors are the provider's); stale and dormant count every
+// enabled user the directory knows, single sign-on users included.
 
-func enabledUsers(in *input) []string {
+func localUsers(in *input) []string {
 	var out []string
 	for _, u := range in.cfg.Users {
 		if !u.Disabled {
@@ -20,8 +22,8 @@ func enabledUsers(in *input) []string {
 	return out
 }
 
-// withoutMFA are the enabled users who sign in with a password alone: no
-// TOTP secret configured.
+// withoutMFA are the enabled local users who sign in with a password
+// alone: no TOTP secret configured.
 func withoutMFA(in *input) []Record {
 	var recs []Record
 	for _, u := range in.cfg.Users {
@@ -38,7 +40,7 @@ func usersWithoutMFA(in *input) (*float64, []Row, []Record) {
 }
 
 func usersWithoutMFARatio(in *input) (*float64, []Row, []Record) {
-	n := len(enabledUsers(in))
+	n := len(localUsers(in))
 	if n == 0 {
 		return nil, nil, nil
 	}
@@ -56,7 +58,7 @@ func staleUsers(in *input) (*float64, []Row, []Record) {
 		}
 	}
 	var recs []Record
-	for _, u := range enabledUsers(in) {
+	for _, u := range in.people {
 		if last[u].Before(from) {
 			recs = append(recs, userRecord(u, "no request since "+from.Format(time.DateOnly)))
 		}
@@ -84,7 +86,7 @@ func dormantAccounts(in *input) (*float64, []Row, []Record) {
 		seen(s.User, s.StartedAt)
 	}
 	var recs []Record
-	for _, u := range enabledUsers(in) {
+	for _, u := range in.people {
 		if last[u].Before(from) {
 			recs = append(recs, userRecord(u, "no sign-in or activity since "+from.Format(time.DateOnly)))
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/identity"
 )
 
 // Status of an indicator against its limits.
@@ -128,6 +129,11 @@ type drills interface {
 	DrillsSince(ctx context.Context, since time.Time) ([]breakglass.Drill, error)
 }
 
+// users lists the enabled users; *identity.Directory implements it.
+type users interface {
+	Users() []identity.Identity
+}
+
 // Options configure a Computer. Config (or Live) and Store are required.
 type Options struct {
 	Config *config.Config
@@ -138,6 +144,10 @@ type Options struct {
 	Store broker.Store
 	// Drills serves the drill indicators. Default: none (no data).
 	Drills drills
+	// Directory lists the enabled users, single sign-on users included,
+	// for the stale and dormant indicators. Default: the config's
+	// enabled users.
+	Directory users
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// MaxRecords caps each indicator's drill-down list. Default: 500.
@@ -181,8 +191,10 @@ type input struct {
 	sessions []broker.Session
 	audit    []broker.AuditRecord // lookback window
 	tokens   []broker.Token
-	drills   *drillData
-	state    func(key string) ([]byte, error)
+	// people are the enabled users' names (config and single sign-on).
+	people []string
+	drills *drillData
+	state  func(key string) ([]byte, error)
 }
 
 type drillData struct {
@@ -316,6 +328,17 @@ func (c *Computer) load(ctx context.Context, cfg *config.Config, now time.Time) 
 		return nil, fmt.Errorf("kri: read store: %w", err)
 	}
 	in.state = func(key string) ([]byte, error) { return states[key], nil }
+	if c.o.Directory != nil {
+		for _, id := range c.o.Directory.Users() {
+			in.people = append(in.people, id.Name)
+		}
+	} else {
+		for _, u := range cfg.Users {
+			if !u.Disabled {
+				in.people = append(in.people, u.Name)
+			}
+		}
+	}
 	if c.o.Drills != nil {
 		d := &drillData{}
 		if d.standings, err = c.o.Drills.Standings(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/kri"
 )
 
@@ -42,5 +43,23 @@ func TestKRIFollowsReload(t *testing.T) {
 	}
 	if cr, err := ev.Evaluate(t.Context()); err != nil || len(cr) != 1 || n.count() != 1 {
 		t.Fatalf("limit added by reload: %+v %v, %d notices", cr, err, n.count())
+	}
+}
+
+// With the directory, stale and dormant count the users it knows (single
+// sign-on users among them) and never a disabled one.
+func TestKRIUsersFromDirectory(t *testing.T) {
+	e := newEnv(t)
+	dir, err := identity.NewDirectory(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kri.New(kri.Options{Config: e.cfg, Directory: dir, Store: e.st, Now: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ind, err := c.One(t.Context(), "stale_users")
+	if err != nil || *ind.Value != 3 || hasRecord(ind, "dave") || !hasRecord(ind, "sam") {
+		t.Fatalf("stale users from the directory: %+v %v", ind, err)
 	}
 }

@@ -300,7 +300,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: break-glass: %w", err)
 	}
-	indicators, err := startIndicators(bg, cfg, live, st, auditLog, bgSvc, rec, notify, srv, log, func(f func()) { wg.Go(f) })
+	indicators, err := startIndicators(bg, cfg, live, dir, st, auditLog, bgSvc, rec, notify, srv, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		return fmt.Errorf("serve: indicators: %w", err)
 	}

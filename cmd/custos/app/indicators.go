@@ -8,6 +8,7 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/kri"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/web"
@@ -30,9 +31,9 @@ func (v recordingVerifier) Verify(ctx context.Context, id string) (bool, string,
 // policies and the indicators section from the live config a reload swaps: it verifies recordings no
 // one verified yet, raises limit crossings (security channel, audit,
 // /metrics) and keeps the actions. bg and notify may be nil.
-func startIndicators(ctx context.Context, cfg *config.Config, live *config.Live, st broker.Store, auditLog *audit.Log, bg *breakglass.Service,
+func startIndicators(ctx context.Context, cfg *config.Config, live *config.Live, dir *identity.Directory, st broker.Store, auditLog *audit.Log, bg *breakglass.Service,
 	rec *recorder.Recorder, notify securityNotifier, srv *web.Server, log *slog.Logger, serve func(func())) (*kri.Evaluator, error) {
-	o := kri.Options{Config: cfg, Live: live, Store: st}
+	o := kri.Options{Config: cfg, Live: live, Directory: dir, Store: st}
 	if bg != nil {
 		o.Drills = bg
 	}

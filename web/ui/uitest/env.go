@@ -216,7 +216,7 @@ func StartWith(tb testing.TB, o Options) *Env {
 	tb.Cleanup(e.Server.Close)
 	e.URL = e.Server.URL
 	e.startBreakGlass(tb, dirx, log)
-	e.startIndicators(tb, srv, log)
+	e.startIndicators(tb, srv, dirx, log)
 	userCA, err := sshca.LoadOrCreate(filepath.Join(dir, "keys", "ssh_user_ca"))
 	if err != nil {
 		tb.Fatalf("uitest: ssh ca: %v", err)
