@@ -31,6 +31,10 @@ type Indicators struct {
 	// TokenRotation is the age past which an API token is overdue for
 	// rotation. Default: 90d.
 	TokenRotation Duration `yaml:"token_rotation"`
+	// VerifyAfter is how long after a session ends the broker verifies
+	// its recording in the background, once the upload has finished.
+	// Default: 5m.
+	VerifyAfter Duration `yaml:"verify_after"`
 	// Owner is the user or group that owns the actions a crossing opens.
 	// Default: the first group in security_admins.
 	Owner string `yaml:"owner"`
@@ -109,6 +113,11 @@ func (i Indicators) TokenRotationOrDefault() time.Duration {
 	return orDur(i.TokenRotation, DefaultTokenRotation)
 }
 
+// VerifyAfterOrDefault is VerifyAfter with its default.
+func (i Indicators) VerifyAfterOrDefault() time.Duration {
+	return orDur(i.VerifyAfter, 5*time.Minute)
+}
+
 // OwnerOrDefault is the owner of new actions: Owner, else the first
 // security_admins group, else "security".
 func (c *Config) OwnerOrDefault() string {
@@ -130,7 +139,7 @@ func (c *Config) validateIndicators(ck *checker) {
 		name string
 		d    Duration
 	}{{"lookback", in.Lookback}, {"rubber_stamp", in.RubberStamp}, {"stale_after", in.StaleAfter},
-		{"dormant_after", in.DormantAfter}, {"token_rotation", in.TokenRotation}} {
+		{"dormant_after", in.DormantAfter}, {"token_rotation", in.TokenRotation}, {"verify_after", in.VerifyAfter}} {
 		if f.d < 0 {
 			ck.add("indicators."+f.name, "must not be negative")
 		}

@@ -43,7 +43,8 @@ type EvaluatorOptions struct {
 	// count).
 	Verifier verifier
 	// VerifyAfter is how long after a session ends the evaluator
-	// verifies it, so the upload has finished. Default: 5m.
+	// verifies it, so the upload has finished. Default:
+	// indicators.verify_after.
 	VerifyAfter time.Duration
 	// Registry gets the custos_kri_* gauges. Default: none.
 	Registry *prometheus.Registry
@@ -84,9 +85,6 @@ func NewEvaluator(o EvaluatorOptions) (*Evaluator, error) {
 	o.Log = o.Log.With("component", "kri")
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.VerifyAfter <= 0 {
-		o.VerifyAfter = 5 * time.Minute
 	}
 	if o.Replica == "" {
 		o.Replica = broker.NewID("rep")
@@ -333,6 +331,10 @@ const leaseKey = "kri/verifier"
 // session.verify by "system".
 func (e *Evaluator) verifyRound(ctx context.Context) error {
 	now := e.now()
+	after := e.o.VerifyAfter
+	if after <= 0 {
+		after = e.config().Indicators.VerifyAfterOrDefault()
+	}
 	var todo []broker.Session
 	err := e.o.Store.Update(ctx, func(tx broker.Tx) error {
 		todo = nil
@@ -360,7 +362,7 @@ func (e *Evaluator) verifyRound(ctx context.Context) error {
 		}
 		vs := verdicts(&input{audit: recs})
 		for _, s := range ss {
-			if s.ManifestHash == "" || s.EndedAt.IsZero() || s.EndedAt.Before(since) || s.EndedAt.After(now.Add(-e.o.VerifyAfter)) {
+			if s.ManifestHash == "" || s.EndedAt.IsZero() || s.EndedAt.Before(since) || s.EndedAt.After(now.Add(-after)) {
 				continue
 			}
 			if _, ok := vs[s.ID]; !ok {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -137,5 +138,48 @@ indicators:
 	audit := b.ok("sam", "audit", "list", "--action", "kri.", "-o", "json")
 	if strings.Count(audit, `"kri.limit_crossed"`) != 2 || strings.Count(audit, `"kri.action.close"`) != 1 {
 		t.Fatalf("kri audit records:\n%s", audit)
+	}
+}
+
+// TestIndicatorSessionsThroughBroker: a psql session through the real
+// broker (PostgreSQL, Vault, MinIO) shows on the month's session count
+// with its target, and the broker's background verifier checks its
+// recording in MinIO and audits the verdict, so no recording fails.
+func TestIndicatorSessionsThroughBroker(t *testing.T) {
+	st := startFullStack(t, stackOptions{extra: "indicators: {interval: 1s, verify_after: 1s}\n"})
+	b := st.b
+	req := decode[jsonRequest](t, b.ok("alice", "request", "demo-pg", "--role", "readonly", "--for", "10m", "--reason", "INC-7", "-o", "json"))
+	b.ok("bob", "approve", req.ID)
+	token := strings.TrimSpace(b.ok("alice", "db", "token", "demo-pg"))
+	cmd := exec.Command("psql", "-X", "-At", "-v", "ON_ERROR_STOP=1",
+		fmt.Sprintf("host=127.0.0.1 port=%d dbname=demo-pg user=alice sslmode=require", st.pgPort), "-c", "select 42")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "42") {
+		t.Fatalf("psql: %v %s", err, out)
+	}
+	ses := waitSessions(t, b, 1)[0]
+
+	ind := decode[kri.Indicator](t, b.ok("sam", "indicators", "privileged_sessions_month", "-o", "json"))
+	if ind.Value == nil || *ind.Value != 1 || len(ind.Breakdown) != 1 || ind.Breakdown[0].Key != "demo-pg" ||
+		!slices.ContainsFunc(ind.Records, func(r kri.Record) bool { return r.ID == ses.ID && r.Link == "/ui/sessions/"+ses.ID }) {
+		t.Fatalf("privileged_sessions_month %+v lacks session %s on demo-pg", ind, ses.ID)
+	}
+	// The verifier checks the recording in MinIO and audits the verdict.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := b.ok("sam", "audit", "list", "--action", "session.verify", "--actor", "system", "-o", "json")
+		if strings.Contains(out, ses.ID) {
+			if !strings.Contains(out, `"success"`) {
+				t.Fatalf("background verification of %s did not pass: %s", ses.ID, out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no background verification of %s; broker log:\n%s", ses.ID, b.logs)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if ind := decode[kri.Indicator](t, b.ok("sam", "indicators", "recordings_failing_verification", "-o", "json")); ind.Value == nil || *ind.Value != 0 {
+		t.Fatalf("recordings_failing_verification %+v", ind)
 	}
 }
