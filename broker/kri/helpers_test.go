@@ -20,6 +20,7 @@ import (
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/kri"
 	"github.com/custos-pam/custos/broker/store/sqlite"
+	"github.com/custos-pam/custos/deploy/devstack"
 )
 
 // env is a real SQLite store with a config of a few users and targets,
@@ -202,5 +203,5 @@ const totp config.Secret = "env:CUSTOS_KRI_TEST_TOTP"
 
 func TestMain(m *testing.M) {
 	os.Setenv("CUSTOS_KRI_TEST_TOTP", "JBSWY3DPEHPK3PXPJBSWY3DP")
-	os.Exit(m.Run())
+	os.Exit(devstack.Main(m))
 }
