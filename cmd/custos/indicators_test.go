@@ -183,3 +183,36 @@ func TestIndicatorSessionsThroughBroker(t *testing.T) {
 		t.Fatalf("recordings_failing_verification %+v", ind)
 	}
 }
+
+// custos config check refuses a limit on an indicator the broker does not
+// compute, naming the known ones, and passes the issue's examples.
+func TestIndicatorLimitsConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	check := func(limits string) (string, int) {
+		t.Helper()
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte("indicators:\n  limits:\n"+limits), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(custosBin, "config", "check", p)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(out), code
+	}
+	if out, code := check(`    - {indicator: sessions_without_recordings, op: ">", value: 0}` + "\n"); code != 1 ||
+		!strings.Contains(out, `unknown indicator "sessions_without_recordings"`) || !strings.Contains(out, "sessions_without_recording,") {
+		t.Fatalf("unknown indicator: exit %d: %s", code, out)
+	}
+	ok := `    - {indicator: sessions_without_recording, op: ">", value: 0}
+    - {indicator: users_without_mfa_ratio, op: ">=", value: 0.02}
+    - {indicator: drill_failures_quarter, op: ">=", value: 2}
+    - {indicator: api_tokens_over_rotation, op: ">=", value: 3}
+    - {indicator: retrieval_pass_rate, op: "<", value: 0.95}
+`
+	if out, code := check(ok); code != 0 {
+		t.Fatalf("the issue's limits: exit %d: %s", code, out)
+	}
+}
