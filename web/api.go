@@ -144,6 +144,9 @@ type API struct {
 	log    *slog.Logger
 	gate   *Gate
 	verify *verifyCache
+	// shareAudit records share links' creation, uses and revocation in
+	// the transaction that changes them.
+	shareAudit txAppender
 }
 
 // NewAPI returns the API.
@@ -161,7 +164,7 @@ func NewAPI(o Options) (*API, error) {
 		o.Now = time.Now
 	}
 	return &API{o: o, log: o.Log.With("component", "api"), gate: NewGate(o.Auth, o.Access.IsSecurityAdmin, o.PublicURL),
-		verify: newVerifyCache()}, nil
+		verify: newVerifyCache(), shareAudit: shareAppender(o)}, nil
 }
 
 // Gate is the API's authentication, for the UI's pages and websockets.
@@ -230,6 +233,19 @@ func (a *API) Register(s *Server) {
 	bg("POST /api/v1/drills", a.startDrill)
 	drills("GET /api/v1/drills/report", a.drillReport)
 	drills("GET /api/v1/drills/{id}", a.getDrill)
+
+	ev := func(pattern string, action access.Action, h http.HandlerFunc) {
+		auth(pattern, a.evidenceOnly(action, h))
+	}
+	ev("GET /api/v1/evidence", access.ExportEvidence, a.evidencePeriod)
+	ev("POST /api/v1/shares", access.ShareEvidence, a.createShare)
+	ev("GET /api/v1/shares", access.ShareEvidence, a.listShares)
+	ev("DELETE /api/v1/shares/{id}", access.ShareEvidence, a.revokeShare)
+	ev("POST /api/v1/drills/retrieval", access.ExportEvidence, a.recordRetrievalDrill)
+	ev("GET /api/v1/drills/retrieval", access.ExportEvidence, a.retrievalDrills)
+	// Share links are anonymous: the token in the path is the only
+	// credential, and only this route reads it.
+	open("GET "+SharePath("{token}"), a.serveShare)
 
 	a.registerIndicators(auth)
 

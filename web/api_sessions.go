@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,6 +143,9 @@ type sessionDetail struct {
 	Request *broker.Request `json:"request,omitempty"`
 	// CanTerminate is set for security staff on a live session.
 	CanTerminate bool `json:"can_terminate"`
+	// Commands are the session index's entries (commands, statements,
+	// paths), as the evidence bundle lists them.
+	Commands []string `json:"commands"`
 }
 
 func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
@@ -150,7 +154,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
 		a.Fail(w, err)
 		return
 	}
-	d := sessionDetail{SessionRow: a.Row(s)}
+	d := sessionDetail{SessionRow: a.Row(s), Commands: evidence.Commands(s.Index)}
 	if g, err := a.o.Access.GetGrant(r.Context(), s.GrantID); err == nil {
 		d.Grant = &g
 		if q, err := a.o.Access.GetRequest(r.Context(), g.RequestID); err == nil {
@@ -255,14 +259,7 @@ func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
 		a.Fail(w, fmt.Errorf("evidence: audit: %w", err))
 		return
 	}
-	in := evidence.Input{Session: s, Recordings: a.o.Recordings, Store: a.o.Store, Now: a.o.Now()}
-	if g, err := a.o.Access.GetGrant(ctx, s.GrantID); err == nil {
-		in.Grant = &g
-		if q, err := a.o.Access.GetRequest(ctx, g.RequestID); err == nil {
-			in.Request = &q
-		}
-	}
-	body, rep, err := evidence.Build(ctx, in)
+	body, rep, err := a.sessionBundle(ctx, s)
 	if err != nil {
 		a.log.Error("api: evidence bundle", "session", s.ID, "audit_seq", rec.Seq, "err", err)
 		WriteError(w, http.StatusBadGateway, "evidence_failed", "the evidence bundle could not be built: "+err.Error())
@@ -273,6 +270,19 @@ func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="custos-evidence-%s.zip"`, s.ID))
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(body)
+}
+
+// sessionBundle builds a session's evidence bundle (recorder/evidence),
+// with the grant and request behind it.
+func (a *API) sessionBundle(ctx context.Context, s broker.Session) ([]byte, *recorder.VerifyReport, error) {
+	in := evidence.Input{Session: s, Recordings: a.o.Recordings, Store: a.o.Store, Now: a.o.Now()}
+	if g, err := a.o.Access.GetGrant(ctx, s.GrantID); err == nil {
+		in.Grant = &g
+		if q, err := a.o.Access.GetRequest(ctx, g.RequestID); err == nil {
+			in.Request = &q
+		}
+	}
+	return evidence.Build(ctx, in)
 }
 
 // kill ends a live session: security staff only, reason required.

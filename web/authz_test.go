@@ -21,6 +21,8 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
+	"github.com/custos-pam/custos/broker/share"
+	"github.com/custos-pam/custos/web"
 	"github.com/custos-pam/custos/web/ui/uitest"
 )
 
@@ -85,6 +87,17 @@ type authzEnv struct {
 	n   atomic.Int64
 	// live is a running session of alice's grant.
 	live string
+}
+
+// share creates a share link of one of sam's sessions and returns it
+// with its token.
+func (x *authzEnv) share(t *testing.T) (share.Link, string) {
+	svc := &share.Service{Store: x.env.State, Audit: x.env.Audit}
+	l, token, err := svc.Create(t.Context(), "sam", share.NewLink{Kind: share.KindSession, SessionID: x.f.SSH, Target: "demo-ssh", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, token
 }
 
 func (x *authzEnv) id(prefix string) string { return fmt.Sprintf("%s_%d", prefix, x.n.Add(1)) }
@@ -261,6 +274,27 @@ func table() map[string][]row {
 		// An action nobody opened: security gets as far as "no action".
 		"POST /api/v1/indicators/actions/{id}/close": {{path: fixed("/api/v1/indicators/actions/act_none/close"),
 			body: map[string]string{"comment": "authz table"}, want: only(notFound, forbidden, security)}},
+		// Evidence, share links and retrieval drills: security and
+		// auditors only.
+		"GET /api/v1/evidence": {{path: fixed("/api/v1/evidence?target=demo-ssh&from=2026-01-01&to=2030-01-01"),
+			want: only(ok, forbidden, security)}},
+		"POST /api/v1/shares": {{path: fixed("/api/v1/shares"), body: map[string]string{"kind": "evidence", "target": "demo-ssh",
+			"from": "2026-01-01", "to": "2030-01-01", "ttl": "1h"}, want: only(created, forbidden, security)}},
+		"GET /api/v1/shares": {{path: fixed("/api/v1/shares"), want: only(ok, forbidden, security)}},
+		"DELETE /api/v1/shares/{id}": {{path: func(t *testing.T, x *authzEnv) string {
+			l, _ := x.share(t)
+			return "/api/v1/shares/" + l.ID
+		}, want: only(ok, forbidden, security)}},
+		"POST /api/v1/drills/retrieval": {{path: fixed("/api/v1/drills/retrieval"),
+			body: map[string]any{"questions": []map[string]any{{"q": "authz table", "ms": 1, "pass": true}}},
+			want: only(created, forbidden, security)}},
+		"GET /api/v1/drills/retrieval": {{path: fixed("/api/v1/drills/retrieval"), want: only(ok, forbidden, security)}},
+		// A share link is its own credential: anyone with it, signed in
+		// or not, gets what it shares.
+		"GET /share/{token}": {{path: func(t *testing.T, x *authzEnv) string {
+			_, token := x.share(t)
+			return web.SharePath(token)
+		}, want: all(ok)}},
 
 		// Connection tokens need an active grant on the target.
 		"POST /api/v1/db/token": {{path: fixed("/api/v1/db/token"), body: map[string]string{"target": "demo-pg"},
@@ -280,6 +314,7 @@ func table() map[string][]row {
 		"GET /ui/live/{id}":               page("/ui/live/ses_x"),
 		"GET /ui/verify/{id}":             page("/ui/verify/ses_x"),
 		"GET /ui/audit":                   page("/ui/audit"),
+		"GET /ui/evidence":                page("/ui/evidence"),
 		"GET /ui/breakglass":              page("/ui/breakglass"),
 		"GET /ui/dashboard":               page("/ui/dashboard"),
 		"GET /ui/breakglass/unseals/{id}": page("/ui/breakglass/unseals/uns_x"),

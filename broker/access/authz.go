@@ -36,6 +36,12 @@ const (
 	// ReadAudit: read, verify and export the audit log and its saved
 	// views.
 	ReadAudit Action = "audit.read"
+	// ExportEvidence: take the evidence bundle of a target for a period,
+	// and record retrieval drills.
+	ExportEvidence Action = "evidence.export"
+	// ShareEvidence: create, list and revoke read-only share links to an
+	// evidence bundle or one recording.
+	ShareEvidence Action = "evidence.share"
 	// ViewBreakGlass: see a break-glass account, its drills and reports,
 	// and close it.
 	ViewBreakGlass Action = "breakglass.view"
@@ -77,7 +83,7 @@ func Allowed(a Action, f Facts) bool {
 	case ViewRequest:
 		// Own requests, those one may decide, everything for security.
 		return f.Security || f.Owner || f.Approver
-	case ListAllRequests, TerminateSession, ReadAudit, ViewIndicators, CloseIndicatorAction:
+	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence, ViewIndicators, CloseIndicatorAction:
 		return f.Security
 	case DecideRequest:
 		// Never one's own; the policy then checks the vote itself.

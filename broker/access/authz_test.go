@@ -37,6 +37,8 @@ func TestAllowed(t *testing.T) {
 		access.WatchSession:         {"security", "owner", "approved", "own-approver"},
 		access.TerminateSession:     {"security"},
 		access.ReadAudit:            {"security"},
+		access.ExportEvidence:       {"security"},
+		access.ShareEvidence:        {"security"},
 		access.ViewBreakGlass:       {"security", "custodian"},
 		access.UnsealBreakGlass:     {"custodian"},
 		access.ViewIndicators:       {"security"},

@@ -51,6 +51,9 @@ type Config struct {
 	Backup Backup `yaml:"backup"`
 	// Notify configures the grant-ending notice.
 	Notify Notify `yaml:"notify"`
+	// DataDictionary classifies database columns for masking. Default:
+	// empty (nothing is masked).
+	DataDictionary DataDictionary `yaml:"data_dictionary"`
 	// Indicators configures the risk indicators and their limits.
 	Indicators Indicators `yaml:"indicators"`
 }

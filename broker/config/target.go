@@ -130,6 +130,30 @@ type Role struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// Policy decides who may request and approve, and how.
 	Policy Policy `yaml:"policy"`
+	// Masking maps data_dictionary classifications to what the
+	// PostgreSQL proxy does with their values for this role: pass, mask,
+	// hash or null. The key "unknown" covers fields that cannot be
+	// classified and classifications not named here; it defaults to mask.
+	// Default: empty (results are relayed unchanged).
+	Masking map[string]string `yaml:"masking"`
+	// Unmask makes this role the time-boxed unmasked variant of a masked
+	// role: it has that role's masking rules with the listed
+	// classifications passed, and is requested and approved on its own.
+	// Default: nil.
+	Unmask *Unmask `yaml:"unmask"`
+	// ResultSample records, per statement, up to this many result rows
+	// as the role received them (after masking) as pg_row events. Only
+	// for roles with masking rules. Default: 0 (no rows recorded, unless
+	// the target's record_results says so).
+	ResultSample int `yaml:"result_sample"`
+}
+
+// Unmask names the masked role a role unmasks and what it unmasks.
+type Unmask struct {
+	// Role is the masked role of the same target. Required.
+	Role string `yaml:"role"`
+	// Classifications are passed in clear. Required.
+	Classifications []string `yaml:"classifications"`
 }
 
 // Policy governs requests for one role.

@@ -84,6 +84,7 @@ func (c *Config) Validate() error {
 		c.validateTarget(&ck, fmt.Sprintf("targets[%d]", i), &c.Targets[i], names, users, groups)
 	}
 	c.validateBreakGlass(&ck, users, groups)
+	c.validateDataDictionary(&ck)
 	if len(ck.problems) > 0 {
 		return &ValidationError{Problems: ck.problems}
 	}

@@ -42,5 +42,5 @@ var catalogue = []def{
 	{"approval_latency_p90", "Approval latency, 90th percentile", "seconds",
 		"request to approval, requests approved within the lookback", latencyQuantile(0.9)},
 	{"retrieval_pass_rate", "Five-minute retrieval pass rate", "ratio",
-		"questions of the retrieval drill answered within five minutes, runs within the lookback (state drill/retrieval)", retrievalPassRate},
+		"questions of the retrieval drill answered within five minutes, runs within the lookback (custos drill retrieval, state drill.retrieval)", retrievalPassRate},
 }

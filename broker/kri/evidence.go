@@ -1,15 +1,15 @@
 package kri
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/breakglass"
+	"github.com/custos-pam/custos/broker/retrieval"
 )
 
 // The indicators of evidence: recordings and their verification,
@@ -152,52 +152,38 @@ func drillFailuresQuarter(in *input) (*float64, []Row, []Record) {
 	return num(float64(len(recs))), nil, recs
 }
 
-// RetrievalStateKey is the store state key the retrieval drill (custos
-// drill retrieval) files its runs under: a JSON array of RetrievalRun,
-// oldest first.
-const RetrievalStateKey = "drill/retrieval"
-
-// RetrievalRun is one run of the retrieval drill.
-type RetrievalRun struct {
-	ID        string              `json:"id"`
-	At        time.Time           `json:"at"`
-	Questions []RetrievalQuestion `json:"questions"`
-}
-
-// RetrievalQuestion is one inspector question of a run, timed.
-type RetrievalQuestion struct {
-	Question string  `json:"question"`
-	Seconds  float64 `json:"seconds"`
-	// Passed: answered correctly within five minutes.
-	Passed bool `json:"passed"`
-}
-
-// retrievalPassRate is the share of questions answered within five
-// minutes over the retrieval drill runs within the lookback; no data
-// until a run is filed.
+// retrievalPassRate is the share of the retrieval drill's questions
+// answered within five minutes over the runs filed (custos drill
+// retrieval, package retrieval) within the lookback; no data until a run
+// is filed. The records are the failed questions, each run named by its
+// time.
 func retrievalPassRate(in *input) (*float64, []Row, []Record) {
-	b, _ := in.state(RetrievalStateKey)
+	b, _ := in.state(retrieval.StateKey)
 	if len(b) == 0 {
 		return nil, nil, nil
 	}
-	var runs []RetrievalRun
-	if json.Unmarshal(b, &runs) != nil {
+	var st retrieval.State
+	if json.Unmarshal(b, &st) != nil {
 		return nil, nil, nil
 	}
 	var total, passed int
 	var recs []Record
-	for _, r := range runs {
+	for _, r := range st.Runs {
 		if r.At.Before(in.since) {
 			continue
 		}
 		for _, q := range r.Questions {
 			total++
-			if q.Passed {
+			if q.Pass {
 				passed++
 				continue
 			}
-			recs = append(recs, Record{Kind: KindDrill, ID: r.ID, At: r.At,
-				Detail: fmt.Sprintf("%q failed after %.0fs", q.Question, q.Seconds), Link: drillLink(r.ID)})
+			why := fmt.Sprintf("%q failed after %s", q.Q, (time.Duration(q.MS) * time.Millisecond).Round(time.Second))
+			if q.Error != "" {
+				why += ": " + q.Error
+			}
+			recs = append(recs, Record{Kind: KindDrill, ID: RetrievalRunID(r), User: r.By, At: r.At, Detail: why,
+				Link: "/ui/audit?action=drill.retrieval&actor=" + url.QueryEscape(r.By)})
 		}
 	}
 	if total == 0 {
@@ -206,35 +192,6 @@ func retrievalPassRate(in *input) (*float64, []Row, []Record) {
 	return num(float64(passed) / float64(total)), nil, recs
 }
 
-// FileRetrievalRun appends a run of the retrieval drill to the runs its
-// indicator reads (RetrievalStateKey), keeping the last maxRetrievalRuns.
-func FileRetrievalRun(ctx context.Context, st broker.Store, run RetrievalRun) error {
-	err := st.Update(ctx, func(tx broker.Tx) error {
-		var runs []RetrievalRun
-		b, err := tx.GetState(RetrievalStateKey)
-		if err != nil && !errors.Is(err, broker.ErrNotFound) {
-			return err
-		}
-		if len(b) > 0 {
-			if err := json.Unmarshal(b, &runs); err != nil {
-				return fmt.Errorf("decode %s: %w", RetrievalStateKey, err)
-			}
-		}
-		runs = append(runs, run)
-		if len(runs) > maxRetrievalRuns {
-			runs = runs[len(runs)-maxRetrievalRuns:]
-		}
-		out, err := json.Marshal(runs)
-		if err != nil {
-			return err
-		}
-		return tx.PutState(RetrievalStateKey, out)
-	})
-	if err != nil {
-		return fmt.Errorf("kri: file retrieval run: %w", err)
-	}
-	return nil
-}
-
-// maxRetrievalRuns bounds the runs kept under RetrievalStateKey.
-const maxRetrievalRuns = 200
+// RetrievalRunID names a retrieval drill run in the drill-down: runs
+// have no id of their own, so their time stands for one.
+func RetrievalRunID(r retrieval.Run) string { return "retrieval " + r.At.UTC().Format(time.RFC3339) }

@@ -10,6 +10,7 @@ import (
 	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/kri"
+	"github.com/custos-pam/custos/broker/retrieval"
 )
 
 // Each indicator: create the condition in a real store and see the
@@ -131,18 +132,19 @@ func TestKRIIndicators(t *testing.T) {
 			return e.request(broker.Request{User: "alice", CreatedAt: at, DecidedAt: at.Add(20 * time.Minute)}).ID
 		}, -1, 9},
 		{"retrieval_pass_rate", func(e *env) string {
-			runs := []kri.RetrievalRun{{ID: "rtv_1", At: e.now.Add(-time.Hour), Questions: []kri.RetrievalQuestion{
-				{Question: "who could reach db", Seconds: 12, Passed: true},
-				{Question: "what did alice run", Seconds: 400, Passed: false},
-			}}}
 			// An old run outside the lookback does not count.
-			old := kri.RetrievalRun{ID: "rtv_0", At: e.now.Add(-60 * 24 * time.Hour), Questions: []kri.RetrievalQuestion{{Question: "q", Passed: false}}}
-			for _, r := range append([]kri.RetrievalRun{old}, runs...) {
-				if err := kri.FileRetrievalRun(e.t.Context(), e.st, r); err != nil {
-					e.t.Fatal(err)
-				}
+			if _, err := retrieval.Record(e.t.Context(), e.st, e.log, "sam", e.now.Add(-60*24*time.Hour),
+				[]retrieval.Question{{Q: "old", MS: 1, Pass: false}}); err != nil {
+				e.t.Fatal(err)
 			}
-			return "rtv_1"
+			run, err := retrieval.Record(e.t.Context(), e.st, e.log, "sam", e.now.Add(-time.Hour), []retrieval.Question{
+				{Q: "who could reach db", MS: 12000, Pass: true},
+				{Q: "what did alice run", MS: 400000, Pass: true}, // over five minutes: failed
+			})
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			return kri.RetrievalRunID(run)
 		}, -1, 0.5},
 	}
 	var covered []string

@@ -22,6 +22,7 @@ import (
 	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/retrieval"
 )
 
 // Status of an indicator against its limits.
@@ -315,7 +316,7 @@ func (c *Computer) load(ctx context.Context, cfg *config.Config, now time.Time) 
 			}
 			in.tokens = append(in.tokens, ts...)
 		}
-		for _, k := range []string{RetrievalStateKey} {
+		for _, k := range []string{retrieval.StateKey} {
 			b, err := tx.GetState(k)
 			if err != nil && !errors.Is(err, broker.ErrNotFound) {
 				return err

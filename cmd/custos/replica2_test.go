@@ -51,8 +51,10 @@ func startReplicaPair(t *testing.T) *replicaPair {
 			sshPort: devstack.FreePort(t), pgPort: devstack.FreePort(t)}
 		httpPort := devstack.FreePort(t)
 		data := filepath.Join(t.TempDir(), name)
-		cfg := fmt.Sprintf(stackConfig, httpPort, s.sshPort, s.pgPort, shared, mio.Endpoint, bucket, v.Addr,
-			pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login)
+		// Both replicas have the one public URL, the balancer's, which
+		// their tokens are bound to.
+		cfg := "public_url: \"https://custos-replicas.test\"\n" + fmt.Sprintf(stackConfig, httpPort, s.sshPort, s.pgPort, shared,
+			mio.Endpoint, bucket, v.Addr, pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login)
 		for old, repl := range map[string]string{
 			"data_dir: " + shared + "/data":                           "data_dir: " + data,
 			"store: {driver: sqlite, path: " + shared + "/custos.db}": fmt.Sprintf("store: {driver: postgres, dsn: %q}", dsn),

@@ -16,10 +16,12 @@ import (
 	"github.com/custos-pam/custos/deploy/devstack"
 )
 
-// replicaConfig is a broker on a shared PostgreSQL store; %[1]s is the
+// replicaConfig is a broker on a shared PostgreSQL store, with the one
+// public URL of every replica (tokens are bound to it); %[1]s is the
 // listen section, %[2]s the data dir, %[3]s the store DSN, %[4]s the vault
 // section and %[5]s the target's address.
 const replicaConfig = `
+public_url: "https://custos-replicas.test"
 listen: %[1]s
 store: {driver: postgres, dsn: %[3]q}
 recording: {dir: %[2]s/recordings, encryption: local}

@@ -28,6 +28,8 @@ required_targets=(
 	"protocols/postgres FuzzFrames"            # PostgreSQL frames, both directions
 	"protocols/postgres FuzzStartup"           # startup, SSL and cancel requests
 	"protocols/proxyproto FuzzRead"            # PROXY protocol headers from load balancers
+	"protocols/postgres/masking FuzzRewriteRow" # DataRow bodies rewritten by masking
+	"protocols/postgres FuzzMaskStream"         # both directions of a masked session
 	"protocols/ssh FuzzClientHello"            # identification and KEXINIT read before the handshake
 	"protocols/ssh FuzzParseLogin"             # the SSH user field
 	"protocols/ssh FuzzPTYRequest"             # pty-req and window-change payloads

@@ -80,6 +80,13 @@ oscar (approvers), password \$CUSTOS_DEMO_PASSWORD. Web UI: "Sign in with Dev Id
   CUSTOS_CONFIG_DIR=.dev/oscar bin/custos login --sso --device
   CUSTOS_CONFIG_DIR=.dev/dora bin/custos status
 
+Masking (docs/data-protection.md): role monitor sees the demo's subjects table through the
+data dictionary: subject IDs hashed, dates of birth masked to the year, names withheld, and
+COPY ... TO STDOUT refused. Compare with readonly:
+  bin/custos request demo-pg --role monitor --for 1h --reason "MON-7 monitoring visit"
+  psql "host=127.0.0.1 port=\$CUSTOS_PG_PORT dbname=demo-pg user=alice sslmode=verify-full sslrootcert=.dev/tls/ca.crt options='-c custos.role=monitor'" \\
+    -c "select s.subject_id, s.dob, s.name, v.visit from subjects s join visits v using (subject_id)"
+
 Break-glass: account pg-admin (demo-pg as custos_breakglass, password known only to Vault)
 is sealed; erin and frank must both confirm, each with the password and a TOTP code
 (secrets in .dev/totp/; .dev/bin/devstack totp NAME prints the current code, -next waits for

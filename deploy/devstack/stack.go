@@ -83,6 +83,14 @@ func Up(o UpOptions) (map[string]string, error) {
 	}
 	if running && env["VAULT_TOKEN"] != "" {
 		fmt.Fprintln(o.Out, "up: postgres, minio, vault, sshd and the openid provider already running")
+		// A stack started before the masking demo: add its key and data.
+		if env["CUSTOS_MASKING_KEY"] == "" {
+			env["CUSTOS_MASKING_KEY"] = randomToken(16)
+		}
+		port, _ := strconv.Atoi(env["CUSTOS_TARGET_PG_PORT"])
+		if err := loadDemoData(&Postgres{Host: "127.0.0.1", Port: port, User: pgSuperuser, Password: env["CUSTOS_TARGET_PG_PASSWORD"]}); err != nil {
+			return nil, fmt.Errorf("up: postgres demo data: %w", err)
+		}
 	} else {
 		for _, name := range append([]string{"custos", replicaB}, infra...) {
 			stopPid(dir, name)
@@ -90,6 +98,9 @@ func Up(o UpOptions) (map[string]string, error) {
 		if err := startInfra(o, env); err != nil {
 			return nil, err
 		}
+	}
+	if env["CUSTOS_PUBLIC_URL"] == "" { // a stack started before replicas shared it
+		env["CUSTOS_PUBLIC_URL"] = env["CUSTOS_URL"]
 	}
 	if err := writeEnvFile(envPath, env); err != nil {
 		return nil, err
@@ -124,6 +135,7 @@ func settle(env map[string]string, dir string) error {
 		"CUSTOS_S3_ACCESS_KEY":      func() string { return "custos" + randomToken(4) },
 		"CUSTOS_S3_SECRET_KEY":      func() string { return randomToken(16) },
 		"VAULT_TOKEN":               func() string { return "root-" + randomToken(12) },
+		"CUSTOS_MASKING_KEY":        func() string { return randomToken(16) },
 	}
 	for k, gen := range secrets {
 		if env[k] == "" {
@@ -154,6 +166,7 @@ func settle(env map[string]string, dir string) error {
 	env["CUSTOS_CONFIG"] = filepath.Join(dir, "custos.yaml")
 	env["CUSTOS_CA_CERT"] = filepath.Join(dir, "tls", "ca.crt")
 	env["CUSTOS_URL"] = "https://127.0.0.1:" + env["CUSTOS_HTTP_PORT"]
+	env["CUSTOS_PUBLIC_URL"] = env["CUSTOS_URL"]
 	env["CUSTOS_TARGET_SSH_LOGIN"] = DefaultSSHLogin
 	env["CUSTOS_TARGET_PG_USER"] = pgSuperuser
 	env["VAULT_ADDR"] = "http://127.0.0.1:" + env["CUSTOS_VAULT_PORT"]
@@ -210,6 +223,9 @@ func startInfra(o UpOptions, env map[string]string) error {
 		return err
 	}
 	say("postgres 15 on 127.0.0.1:%d (data %s)", pg.Port, pg.DataDir)
+	if err := loadDemoData(pg); err != nil {
+		return fmt.Errorf("up: postgres demo data: %w", err)
+	}
 
 	minioBin, err := ToolPath("minio")
 	if err != nil {
@@ -413,7 +429,7 @@ func renderConfig(template, out string, env map[string]string) error {
 
 // envKeys lists .dev/env's variables in the order written.
 var envKeys = []string{
-	"CUSTOS_DEV_DIR", "CUSTOS_URL", "CUSTOS_CA_CERT", "CUSTOS_CONFIG", "CUSTOS_HTTP_PORT",
+	"CUSTOS_DEV_DIR", "CUSTOS_URL", "CUSTOS_PUBLIC_URL", "CUSTOS_CA_CERT", "CUSTOS_CONFIG", "CUSTOS_HTTP_PORT",
 	"CUSTOS_SSH_PORT", "CUSTOS_PG_PORT", "CUSTOS_DEMO_PASSWORD",
 	"CUSTOS_TARGET_SSH_PORT", "CUSTOS_TARGET_SSH_LOGIN",
 	"CUSTOS_TARGET_PG_PORT", "CUSTOS_TARGET_PG_USER", "CUSTOS_TARGET_PG_PASSWORD",

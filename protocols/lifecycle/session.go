@@ -71,6 +71,9 @@ type Start struct {
 	Account    string
 	Database   string
 	ClientAddr string
+	// StartDetails are added to the session.start audit record's details
+	// (e.g. the masking in effect). Default: none.
+	StartDetails map[string]any
 }
 
 // Session is one tracked session: its context, timers, recording and
@@ -214,7 +217,13 @@ func (s *Session) Admit() error {
 	}()
 	s.c.log.Info("session started", "session", s.ID, "grant", s.Grant.ID, "user", s.Grant.User, "target", s.Grant.Target,
 		"account", s.Account, "database", s.Database, "client", s.ClientAddr)
-	s.Audit(ActionStart, broker.OutcomeSuccess, "", map[string]any{"account": s.Account, "database": s.Database, "client_addr": s.ClientAddr})
+	details := map[string]any{"account": s.Account, "database": s.Database, "client_addr": s.ClientAddr}
+	for k, v := range s.StartDetails {
+		if _, ok := details[k]; !ok {
+			details[k] = v
+		}
+	}
+	s.Audit(ActionStart, broker.OutcomeSuccess, "", details)
 	return nil
 }
 

@@ -9,15 +9,16 @@ import (
 
 // SQLSTATE codes the proxy answers with.
 const (
-	codeProtocolViolation   = "08P01" // malformed or oversized message
-	codeConnectionFailure   = "08006" // upstream unreachable or login failed
-	codeInvalidAuthSpec     = "28000" // no active grant, TLS required, replication
-	codeInvalidPassword     = "28P01" // connection token refused
-	codeInvalidCatalog      = "3D000" // database not allowed on the target
-	codeAdminShutdown       = "57P01" // session ended by the broker (revoked, recording failed)
-	codeCannotConnectNow    = "57P03" // broker shutting down, credentials unavailable
-	codeIdleSessionTimeout  = "57P05" // role idle_timeout reached
-	codeFeatureNotSupported = "0A000" // protocol version
+	codeProtocolViolation     = "08P01" // malformed or oversized message
+	codeConnectionFailure     = "08006" // upstream unreachable or login failed
+	codeInvalidAuthSpec       = "28000" // no active grant, TLS required, replication
+	codeInvalidPassword       = "28P01" // connection token refused
+	codeInvalidCatalog        = "3D000" // database not allowed on the target
+	codeAdminShutdown         = "57P01" // session ended by the broker (revoked, recording failed)
+	codeCannotConnectNow      = "57P03" // broker shutting down, credentials unavailable
+	codeIdleSessionTimeout    = "57P05" // role idle_timeout reached
+	codeFeatureNotSupported   = "0A000" // protocol version
+	codeInsufficientPrivilege = "42501" // COPY TO STDOUT refused by masking
 )
 
 // clientError is an error the client sees as a FATAL ErrorResponse before

@@ -33,6 +33,14 @@ type bodySink interface {
 	body(p []byte)
 }
 
+// rewriter is implemented by a frameHandler that replaces what is
+// forwarded: the copier writes its output for the messages of a read
+// instead of the bytes it read, then resets it.
+type rewriter interface {
+	output() []byte
+	reset()
+}
+
 // errFrameLength and errFrameTooLarge are wrapped by scanner errors.
 var (
 	errFrameLength   = errors.New("invalid message length")
@@ -143,11 +151,14 @@ type copier struct {
 	// touch, when set, is called with the bytes of every read (idle
 	// timeout, relayed-bytes metric).
 	touch func(n int)
+	// rw is the handler when it rewrites what is forwarded.
+	rw rewriter
 }
 
 func newCopier(src, dst net.Conn, h frameHandler, maxStream, maxDecode int) *copier {
+	rw, _ := h.(rewriter)
 	return &copier{
-		src: src, dst: dst,
+		src: src, dst: dst, rw: rw,
 		sc:         scanner{h: h, maxStream: maxStream, maxDecode: maxDecode},
 		buf:        make([]byte, initialBuf),
 		atBoundary: true,
@@ -176,11 +187,20 @@ func (c *copier) run() error {
 				}
 			}
 			if k > 0 {
-				wn, werr := c.dst.Write(c.buf[c.r : c.r+k])
-				c.forwarded += int64(wn)
-				if werr != nil {
-					c.atBoundary = false
-					return &writeError{werr}
+				out := c.buf[c.r : c.r+k]
+				if c.rw != nil {
+					out = c.rw.output()
+				}
+				if len(out) > 0 {
+					wn, werr := c.dst.Write(out)
+					c.forwarded += int64(wn)
+					if werr != nil {
+						c.atBoundary = false
+						return &writeError{werr}
+					}
+				}
+				if c.rw != nil {
+					c.rw.reset()
 				}
 				c.r += k
 			}

@@ -248,6 +248,35 @@ func quoteDSN(v string) string {
 // dialUpstream logs in to the target with the issued credentials and takes
 // over the connection once it is ready for queries.
 func dialUpstream(ctx context.Context, t *config.Target, db, user, password string, params map[string]string) (*pgconn.HijackedConn, error) {
+	cfg, err := upstreamConfig(t, db, user, password, params)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// pgconn may have a background read in flight (started when a login
+	// write was slow) or bytes buffered; either would steal the first
+	// bytes of the relay. SyncConn settles both.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("sync upstream: %w", err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("hijack: %w", err)
+	}
+	if hc.Frontend.ReadBufferLen() != 0 {
+		hc.Conn.Close()
+		return nil, errors.New("upstream sent data after ReadyForQuery")
+	}
+	return hc, nil
+}
+
+// upstreamConfig is the connection configuration for a login to t.
+func upstreamConfig(t *config.Target, db, user, password string, params map[string]string) (*pgconn.Config, error) {
 	host, port, err := net.SplitHostPort(t.Address)
 	if err != nil {
 		return nil, fmt.Errorf("target address %q: %w", t.Address, err)
@@ -289,27 +318,7 @@ func dialUpstream(ctx context.Context, t *config.Target, db, user, password stri
 		}
 		return direct(c), nil
 	}
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	// pgconn may have a background read in flight (started when a login
-	// write was slow) or bytes buffered; either would steal the first
-	// bytes of the relay. SyncConn settles both.
-	if err := pc.SyncConn(ctx); err != nil {
-		pc.Close(ctx)
-		return nil, fmt.Errorf("sync upstream: %w", err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		pc.Close(ctx)
-		return nil, fmt.Errorf("hijack: %w", err)
-	}
-	if hc.Frontend.ReadBufferLen() != 0 {
-		hc.Conn.Close()
-		return nil, errors.New("upstream sent data after ReadyForQuery")
-	}
-	return hc, nil
+	return cfg, nil
 }
 
 // upstreamRefusal turns an upstream login failure into what the client

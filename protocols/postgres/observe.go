@@ -65,6 +65,9 @@ type clientObserver struct {
 	dig digest
 	// terminated is set when the client sent Terminate.
 	terminated bool
+	// mask, for a role with masking rules, learns which statement or
+	// portal each result answers.
+	mask *masker
 }
 
 // Frontend message types the relay accepts.
@@ -80,6 +83,8 @@ func (o *clientObserver) wants(typ byte, _ int) bool {
 	switch typ {
 	case 'Q', 'P', 'B', 'E', 'F', 'f':
 		return true
+	case 'D', 'C':
+		return o.mask != nil
 	}
 	return false
 }
@@ -96,6 +101,9 @@ func (o *clientObserver) streamed(typ byte, n int) error {
 		o.copy = 0
 	case 'S':
 		o.s.busy.Store(true)
+		if o.mask != nil {
+			return o.mask.client(typ, nil)
+		}
 	case 'X':
 		o.terminated = true
 	default:
@@ -117,6 +125,11 @@ func (o *clientObserver) message(typ byte, b []byte) error {
 	n := len(o.evs)
 	if err := o.decode(typ, b); err != nil {
 		return err
+	}
+	if o.mask != nil {
+		if err := o.mask.client(typ, b); err != nil {
+			return err
+		}
 	}
 	for i := n; i < len(o.evs); i++ {
 		if note, err := oversized(&o.evs[i], messageName(typ), o.limit); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/protocols/lifecycle"
+	"github.com/custos-pam/custos/protocols/postgres/masking"
 )
 
 // authenticator checks a connection token. The identity layer implements
@@ -77,6 +78,10 @@ type Options struct {
 	// ParamHashKey keys the HMAC of the "hash" parameter policy. Default:
 	// a random key per process, so hashes compare within one broker run.
 	ParamHashKey []byte
+	// DataDictionary classifies result columns for roles with masking
+	// rules. Default: nil, with which a session of a role with masking
+	// rules is refused (never relayed unmasked).
+	DataDictionary *masking.Dictionary
 }
 
 // Defaults for zero Options fields.

@@ -37,7 +37,8 @@ type copyResult struct {
 //     by the broker,
 //  3. send the client FATAL with the cause, if it is client-visible and the
 //     client is at a message boundary,
-//  4. send the target Terminate and close both connections,
+//  4. send the target Terminate and close both connections (and the
+//     masking catalog connection),
 //  5. hand the session's own database login back,
 //  6. record the end, close the recording, audit the end and untrack the
 //     session.
@@ -48,7 +49,20 @@ func (s *session) run() {
 	co := &clientObserver{s: s, red: s.red, limit: statementLimit(s.Target)}
 	so := newServerObserver(s, 'I', s.results.on, s.results.rows, s.results.bytes)
 	up := newCopier(s.client, s.upstream, co, maxMsg, maxMsg)
-	down := newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
+	var down *copier
+	if s.mask == nil {
+		down = newCopier(s.upstream, s.client, so, maxServerMessage, maxMsg)
+	} else {
+		// Masked: every server message is decoded (up to the message
+		// limit) and rewritten, except the CopyData of a refused COPY,
+		// which is streamed into the void.
+		co.mask = s.mask
+		down = newCopier(s.upstream, s.client, &maskHandler{ctx: s.Context(), m: s.mask, so: so, cat: s.cat}, maxServerMessage, maxMsg)
+		s.Record(event.Event{Kind: event.KindNote, Op: "masking", Text: s.mask.summary})
+		if s.mask.unmask != "" {
+			s.Record(event.Event{Kind: event.KindNote, Op: "unmask", Text: s.mask.unmask})
+		}
+	}
 	up.touch = func(n int) { s.Relayed(metrics.ToTarget, n) }
 	down.touch = func(n int) { s.Relayed(metrics.ToClient, n) }
 	up.flush = func() error { return s.flush(&co.evs) }
@@ -111,6 +125,11 @@ func (s *session) run() {
 		s.upstream.Write([]byte{'X', 0, 0, 0, 4})
 	}
 	s.upstream.Close()
+	if s.cat != nil {
+		// The catalog connection uses the session's login: closed before
+		// the login is handed back.
+		s.cat.close()
+	}
 	if told {
 		lingerClose(s.client)
 	} else {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"io"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/protocols/lifecycle"
+	"github.com/custos-pam/custos/protocols/postgres/masking"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -41,6 +43,10 @@ type session struct {
 		on          bool
 		rows, bytes int
 	}
+
+	// mask and cat are set for a role with masking rules.
+	mask *masker
+	cat  *catalog
 
 	// busy is true while the target may be running a query (between a
 	// Query, FunctionCall or Sync and the next ReadyForQuery).
@@ -171,12 +177,21 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 	if r, ok := t.FindRole(g.Role); ok {
 		role = r
 	}
-	cs, err := p.Open(lifecycle.Start{Grant: g, Target: t, Role: role, Database: db, ClientAddr: req.clientAddr})
+	policy, mask, ref := p.maskingPolicy(g, t, role)
+	if ref != nil {
+		return nil, ref
+	}
+	cs, err := p.Open(lifecycle.Start{Grant: g, Target: t, Role: role, Database: db, ClientAddr: req.clientAddr,
+		StartDetails: mask.auditDetails()})
 	if err != nil {
 		return nil, &refusal{grantID: g.ID, clientError: &clientError{Code: codeCannotConnectNow, Msg: "custos: the broker is shutting down", err: err}}
 	}
 	s := &session{Session: cs, p: p, client: n.conn, red: redactor{policy: t.Postgres.Parameters, key: p.opts.ParamHashKey}}
 	s.results.on, s.results.rows, s.results.bytes = t.Postgres.RecordResults, t.Postgres.ResultRowsCap, t.Postgres.ResultBytesCap
+	if policy != nil && role.ResultSample > 0 && (!s.results.on || role.ResultSample < s.results.rows || s.results.rows <= 0) {
+		// A masked sample: the observer sees the rows after masking.
+		s.results.on, s.results.rows = true, role.ResultSample
+	}
 	if s.red.policy == "" {
 		s.red.policy = paramsRecord
 	}
@@ -205,6 +220,19 @@ func (p *Proxy) login(n *negotiated) (*session, *refusal) {
 		return fail(upstreamRefusal(g.Target, err))
 	}
 	s.upstream = hc.Conn
+	if policy != nil {
+		s.mask = mask
+		s.cat = &catalog{cols: map[colKey]*masking.Column{}, looked: map[uint32]bool{},
+			connect: func(ctx context.Context) (*pgconn.PgConn, error) {
+				// None of the client's parameters: they cannot shape
+				// the lookups.
+				cfg, err := upstreamConfig(t, db, user, password, map[string]string{"application_name": "custos masking catalog"})
+				if err != nil {
+					return nil, err
+				}
+				return pgconn.ConnectConfig(ctx, cfg)
+			}}
+	}
 	s.upstreamAddr = hc.Conn.RemoteAddr().String()
 	s.upstreamPID, s.upstreamSecret = hc.PID, hc.SecretKey
 	closeUp := func() { s.upstream.Write([]byte{'X', 0, 0, 0, 4}); s.upstream.Close() }

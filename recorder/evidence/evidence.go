@@ -1,9 +1,14 @@
-// Package evidence builds a session's evidence bundle: a zip with the
-// session's index entry, the request and grant behind it, the recording's
-// signed manifest byte for byte, a fresh verification report, the audit
-// records that mention them, the audit chain's verification and a
-// SHA256SUMS over all of it. The API serves it and the CLI can build it
-// from the same parts; it holds no recording content.
+// Package evidence builds Custos's evidence bundles, in one place for the
+// API, the web UI and the CLI. A session's bundle (Build) is a zip with
+// the session's index entry, the request and grant behind it, the
+// recording's signed manifest byte for byte, a fresh verification report,
+// the audit records that mention them, the audit chain's verification and
+// a SHA256SUMS over all of it; it holds no recording content. A target's
+// bundle for a period (Collect, BuildPeriod) holds its grants, requests
+// and approvals, sessions with their commands and recording verdicts,
+// break-glass events, access reviews and the audit chain segment with its
+// verification, as an offline index.html with a page per session and as
+// evidence.json (docs/evidence.schema.json), streamed as it is written.
 package evidence
 
 import (

@@ -3,7 +3,7 @@
 # `make test`): it installs Debian chromium when missing, builds the UI's
 # npm assets (xterm.js) and the suite's (playwright-core) without writing
 # registry addresses into lockfiles, then runs TestBrowser (build tag
-# "browser"), which starts a broker UI on loopback and drives chromium
+# "browser") and TestEvidenceBrowser (evidence.mjs), which start a broker UI on loopback and drive chromium
 # through suite.mjs. Screenshots, downloads and timings land in
 # web/e2e/artifacts/.
 set -euo pipefail
@@ -29,5 +29,5 @@ for lock in web/ui/package-lock.json web/e2e/package-lock.json; do
 	fi
 done
 rm -rf web/e2e/artifacts && mkdir -p web/e2e/artifacts
-go test -tags browser -count=1 -timeout 6m -run TestBrowser -v ./web/e2e/ 2>&1 | tee web/e2e/artifacts/go-test.log | grep -v '^=== RUN'
+go test -tags browser -count=1 -timeout 6m -run '^(TestBrowser|TestEvidenceBrowser)$' -v ./web/e2e/ 2>&1 | tee web/e2e/artifacts/go-test.log | grep -v '^=== RUN'
 exit "${PIPESTATUS[0]}"

@@ -226,6 +226,8 @@ step('PostgreSQL statement timeline', async () => {
   assert.ok(body.includes('$1 = 42'), 'parameters as recorded');
   assert.ok(body.includes('42P01'), 'error shown');
   assert.ok(body.includes('transaction 1: BEGIN') && body.includes('transaction 1: ROLLBACK'), 'transaction boundaries');
+  assert.ok(body.includes('masking in effect for role monitor'), 'masking rules in the timeline');
+  assert.ok(body.includes('sample rows as received:') && body.includes('h:3b0d1c6d3f0b3b6d3e1f4b1a | Leeds'), 'masked sample rows');
   assert.equal(await page.evaluate(() => window.__xss), undefined);
   assert.equal(await page.locator('#statements script').count(), 0);
   await shot('07-replay-postgres');

@@ -194,7 +194,7 @@ func TestPostgresReplayStreamsStatements(t *testing.T) {
 		}
 	}
 	joined := strings.Join(kinds, " ")
-	for _, k := range []string{"pg_query", "pg_parse", "pg_bind", "pg_execute", "pg_complete", "pg_error", "pg_tx", "end"} {
+	for _, k := range []string{"pg_query", "pg_parse", "pg_bind", "pg_execute", "pg_row", "pg_complete", "pg_error", "pg_tx", "note", "end"} {
 		if !strings.Contains(joined, k) {
 			t.Fatalf("no %s in %s", k, joined)
 		}

@@ -26,8 +26,8 @@ func TestPostgresExtendRenewsLogin(t *testing.T) {
 	if err != nil || own.SessionID != "ses_rw" {
 		t.Fatalf("per-session login: %+v %v", own, err)
 	}
-	if _, exp := e.leaseAlive(t, lease.LeaseID); exp.After(g.EndsAt.Add(time.Second)) {
-		t.Fatalf("lease expires %v, after the grant's end %v", exp, g.EndsAt)
+	if _, exp := e.leaseAlive(t, lease.LeaseID); exp.After(g.EndsAt.Add(endGrace+time.Second)) {
+		t.Fatalf("lease expires %v, more than the grace after the grant's end %v", exp, g.EndsAt)
 	}
 
 	oldEnd := g.EndsAt
@@ -48,7 +48,7 @@ func TestPostgresExtendRenewsLogin(t *testing.T) {
 		for {
 			alive, exp := e.leaseAlive(t, l.id)
 			if alive && exp.After(oldEnd.Add(4*time.Minute)) {
-				if exp.After(l.end.Add(time.Second)) {
+				if exp.After(l.end.Add(endGrace+time.Second)) {
 					t.Fatalf("lease renewed to %v, past the grant's new end %v", exp, l.end)
 				}
 				break
@@ -68,7 +68,7 @@ func TestPostgresExtendRenewsLogin(t *testing.T) {
 		t.Fatalf("a new session after the extension: %v %v (want the same login)", again.LeaseID, err)
 	}
 
-	// The per-grant token was renewed with it, to the new end and no further.
+	// The per-grant token was renewed with it, to the new end (and the grace) and no further.
 	e.issuer.mu.Lock()
 	tok := e.issuer.grants[g.ID].shared.token
 	e.issuer.mu.Unlock()
@@ -77,7 +77,7 @@ func TestPostgresExtendRenewsLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	ttl, _ := lk.TokenTTL()
-	if end := time.Now().Add(ttl); end.Before(oldEnd.Add(4*time.Minute)) || end.After(g.EndsAt.Add(2*time.Second)) {
+	if end := time.Now().Add(ttl); end.Before(oldEnd.Add(4*time.Minute)) || end.After(g.EndsAt.Add(endGrace+2*time.Second)) {
 		t.Fatalf("per-grant token expires %v; want the grant's new end %v", end, g.EndsAt)
 	}
 }

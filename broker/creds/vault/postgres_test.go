@@ -40,8 +40,8 @@ func TestPostgresPerGrantLifecycle(t *testing.T) {
 	if !alive {
 		t.Fatal("lease unknown to Vault right after issue")
 	}
-	if vaultExpiry.After(g.EndsAt.Add(time.Second)) {
-		t.Errorf("Vault lease expires %s, after the grant's end %s", vaultExpiry, g.EndsAt)
+	if vaultExpiry.After(g.EndsAt.Add(endGrace+time.Second)) {
+		t.Errorf("Vault lease expires %s, more than the grace after the grant's end %s", vaultExpiry, g.EndsAt)
 	}
 	t.Logf("issued login %s", lease.Username)
 	wantName := "alice-" + strings.ReplaceAll(g.ID, "_", "-")
@@ -144,8 +144,8 @@ func TestPostgresGrantEndsWithoutEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, exp := e.leaseAlive(t, lease.LeaseID)
-	if exp.After(g.EndsAt.Add(time.Second)) {
-		t.Fatalf("Vault lease expires %s, after the grant's end %s", exp, g.EndsAt)
+	if exp.After(g.EndsAt.Add(endGrace+time.Second)) {
+		t.Fatalf("Vault lease expires %s, more than the grace after the grant's end %s", exp, g.EndsAt)
 	}
 	conn, err := pgx.Connect(ctx, e.targetDSN(lease.Username, lease.Password))
 	if err != nil {

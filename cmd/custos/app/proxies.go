@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/protocols/lifecycle"
 	pgproxy "github.com/custos-pam/custos/protocols/postgres"
+	"github.com/custos-pam/custos/protocols/postgres/masking"
 	"github.com/custos-pam/custos/protocols/proxyproto"
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 	"github.com/custos-pam/custos/recorder"
@@ -153,9 +155,13 @@ func startProxies(ctx context.Context, cfg *config.Config, live *config.Live, ac
 			}
 			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
+		dict, err := dataDictionary(cfg.DataDictionary)
+		if err != nil {
+			return nil, err
+		}
 		return pgproxy.New(pgproxy.Options{
 			Targets: live, Auth: dbt, Grants: acc, Credentials: creds, TLS: tlsCfg,
-			Options: core,
+			Options: core, DataDictionary: dict,
 		})
 	}
 	var ps proxies
@@ -212,4 +218,24 @@ func trustProxies(srv *web.Server, cfg *config.Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// dataDictionary compiles the masking dictionary; without a hash_key the
+// hash action gets a random key (config validation refuses roles that
+// hash without one).
+func dataDictionary(d config.DataDictionary) (*masking.Dictionary, error) {
+	var key []byte
+	if d.HashKey.IsSet() {
+		v, err := d.HashKey.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("data_dictionary.hash_key: %w", err)
+		}
+		key = []byte(v)
+	} else {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("data dictionary key: %w", err)
+		}
+	}
+	return masking.Compile(d, key)
 }

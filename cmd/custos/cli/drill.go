@@ -39,7 +39,7 @@ type drill struct {
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "drill",
-		Short: "Run break-glass drills and report on them",
+		Short: "Run break-glass, restore and retrieval drills and report on them",
 		Long: `A drill runs the whole break-glass path with a harmless probe instead of a person:
 custodians unseal in drill mode (the same confirmations as a real unseal), the
 broker logs in with the credential and runs the probe, then rotates, verifies and
@@ -49,7 +49,7 @@ reseals, recording every step's time as evidence.`,
   custos drill report --quarter 2026Q4 --format csv > drills-2026Q4.csv`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newDrillRunCmd(g), newDrillStatusCmd(g), newDrillShowCmd(g), newDrillReportCmd(g), newDrillRestoreCmd(g))
+	cmd.AddCommand(newDrillRunCmd(g), newDrillStatusCmd(g), newDrillShowCmd(g), newDrillReportCmd(g), newDrillRestoreCmd(g), newDrillRetrievalCmd(g))
 	return cmd
 }
 

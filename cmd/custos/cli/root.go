@@ -100,6 +100,7 @@ func newRoot(g *globals) *cobra.Command {
 		newIndicatorsCmd(g),
 		newTokensCmd(g),
 		newBackupCmd(g), newRestoreCmd(g),
+		newEvidenceCmd(g), newShareCmd(g),
 	)
 	g.addCompletions(root)
 	return root

@@ -172,6 +172,11 @@ func newVerifyCmd(g *globals) *cobra.Command {
 // timeout; on a terminal, with progress on stderr when w is not the
 // terminal itself.
 func (g *globals) stream(ctx context.Context, path string, w io.Writer) error {
+	return g.streamAs(ctx, "export", path, w)
+}
+
+// streamAs is stream with label naming the transfer in the progress line.
+func (g *globals) streamAs(ctx context.Context, label, path string, w io.Writer) error {
 	c, err := g.newClient(true)
 	if err != nil {
 		return err
@@ -197,7 +202,7 @@ func (g *globals) stream(ctx context.Context, path string, w io.Writer) error {
 	var p *progress
 	if !isTerminal(w) {
 		total := resp.ContentLength // -1 when streamed
-		p = g.startProgress("export", total)
+		p = g.startProgress(label, total)
 	}
 	_, err = io.Copy(io.MultiWriter(w, p), resp.Body)
 	p.stop()

@@ -79,6 +79,7 @@ func (e *Env) PGSession(tb testing.TB, g broker.Grant, id string) {
 		tb.Fatal(err)
 	}
 	for _, ev := range []event.Event{
+		{Kind: event.KindNote, Op: "masking", Text: "masking in effect for role monitor: dob=mask subject_id=hash unknown=mask"},
 		{Kind: event.KindPGQuery, Text: "BEGIN"},
 		{Kind: event.KindPGComplete, Text: "BEGIN"},
 		{Kind: event.KindPGTx, Op: "begin"},
@@ -87,6 +88,7 @@ func (e *Env) PGSession(tb testing.TB, g broker.Grant, id string) {
 		{Kind: event.KindPGExecute, Name: "p1"},
 		{Kind: event.KindPGResult, Op: "rows", Args: []string{"23:id", "25:site"}, N: 1, Bytes: 16,
 			Text: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
+		{Kind: event.KindPGRow, Args: []string{"h:3b0d1c6d3f0b3b6d3e1f4b1a", "Leeds"}},
 		{Kind: event.KindPGComplete, Text: "SELECT 1", N: 1},
 		{Kind: event.KindPGQuery, Text: XSSSQL},
 		{Kind: event.KindPGError, Op: "42P01", Name: "ERROR", Text: `relation "trials" does not exist`},

@@ -12,6 +12,7 @@ const pages = {
   verify: () => import('./verify.js'),
   audit: () => import('./audit.js'),
   breakglass: () => import('./breakglass.js'),
+  evidence: () => import('./evidence.js'),
   dashboard: () => import('./dashboard.js'),
 };
 

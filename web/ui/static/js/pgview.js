@@ -1,8 +1,10 @@
 // The PostgreSQL statement timeline: assembles recorded protocol events
 // into statements (time, duration, tag, rows, error, parameters as
 // recorded, result evidence: columns, row and byte counts and the SHA-256
-// of what was returned) with transaction boundaries, and renders a
-// filterable table.
+// of what was returned, and the recorded sample rows as the user received
+// them, masked for masked roles) with transaction boundaries and notes
+// (masking and unmask in effect, refused COPY), and renders a filterable
+// table.
 import { el, fmtDuration } from './lib.js';
 
 export class Statements {
@@ -16,7 +18,7 @@ export class Statements {
   }
 
   open(t, kind, sql, params) {
-    this.cur = { type: 'stmt', t, end: null, kind, sql: sql || '', params: params || [], tags: [], rows: 0, error: '', tx: this.inTx ? this.tx : 0, copy: '', result: [] };
+    this.cur = { type: 'stmt', t, end: null, kind, sql: sql || '', params: params || [], tags: [], rows: 0, error: '', tx: this.inTx ? this.tx : 0, copy: '', result: [], sample: [] };
     this.rows.push(this.cur);
   }
 
@@ -48,6 +50,9 @@ export class Statements {
         break;
       case 'pg_result':
         if (this.cur) this.cur.result.push(resultText(e));
+        break;
+      case 'pg_row':
+        if (this.cur) this.cur.sample.push((e.args || []).join(' | '));
         break;
       case 'pg_tx':
         if (e.op === 'begin') { this.tx++; this.inTx = true; }
@@ -99,7 +104,8 @@ export function statementTable(st, filter, errorsOnly) {
         el('td', { class: 'error' }, r.error),
         el('td', null, el('pre', { class: 'sql' }, r.sql + (r.copy ? '\n' + r.copy : ''))),
         el('td', null, r.params.length ? el('pre', { class: 'params' }, r.params.map((p, i) => `$${i + 1} = ${p}`).join('\n')) : ''),
-        el('td', null, r.result.length ? el('pre', { class: 'result' }, r.result.join('\n')) : ''),
+        el('td', null, r.result.length || r.sample.length ? el('pre', { class: 'result' },
+          r.result.concat(r.sample.length ? ['sample rows as received:'].concat(r.sample) : []).join('\n')) : ''),
         el('td', { class: 'muted' }, r.kind + (r.tx ? ` · tx ${r.tx}` : ''))));
     } else if (!f && !errorsOnly) {
       body.append(el('tr', { class: r.type === 'tx' ? 'tx tx-' + r.op : 'note' },

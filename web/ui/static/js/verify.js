@@ -1,4 +1,4 @@
-import { api, el, section, fmtTime, table } from './lib.js';
+import { api, me, el, section, fmtTime, table, notice } from './lib.js';
 
 const chainChecks = new Set(['manifest order', 'manifest chain', 'present', 'sha256', 'frame', 'seq', 'session', 'chain', 'events', 'chain head', 'manifest', 'manifest hash', 'header hash', 'header', 'prefix']);
 
@@ -35,9 +35,27 @@ export async function render(root) {
   root.append(...[
     section('Verdict', verdict,
       el('p', null, el('a', { href: '/api/v1/sessions/' + encodeURIComponent(id) + '/evidence', id: 'evidence', class: 'button primary', download: `custos-evidence-${id}.zip` }, 'Download evidence bundle'),
-        ' ', el('a', { href: '/ui/sessions/' + encodeURIComponent(id), class: 'button' }, 'Replay'))),
+        ' ', el('a', { href: '/ui/sessions/' + encodeURIComponent(id), class: 'button' }, 'Replay'),
+        (await me()).admin ? [' ', shareButton(id)] : null)),
     section('Session', facts),
     section('Checks performed', el('ol', null, (rep.checks || []).map((c) => el('li', null, c)))),
     tampering.length ? section('Tampering attempts detected', table(['Key', 'What', 'Version', 'When'], tampering)) : null,
     problems.length ? section('Problems', table(['Chunk', 'Key', 'Check', 'Detail'], problems.map((p) => [String(p.chunk || ''), p.key || '', p.check, p.detail]))) : null].filter(Boolean));
+}
+
+// shareButton gives an inspector a 72-hour, read-only link to this
+// recording (security only); the URL is shown once.
+function shareButton(id) {
+  const out = el('span', { id: 'share-out' });
+  const b = el('button', { type: 'button', id: 'share' }, 'Create share link (72h)');
+  b.addEventListener('click', async () => {
+    out.replaceChildren();
+    try {
+      const l = await api('POST', '/api/v1/shares', { kind: 'session', session_id: id, ttl: '72h' });
+      out.append(' ', el('code', { id: 'share-url' }, l.url));
+    } catch (e) {
+      notice(out, 'error', e.message);
+    }
+  });
+  return el('span', null, b, out);
 }
