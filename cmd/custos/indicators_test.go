@@ -182,6 +182,17 @@ func TestIndicatorSessionsThroughBroker(t *testing.T) {
 	if ind := decode[kri.Indicator](t, b.ok("sam", "indicators", "recordings_failing_verification", "-o", "json")); ind.Value == nil || *ind.Value != 0 {
 		t.Fatalf("recordings_failing_verification %+v", ind)
 	}
+
+	// The retrieval drill about this session feeds its indicator.
+	if ind := decode[kri.Indicator](t, b.ok("sam", "indicators", "retrieval_pass_rate", "-o", "json")); ind.Value != nil {
+		t.Fatalf("retrieval_pass_rate before any drill: %+v", ind)
+	}
+	run := decode[struct {
+		PassRate float64 `json:"pass_rate"`
+	}](t, b.ok("sam", "drill", "retrieval", "--session", ses.ID, "-o", "json"))
+	if ind := decode[kri.Indicator](t, b.ok("sam", "indicators", "retrieval_pass_rate", "-o", "json")); ind.Value == nil || *ind.Value != run.PassRate {
+		t.Fatalf("retrieval_pass_rate after a drill with pass rate %v: %+v", run.PassRate, ind)
+	}
 }
 
 // custos config check refuses a limit on an indicator the broker does not
