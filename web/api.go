@@ -115,6 +115,8 @@ type Options struct {
 	// Reviews serves /api/v1/reviews. Default: nil, and those routes
 	// answer 503.
 	Reviews reviews
+	// Indicators serves /api/v1/indicators (the risk dashboard).
+	Indicators indicators
 	// DBTokens issues PostgreSQL connection tokens; DBHost and DBPort
 	// are where clients reach the PostgreSQL proxy.
 	DBTokens       dbTokens
@@ -255,6 +257,8 @@ func (a *API) Register(s *Server) {
 	auth("POST /api/v1/holds/{id}/approve", a.decideHold(true))
 	auth("POST /api/v1/holds/{id}/deny", a.decideHold(false))
 	a.registerReviews(auth)
+
+	a.registerIndicators(auth)
 
 	auth("POST /api/v1/db/token", a.dbToken)
 	auth("POST /api/v1/ssh/certificate", a.sshCertificate)

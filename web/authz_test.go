@@ -267,6 +267,13 @@ func table() map[string][]row {
 		"GET /api/v1/drills/report": {{path: fixed("/api/v1/drills/report?quarter=2026Q4"), want: everyone(ok)}},
 		"GET /api/v1/drills/{id}":   {{path: fixed("/api/v1/drills/drl_none"), want: only(notFound, notFound)}},
 
+		// The risk dashboard: security staff and auditors only.
+		"GET /api/v1/indicators":         {{path: fixed("/api/v1/indicators"), want: only(ok, forbidden, security)}},
+		"GET /api/v1/indicators/{name}":  {{path: fixed("/api/v1/indicators/active_grants"), want: only(ok, forbidden, security)}},
+		"GET /api/v1/indicators/actions": {{path: fixed("/api/v1/indicators/actions?all=true"), want: only(ok, forbidden, security)}},
+		// An action nobody opened: security gets as far as "no action".
+		"POST /api/v1/indicators/actions/{id}/close": {{path: fixed("/api/v1/indicators/actions/act_none/close"),
+			body: map[string]string{"comment": "authz table"}, want: only(notFound, forbidden, security)}},
 		// Evidence, share links and retrieval drills: security and
 		// auditors only.
 		"GET /api/v1/evidence": {{path: fixed("/api/v1/evidence?target=demo-ssh&from=2026-01-01&to=2030-01-01"),
@@ -336,6 +343,7 @@ func table() map[string][]row {
 		"GET /ui/audit":                   page("/ui/audit"),
 		"GET /ui/evidence":                page("/ui/evidence"),
 		"GET /ui/breakglass":              page("/ui/breakglass"),
+		"GET /ui/dashboard":               page("/ui/dashboard"),
 		"GET /ui/breakglass/unseals/{id}": page("/ui/breakglass/unseals/uns_x"),
 		"GET /ui/reviews":                 page("/ui/reviews"),
 		"GET /ui/reviews/{id}":            page("/ui/reviews/rev_x"),

@@ -58,6 +58,11 @@ const (
 	// ConductReview: start an access review, attest or flag its lines
 	// and sign its attestation.
 	ConductReview Action = "review.conduct"
+	// ViewIndicators: read the key risk indicators, the records behind
+	// them and the actions their limits opened.
+	ViewIndicators Action = "indicators.view"
+	// CloseIndicatorAction: close an action a limit crossing opened.
+	CloseIndicatorAction Action = "indicators.close_action"
 )
 
 // Facts are what the caller's service looked up about the caller and the
@@ -91,7 +96,7 @@ func Allowed(a Action, f Facts) bool {
 	case ViewRequest:
 		// Own requests, those one may decide, everything for security.
 		return f.Security || f.Owner || f.Approver
-	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence:
+	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence, ViewIndicators, CloseIndicatorAction:
 		return f.Security
 	case DecideRequest:
 		// Never one's own; the policy then checks the vote itself.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/breakglass/schedule"
+	"github.com/custos-pam/custos/broker/config"
 )
 
 // DrillStatus is one account's drill standing.
@@ -30,6 +31,44 @@ type DrillStatus struct {
 // DrillStatuses returns the drill standing of the accounts the actor may
 // see.
 func (s *Service) DrillStatuses(ctx context.Context, actor string) ([]DrillStatus, error) {
+	return s.drillStatuses(ctx, func(a *config.BreakGlassAccount) bool { return s.maySee(a, actor) },
+		s.dir.IsSecurityAdmin(actor))
+}
+
+// Standings returns the drill standing of every account and of the
+// restore drills, for the risk indicators (security staff only).
+func (s *Service) Standings(ctx context.Context) ([]DrillStatus, error) {
+	return s.drillStatuses(ctx, func(*config.BreakGlassAccount) bool { return true }, true)
+}
+
+// DrillsSince returns every drill (accounts' and restore) started at or
+// after since, oldest first, for the risk indicators.
+func (s *Service) DrillsSince(ctx context.Context, since time.Time) ([]Drill, error) {
+	var out []Drill
+	err := s.store.View(ctx, func(tx broker.Tx) error {
+		idx, err := loadDrillIndex(tx)
+		if err != nil {
+			return err
+		}
+		for _, r := range idx {
+			if r.StartedAt.Before(since) {
+				continue
+			}
+			d, err := loadDrill(tx, r.ID)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("breakglass: drills: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Service) drillStatuses(ctx context.Context, see func(*config.BreakGlassAccount) bool, restore bool) ([]DrillStatus, error) {
 	now := s.now().UTC()
 	out := []DrillStatus{}
 	err := s.store.View(ctx, func(tx broker.Tx) error {
@@ -39,7 +78,7 @@ func (s *Service) DrillStatuses(ctx context.Context, actor string) ([]DrillStatu
 		}
 		for i := range s.cfg.BreakGlass {
 			a := &s.cfg.BreakGlass[i]
-			if !s.maySee(a, actor) {
+			if !see(a) {
 				continue
 			}
 			st, err := loadAccount(tx, a.Name, now)
@@ -65,7 +104,7 @@ func (s *Service) DrillStatuses(ctx context.Context, actor string) ([]DrillStatu
 			}
 			out = append(out, ds)
 		}
-		if s.dir.IsSecurityAdmin(actor) {
+		if restore {
 			rs, err := s.restoreStatus(tx, idx, now)
 			if err != nil {
 				return err

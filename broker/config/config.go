@@ -56,6 +56,8 @@ type Config struct {
 	DataDictionary DataDictionary `yaml:"data_dictionary"`
 	// Reviews configures periodic access reviews.
 	Reviews Reviews `yaml:"reviews"`
+	// Indicators configures the risk indicators and their limits.
+	Indicators Indicators `yaml:"indicators"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

@@ -30,13 +30,15 @@ func (l *Live) FindTarget(name string) (*Target, bool) { return l.Load().FindTar
 // parts, and the names of the parts next changes that a reload cannot
 // apply (the caller warns; they take effect at the next restart). The
 // reloadable parts are users, groups, security_admins, targets (with their
-// roles' policies), notify, and the Slack routing settings (channel,
-// security_channel, match_email, ticket_url); everything else is read once
-// at start. The caller validates the result again.
+// roles' policies), notify, indicators (but its interval), and the Slack
+// routing settings (channel, security_channel, match_email, ticket_url);
+// everything else is read once at start. The caller validates the result again.
 func Merge(cur, next *Config) (merged *Config, notApplied []string) {
 	m := *cur
 	m.Users, m.Groups, m.SecurityAdmins, m.Targets, m.Notify = next.Users, next.Groups, next.SecurityAdmins, next.Targets, next.Notify
 	m.Reviews = next.Reviews
+	m.Indicators = next.Indicators
+	m.Indicators.Interval = cur.Indicators.Interval
 	m.Slack.Channel, m.Slack.SecurityChannel, m.Slack.MatchEmail, m.Slack.TicketURL =
 		next.Slack.Channel, next.Slack.SecurityChannel, next.Slack.MatchEmail, next.Slack.TicketURL
 	// What is left must be equal, or the change is not applied.
@@ -48,7 +50,7 @@ func Merge(cur, next *Config) (merged *Config, notApplied []string) {
 		{"listen", a.Listen, b.Listen}, {"public_url", a.PublicURL, b.PublicURL}, {"store", a.Store, b.Store},
 		{"recording", a.Recording, b.Recording}, {"audit", a.Audit, b.Audit}, {"vault", a.Vault, b.Vault},
 		{"slack (enabled, tokens, signing secret, api_url)", a.Slack, b.Slack}, {"auth", a.Auth, b.Auth},
-		{"breakglass", a.BreakGlass, b.BreakGlass},
+		{"breakglass", a.BreakGlass, b.BreakGlass}, {"indicators.interval", a.Indicators.Interval, b.Indicators.Interval},
 	} {
 		if !reflect.DeepEqual(s.x, s.y) {
 			notApplied = append(notApplied, s.name)

@@ -303,6 +303,10 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: break-glass: %w", err)
 	}
+	indicators, err := startIndicators(bg, cfg, live, dir, st, auditLog, bgSvc, rec, notify, srv, log, func(f func()) { wg.Go(f) })
+	if err != nil {
+		return fmt.Errorf("serve: indicators: %w", err)
+	}
 
 	reviews, err := startReviews(live, dir, ids, st, auditLog, srv, log)
 	if err != nil {
@@ -318,7 +322,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, SSO: ids, Holds: gr.holds, Reviews: reviews, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, SSO: ids, Holds: gr.holds, Reviews: reviews, Indicators: indicators, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

@@ -12,12 +12,14 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/kri"
 	sshproxy "github.com/custos-pam/custos/protocols/ssh"
 )
 
 // reloader applies a config read again on SIGHUP to the running broker.
 // What reloads: users, groups, security_admins, targets with their roles
-// and policies, notify, and Slack's channel, security_channel,
+// and policies, notify, indicators (limits, windows, owner; not the
+// interval), and Slack's channel, security_channel,
 // match_email and ticket_url. Everything else (listen addresses and TLS,
 // public_url, store, recording, audit, vault, auth, Slack tokens and
 // signing secret, break-glass accounts) is read once at start: a change
@@ -60,6 +62,9 @@ func (rl *reloader) apply(ctx context.Context, path string, log *slog.Logger) er
 	cur := rl.live.Load()
 	merged, notApplied := config.Merge(cur, next)
 	if err := merged.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := kri.CheckLimits(merged.Indicators.Limits); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	// Build everything that can fail before changing anything.

@@ -98,6 +98,7 @@ func newRoot(g *globals) *cobra.Command {
 		newPlayCmd(g),
 		newBreakglassCmd(g), newDrillCmd(g),
 		newReviewCmd(g),
+		newIndicatorsCmd(g),
 		newTokensCmd(g),
 		newBackupCmd(g), newRestoreCmd(g),
 		newEvidenceCmd(g), newShareCmd(g),

@@ -32,6 +32,7 @@ import (
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker/kri"
 	"github.com/custos-pam/custos/broker/review"
 	"github.com/custos-pam/custos/broker/sshca"
 	"github.com/custos-pam/custos/broker/store/sqlite"
@@ -99,6 +100,9 @@ targets:
       - name: readonly
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h}
       - {name: bg-admin, vault_role: breakglass, policy: {approvers: [custodians]}}
+indicators:
+  limits:
+    - {indicator: users_without_mfa, op: ">", value: 0}
 breakglass:
   - {name: ssh-root, target: demo-ssh, role: bg-root, custodians: [custodians], drill: {schedule: "0 * * * *"}}
   - {name: pg-admin, target: demo-pg, role: bg-admin, custodians: [custodians], max_open: 30m}
@@ -129,7 +133,10 @@ type Env struct {
 	Holds *holds.Store
 	// Reviews runs access reviews (reviewers: the security admins).
 	Reviews *review.Service
-	dir     string
+	// Indicators computes the risk dashboard; call Evaluate to check
+	// its limits.
+	Indicators *kri.Evaluator
+	dir        string
 }
 
 // Options configure StartWith. The zero value is Start's broker.
@@ -219,13 +226,14 @@ func StartWith(tb testing.TB, o Options) *Env {
 		Signer: review.PasswordSigner{Auth: ids, Directory: dirx}, Log: log}); err != nil {
 		tb.Fatalf("uitest: reviews: %v", err)
 	}
+	e.startIndicators(tb, srv, dirx, log)
 	userCA, err := sshca.LoadOrCreate(filepath.Join(dir, "keys", "ssh_user_ca"))
 	if err != nil {
 		tb.Fatalf("uitest: ssh ca: %v", err)
 	}
 	e.Holds = holds.New(0)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Holds: e.Holds, Reviews: e.Reviews,
+		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Holds: e.Holds, Reviews: e.Reviews, Indicators: e.Indicators,
 		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
 		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})
 	if err != nil {

@@ -14,6 +14,7 @@ const pages = {
   breakglass: () => import('./breakglass.js'),
   evidence: () => import('./evidence.js'),
   reviews: () => import('./reviews.js'),
+  dashboard: () => import('./dashboard.js'),
 };
 
 async function main() {

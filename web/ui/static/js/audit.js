@@ -57,12 +57,18 @@ export async function render(root) {
   // The raw log.
   const f = {};
   const fields = ['actor', 'action', 'target'].map((n) => { f[n] = el('input', { id: 'a-' + n, placeholder: n === 'action' ? 'prefix, e.g. grant.' : n, size: 14 }); return el('label', null, n + ' ', f[n]); });
+  // Links from other pages (the dashboard's records) open the log
+  // filtered: ?actor=, ?action=, ?target=, or one record with ?after=&limit=.
+  const given = new URLSearchParams(location.search);
+  for (const [k, i] of Object.entries(f)) if (given.get(k)) i.value = given.get(k);
+  let at = given.get('after') ? { after: given.get('after'), limit: given.get('limit') || '200' } : null;
   const logBox = el('div', { id: 'log' });
   const logForm = el('form', { class: 'inline' }, fields, el('button', { type: 'submit' }, 'Show'));
   const loadLog = async (ev) => {
     if (ev) ev.preventDefault();
     const q = new URLSearchParams({ limit: '200' });
     for (const [k, i] of Object.entries(f)) if (i.value) q.set(k, i.value);
+    if (at) { q.set('after', at.after); q.set('limit', at.limit); at = null; }
     let recs;
     try {
       recs = await api('GET', '/api/v1/audit?' + q.toString());
