@@ -26,6 +26,28 @@ type Decision struct {
 	Comment string    `json:"comment,omitempty"`
 	// Via names the channel the decision came through: cli, web or slack.
 	Via string `json:"via,omitempty"`
+	// Signature is the decision's electronic signature, when the role
+	// requires one (broker/esign).
+	Signature *Signature `json:"signature,omitempty"`
+}
+
+// Signature is an electronic signature's manifestation (21 CFR Part 11
+// §11.50): who signed (login and printed name), when (UTC), what it
+// means, and how the signer re-authenticated. RecordHash links it to the
+// record signed (§11.70): the SHA-256 of the signed fields, so it cannot
+// be moved onto another record.
+type Signature struct {
+	Signer      string    `json:"signer"`
+	PrintedName string    `json:"printed_name"`
+	SignedAt    time.Time `json:"signed_at"`
+	Meaning     string    `json:"meaning"`
+	// Method is how the signer re-authenticated: password+totp or passkey.
+	Method string `json:"method"`
+	// Action is what was signed: approve, deny, unseal or review.
+	Action string `json:"action"`
+	// ObjectID is the signed record's ID (request, unseal or review).
+	ObjectID   string `json:"object_id"`
+	RecordHash string `json:"record_hash"`
 }
 
 // Request is a user's ask for time-boxed access to one role on one target.

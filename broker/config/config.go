@@ -51,6 +51,9 @@ type Config struct {
 	Backup Backup `yaml:"backup"`
 	// Notify configures the grant-ending notice.
 	Notify Notify `yaml:"notify"`
+	// Signatures configures electronic signatures. Default: the default
+	// meanings; no role requires a signature.
+	Signatures Signatures `yaml:"signatures"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except
