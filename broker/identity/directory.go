@@ -18,7 +18,7 @@ type Identity struct {
 	// display_name from config, or the SSO name claim. May be empty.
 	DisplayName string
 	Email       string
-	SlackID string
+	SlackID     string
 	// Groups are the names of the groups the user belongs to, sorted.
 	Groups []string
 	// SSHKeys authenticate the user to the SSH proxy.
