@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"crypto/rand"
 	"encoding/base32"
 	"strings"
@@ -48,6 +49,14 @@ type Signature struct {
 	// ObjectID is the signed record's ID (request, unseal or review).
 	ObjectID   string `json:"object_id"`
 	RecordHash string `json:"record_hash"`
+}
+
+// Manifestation is the signature as one line for people: printed name,
+// login, UTC time, meaning, method, and the record it is linked to.
+func (s Signature) Manifestation() string {
+	return fmt.Sprintf("Signed by %s (%s) at %s UTC, meaning %q, re-authenticated by %s; %s of %s, record %s",
+		s.PrintedName, s.Signer, s.SignedAt.UTC().Format("2006-01-02 15:04:05"), s.Meaning, s.Method,
+		s.Action, s.ObjectID, s.RecordHash)
 }
 
 // Request is a user's ask for time-boxed access to one role on one target.

@@ -203,14 +203,6 @@ func Details(sig broker.Signature) map[string]any {
 		"action": sig.Action, "object_id": sig.ObjectID, "record_hash": sig.RecordHash}
 }
 
-// Manifestation is the signature as one line for people: printed name,
-// UTC time, meaning and method (§11.50).
-func Manifestation(sig broker.Signature) string {
-	return fmt.Sprintf("Signed by %s (%s) at %s UTC, meaning %q, re-authenticated by %s; record %s %s",
-		sig.PrintedName, sig.Signer, sig.SignedAt.UTC().Format("2006-01-02 15:04:05"), sig.Meaning, sig.Method,
-		sig.ObjectID, sig.RecordHash)
-}
-
 func quoted(list []string) string {
 	q := make([]string, len(list))
 	for i, m := range list {

@@ -105,7 +105,7 @@ func TestSignatureBinding(t *testing.T) {
 			t.Errorf("%s: signature accepted", name)
 		}
 	}
-	if got := Manifestation(sig); got != `Signed by Bob Builder (bob) at 2026-03-01 10:00:00 UTC, meaning "approved for production change", re-authenticated by password+totp; record req_1 `+want.RecordHash {
+	if got := sig.Manifestation(); got != `Signed by Bob Builder (bob) at 2026-03-01 10:00:00 UTC, meaning "approved for production change", re-authenticated by password+totp; approve of req_1, record `+want.RecordHash {
 		t.Errorf("manifestation %q", got)
 	}
 }
