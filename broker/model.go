@@ -1,9 +1,9 @@
 package broker
 
 import (
-	"fmt"
 	"crypto/rand"
 	"encoding/base32"
+	"fmt"
 	"strings"
 	"time"
 )
