@@ -247,4 +247,3 @@ func unzip(t *testing.T, b []byte) map[string][]byte {
 	}
 	return out
 }
-
