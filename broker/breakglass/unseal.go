@@ -10,6 +10,7 @@ import (
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/esign"
 )
 
 // UnsealRequest is a custodian's ask to open an account. The asking
@@ -152,7 +153,18 @@ func (s *Service) confirm(ctx context.Context, actor, unsealID string, f Factor)
 	if err := checkConfirm(a, st, actor, unsealID, s.now().UTC()); err != nil {
 		return ref, err
 	}
-	factor, err := s.checkFactor(ctx, a, actor, f)
+	var (
+		factor string
+		sig    *broker.Signature
+	)
+	if s.cfg.Signatures.UnsealRequired() {
+		sig, err = s.signConfirm(ctx, a, st.Unseal, actor, f)
+		if sig != nil {
+			factor = sig.Method
+		}
+	} else {
+		factor, err = s.checkFactor(ctx, a, actor, f)
+	}
 	if err != nil {
 		return ref, err
 	}
@@ -169,9 +181,18 @@ func (s *Service) confirm(ctx context.Context, actor, unsealID string, f Factor)
 		if err := checkConfirm(a, st, actor, unsealID, now); err != nil {
 			return err
 		}
-		st.Unseal.Confirmations = append(st.Unseal.Confirmations, Confirmation{Custodian: actor, At: now, Via: via(f.Via), SecondFactor: factor})
+		if sig != nil {
+			if err := esign.Check(*sig, unsealRecord(a, st.Unseal)); err != nil {
+				return err
+			}
+		}
+		st.Unseal.Confirmations = append(st.Unseal.Confirmations, Confirmation{Custodian: actor, At: now, Via: via(f.Via), SecondFactor: factor, Signature: sig})
+		details := unsealDetails(a, st.Unseal)
+		if sig != nil {
+			details["signature"] = esign.Details(*sig)
+		}
 		if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{Actor: actor, Action: "breakglass.unseal.confirm", Target: a.Target,
-			Outcome: broker.OutcomeSuccess, Details: unsealDetails(a, st.Unseal)}); err != nil {
+			Outcome: broker.OutcomeSuccess, Details: details}); err != nil {
 			return err
 		}
 		if len(st.Unseal.Confirmations) >= st.Unseal.Required {

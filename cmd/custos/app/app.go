@@ -301,6 +301,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: break-glass: %w", err)
 	}
+	bgSvc.SetSigner(signer)
 
 	pgHost, pgPort := proxyHostPort(cfg, cfg.Listen.Postgres)
 	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)
