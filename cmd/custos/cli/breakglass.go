@@ -280,17 +280,26 @@ func (g *globals) printUnseal(u bgUnseal) {
 
 func newBGConfirmCmd(g *globals) *cobra.Command {
 	var f factorFlags
+	var meaning string
 	cmd := &cobra.Command{
-		Use:     "confirm ID",
-		Short:   "Confirm another custodian's unseal (or drill) with your password and TOTP code",
-		Example: "  custos breakglass confirm bgu_5x2kq7m3abcdefgh --totp 654321",
-		Args:    cobra.ExactArgs(1),
+		Use:   "confirm ID",
+		Short: "Confirm another custodian's unseal (or drill) with your password and TOTP code",
+		Example: `  custos breakglass confirm bgu_5x2kq7m3abcdefgh --totp 654321
+  custos breakglass confirm bgu_5x2kq7m3abcdefgh --totp 654321 --meaning "emergency access confirmed"   # signatures.unseal: required`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return show(cmd.Context(), g, "breakglass confirm", "POST", "/api/v1/breakglass/unseals/"+url.PathEscape(args[0])+"/confirm",
-				func() (any, error) { return f.body(g) }, printed(g.printUnseal))
+				func() (any, error) {
+					body, err := f.body(g)
+					if err == nil && meaning != "" {
+						body["meaning"] = meaning
+					}
+					return body, err
+				}, printed(g.printUnseal))
 		},
 	}
 	f.add(cmd)
+	cmd.Flags().StringVar(&meaning, "meaning", "", "the meaning of your signature, when confirmations are electronic signatures (signatures.unseal)")
 	return cmd
 }
 
