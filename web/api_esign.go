@@ -33,7 +33,8 @@ func (b *signatureBody) input(r *http.Request) *esign.Input {
 }
 
 // signatureMeanings answers the meanings a signer may choose per action,
-// for the CLI and the web UI's signing dialogs.
+// for the CLI and the web UI's signing dialogs, and whether unseal
+// confirmations are signatures.
 func (a *API) signatureMeanings(w http.ResponseWriter, r *http.Request) {
 	out := map[string][]string{}
 	for _, action := range []string{config.SignApprove, config.SignDeny, config.SignUnseal, config.SignReview} {
@@ -43,7 +44,7 @@ func (a *API) signatureMeanings(w http.ResponseWriter, r *http.Request) {
 			out[action] = a.current().Signatures.MeaningsFor(action)
 		}
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"meanings": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"meanings": out, "unseal_required": a.current().Signatures.UnsealRequired()})
 }
 
 // signatureRequired reports whether decisions on target's role are

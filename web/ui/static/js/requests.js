@@ -1,4 +1,5 @@
 import { api, me, el, table, notice, section, fmtTime, explain, emptyState } from './lib.js';
+import { meanings, signingFields, signatures } from './esign.js';
 
 function approvals(r) {
   const names = (r.approvals || []).map((d) => d.by).join(', ');
@@ -55,9 +56,14 @@ export async function render(root) {
     const comment = el('input', { placeholder: 'comment (required to deny)', size: 24, 'aria-label': 'comment for ' + r.id });
     const approve = el('button', { class: 'primary', dataset: { action: 'approve', id: r.id } }, 'Approve');
     const deny = el('button', { class: 'danger', dataset: { action: 'deny', id: r.id } }, 'Deny');
+    // A role whose decisions are electronic signatures asks for a meaning
+    // and a fresh password and code with the click.
+    const sign = r.signature_required ? signingFields(r, signingMeanings) : null;
     const act = (what) => async () => {
       try {
-        const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, { comment: comment.value });
+        const body = { comment: comment.value };
+        if (sign) body.signature = sign.body(what);
+        const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, body);
         notice(root, 'ok', what === 'approve'
           ? (res.grant && res.request.extends ? `Extended: grant ${res.grant.id} now ends ${fmtTime(res.grant.ends_at)}.`
             : res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
@@ -69,7 +75,7 @@ export async function render(root) {
     deny.addEventListener('click', act('deny'));
     return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, r.user), el('td', null, `${r.target} / ${r.role}`),
       el('td', null, forText(r)), el('td', null, r.reason || ''), el('td', null, r.ticket || ''), el('td', null, approvals(r)),
-      el('td', null, fmtTime(r.expires_at)), el('td', { class: 'actions' }, comment, approve, deny));
+      el('td', null, fmtTime(r.expires_at)), el('td', { class: 'actions' }, comment, approve, deny, sign ? sign.node : null));
   };
 
   const mineRow = (r) => {
@@ -78,7 +84,7 @@ export async function render(root) {
       try { await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/cancel`, {}); await load(); } catch (e) { notice(root, 'error', explain(e)); }
     });
     return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, `${r.target} / ${r.role}`), el('td', null, forText(r)),
-      el('td', { class: 'state-' + r.state }, r.state), el('td', null, approvals(r)), el('td', null, r.reason || ''),
+      el('td', { class: 'state-' + r.state }, r.state), el('td', null, approvals(r), signatures(r)), el('td', null, r.reason || ''),
       el('td', null, fmtTime(r.created_at)), el('td', null, r.grant_id || ''), el('td', null, cancel));
   };
 
@@ -113,9 +119,11 @@ export async function render(root) {
       el('td', { class: 'actions' }, revoke ? [reasonIn, revoke, ...(extendCtl || [])] : (g.revoked_by ? `by ${g.revoked_by}: ${g.revoke_reason || ''}` : '')));
   };
 
+  let signingMeanings = {};
   async function load() {
     const [pending, mine, grants] = await Promise.all([
       api('GET', '/api/v1/requests?view=pending'), api('GET', '/api/v1/requests?view=mine'), api('GET', '/api/v1/grants')]);
+    if (pending.some((r) => r.signature_required)) signingMeanings = await meanings();
     const soon = grants.filter((g) => g.user === who.user && endingSoon(g));
     soonBox.replaceChildren(...soon.map((g) => el('p', { class: 'notice warn', dataset: { endingSoon: g.id } },
       `Your grant ${g.id} on ${g.target} / ${g.role} ends at ${fmtTime(g.ends_at)}. For more time: custos extend ${g.id} --for 30m --reason "..."`)));
