@@ -22,8 +22,8 @@ func (s *Service) SetSigner(sg signer) { s.signer = sg }
 // unsealRecord is what a custodian's signed confirmation of u signs.
 func unsealRecord(a *config.BreakGlassAccount, u *Unseal) esign.Record {
 	return esign.Record{Action: config.SignUnseal, ObjectID: u.ID, Fields: []esign.Field{
-		{"account", a.Name}, {"target", a.Target}, {"role", a.Role}, {"requested_by", u.RequestedBy},
-		{"reason", u.Reason}, {"incident", u.Incident}, {"drill", u.Drill},
+		{Name: "account", Value: a.Name}, {Name: "target", Value: a.Target}, {Name: "role", Value: a.Role}, {Name: "requested_by", Value: u.RequestedBy},
+		{Name: "reason", Value: u.Reason}, {Name: "incident", Value: u.Incident}, {Name: "drill", Value: u.Drill},
 	}}
 }
 
