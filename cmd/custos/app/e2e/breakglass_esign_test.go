@@ -11,7 +11,8 @@ import (
 )
 
 // TestSignedUnsealConfirmation: with signatures.unseal: required a
-// custodian's confirmation is an electronic signature: without a listed
+// custodian's confirmation (the asker's included) is an electronic
+// signature: without a listed
 // meaning, or with a wrong password, it is refused and the account stays
 // sealed; a signed confirmation opens it, and the confirmation and its
 // audit record show the signer, UTC time, meaning and method, bound to
@@ -27,9 +28,18 @@ func TestSignedUnsealConfirmation(t *testing.T) {
 	}
 	e.svc.SetSigner(esign.New(esign.Options{Config: config.NewLive(e.cfg), Reauth: ids, Names: e.dir}))
 
-	u, err := e.svc.Unseal(e.ctx, "sam", breakglass.UnsealRequest{Account: "pg-admin", Reason: "primary down", Incident: "INC-9", Factor: e.factor("sam")})
+	// Asking is the asker's confirmation: signed too.
+	if _, err := e.svc.Unseal(e.ctx, "sam", breakglass.UnsealRequest{Account: "pg-admin", Reason: "primary down", Incident: "INC-9", Factor: e.factor("sam")}); code(t, err) != esign.CodeMeaningNotAllowed {
+		t.Fatalf("unseal without a meaning: %v", err)
+	}
+	asked := e.factor("sam")
+	asked.Meaning = meanings[0]
+	u, err := e.svc.Unseal(e.ctx, "sam", breakglass.UnsealRequest{Account: "pg-admin", Reason: "primary down", Incident: "INC-9", Factor: asked})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s := u.Confirmations[0].Signature; s == nil || s.Signer != "sam" || s.Meaning != meanings[0] || s.ObjectID != u.ID {
+		t.Fatalf("the asker's confirmation is not signed: %+v", s)
 	}
 	noMeaning := e.factor("carol")
 	if _, err := e.svc.Confirm(e.ctx, "carol", u.ID, noMeaning); code(t, err) != esign.CodeMeaningNotAllowed {

@@ -132,9 +132,12 @@ export async function render(root) {
       const [reason, rl] = field('Reason', { name: 'reason', placeholder: 'what is broken', size: 28, required: true });
       const [incident, il] = field('Incident', { name: 'incident', placeholder: 'INC-…', size: 10, required: true });
       const sf = secondFactor(a);
-      out.push(actionForm('unseal', [el('span', null, rl, reason), el('span', null, il, incident), sf.parts],
+      const meaning = signed ? meaningSelect(signMeanings, 'unseal', 'meaning of the unseal of ' + a.name) : null;
+      out.push(actionForm('unseal', [el('span', null, rl, reason), el('span', null, il, incident),
+        meaning ? el('label', null, 'Meaning (electronic signature) ', meaning) : null, sf.parts],
         { text: 'Request unseal', class: 'danger' },
-        () => api('POST', `/api/v1/breakglass/${encodeURIComponent(a.name)}/unseal`, { reason: reason.value, incident: incident.value, ...sf.value() }),
+        () => api('POST', `/api/v1/breakglass/${encodeURIComponent(a.name)}/unseal`,
+          { reason: reason.value, incident: incident.value, ...sf.value(), ...(meaning ? { meaning: meaning.value } : {}) }),
         (res) => (res.outcome === 'opened'
           ? done(`${a.name} is open until ${fmtTime(res.open_until)} (single custodian).`)
           : done(`Unseal ${res.id} of ${a.name} requested: ${res.confirmations.length} of ${res.required} confirmations. Another custodian confirms at`,
