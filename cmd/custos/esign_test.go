@@ -45,6 +45,10 @@ func totpAt(t *testing.T, at time.Time) string {
 	return identity.TOTP(key, at)
 }
 
+// signClient waits longer than readyClient: a re-authentication checks an
+// argon2id password, slow on a busy machine.
+var signClient = &http.Client{Timeout: 30 * time.Second, Transport: readyClient.Transport}
+
 // apiCall sends a JSON body with a bearer token and returns the status
 // and body.
 func apiCall(t *testing.T, b *brokerProc, user, method, path string, body any) (int, []byte) {
@@ -60,7 +64,7 @@ func apiCall(t *testing.T, b *brokerProc, user, method, path string, body any) (
 	}
 	req.Header.Set("Authorization", "Bearer "+savedToken(t, b, user))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := readyClient.Do(req)
+	resp, err := signClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
