@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,6 +35,11 @@ func TestReauthenticate(t *testing.T) {
 		if _, err := s.Reauthenticate(ctx, c.user, c.pw, c.code, "10.0.0.2"); CodeOf(err) != c.want {
 			t.Errorf("%s: %v, want %s", name, err, c.want)
 		}
+	}
+	// An SSO user (no Custos password) is told how to enable signing.
+	_, err = s.Reauthenticate(ctx, "sam", "", "", "10.0.0.2")
+	if e, ok := err.(*Error); !ok || !strings.Contains(e.Message, "passkey") || !strings.Contains(e.Message, "local password") {
+		t.Errorf("sso user: %v, want a message saying how to enable signing", err)
 	}
 	// bob has failed three times (replay, no totp, wrong password):
 	// max_failures is 3, so even the right credentials are refused now.
