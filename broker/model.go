@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -26,6 +27,36 @@ type Decision struct {
 	Comment string    `json:"comment,omitempty"`
 	// Via names the channel the decision came through: cli, web or slack.
 	Via string `json:"via,omitempty"`
+	// Signature is the decision's electronic signature, when the role
+	// requires one (broker/esign).
+	Signature *Signature `json:"signature,omitempty"`
+}
+
+// Signature is an electronic signature's manifestation (21 CFR Part 11
+// §11.50): who signed (login and printed name), when (UTC), what it
+// means, and how the signer re-authenticated. RecordHash links it to the
+// record signed (§11.70): the SHA-256 of the signed fields, so it cannot
+// be moved onto another record.
+type Signature struct {
+	Signer      string    `json:"signer"`
+	PrintedName string    `json:"printed_name"`
+	SignedAt    time.Time `json:"signed_at"`
+	Meaning     string    `json:"meaning"`
+	// Method is how the signer re-authenticated: password+totp or passkey.
+	Method string `json:"method"`
+	// Action is what was signed: approve, deny, unseal or review.
+	Action string `json:"action"`
+	// ObjectID is the signed record's ID (request, unseal or review).
+	ObjectID   string `json:"object_id"`
+	RecordHash string `json:"record_hash"`
+}
+
+// Manifestation is the signature as one line for people: printed name,
+// login, UTC time, meaning, method, and the record it is linked to.
+func (s Signature) Manifestation() string {
+	return fmt.Sprintf("Signed by %s (%s) at %s UTC, meaning %q, re-authenticated by %s; %s of %s, record %s",
+		s.PrintedName, s.Signer, s.SignedAt.UTC().Format("2006-01-02 15:04:05"), s.Meaning, s.Method,
+		s.Action, s.ObjectID, s.RecordHash)
 }
 
 // Request is a user's ask for time-boxed access to one role on one target.

@@ -117,6 +117,8 @@ type Options struct {
 	Reviews reviews
 	// Indicators serves /api/v1/indicators (the risk dashboard).
 	Indicators indicators
+	// Signatures lists signature meanings. Default: nil, the config's.
+	Signatures signatures
 	// DBTokens issues PostgreSQL connection tokens; DBHost and DBPort
 	// are where clients reach the PostgreSQL proxy.
 	DBTokens       dbTokens
@@ -199,6 +201,7 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/tokens", a.listTokens)
 	auth("DELETE /api/v1/tokens/{id}", a.revokeToken)
 	auth("GET /api/v1/targets", a.targets)
+	auth("GET /api/v1/signatures/meanings", a.signatureMeanings)
 
 	auth("POST /api/v1/requests", a.createRequest)
 	auth("GET /api/v1/requests", a.listRequests)

@@ -16,6 +16,9 @@ type RequestView struct {
 	Duration string `json:"duration"`
 	// CanDecide is set on pending requests the caller may approve or deny.
 	CanDecide bool `json:"can_decide"`
+	// SignatureRequired is set when deciding the request is an electronic
+	// signature (the role's policy.signature).
+	SignatureRequired bool `json:"signature_required"`
 }
 
 func viewRequest(r broker.Request, canDecide bool) RequestView {
@@ -108,7 +111,9 @@ func (a *API) listRequests(w http.ResponseWriter, r *http.Request) {
 	}
 	views := make([]RequestView, 0, len(out))
 	for _, q := range out {
-		views = append(views, viewRequest(q, mayDecide[q.ID]))
+		v := viewRequest(q, mayDecide[q.ID])
+		v.SignatureRequired = a.signatureRequired(q.Target, q.Role)
+		views = append(views, v)
 	}
 	WriteJSON(w, http.StatusOK, views)
 }
@@ -123,7 +128,9 @@ func (a *API) getRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	canDecide := req.State == broker.RequestPending && a.o.Access.CheckDecide(p.User, req) == nil
-	WriteJSON(w, http.StatusOK, viewRequest(req, canDecide))
+	v := viewRequest(req, canDecide)
+	v.SignatureRequired = a.signatureRequired(req.Target, req.Role)
+	WriteJSON(w, http.StatusOK, v)
 }
 
 // decideBody is an approval's comment, or a denial's reason (either field).
@@ -134,6 +141,9 @@ type decideBody struct {
 	Reason  string `json:"reason"`
 	// Via is accepted from older clients and ignored.
 	Via string `json:"via,omitempty"`
+	// Signature signs the decision (required when the role's
+	// policy.signature is "required").
+	Signature *signatureBody `json:"signature,omitempty"`
 }
 
 // decide approves or denies through the access service, and so the same
@@ -157,7 +167,7 @@ func (a *API) decide(approve bool) http.HandlerFunc {
 			}
 		}
 		req, grant, err := a.o.Access.Decide(r.Context(), p.User, r.PathValue("id"),
-			access.Decision{Approve: approve, Comment: comment, Via: p.Via})
+			access.Decision{Approve: approve, Comment: comment, Via: p.Via, Sign: in.Signature.input(r)})
 		if err != nil {
 			a.Fail(w, err)
 			return

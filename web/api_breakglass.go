@@ -43,6 +43,9 @@ func (a *API) withDrills(h http.HandlerFunc) http.HandlerFunc {
 type factorBody struct {
 	Password string `json:"password"`
 	TOTP     string `json:"totp"`
+	// Meaning signs the confirmation, when signatures.unseal is
+	// "required" (one of GET /api/v1/signatures/meanings' unseal list).
+	Meaning string `json:"meaning,omitempty"`
 	// Via is accepted from older clients and ignored: the server decides
 	// the channel from how the caller signed in.
 	Via string `json:"via,omitempty"`
@@ -51,7 +54,7 @@ type factorBody struct {
 // factor is the caller's second factor, with the channel the server
 // decided (never one the body names).
 func (f factorBody) factor(r *http.Request) breakglass.Factor {
-	return breakglass.Factor{Password: f.Password, TOTP: f.TOTP, Via: principal(r).Via, Source: ClientIP(r)}
+	return breakglass.Factor{Password: f.Password, TOTP: f.TOTP, Meaning: f.Meaning, Via: principal(r).Via, Source: ClientIP(r)}
 }
 
 // bgAccount is an account as the API shows it: its configuration, state

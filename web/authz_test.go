@@ -152,7 +152,8 @@ func table() map[string][]row {
 			}
 			return "/api/v1/tokens/" + tok.ID
 		}, want: only(ok, notFound, requester, security)}},
-		"GET /api/v1/targets": {{path: fixed("/api/v1/targets"), want: everyone(ok)}},
+		"GET /api/v1/targets":             {{path: fixed("/api/v1/targets"), want: everyone(ok)}},
+		"GET /api/v1/signatures/meanings": {{path: fixed("/api/v1/signatures/meanings"), want: everyone(ok)}},
 
 		// Single sign-on: open to anyone (it is how one signs in). This
 		// broker has no provider: the routes answer sso_disabled; the

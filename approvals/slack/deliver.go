@@ -77,7 +77,8 @@ func (s *Slack) view(ctx context.Context, id string) (broker.Request, *broker.Gr
 		}
 		g = &gr
 	}
-	m := message{Req: r, Grant: g, ApproveInSlack: s.approveInSlack(r.Target), RequestURL: s.requestURL(r.ID),
+	m := message{Req: r, Grant: g, ApproveInSlack: s.approveInSlack(r.Target, r.Role),
+		Signature: s.signatureRequired(r.Target, r.Role), RequestURL: s.requestURL(r.ID),
 		TicketURL: s.settings().cfg.TicketURL, SlackID: s.slackIDOf}
 	return r, g, m, nil
 }

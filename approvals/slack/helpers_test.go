@@ -62,6 +62,8 @@ targets:
         policy: {requesters: [dbas], approvers: [approvers], approvals: 2, max_duration: 4h, dm_approvers: true}
       - name: brief
         policy: {requesters: [dbas], approvers: [approvers], approvals: 2, dm_approvers: true, request_ttl: 4s, remind_before: 2s}
+      - name: change
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, signature: required}
   - name: prod-db
     kind: postgres
     address: 127.0.0.1:5433

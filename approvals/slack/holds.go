@@ -91,7 +91,7 @@ func (s *Slack) onHoldAction(ctx context.Context, in interaction) reply {
 		s.tell(ctx, in, "That held statement is no longer known.")
 		return ok
 	}
-	if !s.approveInSlack(h.Target) {
+	if !s.approveInSlack(h.Target, h.Role) {
 		s.reject(ctx, in, who.Name, "slack_approval_disabled", "target "+h.Target+" cannot be decided in Slack")
 		s.tell(ctx, in, "Statements on "+h.Target+" cannot be decided in Slack: custos holds approve "+h.ID)
 		return ok

@@ -243,7 +243,15 @@ func (s *Slack) checkClick(ctx context.Context, in interaction) (identity.Identi
 		s.reject(ctx, in, who.Name, "unknown_request", "no such request")
 		return who, req, "That request does not exist."
 	}
-	if !s.approveInSlack(req.Target) {
+	if s.signatureRequired(req.Target, req.Role) {
+		s.reject(ctx, in, who.Name, "signature_required", req.Target+"/"+req.Role+" decisions are electronic signatures")
+		msg := "Deciding " + req.Target + "/" + req.Role + " is an electronic signature: sign in Custos with your password and second factor and choose the meaning."
+		if u := s.requestURL(req.ID); u != "" {
+			msg += " " + u
+		}
+		return who, req, msg
+	}
+	if !s.approveInSlack(req.Target, req.Role) {
 		s.reject(ctx, in, who.Name, "slack_approval_disabled", "target "+req.Target+" cannot be decided in Slack")
 		msg := "Requests for " + req.Target + " cannot be decided in Slack: sign in to Custos with your second factor."
 		if u := s.requestURL(req.ID); u != "" {

@@ -31,6 +31,9 @@ type message struct {
 	Grant *broker.Grant
 	// ApproveInSlack false replaces the buttons with a link to the web UI.
 	ApproveInSlack bool
+	// Signature is set when deciding is an electronic signature: the link
+	// reads "Sign in Custos".
+	Signature bool
 	// RequestURL links to the request in the web UI; "" for none.
 	RequestURL string
 	// TicketURL is the slack.ticket_url template with {ticket}.
@@ -86,11 +89,14 @@ func (m message) render() (string, []slack.Block) {
 func (m message) actions() []slack.Block {
 	r := m.Req
 	if !m.ApproveInSlack {
-		note := "This target cannot be approved from Slack: sign in to Custos with your second factor to decide."
-		if m.RequestURL == "" {
-			return []slack.Block{slack.NewContextBlock("custos_web_only", mrkdwn(note+" `custos approve "+r.ID+"`"))}
+		note, label := "This target cannot be approved from Slack: sign in to Custos with your second factor to decide.", "Review in Custos"
+		if m.Signature {
+			note, label = "Approving or denying "+escape(r.Role)+" on "+escape(r.Target)+" is an electronic signature: sign in Custos, re-enter your password and second factor, and choose its meaning.", "Sign in Custos"
 		}
-		open := slack.NewButtonBlockElement(actionOpen, r.ID, plain("Review in Custos")).WithURL(m.RequestURL).WithStyle(slack.StylePrimary)
+		if m.RequestURL == "" {
+			return []slack.Block{slack.NewContextBlock("custos_web_only", mrkdwn(note+" `custos approve "+r.ID+" --meaning …`"))}
+		}
+		open := slack.NewButtonBlockElement(actionOpen, r.ID, plain(label)).WithURL(m.RequestURL).WithStyle(slack.StylePrimary)
 		return []slack.Block{
 			slack.NewActionBlock(blockActions, open),
 			slack.NewContextBlock("custos_web_only", mrkdwn(note)),

@@ -306,11 +306,19 @@ func (s *Slack) policy(target, role string) (config.Policy, bool) {
 	return r.Policy, true
 }
 
-// approveInSlack reports whether the target's requests may be decided with
-// a Slack button. Unknown targets may not.
-func (s *Slack) approveInSlack(target string) bool {
+// approveInSlack reports whether the role's requests may be decided with
+// a Slack button. Unknown targets may not, nor roles whose decisions are
+// electronic signatures: a button cannot collect the re-authentication.
+func (s *Slack) approveInSlack(target, role string) bool {
 	t := s.target(target)
-	return t != nil && (t.ApproveInSlack == nil || *t.ApproveInSlack)
+	return t != nil && (t.ApproveInSlack == nil || *t.ApproveInSlack) && !s.signatureRequired(target, role)
+}
+
+// signatureRequired reports whether deciding the role is an electronic
+// signature (policy.signature: required).
+func (s *Slack) signatureRequired(target, role string) bool {
+	p, ok := s.policy(target, role)
+	return ok && p.SignatureRequiredFor()
 }
 
 // channelFor is the approval channel of a target: its slack_channel, or the

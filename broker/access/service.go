@@ -16,6 +16,7 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/clock"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/esign"
 	"github.com/custos-pam/custos/broker/metrics"
 	"github.com/custos-pam/custos/broker/policy"
 )
@@ -41,6 +42,9 @@ type Service struct {
 	clock     *clock.Clock
 	notifiers []Notifier
 	metrics   *metrics.Metrics
+	// signer runs signatures (sign.go); nil: roles that require one
+	// cannot be decided.
+	signer signer
 }
 
 // Options configure a Service. Zero fields take the documented defaults.
@@ -165,6 +169,9 @@ type Decision struct {
 	Comment string
 	// Via names the channel: cli, web or slack.
 	Via string
+	// Sign is the decider's electronic signature input: required when
+	// the role's policy.signature is "required" (sign.go).
+	Sign *esign.Input
 }
 
 // Decide records an approval or denial. When the approval threshold is met
@@ -180,7 +187,12 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		grant    *broker.Grant
 		extended *broker.Grant
 	)
-	err := s.store.Update(ctx, func(tx broker.Tx) error {
+	sig, err := s.sign(ctx, actor, requestID, d)
+	if err != nil {
+		s.refused(ctx, actor, action, requestID, err, map[string]any{"request_id": requestID, "via": d.Via})
+		return broker.Request{}, nil, err
+	}
+	err = s.store.Update(ctx, func(tx broker.Tx) error {
 		var err error
 		req, err = tx.GetRequest(requestID)
 		if errors.Is(err, broker.ErrNotFound) {
@@ -196,6 +208,9 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		now := s.now().UTC()
 		next, err := s.decide(pol, req, actor, d, now)
 		if err != nil {
+			return err
+		}
+		if err := attachSignature(pol, req, next, actor, d, sig); err != nil {
 			return err
 		}
 		req = next
@@ -225,7 +240,7 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		}
 		if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{
 			Actor: actor, Action: action, Target: req.Target, Outcome: broker.OutcomeSuccess,
-			Reason: d.Comment, Details: decisionDetails(req, d),
+			Reason: d.Comment, Details: decisionDetails(req, d, sig),
 		}); err != nil {
 			return err
 		}
@@ -408,9 +423,12 @@ func requestDetails(r broker.Request) map[string]any {
 	return m
 }
 
-func decisionDetails(r broker.Request, d Decision) map[string]any {
+func decisionDetails(r broker.Request, d Decision, sig *broker.Signature) map[string]any {
 	m := requestDetails(r)
 	m["via"], m["approvals"], m["required"] = d.Via, len(r.Approvals), r.Required
+	if sig != nil {
+		m["signature"] = esign.Details(*sig)
+	}
 	return m
 }
 

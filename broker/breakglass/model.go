@@ -2,6 +2,8 @@ package breakglass
 
 import (
 	"time"
+
+	"github.com/custos-pam/custos/broker"
 )
 
 // State is where a break-glass account stands.
@@ -25,8 +27,11 @@ type Confirmation struct {
 	// Via is the channel: cli, web or slack.
 	Via string `json:"via"`
 	// SecondFactor says what was checked again: "password+totp" or
-	// "password" (accounts with require_totp: false).
+	// "password" (accounts with require_totp: false), or "passkey".
 	SecondFactor string `json:"second_factor"`
+	// Signature is the confirmation's electronic signature, when
+	// signatures.unseal is "required".
+	Signature *broker.Signature `json:"signature,omitempty"`
 }
 
 // Unseal outcomes.

@@ -152,6 +152,8 @@ type Service struct {
 	bg context.Context
 	// started is closed once Run's startup check has run.
 	started chan struct{}
+	// signer signs confirmations (sign.go); nil: none.
+	signer signer
 }
 
 // New returns a Service.
@@ -245,6 +247,9 @@ type Factor struct {
 	// Via is the channel (cli, web, slack); Source the client address.
 	Via    string
 	Source string
+	// Meaning is the signature's meaning, when confirmations are
+	// electronic signatures (signatures.unseal).
+	Meaning string
 }
 
 // checkFactor authenticates user again. Failures are rate-limited per user

@@ -10,6 +10,7 @@ import (
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/esign"
 )
 
 // UnsealRequest is a custodian's ask to open an account. The asking
@@ -48,10 +49,6 @@ func (s *Service) unseal(ctx context.Context, actor string, in UnsealRequest, d 
 	if in.Reason == "" || in.Incident == "" {
 		return Unseal{}, refuse(broker.KindInvalid, "reason_required", "an unseal needs a reason and an incident id (--reason, --incident)")
 	}
-	factor, err := s.checkFactor(ctx, a, actor, in.Factor)
-	if err != nil {
-		return Unseal{}, err
-	}
 	now := s.now().UTC()
 	drillID := ""
 	if d != nil {
@@ -61,8 +58,25 @@ func (s *Service) unseal(ctx context.Context, actor string, in UnsealRequest, d 
 		ID: broker.NewID("bgu"), Account: a.Name, RequestedBy: actor, Reason: in.Reason, Incident: in.Incident,
 		Drill: drillID, Required: a.Required, SingleCustodian: a.SingleCustodian, RequestedAt: now,
 		ExpiresAt: now.Add(a.ConfirmWithin.D()), Outcome: UnsealPending,
-		Confirmations: []Confirmation{{Custodian: actor, At: now, Via: via(in.Factor.Via), SecondFactor: factor}},
 	}
+	// Asking counts as the asker's confirmation: with signatures.unseal
+	// required (and not a drill, which the broker runs) it is signed too.
+	var (
+		factor string
+		sig    *broker.Signature
+	)
+	if s.cfg.Signatures.UnsealRequired() && d == nil {
+		sig, err = s.signConfirm(ctx, a, &u, actor, in.Factor)
+		if sig != nil {
+			factor = sig.Method
+		}
+	} else {
+		factor, err = s.checkFactor(ctx, a, actor, in.Factor)
+	}
+	if err != nil {
+		return Unseal{}, err
+	}
+	u.Confirmations = []Confirmation{{Custodian: actor, At: now, Via: via(in.Factor.Via), SecondFactor: factor, Signature: sig}}
 	var grant *broker.Grant
 	err = s.store.Update(ctx, func(tx broker.Tx) error {
 		st, err := loadAccount(tx, a.Name, now)
@@ -73,8 +87,12 @@ func (s *Service) unseal(ctx context.Context, actor string, in UnsealRequest, d 
 			return conflict("not_sealed", "%s is %s, not sealed", a.Name, st.State)
 		}
 		st.State, st.Unseal = StateUnsealRequested, &u
+		details := unsealDetails(a, &u)
+		if sig != nil {
+			details["signature"] = esign.Details(*sig)
+		}
 		if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{Actor: actor, Action: "breakglass.unseal", Target: a.Target,
-			Outcome: broker.OutcomeSuccess, Reason: u.Reason, Details: unsealDetails(a, &u)}); err != nil {
+			Outcome: broker.OutcomeSuccess, Reason: u.Reason, Details: details}); err != nil {
 			return err
 		}
 		if d != nil {
@@ -152,7 +170,18 @@ func (s *Service) confirm(ctx context.Context, actor, unsealID string, f Factor)
 	if err := checkConfirm(a, st, actor, unsealID, s.now().UTC()); err != nil {
 		return ref, err
 	}
-	factor, err := s.checkFactor(ctx, a, actor, f)
+	var (
+		factor string
+		sig    *broker.Signature
+	)
+	if s.cfg.Signatures.UnsealRequired() {
+		sig, err = s.signConfirm(ctx, a, st.Unseal, actor, f)
+		if sig != nil {
+			factor = sig.Method
+		}
+	} else {
+		factor, err = s.checkFactor(ctx, a, actor, f)
+	}
 	if err != nil {
 		return ref, err
 	}
@@ -169,9 +198,18 @@ func (s *Service) confirm(ctx context.Context, actor, unsealID string, f Factor)
 		if err := checkConfirm(a, st, actor, unsealID, now); err != nil {
 			return err
 		}
-		st.Unseal.Confirmations = append(st.Unseal.Confirmations, Confirmation{Custodian: actor, At: now, Via: via(f.Via), SecondFactor: factor})
+		if sig != nil {
+			if err := esign.Check(*sig, unsealRecord(a, st.Unseal)); err != nil {
+				return err
+			}
+		}
+		st.Unseal.Confirmations = append(st.Unseal.Confirmations, Confirmation{Custodian: actor, At: now, Via: via(f.Via), SecondFactor: factor, Signature: sig})
+		details := unsealDetails(a, st.Unseal)
+		if sig != nil {
+			details["signature"] = esign.Details(*sig)
+		}
 		if _, err := s.audit.AppendTx(ctx, tx, audit.Entry{Actor: actor, Action: "breakglass.unseal.confirm", Target: a.Target,
-			Outcome: broker.OutcomeSuccess, Details: unsealDetails(a, st.Unseal)}); err != nil {
+			Outcome: broker.OutcomeSuccess, Details: details}); err != nil {
 			return err
 		}
 		if len(st.Unseal.Confirmations) >= st.Unseal.Required {

@@ -58,6 +58,9 @@ type Config struct {
 	Reviews Reviews `yaml:"reviews"`
 	// Indicators configures the risk indicators and their limits.
 	Indicators Indicators `yaml:"indicators"`
+	// Signatures configures electronic signatures. Default: the default
+	// meanings; no role requires a signature.
+	Signatures Signatures `yaml:"signatures"`
 }
 
 // Listen holds listener addresses. Empty means the listener is off, except

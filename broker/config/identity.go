@@ -6,6 +6,9 @@ import "time"
 type User struct {
 	// Name is the login name.
 	Name string `yaml:"name"`
+	// DisplayName is the user's full name, printed on their electronic
+	// signatures. Default: empty, the login name is printed.
+	DisplayName string `yaml:"display_name"`
 	// Email is used for display and Slack email mapping. Default: empty.
 	Email string `yaml:"email"`
 	// SlackID maps the user's Slack user ID (e.g. U0ALICE). Default: empty.

@@ -195,6 +195,11 @@ type Policy struct {
 	RemindBefore Duration `yaml:"remind_before"`
 	// DMApprovers sends eligible approvers a Slack DM too. Default: false.
 	DMApprovers bool `yaml:"dm_approvers"`
+	// Signature "required" makes every approval and denial of the role an
+	// electronic signature: the approver re-authenticates and chooses a
+	// meaning (signatures.meanings). Slack then hands off to the web UI.
+	// Default: empty, no signature.
+	Signature string `yaml:"signature"`
 }
 
 // Window is a recurring time window in a time zone.

@@ -59,6 +59,7 @@ func (c *Config) Validate() error {
 	c.Notify.validate(&ck)
 	c.validateOIDC(&ck)
 	c.validateIndicators(&ck)
+	c.validateSignatures(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")
@@ -300,6 +301,9 @@ func validatePolicy(ck *checker, p string, pol Policy, users, groups map[string]
 	}
 	if pol.RequestTTL <= 0 {
 		ck.add(p+".request_ttl", "must be > 0")
+	}
+	if pol.Signature != "" && pol.Signature != SignatureRequired {
+		ck.add(p+".signature", "must be empty or %q", SignatureRequired)
 	}
 	if pol.TicketPattern != "" {
 		if _, err := regexp.Compile(pol.TicketPattern); err != nil {

@@ -46,6 +46,7 @@ func MapClaims(claims map[string]any, cfg config.OIDC) (SSOUser, error) {
 	}
 	u.Name = name
 	u.Email, _ = claims[cfg.EmailClaim].(string)
+	u.DisplayName, _ = claims["name"].(string)
 	switch g := claims[cfg.GroupsClaim].(type) {
 	case string:
 		u.ProviderGroups = []string{g}

@@ -13,9 +13,12 @@ import (
 
 // Identity is a user as the rest of the broker sees it.
 type Identity struct {
-	Name    string
-	Email   string
-	SlackID string
+	Name string
+	// DisplayName is the full name printed on electronic signatures:
+	// display_name from config, or the SSO name claim. May be empty.
+	DisplayName string
+	Email       string
+	SlackID     string
 	// Groups are the names of the groups the user belongs to, sorted.
 	Groups []string
 	// SSHKeys authenticate the user to the SSH proxy.
@@ -133,7 +136,7 @@ func buildDirectory(cfg *config.Config, sso *ssoUsers) (*directory, error) {
 }
 
 func loadAccount(u config.User) (*account, error) {
-	a := &account{id: Identity{Name: u.Name, Email: u.Email, SlackID: u.SlackID}}
+	a := &account{id: Identity{Name: u.Name, DisplayName: u.DisplayName, Email: u.Email, SlackID: u.SlackID}}
 	switch {
 	case u.PasswordHash.IsSet():
 		s, err := u.PasswordHash.Resolve()
@@ -256,6 +259,15 @@ func (d *directory) Enabled(user string) bool {
 	}
 	_, ok := d.sso.lookup(user)
 	return ok
+}
+
+// PrintedName is the name printed on user's signatures: their display
+// name, or the login name when they have none.
+func (d *Directory) PrintedName(user string) string {
+	if id, ok := d.Lookup(user); ok && strings.TrimSpace(id.DisplayName) != "" {
+		return strings.TrimSpace(id.DisplayName)
+	}
+	return user
 }
 
 // hasTOTP reports whether a local user has a TOTP second factor.

@@ -27,11 +27,13 @@ const (
 // ssoRecord is an SSO user as stored: the provider subject the name is
 // bound to, and the groups of their last sign-in.
 type ssoRecord struct {
-	Name    string   `json:"name"`
-	Issuer  string   `json:"issuer"`
-	Subject string   `json:"subject"`
-	Email   string   `json:"email,omitempty"`
-	Groups  []string `json:"groups"`
+	Name    string `json:"name"`
+	Issuer  string `json:"issuer"`
+	Subject string `json:"subject"`
+	Email   string `json:"email,omitempty"`
+	// DisplayName is the name claim, printed on signatures.
+	DisplayName string   `json:"display_name,omitempty"`
+	Groups      []string `json:"groups"`
 	// ProviderGroups are the groups the provider listed, so a start with
 	// a changed group_map or allowed_groups maps them anew.
 	ProviderGroups []string  `json:"provider_groups"`
@@ -80,7 +82,7 @@ func (s *Service) LoadSSOUsers(ctx context.Context) (int, error) {
 			continue
 		}
 		linked := slices.Contains(s.sso.cfg.LinkLocalUsers, r.Name)
-		if err := s.dir.admitSSO(Identity{Name: r.Name, Email: r.Email, Groups: groups}, linked); err == nil {
+		if err := s.dir.admitSSO(Identity{Name: r.Name, DisplayName: r.DisplayName, Email: r.Email, Groups: groups}, linked); err == nil {
 			n++
 		}
 	}
@@ -126,7 +128,7 @@ func (s *Service) recordSSO(ctx context.Context, u SSOUser, linked bool) error {
 			refused = loginFailed(fmt.Sprintf("sso user name %s is bound to another provider subject", u.Name))
 			return nil
 		}
-		recs[u.Name] = ssoRecord{Name: u.Name, Issuer: u.Issuer, Subject: u.Subject, Email: u.Email,
+		recs[u.Name] = ssoRecord{Name: u.Name, Issuer: u.Issuer, Subject: u.Subject, Email: u.Email, DisplayName: u.DisplayName,
 			Groups: slices.Clone(u.Groups), ProviderGroups: slices.Clone(u.ProviderGroups), Linked: linked, LastLogin: s.now().UTC()}
 		b, err := json.Marshal(recs)
 		if err != nil {

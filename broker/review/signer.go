@@ -15,11 +15,12 @@ type signer interface {
 	Sign(ctx context.Context, user, action, objectID, meaning string, reauth SignatureInput) (Signature, error)
 }
 
-// reauthenticator checks a signed-in user's password and TOTP code again,
-// counting guesses against the sign-in limiter; *identity.Service
+// reauthenticator checks a signed-in user's password and TOTP code again
+// (the re-authentication of every electronic signature: single-use code,
+// guesses counted against the sign-in limiter); *identity.Service
 // implements it.
 type reauthenticator interface {
-	Reauthenticate(ctx context.Context, user, password, totp, source, purpose string) (string, error)
+	Reauthenticate(ctx context.Context, user, password, totp, source string) (string, error)
 }
 
 // lookup finds a user's directory entry, for the printed name.
@@ -39,7 +40,7 @@ type PasswordSigner struct {
 
 // Sign implements signer.
 func (p PasswordSigner) Sign(ctx context.Context, user, action, objectID, meaning string, in SignatureInput) (Signature, error) {
-	method, err := p.Auth.Reauthenticate(ctx, user, in.Password, in.TOTP, in.Source, action+" "+objectID)
+	method, err := p.Auth.Reauthenticate(ctx, user, in.Password, in.TOTP, in.Source)
 	if err != nil {
 		return Signature{}, fmt.Errorf("sign %s: %w", action, err)
 	}

@@ -61,6 +61,9 @@ verify-report.json  the broker's verification of the stored recording when this
 audit-records.jsonl the audit log records of the request, its approvals, the
                     grant, the session and every access to its recording
 audit-chain.json    the verification of the whole audit log's hash chain
+signatures.txt      the electronic signatures of the request's decisions, when
+                    its role requires them: printed name, UTC time, meaning,
+                    method of re-authentication and the signed record's hash
 SHA256SUMS          the SHA-256 of every file above
 
 To check independently: sha256sum -c SHA256SUMS; the SHA-256 of manifest.json
@@ -145,6 +148,12 @@ func zipBundle(now time.Time, s broker.Session, grant *broker.Grant, req *broker
 	}{"audit-records.jsonl", jl.Bytes()})
 	if err := add("audit-chain.json", chain); err != nil {
 		return nil, err
+	}
+	if sigs := signatureLines(req); len(sigs) > 0 {
+		files = append(files, struct {
+			name string
+			body []byte
+		}{"signatures.txt", sigs})
 	}
 
 	var sums bytes.Buffer
@@ -232,4 +241,20 @@ func mentions(r broker.AuditRecord, ids map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// signatureLines is signatures.txt: one manifestation per signed
+// decision of req, or nil when none is signed.
+func signatureLines(req *broker.Request) []byte {
+	if req == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	for _, d := range append(append([]broker.Decision{}, req.Approvals...), req.Denials...) {
+		if d.Signature != nil {
+			b.WriteString(d.Signature.Manifestation())
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
 }

@@ -156,6 +156,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	r.reload = &reloader{live: live, dir: dir, ids: ids, audit: auditLog, log: log}
 	acc := access.New(access.Options{Config: cfg, Live: live, Directory: dir, Store: st, Audit: auditLog, Log: log, Metrics: m, Clock: newClock()})
 	r.reload.acc = acc
+	signer := newSigner(live, ids, acc)
 	dbt := dbtoken.New(ids.Tokens(), acc, cfg.Auth.DBTokenTTL.D())
 	// SSO users signed in before this start keep their access.
 	if _, err := ids.LoadSSOUsers(ctx); err != nil {
@@ -312,6 +313,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: access reviews: %w", err)
 	}
+	bgSvc.SetSigner(signer)
 
 	pgHost, pgPort := proxyHostPort(cfg, cfg.Listen.Postgres)
 	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)
@@ -322,7 +324,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, SSO: ids, Holds: gr.holds, Reviews: reviews, Indicators: indicators, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, SSO: ids, Holds: gr.holds, Reviews: reviews, Indicators: indicators, Signatures: signer, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

@@ -90,6 +90,14 @@ func (u *bgUnseal) custodians() string {
 type factorFlags struct {
 	totp          string
 	passwordStdin bool
+	// meaning signs the step, when unseal confirmations are electronic
+	// signatures (signatures.unseal); see addMeaning.
+	meaning string
+}
+
+// addMeaning adds --meaning to the steps that are confirmations.
+func (f *factorFlags) addMeaning(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.meaning, "meaning", "", "the meaning of your signature, when confirmations are electronic signatures (signatures.unseal)")
 }
 
 func (f *factorFlags) add(cmd *cobra.Command) {
@@ -102,7 +110,11 @@ func (f *factorFlags) body(g *globals) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"password": pw, "totp": f.totp, "via": "cli"}, nil
+	body := map[string]any{"password": pw, "totp": f.totp, "via": "cli"}
+	if f.meaning != "" {
+		body["meaning"] = f.meaning
+	}
+	return body, nil
 }
 
 func newBreakglassCmd(g *globals) *cobra.Command {
@@ -257,6 +269,7 @@ func newBGUnsealCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why the normal path is not enough (required)")
 	cmd.Flags().StringVar(&incident, "incident", "", "incident id (required)")
+	f.addMeaning(cmd)
 	f.add(cmd)
 	_ = cmd.MarkFlagRequired("reason")
 	_ = cmd.MarkFlagRequired("incident")
@@ -281,16 +294,18 @@ func (g *globals) printUnseal(u bgUnseal) {
 func newBGConfirmCmd(g *globals) *cobra.Command {
 	var f factorFlags
 	cmd := &cobra.Command{
-		Use:     "confirm ID",
-		Short:   "Confirm another custodian's unseal (or drill) with your password and TOTP code",
-		Example: "  custos breakglass confirm bgu_5x2kq7m3abcdefgh --totp 654321",
-		Args:    cobra.ExactArgs(1),
+		Use:   "confirm ID",
+		Short: "Confirm another custodian's unseal (or drill) with your password and TOTP code",
+		Example: `  custos breakglass confirm bgu_5x2kq7m3abcdefgh --totp 654321
+  custos breakglass confirm bgu_5x2kq7m3abcdefgh --totp 654321 --meaning "emergency access confirmed"   # signatures.unseal: required`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return show(cmd.Context(), g, "breakglass confirm", "POST", "/api/v1/breakglass/unseals/"+url.PathEscape(args[0])+"/confirm",
 				func() (any, error) { return f.body(g) }, printed(g.printUnseal))
 		},
 	}
 	f.add(cmd)
+	f.addMeaning(cmd)
 	return cmd
 }
 

@@ -176,10 +176,13 @@ func newRequestsCmd(g *globals) *cobra.Command {
 }
 
 func newDecideCmd(g *globals, approve bool) *cobra.Command {
-	var comment, reason string
-	use, short, example := "approve ID", "Approve a pending request", `  custos approve req_abc123 --comment "ok, INC-123"`
+	var comment, reason, meaning string
+	use, short, example := "approve ID", "Approve a pending request", `  custos approve req_abc123 --comment "ok, INC-123"
+  custos approve req_abc123 --meaning "approved for production change"   # signed: asks password and TOTP`
+	action := "approve"
 	if !approve {
 		use, short, example = "deny ID", "Deny a pending request", `  custos deny req_abc123 --reason "use the read replica"`
+		action = "deny"
 	}
 	cmd := &cobra.Command{
 		Use: use, Short: short, Example: example,
@@ -189,19 +192,34 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path, body := "/approve", map[string]string{"comment": comment}
+			path, body := "/approve", map[string]any{"comment": comment}
 			if !approve {
 				if strings.TrimSpace(reason) == "" {
 					return fmt.Errorf("deny: --reason is required")
 				}
-				path, body = "/deny", map[string]string{"reason": reason}
+				path, body = "/deny", map[string]any{"reason": reason}
 			}
 			var out struct {
 				Request request `json:"request"`
 				Grant   *grant  `json:"grant"`
 			}
-			if err := g.call(cmd.Context(), "POST", "/api/v1/requests/"+url.PathEscape(args[0])+path, body, &out); err != nil {
-				return fmt.Errorf("%s: %w", strings.Fields(use)[0], err)
+			endpoint := "/api/v1/requests/" + url.PathEscape(args[0]) + path
+			// A role whose decisions are electronic signatures answers
+			// signature_required: sign and try again.
+			err = errSignatureNeeded
+			if meaning == "" {
+				err = g.call(cmd.Context(), "POST", endpoint, body, &out)
+			}
+			if signatureNeeded(err) {
+				sig, serr := askSignature(cmd.Context(), g, action, meaning)
+				if serr != nil {
+					return fmt.Errorf("%s: %w", action, serr)
+				}
+				body["signature"] = sig
+				err = g.call(cmd.Context(), "POST", endpoint, body, &out)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", action, err)
 			}
 			if asJSON {
 				return g.printJSON(out)
@@ -225,6 +243,7 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 	} else {
 		cmd.Flags().StringVar(&reason, "reason", "", "why the request is denied (required)")
 	}
+	cmd.Flags().StringVar(&meaning, "meaning", "", "sign the decision with this meaning (one of the broker's list); the password and TOTP code are asked, never flags")
 	return cmd
 }
 

@@ -5,6 +5,7 @@
 // unseal's account first. The broker decides who may do what; refusals
 // are shown as they come.
 import { api, me, el, section, table, fmtTime, explain, emptyState } from './lib.js';
+import { meanings, meaningSelect, manifestation, unsealSigned } from './esign.js';
 
 const stateLabels = {
   sealed: 'Sealed', unseal_requested: 'Unseal requested', open: 'Open', rotating: 'Rotating',
@@ -31,7 +32,8 @@ function badge(state) {
 
 function confirmations(u) {
   const c = u.confirmations || [];
-  return `${c.length} of ${u.required}` + (c.length ? ' — ' + c.map((x) => `${x.custodian} (${x.via}, ${x.second_factor}, ${fmtTime(x.at)})`).join('; ') : '');
+  return `${c.length} of ${u.required}` + (c.length ? ' — ' + c.map((x) => (x.signature ? manifestation(x.signature) + ` (${x.via})`
+    : `${x.custodian} (${x.via}, ${x.second_factor}, ${fmtTime(x.at)})`)).join('; ') : '');
 }
 
 // drillLine is an account's drill standing in one line.
@@ -106,6 +108,8 @@ export async function render(root) {
   const m = location.pathname.match(/^\/ui\/breakglass\/unseals\/([^/]+)$/);
   const focus = m ? decodeURIComponent(m[1]) : '';
   const who = await me();
+  const signed = await unsealSigned();
+  const signMeanings = signed ? await meanings() : {};
   const status = el('div', { id: 'bg-status' });
   const focusBox = el('div', { id: 'bg-focus' });
   const accountsBox = el('div', { id: 'bg-accounts' });
@@ -128,9 +132,12 @@ export async function render(root) {
       const [reason, rl] = field('Reason', { name: 'reason', placeholder: 'what is broken', size: 28, required: true });
       const [incident, il] = field('Incident', { name: 'incident', placeholder: 'INC-…', size: 10, required: true });
       const sf = secondFactor(a);
-      out.push(actionForm('unseal', [el('span', null, rl, reason), el('span', null, il, incident), sf.parts],
+      const meaning = signed ? meaningSelect(signMeanings, 'unseal', 'meaning of the unseal of ' + a.name) : null;
+      out.push(actionForm('unseal', [el('span', null, rl, reason), el('span', null, il, incident),
+        meaning ? el('label', null, 'Meaning (electronic signature) ', meaning) : null, sf.parts],
         { text: 'Request unseal', class: 'danger' },
-        () => api('POST', `/api/v1/breakglass/${encodeURIComponent(a.name)}/unseal`, { reason: reason.value, incident: incident.value, ...sf.value() }),
+        () => api('POST', `/api/v1/breakglass/${encodeURIComponent(a.name)}/unseal`,
+          { reason: reason.value, incident: incident.value, ...sf.value(), ...(meaning ? { meaning: meaning.value } : {}) }),
         (res) => (res.outcome === 'opened'
           ? done(`${a.name} is open until ${fmtTime(res.open_until)} (single custodian).`)
           : done(`Unseal ${res.id} of ${a.name} requested: ${res.confirmations.length} of ${res.required} confirmations. Another custodian confirms at`,
@@ -138,9 +145,13 @@ export async function render(root) {
     }
     if (a.state === 'unseal_requested' && u && !(u.confirmations || []).some((c) => c.custodian === who.user)) {
       const sf = secondFactor(a);
-      out.push(actionForm('confirm', [el('span', { class: 'muted' }, 'Confirm with a fresh second factor: '), sf.parts],
+      // With signatures.unseal: required the confirmation is an electronic
+      // signature: the custodian also chooses its meaning.
+      const meaning = signed ? meaningSelect(signMeanings, 'unseal', 'meaning of the confirmation of ' + u.id) : null;
+      out.push(actionForm('confirm', [el('span', { class: 'muted' }, signed ? 'Sign the confirmation (electronic signature): ' : 'Confirm with a fresh second factor: '),
+        meaning ? el('label', null, 'Meaning ', meaning) : null, sf.parts],
         { text: 'Confirm unseal', class: 'danger' },
-        () => api('POST', `/api/v1/breakglass/unseals/${encodeURIComponent(u.id)}/confirm`, sf.value()),
+        () => api('POST', `/api/v1/breakglass/unseals/${encodeURIComponent(u.id)}/confirm`, { ...sf.value(), ...(meaning ? { meaning: meaning.value } : {}) }),
         (res) => done(res.outcome === 'opened'
           ? `Confirmed: ${res.confirmations.length} of ${res.required}. ${a.name} is open for ${res.requested_by} until ${fmtTime(res.open_until)}.`
           : `Confirmed: ${res.confirmations.length} of ${res.required} confirmations.`), sf));

@@ -1,4 +1,5 @@
 import { api, me, el, table, notice, section, fmtTime, explain, emptyState } from './lib.js';
+import { meanings, signingFields, signatures } from './esign.js';
 
 function approvals(r) {
   const names = (r.approvals || []).map((d) => d.by).join(', ');
@@ -56,9 +57,14 @@ export async function render(root) {
     const comment = el('input', { placeholder: 'comment (required to deny)', size: 24, 'aria-label': 'comment for ' + r.id });
     const approve = el('button', { class: 'primary', dataset: { action: 'approve', id: r.id } }, 'Approve');
     const deny = el('button', { class: 'danger', dataset: { action: 'deny', id: r.id } }, 'Deny');
+    // A role whose decisions are electronic signatures asks for a meaning
+    // and a fresh password and code with the click.
+    const sign = r.signature_required ? signingFields(r, signingMeanings) : null;
     const act = (what) => async () => {
       try {
-        const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, { comment: comment.value });
+        const body = { comment: comment.value };
+        if (sign) body.signature = sign.body(what);
+        const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, body);
         notice(root, 'ok', what === 'approve'
           ? (res.grant && res.request.extends ? `Extended: grant ${res.grant.id} now ends ${fmtTime(res.grant.ends_at)}.`
             : res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
@@ -70,7 +76,7 @@ export async function render(root) {
     deny.addEventListener('click', act('deny'));
     return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, r.user), el('td', null, `${r.target} / ${r.role}`),
       el('td', null, forText(r)), el('td', null, r.reason || ''), el('td', null, r.ticket || ''), el('td', null, approvals(r)),
-      el('td', null, fmtTime(r.expires_at)), el('td', { class: 'actions' }, comment, approve, deny));
+      el('td', null, fmtTime(r.expires_at)), el('td', { class: 'actions' }, comment, approve, deny, sign ? sign.node : null));
   };
 
   const mineRow = (r) => {
@@ -79,7 +85,7 @@ export async function render(root) {
       try { await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/cancel`, {}); await load(); } catch (e) { notice(root, 'error', explain(e)); }
     });
     return el('tr', { dataset: { request: r.id } }, el('td', null, r.id), el('td', null, `${r.target} / ${r.role}`), el('td', null, forText(r)),
-      el('td', { class: 'state-' + r.state }, r.state), el('td', null, approvals(r)), el('td', null, r.reason || ''),
+      el('td', { class: 'state-' + r.state }, r.state), el('td', null, approvals(r), signatures(r)), el('td', null, r.reason || ''),
       el('td', null, fmtTime(r.created_at)), el('td', null, r.grant_id || ''), el('td', null, cancel));
   };
 
@@ -139,12 +145,14 @@ export async function render(root) {
       el('td', { class: 'state-' + h.state }, h.state), el('td', null, fmtTime(h.expires)), el('td', { class: 'actions' }, actions));
   };
 
+  let signingMeanings = {};
   async function load() {
     const holds = await api('GET', '/api/v1/holds');
     holdsBox.replaceChildren(table(['Hold', 'User', 'Target / role', 'Session', 'Statement', 'Rules', 'Estimate', 'State', 'Expires', ''],
       holds.map(holdRow), { empty: 'No statement is held. Statement guardrails (docs/data-protection.md) hold risky statements here for an approver of the role.' }));
     const [pending, mine, grants] = await Promise.all([
       api('GET', '/api/v1/requests?view=pending'), api('GET', '/api/v1/requests?view=mine'), api('GET', '/api/v1/grants')]);
+    if (pending.some((r) => r.signature_required)) signingMeanings = await meanings();
     const soon = grants.filter((g) => g.user === who.user && endingSoon(g));
     soonBox.replaceChildren(...soon.map((g) => el('p', { class: 'notice warn', dataset: { endingSoon: g.id } },
       `Your grant ${g.id} on ${g.target} / ${g.role} ends at ${fmtTime(g.ends_at)}. For more time: custos extend ${g.id} --for 30m --reason "..."`)));
