@@ -58,6 +58,7 @@ func (c *Config) Validate() error {
 	c.validateBackup(&ck)
 	c.Notify.validate(&ck)
 	c.validateOIDC(&ck)
+	c.validateSCIM(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")

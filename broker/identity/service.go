@@ -42,6 +42,7 @@ type Service struct {
 	audit      auditLog
 	rejections rejectionLog // nil: every refusal is its own record
 	sso        *OIDC        // nil: no single sign-on
+	accessLoss AccessLoss   // nil: SCIM losses revoke tokens only
 	// ssoLoaded is when the stored SSO users were last read (UnixNano).
 	ssoLoaded  atomic.Int64
 	ttl        time.Duration
@@ -280,6 +281,9 @@ func (s *Service) Run(ctx context.Context) {
 		defer rt.Stop()
 		refresh = rt.C
 	}
+	// SCIM users changed through other replicas (scim_store.go).
+	scimTick := time.NewTicker(scimRefreshEvery)
+	defer scimTick.Stop()
 	for {
 		if n, err := s.tokens.PurgeExpired(ctx, s.now().Add(-s.retention)); err != nil {
 			if ctx.Err() == nil {
@@ -302,6 +306,10 @@ func (s *Service) Run(ctx context.Context) {
 			case <-refresh:
 				if _, err := s.LoadSSOUsers(ctx); err != nil && ctx.Err() == nil {
 					s.log.Error("refresh sso users", "err", err)
+				}
+			case <-scimTick.C:
+				if err := s.LoadSCIM(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("refresh scim users", "err", err)
 				}
 			}
 		}

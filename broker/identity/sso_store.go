@@ -89,15 +89,12 @@ func (s *Service) LoadSSOUsers(ctx context.Context) (int, error) {
 }
 
 // enabled is the tokens' user check: the directory, and for a name it
-// does not know, the stored SSO users once more (at most every
+// does not know, the stored SSO and SCIM users once more (at most every
 // ssoReloadEvery), so a user who signed in through another replica is
 // known here too.
 func (s *Service) enabled(user string) bool {
 	if s.dir.Enabled(user) {
 		return true
-	}
-	if s.sso == nil {
-		return false
 	}
 	last := s.ssoLoaded.Load()
 	now := s.now().UnixNano()
@@ -108,6 +105,9 @@ func (s *Service) enabled(user string) bool {
 	defer cancel()
 	if _, err := s.LoadSSOUsers(ctx); err != nil {
 		s.log.Error("reload sso users", "err", err)
+	}
+	if err := s.LoadSCIM(ctx); err != nil {
+		s.log.Error("reload scim users", "err", err)
 	}
 	return s.dir.Enabled(user)
 }

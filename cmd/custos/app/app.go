@@ -161,6 +161,10 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if _, err := ids.LoadSSOUsers(ctx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	// SCIM users too (scim.go); it serves /scim/v2 when configured.
+	if err := startSCIM(ctx, cfg, srv, ids, acc, rejections, log); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if err := deprovision(ctx, ids, acc, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
