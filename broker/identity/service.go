@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,9 +41,13 @@ type Service struct {
 	limiter    *SharedLimiter
 	store      broker.Store
 	audit      auditLog
-	rejections rejectionLog // nil: every refusal is its own record
-	sso        *OIDC        // nil: no single sign-on
-	accessLoss AccessLoss   // nil: SCIM losses revoke tokens only
+	rejections rejectionLog   // nil: every refusal is its own record
+	sso        *OIDC          // nil: no single sign-on
+	accessLoss AccessLoss     // nil: SCIM losses revoke tokens only
+	passkeys   PasskeyHolders // nil: Factors lists no passkeys
+	// seen is when this replica last recorded each user's activity.
+	seenMu sync.Mutex
+	seen   map[string]time.Time
 	// ssoLoaded is when the stored SSO users were last read (UnixNano).
 	ssoLoaded  atomic.Int64
 	ttl        time.Duration
@@ -118,6 +123,7 @@ func NewService(o Options) (*Service, error) {
 	s := &Service{
 		dir: o.Directory, auth: o.Authenticator, tokens: tokens,
 		limiter: NewSharedLimiter(o.Store, "signin", o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
+		seen:    map[string]time.Time{},
 		store:   o.Store, audit: o.Audit, ttl: ttl, retention: o.TokenRetention, purgeEvery: o.PurgeEvery, now: o.Now, log: o.Log,
 	}
 	if o.Rejections != nil {
@@ -199,6 +205,7 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 	if err != nil {
 		return "", broker.Token{}, fmt.Errorf("login: %w", err)
 	}
+	s.touch(ctx, id.Name)
 	return secret, tok, nil
 }
 
@@ -259,6 +266,9 @@ func auditName(user string) string {
 // finds in ctx, through Options.Rejections; the secret never is.
 func (s *Service) VerifyToken(ctx context.Context, secret, kind string) (broker.Token, error) {
 	tok, err := s.tokens.Verify(ctx, secret, kind)
+	if err == nil {
+		s.touch(ctx, tok.User)
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		source := audit.Source(ctx)

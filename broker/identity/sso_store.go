@@ -34,9 +34,11 @@ type ssoRecord struct {
 	Groups  []string `json:"groups"`
 	// ProviderGroups are the groups the provider listed, so a start with
 	// a changed group_map or allowed_groups maps them anew.
-	ProviderGroups []string  `json:"provider_groups"`
-	Linked         bool      `json:"linked,omitempty"`
-	LastLogin      time.Time `json:"last_login"`
+	ProviderGroups []string `json:"provider_groups"`
+	Linked         bool     `json:"linked,omitempty"`
+	// MFA: the last sign-in's amr named a second factor.
+	MFA       bool      `json:"mfa,omitempty"`
+	LastLogin time.Time `json:"last_login"`
 }
 
 func readSSO(tx broker.Tx) (map[string]ssoRecord, error) {
@@ -127,7 +129,7 @@ func (s *Service) recordSSO(ctx context.Context, u SSOUser, linked bool) error {
 			return nil
 		}
 		recs[u.Name] = ssoRecord{Name: u.Name, Issuer: u.Issuer, Subject: u.Subject, Email: u.Email,
-			Groups: slices.Clone(u.Groups), ProviderGroups: slices.Clone(u.ProviderGroups), Linked: linked, LastLogin: s.now().UTC()}
+			Groups: slices.Clone(u.Groups), ProviderGroups: slices.Clone(u.ProviderGroups), Linked: linked, MFA: u.MFA, LastLogin: s.now().UTC()}
 		b, err := json.Marshal(recs)
 		if err != nil {
 			return err
