@@ -36,6 +36,9 @@ const (
 	// ReadAudit: read, verify and export the audit log and its saved
 	// views.
 	ReadAudit Action = "audit.read"
+	// ListUsers: list every user with their sources, groups, factors and
+	// last activity (custos users).
+	ListUsers Action = "user.list"
 	// ViewBreakGlass: see a break-glass account, its drills and reports,
 	// and close it.
 	ViewBreakGlass Action = "breakglass.view"
@@ -72,7 +75,7 @@ func Allowed(a Action, f Facts) bool {
 	case ViewRequest:
 		// Own requests, those one may decide, everything for security.
 		return f.Security || f.Owner || f.Approver
-	case ListAllRequests, TerminateSession, ReadAudit:
+	case ListAllRequests, TerminateSession, ReadAudit, ListUsers:
 		return f.Security
 	case DecideRequest:
 		// Never one's own; the policy then checks the vote itself.

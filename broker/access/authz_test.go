@@ -37,6 +37,7 @@ func TestAllowed(t *testing.T) {
 		access.WatchSession:      {"security", "owner", "approved", "own-approver"},
 		access.TerminateSession:  {"security"},
 		access.ReadAudit:         {"security"},
+		access.ListUsers:         {"security"},
 		access.ViewBreakGlass:    {"security", "custodian"},
 		access.UnsealBreakGlass:  {"custodian"},
 		access.Action("made.up"): nil,

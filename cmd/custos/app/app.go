@@ -314,7 +314,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, SSO: ids, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, SSO: ids, Users: ids, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})
