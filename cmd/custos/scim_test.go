@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,29 @@ identity:
 		t.Fatalf("psql still running 10 s after deactivation\nbroker log:\n%s", b.logs)
 	}
 	b.refused("dave", "token_invalid", "whoami")
+	// custos users: dave is still listed, from SCIM and SSO, disabled.
+	b.refused("bob", "forbidden", "users")
+	type row struct {
+		Name         string     `json:"name"`
+		Sources      []string   `json:"sources"`
+		Enabled      bool       `json:"enabled"`
+		Factors      []string   `json:"factors"`
+		LastActivity *time.Time `json:"last_activity"`
+	}
+	users := decode[[]row](t, b.ok("sam", "users", "-o", "json"))
+	byName := map[string]row{}
+	for _, u := range users {
+		byName[u.Name] = u
+	}
+	if d := byName["dave"]; d.Enabled || !slices.Equal(d.Sources, []string{"sso", "scim"}) || !slices.Equal(d.Factors, []string{"sso"}) || d.LastActivity == nil {
+		t.Errorf("custos users, dave: %+v", d)
+	}
+	if a := byName["alice"]; !a.Enabled || !slices.Equal(a.Sources, []string{"config"}) || !slices.Equal(a.Factors, []string{"password"}) {
+		t.Errorf("custos users, alice: %+v", a)
+	}
+	if text := b.ok("sam", "users"); !strings.Contains(text, "LAST ACTIVITY") || !strings.Contains(text, "disabled") {
+		t.Errorf("custos users:\n%s", text)
+	}
 	for action, want := range map[string]string{"scim.user.deactivate": "dave", "token.revoke": "deactivated by SCIM", "grant.revoke": "deactivated by SCIM"} {
 		if a := b.ok("sam", "audit", "list", "--action", action); !strings.Contains(a, want) {
 			t.Errorf("audit %s: want %q in\n%s", action, want, a)

@@ -98,6 +98,7 @@ func newRoot(g *globals) *cobra.Command {
 		newPlayCmd(g),
 		newBreakglassCmd(g), newDrillCmd(g),
 		newTokensCmd(g),
+		newUsersCmd(g),
 		newBackupCmd(g), newRestoreCmd(g),
 	)
 	g.addCompletions(root)
