@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,7 +75,8 @@ func (c *scimClient) ok(method, path string, body any, want int) map[string]any 
 // TestSCIMDeactivationEndsPsqlSession: a user provisioned by SCIM (as
 // Okta does it: create, then a group named like the policy group dbas)
 // signs in by SSO with the same name, requests at once, gets approved and
-// holds a psql session through the proxy; the provider's deactivation
+// keeps token and grant across a restart, holds a psql session through
+// the proxy; the provider's deactivation
 // (PATCH replace active:false, Okta's shape) ends that session within one
 // second, revokes the token and the grant, with audit records. A SCIM
 // token does not open /api/v1, and a user's token does not open /scim.
@@ -113,6 +115,10 @@ identity:
 	}
 	req := decode[jsonRequest](t, b.ok("dave", "request", "demo-pg", "--role", "readonly", "--for", "30m", "--reason", "INC-90 scim", "-o", "json"))
 	b.ok("bob", "approve", req.ID)
+	// A restart keeps the SCIM user: the start-up sweep spares them, so
+	// their token and grant stand.
+	b.stop(syscall.SIGTERM)
+	b.start()
 	token := strings.TrimSpace(b.ok("dave", "db", "token", "demo-pg"))
 
 	// Attackers: the SCIM token on /api/v1, dave's token on /scim.

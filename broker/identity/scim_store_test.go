@@ -1,0 +1,75 @@
+package identity
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/broker/audit"
+)
+
+// TestSCIMAcrossReplicas: a user provisioned through one broker is known
+// to another sharing the store as soon as a token names them (no wait for
+// the periodic refresh); once deactivated through the first, the second
+// refuses their token and an SSO sign-in under their name, and the first
+// never took a name of the config (disabled mallory).
+func TestSCIMAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
+	cfg, _ := testConfig(t)
+	st := openStore(t)
+	newService := func() *Service {
+		d, err := NewDirectory(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewService(Options{Auth: cfg.Auth, Directory: d, Store: st, Audit: audit.NewLog(st), Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := newService(), newService()
+	set := func(active bool) {
+		t.Helper()
+		if err := a.SCIMUpdate(ctx, func(sc *SCIMState) error {
+			sc.Users["u1"] = &SCIMUser{ID: "u1", UserName: "dave", Active: active}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(true)
+	if err := a.SCIMUpdate(ctx, func(sc *SCIMState) error {
+		sc.Users["u2"] = &SCIMUser{ID: "u2", UserName: "mallory", Active: true}
+		return nil
+	}); CodeOf(err) != "uniqueness" {
+		t.Fatalf("SCIM user named like disabled mallory: %v", err)
+	}
+	tok, _, err := a.Tokens().Issue(ctx, "dave", KindAPI, "", time.Hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(3 * time.Second)
+	if _, err := b.VerifyToken(ctx, tok, KindAPI); err != nil {
+		t.Fatalf("replica b, dave's token: %v", err)
+	}
+	if err := b.dir.checkSSOName("dave", false); err != nil {
+		t.Fatalf("sso as provisioned dave: %v", err)
+	}
+	set(false)
+	if _, err := b.VerifyToken(ctx, tok, KindAPI); CodeOf(err) != CodeTokenInvalid {
+		t.Fatalf("replica b after deactivation: %v", err)
+	}
+	if err := b.LoadSCIM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.dir.Enabled("dave") || b.dir.checkSSOName("dave", false) == nil {
+		t.Fatal("replica b: deactivated dave still enabled or may sign in by SSO")
+	}
+	// An SSO user of that name admitted earlier counts for nothing.
+	_ = b.dir.admitSSO(Identity{Name: "dave", Groups: []string{"dba"}}, false)
+	if b.dir.Enabled("dave") || b.dir.InGroup("dave", "dba") {
+		t.Fatal("SSO entry revives a deactivated SCIM user")
+	}
+}
