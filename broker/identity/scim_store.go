@@ -297,6 +297,9 @@ func scimLosses(old, cur *SCIMState) []scimLoss {
 			out = append(out, scimLoss{o.UserName, "user " + o.UserName + " was deleted by SCIM provisioning"})
 		case !n.Active:
 			out = append(out, scimLoss{o.UserName, "user " + o.UserName + " was deactivated by SCIM provisioning"})
+		case n.UserName != o.UserName:
+			// What the old name holds is no one's any more.
+			out = append(out, scimLoss{o.UserName, "user " + o.UserName + " was renamed to " + n.UserName + " by SCIM provisioning"})
 		default:
 			now := cur.GroupsOf(id)
 			for _, g := range old.GroupsOf(id) {

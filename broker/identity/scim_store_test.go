@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +39,21 @@ func TestSCIMAcrossReplicas(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	set(true)
+	// A rename takes away what the old name holds.
+	old, _, err := a.Tokens().Issue(ctx, "dave", KindAPI, "", time.Hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SCIMUpdate(ctx, func(sc *SCIMState) error { sc.Users["u1"].UserName = "dave2"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Tokens().Verify(ctx, old, KindAPI); CodeOf(err) != CodeTokenInvalid || a.dir.Enabled("dave") || !a.dir.Enabled("dave2") {
+		t.Fatalf("after rename: token %v, dave %v", err, a.dir.Enabled("dave"))
+	}
+	if recs := auditRecords(t, st, "token.revoke"); len(recs) != 1 || !strings.Contains(recs[0].Reason, "renamed to dave2") {
+		t.Fatalf("rename: token.revoke records %+v", recs)
 	}
 	set(true)
 	if err := a.SCIMUpdate(ctx, func(sc *SCIMState) error {
