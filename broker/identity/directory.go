@@ -323,8 +323,18 @@ func (d *directory) InGroup(user, group string) bool {
 // SCIM group memberships count only for the groups
 // identity.scim.security_admin_groups names.
 func (d *directory) IsSecurityAdmin(user string) bool {
+	for _, g := range d.AdminGroupsOf(user) {
+		if slices.Contains(d.admins, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// AdminGroupsOf is Directory.AdminGroupsOf on one version.
+func (d *directory) AdminGroupsOf(user string) []string {
 	if !d.Enabled(user) {
-		return false
+		return nil
 	}
 	var groups []string
 	if a, ok := d.users[user]; ok {
@@ -332,12 +342,17 @@ func (d *directory) IsSecurityAdmin(user string) bool {
 	} else if s, ok := d.sso.lookup(user); ok {
 		groups = s.Groups
 	}
-	for _, g := range d.admins {
-		if slices.Contains(groups, g) {
-			return true
+	if sc, _, _ := d.scim.lookup(user); len(sc.Groups) > 0 {
+		d.scim.mu.RLock()
+		for _, g := range sc.Groups {
+			if slices.Contains(d.scim.adminGroups, g) && !slices.Contains(groups, g) {
+				groups = append(groups, g)
+			}
 		}
+		d.scim.mu.RUnlock()
 	}
-	return d.scim.isAdmin(user, d.admins)
+	slices.Sort(groups)
+	return groups
 }
 
 // Users is Directory.Users on one version.
@@ -407,6 +422,13 @@ func (d *Directory) InGroup(user, group string) bool { return d.now().InGroup(us
 // IsSecurityAdmin reports whether user belongs to a group listed in
 // security_admins.
 func (d *Directory) IsSecurityAdmin(user string) bool { return d.now().IsSecurityAdmin(user) }
+
+// AdminGroupsOf returns the groups of user that count for security-admin
+// decisions: all of GroupsOf except SCIM memberships of groups that
+// identity.scim.security_admin_groups does not name, so the identity
+// provider cannot make a security admin unless the config lets it.
+// broker/access asks it for security_admins.
+func (d *Directory) AdminGroupsOf(user string) []string { return d.now().AdminGroupsOf(user) }
 
 // Users returns every enabled user, sorted by name.
 func (d *Directory) Users() []Identity { return d.now().Users() }

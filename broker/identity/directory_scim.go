@@ -61,23 +61,6 @@ func (s *scimUsers) hasGroup(group string) bool {
 	return len(s.members(group, nil)) > 0
 }
 
-// isAdmin reports whether user is an active SCIM member of one of the
-// admin groups that identity.scim.security_admin_groups allows.
-func (s *scimUsers) isAdmin(user string, admins []string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, ok := s.users[user]
-	if !ok || !e.active {
-		return false
-	}
-	for _, g := range admins {
-		if slices.Contains(s.adminGroups, g) && slices.Contains(e.id.Groups, g) {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *scimUsers) all() []Identity {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

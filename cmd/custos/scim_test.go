@@ -121,6 +121,14 @@ identity:
 	b.start()
 	token := strings.TrimSpace(b.ok("dave", "db", "token", "demo-pg"))
 
+	// The provider puts dave into a group named like the security_admins
+	// group: a membership, not security-admin rights.
+	sec := sc.ok("POST", "/Groups", map[string]any{"displayName": "security"}, 201)["id"].(string)
+	sc.ok("PATCH", "/Groups/"+sec, map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+		"Operations": []map[string]any{{"op": "add", "path": "members", "value": []map[string]string{{"value": dave}}}}}, 200)
+	b.refused("dave", "forbidden", "users")
+	b.refused("dave", "forbidden", "audit", "list")
+
 	// Attackers: the SCIM token on /api/v1, dave's token on /scim.
 	if code, _ := sc.do("GET", "/api/v1/whoami", scimTestToken, nil); code != 401 {
 		t.Errorf("SCIM token on /api/v1: %d", code)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/identity"
@@ -27,6 +28,7 @@ type env struct {
 	url   string
 	ids   *identity.Service
 	store broker.Store
+	cfg   *config.Config
 	lost  []string
 }
 
@@ -56,7 +58,7 @@ func newEnv(t *testing.T, adminGroups ...string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ids: ids, store: st}
+	e := &env{t: t, ids: ids, store: st, cfg: cfg}
 	ids.SetAccessLoss(func(ctx context.Context, user, reason string) error {
 		e.lost = append(e.lost, user+": "+reason)
 		_, err := ids.RevokeUserTokens(ctx, user, reason)
@@ -336,6 +338,14 @@ func TestSCIMSecurityAdminGroup(t *testing.T) {
 		}
 		if got := dir.IsSecurityAdmin("dave"); got != allowed {
 			t.Errorf("security_admin_groups %v: IsSecurityAdmin(dave) = %v", groups, got)
+		}
+		// What the API asks: broker/access over the same directory.
+		acc := access.New(access.Options{Config: e.cfg, Directory: dir, Store: e.store, Audit: audit.NewLog(e.store)})
+		if got := acc.May("dave", access.ListUsers); got != allowed {
+			t.Errorf("security_admin_groups %v: access says dave may list users: %v", groups, got)
+		}
+		if !acc.May("sam", access.ListUsers) {
+			t.Error("access: config admin sam lost")
 		}
 		if !dir.IsSecurityAdmin("sam") {
 			t.Error("config admin lost")
