@@ -30,7 +30,8 @@ type account struct {
 	totpKey  []byte // nil when the user has no second factor
 }
 
-// Directory is the set of users and groups from config. Disabled users
+// Directory is the set of users and groups from config, with the users
+// single sign-on admitted and SCIM provisioned merged in. Disabled users
 // are left out entirely: no lookup finds them and they belong to no group,
 // so they can neither sign in, request nor approve. Reload replaces the
 // whole set at once (SIGHUP); each call sees one version of it.
