@@ -55,6 +55,9 @@ type SCIMGroup struct {
 type SCIMState struct {
 	Users  map[string]*SCIMUser  `json:"users"`
 	Groups map[string]*SCIMGroup `json:"groups"`
+	// Version counts the changes, so a replica never installs an older
+	// state over a newer one (two updates finishing out of order).
+	Version int64 `json:"version"`
 }
 
 // UserByName returns the live (not deleted) user named name.
@@ -87,7 +90,7 @@ func NewSCIMID() string {
 }
 
 func (st *SCIMState) clone() *SCIMState {
-	out := &SCIMState{Users: map[string]*SCIMUser{}, Groups: map[string]*SCIMGroup{}}
+	out := &SCIMState{Users: map[string]*SCIMUser{}, Groups: map[string]*SCIMGroup{}, Version: st.Version}
 	for id, u := range st.Users {
 		c := *u
 		out.Users[id] = &c
@@ -148,6 +151,12 @@ func (s *Service) LoadSCIM(ctx context.Context) error {
 }
 
 func (s *Service) applySCIM(st *SCIMState) {
+	s.scimMu.Lock()
+	defer s.scimMu.Unlock()
+	if st.Version < s.scimVersion {
+		return
+	}
+	s.scimVersion = st.Version
 	users := map[string]scimEntry{}
 	for id, u := range st.Users {
 		e := scimEntry{id: Identity{Name: u.UserName, Email: u.Email}, active: u.Active && !u.Deleted}
@@ -190,6 +199,7 @@ func (s *Service) SCIMUpdate(ctx context.Context, fn func(st *SCIMState) error) 
 		if err := fn(cur); err != nil {
 			return err
 		}
+		cur.Version = old.Version + 1
 		if err := s.checkSCIM(cur); err != nil {
 			return err
 		}

@@ -83,6 +83,18 @@ func TestSCIMAcrossReplicas(t *testing.T) {
 	if b.dir.Enabled("dave") || b.dir.checkSSOName("dave", false) == nil {
 		t.Fatal("replica b: deactivated dave still enabled or may sign in by SSO")
 	}
+	// An older state (an update that finished later) does not revive him.
+	now, err := a.SCIMView(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := now.clone()
+	older.Version--
+	older.Users["u1"].Active = true
+	a.applySCIM(older)
+	if a.dir.Enabled("dave") {
+		t.Fatal("an older SCIM state was installed over a newer one")
+	}
 	// An SSO user of that name admitted earlier counts for nothing.
 	_ = b.dir.admitSSO(Identity{Name: "dave", Groups: []string{"dba"}}, false)
 	if b.dir.Enabled("dave") || b.dir.InGroup("dave", "dba") {

@@ -45,6 +45,9 @@ type Service struct {
 	sso        *OIDC          // nil: no single sign-on
 	accessLoss AccessLoss     // nil: SCIM losses revoke tokens only
 	passkeys   PasskeyHolders // nil: Factors lists no passkeys
+	// scimVersion is the SCIM state the directory has (scim_store.go).
+	scimMu      sync.Mutex
+	scimVersion int64
 	// seen is when this replica last recorded each user's activity.
 	seenMu sync.Mutex
 	seen   map[string]time.Time
