@@ -204,6 +204,9 @@ func (s *Service) SCIMUpdate(ctx context.Context, fn func(st *SCIMState) error) 
 			return err
 		}
 		for _, e := range scimChanges(old, cur) {
+			if d, ok := e.Details.(map[string]any); ok && audit.Source(ctx) != "" {
+				d["source"] = audit.Source(ctx)
+			}
 			if _, err := s.audit.AppendTx(ctx, tx, e); err != nil {
 				return err
 			}
