@@ -195,7 +195,7 @@ func (s *Service) touch(ctx context.Context, user string) {
 	}
 	s.seen[user] = now
 	s.seenMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	err := s.store.Update(ctx, func(tx broker.Tx) error {
 		m, err := readLastSeen(tx)
