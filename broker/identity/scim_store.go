@@ -200,7 +200,7 @@ func (s *Service) SCIMUpdate(ctx context.Context, fn func(st *SCIMState) error) 
 			return err
 		}
 		cur.Version = old.Version + 1
-		if err := s.checkSCIM(cur); err != nil {
+		if err := s.checkSCIM(old, cur); err != nil {
 			return err
 		}
 		for _, e := range scimChanges(old, cur) {
@@ -235,6 +235,12 @@ func (s *Service) SCIMUpdate(ctx context.Context, fn func(st *SCIMState) error) 
 
 func (s *Service) endAccess(ctx context.Context, user, reason string) error {
 	ctx = context.WithoutCancel(ctx)
+	if x := s.dir.now(); x.users[user] != nil || x.disabled[user] {
+		// The config took this name after SCIM created it: what the name
+		// holds is the config user's, which SCIM does not manage.
+		s.log.Warn("scim change for a name the config has; the config user keeps their access", "user", user)
+		return nil
+	}
 	if s.accessLoss != nil {
 		return s.accessLoss(ctx, user, reason)
 	}
@@ -242,21 +248,26 @@ func (s *Service) endAccess(ctx context.Context, user, reason string) error {
 	return err
 }
 
-// checkSCIM refuses duplicate names and names of config users.
-func (s *Service) checkSCIM(st *SCIMState) error {
+// checkSCIM refuses duplicate names, and names of config users for users
+// created or renamed now: a user the config took the name of later stays
+// (shadowed by the config user) rather than blocking every change.
+func (s *Service) checkSCIM(old, st *SCIMState) error {
 	x := s.dir.now()
 	names := map[string]bool{}
-	for _, u := range st.Users {
+	for id, u := range st.Users {
 		if u.Deleted {
 			continue
-		}
-		if err := validSCIMName(u.UserName); err != nil {
-			return err
 		}
 		if names[u.UserName] {
 			return scimConflict("userName " + u.UserName + " is taken")
 		}
 		names[u.UserName] = true
+		if o, ok := old.Users[id]; ok && !o.Deleted && o.UserName == u.UserName {
+			continue
+		}
+		if err := validSCIMName(u.UserName); err != nil {
+			return err
+		}
 		if _, local := x.users[u.UserName]; local || x.disabled[u.UserName] {
 			return scimConflict("userName " + u.UserName + " is a user in the broker's config")
 		}

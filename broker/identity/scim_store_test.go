@@ -101,3 +101,49 @@ func TestSCIMAcrossReplicas(t *testing.T) {
 		t.Fatal("SSO entry revives a deactivated SCIM user")
 	}
 }
+
+// TestSCIMNameTakenByConfigLater: a SCIM user whose name the config takes
+// later blocks no other SCIM change, and deactivating them leaves the
+// config user's tokens alone.
+func TestSCIMNameTakenByConfigLater(t *testing.T) {
+	ctx := context.Background()
+	cfg, _ := testConfig(t)
+	st := openStore(t)
+	d, err := NewDirectory(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewService(Options{Auth: cfg.Auth, Directory: d, Store: st, Audit: audit.NewLog(st)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SCIMUpdate(ctx, func(sc *SCIMState) error {
+		sc.Users["u1"] = &SCIMUser{ID: "u1", UserName: "zed", Active: true}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg2, _ := testConfig(t)
+	cfg2.Users = append(cfg2.Users, cfg2.Users[0])
+	cfg2.Users[len(cfg2.Users)-1].Name, cfg2.Users[len(cfg2.Users)-1].Email = "zed", ""
+	cfg2.Users[len(cfg2.Users)-1].SlackID, cfg2.Users[len(cfg2.Users)-1].SSHKeys = "", nil
+	if err := d.Reload(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := s.Tokens().Issue(ctx, "zed", KindAPI, "", time.Hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SCIMUpdate(ctx, func(sc *SCIMState) error {
+		sc.Users["u2"] = &SCIMUser{ID: "u2", UserName: "yan", Active: true}
+		return nil
+	}); err != nil {
+		t.Fatalf("an unrelated change after the config took zed: %v", err)
+	}
+	if err := s.SCIMUpdate(ctx, func(sc *SCIMState) error { sc.Users["u1"].Active = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.VerifyToken(ctx, tok, KindAPI); err != nil || !d.Enabled("zed") {
+		t.Fatalf("config user zed after the shadowed SCIM zed was deactivated: %v, enabled %v", err, d.Enabled("zed"))
+	}
+}
