@@ -107,6 +107,9 @@ type Options struct {
 	AuditVerifier interface {
 		Verify(ctx context.Context) (audit.Report, error)
 	}
+	// Users lists every user for security admins (GET /api/v1/users).
+	// Default: nil, and the route answers 503 users_unavailable.
+	Users userDirectory
 	// SSO signs users in with an OpenID Provider. Default: nil, and the
 	// SSO routes answer 404 sso_disabled.
 	SSO singleSignOn
@@ -202,6 +205,7 @@ func (a *API) Register(s *Server) {
 	auth("DELETE /api/v1/tokens/{id}", a.revokeToken)
 	auth("GET /api/v1/targets", a.targets)
 	auth("GET /api/v1/signatures/meanings", a.signatureMeanings)
+	auth("GET /api/v1/users", a.listUsers)
 
 	auth("POST /api/v1/requests", a.createRequest)
 	auth("GET /api/v1/requests", a.listRequests)

@@ -242,6 +242,7 @@ func table() map[string][]row {
 		}, body: map[string]string{"reason": "authz table"}, want: only(ok, forbidden, security)}},
 
 		"GET /api/v1/audit":              {{path: fixed("/api/v1/audit"), want: only(ok, forbidden, security)}},
+		"GET /api/v1/users":              {{path: fixed("/api/v1/users"), want: only(ok, forbidden, security)}},
 		"GET /api/v1/audit/verify":       {{path: fixed("/api/v1/audit/verify"), want: only(ok, forbidden, security)}},
 		"GET /api/v1/audit/views":        {{path: fixed("/api/v1/audit/views"), want: only(ok, forbidden, security)}},
 		"GET /api/v1/audit/views/{view}": {{path: fixed("/api/v1/audit/views/sessions-terminated"), want: only(ok, forbidden, security)}},

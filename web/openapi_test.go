@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/custos-pam/custos/web"
+	"github.com/custos-pam/custos/web/scim"
 	"github.com/custos-pam/custos/web/ui/uitest"
 )
 
@@ -73,6 +74,15 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	for _, op := range ops {
 		if !slices.Contains(routes, op) {
 			t.Errorf("web/openapi.yaml describes %s, which is not served", op)
+		}
+	}
+
+	// SCIM (web/scim) is excluded: RFC 7644 describes it, it takes the
+	// SCIM token and never a user's, so none of its routes may sit under
+	// /api/v1 where user tokens are accepted.
+	for _, p := range scim.Routes {
+		if _, path, _ := strings.Cut(p, " "); !strings.HasPrefix(path, "/scim/v2/") {
+			t.Errorf("SCIM route %s outside /scim/v2", p)
 		}
 	}
 

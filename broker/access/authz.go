@@ -42,6 +42,9 @@ const (
 	// ShareEvidence: create, list and revoke read-only share links to an
 	// evidence bundle or one recording.
 	ShareEvidence Action = "evidence.share"
+	// ListUsers: list every user with their sources, groups, factors and
+	// last activity (custos users).
+	ListUsers Action = "user.list"
 	// ViewBreakGlass: see a break-glass account, its drills and reports,
 	// and close it.
 	ViewBreakGlass Action = "breakglass.view"
@@ -96,7 +99,7 @@ func Allowed(a Action, f Facts) bool {
 	case ViewRequest:
 		// Own requests, those one may decide, everything for security.
 		return f.Security || f.Owner || f.Approver
-	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence, ViewIndicators, CloseIndicatorAction:
+	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence, ViewIndicators, CloseIndicatorAction, ListUsers:
 		return f.Security
 	case DecideRequest:
 		// Never one's own; the policy then checks the vote itself.

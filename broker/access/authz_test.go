@@ -38,6 +38,7 @@ func TestAllowed(t *testing.T) {
 		access.WatchSession:         {"security", "owner", "approved", "own-approver"},
 		access.TerminateSession:     {"security"},
 		access.ReadAudit:            {"security"},
+		access.ListUsers:            {"security"},
 		access.ExportEvidence:       {"security"},
 		access.ShareEvidence:        {"security"},
 		access.ViewBreakGlass:       {"security", "custodian"},

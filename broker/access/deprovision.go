@@ -64,6 +64,46 @@ func (s *Service) RevokeDisabled(ctx context.Context) (Deprovisioned, error) {
 	return out, nil
 }
 
+// RevokeUser ends user's access whatever the directory says: each of
+// their active grants is revoked and each pending request cancelled, as
+// RevokeDisabled does, with reason in the records. SCIM provisioning calls
+// it when it deactivates or deletes a user or removes them from a group.
+func (s *Service) RevokeUser(ctx context.Context, user, reason string) (Deprovisioned, error) {
+	var out Deprovisioned
+	if user == "" {
+		return out, nil
+	}
+	grants, err := s.ListGrants(ctx, broker.GrantFilter{User: user, States: []broker.GrantState{broker.GrantActive}})
+	if err != nil {
+		return out, fmt.Errorf("revoke user %s: %w", user, err)
+	}
+	for _, g := range grants {
+		revoked, changed, err := s.revokeAsSystem(ctx, g.ID, reason)
+		if err != nil {
+			return out, fmt.Errorf("revoke user %s: grant %s: %w", user, g.ID, err)
+		}
+		if changed {
+			s.notifyGrant(ctx, revoked)
+			out.Grants = append(out.Grants, revoked)
+		}
+	}
+	reqs, err := s.ListRequests(ctx, broker.RequestFilter{User: user, States: []broker.RequestState{broker.RequestPending}})
+	if err != nil {
+		return out, fmt.Errorf("revoke user %s: %w", user, err)
+	}
+	for _, r := range reqs {
+		cancelled, changed, err := s.cancelAsSystem(ctx, r.ID, reason)
+		if err != nil {
+			return out, fmt.Errorf("revoke user %s: request %s: %w", user, r.ID, err)
+		}
+		if changed {
+			s.notifyRequest(ctx, cancelled)
+			out.Requests = append(out.Requests, cancelled)
+		}
+	}
+	return out, nil
+}
+
 // revokeAsSystem revokes grant id if it is still active.
 func (s *Service) revokeAsSystem(ctx context.Context, id, reason string) (broker.Grant, bool, error) {
 	var g broker.Grant

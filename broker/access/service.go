@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -353,8 +354,31 @@ func (s *Service) mayRevoke(actor string, g broker.Grant) bool {
 	return Allowed(RevokeGrant, s.GrantFacts(actor, g))
 }
 
+// adminDirectory is a directory that says which of a user's groups count
+// for security-admin decisions (identity.Directory: SCIM memberships only
+// where the config allows).
+type adminDirectory interface {
+	AdminGroupsOf(user string) []string
+}
+
 func (s *Service) isSecurityAdmin(user string) bool {
-	return s.dir.Enabled(user) && s.isMemberOfAny(user, s.cfg.Load().SecurityAdmins)
+	if !s.dir.Enabled(user) {
+		return false
+	}
+	list := s.cfg.Load().SecurityAdmins
+	ad, ok := s.dir.(adminDirectory)
+	if !ok {
+		return s.isMemberOfAny(user, list)
+	}
+	if slices.Contains(list, user) {
+		return true
+	}
+	for _, g := range ad.AdminGroupsOf(user) {
+		if slices.Contains(list, g) {
+			return true
+		}
+	}
+	return false
 }
 
 // IsSecurityAdmin reports whether the user is in a security_admins group.

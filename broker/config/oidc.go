@@ -10,6 +10,8 @@ type Identity struct {
 	// OIDC turns on single sign-on with an OpenID Provider. Default: nil,
 	// local users only.
 	OIDC *OIDC `yaml:"oidc"`
+	// SCIM turns on SCIM 2.0 provisioning (scim.go). Default: nil, off.
+	SCIM *SCIM `yaml:"scim"`
 }
 
 // OIDC configures single sign-on (authorization code with PKCE, and the

@@ -60,6 +60,7 @@ func (c *Config) Validate() error {
 	c.validateOIDC(&ck)
 	c.validateIndicators(&ck)
 	c.validateSignatures(&ck)
+	c.validateSCIM(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")

@@ -33,7 +33,8 @@ type account struct {
 	totpKey  []byte // nil when the user has no second factor
 }
 
-// Directory is the set of users and groups from config. Disabled users
+// Directory is the set of users and groups from config, with the users
+// single sign-on admitted and SCIM provisioned merged in. Disabled users
 // are left out entirely: no lookup finds them and they belong to no group,
 // so they can neither sign in, request nor approve. Reload replaces the
 // whole set at once (SIGHUP); each call sees one version of it.
@@ -43,6 +44,9 @@ type Directory struct {
 	// started (directory_sso.go); every version shares it, so a reload
 	// keeps them.
 	sso *ssoUsers
+	// scim holds the users and group memberships provisioned by SCIM
+	// (directory_scim.go), shared by every version like sso.
+	scim *scimUsers
 }
 
 // directory is one immutable version of the Directory.
@@ -54,8 +58,9 @@ type directory struct {
 	byKey    map[string]string // SHA256 key fingerprint
 	groups   map[string][]string
 	admins   []string
-	// sso is the Directory's (shared by every version).
-	sso *ssoUsers
+	// sso and scim are the Directory's (shared by every version).
+	sso  *ssoUsers
+	scim *scimUsers
 	// dummy is checked when a sign-in names no user with a password, so
 	// that costs as much time as a real check and user names cannot be
 	// probed by timing. It has the parameters of the first configured
@@ -67,8 +72,8 @@ type directory struct {
 // hashing plaintext development passwords with HashPassword and parsing
 // SSH keys. Errors name the user and field, never a secret.
 func NewDirectory(cfg *config.Config) (*Directory, error) {
-	d := &Directory{sso: newSSOUsers()}
-	x, err := buildDirectory(cfg, d.sso)
+	d := &Directory{sso: newSSOUsers(), scim: newSCIMUsers()}
+	x, err := buildDirectory(cfg, d.sso, d.scim)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +84,7 @@ func NewDirectory(cfg *config.Config) (*Directory, error) {
 // Reload replaces the users and groups with cfg's. On an error (a key file
 // that cannot be read, a duplicate Slack ID) nothing changes.
 func (d *Directory) Reload(cfg *config.Config) error {
-	x, err := buildDirectory(cfg, d.sso)
+	x, err := buildDirectory(cfg, d.sso, d.scim)
 	if err != nil {
 		return err
 	}
@@ -90,11 +95,11 @@ func (d *Directory) Reload(cfg *config.Config) error {
 // now is the current version.
 func (d *Directory) now() *directory { return d.cur.Load() }
 
-func buildDirectory(cfg *config.Config, sso *ssoUsers) (*directory, error) {
+func buildDirectory(cfg *config.Config, sso *ssoUsers, scim *scimUsers) (*directory, error) {
 	d := &directory{
 		users: map[string]*account{}, disabled: map[string]bool{}, bySlack: map[string]string{},
 		byEmail: map[string]string{}, byKey: map[string]string{}, groups: map[string][]string{},
-		admins: slices.Clone(cfg.SecurityAdmins), sso: sso,
+		admins: slices.Clone(cfg.SecurityAdmins), sso: sso, scim: scim,
 	}
 	for _, u := range cfg.Users {
 		if u.Disabled {
@@ -211,7 +216,7 @@ func (d *directory) index(a *account) error {
 func (d *directory) Lookup(name string) (Identity, bool) {
 	a, ok := d.users[name]
 	if !ok {
-		return d.sso.lookup(name)
+		return d.lookupRemote(name)
 	}
 	id := a.id.clone()
 	id.Groups = d.sso.withLinked(name, id.Groups)
@@ -251,13 +256,39 @@ func (d *directory) ByPublicKey(key ssh.PublicKey) (Identity, bool) {
 	return d.ByKeyFingerprint(ssh.FingerprintSHA256(key))
 }
 
+// lookupRemote finds a user who is not in config: a SCIM user (not
+// found when deactivated, whatever single sign-on says; with the groups
+// of their last SSO sign-in added when they have one), else an SSO user.
+func (d *directory) lookupRemote(name string) (Identity, bool) {
+	sc, active, known := d.scim.lookup(name)
+	if !known {
+		return d.sso.lookup(name)
+	}
+	if !active {
+		return Identity{}, false
+	}
+	if s, ok := d.sso.lookup(name); ok {
+		for _, g := range s.Groups {
+			if !slices.Contains(sc.Groups, g) {
+				sc.Groups = append(sc.Groups, g)
+			}
+		}
+		if sc.Email == "" {
+			sc.Email = s.Email
+		}
+	}
+	slices.Sort(sc.Groups)
+	return sc, true
+}
+
 // Enabled is Directory.Enabled on one version: a configured user who is
-// not disabled, or a user admitted by single sign-on.
+// not disabled, an active SCIM user, or a user admitted by single sign-on
+// whom SCIM has not deactivated.
 func (d *directory) Enabled(user string) bool {
 	if _, ok := d.users[user]; ok {
 		return true
 	}
-	_, ok := d.sso.lookup(user)
+	_, ok := d.lookupRemote(user)
 	return ok
 }
 
@@ -288,10 +319,12 @@ func (d *directory) GroupsOf(user string) []string {
 // Members is Directory.Members on one version.
 func (d *directory) Members(group string) ([]string, bool) {
 	m, ok := d.groups[group]
-	if !ok {
+	if !ok && !d.scim.hasGroup(group) {
 		return nil, false
 	}
-	return d.sso.members(group, slices.Clone(m)), true
+	m = d.scim.members(group, d.sso.members(group, slices.Clone(m)))
+	// An SSO user whom SCIM deactivated is no member.
+	return slices.DeleteFunc(m, func(u string) bool { return !d.Enabled(u) }), true
 }
 
 // InGroup is Directory.InGroup on one version.
@@ -300,23 +333,63 @@ func (d *directory) InGroup(user, group string) bool {
 }
 
 // IsSecurityAdmin is Directory.IsSecurityAdmin on one version.
+// SCIM group memberships count only for the groups
+// identity.scim.security_admin_groups names.
 func (d *directory) IsSecurityAdmin(user string) bool {
-	for _, g := range d.admins {
-		if d.InGroup(user, g) {
+	for _, g := range d.AdminGroupsOf(user) {
+		if slices.Contains(d.admins, g) {
 			return true
 		}
 	}
 	return false
 }
 
+// AdminGroupsOf is Directory.AdminGroupsOf on one version.
+func (d *directory) AdminGroupsOf(user string) []string {
+	if !d.Enabled(user) {
+		return nil
+	}
+	var groups []string
+	if a, ok := d.users[user]; ok {
+		groups = d.sso.withLinked(user, slices.Clone(a.id.Groups))
+	} else if s, ok := d.sso.lookup(user); ok {
+		groups = s.Groups
+	}
+	if sc, _, _ := d.scim.lookup(user); len(sc.Groups) > 0 {
+		d.scim.mu.RLock()
+		for _, g := range sc.Groups {
+			if slices.Contains(d.scim.adminGroups, g) && !slices.Contains(groups, g) {
+				groups = append(groups, g)
+			}
+		}
+		d.scim.mu.RUnlock()
+	}
+	slices.Sort(groups)
+	return groups
+}
+
 // Users is Directory.Users on one version.
 func (d *directory) Users() []Identity {
 	out := make([]Identity, 0, len(d.users))
-	for name := range d.users {
-		id, _ := d.Lookup(name)
-		out = append(out, id)
+	seen := map[string]bool{}
+	add := func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		if id, ok := d.Lookup(name); ok {
+			out = append(out, id)
+		}
 	}
-	out = append(out, d.sso.all()...)
+	for name := range d.users {
+		add(name)
+	}
+	for _, id := range d.sso.all() {
+		add(id.Name)
+	}
+	for _, id := range d.scim.all() {
+		add(id.Name)
+	}
 	slices.SortFunc(out, func(a, b Identity) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
@@ -362,6 +435,13 @@ func (d *Directory) InGroup(user, group string) bool { return d.now().InGroup(us
 // IsSecurityAdmin reports whether user belongs to a group listed in
 // security_admins.
 func (d *Directory) IsSecurityAdmin(user string) bool { return d.now().IsSecurityAdmin(user) }
+
+// AdminGroupsOf returns the groups of user that count for security-admin
+// decisions: all of GroupsOf except SCIM memberships of groups that
+// identity.scim.security_admin_groups does not name, so the identity
+// provider cannot make a security admin unless the config lets it.
+// broker/access asks it for security_admins.
+func (d *Directory) AdminGroupsOf(user string) []string { return d.now().AdminGroupsOf(user) }
 
 // Users returns every enabled user, sorted by name.
 func (d *Directory) Users() []Identity { return d.now().Users() }

@@ -100,6 +100,8 @@ func (d *Directory) checkSSOName(name string, linked bool) error {
 	switch {
 	case x.disabled[name]:
 		return loginFailed("sso user " + name + " is a disabled local user")
+	case !local && !x.Enabled(name) && x.scimKnown(name):
+		return loginFailed("sso user " + name + " is deactivated or deleted by SCIM provisioning")
 	case local && !linked:
 		return loginFailed("sso user " + name + " collides with a local user that is not linked (identity.oidc.link_local_users)")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,8 +41,16 @@ type Service struct {
 	limiter    *SharedLimiter
 	store      broker.Store
 	audit      auditLog
-	rejections rejectionLog // nil: every refusal is its own record
-	sso        *OIDC        // nil: no single sign-on
+	rejections rejectionLog   // nil: every refusal is its own record
+	sso        *OIDC          // nil: no single sign-on
+	accessLoss AccessLoss     // nil: SCIM losses revoke tokens only
+	passkeys   PasskeyHolders // nil: Factors lists no passkeys
+	// scimVersion is the SCIM state the directory has (scim_store.go).
+	scimMu      sync.Mutex
+	scimVersion int64
+	// seen is when this replica last recorded each user's activity.
+	seenMu sync.Mutex
+	seen   map[string]time.Time
 	// ssoLoaded is when the stored SSO users were last read (UnixNano).
 	ssoLoaded  atomic.Int64
 	ttl        time.Duration
@@ -117,6 +126,7 @@ func NewService(o Options) (*Service, error) {
 	s := &Service{
 		dir: o.Directory, auth: o.Authenticator, tokens: tokens,
 		limiter: NewSharedLimiter(o.Store, "signin", o.Auth.MaxFailures, o.Auth.FailureWindow.D(), o.Now),
+		seen:    map[string]time.Time{},
 		store:   o.Store, audit: o.Audit, ttl: ttl, retention: o.TokenRetention, purgeEvery: o.PurgeEvery, now: o.Now, log: o.Log,
 	}
 	if o.Rejections != nil {
@@ -198,6 +208,7 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 	if err != nil {
 		return "", broker.Token{}, fmt.Errorf("login: %w", err)
 	}
+	s.touch(ctx, id.Name)
 	return secret, tok, nil
 }
 
@@ -258,6 +269,9 @@ func auditName(user string) string {
 // finds in ctx, through Options.Rejections; the secret never is.
 func (s *Service) VerifyToken(ctx context.Context, secret, kind string) (broker.Token, error) {
 	tok, err := s.tokens.Verify(ctx, secret, kind)
+	if err == nil {
+		s.touch(ctx, tok.User)
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		source := audit.Source(ctx)
@@ -280,6 +294,9 @@ func (s *Service) Run(ctx context.Context) {
 		defer rt.Stop()
 		refresh = rt.C
 	}
+	// SCIM users changed through other replicas (scim_store.go).
+	scimTick := time.NewTicker(scimRefreshEvery)
+	defer scimTick.Stop()
 	for {
 		if n, err := s.tokens.PurgeExpired(ctx, s.now().Add(-s.retention)); err != nil {
 			if ctx.Err() == nil {
@@ -302,6 +319,10 @@ func (s *Service) Run(ctx context.Context) {
 			case <-refresh:
 				if _, err := s.LoadSSOUsers(ctx); err != nil && ctx.Err() == nil {
 					s.log.Error("refresh sso users", "err", err)
+				}
+			case <-scimTick.C:
+				if err := s.LoadSCIM(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("refresh scim users", "err", err)
 				}
 			}
 		}

@@ -78,6 +78,7 @@ func (s *Service) loginSSO(ctx context.Context, u SSOUser, kind string, ttl time
 		return "", broker.Token{}, fmt.Errorf("sso login: %w", err)
 	}
 	s.log.Info("sso sign-in", "user", u.Name, "groups", u.Groups, "source", source)
+	s.touch(ctx, u.Name)
 	return secret, tok, nil
 }
 

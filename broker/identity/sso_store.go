@@ -36,9 +36,11 @@ type ssoRecord struct {
 	Groups      []string `json:"groups"`
 	// ProviderGroups are the groups the provider listed, so a start with
 	// a changed group_map or allowed_groups maps them anew.
-	ProviderGroups []string  `json:"provider_groups"`
-	Linked         bool      `json:"linked,omitempty"`
-	LastLogin      time.Time `json:"last_login"`
+	ProviderGroups []string `json:"provider_groups"`
+	Linked         bool     `json:"linked,omitempty"`
+	// MFA: the last sign-in's amr named a second factor.
+	MFA       bool      `json:"mfa,omitempty"`
+	LastLogin time.Time `json:"last_login"`
 }
 
 func readSSO(tx broker.Tx) (map[string]ssoRecord, error) {
@@ -91,15 +93,12 @@ func (s *Service) LoadSSOUsers(ctx context.Context) (int, error) {
 }
 
 // enabled is the tokens' user check: the directory, and for a name it
-// does not know, the stored SSO users once more (at most every
+// does not know, the stored SSO and SCIM users once more (at most every
 // ssoReloadEvery), so a user who signed in through another replica is
 // known here too.
 func (s *Service) enabled(user string) bool {
 	if s.dir.Enabled(user) {
 		return true
-	}
-	if s.sso == nil {
-		return false
 	}
 	last := s.ssoLoaded.Load()
 	now := s.now().UnixNano()
@@ -110,6 +109,9 @@ func (s *Service) enabled(user string) bool {
 	defer cancel()
 	if _, err := s.LoadSSOUsers(ctx); err != nil {
 		s.log.Error("reload sso users", "err", err)
+	}
+	if err := s.LoadSCIM(ctx); err != nil {
+		s.log.Error("reload scim users", "err", err)
 	}
 	return s.dir.Enabled(user)
 }
@@ -129,7 +131,7 @@ func (s *Service) recordSSO(ctx context.Context, u SSOUser, linked bool) error {
 			return nil
 		}
 		recs[u.Name] = ssoRecord{Name: u.Name, Issuer: u.Issuer, Subject: u.Subject, Email: u.Email, DisplayName: u.DisplayName,
-			Groups: slices.Clone(u.Groups), ProviderGroups: slices.Clone(u.ProviderGroups), Linked: linked, LastLogin: s.now().UTC()}
+			Groups: slices.Clone(u.Groups), ProviderGroups: slices.Clone(u.ProviderGroups), Linked: linked, MFA: u.MFA, LastLogin: s.now().UTC()}
 		b, err := json.Marshal(recs)
 		if err != nil {
 			return err

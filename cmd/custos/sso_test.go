@@ -88,6 +88,11 @@ func cliSSO(t *testing.T, b *brokerProc, user string, signIn func(stderr *bufio.
 	defer cancel()
 	cmd := exec.CommandContext(ctx, custosBin, append([]string{"login", "--sso", "--no-browser"}, flags...)...)
 	cmd.Env = append(os.Environ(), "CUSTOS_URL="+b.url, "CUSTOS_CONFIG_DIR="+b.home(user))
+	for _, kv := range b.env {
+		if strings.HasPrefix(kv, "CUSTOS_CA_CERT=") { // a broker with its own TLS certificate
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	pr, pw := io.Pipe()

@@ -266,6 +266,8 @@ type stackOptions struct {
 	edit func(cfg string) string
 	// bin is the broker binary. Default: custosBin.
 	bin string
+	// env is added to the broker's environment.
+	env []string
 }
 
 // startFullStack starts the real components and a broker wired to them.
@@ -311,6 +313,7 @@ func startFullStack(t *testing.T, o stackOptions) *fullStack {
 	}
 	b.env = []string{"CUSTOS_E2E_S3_ACCESS=" + mio.AccessKey, "CUSTOS_E2E_S3_SECRET=" + mio.SecretKey,
 		"CUSTOS_E2E_VAULT_TOKEN=" + v.BrokerToken, "CUSTOS_CA_CERT=" + filepath.Join(dir, "tls.crt")}
+	b.env = append(b.env, o.env...)
 	b.start()
 	t.Cleanup(func() { b.stop(15) })
 	b.login("alice", "bob", "sam")

@@ -162,6 +162,10 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if _, err := ids.LoadSSOUsers(ctx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	// SCIM users too (scim.go); it serves /scim/v2 when configured.
+	if err := startSCIM(ctx, cfg, srv, ids, acc, rejections, log); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if err := deprovision(ctx, ids, acc, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -324,7 +328,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
-		BreakGlass: bgSvc, SSO: ids, Holds: gr.holds, Reviews: reviews, Indicators: indicators, Signatures: signer, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
+		BreakGlass: bgSvc, SSO: ids, Users: ids, Holds: gr.holds, Reviews: reviews, Indicators: indicators, Signatures: signer, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),
 		SSHCertTTL: cfg.Auth.SSHCertTTL.D(), PublicURL: cfg.PublicURL, SessionTTL: cfg.Auth.WebSessionTTL.D(),
 		InsecureCookies: plainCookies(cfg), Log: log})

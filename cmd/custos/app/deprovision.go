@@ -28,3 +28,21 @@ func deprovision(ctx context.Context, ids *identity.Service, acc *access.Service
 	}
 	return nil
 }
+
+// deprovisionUser ends one user's access at once, whatever the directory
+// says: tokens deleted, grants revoked (their live sessions end on every
+// replica through the grant events), pending requests cancelled, each
+// with its audit record carrying reason. SCIM provisioning calls it when
+// it deactivates or deletes a user or removes them from a group.
+func deprovisionUser(ctx context.Context, ids *identity.Service, acc *access.Service, user, reason string, log *slog.Logger) error {
+	n, err := ids.RevokeUserTokens(ctx, user, reason)
+	if err != nil {
+		return err
+	}
+	d, err := acc.RevokeUser(ctx, user, reason)
+	if err != nil {
+		return err
+	}
+	log.Info("access ended", "user", user, "reason", reason, "tokens", n, "grants", len(d.Grants), "requests", len(d.Requests))
+	return nil
+}

@@ -100,6 +100,7 @@ func newRoot(g *globals) *cobra.Command {
 		newReviewCmd(g),
 		newIndicatorsCmd(g),
 		newTokensCmd(g),
+		newUsersCmd(g),
 		newBackupCmd(g), newRestoreCmd(g),
 		newEvidenceCmd(g), newShareCmd(g),
 	)

@@ -233,7 +233,7 @@ func StartWith(tb testing.TB, o Options) *Env {
 	}
 	e.Holds = holds.New(0)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Holds: e.Holds, Reviews: e.Reviews, Indicators: e.Indicators,
+		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Users: ids, Holds: e.Holds, Reviews: e.Reviews, Indicators: e.Indicators,
 		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
 		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})
 	if err != nil {
