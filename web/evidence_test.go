@@ -227,8 +227,12 @@ func TestShareLinks(t *testing.T) {
 	}
 
 	// Every other route refuses it, as a bearer token and as a cookie.
+	// (The sign-in routes, single sign-on's included, are open to anyone
+	// and take no credential at all.)
 	public := map[string]bool{"GET /api/v1/openapi.json": true, "POST /api/v1/login": true, "POST /api/v1/session": true,
-		"GET /ui/login": true, "GET /ui/static/": true}
+		"GET /ui/login": true, "GET /ui/static/": true,
+		"GET /api/v1/auth/sso": true, "POST /api/v1/auth/sso/start": true, "POST /api/v1/auth/sso/token": true,
+		"POST /api/v1/auth/sso/device": true, "POST /api/v1/auth/sso/device/token": true}
 	for _, route := range env.Web.Routes() {
 		method, path, _ := strings.Cut(route, " ")
 		if public[route] || !(strings.HasPrefix(path, "/api/v1/") || strings.HasPrefix(path, "/ws/") || strings.HasPrefix(path, "/ui/")) {
