@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,12 +65,19 @@ func TestRefusedStartupFloodIsThrottled(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The proxy refuses the client before it appends the refusal's
+	// record: wait for alice's.
 	var recs []broker.AuditRecord
-	if err := state.View(ctx, func(tx broker.Tx) error {
-		recs, err = tx.ListAudit(broker.AuditFilter{ActionPrefix: lifecycle.ActionRefused})
-		return err
-	}); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := state.View(ctx, func(tx broker.Tx) error {
+			recs, err = tx.ListAudit(broker.AuditFilter{ActionPrefix: lifecycle.ActionRefused})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(recs, func(r broker.AuditRecord) bool { return r.Actor == "alice" }) || time.Now().After(deadline) {
+			break
+		}
 	}
 	var anonymous, summaries, identified int
 	for _, r := range recs {
