@@ -165,6 +165,11 @@ type Decision struct {
 	Comment string
 	// Via names the channel: cli, web or slack.
 	Via string
+	// StepUp is the method of a step-up the caller verified for this
+	// decision, bound to this request ("passkey", "totp"), or empty. An
+	// approval of a role whose policy sets step_up is refused with
+	// step_up_required unless it meets the policy.
+	StepUp string
 }
 
 // Decide records an approval or denial. When the approval threshold is met

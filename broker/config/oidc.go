@@ -10,6 +10,14 @@ type Identity struct {
 	// OIDC turns on single sign-on with an OpenID Provider. Default: nil,
 	// local users only.
 	OIDC *OIDC `yaml:"oidc"`
+	// WebAuthn configures passkeys and security keys (registration in the
+	// web UI, step-up assertions). Default: enabled with the relying
+	// party taken from public_url.
+	WebAuthn WebAuthn `yaml:"webauthn"`
+	// StepUp names the fresh re-authentication sensitive actions outside
+	// role policies require: passkey, totp (a passkey also does) or any.
+	// Default: empty, none.
+	StepUp StepUpActions `yaml:"step_up"`
 }
 
 // OIDC configures single sign-on (authorization code with PKCE, and the

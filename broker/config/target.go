@@ -168,6 +168,13 @@ type Policy struct {
 	RemindBefore Duration `yaml:"remind_before"`
 	// DMApprovers sends eligible approvers a Slack DM too. Default: false.
 	DMApprovers bool `yaml:"dm_approvers"`
+	// StepUp makes every approval of this role need a fresh
+	// re-authentication bound to the request: passkey (a WebAuthn
+	// assertion with user verification), totp (a TOTP code or a passkey)
+	// or any (the same as totp). Slack buttons cannot collect one, so
+	// such roles are approved in the web UI or the CLI. Default: empty,
+	// no step-up.
+	StepUp string `yaml:"step_up"`
 }
 
 // Window is a recurring time window in a time zone.

@@ -58,6 +58,7 @@ func (c *Config) Validate() error {
 	c.validateBackup(&ck)
 	c.Notify.validate(&ck)
 	c.validateOIDC(&ck)
+	c.validateWebAuthn(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")
@@ -296,6 +297,9 @@ func validatePolicy(ck *checker, p string, pol Policy, users, groups map[string]
 	}
 	if pol.RequestTTL <= 0 {
 		ck.add(p+".request_ttl", "must be > 0")
+	}
+	if !ValidStepUp(pol.StepUp) {
+		ck.add(p+".step_up", "must be passkey, totp or any, not %q", pol.StepUp)
 	}
 	if pol.TicketPattern != "" {
 		if _, err := regexp.Compile(pol.TicketPattern); err != nil {
