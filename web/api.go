@@ -107,6 +107,13 @@ type Options struct {
 	// SSO signs users in with an OpenID Provider. Default: nil, and the
 	// SSO routes answer 404 sso_disabled.
 	SSO singleSignOn
+	// StepUp verifies step-ups bound to actions (POST
+	// /api/v1/stepup/begin and the step_up field of sensitive actions).
+	// Default: nil, step-ups answer 503 and actions whose policy needs one
+	// are refused.
+	StepUp stepUpVerifier
+	// Passkeys serves /api/v1/passkeys. Default: nil, 503.
+	Passkeys passkeyRegistry
 	// BreakGlass serves /api/v1/breakglass and /api/v1/drills.
 	BreakGlass breakGlass
 	// DBTokens issues PostgreSQL connection tokens; DBHost and DBPort
@@ -188,6 +195,11 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/tokens", a.listTokens)
 	auth("DELETE /api/v1/tokens/{id}", a.revokeToken)
 	auth("GET /api/v1/targets", a.targets)
+	auth("POST /api/v1/stepup/begin", a.stepUpBegin)
+	auth("GET /api/v1/passkeys", a.listPasskeys)
+	auth("POST /api/v1/passkeys/begin", a.beginPasskey)
+	auth("POST /api/v1/passkeys", a.finishPasskey)
+	auth("DELETE /api/v1/passkeys/{id}", a.removePasskey)
 
 	auth("POST /api/v1/requests", a.createRequest)
 	auth("GET /api/v1/requests", a.listRequests)

@@ -8,6 +8,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/identity"
 )
 
 // RequestView is a request as the API shows it.
@@ -134,6 +135,9 @@ type decideBody struct {
 	Reason  string `json:"reason"`
 	// Via is accepted from older clients and ignored.
 	Via string `json:"via,omitempty"`
+	// StepUp is a fresh re-authentication bound to this request, which
+	// roles with a step_up policy require for approval.
+	StepUp *stepUpBody `json:"step_up,omitempty"`
 }
 
 // decide approves or denies through the access service, and so the same
@@ -156,8 +160,17 @@ func (a *API) decide(approve bool) http.HandlerFunc {
 				return
 			}
 		}
+		action := identity.ActionDeny
+		if approve {
+			action = identity.ActionApprove
+		}
+		method, err := a.verifyStepUp(r.Context(), p.User, action, r.PathValue("id"), in.StepUp)
+		if err != nil {
+			a.Fail(w, err)
+			return
+		}
 		req, grant, err := a.o.Access.Decide(r.Context(), p.User, r.PathValue("id"),
-			access.Decision{Approve: approve, Comment: comment, Via: p.Via})
+			access.Decision{Approve: approve, Comment: comment, Via: p.Via, StepUp: method})
 		if err != nil {
 			a.Fail(w, err)
 			return

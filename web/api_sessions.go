@@ -14,6 +14,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/evidence"
 )
@@ -281,6 +282,9 @@ func (a *API) kill(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var in struct {
 		Reason string `json:"reason"`
+		// StepUp is a fresh re-authentication bound to this session,
+		// when identity.step_up.terminate_session asks for one.
+		StepUp *stepUpBody `json:"step_up"`
 	}
 	if err := DecodeJSON(r, &in); err != nil || strings.TrimSpace(in.Reason) == "" {
 		WriteError(w, http.StatusBadRequest, "reason_required", "terminating a session needs a reason")
@@ -291,6 +295,10 @@ func (a *API) kill(w http.ResponseWriter, r *http.Request) {
 		a.record(r.Context(), audit.Entry{Actor: p.User, Action: "session.terminate", Outcome: broker.OutcomeDenied,
 			Reason: "not a security admin", Details: map[string]any{"session_id": id, "via": p.Via}})
 		WriteError(w, http.StatusForbidden, "forbidden", "only security staff may terminate sessions")
+		return
+	}
+	if !a.requireStepUp(w, r, a.o.Config.Identity.StepUp.TerminateSession, identity.ActionTerminateSession, id,
+		"terminating a session", in.StepUp) {
 		return
 	}
 	if a.o.Terminator == nil {
