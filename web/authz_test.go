@@ -155,7 +155,7 @@ func table() map[string][]row {
 
 		// Passkeys are the caller's own; removing one needs a step-up,
 		// and a step-up needs a registered passkey.
-		"GET /api/v1/passkeys":       {{path: fixed("/api/v1/passkeys"), want: everyone(ok)}},
+		"GET /api/v1/passkeys":        {{path: fixed("/api/v1/passkeys"), want: everyone(ok)}},
 		"POST /api/v1/passkeys/begin": {{path: fixed("/api/v1/passkeys/begin"), want: everyone(ok)}},
 		"POST /api/v1/passkeys": {{path: fixed("/api/v1/passkeys"), body: map[string]any{"name": "key", "credential": map[string]string{"id": "x"}},
 			want: everyone(invalid)}},

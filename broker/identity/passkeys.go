@@ -94,7 +94,8 @@ type Passkeys struct {
 
 // NewPasskeys returns the passkey service for the relying party cfg
 // names, with defaults from publicURL (see config.WebAuthn). now
-// defaults to time.Now.
+// defaults to time.Now. Its methods may be called on a nil *Passkeys:
+// they answer passkeys_disabled (List an empty list).
 func NewPasskeys(cfg config.WebAuthn, publicURL string, store broker.Store, log *audit.Log, now func() time.Time) (*Passkeys, error) {
 	if store == nil || log == nil {
 		return nil, errors.New("passkeys: store and audit are required")
@@ -115,6 +116,12 @@ func NewPasskeys(cfg config.WebAuthn, publicURL string, store broker.Store, log 
 	}
 	return &Passkeys{wa: wa, rp: rp, store: store, audit: log, now: now}, nil
 }
+
+// errNoPasskeys answers every call on a broker without a relying party
+// (a nil *Passkeys).
+var errNoPasskeys = &Error{Kind: broker.KindUnavailable, Code: "passkeys_disabled",
+	Message: "passkeys are not available on this broker: set identity.webauthn.rp_id (a host name, not an IP address)",
+	Detail:  "no relying party"}
 
 // RelyingParty returns the relying party in force (defaults resolved).
 func (p *Passkeys) RelyingParty() config.WebAuthn { return p.rp }
@@ -146,6 +153,9 @@ func writePasskeys(tx broker.Tx, user string, doc *passkeyDoc) error {
 // the options for navigator.credentials.create. The authenticator must
 // verify the user and keep a discoverable credential where it can.
 func (p *Passkeys) BeginRegistration(ctx context.Context, user string) (json.RawMessage, error) {
+	if p == nil {
+		return nil, errNoPasskeys
+	}
 	var out json.RawMessage
 	err := p.store.Update(ctx, func(tx broker.Tx) error {
 		doc, err := readPasskeys(tx, user)
@@ -185,6 +195,9 @@ func (p *Passkeys) BeginRegistration(ctx context.Context, user string) (json.Raw
 // registration (challenge, origin, RP ID, user verification) and stores
 // the new passkey under name. It is audited as auth.passkey.register.
 func (p *Passkeys) FinishRegistration(ctx context.Context, user, name string, credential []byte) (Passkey, error) {
+	if p == nil {
+		return Passkey{}, errNoPasskeys
+	}
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > maxPasskeyName {
 		return Passkey{}, refusal(CodeBadRequest, fmt.Sprintf("a passkey needs a name of 1 to %d characters", maxPasskeyName), "bad passkey name")
@@ -254,6 +267,9 @@ func (k storedPasskey) view() Passkey {
 
 // List returns user's passkeys, oldest first.
 func (p *Passkeys) List(ctx context.Context, user string) ([]Passkey, error) {
+	if p == nil {
+		return nil, nil
+	}
 	var out []Passkey
 	err := p.store.View(ctx, func(tx broker.Tx) error {
 		doc, err := readPasskeys(tx, user)
@@ -282,6 +298,9 @@ func (p *Passkeys) Has(ctx context.Context, user string) (bool, error) {
 // caller checks the step-up the removal needs (StepUp, action
 // ActionPasskeyRemove, object id) first.
 func (p *Passkeys) Remove(ctx context.Context, user, id string) error {
+	if p == nil {
+		return errNoPasskeys
+	}
 	err := p.store.Update(ctx, func(tx broker.Tx) error {
 		doc, err := readPasskeys(tx, user)
 		if err != nil {

@@ -77,14 +77,18 @@ type StepUp struct {
 	now   func() time.Time
 }
 
-// NewStepUp returns the step-up verifier over keys; TOTP codes are
-// checked against dir's secrets with guard (a StoreStepGuard over the
-// same store by default).
-func NewStepUp(keys *Passkeys, dir *Directory, guard StepGuard) *StepUp {
+// NewStepUp returns the step-up verifier over keys (nil: no passkeys,
+// TOTP step-ups only); TOTP codes are checked against dir's secrets with
+// guard (nil: a StoreStepGuard over store, shared with sign-ins). now
+// defaults to time.Now.
+func NewStepUp(keys *Passkeys, dir *Directory, store broker.Store, log *audit.Log, guard StepGuard, now func() time.Time) *StepUp {
 	if guard == nil {
-		guard = StoreStepGuard{Store: keys.store}
+		guard = StoreStepGuard{Store: store}
 	}
-	return &StepUp{keys: keys, dir: dir, guard: guard, store: keys.store, audit: keys.audit, now: keys.now}
+	if now == nil {
+		now = time.Now
+	}
+	return &StepUp{keys: keys, dir: dir, guard: guard, store: store, audit: log, now: now}
 }
 
 // Passkeys returns the passkey service.
@@ -104,6 +108,9 @@ func stepUpRefused(msg, detail string) *Error {
 func (s *StepUp) Begin(ctx context.Context, user, action, objectID string) (json.RawMessage, error) {
 	if action == "" || objectID == "" {
 		return nil, refusal(CodeBadRequest, "a step-up needs an action and an object ID", "step-up without action or object")
+	}
+	if s.keys == nil {
+		return nil, errNoPasskeys
 	}
 	var out json.RawMessage
 	err := s.store.Update(ctx, func(tx broker.Tx) error {
@@ -187,6 +194,9 @@ func (s *StepUp) Verify(ctx context.Context, user, action, objectID string, asse
 }
 
 func (s *StepUp) verify(ctx context.Context, user, action, objectID string, assertion []byte) (StepUpProof, error) {
+	if s.keys == nil {
+		return StepUpProof{}, errNoPasskeys
+	}
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(assertion)
 	if err != nil {
 		return StepUpProof{}, stepUpRefused("the passkey answer could not be read: confirm again", "parse assertion: "+errText(err))
