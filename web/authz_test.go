@@ -283,6 +283,7 @@ func table() map[string][]row {
 		"GET /ui/verify/{id}":             page("/ui/verify/ses_x"),
 		"GET /ui/audit":                   page("/ui/audit"),
 		"GET /ui/breakglass":              page("/ui/breakglass"),
+		"GET /ui/security":                page("/ui/security"),
 		"GET /ui/breakglass/unseals/{id}": page("/ui/breakglass/unseals/uns_x"),
 
 		"GET /ws/replay": {

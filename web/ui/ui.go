@@ -111,7 +111,7 @@ func (u *UI) XtermAvailable() bool { return u.xterm }
 var pageTitles = map[string]string{
 	"login": "Sign in", "requests": "Requests", "sessions": "Sessions", "replay": "Replay",
 	"live": "Live sessions", "watch": "Live session", "verify": "Verify", "audit": "Audit log",
-	"breakglass": "Break-glass",
+	"breakglass": "Break-glass", "security": "Security keys",
 }
 
 // Register adds the UI's routes to s: pages under /ui/, the websockets
@@ -135,6 +135,7 @@ func (u *UI) Register(s *web.Server) {
 	h("GET /ui/verify/{id}", u.page("verify", true))
 	h("GET /ui/audit", u.page("audit", true))
 	h("GET /ui/breakglass", u.page("breakglass", true))
+	h("GET /ui/security", u.page("security", true))
 	h("GET "+unsealPages+"{id}", u.page("breakglass", true)) // the link in Slack notices
 	s.Handle("GET /ui/static/", u.secure(u.staticFiles()))
 

@@ -12,6 +12,7 @@ const pages = {
   verify: () => import('./verify.js'),
   audit: () => import('./audit.js'),
   breakglass: () => import('./breakglass.js'),
+  security: () => import('./security.js'),
 };
 
 async function main() {

@@ -1,4 +1,5 @@
 import { api, me, el, table, notice, section, fmtTime, explain, emptyState } from './lib.js';
+import { stepUp } from './webauthn.js';
 
 function approvals(r) {
   const names = (r.approvals || []).map((d) => d.by).join(', ');
@@ -55,15 +56,29 @@ export async function render(root) {
     const comment = el('input', { placeholder: 'comment (required to deny)', size: 24, 'aria-label': 'comment for ' + r.id });
     const approve = el('button', { class: 'primary', dataset: { action: 'approve', id: r.id } }, 'Approve');
     const deny = el('button', { class: 'danger', dataset: { action: 'deny', id: r.id } }, 'Deny');
+    // A role whose policy asks for a step-up refuses a plain approval
+    // (step_up_required); the button then confirms with a passkey bound
+    // to this request.
+    let withPasskey = false;
     const act = (what) => async () => {
       try {
-        const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, { comment: comment.value });
+        const body = { comment: comment.value };
+        if (what === 'approve' && withPasskey) body.step_up = await stepUp('request.approve', r.id);
+        const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, body);
         notice(root, 'ok', what === 'approve'
           ? (res.grant && res.request.extends ? `Extended: grant ${res.grant.id} now ends ${fmtTime(res.grant.ends_at)}.`
             : res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
           : `Denied request ${r.id}.`);
         await load();
-      } catch (e) { notice(root, 'error', explain(e)); }
+      } catch (e) {
+        if (what === 'approve' && e.code === 'step_up_required' && !withPasskey) {
+          withPasskey = true;
+          approve.textContent = 'Approve with passkey';
+          notice(root, 'error', `${explain(e)} Press "Approve with passkey" to confirm.`);
+          return;
+        }
+        notice(root, 'error', explain(e));
+      }
     };
     approve.addEventListener('click', act('approve'));
     deny.addEventListener('click', act('deny'));
