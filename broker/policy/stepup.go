@@ -39,14 +39,14 @@ func CheckStepUp(required, method, action string) error {
 	if StepUpSatisfied(required, method) {
 		return nil
 	}
-	want := "a passkey or a TOTP code"
+	want := "a passkey or a TOTP code bound to it"
 	if required == config.StepUpPasskey {
-		want = "a passkey (a TOTP code is not enough)"
+		want = "a passkey bound to it (a TOTP code is not enough)"
 	}
 	got := "none was given"
 	if method != "" {
-		got = "a " + method + " was given"
+		got = "a " + method + " confirmation was given"
 	}
 	return &Error{Code: CodeStepUpRequired,
-		Message: fmt.Sprintf("%s needs a fresh confirmation with %s bound to it; %s", action, want, got)}
+		Message: fmt.Sprintf("%s needs a fresh confirmation with %s; %s.", action, want, got)}
 }

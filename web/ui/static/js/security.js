@@ -6,7 +6,7 @@ import { registerPasskey, stepUp } from './webauthn.js';
 
 export async function render(root) {
   const list = el('div', { id: 'passkeys' });
-  const name = el('input', { id: 'passkey-name', name: 'name', placeholder: 'e.g. work laptop', size: 24, required: true, maxlength: 64 });
+  const name = el('input', { id: 'passkey-name', name: 'name', placeholder: 'e.g. work laptop', size: 24, required: true });
   const form = el('form', { class: 'inline', id: 'passkey-form' },
     el('label', null, 'Name ', name), el('button', { type: 'submit', class: 'primary', id: 'passkey-register' }, 'Register a passkey'));
   form.addEventListener('submit', async (ev) => {
