@@ -114,6 +114,9 @@ type Options struct {
 	StepUp stepUpVerifier
 	// Passkeys serves /api/v1/passkeys. Default: nil, 503.
 	Passkeys passkeyRegistry
+	// TOTP enrols TOTP secrets kept in the store (/api/v1/totp).
+	// Default: nil, 503.
+	TOTP totpEnroller
 	// BreakGlass serves /api/v1/breakglass and /api/v1/drills.
 	BreakGlass breakGlass
 	// DBTokens issues PostgreSQL connection tokens; DBHost and DBPort
@@ -200,6 +203,8 @@ func (a *API) Register(s *Server) {
 	auth("POST /api/v1/passkeys/begin", a.beginPasskey)
 	auth("POST /api/v1/passkeys", a.finishPasskey)
 	auth("DELETE /api/v1/passkeys/{id}", a.removePasskey)
+	auth("POST /api/v1/totp/begin", a.totpBegin)
+	auth("POST /api/v1/totp", a.totpConfirm)
 
 	auth("POST /api/v1/requests", a.createRequest)
 	auth("GET /api/v1/requests", a.listRequests)

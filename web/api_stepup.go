@@ -41,7 +41,7 @@ type stepUpBody struct {
 var stepUpActions = map[string]bool{
 	identity.ActionApprove: true, identity.ActionDeny: true, identity.ActionBreakGlassConfirm: true,
 	identity.ActionTerminateSession: true, identity.ActionExportEvidence: true, identity.ActionPasskeyRemove: true,
-	identity.ActionSign: true,
+	identity.ActionSign: true, identity.ActionTOTPEnrol: true,
 }
 
 // verifyStepUp checks in for (caller, action, objectID) and returns the
@@ -199,4 +199,68 @@ func (a *API) removePasskey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// totpEnroller enrols TOTP secrets kept in the store;
+// identity.StoreTOTP implements it.
+type totpEnroller interface {
+	Enrolled(ctx context.Context, user string) (bool, error)
+	Begin(ctx context.Context, user string) (identity.TOTPEnrolment, error)
+	Confirm(ctx context.Context, user, code string) error
+}
+
+// totpBegin: POST /api/v1/totp/begin {step_up} starts enrolling a TOTP
+// secret: the otpauth URL, the secret and a QR code. Replacing a secret
+// the caller already enrolled needs a step-up (action totp.enrol, object
+// the caller's name).
+func (a *API) totpBegin(w http.ResponseWriter, r *http.Request) {
+	if a.o.TOTP == nil {
+		unavailable(w, "totp_disabled", "this broker does not enrol TOTP secrets")
+		return
+	}
+	var in struct {
+		StepUp *stepUpBody `json:"step_up"`
+	}
+	if r.ContentLength != 0 {
+		if err := DecodeJSON(r, &in); err != nil {
+			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+	}
+	user := principal(r).User
+	enrolled, err := a.o.TOTP.Enrolled(r.Context(), user)
+	if err != nil {
+		a.Fail(w, err)
+		return
+	}
+	if enrolled && !a.requireStepUp(w, r, "any", identity.ActionTOTPEnrol, user, "replacing your TOTP secret", in.StepUp) {
+		return
+	}
+	e, err := a.o.TOTP.Begin(r.Context(), user)
+	if err != nil {
+		a.Fail(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, e)
+}
+
+// totpConfirm: POST /api/v1/totp {code} makes the pending secret the
+// caller's second factor once a code from it matches.
+func (a *API) totpConfirm(w http.ResponseWriter, r *http.Request) {
+	if a.o.TOTP == nil {
+		unavailable(w, "totp_disabled", "this broker does not enrol TOTP secrets")
+		return
+	}
+	var in struct {
+		Code string `json:"code"`
+	}
+	if err := DecodeJSON(r, &in); err != nil || in.Code == "" {
+		WriteError(w, http.StatusBadRequest, "bad_request", "confirming a TOTP enrolment needs a code")
+		return
+	}
+	if err := a.o.TOTP.Confirm(r.Context(), principal(r).User, in.Code); err != nil {
+		a.Fail(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"enrolled": true})
 }

@@ -163,6 +163,12 @@ func table() map[string][]row {
 		"POST /api/v1/stepup/begin": {{path: fixed("/api/v1/stepup/begin"), body: map[string]string{"action": "request.approve", "object_id": "rq_1"},
 			want: everyone(invalid)}},
 
+		// TOTP enrolment is for local users whose secret is not in the
+		// config file (sam and erin have theirs there).
+		"POST /api/v1/totp/begin": {{path: fixed("/api/v1/totp/begin"),
+			want: want{other: ok, by: map[string]int{anon: unauth, security: invalid, custodian: invalid}}}},
+		"POST /api/v1/totp": {{path: fixed("/api/v1/totp"), body: map[string]string{"code": "000000"}, want: everyone(invalid)}},
+
 		// Requesting follows the role's requesters (dbas).
 		"POST /api/v1/requests": {{path: fixed("/api/v1/requests"), body: map[string]string{"target": "demo-pg", "role": "readonly",
 			"duration": "30m", "reason": "INC-1"}, want: only(created, forbidden, requester)}},

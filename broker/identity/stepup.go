@@ -24,6 +24,7 @@ const (
 	ActionTerminateSession  = "session.terminate"
 	ActionExportEvidence    = "session.evidence"
 	ActionPasskeyRemove     = "passkey.remove"
+	ActionTOTPEnrol         = "totp.enrol"
 	ActionPolicyChange      = "policy.change"
 	ActionSign              = "signature"
 )
@@ -284,6 +285,12 @@ func (s *StepUp) VerifyTOTP(ctx context.Context, user, action, objectID, code st
 
 func (s *StepUp) verifyTOTP(ctx context.Context, user, action, objectID, code string) (StepUpProof, error) {
 	key := s.dir.totpKeyOf(user)
+	if key == nil {
+		var err error
+		if key, err = (StoreTOTP{Store: s.store}).KeyOf(ctx, user); err != nil {
+			return StepUpProof{}, fmt.Errorf("step-up: totp: %w", err)
+		}
+	}
 	if key == nil {
 		return StepUpProof{}, stepUpRefused("you have no TOTP second factor: use a passkey", "no totp secret")
 	}

@@ -234,7 +234,7 @@ func StartWith(tb testing.TB, o Options) *Env {
 	}
 	e.StepUp = identity.NewStepUp(passkeys, dirx, st, auditLog, nil, nil)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
-		StepUp: e.StepUp, Passkeys: passkeys, Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids,
+		StepUp: e.StepUp, Passkeys: passkeys, TOTP: identity.StoreTOTP{Store: st, Audit: auditLog, Dir: dirx}, Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids,
 		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
 		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})
 	if err != nil {
