@@ -7,6 +7,21 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+
+// totp is RFC 6238 (SHA-1, 6 digits, 30 s) over a base32 secret, as an
+// authenticator app computes it.
+function totp(secret, at = Date.now()) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(Math.floor(at / 30000)));
+  const h = createHmac('sha1', key).update(msg).digest();
+  const o = h[h.length - 1] & 0x0f;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
 
 const F = JSON.parse(process.env.CUSTOS_E2E);
 const ART = process.env.CUSTOS_E2E_ARTIFACTS;
@@ -55,6 +70,17 @@ try {
   const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   assert.equal(credentials.length, 1, 'the authenticator holds the registered credential');
   await shot('passkeys-01-registered');
+
+  // Set up an authenticator app: the QR code and secret of an otpauth
+  // enrolment, confirmed with the app's current code.
+  await page.click('#totp-begin');
+  await page.locator('#totp-qr').waitFor();
+  assert.ok((await page.locator('#totp-qr').getAttribute('src')).startsWith('data:image/png;base64,'));
+  const secret = (await page.locator('#totp-secret').textContent()).trim();
+  await page.fill('#totp-code', totp(secret));
+  await shot('passkeys-01b-totp');
+  await page.click('#totp-confirm button[type=submit]');
+  await page.locator('#totp p.notice.ok').waitFor();
 
   // Approving without a fresh passkey is refused, with a message that
   // says what is needed; the request stays pending.

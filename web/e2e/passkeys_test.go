@@ -66,4 +66,11 @@ func TestBrowserPasskeys(t *testing.T) {
 	if n := len(env.AuditRecords(t, "auth.passkey.register")); n != 1 {
 		t.Errorf("%d auth.passkey.register records, want 1", n)
 	}
+	// bob set up an authenticator app: his sign-ins now need its code.
+	if n := len(env.AuditRecords(t, "auth.totp.enrol")); n != 1 {
+		t.Errorf("%d auth.totp.enrol records, want 1", n)
+	}
+	if _, _, err := env.Identity.Login(t.Context(), "bob", uitest.Password, "", "127.0.0.1"); err == nil {
+		t.Error("bob signed in without his new TOTP code")
+	}
 }

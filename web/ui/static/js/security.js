@@ -40,9 +40,46 @@ export async function render(root) {
       { empty: 'You have no passkey. Register one to confirm approvals and other sensitive actions that ask for one.' }));
   }
 
+  // TOTP: scan the QR code (or type the secret) into an authenticator
+  // app, then confirm with its current code.
+  const totpBox = el('div', { id: 'totp' });
+  const startTOTP = el('button', { type: 'button', id: 'totp-begin' }, 'Set up an authenticator app');
+  startTOTP.addEventListener('click', async () => {
+    try {
+      let e;
+      try {
+        e = await api('POST', '/api/v1/totp/begin');
+      } catch (err) {
+        if (err.code !== 'step_up_required') throw err;
+        // Replacing an enrolled secret: confirm with a passkey first.
+        e = await api('POST', '/api/v1/totp/begin', { step_up: await stepUp('totp.enrol', (await api('GET', '/api/v1/whoami')).user) });
+      }
+      const code = el('input', { id: 'totp-code', inputmode: 'numeric', autocomplete: 'one-time-code', size: 8, placeholder: '123456' });
+      const confirm = el('form', { class: 'inline', id: 'totp-confirm' }, el('label', null, 'Code from the app ', code),
+        el('button', { type: 'submit', class: 'primary' }, 'Confirm'));
+      confirm.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        try {
+          await api('POST', '/api/v1/totp', { code: code.value });
+          totpBox.replaceChildren(el('p', { class: 'notice ok', role: 'status' }, 'Authenticator app set up: sign-ins now ask for its code.'));
+        } catch (err) { notice(root, 'error', explain(err)); }
+      });
+      // The QR code is the broker's own PNG, shown only as a data URL.
+      const qr = el('img', { id: 'totp-qr' });
+      if (String(e.qr_png).startsWith('data:image/png;base64,')) qr.src = e.qr_png;
+      qr.alt = 'QR code for your authenticator app';
+      totpBox.replaceChildren(qr,
+        el('p', null, 'Or type this secret: ', el('code', { id: 'totp-secret' }, e.secret)),
+        el('p', { class: 'muted' }, `Confirm before ${fmtTime(e.expires)}.`), confirm);
+    } catch (err) { notice(root, 'error', explain(err)); }
+  });
+  totpBox.append(startTOTP);
+
   root.append(el('h1', null, 'Security keys'),
     section('Register', el('p', { class: 'muted' },
       'A passkey (this device\'s screen lock, a phone, or a security key) confirms sensitive actions: approving high-risk roles, ending sessions, removing a passkey.'), form),
-    section('Your passkeys', list));
+    section('Your passkeys', list),
+    section('Authenticator app (TOTP)', el('p', { class: 'muted' },
+      'A one-time code from an app is a second factor for sign-in and a weaker confirmation where policy allows it.'), totpBox));
   await load();
 }
