@@ -104,3 +104,30 @@ func TestStepUpApproval(t *testing.T) {
 		t.Errorf("auth.stepup records for bob: %d successes, %d refusals; want 1 and 3", ok, denied)
 	}
 }
+
+// TestStepUpTerminate: with identity.step_up.terminate_session: any,
+// security staff end a live session only with a fresh confirmation: none
+// and a wrong code are refused, the current TOTP code works.
+func TestStepUpTerminate(t *testing.T) {
+	env := uitest.StartWith(t, uitest.Options{TerminateStepUp: "any"})
+	x := &authzEnv{env: env, f: env.Seed(t, 0)}
+	env.StartLive(t, x.f.Grant, "ses_live_stepup")
+	sam := signIn(t, x, security, false)
+	kill := func(stepUp any) (int, string) {
+		body := map[string]any{"reason": "suspicious"}
+		if stepUp != nil {
+			body["step_up"] = stepUp
+		}
+		st, b := sam.do(t, x, "POST", "/api/v1/sessions/ses_live_stepup/kill", body)
+		return st, string(b)
+	}
+	if st, b := kill(nil); st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+		t.Fatalf("without a step-up: %d %s", st, b)
+	}
+	if st, b := kill(map[string]string{"totp": "000000"}); st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+		t.Fatalf("with a wrong code: %d %s", st, b)
+	}
+	if st, b := kill(map[string]string{"totp": uitest.TOTP()}); st != http.StatusOK {
+		t.Fatalf("with the current code: %d %s", st, b)
+	}
+}

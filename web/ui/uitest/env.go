@@ -138,6 +138,8 @@ type Options struct {
 	// StepUp adds role demo-pg/admin (dbas request, approvers approve)
 	// whose approvals need this step-up (passkey, totp or any).
 	StepUp string
+	// TerminateStepUp sets identity.step_up.terminate_session.
+	TerminateStepUp string
 }
 
 // Start starts the UI on a loopback TLS listener; everything stops at the
@@ -170,6 +172,7 @@ func StartWith(tb testing.TB, o Options) *Env {
 	if err != nil {
 		tb.Fatalf("uitest: config: %v", err)
 	}
+	cfg.Identity.StepUp.TerminateSession = o.TerminateStepUp
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "state.db"))
 	if err != nil {
 		tb.Fatalf("uitest: store: %v", err)
