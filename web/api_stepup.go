@@ -3,8 +3,10 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/identity"
@@ -41,7 +43,7 @@ type stepUpBody struct {
 var stepUpActions = map[string]bool{
 	identity.ActionApprove: true, identity.ActionDeny: true, identity.ActionBreakGlassConfirm: true,
 	identity.ActionTerminateSession: true, identity.ActionExportEvidence: true, identity.ActionPasskeyRemove: true,
-	identity.ActionSign: true, identity.ActionTOTPEnrol: true,
+	identity.ActionSign: true, identity.ActionTOTPEnrol: true, identity.ActionPasskeyAdd: true,
 }
 
 // verifyStepUp checks in for (caller, action, objectID) and returns the
@@ -88,6 +90,27 @@ func (a *API) requireStepUp(w http.ResponseWriter, r *http.Request, required, ac
 		return false
 	}
 	return true
+}
+
+// freshSignIn is how recent a sign-in must be to add a factor (a passkey
+// or a TOTP secret) without confirming with an existing one.
+const freshSignIn = 10 * time.Minute
+
+// requireFreshOrStepUp guards adding a second factor, so a stolen
+// session cannot plant its own: the caller signed in within freshSignIn,
+// or confirms with a factor they already have (a step-up bound to
+// action and object).
+func (a *API) requireFreshOrStepUp(w http.ResponseWriter, r *http.Request, action, objectID, what string, in *stepUpBody) bool {
+	if in != nil && (len(in.Assertion) > 0 || in.TOTP != "") {
+		return a.requireStepUp(w, r, "any", action, objectID, what, in)
+	}
+	tok := principal(r).Token
+	if !tok.AuthTime.IsZero() && a.o.Now().Sub(tok.AuthTime) <= freshSignIn {
+		return true
+	}
+	WriteError(w, http.StatusForbidden, policy.CodeStepUpRequired,
+		fmt.Sprintf("%s needs a sign-in within the last %s, or a confirmation with a passkey or TOTP code you already have: sign in again", what, freshSignIn))
+	return false
 }
 
 // stepUpBegin: POST /api/v1/stepup/begin {action, object_id} issues a
@@ -138,10 +161,23 @@ func (a *API) listPasskeys(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, keys)
 }
 
-// beginPasskey: POST /api/v1/passkeys/begin, options for
-// navigator.credentials.create.
+// beginPasskey: POST /api/v1/passkeys/begin {step_up?}, options for
+// navigator.credentials.create: after a fresh sign-in, or with a step-up
+// (action passkey.add, object the caller's name).
 func (a *API) beginPasskey(w http.ResponseWriter, r *http.Request) {
 	if !a.passkeysOr503(w) {
+		return
+	}
+	var in struct {
+		StepUp *stepUpBody `json:"step_up"`
+	}
+	if r.ContentLength != 0 {
+		if err := DecodeJSON(r, &in); err != nil {
+			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+	}
+	if !a.requireFreshOrStepUp(w, r, identity.ActionPasskeyAdd, principal(r).User, "registering a passkey", in.StepUp) {
 		return
 	}
 	opts, err := a.o.Passkeys.BeginRegistration(r.Context(), principal(r).User)
@@ -234,6 +270,9 @@ func (a *API) totpBegin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if enrolled && !a.requireStepUp(w, r, "any", identity.ActionTOTPEnrol, user, "replacing your TOTP secret", in.StepUp) {
+		return
+	}
+	if !enrolled && !a.requireFreshOrStepUp(w, r, identity.ActionTOTPEnrol, user, "setting up an authenticator app", in.StepUp) {
 		return
 	}
 	e, err := a.o.TOTP.Begin(r.Context(), user)

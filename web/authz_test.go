@@ -155,19 +155,18 @@ func table() map[string][]row {
 
 		// Passkeys are the caller's own; removing one needs a step-up,
 		// and a step-up needs a registered passkey.
-		"GET /api/v1/passkeys":        {{path: fixed("/api/v1/passkeys"), want: everyone(ok)}},
-		"POST /api/v1/passkeys/begin": {{path: fixed("/api/v1/passkeys/begin"), want: everyone(ok)}},
+		"GET /api/v1/passkeys": {{path: fixed("/api/v1/passkeys"), want: everyone(ok)}},
+		// Adding a factor needs a fresh sign-in; the table's tokens carry
+		// none.
+		"POST /api/v1/passkeys/begin": {{path: fixed("/api/v1/passkeys/begin"), want: everyone(forbidden)}},
 		"POST /api/v1/passkeys": {{path: fixed("/api/v1/passkeys"), body: map[string]any{"name": "key", "credential": map[string]string{"id": "x"}},
 			want: everyone(invalid)}},
 		"DELETE /api/v1/passkeys/{id}": {{path: fixed("/api/v1/passkeys/pk1"), want: everyone(forbidden)}},
 		"POST /api/v1/stepup/begin": {{path: fixed("/api/v1/stepup/begin"), body: map[string]string{"action": "request.approve", "object_id": "rq_1"},
 			want: everyone(invalid)}},
 
-		// TOTP enrolment is for local users whose secret is not in the
-		// config file (sam and erin have theirs there).
-		"POST /api/v1/totp/begin": {{path: fixed("/api/v1/totp/begin"),
-			want: want{other: ok, by: map[string]int{anon: unauth, security: invalid, custodian: invalid}}}},
-		"POST /api/v1/totp": {{path: fixed("/api/v1/totp"), body: map[string]string{"code": "000000"}, want: everyone(invalid)}},
+		"POST /api/v1/totp/begin": {{path: fixed("/api/v1/totp/begin"), want: everyone(forbidden)}},
+		"POST /api/v1/totp":       {{path: fixed("/api/v1/totp"), body: map[string]string{"code": "000000"}, want: everyone(invalid)}},
 
 		// Requesting follows the role's requesters (dbas).
 		"POST /api/v1/requests": {{path: fixed("/api/v1/requests"), body: map[string]string{"target": "demo-pg", "role": "readonly",

@@ -20,7 +20,15 @@ import (
 func TestStepUpApproval(t *testing.T) {
 	env := uitest.StartWith(t, uitest.Options{StepUp: "passkey"})
 	x := &authzEnv{env: env}
-	bob := signIn(t, x, approver, false)
+	// A stale session cannot add a passkey; a fresh sign-in can.
+	if st, b := signIn(t, x, approver, false).do(t, x, "POST", "/api/v1/passkeys/begin", nil); st != http.StatusForbidden || !strings.Contains(string(b), "step_up_required") {
+		t.Fatalf("passkey registration on a session without a fresh sign-in: %d %s", st, b)
+	}
+	secret, _, err := env.Identity.Tokens().IssueProven(t.Context(), "bob", "api", "", time.Hour, "127.0.0.1", "password", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := &caller{role: approver, http: env.Client(), bearer: secret}
 	key := passkeytest.New(env.LocalURL, "localhost")
 
 	st, b := bob.do(t, x, "POST", "/api/v1/passkeys/begin", nil)

@@ -25,6 +25,7 @@ const (
 	ActionExportEvidence    = "session.evidence"
 	ActionPasskeyRemove     = "passkey.remove"
 	ActionTOTPEnrol         = "totp.enrol"
+	ActionPasskeyAdd        = "passkey.add"
 	ActionPolicyChange      = "policy.change"
 	ActionSign              = "signature"
 )

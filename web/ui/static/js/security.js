@@ -2,7 +2,7 @@
 // confirm sensitive actions (step-up). Register with a name, list,
 // remove (removal itself needs a fresh confirmation).
 import { api, el, table, notice, section, fmtTime, explain } from './lib.js';
-import { registerPasskey, stepUp } from './webauthn.js';
+import { registerPasskey, stepUp, withStepUp } from './webauthn.js';
 
 export async function render(root) {
   const list = el('div', { id: 'passkeys' });
@@ -46,14 +46,9 @@ export async function render(root) {
   const startTOTP = el('button', { type: 'button', id: 'totp-begin' }, 'Set up an authenticator app');
   startTOTP.addEventListener('click', async () => {
     try {
-      let e;
-      try {
-        e = await api('POST', '/api/v1/totp/begin');
-      } catch (err) {
-        if (err.code !== 'step_up_required') throw err;
-        // Replacing an enrolled secret: confirm with a passkey first.
-        e = await api('POST', '/api/v1/totp/begin', { step_up: await stepUp('totp.enrol', (await api('GET', '/api/v1/whoami')).user) });
-      }
+      // Replacing an enrolled secret, or a session signed in long ago:
+      // confirm with a passkey first.
+      const e = await withStepUp('totp.enrol', (proof) => api('POST', '/api/v1/totp/begin', proof ? { step_up: proof } : undefined));
       const code = el('input', { id: 'totp-code', inputmode: 'numeric', autocomplete: 'one-time-code', size: 8, placeholder: '123456' });
       const confirm = el('form', { class: 'inline', id: 'totp-confirm' }, el('label', null, 'Code from the app ', code),
         el('button', { type: 'submit', class: 'primary' }, 'Confirm'));

@@ -1,7 +1,7 @@
 // WebAuthn ceremonies: the broker's options (JSON, binary fields as
 // base64url) to the browser's navigator.credentials calls, and the
 // credential back to JSON for the broker.
-import { api } from './lib.js';
+import { api, me } from './lib.js';
 
 function fromB64url(s) {
   const b = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4));
@@ -42,10 +42,31 @@ function requireWebAuthn() {
   }
 }
 
-// register runs a registration and stores the passkey under name.
+// withStepUp calls fn(); when the broker asks for a step-up, it confirms
+// with an existing passkey bound to (action, the caller) and calls
+// fn(step_up) once more. Without a passkey the broker's refusal stands.
+export async function withStepUp(action, fn) {
+  try {
+    return await fn(undefined);
+  } catch (e) {
+    if (e.code !== 'step_up_required') throw e;
+    let proof;
+    try {
+      proof = await stepUp(action, (await me()).user);
+    } catch (_) {
+      throw e;
+    }
+    return fn(proof);
+  }
+}
+
+// register runs a registration and stores the passkey under name. Adding
+// a passkey needs a recent sign-in or a confirmation with one already
+// registered.
 export async function registerPasskey(name) {
   requireWebAuthn();
-  const { options } = await api('POST', '/api/v1/passkeys/begin');
+  const { options } = await withStepUp('passkey.add', (proof) =>
+    api('POST', '/api/v1/passkeys/begin', proof ? { step_up: proof } : undefined));
   const pk = options.publicKey;
   const publicKey = { ...pk, challenge: fromB64url(pk.challenge), user: { ...pk.user, id: fromB64url(pk.user.id) },
     excludeCredentials: withIDs(pk.excludeCredentials) };
