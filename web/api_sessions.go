@@ -143,6 +143,9 @@ type sessionDetail struct {
 	Request *broker.Request `json:"request,omitempty"`
 	// CanTerminate is set for security staff on a live session.
 	CanTerminate bool `json:"can_terminate"`
+	// EvidenceStepUp is identity.step_up.export_evidence: the evidence
+	// download needs a step-up in the X-Custos-Step-Up header.
+	EvidenceStepUp string `json:"evidence_step_up,omitempty"`
 }
 
 func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
@@ -159,6 +162,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.CanTerminate = s.State == broker.SessionLive && a.CanTerminate(principal(r))
+	d.EvidenceStepUp = a.o.Config.Identity.StepUp.ExportEvidence
 	WriteJSON(w, http.StatusOK, d)
 }
 
@@ -246,6 +250,20 @@ func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
 	if s.State == broker.SessionLive {
 		WriteError(w, http.StatusConflict, "live", "the session is still being recorded")
 		return
+	}
+	if required := a.o.Config.Identity.StepUp.ExportEvidence; required != "" {
+		// A GET has no body: the step-up comes as JSON in a header.
+		var su *stepUpBody
+		if h := r.Header.Get(StepUpHeader); h != "" {
+			su = &stepUpBody{}
+			if len(h) > 64<<10 || json.Unmarshal([]byte(h), su) != nil {
+				WriteError(w, http.StatusBadRequest, "bad_request", StepUpHeader+" must be a JSON step_up object")
+				return
+			}
+		}
+		if !a.requireStepUp(w, r, required, identity.ActionExportEvidence, s.ID, "exporting evidence", su) {
+			return
+		}
 	}
 	ctx := r.Context()
 	p := principal(r)

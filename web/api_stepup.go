@@ -38,6 +38,10 @@ type stepUpBody struct {
 	TOTP      string          `json:"totp,omitempty"`
 }
 
+// StepUpHeader carries a step-up (the step_up object as JSON) on GET
+// requests that need one: the evidence download.
+const StepUpHeader = "X-Custos-Step-Up"
+
 // stepUpActions are the actions POST /api/v1/stepup/begin issues
 // challenges for.
 var stepUpActions = map[string]bool{

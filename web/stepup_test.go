@@ -139,3 +139,47 @@ func TestStepUpTerminate(t *testing.T) {
 		t.Fatalf("with the current code: %d %s", st, b)
 	}
 }
+
+// TestStepUpEvidence: with identity.step_up.export_evidence: any, the
+// evidence download needs a step-up in the X-Custos-Step-Up header,
+// bound to the session: none and a malformed one are refused, the
+// current TOTP code works.
+func TestStepUpEvidence(t *testing.T) {
+	env := uitest.StartWith(t, uitest.Options{EvidenceStepUp: "any"})
+	x := &authzEnv{env: env, f: env.Seed(t, 0)}
+	env.Drain(t)
+	sam := signIn(t, x, security, false)
+	get := func(header string) (int, string) {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", env.URL+"/api/v1/sessions/"+x.f.SSH+"/evidence", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = sam.header(x)
+		if header != "" {
+			req.Header.Set("X-Custos-Step-Up", header)
+		}
+		res, err := sam.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b := make([]byte, 512)
+		n, _ := res.Body.Read(b)
+		return res.StatusCode, string(b[:n])
+	}
+	if st, b := get(""); st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+		t.Fatalf("without a step-up: %d %s", st, b)
+	}
+	if st, _ := get("not json"); st != http.StatusBadRequest {
+		t.Fatalf("malformed header: %d", st)
+	}
+	if st, b := get(`{"totp":"` + uitest.TOTP() + `"}`); st != http.StatusOK {
+		t.Fatalf("with the current code: %d %s", st, b)
+	}
+	var sd struct {
+		EvidenceStepUp string `json:"evidence_step_up"`
+	}
+	if st, b := sam.do(t, x, "GET", "/api/v1/sessions/"+x.f.SSH, nil); st != http.StatusOK || json.Unmarshal(b, &sd) != nil || sd.EvidenceStepUp != "any" {
+		t.Fatalf("session view: %d %s", st, b)
+	}
+}

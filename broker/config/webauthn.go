@@ -42,6 +42,9 @@ type WebAuthn struct {
 type StepUpActions struct {
 	// TerminateSession: ending a live session. Default: none.
 	TerminateSession string `yaml:"terminate_session"`
+	// ExportEvidence: downloading a session's evidence bundle. Default:
+	// none.
+	ExportEvidence string `yaml:"export_evidence"`
 }
 
 // Resolved returns w with its defaults filled in from publicURL.
@@ -73,5 +76,8 @@ func (c *Config) validateWebAuthn(ck *checker) {
 	s := c.Identity.StepUp
 	if !ValidStepUp(s.TerminateSession) {
 		ck.add("identity.step_up.terminate_session", "must be passkey, totp or any, not %q", s.TerminateSession)
+	}
+	if !ValidStepUp(s.ExportEvidence) {
+		ck.add("identity.step_up.export_evidence", "must be passkey, totp or any, not %q", s.ExportEvidence)
 	}
 }

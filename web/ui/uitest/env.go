@@ -140,6 +140,8 @@ type Options struct {
 	StepUp string
 	// TerminateStepUp sets identity.step_up.terminate_session.
 	TerminateStepUp string
+	// EvidenceStepUp sets identity.step_up.export_evidence.
+	EvidenceStepUp string
 }
 
 // Start starts the UI on a loopback TLS listener; everything stops at the
@@ -173,6 +175,7 @@ func StartWith(tb testing.TB, o Options) *Env {
 		tb.Fatalf("uitest: config: %v", err)
 	}
 	cfg.Identity.StepUp.TerminateSession = o.TerminateStepUp
+	cfg.Identity.StepUp.ExportEvidence = o.EvidenceStepUp
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "state.db"))
 	if err != nil {
 		tb.Fatalf("uitest: store: %v", err)
