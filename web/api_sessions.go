@@ -162,7 +162,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.CanTerminate = s.State == broker.SessionLive && a.CanTerminate(principal(r))
-	d.EvidenceStepUp = a.o.Config.Identity.StepUp.ExportEvidence
+	d.EvidenceStepUp = a.current().Identity.StepUp.ExportEvidence
 	WriteJSON(w, http.StatusOK, d)
 }
 
@@ -251,7 +251,7 @@ func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusConflict, "live", "the session is still being recorded")
 		return
 	}
-	if required := a.o.Config.Identity.StepUp.ExportEvidence; required != "" {
+	if required := a.current().Identity.StepUp.ExportEvidence; required != "" {
 		// A GET has no body: the step-up comes as JSON in a header.
 		var su *stepUpBody
 		if h := r.Header.Get(StepUpHeader); h != "" {
@@ -315,7 +315,7 @@ func (a *API) kill(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusForbidden, "forbidden", "only security staff may terminate sessions")
 		return
 	}
-	if !a.requireStepUp(w, r, a.o.Config.Identity.StepUp.TerminateSession, identity.ActionTerminateSession, id,
+	if !a.requireStepUp(w, r, a.current().Identity.StepUp.TerminateSession, identity.ActionTerminateSession, id,
 		"terminating a session", in.StepUp) {
 		return
 	}
