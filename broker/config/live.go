@@ -47,7 +47,7 @@ func Merge(cur, next *Config) (merged *Config, notApplied []string) {
 		{"listen", a.Listen, b.Listen}, {"public_url", a.PublicURL, b.PublicURL}, {"store", a.Store, b.Store},
 		{"recording", a.Recording, b.Recording}, {"audit", a.Audit, b.Audit}, {"vault", a.Vault, b.Vault},
 		{"slack (enabled, tokens, signing secret, api_url)", a.Slack, b.Slack}, {"auth", a.Auth, b.Auth},
-		{"breakglass", a.BreakGlass, b.BreakGlass},
+		{"breakglass", a.BreakGlass, b.BreakGlass}, {"identity (oidc, webauthn, step_up)", a.Identity, b.Identity},
 	} {
 		if !reflect.DeepEqual(s.x, s.y) {
 			notApplied = append(notApplied, s.name)
