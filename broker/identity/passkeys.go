@@ -206,28 +206,45 @@ func (p *Passkeys) FinishRegistration(ctx context.Context, user, name string, cr
 	if err != nil {
 		return Passkey{}, p.refuseRegistration(ctx, user, name, "the authenticator's answer could not be read", "parse: "+errText(err))
 	}
+	// Take the pending registration in a transaction of its own: one
+	// answer per registration, right or wrong.
+	var (
+		pending *pendingCeremony
+		doc     *passkeyDoc
+	)
+	if err := p.store.Update(ctx, func(tx broker.Tx) error {
+		var err error
+		if doc, err = readPasskeys(tx, user); err != nil {
+			return err
+		}
+		pending, doc.Pending = doc.Pending, nil
+		if pending == nil {
+			return nil
+		}
+		return writePasskeys(tx, user, doc)
+	}); err != nil {
+		return Passkey{}, fmt.Errorf("passkeys: register %s: %w", user, err)
+	}
+	if pending == nil || p.now().After(pending.Expires) {
+		return Passkey{}, p.refuseRegistration(ctx, user, name, "no registration in progress, or it expired: start again", "no pending registration")
+	}
+	cred, err := p.wa.CreateCredential(waUser{name: user, doc: doc}, pending.Session, parsed)
+	if err != nil {
+		return Passkey{}, p.refuseRegistration(ctx, user, name, "the passkey was not accepted: "+publicReason(err), "create credential: "+errText(err))
+	}
+	if !cred.Flags.UserVerified {
+		return Passkey{}, p.refuseRegistration(ctx, user, name, "the authenticator did not verify you (PIN or biometrics): use one that does", "no user verification")
+	}
+	id := base64.RawURLEncoding.EncodeToString(cred.ID)
 	var view Passkey
 	err = p.store.Update(ctx, func(tx broker.Tx) error {
 		doc, err := readPasskeys(tx, user)
 		if err != nil {
 			return err
 		}
-		pending := doc.Pending
-		doc.Pending = nil // one answer per registration, right or wrong
-		if err := writePasskeys(tx, user, doc); err != nil {
-			return err
+		if len(doc.Keys) >= maxPasskeys {
+			return refusal(CodeBadRequest, fmt.Sprintf("at most %d passkeys per user: remove one first", maxPasskeys), "too many passkeys")
 		}
-		if pending == nil || p.now().After(pending.Expires) {
-			return refusal(CodeBadRequest, "no registration in progress, or it expired: start again", "no pending registration")
-		}
-		cred, err := p.wa.CreateCredential(waUser{name: user, doc: doc}, pending.Session, parsed)
-		if err != nil {
-			return refusal(CodeBadRequest, "the passkey was not accepted: "+publicReason(err), "create credential: "+errText(err))
-		}
-		if !cred.Flags.UserVerified {
-			return refusal(CodeBadRequest, "the authenticator did not verify you (PIN or biometrics): use one that does", "no user verification")
-		}
-		id := base64.RawURLEncoding.EncodeToString(cred.ID)
 		for _, k := range doc.Keys {
 			if k.ID == id {
 				return refusal(CodeBadRequest, "this passkey is already registered", "duplicate credential")
