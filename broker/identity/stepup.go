@@ -77,6 +77,9 @@ type StepUp struct {
 	store broker.Store
 	audit auditLog
 	now   func() time.Time
+	// totpTries bounds wrong TOTP step-up codes per user (5 per 15
+	// minutes, shared by replicas), so a stolen session cannot guess.
+	totpTries *SharedLimiter
 }
 
 // NewStepUp returns the step-up verifier over keys (nil: no passkeys,
@@ -90,7 +93,8 @@ func NewStepUp(keys *Passkeys, dir *Directory, store broker.Store, log *audit.Lo
 	if now == nil {
 		now = time.Now
 	}
-	return &StepUp{keys: keys, dir: dir, guard: guard, store: store, audit: log, now: now}
+	return &StepUp{keys: keys, dir: dir, guard: guard, store: store, audit: log, now: now,
+		totpTries: NewSharedLimiter(store, "stepup-totp", 0, 0, now)}
 }
 
 // Passkeys returns the passkey service.
@@ -295,9 +299,22 @@ func (s *StepUp) verifyTOTP(ctx context.Context, user, action, objectID, code st
 	if key == nil {
 		return StepUpProof{}, stepUpRefused("you have no TOTP second factor: use a passkey", "no totp secret")
 	}
+	// Counted as a failure before the check, given back when right.
+	res, _, until, allowed, err := s.totpTries.Reserve(ctx, "user:"+user)
+	if err != nil {
+		return StepUpProof{}, fmt.Errorf("step-up: totp: %w", err)
+	}
+	if !allowed {
+		return StepUpProof{}, &Error{Kind: broker.KindRateLimited, Code: CodeTooManyAttempts,
+			Message: "too many wrong codes: try again after " + until.UTC().Format(time.RFC3339) + ", or use a passkey",
+			Detail:  "rate limited: too many wrong totp step-up codes"}
+	}
 	step, ok := checkTOTP(key, code, s.now())
 	if !ok {
 		return StepUpProof{}, stepUpRefused("wrong TOTP code", "wrong totp code")
+	}
+	if err := res.Release(ctx); err != nil {
+		return StepUpProof{}, fmt.Errorf("step-up: totp: %w", err)
 	}
 	if err := s.guard.Claim(ctx, user, step); err != nil {
 		if errors.Is(err, ErrCodeReused) {

@@ -137,12 +137,31 @@ func TestStepUpTOTP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		p, err := e.st.VerifyTOTP(ctx, tc.user, ActionApprove, "rq_1", tc.code)
+		if tc.name == "wrong code" && err == nil {
+			t.Fatal("a wrong code passed")
+		}
 		if tc.ok != (err == nil) || (err == nil && p.Method != StepUpTOTP) {
 			t.Errorf("%s: %+v, %v", tc.name, p, err)
 		}
 		if err != nil && CodeOf(err) != CodeStepUp {
 			t.Errorf("%s: code %q", tc.name, CodeOf(err))
 		}
+	}
+}
+
+// TestStepUpTOTPGuessesBounded: after five wrong codes even the right
+// one is refused for a while, so a stolen session cannot guess codes
+// through step-ups.
+func TestStepUpTOTPGuessesBounded(t *testing.T) {
+	ctx := context.Background()
+	e := newStepUpEnv(t)
+	for i := range 5 {
+		if _, err := e.st.VerifyTOTP(ctx, "bob", ActionApprove, "rq_1", "000000"); CodeOf(err) != CodeStepUp {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	if _, err := e.st.VerifyTOTP(ctx, "bob", ActionApprove, "rq_1", TOTP(rfcKey, e.clk.Now())); CodeOf(err) != CodeTooManyAttempts {
+		t.Fatalf("the right code after five wrong ones: %v, want %s", err, CodeTooManyAttempts)
 	}
 }
 
