@@ -113,6 +113,16 @@ type Options struct {
 	// SSO signs users in with an OpenID Provider. Default: nil, and the
 	// SSO routes answer 404 sso_disabled.
 	SSO singleSignOn
+	// StepUp verifies step-ups bound to actions (POST
+	// /api/v1/stepup/begin and the step_up field of sensitive actions).
+	// Default: nil, step-ups answer 503 and actions whose policy needs one
+	// are refused.
+	StepUp stepUpVerifier
+	// Passkeys serves /api/v1/passkeys. Default: nil, 503.
+	Passkeys passkeyRegistry
+	// TOTP enrols TOTP secrets kept in the store (/api/v1/totp).
+	// Default: nil, 503.
+	TOTP totpEnroller
 	// BreakGlass serves /api/v1/breakglass and /api/v1/drills.
 	BreakGlass breakGlass
 	// Reviews serves /api/v1/reviews. Default: nil, and those routes
@@ -206,6 +216,13 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/targets", a.targets)
 	auth("GET /api/v1/signatures/meanings", a.signatureMeanings)
 	auth("GET /api/v1/users", a.listUsers)
+	auth("POST /api/v1/stepup/begin", a.stepUpBegin)
+	auth("GET /api/v1/passkeys", a.listPasskeys)
+	auth("POST /api/v1/passkeys/begin", a.beginPasskey)
+	auth("POST /api/v1/passkeys", a.finishPasskey)
+	auth("DELETE /api/v1/passkeys/{id}", a.removePasskey)
+	auth("POST /api/v1/totp/begin", a.totpBegin)
+	auth("POST /api/v1/totp", a.totpConfirm)
 
 	auth("POST /api/v1/requests", a.createRequest)
 	auth("GET /api/v1/requests", a.listRequests)

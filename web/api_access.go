@@ -8,6 +8,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/identity"
 )
 
 // RequestView is a request as the API shows it.
@@ -144,6 +145,9 @@ type decideBody struct {
 	// Signature signs the decision (required when the role's
 	// policy.signature is "required").
 	Signature *signatureBody `json:"signature,omitempty"`
+	// StepUp is a fresh re-authentication bound to this request, which
+	// roles with a step_up policy require for approval.
+	StepUp *stepUpBody `json:"step_up,omitempty"`
 }
 
 // decide approves or denies through the access service, and so the same
@@ -166,8 +170,17 @@ func (a *API) decide(approve bool) http.HandlerFunc {
 				return
 			}
 		}
+		action := identity.ActionDeny
+		if approve {
+			action = identity.ActionApprove
+		}
+		method, err := a.verifyStepUp(r.Context(), p.User, action, r.PathValue("id"), in.StepUp)
+		if err != nil {
+			a.Fail(w, err)
+			return
+		}
 		req, grant, err := a.o.Access.Decide(r.Context(), p.User, r.PathValue("id"),
-			access.Decision{Approve: approve, Comment: comment, Via: p.Via, Sign: in.Signature.input(r)})
+			access.Decision{Approve: approve, Comment: comment, Via: p.Via, Sign: in.Signature.input(r), StepUp: method})
 		if err != nil {
 			a.Fail(w, err)
 			return

@@ -138,6 +138,8 @@ type roleView struct {
 	Approvals   int    `json:"approvals"`
 	Reason      bool   `json:"reason_required"`
 	Ticket      bool   `json:"ticket_required"`
+	// StepUp is the role's step_up: what approvers must confirm with.
+	StepUp string `json:"step_up,omitempty"`
 }
 
 type targetView struct {
@@ -160,7 +162,7 @@ func (a *API) targets(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			rv := roleView{Name: role.Name, Approvals: role.Policy.Approvals, Reason: role.Policy.RequireReason,
-				Ticket: role.Policy.RequireTicket, MaxDuration: policy.MaxDuration(role.Policy).String()}
+				Ticket: role.Policy.RequireTicket, MaxDuration: policy.MaxDuration(role.Policy).String(), StepUp: role.Policy.StepUp}
 			tv.Roles = append(tv.Roles, rv)
 		}
 		if len(tv.Roles) > 0 {

@@ -15,6 +15,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/evidence"
 )
@@ -146,6 +147,9 @@ type sessionDetail struct {
 	// Commands are the session index's entries (commands, statements,
 	// paths), as the evidence bundle lists them.
 	Commands []string `json:"commands"`
+	// EvidenceStepUp is identity.step_up.export_evidence: the evidence
+	// download needs a step-up in the X-Custos-Step-Up header.
+	EvidenceStepUp string `json:"evidence_step_up,omitempty"`
 }
 
 func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +166,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.CanTerminate = s.State == broker.SessionLive && a.CanTerminate(principal(r))
+	d.EvidenceStepUp = a.current().Identity.StepUp.ExportEvidence
 	WriteJSON(w, http.StatusOK, d)
 }
 
@@ -250,6 +255,20 @@ func (a *API) evidence(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusConflict, "live", "the session is still being recorded")
 		return
 	}
+	if required := a.current().Identity.StepUp.ExportEvidence; required != "" {
+		// A GET has no body: the step-up comes as JSON in a header.
+		var su *stepUpBody
+		if h := r.Header.Get(StepUpHeader); h != "" {
+			su = &stepUpBody{}
+			if len(h) > 64<<10 || json.Unmarshal([]byte(h), su) != nil {
+				WriteError(w, http.StatusBadRequest, "bad_request", StepUpHeader+" must be a JSON step_up object")
+				return
+			}
+		}
+		if !a.requireStepUp(w, r, required, identity.ActionExportEvidence, s.ID, "exporting evidence", su) {
+			return
+		}
+	}
 	ctx := r.Context()
 	p := principal(r)
 	rec, err := a.o.Audit.Append(ctx, audit.Entry{Actor: p.User, Action: "session.evidence.export", Target: s.Target,
@@ -291,6 +310,9 @@ func (a *API) kill(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var in struct {
 		Reason string `json:"reason"`
+		// StepUp is a fresh re-authentication bound to this session,
+		// when identity.step_up.terminate_session asks for one.
+		StepUp *stepUpBody `json:"step_up"`
 	}
 	if err := DecodeJSON(r, &in); err != nil || strings.TrimSpace(in.Reason) == "" {
 		WriteError(w, http.StatusBadRequest, "reason_required", "terminating a session needs a reason")
@@ -301,6 +323,10 @@ func (a *API) kill(w http.ResponseWriter, r *http.Request) {
 		a.record(r.Context(), audit.Entry{Actor: p.User, Action: "session.terminate", Outcome: broker.OutcomeDenied,
 			Reason: "not a security admin", Details: map[string]any{"session_id": id, "via": p.Via}})
 		WriteError(w, http.StatusForbidden, "forbidden", "only security staff may terminate sessions")
+		return
+	}
+	if !a.requireStepUp(w, r, a.current().Identity.StepUp.TerminateSession, identity.ActionTerminateSession, id,
+		"terminating a session", in.StepUp) {
 		return
 	}
 	if a.o.Terminator == nil {

@@ -167,6 +167,21 @@ func table() map[string][]row {
 		"GET /auth/oidc/login":               {{path: fixed("/auth/oidc/login"), want: all(notFound)}},
 		"GET /auth/oidc/callback":            {{path: fixed("/auth/oidc/callback?state=x&code=y"), want: all(notFound)}},
 
+		// Passkeys are the caller's own; removing one needs a step-up,
+		// and a step-up needs a registered passkey.
+		"GET /api/v1/passkeys": {{path: fixed("/api/v1/passkeys"), want: everyone(ok)}},
+		// Adding a factor needs a fresh sign-in; the table's tokens carry
+		// none.
+		"POST /api/v1/passkeys/begin": {{path: fixed("/api/v1/passkeys/begin"), want: everyone(forbidden)}},
+		"POST /api/v1/passkeys": {{path: fixed("/api/v1/passkeys"), body: map[string]any{"name": "key", "credential": map[string]string{"id": "x"}},
+			want: everyone(invalid)}},
+		"DELETE /api/v1/passkeys/{id}": {{path: fixed("/api/v1/passkeys/pk1"), want: everyone(forbidden)}},
+		"POST /api/v1/stepup/begin": {{path: fixed("/api/v1/stepup/begin"), body: map[string]string{"action": "request.approve", "object_id": "rq_1"},
+			want: everyone(invalid)}},
+
+		"POST /api/v1/totp/begin": {{path: fixed("/api/v1/totp/begin"), want: everyone(forbidden)}},
+		"POST /api/v1/totp":       {{path: fixed("/api/v1/totp"), body: map[string]string{"code": "000000"}, want: everyone(invalid)}},
+
 		// Requesting follows the role's requesters (dbas).
 		"POST /api/v1/requests": {{path: fixed("/api/v1/requests"), body: map[string]string{"target": "demo-pg", "role": "readonly",
 			"duration": "30m", "reason": "INC-1"}, want: only(created, forbidden, requester)}},
@@ -346,6 +361,7 @@ func table() map[string][]row {
 		"GET /ui/evidence":                page("/ui/evidence"),
 		"GET /ui/breakglass":              page("/ui/breakglass"),
 		"GET /ui/dashboard":               page("/ui/dashboard"),
+		"GET /ui/security":                page("/ui/security"),
 		"GET /ui/breakglass/unseals/{id}": page("/ui/breakglass/unseals/uns_x"),
 		"GET /ui/reviews":                 page("/ui/reviews"),
 		"GET /ui/reviews/{id}":            page("/ui/reviews/rev_x"),

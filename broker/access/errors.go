@@ -13,7 +13,7 @@ func refuse(kind broker.Kind, code, format string, args ...any) *broker.Error {
 // forbidden, the request's state → conflict, what you asked → invalid.
 func kindForPolicyCode(code string) broker.Kind {
 	switch code {
-	case "not_requester", "self_approval", "not_approver", "forbidden":
+	case "not_requester", "self_approval", "not_approver", "forbidden", "step_up_required":
 		return broker.KindForbidden
 	case "already_decided", "duplicate_approval", "duplicate_denial", "request_expired", "not_pending", "grant_not_active":
 		return broker.KindConflict

@@ -29,6 +29,11 @@ func (s *Service) decide(pol config.Policy, req broker.Request, actor string, d 
 	if err != nil {
 		return broker.Request{}, fromPolicy(err)
 	}
+	if d.Approve {
+		if err := policy.CheckStepUp(pol.StepUp, d.StepUp, "approving "+req.Target+"/"+req.Role); err != nil {
+			return broker.Request{}, fromPolicy(err)
+		}
+	}
 	return out.Request, nil
 }
 

@@ -173,6 +173,11 @@ type Decision struct {
 	// Sign is the decider's electronic signature input: required when
 	// the role's policy.signature is "required" (sign.go).
 	Sign *esign.Input
+	// StepUp is the method of a step-up the caller verified for this
+	// decision, bound to this request ("passkey", "totp"), or empty. An
+	// approval of a role whose policy sets step_up is refused with
+	// step_up_required unless it meets the policy.
+	StepUp string
 }
 
 // Decide records an approval or denial. When the approval threshold is met

@@ -51,7 +51,7 @@ func Merge(cur, next *Config) (merged *Config, notApplied []string) {
 		{"recording", a.Recording, b.Recording}, {"audit", a.Audit, b.Audit}, {"vault", a.Vault, b.Vault},
 		{"slack (enabled, tokens, signing secret, api_url)", a.Slack, b.Slack}, {"auth", a.Auth, b.Auth},
 		{"breakglass", a.BreakGlass, b.BreakGlass}, {"indicators.interval", a.Indicators.Interval, b.Indicators.Interval},
-		{"identity", a.Identity, b.Identity},
+		{"identity (oidc, scim, webauthn, step_up)", a.Identity, b.Identity},
 	} {
 		if !reflect.DeepEqual(s.x, s.y) {
 			notApplied = append(notApplied, s.name)

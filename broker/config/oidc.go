@@ -12,6 +12,14 @@ type Identity struct {
 	OIDC *OIDC `yaml:"oidc"`
 	// SCIM turns on SCIM 2.0 provisioning (scim.go). Default: nil, off.
 	SCIM *SCIM `yaml:"scim"`
+	// WebAuthn configures passkeys and security keys (registration in the
+	// web UI, step-up assertions). Default: enabled with the relying
+	// party taken from public_url.
+	WebAuthn WebAuthn `yaml:"webauthn"`
+	// StepUp names the fresh re-authentication sensitive actions outside
+	// role policies require: passkey, totp (a passkey also does) or any.
+	// Default: empty, none.
+	StepUp StepUpActions `yaml:"step_up"`
 }
 
 // OIDC configures single sign-on (authorization code with PKCE, and the

@@ -200,6 +200,13 @@ type Policy struct {
 	// meaning (signatures.meanings). Slack then hands off to the web UI.
 	// Default: empty, no signature.
 	Signature string `yaml:"signature"`
+	// StepUp makes every approval of this role need a fresh
+	// re-authentication bound to the request: passkey (a WebAuthn
+	// assertion with user verification), totp (a TOTP code or a passkey)
+	// or any (the same as totp). Slack buttons cannot collect one, so
+	// such roles are approved in the web UI or the CLI. Default: empty,
+	// no step-up.
+	StepUp string `yaml:"step_up"`
 }
 
 // Window is a recurring time window in a time zone.

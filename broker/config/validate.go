@@ -61,6 +61,7 @@ func (c *Config) Validate() error {
 	c.validateIndicators(&ck)
 	c.validateSignatures(&ck)
 	c.validateSCIM(&ck)
+	c.validateWebAuthn(&ck)
 	if c.Slack.Enabled {
 		if !c.Slack.BotToken.IsSet() {
 			ck.add("slack.bot_token", "required when slack is enabled")
@@ -305,6 +306,9 @@ func validatePolicy(ck *checker, p string, pol Policy, users, groups map[string]
 	}
 	if pol.Signature != "" && pol.Signature != SignatureRequired {
 		ck.add(p+".signature", "must be empty or %q", SignatureRequired)
+	}
+	if !ValidStepUp(pol.StepUp) {
+		ck.add(p+".step_up", "must be passkey, totp or any, not %q", pol.StepUp)
 	}
 	if pol.TicketPattern != "" {
 		if _, err := regexp.Compile(pol.TicketPattern); err != nil {

@@ -43,6 +43,11 @@ type PasswordAuthenticator struct {
 	slots chan struct{}
 	// passwordChecks and totpChecks count the checks made, for Checks.
 	passwordChecks, totpChecks atomic.Int64
+	// enrolled finds TOTP secrets users enrolled in the web UI (for
+	// users without one in the config file). Nil: none.
+	enrolled interface {
+		KeyOf(ctx context.Context, user string) ([]byte, error)
+	}
 }
 
 // CheckCounts are how many credentials an authenticator has checked.
@@ -114,12 +119,18 @@ func (p *PasswordAuthenticator) Authenticate(ctx context.Context, c Credentials)
 	if !match {
 		return Identity{}, loginFailed("wrong password")
 	}
-	if a.totpKey != nil {
+	totpKey := a.totpKey
+	if totpKey == nil && p.enrolled != nil {
+		if totpKey, err = p.enrolled.KeyOf(ctx, a.id.Name); err != nil {
+			return Identity{}, fmt.Errorf("authenticate %s: %w", a.id.Name, err)
+		}
+	}
+	if totpKey != nil {
 		if c.TOTP == "" {
 			return Identity{}, loginFailed("totp code missing")
 		}
 		p.totpChecks.Add(1)
-		step, ok := checkTOTP(a.totpKey, c.TOTP, p.now())
+		step, ok := checkTOTP(totpKey, c.TOTP, p.now())
 		if !ok {
 			return Identity{}, loginFailed("wrong totp code")
 		}

@@ -445,3 +445,11 @@ func (d *Directory) AdminGroupsOf(user string) []string { return d.now().AdminGr
 
 // Users returns every enabled user, sorted by name.
 func (d *Directory) Users() []Identity { return d.now().Users() }
+
+// totpKeyOf returns a local user's TOTP secret, or nil.
+func (d *Directory) totpKeyOf(user string) []byte {
+	if a, ok := d.now().users[user]; ok {
+		return a.totpKey
+	}
+	return nil
+}

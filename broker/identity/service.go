@@ -109,7 +109,9 @@ func NewService(o Options) (*Service, error) {
 		o.Log = slog.Default()
 	}
 	if o.Authenticator == nil {
-		o.Authenticator = NewPasswordAuthenticator(o.Directory, StoreStepGuard{Store: o.Store}, o.Now)
+		pa := NewPasswordAuthenticator(o.Directory, StoreStepGuard{Store: o.Store}, o.Now)
+		pa.enrolled = StoreTOTP{Store: o.Store}
+		o.Authenticator = pa
 	}
 	ttl := o.Auth.TokenTTL.D()
 	if ttl <= 0 {
@@ -201,7 +203,7 @@ func (s *Service) Login(ctx context.Context, user, password, totp, source string
 		s.log.Error("sign-in failures not reset", "err", err)
 	}
 	proof := Proof{Method: MethodPassword, Time: s.now()}
-	if s.dir.now().hasTOTP(id.Name) {
+	if enrolled, _ := (StoreTOTP{Store: s.store}).Enrolled(ctx, id.Name); enrolled || s.dir.now().hasTOTP(id.Name) {
 		proof.Method = MethodPasswordTOTP
 	}
 	secret, tok, err := s.tokens.issue(ctx, id.Name, KindAPI, "", s.ttl, source, proof, audit.Entry{Actor: id.Name, Action: "auth.login"})

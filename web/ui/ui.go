@@ -111,7 +111,7 @@ func (u *UI) XtermAvailable() bool { return u.xterm }
 var pageTitles = map[string]string{
 	"login": "Sign in", "requests": "Requests", "sessions": "Sessions", "replay": "Replay",
 	"live": "Live sessions", "watch": "Live session", "verify": "Verify", "audit": "Audit log",
-	"breakglass": "Break-glass", "evidence": "Evidence", "reviews": "Access reviews", "dashboard": "Dashboard",
+	"breakglass": "Break-glass", "evidence": "Evidence", "reviews": "Access reviews", "dashboard": "Dashboard", "security": "Security keys",
 }
 
 // Register adds the UI's routes to s: pages under /ui/, the websockets
@@ -137,6 +137,7 @@ func (u *UI) Register(s *web.Server) {
 	h("GET /ui/evidence", u.page("evidence", true))
 	h("GET /ui/breakglass", u.page("breakglass", true))
 	h("GET /ui/dashboard", u.page("dashboard", true))
+	h("GET /ui/security", u.page("security", true))
 	h("GET "+unsealPages+"{id}", u.page("breakglass", true)) // the link in Slack notices
 	h("GET /ui/reviews", u.page("reviews", true))
 	h("GET /ui/reviews/{id}", u.page("reviews", true))

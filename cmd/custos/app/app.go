@@ -326,7 +326,12 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	stepUp, err := newStepUp(cfg, st, auditLog, dir, log)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
+		StepUp: stepUp, Passkeys: stepUp.Passkeys(), TOTP: identity.StoreTOTP{Store: st, Audit: auditLog, Dir: dir},
 		AuditVerifier: checkpoints.verifier, Config: cfg, LiveConfig: live, Recordings: rec, Terminator: px, Live: hub, Forwarder: fwd,
 		BreakGlass: bgSvc, SSO: ids, Users: ids, Holds: gr.holds, Reviews: reviews, Indicators: indicators, Signatures: signer, DBTokens: dbt, DBHost: pgHost, DBPort: pgPort, SSHCA: userCA,
 		SSHHost: sshHost, SSHPort: sshPort, SSHHostKey: px.sshHostKey(),

@@ -176,9 +176,10 @@ func newRequestsCmd(g *globals) *cobra.Command {
 }
 
 func newDecideCmd(g *globals, approve bool) *cobra.Command {
-	var comment, reason, meaning string
+	var comment, reason, meaning, totp string
 	use, short, example := "approve ID", "Approve a pending request", `  custos approve req_abc123 --comment "ok, INC-123"
-  custos approve req_abc123 --meaning "approved for production change"   # signed: asks password and TOTP`
+  custos approve req_abc123 --meaning "approved for production change"   # signed: asks password and TOTP
+  custos approve req_abc123 --totp 123456   # a role with step_up: totp or any`
 	action := "approve"
 	if !approve {
 		use, short, example = "deny ID", "Deny a pending request", `  custos deny req_abc123 --reason "use the read replica"`
@@ -193,6 +194,11 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 				return err
 			}
 			path, body := "/approve", map[string]any{"comment": comment}
+			if totp != "" {
+				// A step-up the role's policy may ask for; a passkey
+				// needs the web UI.
+				body["step_up"] = map[string]string{"totp": totp}
+			}
 			if !approve {
 				if strings.TrimSpace(reason) == "" {
 					return fmt.Errorf("deny: --reason is required")
@@ -240,6 +246,7 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 	}
 	if approve {
 		cmd.Flags().StringVar(&comment, "comment", "", "a note kept with your approval")
+		cmd.Flags().StringVar(&totp, "totp", "", "a current TOTP code, for roles whose policy asks for a step-up (step_up: totp or any); step_up: passkey roles are approved in the web UI")
 	} else {
 		cmd.Flags().StringVar(&reason, "reason", "", "why the request is denied (required)")
 	}

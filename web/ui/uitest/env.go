@@ -99,7 +99,7 @@ targets:
     roles:
       - name: readonly
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h}
-      - {name: bg-admin, vault_role: breakglass, policy: {approvers: [custodians]}}
+%[6]s      - {name: bg-admin, vault_role: breakglass, policy: {approvers: [custodians]}}
 indicators:
   limits:
     - {indicator: users_without_mfa, op: ">", value: 0}
@@ -110,7 +110,11 @@ breakglass:
 
 // Env is a running web UI with its services.
 type Env struct {
-	URL      string
+	URL string
+	// LocalURL is URL with host localhost, the passkeys' relying party.
+	LocalURL string
+	// StepUp verifies step-ups and holds the passkeys.
+	StepUp   *identity.StepUp
 	Server   *httptest.Server
 	Config   *config.Config
 	State    *sqlite.Store
@@ -144,6 +148,13 @@ type Options struct {
 	// SSO turns on single sign-on with this provider; the broker's
 	// callback is its URL + /auth/oidc/callback.
 	SSO *config.OIDC
+	// StepUp adds role demo-pg/admin (dbas request, approvers approve)
+	// whose approvals need this step-up (passkey, totp or any).
+	StepUp string
+	// TerminateStepUp sets identity.step_up.terminate_session.
+	TerminateStepUp string
+	// EvidenceStepUp sets identity.step_up.export_evidence.
+	EvidenceStepUp string
 }
 
 // Start starts the UI on a loopback TLS listener; everything stops at the
@@ -167,10 +178,17 @@ func StartWith(tb testing.TB, o Options) *Env {
 	ctx := context.Background()
 	dir := tb.TempDir()
 	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString
-	cfg, err := config.Parse(fmt.Appendf(nil, configYAML, dir, Password, b32(TOTPKey), b32(totpKeys["erin"]), b32(totpKeys["frank"])))
+	stepUpRole := ""
+	if o.StepUp != "" {
+		stepUpRole = "      - name: admin\n        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h, step_up: " +
+			o.StepUp + "}\n"
+	}
+	cfg, err := config.Parse(fmt.Appendf(nil, configYAML, dir, Password, b32(TOTPKey), b32(totpKeys["erin"]), b32(totpKeys["frank"]), stepUpRole))
 	if err != nil {
 		tb.Fatalf("uitest: config: %v", err)
 	}
+	cfg.Identity.StepUp.TerminateSession = o.TerminateStepUp
+	cfg.Identity.StepUp.ExportEvidence = o.EvidenceStepUp
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "state.db"))
 	if err != nil {
 		tb.Fatalf("uitest: store: %v", err)
@@ -232,7 +250,16 @@ func StartWith(tb testing.TB, o Options) *Env {
 		tb.Fatalf("uitest: ssh ca: %v", err)
 	}
 	e.Holds = holds.New(0)
+	// Browsers refuse an IP address as relying party: passkeys are
+	// registered for localhost, so a browser test opens LocalURL.
+	e.LocalURL = strings.Replace(e.URL, "127.0.0.1", "localhost", 1)
+	passkeys, err := identity.NewPasskeys(config.WebAuthn{RPID: "localhost", Origins: []string{e.LocalURL}}, e.URL, st, auditLog, nil)
+	if err != nil {
+		tb.Fatalf("uitest: passkeys: %v", err)
+	}
+	e.StepUp = identity.NewStepUp(passkeys, dirx, st, auditLog, nil, nil)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
+		StepUp: e.StepUp, Passkeys: passkeys, TOTP: identity.StoreTOTP{Store: st, Audit: auditLog, Dir: dirx},
 		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Users: ids, Holds: e.Holds, Reviews: e.Reviews, Indicators: e.Indicators,
 		DBTokens: dbtoken.New(ids.Tokens(), acc, 10*time.Minute), DBHost: "127.0.0.1", DBPort: "6432",
 		SSHCA: userCA, SSHCertTTL: 5 * time.Minute, PublicURL: e.URL, Log: log})

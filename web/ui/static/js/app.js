@@ -15,6 +15,7 @@ const pages = {
   evidence: () => import('./evidence.js'),
   reviews: () => import('./reviews.js'),
   dashboard: () => import('./dashboard.js'),
+  security: () => import('./security.js'),
 };
 
 async function main() {

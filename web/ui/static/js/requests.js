@@ -1,5 +1,6 @@
 import { api, me, el, table, notice, section, fmtTime, explain, emptyState } from './lib.js';
 import { meanings, signingFields, signatures } from './esign.js';
+import { stepUp } from './webauthn.js';
 
 function approvals(r) {
   const names = (r.approvals || []).map((d) => d.by).join(', ');
@@ -58,19 +59,31 @@ export async function render(root) {
     const approve = el('button', { class: 'primary', dataset: { action: 'approve', id: r.id } }, 'Approve');
     const deny = el('button', { class: 'danger', dataset: { action: 'deny', id: r.id } }, 'Deny');
     // A role whose decisions are electronic signatures asks for a meaning
-    // and a fresh password and code with the click.
+    // and a fresh password and code with the click. A role whose policy
+    // asks for a step-up refuses a plain approval (step_up_required); the
+    // button then confirms with a passkey bound to this request.
     const sign = r.signature_required ? signingFields(r, signingMeanings) : null;
+    let withPasskey = false;
     const act = (what) => async () => {
       try {
         const body = { comment: comment.value };
         if (sign) body.signature = sign.body(what);
+        if (what === 'approve' && withPasskey) body.step_up = await stepUp('request.approve', r.id);
         const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, body);
         notice(root, 'ok', what === 'approve'
           ? (res.grant && res.request.extends ? `Extended: grant ${res.grant.id} now ends ${fmtTime(res.grant.ends_at)}.`
             : res.grant ? `Approved: grant ${res.grant.id} is active until ${fmtTime(res.grant.ends_at)}.` : `Approved: ${approvals(res.request)}.`)
           : `Denied request ${r.id}.`);
         await load();
-      } catch (e) { notice(root, 'error', explain(e)); }
+      } catch (e) {
+        if (what === 'approve' && e.code === 'step_up_required' && !withPasskey) {
+          withPasskey = true;
+          approve.textContent = 'Approve with passkey';
+          notice(root, 'error', `${explain(e)} Press "Approve with passkey" to confirm.`);
+          return;
+        }
+        notice(root, 'error', explain(e));
+      }
     };
     approve.addEventListener('click', act('approve'));
     deny.addEventListener('click', act('deny'));

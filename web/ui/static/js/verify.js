@@ -1,4 +1,5 @@
-import { api, me, el, section, fmtTime, table, notice } from './lib.js';
+import { api, me, el, section, fmtTime, table, notice, explain } from './lib.js';
+import { stepUp } from './webauthn.js';
 
 const chainChecks = new Set(['manifest order', 'manifest chain', 'present', 'sha256', 'frame', 'seq', 'session', 'chain', 'events', 'chain head', 'manifest', 'manifest hash', 'header hash', 'header', 'prefix']);
 
@@ -31,10 +32,32 @@ export async function render(root) {
     ['Manifest', rep.manifest_key || ''], ['Manifest SHA-256', rep.manifest_sha256 || ''],
     ['Grant', s.grant ? `${s.grant.id}, approved by ${(s.grant.approvers || []).join(', ')}` : ''],
     ['Reason', s.grant ? `${s.grant.reason || ''} ${s.grant.ticket || ''}` : '']], { class: 'facts' });
+  const download = el('a', { href: '/api/v1/sessions/' + encodeURIComponent(id) + '/evidence', id: 'evidence', class: 'button primary', download: `custos-evidence-${id}.zip` }, 'Download evidence bundle');
+  if (s.evidence_step_up) {
+    // identity.step_up.export_evidence: confirm with a passkey bound to
+    // this session, then download with the proof in a header.
+    download.addEventListener('click', async (ev) => {
+      ev.preventDefault();
+      try {
+        const proof = await stepUp('session.evidence', id);
+        const res = await fetch(download.getAttribute('href'), { credentials: 'same-origin', headers: { 'X-Custos-Step-Up': JSON.stringify(proof) } });
+        if (!res.ok) {
+          const body = await res.json().catch(() => ({}));
+          throw Object.assign(new Error((body.error && body.error.message) || res.statusText), { status: res.status, code: body.error && body.error.code });
+        }
+        const url = URL.createObjectURL(await res.blob());
+        const a = document.createElement('a');
+        a.href = url;
+        a.download = `custos-evidence-${id}.zip`;
+        a.click();
+        setTimeout(() => URL.revokeObjectURL(url), 10000);
+      } catch (e) { notice(root, 'error', explain(e)); }
+    });
+  }
   const tampering = (rep.tampering || []).map((t) => [t.key, t.detail, t.version_id || '', fmtTime(t.last_modified)]);
   root.append(...[
     section('Verdict', verdict,
-      el('p', null, el('a', { href: '/api/v1/sessions/' + encodeURIComponent(id) + '/evidence', id: 'evidence', class: 'button primary', download: `custos-evidence-${id}.zip` }, 'Download evidence bundle'),
+      el('p', null, download,
         ' ', el('a', { href: '/ui/sessions/' + encodeURIComponent(id), class: 'button' }, 'Replay'),
         (await me()).admin ? [' ', shareButton(id)] : null)),
     section('Session', facts),

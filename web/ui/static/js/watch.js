@@ -2,6 +2,7 @@
 // every recorded event as it happens (well under a second behind).
 import { api, el, section, fmtTime, b64bytes, b64text, printable, wsURL, notice } from './lib.js';
 import { createTerminal } from './term.js';
+import { stepUp } from './webauthn.js';
 import { statementView } from './pgview.js';
 
 export async function render(root) {
@@ -16,7 +17,16 @@ export async function render(root) {
     if (!reason.value.trim()) { notice(root, 'error', 'Give a reason for terminating the session.'); reason.focus(); return; }
     kill.disabled = true;
     try {
-      await api('POST', `/api/v1/sessions/${encodeURIComponent(id)}/kill`, { reason: reason.value.trim() });
+      const body = { reason: reason.value.trim() };
+      try {
+        await api('POST', `/api/v1/sessions/${encodeURIComponent(id)}/kill`, body);
+      } catch (e) {
+        // identity.step_up.terminate_session: confirm with a passkey
+        // bound to this session, then try once more.
+        if (e.code !== 'step_up_required') throw e;
+        body.step_up = await stepUp('session.terminate', id);
+        await api('POST', `/api/v1/sessions/${encodeURIComponent(id)}/kill`, body);
+      }
       notice(root, 'ok', 'Session terminated.');
     } catch (e) { notice(root, 'error', e.message); kill.disabled = false; }
   });

@@ -1,0 +1,185 @@
+package web_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-pam/custos/broker/access"
+	"github.com/custos-pam/custos/broker/identity/passkeytest"
+	"github.com/custos-pam/custos/web/ui/uitest"
+)
+
+// TestStepUpApproval: bob approves alice's request for demo-pg/admin,
+// whose policy says step_up: passkey, over the API with a bearer token
+// (as the CLI does). Without a step-up he is refused; a TOTP code is not
+// enough; a passkey assertion for this request approves it; the same
+// assertion on another request, or replayed, is refused.
+func TestStepUpApproval(t *testing.T) {
+	env := uitest.StartWith(t, uitest.Options{StepUp: "passkey"})
+	x := &authzEnv{env: env}
+	// A stale session cannot add a passkey; a fresh sign-in can.
+	if st, b := signIn(t, x, approver, false).do(t, x, "POST", "/api/v1/passkeys/begin", nil); st != http.StatusForbidden || !strings.Contains(string(b), "step_up_required") {
+		t.Fatalf("passkey registration on a session without a fresh sign-in: %d %s", st, b)
+	}
+	secret, _, err := env.Identity.Tokens().IssueProven(t.Context(), "bob", "api", "", time.Hour, "127.0.0.1", "password", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := &caller{role: approver, http: env.Client(), bearer: secret}
+	key := passkeytest.New(env.LocalURL, "localhost")
+
+	st, b := bob.do(t, x, "POST", "/api/v1/passkeys/begin", nil)
+	if st != http.StatusOK {
+		t.Fatalf("begin registration: %d %s", st, b)
+	}
+	cred, err := key.Register(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, b := bob.do(t, x, "POST", "/api/v1/passkeys", map[string]any{"name": "bob's laptop", "credential": json.RawMessage(cred)}); st != http.StatusCreated {
+		t.Fatalf("register: %d %s", st, b)
+	}
+
+	request := func() string {
+		r, err := env.Access.Create(t.Context(), "alice", access.NewRequest{Target: "demo-pg", Role: "admin", Duration: time.Hour, Reason: "INC-7"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	begin := func(id string) []byte {
+		st, b := bob.do(t, x, "POST", "/api/v1/stepup/begin", map[string]string{"action": "request.approve", "object_id": id})
+		if st != http.StatusOK {
+			t.Fatalf("step-up begin: %d %s", st, b)
+		}
+		a, err := key.Assert(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	approve := func(id string, stepUp any) (int, string) {
+		body := map[string]any{"comment": "ok"}
+		if stepUp != nil {
+			body["step_up"] = stepUp
+		}
+		st, b := bob.do(t, x, "POST", "/api/v1/requests/"+id+"/approve", body)
+		return st, string(b)
+	}
+	refused := func(what string, st int, b string) {
+		t.Helper()
+		if st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+			t.Fatalf("%s: %d %s, want 403 step_up_required", what, st, b)
+		}
+	}
+
+	rq1, rq2 := request(), request()
+	st, body := approve(rq1, nil)
+	refused("no step-up", st, body)
+	if !strings.Contains(body, "passkey") {
+		t.Errorf("the refusal does not say a passkey is needed: %s", body)
+	}
+	st, body = approve(rq1, map[string]string{"totp": uitest.TOTP()})
+	refused("a TOTP code where a passkey is required", st, body)
+
+	assertion := begin(rq1)
+	st, body = approve(rq2, map[string]any{"assertion": json.RawMessage(assertion)})
+	refused("the assertion for another request", st, body)
+
+	assertion = begin(rq1)
+	if st, body := approve(rq1, map[string]any{"assertion": json.RawMessage(assertion)}); st != http.StatusOK || !strings.Contains(body, `"state": "approved"`) {
+		t.Fatalf("approval with a bound passkey assertion: %d %s", st, body)
+	}
+	st, body = approve(rq2, map[string]any{"assertion": json.RawMessage(assertion)})
+	refused("the same assertion replayed on another request", st, body)
+
+	// The refusals and the success are on the record.
+	var ok, denied int
+	for _, r := range env.AuditRecords(t, "auth.stepup") {
+		if r.Actor != "bob" {
+			continue
+		}
+		if r.Outcome == "success" {
+			ok++
+		} else {
+			denied++
+		}
+	}
+	if ok != 1 || denied != 3 {
+		t.Errorf("auth.stepup records for bob: %d successes, %d refusals; want 1 and 3", ok, denied)
+	}
+}
+
+// TestStepUpTerminate: with identity.step_up.terminate_session: any,
+// security staff end a live session only with a fresh confirmation: none
+// and a wrong code are refused, the current TOTP code works.
+func TestStepUpTerminate(t *testing.T) {
+	env := uitest.StartWith(t, uitest.Options{TerminateStepUp: "any"})
+	x := &authzEnv{env: env, f: env.Seed(t, 0)}
+	env.StartLive(t, x.f.Grant, "ses_live_stepup")
+	sam := signIn(t, x, security, false)
+	kill := func(stepUp any) (int, string) {
+		body := map[string]any{"reason": "suspicious"}
+		if stepUp != nil {
+			body["step_up"] = stepUp
+		}
+		st, b := sam.do(t, x, "POST", "/api/v1/sessions/ses_live_stepup/kill", body)
+		return st, string(b)
+	}
+	if st, b := kill(nil); st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+		t.Fatalf("without a step-up: %d %s", st, b)
+	}
+	if st, b := kill(map[string]string{"totp": "000000"}); st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+		t.Fatalf("with a wrong code: %d %s", st, b)
+	}
+	if st, b := kill(map[string]string{"totp": uitest.TOTP()}); st != http.StatusOK {
+		t.Fatalf("with the current code: %d %s", st, b)
+	}
+}
+
+// TestStepUpEvidence: with identity.step_up.export_evidence: any, the
+// evidence download needs a step-up in the X-Custos-Step-Up header,
+// bound to the session: none and a malformed one are refused, the
+// current TOTP code works.
+func TestStepUpEvidence(t *testing.T) {
+	env := uitest.StartWith(t, uitest.Options{EvidenceStepUp: "any"})
+	x := &authzEnv{env: env, f: env.Seed(t, 0)}
+	env.Drain(t)
+	sam := signIn(t, x, security, false)
+	get := func(header string) (int, string) {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", env.URL+"/api/v1/sessions/"+x.f.SSH+"/evidence", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = sam.header(x)
+		if header != "" {
+			req.Header.Set("X-Custos-Step-Up", header)
+		}
+		res, err := sam.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b := make([]byte, 512)
+		n, _ := res.Body.Read(b)
+		return res.StatusCode, string(b[:n])
+	}
+	if st, b := get(""); st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+		t.Fatalf("without a step-up: %d %s", st, b)
+	}
+	if st, _ := get("not json"); st != http.StatusBadRequest {
+		t.Fatalf("malformed header: %d", st)
+	}
+	if st, b := get(`{"totp":"` + uitest.TOTP() + `"}`); st != http.StatusOK {
+		t.Fatalf("with the current code: %d %s", st, b)
+	}
+	var sd struct {
+		EvidenceStepUp string `json:"evidence_step_up"`
+	}
+	if st, b := sam.do(t, x, "GET", "/api/v1/sessions/"+x.f.SSH, nil); st != http.StatusOK || json.Unmarshal(b, &sd) != nil || sd.EvidenceStepUp != "any" {
+		t.Fatalf("session view: %d %s", st, b)
+	}
+}
