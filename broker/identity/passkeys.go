@@ -305,7 +305,10 @@ func (p *Passkeys) List(ctx context.Context, user string) ([]Passkey, error) {
 	return out, nil
 }
 
-// Has reports whether user has a passkey.
+// HasPasskey is Has, for Service.SetPasskeys.
+func (p *Passkeys) HasPasskey(ctx context.Context, user string) (bool, error) { return p.Has(ctx, user) }
+
+// Has reports whether user has registered a passkey.
 func (p *Passkeys) Has(ctx context.Context, user string) (bool, error) {
 	keys, err := p.List(ctx, user)
 	return len(keys) > 0, err

@@ -134,6 +134,14 @@ func (s *Service) Factors(ctx context.Context) ([]UserFactors, error) {
 	}
 	out := make([]UserFactors, 0, len(byName))
 	for name, u := range byName {
+		if !slices.Contains(u.Factors, FactorTOTP) {
+			// A secret enrolled in the web UI, kept in the store.
+			if has, err := (StoreTOTP{Store: s.store}).Enrolled(ctx, name); err != nil {
+				return nil, fmt.Errorf("identity: factors: %w", err)
+			} else if has {
+				addFactor(u, FactorTOTP)
+			}
+		}
 		if s.passkeys != nil {
 			has, err := s.passkeys.HasPasskey(ctx, name)
 			if err != nil {

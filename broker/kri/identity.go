@@ -1,31 +1,59 @@
 package kri
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/identity"
 )
 
 // The indicators of users and their credentials. The second-factor
-// indicators count the enabled local users of the config (single sign-on
-// users' factors are the provider's); stale and dormant count every
-// enabled user the directory knows, single sign-on users included.
+// indicators count every enabled user the broker knows (config, single
+// sign-on and SCIM, Options.Factors): a second factor is TOTP (from the
+// config or enrolled in the web UI), a passkey, or a single sign-on whose
+// token said the provider asked for one. Without Options.Factors they
+// count the config's users and their TOTP secrets. Stale and dormant
+// count every enabled user the directory knows.
 
-func localUsers(in *input) []string {
-	var out []string
-	for _, u := range in.cfg.Users {
-		if !u.Disabled {
-			out = append(out, u.Name)
-		}
-	}
-	return out
+// factorLister lists every user with their factors.
+type factorLister interface {
+	Factors(ctx context.Context) ([]identity.UserFactors, error)
 }
 
-// withoutMFA are the enabled local users who sign in with a password
-// alone: no TOTP secret configured.
+// enabledUsers is how many users the second-factor ratio is over.
+func enabledUsers(in *input) int {
+	if in.factors == nil {
+		n := 0
+		for _, u := range in.cfg.Users {
+			if !u.Disabled {
+				n++
+			}
+		}
+		return n
+	}
+	n := 0
+	for _, u := range in.factors {
+		if u.Enabled {
+			n++
+		}
+	}
+	return n
+}
+
+// withoutMFA are the enabled users who sign in without a second factor.
 func withoutMFA(in *input) []Record {
 	var recs []Record
+	if in.factors != nil {
+		for _, u := range in.factors {
+			if u.Enabled && !u.SecondFactor {
+				recs = append(recs, userRecord(u.Name, "no second factor ("+strings.Join(u.Sources, ", ")+"; "+strings.Join(u.Factors, ", ")+")"))
+			}
+		}
+		return recs
+	}
 	for _, u := range in.cfg.Users {
 		if !u.Disabled && !u.TOTPSecret.IsSet() {
 			recs = append(recs, userRecord(u.Name, "no TOTP second factor"))
@@ -40,7 +68,7 @@ func usersWithoutMFA(in *input) (*float64, []Row, []Record) {
 }
 
 func usersWithoutMFARatio(in *input) (*float64, []Row, []Record) {
-	n := len(localUsers(in))
+	n := enabledUsers(in)
 	if n == 0 {
 		return nil, nil, nil
 	}

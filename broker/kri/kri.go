@@ -149,6 +149,10 @@ type Options struct {
 	// for the stale and dormant indicators. Default: the config's
 	// enabled users.
 	Directory users
+	// Factors lists every user (config, single sign-on, SCIM) with their
+	// factors, for the second-factor indicators; *identity.Service
+	// implements it. Default: the config's users and their TOTP secrets.
+	Factors factorLister
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// MaxRecords caps each indicator's drill-down list. Default: 500.
@@ -194,6 +198,8 @@ type input struct {
 	tokens   []broker.Token
 	// people are the enabled users' names (config and single sign-on).
 	people []string
+	// factors are every user's factors, when Options.Factors is set.
+	factors []identity.UserFactors
 	drills *drillData
 	state  func(key string) ([]byte, error)
 }
@@ -329,6 +335,11 @@ func (c *Computer) load(ctx context.Context, cfg *config.Config, now time.Time) 
 		return nil, fmt.Errorf("kri: read store: %w", err)
 	}
 	in.state = func(key string) ([]byte, error) { return states[key], nil }
+	if c.o.Factors != nil {
+		if in.factors, err = c.o.Factors.Factors(ctx); err != nil {
+			return nil, fmt.Errorf("kri: users' factors: %w", err)
+		}
+	}
 	if c.o.Directory != nil {
 		for _, id := range c.o.Directory.Users() {
 			in.people = append(in.people, id.Name)

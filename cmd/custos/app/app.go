@@ -308,7 +308,14 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: break-glass: %w", err)
 	}
-	indicators, err := startIndicators(bg, cfg, live, dir, st, auditLog, bgSvc, rec, notify, srv, log, func(f func()) { wg.Go(f) })
+	stepUp, err := newStepUp(cfg, st, auditLog, dir, log)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if pk := stepUp.Passkeys(); pk != nil {
+		ids.SetPasskeys(pk) // users' factors (custos users, the second-factor indicators)
+	}
+	indicators, err := startIndicators(bg, cfg, live, dir, ids, st, auditLog, bgSvc, rec, notify, srv, log, func(f func()) { wg.Go(f) })
 	if err != nil {
 		return fmt.Errorf("serve: indicators: %w", err)
 	}
@@ -323,10 +330,6 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)
 	hub := webui.NewHub(rec)
 	fwd, err := newForwarder(cfg, log)
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	stepUp, err := newStepUp(cfg, st, auditLog, dir, log)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

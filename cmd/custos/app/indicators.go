@@ -31,9 +31,9 @@ func (v recordingVerifier) Verify(ctx context.Context, id string) (bool, string,
 // policies and the indicators section from the live config a reload swaps: it verifies recordings no
 // one verified yet, raises limit crossings (security channel, audit,
 // /metrics) and keeps the actions. bg and notify may be nil.
-func startIndicators(ctx context.Context, cfg *config.Config, live *config.Live, dir *identity.Directory, st broker.Store, auditLog *audit.Log, bg *breakglass.Service,
+func startIndicators(ctx context.Context, cfg *config.Config, live *config.Live, dir *identity.Directory, ids *identity.Service, st broker.Store, auditLog *audit.Log, bg *breakglass.Service,
 	rec *recorder.Recorder, notify securityNotifier, srv *web.Server, log *slog.Logger, serve func(func())) (*kri.Evaluator, error) {
-	o := kri.Options{Config: cfg, Live: live, Directory: dir, Store: st}
+	o := kri.Options{Config: cfg, Live: live, Directory: dir, Factors: ids, Store: st}
 	if bg != nil {
 		o.Drills = bg
 	}
