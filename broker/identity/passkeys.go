@@ -306,7 +306,9 @@ func (p *Passkeys) List(ctx context.Context, user string) ([]Passkey, error) {
 }
 
 // HasPasskey is Has, for Service.SetPasskeys.
-func (p *Passkeys) HasPasskey(ctx context.Context, user string) (bool, error) { return p.Has(ctx, user) }
+func (p *Passkeys) HasPasskey(ctx context.Context, user string) (bool, error) {
+	return p.Has(ctx, user)
+}
 
 // Has reports whether user has registered a passkey.
 func (p *Passkeys) Has(ctx context.Context, user string) (bool, error) {

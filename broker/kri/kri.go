@@ -200,8 +200,8 @@ type input struct {
 	people []string
 	// factors are every user's factors, when Options.Factors is set.
 	factors []identity.UserFactors
-	drills *drillData
-	state  func(key string) ([]byte, error)
+	drills  *drillData
+	state   func(key string) ([]byte, error)
 }
 
 type drillData struct {
