@@ -218,7 +218,7 @@ func testReviewLifecycle(t *testing.T, open func(*testing.T) broker.Store) {
 	if _, err := f.svc.Attest(ctx, "rita", r1.ID, "looks fine", SignatureInput{Password: "pw", TOTP: code(-1)}); broker.CodeOf(err) != "invalid_meaning" {
 		t.Fatalf("unconfigured meaning: %v", err)
 	}
-	if _, err := f.svc.Attest(ctx, "rita", r1.ID, "reviewed, no concerns", SignatureInput{Password: "wrong", TOTP: "000000", Source: "192.0.2.9"}); broker.CodeOf(err) != identity.CodeLoginFailed {
+	if _, err := f.svc.Attest(ctx, "rita", r1.ID, "reviewed, no concerns", SignatureInput{Password: "wrong", TOTP: "000000", Source: "192.0.2.9"}); broker.CodeOf(err) != identity.CodeReauthFailed {
 		t.Fatalf("wrong password: %v", err)
 	}
 	if r, _ := f.svc.Get(ctx, "rita", r1.ID); r.State != StateOpen {

@@ -142,7 +142,7 @@ func TestAccessReviewEndToEnd(t *testing.T) {
 
 	// A wrong password: refused, no signature.
 	if _, errs, c := b.run("rita", "not the password\n", "review", "attest", r2.ID, "--meaning", "reviewed, concerns raised",
-		"--password-stdin", "--totp", "000000"); c == 0 || !strings.Contains(errs, "login_failed") {
+		"--password-stdin", "--totp", "000000"); c == 0 || !strings.Contains(errs, "reauth_failed") {
 		t.Fatalf("attest with a wrong password: exit %d: %s", c, errs)
 	}
 	if got := decode[review.Review](t, b.ok("rita", "review", "show", r2.ID, "-o", "json")); got.State != review.StateOpen || got.Attestation != nil {

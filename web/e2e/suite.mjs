@@ -447,7 +447,7 @@ step('access review: overdue, diff lines attested and flagged, wrong password re
   await sign.locator('input[name=password]').fill('not the password');
   await sign.locator('input[name=totp]').fill('000000');
   await sign.locator('button[type=submit]').click();
-  await sign.locator('.notice.error', { hasText: 'login_failed' }).waitFor();
+  await sign.locator('.notice.error', { hasText: 'reauth_failed' }).waitFor();
   assert.equal(await sign.locator('input[name=password]').inputValue(), '', 'password kept after a refusal');
   await shot('24-review-wrong-password');
   await page.selectOption('#rv-meaning', 'reviewed, concerns raised');
