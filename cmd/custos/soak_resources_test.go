@@ -1,0 +1,158 @@
+//go:build soak
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// soakSample is the broker's resources at one moment: from its /metrics
+// (loopback callers need no token) and Vault's lease table.
+type soakSample struct {
+	goroutines, fds, heap, rss float64
+	leases                     int
+	at                         time.Time
+}
+
+func (s *soak) sample(ctx context.Context) soakSample {
+	body := scrapeMetrics(s.t, s.b.url)
+	get := func(name string) float64 {
+		v, ok := sample(body, name)
+		if !ok {
+			s.t.Fatalf("/metrics has no %s", name)
+		}
+		return v
+	}
+	n, err := s.leases(ctx)
+	if err != nil {
+		s.t.Fatalf("vault leases: %v", err)
+	}
+	return soakSample{goroutines: get("go_goroutines"), fds: get("process_open_fds"),
+		heap: get("go_memstats_heap_inuse_bytes"), rss: get("process_resident_memory_bytes"), leases: n, at: time.Now()}
+}
+
+// leases counts every lease Vault holds (sys/leases/lookup, walked with
+// the root token): database credentials and per-grant tokens.
+func (s *soak) leases(ctx context.Context) (int, error) {
+	var walk func(prefix string) (int, error)
+	walk = func(prefix string) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, "LIST", s.vault.Addr+"/v1/sys/leases/lookup/"+prefix, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("X-Vault-Token", s.vault.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == 404 {
+			return 0, nil
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return 0, fmt.Errorf("LIST %s: %d", prefix, resp.StatusCode)
+		}
+		var r struct {
+			Data struct {
+				Keys []string `json:"keys"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, k := range r.Data.Keys {
+			if strings.HasSuffix(k, "/") {
+				m, err := walk(prefix + k)
+				if err != nil {
+					return 0, err
+				}
+				n += m
+			} else {
+				n++
+			}
+		}
+		return n, nil
+	}
+	return walk("")
+}
+
+// resourcesOK: goroutines, open files and Vault leases are back at (or
+// below) their starting counts, the Go heap in use within 10% of it.
+func resourcesOK(before, after soakSample) bool {
+	return after.goroutines <= before.goroutines && after.fds <= before.fds &&
+		after.leases <= before.leases && after.heap <= 1.10*before.heap
+}
+
+// waitGC waits until the broker's Go runtime has collected garbage
+// after t (it does at least every two minutes), so the heap figure is
+// not inflated by garbage of what came before.
+func (s *soak) waitGC(t time.Time) {
+	deadline := time.Now().Add(150 * time.Second)
+	for {
+		last, _ := sample(scrapeMetrics(s.t, s.b.url), "go_memstats_last_gc_time_seconds")
+		if last > float64(t.UnixNano())/1e9 || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// settle samples until the resources are back where they started or
+// SOAK_SETTLE has passed (idle HTTP connections close after 90 s; the Go
+// runtime collects at least every two minutes), and returns the last sample.
+func (s *soak) settle(ctx context.Context, before soakSample) soakSample {
+	deadline := time.Now().Add(s.k.settle)
+	s.waitGC(time.Now())
+	for {
+		after := s.sample(ctx)
+		if resourcesOK(before, after) || time.Now().After(deadline) || ctx.Err() != nil {
+			return after
+		}
+		time.Sleep(5 * time.Second)
+	}
+}
+
+// table is the soak's report.
+func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, after soakSample) string {
+	var b strings.Builder
+	verdict := func(ok bool) string {
+		if ok {
+			return "ok"
+		}
+		return "FAIL"
+	}
+	mb := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
+	row := func(metric, before, after, v string) {
+		fmt.Fprintf(&b, "%-44s %14s %14s  %s\n", metric, before, after, v)
+	}
+	s.mu.Lock()
+	revoked, problems := s.revoked, len(s.problems)
+	s.mu.Unlock()
+	fmt.Fprintf(&b, "\nsoak: %d ssh + %d pgbench clients (%.1f tps each), %v of load (%v asked), %d revocations\n",
+		k.ssh, k.pg, k.pgRate, load.Round(time.Second), k.duration, revoked)
+	row("metric", "before", "after", "verdict")
+	row("sessions recorded (ssh / postgres)", "-", fmt.Sprintf("%d / %d", r.sshSessions, r.pgSessions), "-")
+	row("sessions ended by revocation", "-", fmt.Sprint(r.terminated), verdict(revoked == 0 || r.terminated > 0))
+	row("recordings verified", "-", fmt.Sprintf("%d/%d", r.verified, r.verified+r.notVerified), verdict(r.notVerified == 0))
+	row("ssh shell+exec sessions, bytes match", "-", fmt.Sprintf("%d/%d", r.sshMatched, r.sshChecked), verdict(r.sshMatched == r.sshChecked))
+	row("scp sessions, file size+sha256 match", "-", fmt.Sprintf("%d/%d", r.scpMatched, r.scpChecked), verdict(r.scpMatched == r.scpChecked))
+	row("ssh runs (refused while revoked)", "-", fmt.Sprintf("%d (%d)", r.sshRuns, r.sshRefused), "-")
+	row("pg sessions, statements match clients", "-", fmt.Sprintf("%d/%d", r.pgMatched, r.pgChecked), verdict(r.pgMatched == r.pgChecked))
+	row("pgbench transactions / recorded statements", "-", fmt.Sprintf("%d / %d", r.pgTx, r.pgStatements), verdict(r.pgStatements >= r.pgTx))
+	row("other mismatches and client problems", "-", fmt.Sprint(len(r.mismatches)+problems), verdict(len(r.mismatches)+problems == 0))
+	row("broker goroutines", fmt.Sprint(before.goroutines), fmt.Sprint(after.goroutines), verdict(after.goroutines <= before.goroutines))
+	row("broker open file descriptors", fmt.Sprint(before.fds), fmt.Sprint(after.fds), verdict(after.fds <= before.fds))
+	row("Vault leases", fmt.Sprint(before.leases), fmt.Sprint(after.leases), verdict(after.leases <= before.leases))
+	row("broker Go heap in use (within 10%)", mb(before.heap), mb(after.heap), verdict(after.heap <= 1.10*before.heap))
+	row("broker resident memory (not judged)", mb(before.rss), mb(after.rss), fmt.Sprintf("%+.0f%%", pct(after.rss-before.rss, before.rss)))
+	row("resources settled after", "-", after.at.Sub(s.loadEnd).Round(time.Second).String(), "-")
+	return b.String()
+}
