@@ -8,7 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -18,6 +23,9 @@ type soakSample struct {
 	goroutines, fds, heap, rss float64
 	leases                     int
 	at                         time.Time
+	// files names what the broker's descriptors point at (sockets by
+	// their peer), to say what an extra one is.
+	files map[string]int
 }
 
 func (s *soak) sample(ctx context.Context) soakSample {
@@ -34,7 +42,60 @@ func (s *soak) sample(ctx context.Context) soakSample {
 		s.t.Fatalf("vault leases: %v", err)
 	}
 	return soakSample{goroutines: get("go_goroutines"), fds: get("process_open_fds"),
-		heap: get("go_memstats_heap_inuse_bytes"), rss: get("process_resident_memory_bytes"), leases: n, at: time.Now()}
+		heap: get("go_memstats_heap_inuse_bytes"), rss: get("process_resident_memory_bytes"), leases: n, at: time.Now(),
+		files: openFiles(s.b.cmd.Process.Pid)}
+}
+
+// openFiles lists what process pid's descriptors point at: paths, and
+// for TCP sockets the local and remote ports.
+func openFiles(pid int) map[string]int {
+	tcp := map[string]string{}
+	for _, f := range []string{"tcp", "tcp6"} {
+		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		for _, l := range strings.Split(string(raw), "\n")[1:] {
+			fs := strings.Fields(l)
+			if len(fs) > 9 {
+				tcp[fs[9]] = fmt.Sprintf("tcp %s -> %s st %s", port(fs[1]), port(fs[2]), fs[3])
+			}
+		}
+	}
+	out := map[string]int{}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		l, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+			if d, ok := tcp[strings.TrimSuffix(ino, "]")]; ok {
+				l = d
+			} else {
+				l = "socket"
+			}
+		}
+		out[l]++
+	}
+	return out
+}
+
+// port is the port of a /proc/net/tcp address (hex ip:hex port).
+func port(a string) string {
+	_, p, _ := strings.Cut(a, ":")
+	n, _ := strconv.ParseInt(p, 16, 32)
+	return strconv.Itoa(int(n))
+}
+
+// fileDiff says which descriptors after has that before had not.
+func fileDiff(before, after map[string]int) []string {
+	var out []string
+	for k, n := range after {
+		if n > before[k] {
+			out = append(out, fmt.Sprintf("%d x %s", n-before[k], k))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // leases counts every lease Vault holds (sys/leases/lookup, walked with
@@ -155,4 +216,47 @@ func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, aft
 	row("broker resident memory (not judged)", mb(before.rss), mb(after.rss), fmt.Sprintf("%+.0f%%", pct(after.rss-before.rss, before.rss)))
 	row("resources settled after", "-", after.at.Sub(s.loadEnd).Round(time.Second).String(), "-")
 	return b.String()
+}
+
+// goroutineDump stops the broker with SIGQUIT, which makes the Go runtime
+// print every goroutine, and summarizes them by where they wait.
+func (s *soak) goroutineDump() string {
+	_ = s.b.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-s.b.done:
+	case <-time.After(10 * time.Second):
+	}
+	logs := s.b.logs.String()
+	i := strings.Index(logs, "goroutine ")
+	if i < 0 {
+		return "(no dump)"
+	}
+	counts := map[string]int{}
+	for _, g := range strings.Split(logs[i:], "\n\n") {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		if len(lines) < 2 || !strings.HasPrefix(lines[0], "goroutine ") {
+			continue
+		}
+		// The state, the innermost frame of ours and who created it.
+		state := lines[0][strings.Index(lines[0], "["):]
+		key := state
+		for _, l := range lines[1:] {
+			if strings.Contains(l, "custos-pam/custos/") && !strings.HasPrefix(strings.TrimSpace(l), "/") {
+				key += " " + strings.TrimSpace(l)
+				break
+			}
+		}
+		for _, l := range lines {
+			if strings.HasPrefix(l, "created by ") {
+				key += " | " + l
+			}
+		}
+		counts[key]++
+	}
+	var out []string
+	for k, n := range counts {
+		out = append(out, fmt.Sprintf("%3d %s", n, k))
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
 }

@@ -129,6 +129,7 @@ func TestSoak(t *testing.T) {
 		devstack.Require(t, tool, "apt-get install openssh-client postgresql-client-15")
 	}
 	s := startSoakStack(t, k)
+	t.Logf("soak: broker %s, vault %s, target postgres %s", s.b.url, s.vault.Addr, s.pg.Addr())
 	t.Logf("soak: %d ssh sessions in %d lanes, %d pgbench clients in %d lanes at %.1f tps each, %v, one revocation every %v",
 		k.ssh, len(s.sshUsers), k.pg, len(s.pgUsers), k.pgRate, k.duration, k.revokeEvery)
 
@@ -195,7 +196,9 @@ func TestSoak(t *testing.T) {
 		t.Error(p)
 	}
 	if !resourcesOK(before, after) {
-		t.Error("broker resources did not return to where they started (table above)")
+		t.Errorf("broker resources did not return to where they started (table above); descriptors added: %v, gone: %v",
+			fileDiff(before.files, after.files), fileDiff(after.files, before.files))
+		t.Logf("broker goroutines at the end:\n%s", s.goroutineDump())
 	}
 }
 
@@ -241,7 +244,7 @@ func startSoakStack(t *testing.T, k soakKnobs) *soak {
 		t.Fatal(err)
 	}
 	b.env = []string{"CUSTOS_E2E_S3_ACCESS=" + mio.AccessKey, "CUSTOS_E2E_S3_SECRET=" + mio.SecretKey,
-		"CUSTOS_E2E_VAULT_TOKEN=" + v.BrokerToken, "CUSTOS_CA_CERT=" + filepath.Join(dir, "tls.crt")}
+		"CUSTOS_E2E_VAULT_TOKEN=" + v.BrokerToken, "CUSTOS_CA_CERT=" + filepath.Join(dir, "tls.crt"), "GOTRACEBACK=all"}
 	b.start()
 	t.Cleanup(func() { b.stop(15) })
 	b.login(append([]string{"bob", "sam"}, strings.Split(requesters, ", ")...)...)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -32,6 +33,13 @@ const busyTimeoutMS = 10000
 
 // readConns bounds the read-only connection pool.
 const readConns = 4
+
+// readIdle is how long a read-only connection may sit idle before it is
+// closed. A burst of concurrent reads opens up to readConns connections,
+// each holding the database and its WAL file open; without a limit they
+// stayed open for the life of the process, so an idle broker never went
+// back to the descriptors it started with.
+const readIdle = time.Minute
 
 var dialect = sqlstore.Dialect{
 	Name: "sqlite store",
@@ -54,6 +62,11 @@ var _ broker.Store = (*Store)(nil)
 // Open opens or creates the database file at path (mode 0600 when
 // created) and applies pending migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, readIdle)
+}
+
+// open is Open with the read connections' idle limit.
+func open(ctx context.Context, path string, idle time.Duration) (*Store, error) {
 	if path == "" || path == ":memory:" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite store: invalid database path %q", path)
 	}
@@ -85,6 +98,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
+	r.SetConnMaxIdleTime(idle)
 	s.r = r
 	if err := r.PingContext(ctx); err != nil {
 		s.Close()

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
@@ -132,5 +134,47 @@ func TestOpenRejectsBadPaths(t *testing.T) {
 			s.Close()
 			t.Errorf("Open(%q) succeeded", p)
 		}
+	}
+}
+
+// A burst of concurrent reads opens the whole read pool; once the reads
+// are over and the connections idle, they are closed again, file
+// descriptors and all (the soak found an idle broker keeping them).
+func TestIdleReadConnectionsClose(t *testing.T) {
+	s, err := open(t.Context(), filepath.Join(t.TempDir(), "custos.db"), 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var inside, release sync.WaitGroup
+	inside.Add(readConns)
+	release.Add(1)
+	errs := make(chan error, readConns)
+	for range readConns {
+		go func() {
+			errs <- s.View(t.Context(), func(tx broker.Tx) error {
+				_, err := tx.ListGrants(broker.GrantFilter{})
+				inside.Done()
+				release.Wait()
+				return err
+			})
+		}()
+	}
+	inside.Wait()
+	if n := s.r.Stats().OpenConnections; n != readConns {
+		t.Fatalf("%d read connections open during the burst, want %d", n, readConns)
+	}
+	release.Done()
+	for range readConns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.r.Stats().OpenConnections > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle read connections still open 5s after the burst", s.r.Stats().OpenConnections)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
