@@ -124,6 +124,7 @@ type soakResult struct {
 	pgTx, pgStatements                  int64
 	sshRuns, sshRefused                 int
 	mismatches                          []string
+	took                                time.Duration // listing, verifying and exporting
 }
 
 func (r *soakResult) mismatch(format string, args ...any) {

@@ -203,6 +203,7 @@ func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, aft
 	row("sessions recorded (ssh / postgres)", "-", fmt.Sprintf("%d / %d", r.sshSessions, r.pgSessions), "-")
 	row("sessions ended by revocation", "-", fmt.Sprint(r.terminated), verdict(revoked == 0 || r.terminated > 0))
 	row("recordings verified", "-", fmt.Sprintf("%d/%d", r.verified, r.verified+r.notVerified), verdict(r.notVerified == 0))
+	row("time to list, verify and compare them", "-", r.took.Round(time.Second).String(), "-")
 	row("ssh shell+exec sessions, bytes match", "-", fmt.Sprintf("%d/%d", r.sshMatched, r.sshChecked), verdict(r.sshMatched == r.sshChecked))
 	row("scp sessions, file size+sha256 match", "-", fmt.Sprintf("%d/%d", r.scpMatched, r.scpChecked), verdict(r.scpMatched == r.scpChecked))
 	row("ssh runs (refused while revoked)", "-", fmt.Sprintf("%d (%d)", r.sshRuns, r.sshRefused), "-")

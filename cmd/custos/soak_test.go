@@ -178,7 +178,9 @@ func TestSoak(t *testing.T) {
 	for _, u := range append(append([]string{}, s.pgUsers...), s.sshUsers...) {
 		s.revoke(u)
 	}
+	checkStart := time.Now()
 	res := s.check(ctx)
+	res.took = time.Since(checkStart)
 	after := s.settle(ctx, before)
 	table := s.table(k, loadTime, res, before, after)
 	fmt.Print(table)
