@@ -183,7 +183,8 @@ func (s *soak) check(ctx context.Context) *soakResult {
 					res.verified++
 				} else {
 					res.notVerified++
-					res.mismatch("session %s (%s, %s): recording does not verify: %s", x.ID, x.User, x.State, detail)
+					res.mismatch("session %s (%s, %s, started %s, %d statements, %d bytes): recording does not verify: %s\nbroker log:\n%s",
+						x.ID, x.User, x.State, x.StartedAt.Format(time.RFC3339Nano), x.Statements, x.Bytes, detail, s.logLines(x.ID))
 				}
 				if err != nil {
 					res.mismatch("session %s: export: %v", x.ID, err)
@@ -212,19 +213,28 @@ func (s *soak) check(ctx context.Context) *soakResult {
 	return res
 }
 
+// verify verifies a recording, again while the broker says it is still
+// storing it (for up to three minutes).
 func (a *soakAPI) verify(ctx context.Context, id string) (bool, string) {
-	body, err := a.get(ctx, "/api/v1/sessions/"+id+"/verify")
-	if err != nil {
-		return false, err.Error()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		body, err := a.get(ctx, "/api/v1/sessions/"+id+"/verify")
+		if err != nil {
+			return false, err.Error()
+		}
+		var rep struct {
+			Intact  bool   `json:"intact"`
+			Verdict string `json:"verdict"`
+			State   string `json:"state"`
+		}
+		if err := json.Unmarshal(body, &rep); err != nil {
+			return false, err.Error()
+		}
+		if rep.State != "pending" || time.Now().After(deadline) {
+			return rep.Intact, rep.Verdict
+		}
+		time.Sleep(time.Second)
 	}
-	var rep struct {
-		Intact  bool   `json:"intact"`
-		Verdict string `json:"verdict"`
-	}
-	if err := json.Unmarshal(body, &rep); err != nil {
-		return false, err.Error()
-	}
-	return rep.Intact, rep.Verdict
 }
 
 // sshRecord is what an SSH session's recording says the client did.
@@ -434,26 +444,29 @@ func (s *soak) matchPG(res *soakResult, user string, sessions []soakSession, run
 	}
 	res.pgChecked += len(got)
 	sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
-	sort.SliceStable(wants, func(i, j int) bool {
-		if wants[i].hi != wants[j].hi {
-			return wants[i].hi < wants[j].hi
-		}
-		return !wants[i].optional && wants[j].optional
-	})
+	sort.SliceStable(wants, func(i, j int) bool { return wants[i].hi < wants[j].hi })
+	// Clients that must have a session first, then those that may (their
+	// connection may have been refused), each taking the smallest free
+	// session in its range.
 	used := make([]bool, len(got))
 	matched := 0
-	for _, w := range wants {
-		i := sort.Search(len(got), func(i int) bool { return got[i] >= w.lo })
-		for i < len(got) && used[i] {
-			i++
-		}
-		if i < len(got) && got[i] <= w.hi {
-			used[i] = true
-			matched++
-			continue
-		}
-		if !w.optional {
-			res.mismatch("pg lane %s: a pgbench client with %d..%d transactions has no session with that many statements", user, w.lo, w.hi)
+	for _, optional := range []bool{false, true} {
+		for _, w := range wants {
+			if w.optional != optional {
+				continue
+			}
+			i := sort.Search(len(got), func(i int) bool { return got[i] >= w.lo })
+			for i < len(got) && used[i] {
+				i++
+			}
+			if i < len(got) && got[i] <= w.hi {
+				used[i] = true
+				matched++
+				continue
+			}
+			if !w.optional {
+				res.mismatch("pg lane %s: a pgbench client with %d..%d transactions has no session with that many statements", user, w.lo, w.hi)
+			}
 		}
 	}
 	for i, u := range used {
@@ -462,4 +475,15 @@ func (s *soak) matchPG(res *soakResult, user string, sessions []soakSession, run
 		}
 	}
 	res.pgMatched += matched
+}
+
+// logLines are the broker's log lines that mention id.
+func (s *soak) logLines(id string) string {
+	var out []string
+	for _, l := range strings.Split(s.b.logs.String(), "\n") {
+		if strings.Contains(l, id) && len(out) < 8 {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
