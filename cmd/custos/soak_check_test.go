@@ -241,8 +241,10 @@ func (a *soakAPI) verify(ctx context.Context, id string) (bool, string) {
 type sshRecord struct {
 	in, out int64 // input; output and stderr data bytes
 	markers []string
-	files   []fileEvent
-	warmup  bool
+	// env is the run's marker from its LC_CUSTOS_SOAK env request.
+	env    string
+	files  []fileEvent
+	warmup bool
 }
 
 type fileEvent struct {
@@ -289,6 +291,9 @@ func (a *soakAPI) export(ctx context.Context, id string) (*sshRecord, error) {
 		case "output", "stderr":
 			rec.out += int64(len(data))
 		case "ssh_request":
+			if e.Op == "env" && e.Name == soakEnv && rec.env == "" {
+				rec.env = e.Text
+			}
 			if e.Op == "exec" {
 				rec.markers = append(rec.markers, markerRE.FindAllString(e.Text, -1)...)
 				rec.warmup = rec.warmup || strings.Contains(e.Text, "warmup")
@@ -317,7 +322,7 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 			continue
 		}
 		res.sshRuns++
-		byKey[r.kind+":"+r.marker] = r
+		byKey[r.marker] = r
 	}
 	seen := map[string]bool{}
 	for _, x := range sessions {
@@ -328,25 +333,7 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 		if rec.warmup {
 			continue
 		}
-		key := ""
-		for _, f := range rec.files {
-			if m := markerRE.FindString(f.path); m != "" {
-				switch f.op {
-				case "write":
-					key = "up:" + m
-				case "read":
-					key = "down:" + m
-				}
-			}
-		}
-		if key == "" && len(rec.markers) > 0 {
-			m := rec.markers[0]
-			if r, ok := byKey["shell:"+m]; ok {
-				key = r.kind + ":" + m
-			} else {
-				key = "exec:" + m
-			}
-		}
+		key := rec.env
 		run, ok := byKey[key]
 		if key == "" || !ok {
 			res.mismatch("ssh session %s (%s, %s, %d bytes): no client run carries its marker %q", x.ID, user, x.State, x.Bytes, key)
@@ -376,11 +363,13 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 			op := map[string]string{"up": "write", "down": "read"}[run.kind]
 			var f *fileEvent
 			for i := range rec.files {
-				if rec.files[i].op == op && strings.Contains(rec.files[i].path, run.marker) {
+				if rec.files[i].op == op && strings.Contains(rec.files[i].path, run.file) {
 					f = &rec.files[i]
 				}
 			}
 			switch {
+			case f == nil && cut:
+				res.scpMatched++ // cut before the file was opened
 			case f == nil:
 				res.mismatch("scp session %s (%s %s): no %s file event", x.ID, run.kind, run.marker, op)
 			case !cut && f.n == run.size && (f.sum == "" || f.sum == run.sum):

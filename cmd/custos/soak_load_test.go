@@ -235,9 +235,14 @@ func countPgbenchLog(path string, tx []int64) error {
 
 // soakSSHRun is one ssh or scp invocation of a worker.
 type soakSSHRun struct {
-	user   string
-	kind   string // shell, exec, up, down
-	marker string // in the command, the typed input or the file name
+	user string
+	kind string // shell, exec, up, down
+	// marker names the run: the client sends it as LC_CUSTOS_SOAK (an
+	// env request the recording keeps), and in the command or typed input.
+	marker string
+	// file is the marker in the scp file's name (a download's is the
+	// upload's).
+	file string
 	// sent is what the client wrote to ssh's stdin; received what ssh
 	// wrote to its stdout (the target's output; -q keeps ssh's own
 	// notices off, and they go to stderr).
@@ -278,7 +283,7 @@ func (s *soak) sshWorker(ctx context.Context, w int, user string, deadline time.
 				uploads = append(uploads, run)
 			}
 		case "down":
-			run = s.scpDown(ctx, user, uploads[0])
+			run = s.scpDown(ctx, user, marker, uploads[0])
 			uploads = uploads[1:]
 		}
 		s.mu.Lock()
@@ -301,10 +306,14 @@ func cheapRand(w, r int) uint64 {
 
 // sshOpts are the ssh options every soak client uses, with the port
 // flag of the program (-p for ssh, -P for scp).
-func (s *soak) sshOpts(user, portFlag string) []string {
-	return []string{"-q", "-i", s.keys[user], portFlag, strconv.Itoa(s.sshPort), "-o", "StrictHostKeyChecking=no",
+func (s *soak) sshOpts(user, portFlag, marker string) []string {
+	return []string{"-q", "-i", s.keys[user], portFlag, strconv.Itoa(s.sshPort), "-o", "SetEnv=" + soakEnv + "=" + marker, "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"}
 }
+
+// soakEnv is the variable that carries a run's marker (LC_* passes the
+// proxy's default environment allow-list).
+const soakEnv = "LC_CUSTOS_SOAK"
 
 // counter counts what passes through it.
 type counter struct{ n atomic.Int64 }
@@ -317,7 +326,7 @@ func (s *soak) sshExec(ctx context.Context, user, marker string, iters, size int
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	remote := fmt.Sprintf(": %s; i=0; while [ $i -lt %d ]; do head -c %d /dev/urandom | base64; sleep 1; i=$((i+1)); done", marker, iters, size)
-	cmd := exec.CommandContext(ctx, "ssh", append(s.sshOpts(user, "-p"), "-n", "demo-ssh@127.0.0.1", remote)...)
+	cmd := exec.CommandContext(ctx, "ssh", append(s.sshOpts(user, "-p", marker), "-n", "demo-ssh@127.0.0.1", remote)...)
 	var out counter
 	var errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -330,7 +339,7 @@ func (s *soak) sshExec(ctx context.Context, user, marker string, iters, size int
 func (s *soak) sshShell(ctx context.Context, user, marker string) soakSSHRun {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", append(s.sshOpts(user, "-p"), "-tt", "-e", "none", "demo-ssh@127.0.0.1")...)
+	cmd := exec.CommandContext(ctx, "ssh", append(s.sshOpts(user, "-p", marker), "-tt", "-e", "none", "demo-ssh@127.0.0.1")...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return soakSSHRun{user: user, kind: "shell", marker: marker, exit: -1, errText: err.Error()}
@@ -378,21 +387,21 @@ func (s *soak) scpUp(ctx context.Context, user, marker string, size int64) soakS
 	}
 	defer os.Remove(local)
 	sum := sha256.Sum256(data)
-	cmd := exec.CommandContext(ctx, "scp", append(s.sshOpts(user, "-P"), local, "demo-ssh@127.0.0.1:"+filepath.Join(s.remoteDir, marker+".bin"))...)
+	cmd := exec.CommandContext(ctx, "scp", append(s.sshOpts(user, "-P", marker), local, "demo-ssh@127.0.0.1:"+filepath.Join(s.remoteDir, marker+".bin"))...)
 	out, err := cmd.CombinedOutput()
-	return soakSSHRun{user: user, kind: "up", marker: marker, size: size, sum: hex.EncodeToString(sum[:]), exit: exitCode(err), errText: tail(string(out))}
+	return soakSSHRun{user: user, kind: "up", marker: marker, file: marker, size: size, sum: hex.EncodeToString(sum[:]), exit: exitCode(err), errText: tail(string(out))}
 }
 
 // scpDown downloads a file an earlier run uploaded; it should arrive
 // with the length and digest it was uploaded with.
-func (s *soak) scpDown(ctx context.Context, user string, up soakSSHRun) soakSSHRun {
+func (s *soak) scpDown(ctx context.Context, user, marker string, up soakSSHRun) soakSSHRun {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	local := filepath.Join(s.dir, up.marker+".down")
 	defer os.Remove(local)
-	cmd := exec.CommandContext(ctx, "scp", append(s.sshOpts(user, "-P"), "demo-ssh@127.0.0.1:"+filepath.Join(s.remoteDir, up.marker+".bin"), local)...)
+	cmd := exec.CommandContext(ctx, "scp", append(s.sshOpts(user, "-P", marker), "demo-ssh@127.0.0.1:"+filepath.Join(s.remoteDir, up.marker+".bin"), local)...)
 	out, err := cmd.CombinedOutput()
-	run := soakSSHRun{user: user, kind: "down", marker: up.marker, exit: exitCode(err), errText: tail(string(out))}
+	run := soakSSHRun{user: user, kind: "down", marker: marker, file: up.marker, exit: exitCode(err), errText: tail(string(out))}
 	if data, rerr := os.ReadFile(local); rerr == nil {
 		sum := sha256.Sum256(data)
 		run.size, run.sum = int64(len(data)), hex.EncodeToString(sum[:])

@@ -98,6 +98,23 @@ func fileDiff(before, after map[string]int) []string {
 	return out
 }
 
+// baseline is the idle broker's level: the highest of five samples a
+// second apart, since its background work (sweeps, scrapes, checkpoints)
+// comes and goes.
+func (s *soak) baseline(ctx context.Context) soakSample {
+	b := s.sample(ctx)
+	for range 4 {
+		time.Sleep(time.Second)
+		x := s.sample(ctx)
+		if x.fds > b.fds {
+			b.fds, b.files = x.fds, x.files
+		}
+		b.goroutines, b.heap, b.rss = max(b.goroutines, x.goroutines), max(b.heap, x.heap), max(b.rss, x.rss)
+		b.leases = max(b.leases, x.leases)
+	}
+	return b
+}
+
 // leases counts every lease Vault holds (sys/leases/lookup, walked with
 // the root token): database credentials and per-grant tokens.
 func (s *soak) leases(ctx context.Context) (int, error) {

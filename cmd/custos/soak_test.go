@@ -138,7 +138,7 @@ func TestSoak(t *testing.T) {
 	// lazily built state, then take it.
 	s.warmUp()
 	s.waitGC(time.Now())
-	before := s.sample(context.Background())
+	before := s.baseline(context.Background())
 
 	for _, u := range append(append([]string{}, s.pgUsers...), s.sshUsers...) {
 		s.grant(u)
