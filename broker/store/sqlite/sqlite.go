@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -34,12 +33,12 @@ const busyTimeoutMS = 10000
 // readConns bounds the read-only connection pool.
 const readConns = 4
 
-// readIdle is how long a read-only connection may sit idle before it is
-// closed. A burst of concurrent reads opens up to readConns connections,
-// each holding the database and its WAL file open; without a limit they
-// stayed open for the life of the process, so an idle broker never went
-// back to the descriptors it started with.
-const readIdle = time.Minute
+// The read pool is opened whole at start and kept: a connection closed
+// while the writer holds its locks does not give its database descriptor
+// back (SQLite's unix VFS defers the close and reuses the descriptor on
+// the next open), so a pool that grew under load and shrank when idle
+// would still hold more descriptors than at start. Opened whole, the
+// broker's descriptors are the same idle, busy and after a burst.
 
 var dialect = sqlstore.Dialect{
 	Name: "sqlite store",
@@ -62,11 +61,6 @@ var _ broker.Store = (*Store)(nil)
 // Open opens or creates the database file at path (mode 0600 when
 // created) and applies pending migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
-	return open(ctx, path, readIdle)
-}
-
-// open is Open with the read connections' idle limit.
-func open(ctx context.Context, path string, idle time.Duration) (*Store, error) {
 	if path == "" || path == ":memory:" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite store: invalid database path %q", path)
 	}
@@ -98,13 +92,34 @@ func open(ctx context.Context, path string, idle time.Duration) (*Store, error) 
 	}
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
-	r.SetConnMaxIdleTime(idle)
 	s.r = r
-	if err := r.PingContext(ctx); err != nil {
+	if err := fillPool(ctx, r, readConns); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite store: open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// fillPool opens n connections at once and returns them to db's idle
+// pool, where they stay (no idle or lifetime limit).
+func fillPool(ctx context.Context, db *sql.DB, n int) error {
+	conns := make([]*sql.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close() // back to the pool
+		}
+	}()
+	for range n {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		if err := c.PingContext(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) migrate(ctx context.Context) error {
