@@ -199,7 +199,7 @@ func (s *soak) settle(ctx context.Context, before soakSample) soakSample {
 }
 
 // table is the soak's report.
-func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, after soakSample) string {
+func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, after soakSample, peak *soakPeak) string {
 	var b strings.Builder
 	verdict := func(ok bool) string {
 		if ok {
@@ -233,6 +233,8 @@ func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, aft
 	row("broker Go heap in use (within 10%)", mb(before.heap), mb(after.heap), verdict(after.heap <= 1.10*before.heap))
 	row("broker resident memory (not judged)", mb(before.rss), mb(after.rss), fmt.Sprintf("%+.0f%%", pct(after.rss-before.rss, before.rss)))
 	row("resources settled after", "-", after.at.Sub(s.loadEnd).Round(time.Second).String(), "-")
+	fmt.Fprintf(&b, "during the load (every 5 s): at most %.0f ssh and %.0f postgres sessions live, %.0f goroutines, %.0f descriptors, %s heap in use, %s resident; %.0f s of broker CPU (%.2f cores)\n",
+		peak.liveSSH, peak.livePG, peak.goroutines, peak.fds, mb(peak.heap), mb(peak.rss), peak.cpu, peak.cpu/load.Seconds())
 	return b.String()
 }
 
@@ -277,4 +279,53 @@ func (s *soak) goroutineDump() string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, "\n")
+}
+
+// soakPeak is what the broker used while the clients ran: the highest
+// goroutines, descriptors, heap and resident memory seen (every 5 s), and
+// its CPU time over the load.
+type soakPeak struct {
+	goroutines, fds, heap, rss float64
+	cpu                        float64 // seconds of CPU during the load
+	liveSSH, livePG            float64
+	// done closes when the sampler has stopped; read the fields after.
+	done chan struct{}
+}
+
+// watchPeak samples /metrics every 5 s until ctx ends.
+func (s *soak) watchPeak(ctx context.Context) *soakPeak {
+	p := &soakPeak{done: make(chan struct{})}
+	done := p.done
+	scrape := func() string {
+		resp, err := readyClient.Get(s.b.url + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	cpu0, _ := sample(scrape(), "process_cpu_seconds_total")
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			body := scrape()
+			for dst, name := range map[*float64]string{&p.goroutines: "go_goroutines", &p.fds: "process_open_fds",
+				&p.heap: "go_memstats_heap_inuse_bytes", &p.rss: "process_resident_memory_bytes",
+				&p.liveSSH: `custos_sessions_active{protocol="ssh"}`, &p.livePG: `custos_sessions_active{protocol="postgres"}`} {
+				if v, ok := sample(body, name); ok && v > *dst {
+					*dst = v
+				}
+			}
+			if v, ok := sample(body, "process_cpu_seconds_total"); ok {
+				p.cpu = v - cpu0
+			}
+		}
+	}()
+	return p
 }

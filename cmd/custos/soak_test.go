@@ -164,6 +164,8 @@ func TestSoak(t *testing.T) {
 			w++
 		}
 	}
+	peakCtx, stopPeak := context.WithCancel(ctx)
+	peak := s.watchPeak(peakCtx)
 	revCtx, stopRevoker := context.WithCancel(ctx)
 	revDone := make(chan struct{})
 	go func() { defer close(revDone); s.revoker(revCtx, deadline) }()
@@ -172,6 +174,8 @@ func TestSoak(t *testing.T) {
 	<-revDone
 	loadTime := time.Since(start)
 	s.loadEnd = time.Now()
+	stopPeak()
+	<-peak.done
 
 	// The users are done: every grant ends, which revokes its Vault
 	// leases, and nothing is left live.
@@ -185,7 +189,7 @@ func TestSoak(t *testing.T) {
 	res := s.check(checkCtx)
 	res.took = time.Since(checkStart)
 	after := s.settle(checkCtx, before)
-	table := s.table(k, loadTime, res, before, after)
+	table := s.table(k, loadTime, res, before, after, peak)
 	fmt.Print(table)
 	if out := os.Getenv("SOAK_OUT"); out != "" {
 		_ = os.MkdirAll(filepath.Dir(out), 0o755)
