@@ -233,7 +233,7 @@ func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, aft
 	row("broker Go heap in use (within 10%)", mb(before.heap), mb(after.heap), verdict(after.heap <= 1.10*before.heap))
 	row("broker resident memory (not judged)", mb(before.rss), mb(after.rss), fmt.Sprintf("%+.0f%%", pct(after.rss-before.rss, before.rss)))
 	row("resources settled after", "-", after.at.Sub(s.loadEnd).Round(time.Second).String(), "-")
-	fmt.Fprintf(&b, "during the load (every 5 s): at most %.0f ssh and %.0f postgres sessions live, %.0f goroutines, %.0f descriptors, %s heap in use, %s resident; %.0f s of broker CPU (%.2f cores)\n",
+	fmt.Fprintf(&b, "during the load (every 5 s): at most %.0f ssh and %.0f postgres sessions live, %.0f goroutines, %.0f descriptors, %s heap in use, %s resident; %.1f s of broker CPU (%.2f cores)\n",
 		peak.liveSSH, peak.livePG, peak.goroutines, peak.fds, mb(peak.heap), mb(peak.rss), peak.cpu, peak.cpu/load.Seconds())
 	return b.String()
 }
