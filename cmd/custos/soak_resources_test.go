@@ -235,6 +235,8 @@ func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, aft
 	row("resources settled after", "-", after.at.Sub(s.loadEnd).Round(time.Second).String(), "-")
 	fmt.Fprintf(&b, "during the load (every 5 s): at most %.0f ssh and %.0f postgres sessions live, %.0f goroutines, %.0f descriptors, %s heap in use, %s resident; %.1f s of broker CPU (%.2f cores)\n",
 		peak.liveSSH, peak.livePG, peak.goroutines, peak.fds, mb(peak.heap), mb(peak.rss), peak.cpu, peak.cpu/load.Seconds())
+	fmt.Fprintf(&b, "upload backlog: at most %.0f chunks waiting, the oldest %.0f s; spool empty %v after the load\n",
+		peak.spool, peak.lag, s.quietAfter.Round(time.Second))
 	return b.String()
 }
 
@@ -288,6 +290,8 @@ type soakPeak struct {
 	goroutines, fds, heap, rss float64
 	cpu                        float64 // seconds of CPU during the load
 	liveSSH, livePG            float64
+	// spool and lag: the most chunks waiting for upload, the oldest's age.
+	spool, lag float64
 	// done closes when the sampler has stopped; read the fields after.
 	done chan struct{}
 }
@@ -317,7 +321,8 @@ func (s *soak) watchPeak(ctx context.Context) *soakPeak {
 			body := scrape()
 			for dst, name := range map[*float64]string{&p.goroutines: "go_goroutines", &p.fds: "process_open_fds",
 				&p.heap: "go_memstats_heap_inuse_bytes", &p.rss: "process_resident_memory_bytes",
-				&p.liveSSH: `custos_sessions_active{protocol="ssh"}`, &p.livePG: `custos_sessions_active{protocol="postgres"}`} {
+				&p.liveSSH: `custos_sessions_active{protocol="ssh"}`, &p.livePG: `custos_sessions_active{protocol="postgres"}`,
+				&p.spool: "custos_recorder_spool_chunks", &p.lag: "custos_recorder_upload_lag_seconds"} {
 				if v, ok := sample(body, name); ok && v > *dst {
 					*dst = v
 				}

@@ -104,6 +104,8 @@ type soak struct {
 	// loadStart and loadEnd bound the load; sessions before it are the
 	// warm-up's.
 	loadStart, loadEnd time.Time
+	// quietAfter is how long after the load the spool was empty.
+	quietAfter time.Duration
 
 	mu       sync.Mutex
 	grants   map[string]string // lane user → active grant ID ("" while revoked)
@@ -185,6 +187,8 @@ func TestSoak(t *testing.T) {
 	// Checking gets its own time: thousands of recordings to verify.
 	checkCtx, cancelCheck := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancelCheck()
+	s.waitQuiet(checkCtx)
+	s.quietAfter = time.Since(s.loadEnd)
 	checkStart := time.Now()
 	res := s.check(checkCtx)
 	res.took = time.Since(checkStart)
