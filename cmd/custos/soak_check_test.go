@@ -126,7 +126,7 @@ type soakResult struct {
 	scpMatched, scpChecked              int
 	pgMatched, pgChecked                int
 	pgTx, pgStatements                  int64
-	sshRuns, sshRefused                 int
+	sshRuns, sshRefused, sshCutEarly    int
 	mismatches                          []string
 	took                                time.Duration // listing, verifying and exporting
 }
@@ -329,6 +329,7 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 		byKey[r.marker] = r
 	}
 	seen := map[string]bool{}
+	unmarked := 0
 	for _, x := range sessions {
 		rec := exports[x.ID]
 		if rec == nil {
@@ -338,6 +339,13 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 			continue
 		}
 		key := rec.env
+		if key == "" && x.State == "terminated" && rec.in == 0 && rec.out == 0 && len(rec.files) == 0 {
+			// Cut by a revocation before the client's first channel
+			// request, so before its marker: paired below with a run
+			// that got nothing.
+			unmarked++
+			continue
+		}
 		run, ok := byKey[key]
 		if key == "" || !ok {
 			res.mismatch("ssh session %s (%s, %s, %d bytes): no client run carries its marker %q", x.ID, user, x.State, x.Bytes, key)
@@ -388,6 +396,11 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 			}
 		}
 	}
+	defer func() {
+		if unmarked > 0 {
+			res.mismatch("ssh lane %s: %d sessions cut before their marker and no client run left that got nothing", user, unmarked)
+		}
+	}()
 	for key, r := range byKey {
 		if seen[key] {
 			continue
@@ -395,7 +408,12 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 		// No session: fine only when the broker refused the connection
 		// (the lane's grant was revoked) and the client got nothing.
 		if r.exit != 0 && r.received == 0 && r.size == 0 || r.kind == "down" && r.exit != 0 && r.size == 0 {
-			res.sshRefused++
+			if unmarked > 0 {
+				unmarked-- // its session was cut before the marker
+				res.sshCutEarly++
+			} else {
+				res.sshRefused++
+			}
 			continue
 		}
 		res.mismatch("ssh run %s of %s (exit %d, received %d, %s): no recorded session", key, user, r.exit, r.received, r.errText)

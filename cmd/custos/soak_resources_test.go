@@ -223,7 +223,7 @@ func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, aft
 	row("time to list, verify and compare them", "-", r.took.Round(time.Second).String(), "-")
 	row("ssh shell+exec sessions, bytes match", "-", fmt.Sprintf("%d/%d", r.sshMatched, r.sshChecked), verdict(r.sshMatched == r.sshChecked))
 	row("scp sessions, file size+sha256 match", "-", fmt.Sprintf("%d/%d", r.scpMatched, r.scpChecked), verdict(r.scpMatched == r.scpChecked))
-	row("ssh runs (refused while revoked)", "-", fmt.Sprintf("%d (%d)", r.sshRuns, r.sshRefused), "-")
+	row("ssh runs (refused / cut before any request)", "-", fmt.Sprintf("%d (%d / %d)", r.sshRuns, r.sshRefused, r.sshCutEarly), "-")
 	row("pg sessions, statements match clients", "-", fmt.Sprintf("%d/%d", r.pgMatched, r.pgChecked), verdict(r.pgMatched == r.pgChecked))
 	row("pgbench transactions / recorded statements", "-", fmt.Sprintf("%d / %d", r.pgTx, r.pgStatements), verdict(r.pgStatements >= r.pgTx))
 	row("other mismatches and client problems", "-", fmt.Sprint(len(r.mismatches)+problems), verdict(len(r.mismatches)+problems == 0))
