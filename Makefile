@@ -8,7 +8,7 @@ GO ?= go
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 PKGS ?= ./...
 
-.PHONY: all build ui up down tools test test-go test-browser vet lint bench fuzz clean
+.PHONY: all build ui up down tools test test-go test-browser vet lint bench fuzz soak clean
 
 all: build
 
@@ -63,6 +63,15 @@ bench:
 ## fuzz: run every Fuzz target for FUZZTIME (default 20s) each
 fuzz:
 	deploy/dev/fuzz.sh $(PKGS)
+
+## soak: SOAK_SSH ssh/scp sessions and SOAK_PG pgbench clients through one broker for
+## SOAK_DURATION while grants are revoked; checks recordings and resources, prints a table
+SOAK_DURATION ?= 5m
+SOAK_SSH ?= 100
+SOAK_PG ?= 200
+soak:
+	CI=true SOAK_DURATION=$(SOAK_DURATION) SOAK_SSH=$(SOAK_SSH) SOAK_PG=$(SOAK_PG) SOAK_OUT=$(CURDIR)/.dev/soak.txt \
+		$(GO) test -tags soak -count=1 -timeout 45m -run '^TestSoak$$' -v ./cmd/custos
 
 ## clean: remove build output (not .dev/; `make down` first, then rm -rf .dev)
 clean:

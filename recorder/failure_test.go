@@ -236,3 +236,51 @@ func TestIndexShowsEndBeforeUpload(t *testing.T) {
 		t.Fatalf("after upload: %+v", s)
 	}
 }
+
+// A session that has ended but whose recording is still on its way to the
+// store verifies as pending, not as a missing recording (a false tamper
+// alarm the soak met when it verified sessions right after they ended),
+// and as intact once stored.
+func TestVerifyEndedSessionBeforeUpload(t *testing.T) {
+	ctx := context.Background()
+	base := newEnv(t, nil)
+	flaky := &putDownStore{ObjectStore: base.store}
+	env := newEnv(t, flaky)
+	r := env.recorder()
+	flaky.down.Store(true)
+	w, _ := r.Start(ctx, testHeader("ses_storing"))
+	w.Output(1, []byte("x"))
+	w.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for env.session("ses_storing").State != broker.SessionClosed {
+		if time.Now().After(deadline) {
+			t.Fatalf("index still says %s after Close", env.session("ses_storing").State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rep, err := r.Verify(ctx, "ses_storing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Intact || rep.State != "pending" || strings.Contains(rep.Verdict, "missing") {
+		t.Fatalf("ended, not yet stored: %+v", rep)
+	}
+	flaky.down.Store(false)
+	drain(t, r)
+	if rep, err := r.Verify(ctx, "ses_storing"); err != nil || !rep.Intact {
+		t.Fatalf("after upload: %+v, %v", rep, err)
+	}
+}
+
+// putDownStore refuses writes while down is set; reads work.
+type putDownStore struct {
+	ObjectStore
+	down atomic.Bool
+}
+
+func (f *putDownStore) Put(ctx context.Context, key string, b []byte, o store.PutOptions) (string, error) {
+	if f.down.Load() {
+		return "", errFlaky
+	}
+	return f.ObjectStore.Put(ctx, key, b, o)
+}

@@ -95,6 +95,15 @@ func (v *VerifyReport) fail(seq uint64, key, check, format string, args ...any) 
 	v.Problems = append(v.Problems, Problem{Chunk: seq, Key: key, Check: check, Detail: fmt.Sprintf(format, args...)})
 }
 
+// storing reports whether this broker holds an ended session whose
+// recording it has not finished storing (chunks or manifest to upload).
+func (r *Recorder) storing(sessionID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.tracks[sessionID]
+	return ok && t.end != nil
+}
+
 // verifyParallel is how many chunks Verify fetches at once.
 const verifyParallel = 8
 
@@ -129,6 +138,11 @@ func (r *Recorder) Verify(ctx context.Context, sessionID string) (*VerifyReport,
 		case loc != nil && loc.indexed != nil && loc.indexed.State == broker.SessionLive:
 			rep.State = "live"
 			rep.fail(0, rep.ManifestKey, "manifest", "not written yet: the session index says the session is live (or its broker died and has not restarted)")
+		case r.storing(sessionID):
+			// Ended here moments ago: its chunks or manifest are still
+			// on their way to the store. Not a missing recording.
+			rep.State = "pending"
+			rep.fail(0, rep.ManifestKey, "manifest", "not written yet: the session has ended and this broker is still storing its recording")
 		case loc != nil && loc.indexed != nil:
 			rep.fail(0, rep.ManifestKey, "manifest", "missing: the session index records a %s session (manifest %s) but the store has no manifest",
 				loc.indexed.State, orNone(loc.indexed.ManifestHash))

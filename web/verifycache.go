@@ -41,8 +41,12 @@ func newVerifyCache() *verifyCache {
 	return &verifyCache{results: map[string]verifyEntry{}, queued: map[string]bool{}}
 }
 
-// put records a verification result.
+// put records a verification result. A recording still being stored is
+// not a result: the next view checks again.
 func (c *verifyCache) put(s broker.Session, rep *recorder.VerifyReport) {
+	if rep.State == "pending" {
+		return
+	}
 	st := verifyState{Status: "intact", Verdict: rep.Verdict, At: time.Now().UTC()}
 	if !rep.Intact {
 		st.Status = "failed"

@@ -57,10 +57,23 @@ func (p *Postgres) DSN(db string) string {
 func (p *Postgres) Addr() string { return fmt.Sprintf("%s:%d", p.Host, p.Port) }
 
 var sharedPG struct {
-	once sync.Once
-	pg   *Postgres
-	err  error
-	miss string
+	once    sync.Once
+	pg      *Postgres
+	err     error
+	miss    string
+	maxConn int
+}
+
+// DefaultMaxConnections is the max_connections of the servers devstack
+// starts unless PostgresOptions raise it.
+const DefaultMaxConnections = 200
+
+// PostgresOptions size the test binary's shared PostgreSQL server.
+type PostgresOptions struct {
+	// MaxConnections is the server's max_connections. Default (0):
+	// DefaultMaxConnections. A load test that opens hundreds of client
+	// sessions through the broker raises it.
+	MaxConnections int
 }
 
 // StartPostgres returns the test binary's PostgreSQL server, starting it on
@@ -68,7 +81,19 @@ var sharedPG struct {
 // root), a random free port, SCRAM password auth on TCP and ssl=on.
 func StartPostgres(tb testing.TB) *Postgres {
 	tb.Helper()
+	return StartPostgresWith(tb, PostgresOptions{})
+}
+
+// StartPostgresWith is StartPostgres with options. The server is shared by
+// the test binary, so the first call starts it; a later call that needs
+// more connections than it was started with fails the test.
+func StartPostgresWith(tb testing.TB, o PostgresOptions) *Postgres {
+	tb.Helper()
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
 	sharedPG.once.Do(func() {
+		sharedPG.maxConn = o.MaxConnections
 		binDir, err := postgresBinDir()
 		if err != nil {
 			sharedPG.miss = fmt.Sprintf("PostgreSQL 15 server not found: %v; install with `apt-get install -y postgresql-15` or %s", err, InstallHint)
@@ -101,6 +126,7 @@ func StartPostgres(tb testing.TB) *Postgres {
 			password: randomToken(16),
 			tls:      tls,
 			fast:     true,
+			maxConn:  o.MaxConnections,
 		})
 	})
 	if sharedPG.miss != "" {
@@ -108,6 +134,10 @@ func StartPostgres(tb testing.TB) *Postgres {
 	}
 	if sharedPG.err != nil {
 		tb.Fatalf("devstack: postgres: %v", sharedPG.err)
+	}
+	if o.MaxConnections > sharedPG.maxConn {
+		tb.Fatalf("devstack: postgres: needs max_connections=%d, the shared server was started with %d; call StartPostgresWith first",
+			o.MaxConnections, sharedPG.maxConn)
 	}
 	return sharedPG.pg
 }
@@ -187,7 +217,9 @@ type pgOptions struct {
 	// fast trades durability for speed (fsync off): tests only.
 	fast     bool
 	detached bool
-	logPath  string
+	// maxConn is max_connections. Default: DefaultMaxConnections.
+	maxConn int
+	logPath string
 }
 
 // pgSuperuser is the superuser initdb creates.
@@ -221,6 +253,9 @@ func launchPostgres(o pgOptions) (*Postgres, *process, error) {
 		if err := chownTo(cred, pwfile); err != nil {
 			return nil, nil, err
 		}
+		if o.maxConn <= 0 {
+			o.maxConn = DefaultMaxConnections
+		}
 		args := []string{"-D", data, "-U", pgSuperuser, "--pwfile=" + pwfile,
 			"--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-locale"}
 		if o.fast {
@@ -248,6 +283,9 @@ func launchPostgres(o pgOptions) (*Postgres, *process, error) {
 			return nil, nil, err
 		}
 	}
+	if o.maxConn <= 0 {
+		o.maxConn = DefaultMaxConnections
+	}
 	args := []string{"-D", data,
 		"-c", "port=" + strconv.Itoa(o.port),
 		"-c", "listen_addresses=127.0.0.1",
@@ -255,7 +293,7 @@ func launchPostgres(o pgOptions) (*Postgres, *process, error) {
 		"-c", "ssl=on",
 		"-c", "ssl_cert_file=server.crt",
 		"-c", "ssl_key_file=server.key",
-		"-c", "max_connections=200",
+		"-c", "max_connections=" + strconv.Itoa(o.maxConn),
 		"-c", "log_connections=on",
 		"-c", "log_disconnections=on",
 		"-c", "logging_collector=off",

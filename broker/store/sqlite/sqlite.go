@@ -33,6 +33,13 @@ const busyTimeoutMS = 10000
 // readConns bounds the read-only connection pool.
 const readConns = 4
 
+// The read pool is opened whole at start and kept: a connection closed
+// while the writer holds its locks does not give its database descriptor
+// back (SQLite's unix VFS defers the close and reuses the descriptor on
+// the next open), so a pool that grew under load and shrank when idle
+// would still hold more descriptors than at start. Opened whole, the
+// broker's descriptors are the same idle, busy and after a burst.
+
 var dialect = sqlstore.Dialect{
 	Name: "sqlite store",
 	IsUniqueViolation: func(err error) bool {
@@ -86,11 +93,33 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
 	s.r = r
-	if err := r.PingContext(ctx); err != nil {
+	if err := fillPool(ctx, r, readConns); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite store: open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// fillPool opens n connections at once and returns them to db's idle
+// pool, where they stay (no idle or lifetime limit).
+func fillPool(ctx context.Context, db *sql.DB, n int) error {
+	conns := make([]*sql.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close() // back to the pool
+		}
+	}()
+	for range n {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		if err := c.PingContext(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) migrate(ctx context.Context) error {

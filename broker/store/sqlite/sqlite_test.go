@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/custos-pam/custos/broker"
@@ -133,4 +134,57 @@ func TestOpenRejectsBadPaths(t *testing.T) {
 			t.Errorf("Open(%q) succeeded", p)
 		}
 	}
+}
+
+// A burst of concurrent reads leaves the broker holding no more file
+// descriptors than it had after Open (the soak found an idle broker
+// holding more after load than before it).
+func TestReadBurstKeepsDescriptors(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("needs /proc/self/fd")
+	}
+	dir := t.TempDir()
+	s, err := Open(t.Context(), filepath.Join(dir, "custos.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	before := dbDescriptors(dir)
+	var inside, release sync.WaitGroup
+	inside.Add(readConns)
+	release.Add(1)
+	errs := make(chan error, readConns)
+	for range readConns {
+		go func() {
+			errs <- s.View(t.Context(), func(tx broker.Tx) error {
+				_, err := tx.ListGrants(broker.GrantFilter{})
+				inside.Done()
+				release.Wait()
+				return err
+			})
+		}()
+	}
+	inside.Wait()
+	during := dbDescriptors(dir)
+	release.Done()
+	for range readConns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := dbDescriptors(dir); after > before || during > before {
+		t.Fatalf("descriptors on the database files: %d after Open, %d during a burst of %d reads, %d after it", before, during, readConns, after)
+	}
+}
+
+// dbDescriptors counts this process's descriptors on files in dir.
+func dbDescriptors(dir string) int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(l, dir) {
+			n++
+		}
+	}
+	return n
 }
