@@ -155,6 +155,28 @@ func (r *Recorder) worker() {
 	}
 }
 
+// takeJob removes job i from the queue. Callers hold r.mu. The first job,
+// the usual one, leaves in constant time however long the queue (after
+// an object store outage it holds a chunk of every busy session per
+// second). No slot the queue no longer uses keeps its job: a stale copy
+// would keep the job's session (its chunk list, its header) in memory
+// long after the session was stored, and an emptied queue lets its array
+// go.
+func (r *Recorder) takeJob(i int) {
+	if i == 0 {
+		r.jobs[0] = job{}
+		r.jobs = r.jobs[1:]
+	} else {
+		last := len(r.jobs) - 1
+		copy(r.jobs[i:], r.jobs[i+1:])
+		r.jobs[last] = job{}
+		r.jobs = r.jobs[:last]
+	}
+	if len(r.jobs) == 0 {
+		r.jobs = nil
+	}
+}
+
 // nextJob blocks until a job is due or the recorder stops.
 func (r *Recorder) nextJob() (job, bool) {
 	for {
@@ -163,7 +185,7 @@ func (r *Recorder) nextJob() (job, bool) {
 		wait := time.Hour
 		for i, j := range r.jobs {
 			if !j.notBefore.After(now) {
-				r.jobs = append(r.jobs[:i], r.jobs[i+1:]...)
+				r.takeJob(i)
 				r.active++
 				r.mu.Unlock()
 				return j, true
