@@ -83,15 +83,17 @@ type guardrail struct {
 	holding atomic.Pointer[context.CancelFunc]
 }
 
-// cancelHold abandons the hold in progress, if any. g may be nil (a role
-// without guardrails).
-func (g *guardrail) cancelHold() {
+// cancelHold abandons the hold in progress, if any, and reports whether
+// there was one. g may be nil (a role without guardrails).
+func (g *guardrail) cancelHold() bool {
 	if g == nil {
-		return
+		return false
 	}
 	if c := g.holding.Load(); c != nil {
 		(*c)()
+		return true
 	}
+	return false
 }
 
 // prepared is a named (or unnamed) statement whose execution is held.

@@ -285,7 +285,12 @@ func (p *Proxy) forwardCancel(k cancelKey) {
 		return
 	}
 	s.Record(event.Event{Kind: event.KindNote, Op: "cancel", Text: "client sent a cancel request"})
-	s.guard.cancelHold()
+	if s.guard.cancelHold() {
+		// The held statement never reached the target: nothing runs
+		// there to cancel, and a cancel would hit the refusal the
+		// client is being sent instead.
+		return
+	}
 	if err := s.cancelUpstream(); err != nil {
 		p.Log().Warn("postgres cancel forward failed", "session", s.ID, "err", err)
 	}

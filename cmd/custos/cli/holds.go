@@ -74,9 +74,10 @@ func newHoldsCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "show ID",
-		Short: "Show a held statement: its exact text, session, role and row estimate",
-		Args:  cobra.ExactArgs(1),
+		Use:     "show ID",
+		Short:   "Show a held statement: its exact text, session, role and row estimate",
+		Example: "  custos holds show hold-1a2b3c4d5e6f7a8b",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var h hold
 			if err := g.call(cmd.Context(), "GET", "/api/v1/holds/"+url.PathEscape(args[0]), nil, &h); err != nil {
@@ -115,9 +116,10 @@ func newHoldDecideCmd(g *globals, approve bool) *cobra.Command {
 	}
 	var reason string
 	c := &cobra.Command{
-		Use:   verb + " ID",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Use:     verb + " ID",
+		Short:   short,
+		Example: "  custos holds " + verb + " hold-1a2b3c4d5e6f7a8b --reason \"INC-123 agreed\"",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var h hold
 			path := "/api/v1/holds/" + url.PathEscape(args[0]) + "/" + verb
