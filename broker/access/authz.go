@@ -48,6 +48,9 @@ const (
 	// UnsealBreakGlass: ask to unseal, confirm an unseal, report an
 	// out-of-band use, start a drill.
 	UnsealBreakGlass Action = "breakglass.unseal"
+	// ProfileBroker: read the broker's runtime profiles (CPU, heap,
+	// goroutines: /api/v1/debug/pprof, when listen.pprof is on).
+	ProfileBroker Action = "broker.profile"
 )
 
 // Facts are what the caller's service looked up about the caller and the
@@ -78,7 +81,7 @@ func Allowed(a Action, f Facts) bool {
 	case ViewRequest:
 		// Own requests, those one may decide, everything for security.
 		return f.Security || f.Owner || f.Approver
-	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence:
+	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence, ProfileBroker:
 		return f.Security
 	case DecideRequest:
 		// Never one's own; the policy then checks the vote itself.

@@ -41,6 +41,7 @@ func TestAllowed(t *testing.T) {
 		access.ShareEvidence:     {"security"},
 		access.ViewBreakGlass:    {"security", "custodian"},
 		access.UnsealBreakGlass:  {"custodian"},
+		access.ProfileBroker:     {"security"},
 		access.Action("made.up"): nil,
 	}
 	for action, allowed := range may {

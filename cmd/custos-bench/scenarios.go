@@ -236,7 +236,8 @@ func (b *bench) idle(kind string) error {
 		limit, _ = strconv.Atoi(v)
 		limit -= 20 // the broker's own and pgbench's spare
 	}
-	for ci, n := range counts {
+	deltas := map[int][]float64{} // count → ΔRSS KiB per run
+	for _, n := range counts {
 		if limit > 0 && n > limit {
 			b.add(missing(fmt.Sprintf("%d idle %s connections", n, kind), "broker RSS per connection", goal,
 				fmt.Sprintf("not measured: target max_connections allows %d", limit+20)))
@@ -257,17 +258,52 @@ func (b *bench) idle(kind string) error {
 			after := rssKiB(b.s.brokerPID)
 			closeAll()
 			per = append(per, (after-before)/float64(n))
+			deltas[n] = append(deltas[n], after-before)
 			time.Sleep(500 * time.Millisecond)
 		}
-		var t *target
-		if ci == len(counts)-1 {
-			t = atMost(goal, bound)
-		}
-		r := newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker RSS growth per connection", "KiB", per, t)
+		r := newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker RSS growth per connection", "KiB", per, nil)
 		r.kind, r.count = "memory-"+kind, n
 		b.add(r)
 	}
+	// The slope across counts (least squares, run by run) is the cost of
+	// one more connection, without the fixed cost of the first ones.
+	var slopes []float64
+	for i := 0; i < b.p.runs; i++ {
+		var xs, ys []float64
+		for n, d := range deltas {
+			if i < len(d) {
+				xs, ys = append(xs, float64(n)), append(ys, d[i])
+			}
+		}
+		if len(xs) >= 2 {
+			slopes = append(slopes, slope(xs, ys))
+		}
+	}
+	if len(slopes) == 0 {
+		b.add(missing("idle "+kind+" connections, slope over counts", "broker RSS per connection", goal, "not measured: fewer than two counts"))
+		return nil
+	}
+	b.add(newRow("idle "+kind+" connections, slope over counts", shared, "broker RSS per connection", "KiB", slopes, atMost(goal, bound)))
 	return nil
+}
+
+func slope(xs, ys []float64) float64 {
+	var mx, my float64
+	for i := range xs {
+		mx += xs[i]
+		my += ys[i]
+	}
+	mx /= float64(len(xs))
+	my /= float64(len(ys))
+	var num, den float64
+	for i := range xs {
+		num += (xs[i] - mx) * (ys[i] - my)
+		den += (xs[i] - mx) * (xs[i] - mx)
+	}
+	if den == 0 {
+		return 0
+	}
+	return num / den
 }
 
 // notMeasured lists the issue-19 scenarios the driver does not run yet.
