@@ -23,6 +23,7 @@ type plan struct {
 	clients    []int
 	modes      []string
 	ownClients []int
+	ownModes   []string
 	streamMiB  int64
 	pgCounts   []int
 	sshCounts  []int
@@ -30,12 +31,12 @@ type plan struct {
 
 func fullPlan() plan {
 	return plan{runs: 5, secs: 10, clients: []int{1, 8, 32}, modes: []string{"simple", "extended", "prepared"},
-		ownClients: []int{1, 8, 32}, streamMiB: 1024, pgCounts: []int{250, 500, 1000, 2000}, sshCounts: []int{125, 250, 500, 1000}}
+		ownClients: []int{1, 8, 32}, ownModes: []string{"simple", "extended", "prepared"}, streamMiB: 1024, pgCounts: []int{250, 500, 1000, 2000}, sshCounts: []int{125, 250, 500, 1000}}
 }
 
 func quickPlan() plan {
-	return plan{quick: true, runs: 3, secs: 2, clients: []int{1, 8}, modes: []string{"simple", "prepared"},
-		ownClients: []int{8}, streamMiB: 64, pgCounts: []int{50, 100, 200}, sshCounts: []int{50, 100, 200}}
+	return plan{quick: true, runs: 3, secs: 2, clients: []int{8}, modes: []string{"simple", "prepared"},
+		ownClients: []int{8}, ownModes: []string{"simple"}, streamMiB: 64, pgCounts: []int{50, 100, 200}, sshCounts: []int{50, 100, 200}}
 }
 
 // step is one scenario with its estimated duration, for the progress line.

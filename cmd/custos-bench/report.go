@@ -21,10 +21,17 @@ type meta struct {
 	Date    string `json:"date"`
 	Runs    int    `json:"runs_per_figure"`
 	Secs    int    `json:"seconds_per_pgbench_run"`
+	// StreamMiB is the size of each SSH stream, MaxConns the most idle
+	// connections held at once.
+	StreamMiB int64 `json:"ssh_stream_mib"`
+	MaxConns  int   `json:"max_idle_connections"`
 }
 
 func (b *bench) meta() meta {
-	m := meta{Mode: "full", Cores: runtime.NumCPU(), Date: time.Now().UTC().Format(time.RFC3339), Runs: b.p.runs, Secs: b.p.secs}
+	m := meta{Mode: "full", Cores: runtime.NumCPU(), Date: time.Now().UTC().Format(time.RFC3339), Runs: b.p.runs, Secs: b.p.secs, StreamMiB: b.p.streamMiB}
+	for _, n := range append(append([]int{}, b.p.pgCounts...), b.p.sshCounts...) {
+		m.MaxConns = max(m.MaxConns, n)
+	}
 	if b.p.quick {
 		m.Mode = "QUICK"
 	}
@@ -98,7 +105,8 @@ func markdown(m meta, rows []row) string {
 	var sb strings.Builder
 	title := "Custos benchmark results"
 	if m.Mode == "QUICK" {
-		title += " — QUICK run (3 runs per figure, 1 s pgbench runs, 64 MiB streams, at most 200 connections: indicative only)"
+		title += fmt.Sprintf(" — QUICK run (%d runs per figure, %d s pgbench runs, %d MiB streams, at most %d connections: indicative only)",
+			m.Runs, m.Secs, m.StreamMiB, m.MaxConns)
 	}
 	fmt.Fprintf(&sb, "# %s\n\n", title)
 	fmt.Fprintf(&sb, "- mode: **%s**\n- machine: %s, %s, %d cores\n- commit: %s\n- date: %s\n- each figure: median of %d runs [min – max]; ratios are taken run by run against a peer measured in the same run\n\n",

@@ -23,7 +23,7 @@ func (b *bench) steps() []step {
 		}
 	}
 	for _, c := range p.ownClients {
-		for _, m := range p.modes {
+		for _, m := range p.ownModes {
 			steps = append(steps, step{fmt.Sprintf("pgbench -S -M %s -c %d (own core)", m, c), per(3), func() error { return b.selectOnly(ownCore, c, m) }})
 		}
 	}
@@ -32,8 +32,10 @@ func (b *bench) steps() []step {
 		step{"pgbench -C", per(2), b.connectEach},
 		step{"single-client simple query latency", per(2), b.latency},
 		step{"ssh stream up and down", time.Duration(p.runs*4) * time.Duration(p.streamMiB/16+1) * time.Second, b.sshStreams},
-		step{"idle PostgreSQL connections", time.Duration(p.runs) * 10 * time.Second, func() error { return b.idle("postgres") }},
-		step{"idle SSH sessions", time.Duration(p.runs) * 15 * time.Second, func() error { return b.idle("ssh") }},
+		// Opening one: about 50 ms for PostgreSQL, 250 ms for SSH (a
+		// Vault-signed certificate per session), plus a second per count.
+		step{"idle PostgreSQL connections", time.Duration(p.runs) * (sum(p.pgCounts)*50*time.Millisecond + time.Duration(len(p.pgCounts))*time.Second), func() error { return b.idle("postgres") }},
+		step{"idle SSH sessions", time.Duration(p.runs) * (sum(p.sshCounts)*250*time.Millisecond + time.Duration(len(p.sshCounts))*time.Second), func() error { return b.idle("ssh") }},
 	)
 	return steps
 }
@@ -285,6 +287,14 @@ func (b *bench) idle(kind string) error {
 	}
 	b.add(newRow("idle "+kind+" connections, slope over counts", shared, "broker RSS per connection", "KiB", slopes, atMost(goal, bound)))
 	return nil
+}
+
+func sum(v []int) time.Duration {
+	var n int
+	for _, x := range v {
+		n += x
+	}
+	return time.Duration(n)
 }
 
 func slope(xs, ys []float64) float64 {
