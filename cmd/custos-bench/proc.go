@@ -1,8 +1,12 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -109,4 +113,32 @@ func children(pid int) []int {
 		}
 	}
 	return out
+}
+
+// heapKiB is the broker's Go heap in use (go_memstats_heap_inuse_bytes
+// from /metrics, which answers loopback callers), or 0 when unreadable.
+func (s *stack) heapKiB() float64 {
+	pem, err := os.ReadFile(s.env["CUSTOS_CA_CERT"])
+	if err != nil {
+		return 0
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	res, err := c.Get(s.env["CUSTOS_URL"] + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f / 1024
+		}
+	}
+	return 0
 }

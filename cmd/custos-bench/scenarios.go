@@ -245,9 +245,9 @@ func (b *bench) idle(kind string) error {
 				fmt.Sprintf("not measured: target max_connections allows %d", limit+20)))
 			continue
 		}
-		var per []float64
+		var per, heap []float64
 		for i := 0; i < b.p.runs; i++ {
-			before := rssKiB(b.s.brokerPID)
+			before, heapBefore := rssKiB(b.s.brokerPID), b.s.heapKiB()
 			open := b.s.idlePG
 			if kind == "ssh" {
 				open = b.s.idleSSH
@@ -257,8 +257,11 @@ func (b *bench) idle(kind string) error {
 				return err
 			}
 			time.Sleep(500 * time.Millisecond)
-			after := rssKiB(b.s.brokerPID)
+			after, heapAfter := rssKiB(b.s.brokerPID), b.s.heapKiB()
 			closeAll()
+			if heapBefore > 0 && heapAfter > 0 {
+				heap = append(heap, (heapAfter-heapBefore)/float64(n))
+			}
 			per = append(per, (after-before)/float64(n))
 			deltas[n] = append(deltas[n], after-before)
 			time.Sleep(500 * time.Millisecond)
@@ -266,6 +269,9 @@ func (b *bench) idle(kind string) error {
 		r := newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker RSS growth per connection", "KiB", per, nil)
 		r.kind, r.count = "memory-"+kind, n
 		b.add(r)
+		if len(heap) > 0 {
+			b.add(newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker Go heap in use growth per connection", "KiB", heap, nil))
+		}
 	}
 	// The slope across counts (least squares, run by run) is the cost of
 	// one more connection, without the fixed cost of the first ones.
@@ -324,6 +330,5 @@ func notMeasured() []row {
 		missing("recorder", "MB/s through spool, encryption and upload", "≥ 200", "not measured yet"),
 		missing("session search over 100,000 seeded sessions", "p95 query time", "≤ 200 ms", "not measured yet"),
 		missing("request → Slack emulator click → grant usable", "end-to-end", "≤ 300 ms", "not measured yet"),
-		missing("idle connections", "Go heap per connection", "", "not measured yet (RSS only)"),
 	}
 }
