@@ -146,6 +146,7 @@ func (b *bench) setup() error {
 		return fmt.Errorf("bench: db token: %w", err)
 	}
 	s.pgToken = tok
+	s.signInAdmin()
 	if err := s.initPgbench(); err != nil {
 		return err
 	}

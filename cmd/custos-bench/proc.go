@@ -116,7 +116,9 @@ func children(pid int) []int {
 }
 
 // heapKiB is the broker's Go heap in use (go_memstats_heap_inuse_bytes
-// from /metrics, which answers loopback callers), or 0 when unreadable.
+// from /metrics, which answers loopback callers), after a collection when
+// the stack serves profiles (listen.pprof, security admin sam), or 0 when
+// unreadable.
 func (s *stack) heapKiB() float64 {
 	pem, err := os.ReadFile(s.env["CUSTOS_CA_CERT"])
 	if err != nil {
@@ -124,7 +126,20 @@ func (s *stack) heapKiB() float64 {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if s.adminToken != "" {
+		// Two collections (sync.Pool keeps a victim cache for one) through
+		// the heap profile's gc=1, so the figure is live memory, not
+		// garbage awaiting collection.
+		for range 2 {
+			req, _ := http.NewRequest(http.MethodGet, s.env["CUSTOS_URL"]+"/api/v1/debug/pprof/heap?gc=1", nil)
+			req.Header.Set("Authorization", "Bearer "+s.adminToken)
+			if res, err := c.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+		}
+	}
 	res, err := c.Get(s.env["CUSTOS_URL"] + "/metrics")
 	if err != nil {
 		return 0

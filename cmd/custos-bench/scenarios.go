@@ -238,7 +238,8 @@ func (b *bench) idle(kind string) error {
 		limit, _ = strconv.Atoi(v)
 		limit -= 20 // the broker's own and pgbench's spare
 	}
-	deltas := map[int][]float64{} // count → ΔRSS KiB per run
+	deltas := map[int][]float64{}     // count → ΔRSS KiB per run
+	heapDeltas := map[int][]float64{} // count → Δheap KiB per run
 	for _, n := range counts {
 		if limit > 0 && n > limit {
 			b.add(missing(fmt.Sprintf("%d idle %s connections", n, kind), "broker RSS per connection", goal,
@@ -261,6 +262,7 @@ func (b *bench) idle(kind string) error {
 			closeAll()
 			if heapBefore > 0 && heapAfter > 0 {
 				heap = append(heap, (heapAfter-heapBefore)/float64(n))
+				heapDeltas[n] = append(heapDeltas[n], heapAfter-heapBefore)
 			}
 			per = append(per, (after-before)/float64(n))
 			deltas[n] = append(deltas[n], after-before)
@@ -275,6 +277,14 @@ func (b *bench) idle(kind string) error {
 	}
 	// The slope across counts (least squares, run by run) is the cost of
 	// one more connection, without the fixed cost of the first ones.
+	b.addSlope(kind, "broker RSS per connection", deltas, goal, bound)
+	if len(heapDeltas) > 0 {
+		b.addSlope(kind, "broker Go heap in use per connection", heapDeltas, goal, bound)
+	}
+	return nil
+}
+
+func (b *bench) addSlope(kind, measure string, deltas map[int][]float64, goal string, bound float64) {
 	var slopes []float64
 	for i := 0; i < b.p.runs; i++ {
 		var xs, ys []float64
@@ -287,12 +297,16 @@ func (b *bench) idle(kind string) error {
 			slopes = append(slopes, slope(xs, ys))
 		}
 	}
+	scn := "idle " + kind + " connections, slope over counts"
 	if len(slopes) == 0 {
-		b.add(missing("idle "+kind+" connections, slope over counts", "broker RSS per connection", goal, "not measured: fewer than two counts"))
-		return nil
+		b.add(missing(scn, measure, goal, "not measured: fewer than two counts"))
+		return
 	}
-	b.add(newRow("idle "+kind+" connections, slope over counts", shared, "broker RSS per connection", "KiB", slopes, atMost(goal, bound)))
-	return nil
+	r := newRow(scn, shared, measure, "KiB", slopes, atMost(goal, bound))
+	if r.Min < 0 {
+		r.Status = "inconclusive (a run's slope is negative: noise)"
+	}
+	b.add(r)
 }
 
 func sum(v []int) time.Duration {

@@ -24,8 +24,11 @@ type stack struct {
 	brokerPID int
 	pgPID     int
 	pgToken   string
-	tmp       string
-	started   bool // the driver ran deploy/dev/up.sh itself
+	// adminToken is sam's (security admin) API token, for gc=1 on the
+	// heap profile; empty when the stack does not serve profiles.
+	adminToken string
+	tmp        string
+	started    bool // the driver ran deploy/dev/up.sh itself
 }
 
 func readEnv(path string) (map[string]string, error) {
@@ -160,6 +163,24 @@ func (s *stack) grant(target, role string) error {
 	// of an already granted request is refused, which is fine.
 	_, _ = s.cli("carol", "", "approve", req.ID)
 	return nil
+}
+
+// signInAdmin signs sam in and keeps the API token the CLI saved.
+func (s *stack) signInAdmin() {
+	if _, err := s.cli("sam", s.env["CUSTOS_DEMO_PASSWORD"]+"\n", "login", "--user", "sam", "--password-stdin"); err != nil {
+		logf("bench: sam: %v (heap figures without a collection first)", err)
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(s.tmp, "cli", "sam", "token.json"))
+	if err != nil {
+		return
+	}
+	var t struct {
+		Token string `json:"token"`
+	}
+	if json.Unmarshal(b, &t) == nil {
+		s.adminToken = t.Token
+	}
 }
 
 func (s *stack) dbToken() (string, error) {
