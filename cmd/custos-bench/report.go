@@ -137,7 +137,7 @@ func markdown(m meta, rows []row) string {
 func ratioSVG(rows []row) string {
 	var rs []row
 	for _, r := range rows {
-		if r.kind == "ratio" && len(r.Runs) > 0 {
+		if r.Plot == "ratio" && len(r.Runs) > 0 {
 			rs = append(rs, r)
 		}
 	}
@@ -174,16 +174,16 @@ func ratioSVG(rows []row) string {
 	return sb.String()
 }
 
-// memorySVG plots broker RSS growth per connection against the number of
+// memorySVG plots broker Go heap growth per connection against the number of
 // connections held, one line per protocol.
 func memorySVG(rows []row) string {
 	series := map[string][]row{}
 	maxC, maxV := 1, 1.0
 	for _, r := range rows {
-		if strings.HasPrefix(r.kind, "memory-") && len(r.Runs) > 0 {
-			k := strings.TrimPrefix(r.kind, "memory-")
+		if strings.HasPrefix(r.Plot, "memory-") && len(r.Runs) > 0 {
+			k := strings.TrimPrefix(r.Plot, "memory-")
 			series[k] = append(series[k], r)
-			maxC = max(maxC, r.count)
+			maxC = max(maxC, r.Count)
 			maxV = max(maxV, r.Max)
 		}
 	}
@@ -193,7 +193,7 @@ func memorySVG(rows []row) string {
 	py := func(v float64) float64 { return t + h - v/maxV*h }
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", l+w+140, t+h+50)
-	fmt.Fprintf(&sb, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="20" font-size="14">Broker RSS growth per idle connection (KiB) against connections held</text>`+"\n")
+	fmt.Fprintf(&sb, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="20" font-size="14">Broker Go heap growth per idle connection (KiB, after GC) against connections held</text>`+"\n")
 	fmt.Fprintf(&sb, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", l, t, l, t+h, l, t+h, l+w, t+h)
 	for _, v := range []float64{0, maxV / 2, maxV} {
 		fmt.Fprintf(&sb, `<text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n", l-4, py(v)+4, v)
@@ -208,10 +208,10 @@ func memorySVG(rows []row) string {
 		fmt.Fprintf(&sb, `<text x="%d" y="%.1f" fill="%s">%s target %.0f</text>`+"\n", l+w+4, py(targets[k])+4, colors[k], k, targets[k])
 		var pts []string
 		for _, r := range rs {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(r.count), py(r.Median)))
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(r.Count), py(r.Median)))
 			fmt.Fprintf(&sb, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/><line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s"/>`+"\n",
-				px(r.count), py(r.Median), colors[k], px(r.count), px(r.count), py(r.Min), py(r.Max), colors[k])
-			fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle">%d</text>`+"\n", px(r.count), t+h+14, r.count)
+				px(r.Count), py(r.Median), colors[k], px(r.Count), px(r.Count), py(r.Min), py(r.Max), colors[k])
+			fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle">%d</text>`+"\n", px(r.Count), t+h+14, r.Count)
 		}
 		if len(pts) > 0 {
 			fmt.Fprintf(&sb, `<polyline points="%s" fill="none" stroke="%s"/>`+"\n", strings.Join(pts, " "), colors[k])

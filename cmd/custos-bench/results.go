@@ -16,9 +16,9 @@ type row struct {
 	Max      float64   `json:"max"`
 	Runs     []float64 `json:"runs"`
 	Target   string    `json:"target,omitempty"`
-	Status   string    `json:"status"` // met, missed, info, no peer, not measured yet
-	kind     string    // ratio, memory: which plot shows it
-	count    int       // connections held (memory rows)
+	Status   string    `json:"status"`                // met, missed, info, no peer, not measured yet
+	Plot     string    `json:"plot,omitempty"`        // ratio, memory-postgres, memory-ssh: which plot shows it
+	Count    int       `json:"connections,omitempty"` // connections held (memory rows)
 }
 
 // target is a bound on a figure: at least (min) or at most.

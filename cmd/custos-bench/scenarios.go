@@ -132,7 +132,7 @@ func (b *bench) pgRows(scn, layout string, tps, cpu map[string][]float64, direct
 	b.add(newRow(scn, layout, "TPS via Custos", "tx/s", tps["custos"], nil))
 	b.add(newRow(scn, layout, "TPS direct", "tx/s", tps["direct"], nil))
 	r := newRow(scn, layout, "Custos ÷ direct", "×", ratios(tps["custos"], tps["direct"]), dt)
-	r.kind = "ratio"
+	r.Plot = "ratio"
 	b.add(r)
 	if !b.peers.hasBouncer {
 		b.add(missing(scn, "Custos ÷ PgBouncer", "≥ 1.0", "no peer"))
@@ -140,7 +140,7 @@ func (b *bench) pgRows(scn, layout string, tps, cpu map[string][]float64, direct
 	}
 	b.add(newRow(scn, layout, "TPS via PgBouncer", "tx/s", tps["pgbouncer"], nil))
 	r = newRow(scn, layout, "Custos ÷ PgBouncer", "×", ratios(tps["custos"], tps["pgbouncer"]), atLeast("≥ 1.0", 1.0))
-	r.kind = "ratio"
+	r.Plot = "ratio"
 	b.add(r)
 	if layout == shared {
 		b.add(newRow(scn, layout, "broker CPU per 1,000 statements", "ms", cpu["custos"], nil))
@@ -167,7 +167,7 @@ func (b *bench) connectEach() error {
 	b.add(newRow(scn, shared, "connections/s via Custos", "conn/s", tps["custos"], nil))
 	b.add(newRow(scn, shared, "connections/s direct", "conn/s", tps["direct"], nil))
 	r := newRow(scn, shared, "Custos ÷ direct", "×", ratios(tps["custos"], tps["direct"]), atLeast("≥ 0.8", 0.8))
-	r.kind = "ratio"
+	r.Plot = "ratio"
 	b.add(r)
 	return nil
 }
@@ -221,7 +221,7 @@ func (b *bench) sshStreams() error {
 		b.add(newRow(scn, shared, "MB/s via Custos", "MB/s", cus, nil))
 		b.add(newRow(scn, shared, "MB/s direct", "MB/s", dir, nil))
 		r := newRow(scn, shared, "Custos ÷ direct", "×", ratios(cus, dir), atLeast("≥ 0.8", 0.8))
-		r.kind = "ratio"
+		r.Plot = "ratio"
 		b.add(r)
 		b.add(newRow(scn, shared, "broker CPU per GiB", "s", cpu, nil))
 	}
@@ -269,10 +269,11 @@ func (b *bench) idle(kind string) error {
 			time.Sleep(500 * time.Millisecond)
 		}
 		r := newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker RSS growth per connection", "KiB", per, nil)
-		r.kind, r.count = "memory-"+kind, n
 		b.add(r)
 		if len(heap) > 0 {
-			b.add(newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker Go heap in use growth per connection", "KiB", heap, nil))
+			h := newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker Go heap in use growth per connection", "KiB", heap, nil)
+			h.Plot, h.Count = "memory-"+kind, n // the plot shows the steadier heap figure
+			b.add(h)
 		}
 	}
 	// The slope across counts (least squares, run by run) is the cost of
