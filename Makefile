@@ -8,7 +8,7 @@ GO ?= go
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 PKGS ?= ./...
 
-.PHONY: all build ui up down tools test test-go test-browser vet lint bench fuzz soak clean
+.PHONY: all build ui up down tools test test-go test-browser vet lint bench bench-go fuzz soak clean
 
 all: build
 
@@ -56,8 +56,13 @@ lint: vet
 	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './.dev/*' -not -path '*/node_modules/*' -not -path '*/testdata/*'))"; \
 	if [ -n "$$out" ]; then echo "gofmt -l reports:"; echo "$$out"; exit 1; fi
 
-## bench: run all benchmarks and print a table (raw output in .dev/bench.txt)
-bench:
+## bench: measure the deployed broker (starts or reuses the stack); QUICK=1 runs a short subset; writes bench/results (docs/performance.md)
+bench: ui
+	$(GO) build -o bin/custos-bench ./cmd/custos-bench
+	QUICK=$(QUICK) bin/custos-bench
+
+## bench-go: the package testing.B benchmarks (harness figures) as one table (raw output in .dev/bench.txt)
+bench-go:
 	deploy/dev/bench.sh $(PKGS)
 
 ## fuzz: run every Fuzz target for FUZZTIME (default 20s) each

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -247,6 +248,9 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/audit/verify", a.auditor(a.auditVerify))
 	auth("GET /api/v1/audit/views", a.auditor(a.auditViews))
 	auth("GET /api/v1/audit/views/{view}", a.auditor(a.auditView))
+
+	auth("GET /api/v1/debug/pprof/", a.profiler(pprof.Index))
+	auth("GET /api/v1/debug/pprof/{profile}", a.profiler(servePprof))
 
 	bg := func(pattern string, h http.HandlerFunc) { auth(pattern, a.withBreakGlass(h)) }
 	bg("GET /api/v1/breakglass", a.listBreakGlass)

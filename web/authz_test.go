@@ -262,6 +262,10 @@ func table() map[string][]row {
 		"GET /api/v1/audit/views":        {{path: fixed("/api/v1/audit/views"), want: only(ok, forbidden, security)}},
 		"GET /api/v1/audit/views/{view}": {{path: fixed("/api/v1/audit/views/sessions-terminated"), want: only(ok, forbidden, security)}},
 
+		// Runtime profiles (listen.pprof on for this table): security only.
+		"GET /api/v1/debug/pprof/":          {{path: fixed("/api/v1/debug/pprof/"), want: only(ok, forbidden, security)}},
+		"GET /api/v1/debug/pprof/{profile}": {{path: fixed("/api/v1/debug/pprof/cmdline"), want: only(ok, forbidden, security)}, {path: fixed("/api/v1/debug/pprof/goroutine?debug=1"), want: only(ok, forbidden, security)}},
+
 		// Lists answer everyone with what they may see.
 		"GET /api/v1/breakglass":           {{path: fixed("/api/v1/breakglass"), want: everyone(ok)}},
 		"GET /api/v1/breakglass/{account}": {{path: fixed("/api/v1/breakglass/ssh-root"), want: only(ok, forbidden, security, custodian)}},
@@ -477,6 +481,7 @@ func TestAuthorizationTable(t *testing.T) {
 	env := uitest.Start(t)
 	x := &authzEnv{env: env, f: env.Seed(t, 0), live: "ses_live_authz"}
 	env.StartLive(t, x.f.Grant, x.live)
+	env.Config.Listen.Pprof = true // the profiling rows; off by default: TestPprofOffByDefault
 	tab := table()
 
 	var missing []string

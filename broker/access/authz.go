@@ -66,6 +66,9 @@ const (
 	ViewIndicators Action = "indicators.view"
 	// CloseIndicatorAction: close an action a limit crossing opened.
 	CloseIndicatorAction Action = "indicators.close_action"
+	// ProfileBroker: read the broker's runtime profiles (CPU, heap,
+	// goroutines: /api/v1/debug/pprof, when listen.pprof is on).
+	ProfileBroker Action = "broker.profile"
 )
 
 // Facts are what the caller's service looked up about the caller and the
@@ -99,7 +102,7 @@ func Allowed(a Action, f Facts) bool {
 	case ViewRequest:
 		// Own requests, those one may decide, everything for security.
 		return f.Security || f.Owner || f.Approver
-	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence, ViewIndicators, CloseIndicatorAction, ListUsers:
+	case ListAllRequests, TerminateSession, ReadAudit, ExportEvidence, ShareEvidence, ViewIndicators, CloseIndicatorAction, ListUsers, ProfileBroker:
 		return f.Security
 	case DecideRequest:
 		// Never one's own; the policy then checks the vote itself.

@@ -49,6 +49,7 @@ func TestAllowed(t *testing.T) {
 		access.ConductReview:        {"reviewer"},
 		access.ViewIndicators:       {"security"},
 		access.CloseIndicatorAction: {"security"},
+		access.ProfileBroker:        {"security"},
 		access.Action("made.up"):    nil,
 	}
 	for action, allowed := range may {

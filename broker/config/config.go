@@ -81,6 +81,9 @@ type Listen struct {
 	// reference is allowed). Default: none, and /metrics answers loopback
 	// callers only.
 	MetricsToken Secret `yaml:"metrics_token"`
+	// Pprof serves Go runtime profiles under /api/v1/debug/pprof/ to
+	// security admins (docs/performance.md). Default: false (404).
+	Pprof bool `yaml:"pprof"`
 	// InsecureHTTP allows plain HTTP on an address other than loopback
 	// when no TLSCert is set, for a broker behind a TLS-terminating proxy
 	// on the same host or network. Without it such a config is refused:

@@ -212,7 +212,8 @@ func startInfra(o UpOptions, env map[string]string) error {
 	}
 	port, _ := strconv.Atoi(env["CUSTOS_TARGET_PG_PORT"])
 	pg, p, err := launchPostgres(pgOptions{binDir: binDir, dir: pgDir, port: port,
-		password: env["CUSTOS_TARGET_PG_PASSWORD"], tls: tlsFiles, detached: true, logPath: logPath("postgres")})
+		password: env["CUSTOS_TARGET_PG_PASSWORD"], tls: tlsFiles, detached: true, logPath: logPath("postgres"),
+		maxConn: 2100}) // room for make bench's idle connections (cmd/custos-bench)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/ssh"
+)
+
+// sshPeer is how the ssh client reaches the target: through the broker
+// (alice's key, target demo-ssh) or directly (a Vault-signed certificate).
+type sshPeer struct {
+	name string
+	args []string // ssh options and destination
+}
+
+func (s *stack) sshPeers() (broker, direct sshPeer, err error) {
+	key := filepath.Join(s.dev, "keys", "alice")
+	common := []string{"-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"}
+	broker = sshPeer{name: "custos", args: append(append([]string{}, common...), "-p", s.env["CUSTOS_SSH_PORT"], "demo-ssh@127.0.0.1")}
+	cmd := exec.Command(filepath.Join(s.dev, "bin", "vault"), "write", "-field=signed_key", "ssh/sign/ops", "public_key=@"+key+".pub")
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.env["VAULT_ADDR"], "VAULT_TOKEN="+s.env["VAULT_TOKEN"])
+	out, err := cmd.Output()
+	if err != nil {
+		return broker, direct, fmt.Errorf("bench: vault ssh sign: %w", err)
+	}
+	cert := filepath.Join(s.tmp, "alice-cert.pub")
+	if err := os.WriteFile(cert, out, 0o600); err != nil {
+		return broker, direct, err
+	}
+	direct = sshPeer{name: "direct", args: append(append([]string{}, common...), "-o", "CertificateFile="+cert,
+		"-p", s.env["CUSTOS_TARGET_SSH_PORT"], s.env["CUSTOS_TARGET_SSH_LOGIN"]+"@127.0.0.1")}
+	return broker, direct, nil
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// sshStream moves n bytes up (stdin → cat >/dev/null) or down (head -c)
+// through one ssh session and returns MB/s (10^6 bytes) and the broker's
+// CPU ticks meanwhile.
+func sshStream(p sshPeer, n int64, up bool, brokerPID int) (mbps, ticks float64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	remote := "cat >/dev/null"
+	if !up {
+		remote = fmt.Sprintf("head -c %d /dev/zero", n)
+	}
+	cmd := exec.CommandContext(ctx, "ssh", append(append([]string{}, p.args...), remote)...)
+	var got int64
+	if up {
+		cmd.Stdin = io.LimitReader(zeros{}, n)
+		cmd.Stdout = io.Discard
+	} else {
+		pr, err := cmd.StdoutPipe()
+		if err != nil {
+			return 0, 0, err
+		}
+		defer func() {
+			if got != n && err == nil {
+				err = fmt.Errorf("bench: ssh down via %s: got %d of %d bytes", p.name, got, n)
+			}
+		}()
+		before := cpuTicks(brokerPID)
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			return 0, 0, err
+		}
+		got, _ = io.Copy(io.Discard, pr)
+		if err := cmd.Wait(); err != nil {
+			return 0, 0, fmt.Errorf("bench: ssh via %s: %w", p.name, err)
+		}
+		return float64(n) / time.Since(start).Seconds() / 1e6, cpuTicks(brokerPID) - before, nil
+	}
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	before := cpuTicks(brokerPID)
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, 0, fmt.Errorf("bench: ssh via %s: %w: %s", p.name, err, errb.String())
+	}
+	got = n
+	return float64(n) / time.Since(start).Seconds() / 1e6, cpuTicks(brokerPID) - before, nil
+}
+
+// idleSSH opens n SSH sessions through the broker, each running cat with
+// nothing to read, and returns a closer.
+func (s *stack) idleSSH(n int) (func(), error) {
+	keyPEM, err := os.ReadFile(filepath.Join(s.dev, "keys", "alice"))
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &ssh.ClientConfig{User: "demo-ssh", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second} // loopback benchmark only
+	var clients []*ssh.Client
+	closeAll := func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	addr := net.JoinHostPort("127.0.0.1", s.env["CUSTOS_SSH_PORT"])
+	for i := 0; i < n; i++ {
+		c, err := ssh.Dial("tcp", addr, cfg)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("bench: idle ssh %d: %w", i, err)
+		}
+		clients = append(clients, c)
+		sess, err := c.NewSession()
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("bench: idle ssh session %d: %w", i, err)
+		}
+		if _, err := sess.StdinPipe(); err != nil {
+			closeAll()
+			return nil, err
+		}
+		if err := sess.Start("cat"); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("bench: idle ssh start %d: %w", i, err)
+		}
+	}
+	return closeAll, nil
+}
+
+// idlePG opens n PostgreSQL connections through the broker.
+func (s *stack) idlePG(n int) (func(), error) {
+	b, _ := s.pgPeers()
+	cfg, err := pgx.ParseConfig(b.conninfo + " password=" + b.password)
+	if err != nil {
+		return nil, err
+	}
+	var conns []*pgx.Conn
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close(context.Background())
+		}
+	}
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		cancel()
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("bench: idle pg %d: %w", i, err)
+		}
+		conns = append(conns, c)
+	}
+	return closeAll, nil
+}
