@@ -152,8 +152,8 @@ func waitStored(t *testing.T, b *brokerProc, n int) []storedSession {
 					State   string `json:"state"`
 				}](t, v)
 			}
-			if st.Verify.State == "" || x.State == "live" {
-				break // not stored yet, or listed before it was
+			if st.Verify.State == "" || st.Verify.State == "pending" || x.State == "live" {
+				break // not stored yet (still uploading), or listed before it was
 			}
 			out = append(out, st)
 		}
