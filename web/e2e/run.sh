@@ -29,5 +29,5 @@ for lock in web/ui/package-lock.json web/e2e/package-lock.json; do
 	fi
 done
 rm -rf web/e2e/artifacts && mkdir -p web/e2e/artifacts
-go test -tags browser -count=1 -timeout 6m -run '^(TestBrowser|TestEvidenceBrowser)$' -v ./web/e2e/ 2>&1 | tee web/e2e/artifacts/go-test.log | grep -v '^=== RUN'
+go test -tags browser -count=1 -timeout 15m -run '^(TestBrowser.*|TestEvidenceBrowser)$' -v ./web/e2e/ 2>&1 | tee web/e2e/artifacts/go-test.log | grep -v '^=== RUN'
 exit "${PIPESTATUS[0]}"
