@@ -37,6 +37,12 @@ type verifyEntry struct {
 // maxVerifyQueue bounds the sessions waiting for a background check.
 const maxVerifyQueue = 256
 
+// maxVerifyResults bounds the results kept. Past it, arbitrary older
+// entries go (a forgotten session is simply checked again when shown),
+// so a broker that lists sessions for years holds no result per session
+// ever recorded.
+const maxVerifyResults = 20000
+
 func newVerifyCache() *verifyCache {
 	return &verifyCache{results: map[string]verifyEntry{}, queued: map[string]bool{}}
 }
@@ -52,6 +58,14 @@ func (c *verifyCache) put(s broker.Session, rep *recorder.VerifyReport) {
 		st.Status = "failed"
 	}
 	c.mu.Lock()
+	if _, ok := c.results[s.ID]; !ok && len(c.results) >= maxVerifyResults {
+		for id := range c.results {
+			delete(c.results, id)
+			if len(c.results) < maxVerifyResults/2 {
+				break
+			}
+		}
+	}
 	c.results[s.ID] = verifyEntry{hash: s.ManifestHash, state: st}
 	c.mu.Unlock()
 }
