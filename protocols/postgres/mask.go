@@ -83,6 +83,11 @@ type masker struct {
 	summary, unmask string
 	rules           map[string]string
 	unmasked        []string
+	// clear holds the indices of the classifications an unmask grant
+	// passes; shown, the columns already audited as returned in clear
+	// (server copier only). See mask_unmask.go.
+	clear map[int]bool
+	shown map[string]bool
 
 	mu      sync.Mutex
 	queue   []pending
@@ -237,8 +242,13 @@ type maskHandler struct {
 	cat *catalog
 	// out is what the copier forwards for the messages scanned so far.
 	out []byte
-	// cur are the fields of the simple-protocol statement being answered.
-	cur []masking.Field
+	// cur are the fields of the simple-protocol statement being answered,
+	// curDesc their description.
+	cur     []masking.Field
+	curDesc *description
+	// noted is set once the current result's columns shown in clear under
+	// an unmask grant are recorded.
+	noted bool
 	// dropping is set from a refused CopyOutResponse to the end of that
 	// COPY: its data is read and discarded.
 	dropping bool
@@ -308,14 +318,14 @@ func (h *maskHandler) handle(typ byte, b []byte) error {
 		return h.dataRow(b)
 	case 'C', 's', 'I':
 		h.m.pop(pendExecute)
-		h.cur = nil
+		h.cur, h.curDesc, h.noted = nil, nil, false
 	case 'E':
 		h.m.failed()
-		h.cur = nil
+		h.cur, h.curDesc, h.noted = nil, nil, false
 		return h.forward(typ, withoutDetail(b))
 	case 'Z':
 		h.m.answered()
-		h.cur = nil
+		h.cur, h.curDesc, h.noted = nil, nil, false
 	case 'H', 'W':
 		return h.refuseCopy()
 	case 'V':
@@ -419,7 +429,7 @@ func (h *maskHandler) rowDescription(b []byte) error {
 			}
 			h.m.pop(pendDescribePortal)
 		default:
-			h.cur = h.fields(d, nil, false)
+			h.cur, h.curDesc, h.noted = h.fields(d, nil, false), d, false
 		}
 	}
 	// Forward, retyping masked fields whose values become text; the
@@ -488,6 +498,9 @@ func (h *maskHandler) current() []masking.Field {
 }
 
 func (h *maskHandler) dataRow(b []byte) error {
+	if h.m.clear != nil && !h.noted {
+		h.noteClear()
+	}
 	at := len(h.out)
 	h.out = append(h.out, 'D', 0, 0, 0, 0)
 	var err error
@@ -522,6 +535,7 @@ func (p *Proxy) maskingPolicy(g broker.Grant, t *config.Target, role *config.Rol
 	}
 	m := newMasker(pol, g.Role, rules)
 	m.unmasked = unmasked
+	m.setClear(unmasked)
 	if len(unmasked) > 0 {
 		m.unmask = "unmask in effect for " + strings.Join(unmasked, ", ") + " (role " + g.Role + ", the unmasked variant of " + role.Unmask.Role + ", until " + g.EndsAt.UTC().Format(time.RFC3339) + ")"
 	}
