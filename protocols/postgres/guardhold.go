@@ -19,7 +19,6 @@ import (
 
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/holds"
-	"github.com/custos-pam/custos/protocols/postgres/guard"
 )
 
 // explainTimeout bounds the EXPLAIN behind a hold's row estimate.
@@ -33,7 +32,8 @@ func (s *session) setupGuardrails(t *config.Target, role *config.Role, db, user,
 	if role == nil || role.Guardrails == nil {
 		return
 	}
-	g := &guardrail{s: s, cfg: role.Guardrails, cls: guard.New(role.Guardrails.ProtectedTables),
+	cls, note := s.p.guardClassifier(s.Context(), t, role.Guardrails, db, user, password)
+	g := &guardrail{s: s, cfg: role.Guardrails, cls: cls, catalogNote: note,
 		stmts: map[string]*prepared{}, portals: map[string]*bound{}, cache: map[string]classified{},
 		sqlPrepared: map[string][]string{}}
 	g.estimate = func(ctx context.Context, stmts []string, st *prepared, b *bound) (int64, string) {

@@ -52,6 +52,9 @@ type guardrail struct {
 	s   *session
 	cfg *config.Guardrails
 	cls *guard.Classifier
+	// catalogNote says why the tables with classified columns are not
+	// known (every table is then protected); "" when they are.
+	catalogNote string
 	// estimate runs EXPLAIN under the session's credentials.
 	estimate func(ctx context.Context, stmts []string, st *prepared, params *bound) (int64, string)
 

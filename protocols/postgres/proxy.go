@@ -116,6 +116,9 @@ type Proxy struct {
 	// first half of the cancel key the client got.
 	mu    sync.Mutex
 	byPID map[uint32][]*session
+	// protected caches the tables with classified columns per target
+	// and database (guard_protected.go).
+	protected protectedCache
 }
 
 // New checks opts and returns a proxy.

@@ -63,6 +63,9 @@ func (s *session) run() {
 			s.Record(event.Event{Kind: event.KindNote, Op: "unmask", Text: s.mask.unmask})
 		}
 	}
+	if s.guard != nil && s.guard.catalogNote != "" {
+		s.Record(event.Event{Kind: event.KindNote, Op: "guardrail_catalog", Text: s.guard.catalogNote})
+	}
 	up.touch = func(n int) { s.Relayed(metrics.ToTarget, n) }
 	down.touch = func(n int) { s.Relayed(metrics.ToClient, n) }
 	up.flush = func() error { return s.flush(&co.evs) }

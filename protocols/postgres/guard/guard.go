@@ -110,8 +110,34 @@ const maxDepth = 8
 // Classifier classifies statements against a set of protected tables.
 // The zero value protects no tables. It is safe for concurrent use.
 type Classifier struct {
-	// protected holds "schema.table" and "table" keys, lower case.
+	// protected holds "schema.table" and "table" keys: lower case from
+	// New, as the catalog spells them from WithTables.
 	protected map[string]bool
+	// all treats every table as protected (AllTables).
+	all bool
+}
+
+// WithTables returns a copy of c that also protects tables given as
+// "schema.table" exactly as the catalog names them (not folded): the
+// tables the data dictionary classifies columns of.
+func (c *Classifier) WithTables(tables []string) *Classifier {
+	out := &Classifier{protected: make(map[string]bool, len(c.protected)+len(tables)), all: c.all}
+	for k := range c.protected {
+		out.protected[k] = true
+	}
+	for _, t := range tables {
+		out.protected[t] = true
+	}
+	return out
+}
+
+// AllTables returns a copy of c that treats every table as protected: the
+// fail-closed classifier when the tables with classified columns cannot
+// be known.
+func (c *Classifier) AllTables() *Classifier {
+	out := c.WithTables(nil)
+	out.all = true
+	return out
 }
 
 // New returns a classifier for the protected tables, given as "table" or

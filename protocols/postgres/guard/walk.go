@@ -340,11 +340,17 @@ func contains(l []string, s string) bool {
 // name matches a protected table of that name in any schema (the search
 // path is the session's).
 func (w *walker) match(rv *pg.RangeVar) string {
-	if rv == nil || len(w.c.protected) == 0 {
+	if rv == nil || (len(w.c.protected) == 0 && !w.c.all) {
 		return ""
 	}
 	// The parser folded unquoted names; a quoted "Subjects" is another table.
 	rel := rv.Relname
+	if w.c.all {
+		if rv.Schemaname != "" {
+			return rv.Schemaname + "." + rel
+		}
+		return rel
+	}
 	if rv.Schemaname != "" {
 		q := rv.Schemaname + "." + rel
 		if w.c.protected[q] || w.c.protected[rel] {
@@ -374,7 +380,7 @@ func (w *walker) firstProtected(n *pg.Node) string {
 // protectedNames lists the protected tables named in n: RangeVars, and the
 // dotted name lists DROP, COMMENT and friends use.
 func (w *walker) protectedNames(n *pg.Node) []string {
-	if n == nil || len(w.c.protected) == 0 {
+	if n == nil || (len(w.c.protected) == 0 && !w.c.all) {
 		return nil
 	}
 	var out []string
