@@ -70,3 +70,9 @@ func (r AuditRecord) ComputeHash() string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// AuditUnmasked is the audit action of a PostgreSQL session of an unmask
+// grant returning classified columns in clear for the first time. Its
+// details list them: columns, each with classification and column
+// (schema.table.column), never a value.
+const AuditUnmasked = "postgres.unmasked"

@@ -248,6 +248,7 @@ func (a *API) Register(s *Server) {
 	auth("GET /api/v1/audit/verify", a.auditor(a.auditVerify))
 	auth("GET /api/v1/audit/views", a.auditor(a.auditViews))
 	auth("GET /api/v1/audit/views/{view}", a.auditor(a.auditView))
+	auth("GET /api/v1/unmasked", a.auditor(a.listUnmasked))
 
 	auth("GET /api/v1/debug/pprof/", a.profiler(pprof.Index))
 	auth("GET /api/v1/debug/pprof/{profile}", a.profiler(servePprof))

@@ -292,6 +292,8 @@ func table() map[string][]row {
 		"GET /api/v1/indicators":         {{path: fixed("/api/v1/indicators"), want: only(ok, forbidden, security)}},
 		"GET /api/v1/indicators/{name}":  {{path: fixed("/api/v1/indicators/active_grants"), want: only(ok, forbidden, security)}},
 		"GET /api/v1/indicators/actions": {{path: fixed("/api/v1/indicators/actions?all=true"), want: only(ok, forbidden, security)}},
+		// Who saw which fields unmasked: read from the audit log.
+		"GET /api/v1/unmasked": {{path: fixed("/api/v1/unmasked"), want: only(ok, forbidden, security)}},
 		// An action nobody opened: security gets as far as "no action".
 		"POST /api/v1/indicators/actions/{id}/close": {{path: fixed("/api/v1/indicators/actions/act_none/close"),
 			body: map[string]string{"comment": "authz table"}, want: only(notFound, forbidden, security)}},

@@ -17,10 +17,6 @@ import (
 // column in clear it is also audited (postgres.unmasked), so the dashboard
 // lists who saw what without opening recordings.
 
-// AuditUnmasked is the audit action of a session returning classified
-// columns in clear under an unmask grant for the first time.
-const AuditUnmasked = "postgres.unmasked"
-
 // setClear marks the classifications an unmask grant passes.
 func (m *masker) setClear(unmasked []string) {
 	if len(unmasked) == 0 {
@@ -87,7 +83,7 @@ func (h *maskHandler) noteClear() {
 	h.so.evs = append(h.so.evs, event.Event{Kind: event.KindNote, Op: "unmasked",
 		Text: "returned in clear under the unmask grant: " + unmaskedText(cols), Args: unmaskedArgs(cols)})
 	if len(fresh) > 0 {
-		h.so.s.Audit(AuditUnmasked, broker.OutcomeSuccess, "classified columns returned in clear under the unmask grant: "+unmaskedText(fresh),
+		h.so.s.Audit(broker.AuditUnmasked, broker.OutcomeSuccess, "classified columns returned in clear under the unmask grant: "+unmaskedText(fresh),
 			map[string]any{"columns": fresh, "role": h.m.role})
 	}
 }

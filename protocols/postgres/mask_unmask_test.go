@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/recorder/event"
 )
 
@@ -45,9 +46,9 @@ func TestUnmaskShownColumnsRecorded(t *testing.T) {
 	for _, n := range notes {
 		noSubjectIDs(t, "an unmasked note", n.Text+strings.Join(n.Args, " "))
 	}
-	shown := s.audit.Find(AuditUnmasked)
+	shown := s.audit.Find(broker.AuditUnmasked)
 	if len(shown) != 2 {
-		t.Fatalf("%d %s records, want one per newly shown statement: %+v", len(shown), AuditUnmasked, shown)
+		t.Fatalf("%d %s records, want one per newly shown statement: %+v", len(shown), broker.AuditUnmasked, shown)
 	}
 	if got := fmt.Sprint(shown[0].Details["columns"]); got != "[{subject_id public.subjects.subject_id}]" {
 		t.Fatalf("first audit columns %s", got)
@@ -74,8 +75,8 @@ func TestUnmaskShownColumnsRecorded(t *testing.T) {
 	if notes := s.rec.Last(t).Find(event.KindNote, "unmasked"); len(notes) != 3 {
 		t.Fatalf("extended protocol: %d unmasked notes, want 3: %+v", len(notes), notes)
 	}
-	if n := len(s.audit.Find(AuditUnmasked)); n != 3 {
-		t.Fatalf("%d %s records after the second session, want 3", n, AuditUnmasked)
+	if n := len(s.audit.Find(broker.AuditUnmasked)); n != 3 {
+		t.Fatalf("%d %s records after the second session, want 3", n, broker.AuditUnmasked)
 	}
 
 	// The masked base role sees subject_id masked: nothing is noted.
@@ -87,7 +88,7 @@ func TestUnmaskShownColumnsRecorded(t *testing.T) {
 	if notes := s.rec.Last(t).Find(event.KindNote, "unmasked"); len(notes) != 0 {
 		t.Fatalf("masked role has unmasked notes: %+v", notes)
 	}
-	if n := len(s.audit.Find(AuditUnmasked)); n != 3 {
+	if n := len(s.audit.Find(broker.AuditUnmasked)); n != 3 {
 		t.Fatalf("masked session audited as unmasked: %d records", n)
 	}
 }

@@ -99,7 +99,16 @@ targets:
     roles:
       - name: readonly
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h}
+      - name: monitor
+        masking: {subject_id: mask}
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h}
+      - name: monitor-unmask
+        unmask: {role: monitor, classifications: [subject_id]}
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 8h}
 %[6]s      - {name: bg-admin, vault_role: breakglass, policy: {approvers: [custodians]}}
+data_dictionary:
+  classifications:
+    - {name: subject_id, columns: ["*.*.subject_id"], keep_prefix: 2}
 indicators:
   limits:
     - {indicator: users_without_mfa, op: ">", value: 0}
