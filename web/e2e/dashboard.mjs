@@ -1,7 +1,8 @@
 // The risk dashboard in chromium, run by dashboard_test.go: security signs
 // in, sees a tile per indicator with the crossed limit flagged, opens its
 // records, follows a record's link to the audit log, and closes the open
-// action with a comment. Screenshots go to CUSTOS_E2E_ARTIFACTS.
+// action with a comment; the panel of unmask sessions links to the
+// session's timeline. Screenshots go to CUSTOS_E2E_ARTIFACTS.
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,6 +43,29 @@ try {
   assert.equal(await page.locator('#tile-retrieval_pass_rate').getAttribute('data-status'), 'no_data');
   assert.equal(await page.locator('#actions tr[data-action]').count(), 1, 'one open action');
   await shot('dashboard-tiles');
+
+  // Who saw which fields unmasked: the unmask session with its column,
+  // approver and timeline link; not the masked role's session.
+  await page.waitForSelector(`#unmasked tr[data-session="${F.unmasked}"]`);
+  const um = page.locator(`#unmasked tr[data-session="${F.unmasked}"]`);
+  const umText = await um.textContent();
+  assert.match(umText, /alice/);
+  assert.match(umText, /monitor-unmask/);
+  assert.match(umText, /subject_id: public\.subjects\.subject_id/);
+  assert.match(umText, /bob/);
+  assert.equal(await page.locator(`#unmasked tr[data-session="${F.masked}"]`).count(), 0, 'masked session not listed');
+  await um.locator('li[data-column]').scrollIntoViewIfNeeded();
+  await shot('dashboard-unmasked');
+  await um.locator(`a[href="/ui/sessions/${F.unmasked}"]`).click();
+  await page.waitForURL(new RegExp('/ui/sessions/' + F.unmasked + '$'));
+  await page.waitForSelector('#pg[data-loaded=yes]');
+  await page.waitForSelector('#statements tbody tr');
+  const timeline = await page.textContent('#statements');
+  assert.ok(timeline.includes('unmask in effect for subject_id'), 'the unmask grant in the timeline');
+  assert.ok(timeline.includes('returned in clear under the unmask grant: subject_id (public.subjects.subject_id)'), 'the columns returned in clear in the timeline');
+  await shot('dashboard-unmasked-timeline');
+  await page.goto(url('/ui/dashboard'));
+  await page.waitForSelector('#tiles .tile');
 
   await mfa.click();
   await page.waitForSelector('#records a[data-record="alice"]');

@@ -16,7 +16,8 @@ import (
 
 // TestBrowserDashboard drives dashboard.mjs through the risk dashboard:
 // the tiles, a crossed limit's tile opening its records, a record's link
-// to the audit log, and closing the open action with a comment.
+// to the audit log, closing the open action with a comment, and the
+// panel of who saw which fields unmasked with its link to the timeline.
 func TestBrowserDashboard(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
 		t.Fatal("chromium is not installed: run web/e2e/run.sh (apt-get install chromium)")
@@ -26,12 +27,13 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 	env := uitest.Start(t)
 	env.Seed(t, 0)
+	um := env.UnmaskedSessions(t)
 	// users_without_mfa > 0 is configured and crossed: one action.
 	if c, err := env.Indicators.Evaluate(t.Context()); err != nil || len(c) != 1 {
 		t.Fatalf("evaluate: %+v %v", c, err)
 	}
 	fixtures, _ := json.Marshal(map[string]any{"url": env.URL, "password": uitest.Password,
-		"totp": uitest.Code("sam", time.Now())})
+		"totp": uitest.Code("sam", time.Now()), "unmasked": um.Unmasked, "masked": um.Masked})
 	artifacts, _ := filepath.Abs("artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@
 // raised, each closed with a comment. ?indicator=NAME opens that list.
 // Security staff and auditors only: the API refuses everyone else.
 import { api, el, section, table, fmtTime, explain, notice } from './lib.js';
+import { unmaskedPanel } from './unmasked.js';
 
 // fmtValue shows a value in its unit.
 function fmtValue(ind) {
@@ -88,7 +89,7 @@ export async function render(root) {
   };
   root.append(el('h1', null, 'Dashboard'),
     el('p', { class: 'muted' }, 'Key risk indicators computed from the state store and the audit log. Click a tile for the records behind it.'),
-    actionsBox, tiles, box);
+    actionsBox, tiles, box, unmaskedPanel());
   await load();
   const want = new URLSearchParams(location.search).get('indicator');
   if (want) await showRecords(box, want);
