@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,6 +50,7 @@ type step struct {
 func main() {
 	quick := flag.Bool("quick", os.Getenv("QUICK") != "" && os.Getenv("QUICK") != "0", "run the short subset (QUICK=1)")
 	out := flag.String("out", "bench/results", "directory for latest.md, latest.json and the plots")
+	only := flag.String("only", os.Getenv("ONLY"), "run only the scenarios whose name contains this text (ONLY=...), e.g. \"data protection\"")
 	flag.Parse()
 	root, err := os.Getwd()
 	if err != nil {
@@ -62,7 +64,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	b := &bench{s: s, p: p}
+	b := &bench{s: s, p: p, only: *only}
 	err = b.run()
 	s.close()
 	if err != nil {
@@ -92,6 +94,11 @@ type bench struct {
 		hasBouncer              bool
 	}
 	stopBouncer func()
+	// protection are the broker peers of the data-protection roles
+	// (scenario_masking.go), once granted.
+	protection map[string]peer
+	// only runs the scenarios whose name contains it (-only).
+	only string
 }
 
 func (b *bench) add(r row) { b.rows = append(b.rows, r) }
@@ -104,7 +111,7 @@ func (b *bench) run() error {
 	if b.stopBouncer != nil {
 		defer b.stopBouncer()
 	}
-	steps := b.steps()
+	steps := slices.DeleteFunc(b.steps(), func(st step) bool { return !strings.Contains(st.name, b.only) })
 	var est time.Duration
 	for _, st := range steps {
 		est += st.est

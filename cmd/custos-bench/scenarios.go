@@ -37,6 +37,7 @@ func (b *bench) steps() []step {
 		step{"idle PostgreSQL connections", time.Duration(p.runs) * (sum(p.pgCounts)*50*time.Millisecond + time.Duration(len(p.pgCounts))*time.Second), func() error { return b.idle("postgres") }},
 		step{"idle SSH sessions", time.Duration(p.runs) * (sum(p.sshCounts)*250*time.Millisecond + time.Duration(len(p.sshCounts))*time.Second), func() error { return b.idle("ssh") }},
 	)
+	steps = append(steps, b.dataProtectionSteps()...)
 	return steps
 }
 
