@@ -24,7 +24,10 @@ type peer struct {
 
 func (s *stack) pgPeers() (broker, direct peer) {
 	broker = peer{name: "custos",
-		conninfo: fmt.Sprintf("host=127.0.0.1 port=%s dbname=demo-pg user=alice sslmode=require", s.env["CUSTOS_PG_PORT"]),
+		// The role is named: alice may hold other grants on demo-pg (the
+		// data-protection scenarios'), and without it the broker picks
+		// the one ending last.
+		conninfo: fmt.Sprintf("host=127.0.0.1 port=%s dbname=demo-pg user=alice sslmode=require options='-c custos.role=readwrite'", s.env["CUSTOS_PG_PORT"]),
 		password: s.pgToken, pid: s.brokerPID}
 	direct = peer{name: "direct",
 		conninfo: fmt.Sprintf("host=127.0.0.1 port=%s dbname=postgres user=%s sslmode=require", s.env["CUSTOS_TARGET_PG_PORT"], s.env["CUSTOS_TARGET_PG_USER"]),

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"time"
 )
@@ -49,12 +52,32 @@ func (b *bench) protectionPeers() (map[string]peer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: db token demo-pg/%s: %w", role, err)
 		}
+		// The token is not bound to a role: the connection names it.
 		p := b.peers.broker
 		p.name, p.password = role, strings.TrimSpace(out)
+		p.conninfo = fmt.Sprintf("host=127.0.0.1 port=%s dbname=demo-pg user=alice sslmode=require options='-c custos.role=%s'", b.s.env["CUSTOS_PG_PORT"], role)
 		peers[role] = p
+	}
+	// The masked role must rewrite what pgbench reads, or the figure
+	// measures nothing.
+	if v, err := psqlVia(peers[roleMasked], "select abalance from pgbench_accounts where aid = 1"); err != nil || v == "" || strings.Trim(v, "*") != "" {
+		return nil, fmt.Errorf("bench: role %s does not mask pgbench_accounts.abalance (got %q, %v): check the dev config's bench_balance", roleMasked, v, err)
 	}
 	b.protection = peers
 	return peers, nil
+}
+
+// psqlVia runs one query through a peer and returns its output.
+func psqlVia(p peer, sql string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", p.conninfo, "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+p.password)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("psql via %s: %w: %s", p.name, err, tail(out, 300))
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 func (b *bench) dataProtection(mode string) error {
