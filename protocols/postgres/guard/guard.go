@@ -9,6 +9,7 @@ package guard
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -113,8 +114,24 @@ type Classifier struct {
 	// protected holds "schema.table" and "table" keys: lower case from
 	// New, as the catalog spells them from WithTables.
 	protected map[string]bool
+	// bare maps a table name to the first (sorted) "schema.table" key of
+	// that name: an unqualified name in a statement matches it.
+	bare map[string]string
 	// all treats every table as protected (AllTables).
 	all bool
+}
+
+// index fills bare from protected.
+func (c *Classifier) index() *Classifier {
+	c.bare = map[string]string{}
+	for _, k := range slices.Sorted(maps.Keys(c.protected)) {
+		if _, t, ok := strings.Cut(k, "."); ok {
+			if _, dup := c.bare[t]; !dup {
+				c.bare[t] = k
+			}
+		}
+	}
+	return c
 }
 
 // WithTables returns a copy of c that also protects tables given as
@@ -128,7 +145,7 @@ func (c *Classifier) WithTables(tables []string) *Classifier {
 	for _, t := range tables {
 		out.protected[t] = true
 	}
-	return out
+	return out.index()
 }
 
 // AllTables returns a copy of c that treats every table as protected: the
@@ -147,7 +164,7 @@ func New(protected []string) *Classifier {
 	for _, t := range protected {
 		c.protected[strings.ToLower(strings.TrimSpace(t))] = true
 	}
-	return c
+	return c.index()
 }
 
 // Classify parses sql and reports its statements and findings. A parse

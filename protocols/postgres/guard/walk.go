@@ -361,12 +361,7 @@ func (w *walker) match(rv *pg.RangeVar) string {
 	if w.c.protected[rel] {
 		return rel
 	}
-	for k := range w.c.protected {
-		if _, t, ok := strings.Cut(k, "."); ok && t == rel {
-			return k
-		}
-	}
-	return ""
+	return w.c.bare[rel]
 }
 
 // firstProtected returns the first protected table named anywhere in n.
