@@ -82,3 +82,45 @@ func TestGuardProtectedFromDictionary(t *testing.T) {
 		t.Fatalf("%d guardrail_catalog notes: the set resolved", n)
 	}
 }
+
+// TestGuardProtectedFailsClosed: when the tables with classified columns
+// cannot be resolved (here the session's login may hold one connection
+// only, so the catalog connection is refused), every table counts as
+// protected for the session, and the recording says why.
+func TestGuardProtectedFailsClosed(t *testing.T) {
+	dict, err := masking.Compile(maskDict, []byte("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, func(tg *config.Target, o *Options) {
+		tg.Roles[0].Guardrails = &config.Guardrails{Rules: map[string]string{"protected_ddl": "deny"}}
+		o.DataDictionary = dict
+	})
+	super(t, s.pg, s.db, `CREATE TABLE sites (id int, name text)`)
+	super(t, s.pg, s.db, `ALTER TABLE sites OWNER TO `+s.role)
+	super(t, s.pg, s.db, `ALTER ROLE `+s.role+` CONNECTION LIMIT 1`)
+	tok, _ := s.token("alice")
+	conn := s.connect(t, "alice", tok)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = conn.Exec(ctx, `ALTER TABLE sites ADD COLUMN y int`)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, "protected_ddl (sites)") {
+		t.Fatalf("DDL on an unclassified table with the set unresolved: %v, want denied", err)
+	}
+	// A read without LIMIT needs an estimate (every table is protected);
+	// the estimate's connection is refused too, so it is not let through.
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM sites").Scan(&n); !errors.As(err, &pe) || !strings.Contains(pe.Message, "bulk_export (sites)") {
+		t.Fatalf("read without LIMIT with the set unresolved: %v", err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the session goes on: %v", err)
+	}
+	conn.Close(ctx)
+	s.waitNoSessions(t)
+	notes := s.rec.Last(t).Find(event.KindNote, "guardrail_catalog")
+	if len(notes) != 1 || !strings.Contains(notes[0].Text, "every table counts as protected") {
+		t.Fatalf("guardrail_catalog notes: %+v", notes)
+	}
+}
