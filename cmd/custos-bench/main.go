@@ -49,6 +49,7 @@ type step struct {
 func main() {
 	quick := flag.Bool("quick", os.Getenv("QUICK") != "" && os.Getenv("QUICK") != "0", "run the short subset (QUICK=1)")
 	out := flag.String("out", "bench/results", "directory for latest.md, latest.json and the plots")
+	only := flag.String("only", os.Getenv("ONLY"), "run only the scenarios whose name contains this text (ONLY=...)")
 	flag.Parse()
 	root, err := os.Getwd()
 	if err != nil {
@@ -62,7 +63,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	b := &bench{s: s, p: p}
+	b := &bench{s: s, p: p, only: *only}
 	err = b.run()
 	s.close()
 	if err != nil {
@@ -92,6 +93,7 @@ type bench struct {
 		hasBouncer              bool
 	}
 	stopBouncer func()
+	only        string // run only scenarios whose name contains it
 }
 
 func (b *bench) add(r row) { b.rows = append(b.rows, r) }
@@ -105,6 +107,15 @@ func (b *bench) run() error {
 		defer b.stopBouncer()
 	}
 	steps := b.steps()
+	if b.only != "" {
+		var keep []step
+		for _, st := range steps {
+			if strings.Contains(st.name, b.only) {
+				keep = append(keep, st)
+			}
+		}
+		steps = keep
+	}
 	var est time.Duration
 	for _, st := range steps {
 		est += st.est

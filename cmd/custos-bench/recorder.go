@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/audit"
+	"github.com/custos-pam/custos/broker/config"
+	vaultcreds "github.com/custos-pam/custos/broker/creds/vault"
+	"github.com/custos-pam/custos/broker/store/sqlite"
+	"github.com/custos-pam/custos/cmd/custos/app"
+	"github.com/custos-pam/custos/recorder"
+	"github.com/custos-pam/custos/recorder/event"
+)
+
+// Recorder throughput: the real recorder package built from the deployed
+// configuration (.dev/custos.yaml: the S3 store on the stack's MinIO with
+// Object Lock, data keys wrapped by Vault Transit) by the broker's own
+// constructor, fed terminal output in 32 KiB events as the SSH relay
+// does, timed from the session's start until its manifest is stored
+// (Close and Drain). Only the spool, the signing key, the audit log and
+// the session index are the driver's own (a scratch directory), so the
+// running broker's spool and state are not touched; the recordings land
+// in the stack's bucket under the prefix custos-bench/.
+
+// recorderMiB is the payload of one recorded session.
+func (p plan) recorderMiB() int64 {
+	if p.quick {
+		return 128
+	}
+	return 1024
+}
+
+// loadDeployedConfig loads the broker's rendered configuration with the
+// stack's environment, for secret references such as env:VAULT_TOKEN.
+func (s *stack) loadDeployedConfig() (*config.Config, error) {
+	for k, v := range s.env {
+		if _, set := os.LookupEnv(k); !set {
+			os.Setenv(k, v)
+		}
+	}
+	c, err := config.Load(filepath.Join(s.dev, "custos.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("bench: deployed config: %w", err)
+	}
+	return c, nil
+}
+
+// newBenchRecorder builds a recorder as the broker does, with scratch
+// spool, signing key and state under dir.
+func (s *stack) newBenchRecorder(ctx context.Context, dir string) (*recorder.Recorder, func(), error) {
+	c, err := s.loadDeployedConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	c.Recording.SpoolDir = filepath.Join(dir, "spool")
+	c.Recording.SigningKey = filepath.Join(dir, "signing.key")
+	c.Recording.RetiredSigningKeys = filepath.Join(dir, "retired")
+	c.Recording.S3.Prefix = "custos-bench/"
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "state.db"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: recorder state: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var vc *vaultcreds.Client
+	if c.Recording.Encryption == "vault" {
+		if vc, err = vaultcreds.New(c.Vault, log); err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("bench: vault: %w", err)
+		}
+	}
+	rec, err := app.NewRecorder(ctx, c, vaultAPI(vc), app.RecorderDeps{Audit: audit.NewLog(st),
+		Index: broker.SessionIndex{Store: st}, Logger: log})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return rec, func() { rec.Close(); st.Close() }, nil
+}
+
+func vaultAPI(c *vaultcreds.Client) *vaultapi.Client {
+	if c == nil {
+		return nil
+	}
+	return c.API()
+}
+
+// recordOnce records one session of n bytes and returns MB/s.
+func recordOnce(ctx context.Context, rec *recorder.Recorder, id string, n int64) (float64, error) {
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 32<<10/16)
+	start := time.Now()
+	w, err := rec.Start(ctx, event.Header{SessionID: id, GrantID: "grt_bench", User: "alice", Target: "demo-ssh",
+		Role: "ops", Protocol: "ssh", ClientAddr: "127.0.0.1:0", Policy: event.Policy{Reason: "make bench"}})
+	if err != nil {
+		return 0, fmt.Errorf("bench: recorder start: %w", err)
+	}
+	for sent := int64(0); sent < n; sent += int64(len(payload)) {
+		if err := w.Output(1, payload); err != nil {
+			w.Close()
+			return 0, fmt.Errorf("bench: recorder write: %w", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return 0, fmt.Errorf("bench: recorder close: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := rec.Drain(dctx); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds() / 1e6, nil
+}
+
+// recorderScenario reports the recorder's MB/s from write to stored.
+func (b *bench) recorderScenario() error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp(b.s.tmp, "recorder-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rec, closeRec, err := b.s.newBenchRecorder(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer closeRec()
+	n := b.p.recorderMiB() << 20
+	var mbps []float64
+	for i := 0; i < b.p.runs; i++ {
+		v, err := recordOnce(ctx, rec, broker.NewID("ses"), n)
+		if err != nil {
+			return err
+		}
+		mbps = append(mbps, v)
+	}
+	scn := fmt.Sprintf("recorder, %d MiB session (spool, encryption, upload to MinIO)", b.p.recorderMiB())
+	b.add(newRow(scn, shared, "MB/s from write to stored", "MB/s", mbps, atLeast("≥ 200", 200)))
+	return nil
+}
