@@ -41,4 +41,3 @@ func TestLatencySVGOnlyBoundedLatencyRows(t *testing.T) {
 		t.Errorf("latency plot rows wrong:\n%s", svg)
 	}
 }
-
