@@ -21,6 +21,8 @@ import (
 	"github.com/custos-pam/custos/cmd/custos/app"
 	"github.com/custos-pam/custos/recorder"
 	"github.com/custos-pam/custos/recorder/event"
+	objstore "github.com/custos-pam/custos/recorder/store"
+	s3store "github.com/custos-pam/custos/recorder/store/s3"
 )
 
 // Recorder throughput: the real recorder package built from the deployed
@@ -58,11 +60,7 @@ func (s *stack) loadDeployedConfig() (*config.Config, error) {
 
 // newBenchRecorder builds a recorder as the broker does, with scratch
 // spool, signing key and state under dir.
-func (s *stack) newBenchRecorder(ctx context.Context, dir string) (*recorder.Recorder, func(), error) {
-	c, err := s.loadDeployedConfig()
-	if err != nil {
-		return nil, nil, err
-	}
+func (s *stack) newBenchRecorder(ctx context.Context, dir string, c *config.Config) (*recorder.Recorder, func(), error) {
 	c.Recording.SpoolDir = filepath.Join(dir, "spool")
 	c.Recording.SigningKey = filepath.Join(dir, "signing.key")
 	c.Recording.RetiredSigningKeys = filepath.Join(dir, "retired")
@@ -130,12 +128,17 @@ func (b *bench) recorderScenario() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	rec, closeRec, err := b.s.newBenchRecorder(ctx, dir)
+	cfg, err := b.s.loadDeployedConfig()
+	if err != nil {
+		return err
+	}
+	rec, closeRec, err := b.s.newBenchRecorder(ctx, dir, cfg)
 	if err != nil {
 		return err
 	}
 	defer closeRec()
 	n := b.p.recorderMiB() << 20
+	rc := cfg.Recording
 	// Random bytes do not compress (the worst case: every byte is
 	// encrypted and uploaded); terminal text compresses several-fold.
 	random := make([]byte, 8<<20)
@@ -157,6 +160,100 @@ func (b *bench) recorderScenario() error {
 		}
 		scn := fmt.Sprintf("recorder, %d MiB session of %s (spool, encryption, upload to MinIO)", b.p.recorderMiB(), c.name)
 		b.add(newRow(scn, shared, "MB/s from write to stored", "MB/s", mbps, c.t))
+		if c.t == nil {
+			continue
+		}
+		// The object store alone, as a peer: the same bytes as 1 MiB
+		// objects, four PUTs at a time (the recorder's uploaders).
+		var raw []float64
+		for i := 0; i < b.p.runs; i++ {
+			v, err := rawUpload(ctx, rc, n, c.pool)
+			if err != nil {
+				return err
+			}
+			raw = append(raw, v)
+		}
+		b.add(newRow(scn, shared, "MinIO PUT alone (1 MiB objects, 4 at a time)", "MB/s", raw, nil))
+		b.add(newRow(scn, shared, "recorder ÷ MinIO PUT alone", "×", ratios(mbps, raw), nil))
+		local, err := b.recordLocal(ctx, cfg, n, c.pool)
+		if err != nil {
+			return err
+		}
+		b.add(newRow(scn, shared, "recorder with a local-directory store (no upload)", "MB/s", local, nil))
 	}
 	return nil
+}
+
+// rawUpload PUTs n bytes to the recording bucket as 1 MiB objects under
+// Object Lock retention, four at a time, and returns MB/s.
+func rawUpload(ctx context.Context, rc config.Recording, n int64, pool []byte) (float64, error) {
+	ak, err := rc.S3.AccessKey.Resolve()
+	if err != nil {
+		return 0, err
+	}
+	sk, err := rc.S3.SecretKey.Resolve()
+	if err != nil {
+		return 0, err
+	}
+	st, err := s3store.New(s3store.Config{Endpoint: rc.S3.Endpoint, Region: rc.S3.Region, Bucket: rc.S3.Bucket,
+		AccessKey: ak, SecretKey: sk, Insecure: rc.S3.Insecure})
+	if err != nil {
+		return 0, err
+	}
+	const obj = 1 << 20
+	prefix := "custos-bench/raw/" + broker.NewID("put") + "/"
+	retain := time.Now().Add(rc.Retention.D())
+	jobs := make(chan int64)
+	errs := make(chan error, 4)
+	start := time.Now()
+	for range 4 {
+		go func() {
+			var first error
+			for off := range jobs {
+				if first != nil {
+					continue
+				}
+				at := off % int64(len(pool)-obj)
+				_, first = st.Put(ctx, fmt.Sprintf("%s%08d", prefix, off/obj), pool[at:at+obj], objstore.PutOptions{RetainUntil: retain})
+			}
+			errs <- first
+		}()
+	}
+	for off := int64(0); off < n; off += obj {
+		jobs <- off
+	}
+	close(jobs)
+	for range 4 {
+		if err := <-errs; err != nil {
+			return 0, fmt.Errorf("bench: raw upload: %w", err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds() / 1e6, nil
+}
+
+// recordLocal runs the recorder with the local-directory store in place
+// of S3 (same spool, sealing and key wrapping), to show the recorder's
+// own ceiling without the object store.
+func (b *bench) recordLocal(ctx context.Context, deployed *config.Config, n int64, pool []byte) ([]float64, error) {
+	dir, err := os.MkdirTemp(b.s.tmp, "recorder-local-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	c := *deployed
+	c.Recording.Store, c.Recording.Dir = "local", filepath.Join(dir, "objects")
+	rec, closeRec, err := b.s.newBenchRecorder(ctx, dir, &c)
+	if err != nil {
+		return nil, err
+	}
+	defer closeRec()
+	var out []float64
+	for i := 0; i < b.p.runs; i++ {
+		v, err := recordOnce(ctx, rec, broker.NewID("ses"), n, pool)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
