@@ -19,7 +19,7 @@ func (b *bench) moreSteps() []step {
 		{"pgbench 1 MiB results (CPU per GiB, own core)", time.Duration(3*p.runs) * (sec + 300*time.Millisecond), func() error { return b.bulkResults(ownCore) }},
 		{"scp and sftp up and down", time.Duration(p.runs*8) * (mib*time.Second/60 + time.Second), b.transfers},
 		{"keystroke echo in a PTY", time.Duration(p.runs*2) * (time.Duration(p.echoKeys())*3*time.Millisecond + time.Second), b.keystrokeEcho},
-		{"recorder MB/s", time.Duration(p.runs) * (time.Duration(p.recorderMiB())*time.Second/100 + time.Second), b.recorderScenario},
+		{"recorder MB/s", time.Duration(p.runs) * (time.Duration(p.recorderMiB())*time.Second/15 + 2*time.Second), b.recorderScenario},
 		{"session search (SQLite and PostgreSQL)", time.Duration(p.searchSessions()/1000)*time.Second + time.Duration(p.runs*len(searchKinds)*p.searchQueries()*2)*50*time.Millisecond, b.sessionSearch},
 		{"request → Slack click → grant usable", 15*time.Second + time.Duration(p.runs)*time.Second, b.slackApproval},
 	}
