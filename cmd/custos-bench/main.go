@@ -51,6 +51,7 @@ func main() {
 	quick := flag.Bool("quick", os.Getenv("QUICK") != "" && os.Getenv("QUICK") != "0", "run the short subset (QUICK=1)")
 	out := flag.String("out", "bench/results", "directory for latest.md, latest.json and the plots")
 	only := flag.String("only", os.Getenv("ONLY"), "run only the scenarios whose name contains this text (ONLY=...), e.g. \"data protection\"")
+	cpuProfile := flag.String("cpuprofile", "", "write the driver's own CPU profile here (the in-process scenarios: recorder, session search)")
 	flag.Parse()
 	root, err := os.Getwd()
 	if err != nil {
@@ -65,6 +66,13 @@ func main() {
 		fail(err)
 	}
 	b := &bench{s: s, p: p, only: *only}
+	if *cpuProfile != "" {
+		stop, perr := startCPUProfile(*cpuProfile)
+		if perr != nil {
+			fail(perr)
+		}
+		defer stop()
+	}
 	err = b.run()
 	s.close()
 	if err != nil {

@@ -154,6 +154,7 @@ logfile = %s
 // pgbenchOpts is one pgbench invocation.
 type pgbenchOpts struct {
 	builtin string // select-only, tpcb-like
+	script  string // a script file (-f) instead of the builtin
 	mode    string // simple, extended, prepared
 	clients int
 	secs    int
@@ -182,6 +183,9 @@ func runPgbench(p peer, o pgbenchOpts) (pgbenchResult, error) {
 		jobs = 2
 	}
 	args := []string{"-n", "-b", o.builtin, "-M", o.mode, "-c", strconv.Itoa(o.clients), "-j", strconv.Itoa(jobs), "-T", strconv.Itoa(o.secs)}
+	if o.script != "" {
+		args[1], args[2] = "-f", o.script
+	}
 	if o.connect {
 		args = append(args, "-C")
 	}

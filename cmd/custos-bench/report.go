@@ -77,6 +77,7 @@ func (b *bench) write(dir string) error {
 		"latest.md":           []byte(md),
 		"ratios.svg":          []byte(ratioSVG(rows)),
 		"memory-per-conn.svg": []byte(memorySVG(rows)),
+		"latency.svg":         []byte(latencySVG(rows)), // plots_more.go
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
@@ -84,7 +85,7 @@ func (b *bench) write(dir string) error {
 		}
 	}
 	fmt.Print(md)
-	fmt.Printf("\nwritten: %s/{latest.md,latest.json,ratios.svg,memory-per-conn.svg}\n", dir)
+	fmt.Printf("\nwritten: %s/{latest.md,latest.json,ratios.svg,memory-per-conn.svg,latency.svg}\n", dir)
 	return nil
 }
 
@@ -128,7 +129,7 @@ func markdown(m meta, rows []row) string {
 		}
 		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s |\n", r.Scenario, r.Layout, r.Measure, val, r.Target, status)
 	}
-	sb.WriteString("\n![ratios](ratios.svg)\n\n![memory per connection](memory-per-conn.svg)\n")
+	sb.WriteString("\n![ratios](ratios.svg)\n\n![memory per connection](memory-per-conn.svg)\n\n![latency against target](latency.svg)\n")
 	return sb.String()
 }
 

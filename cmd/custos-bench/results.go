@@ -19,6 +19,7 @@ type row struct {
 	Status   string    `json:"status"`                // met, missed, info, no peer, not measured yet
 	Plot     string    `json:"plot,omitempty"`        // ratio, memory-postgres, memory-ssh: which plot shows it
 	Count    int       `json:"connections,omitempty"` // connections held (memory rows)
+	Bound    float64   `json:"bound,omitempty"`       // the target's number, in Unit
 }
 
 // target is a bound on a figure: at least (min) or at most.
@@ -49,7 +50,7 @@ func newRow(scenario, layout, measure, unit string, runs []float64, t *target) r
 	r := row{Scenario: scenario, Layout: layout, Measure: measure, Unit: unit, Runs: runs, Status: "info"}
 	r.Median, r.Min, r.Max = stats(runs)
 	if t != nil {
-		r.Target = t.text
+		r.Target, r.Bound = t.text, t.bound
 		ok := r.Median <= t.bound
 		if t.min {
 			ok = r.Median >= t.bound

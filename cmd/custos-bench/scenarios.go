@@ -38,6 +38,7 @@ func (b *bench) steps() []step {
 		step{"idle SSH sessions", time.Duration(p.runs) * (sum(p.sshCounts)*250*time.Millisecond + time.Duration(len(p.sshCounts))*time.Second), func() error { return b.idle("ssh") }},
 	)
 	steps = append(steps, b.dataProtectionSteps()...)
+	steps = append(steps, b.moreSteps()...) // scenarios_more.go
 	return steps
 }
 
@@ -143,10 +144,8 @@ func (b *bench) pgRows(scn, layout string, tps, cpu map[string][]float64, direct
 	r = newRow(scn, layout, "Custos ÷ PgBouncer", "×", ratios(tps["custos"], tps["pgbouncer"]), atLeast("≥ 1.0", 1.0))
 	r.Plot = "ratio"
 	b.add(r)
-	if layout == shared {
-		b.add(newRow(scn, layout, "broker CPU per 1,000 statements", "ms", cpu["custos"], nil))
-		b.add(newRow(scn, layout, "PgBouncer CPU per 1,000 statements", "ms", cpu["pgbouncer"], nil))
-	}
+	b.add(newRow(scn, layout, "broker CPU per 1,000 statements", "ms", cpu["custos"], nil))
+	b.add(newRow(scn, layout, "PgBouncer CPU per 1,000 statements", "ms", cpu["pgbouncer"], nil))
 }
 
 func (b *bench) tpcb() error {
@@ -340,11 +339,5 @@ func slope(xs, ys []float64) float64 {
 
 // notMeasured lists the issue-19 scenarios the driver does not run yet.
 func notMeasured() []row {
-	return []row{
-		missing("scp and sftp up and down", "throughput ÷ direct sshd", "≥ 0.8", "not measured yet"),
-		missing("keystroke echo in a PTY", "added p50", "≤ 0.5 ms", "not measured yet"),
-		missing("recorder", "MB/s through spool, encryption and upload", "≥ 200", "not measured yet"),
-		missing("session search over 100,000 seeded sessions", "p95 query time", "≤ 200 ms", "not measured yet"),
-		missing("request → Slack emulator click → grant usable", "end-to-end", "≤ 300 ms", "not measured yet"),
-	}
+	return nil
 }

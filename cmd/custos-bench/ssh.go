@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -26,7 +28,15 @@ func (s *stack) sshPeers() (broker, direct sshPeer, err error) {
 	key := filepath.Join(s.dev, "keys", "alice")
 	common := []string{"-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"}
 	broker = sshPeer{name: "custos", args: append(append([]string{}, common...), "-p", s.env["CUSTOS_SSH_PORT"], "demo-ssh@127.0.0.1")}
-	cmd := exec.Command(filepath.Join(s.dev, "bin", "vault"), "write", "-field=signed_key", "ssh/sign/ops", "public_key=@"+key+".pub")
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		return broker, direct, err
+	}
+	// permit-pty, as the broker asks for it, so the direct path can run
+	// the keystroke-echo scenario's terminal.
+	req, _ := json.Marshal(map[string]any{"public_key": string(pub), "extensions": map[string]string{"permit-pty": ""}})
+	cmd := exec.Command(filepath.Join(s.dev, "bin", "vault"), "write", "-field=signed_key", "ssh/sign/ops", "-")
+	cmd.Stdin = bytes.NewReader(req)
 	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.env["VAULT_ADDR"], "VAULT_TOKEN="+s.env["VAULT_TOKEN"])
 	out, err := cmd.Output()
 	if err != nil {
