@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/custos-pam/custos/broker/config"
@@ -20,8 +21,10 @@ type signatureBody struct {
 	Meaning  string `json:"meaning"`
 	Password string `json:"password"`
 	TOTP     string `json:"totp"`
-	// Passkey is a WebAuthn assertion (base64 in JSON).
-	Passkey []byte `json:"passkey,omitempty"`
+	// Passkey is a passkey assertion (the PublicKeyCredential's JSON) for
+	// a challenge from POST /api/v1/stepup/begin with action "signature"
+	// and object "<approve|deny|unseal|review>:<ID>".
+	Passkey json.RawMessage `json:"passkey,omitempty"`
 }
 
 // input is the ceremony's input for b, or nil without a body.

@@ -45,7 +45,7 @@ const StepUpHeader = "X-Custos-Step-Up"
 // stepUpActions are the actions POST /api/v1/stepup/begin issues
 // challenges for.
 var stepUpActions = map[string]bool{
-	identity.ActionApprove: true, identity.ActionDeny: true, identity.ActionBreakGlassConfirm: true,
+	identity.ActionApprove: true, identity.ActionDeny: true, identity.ActionBreakGlassConfirm: true, identity.ActionBreakGlassUnseal: true,
 	identity.ActionTerminateSession: true, identity.ActionExportEvidence: true, identity.ActionPasskeyRemove: true,
 	identity.ActionSign: true, identity.ActionTOTPEnrol: true, identity.ActionPasskeyAdd: true,
 }

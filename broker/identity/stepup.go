@@ -21,6 +21,7 @@ const (
 	ActionApprove           = "request.approve"
 	ActionDeny              = "request.deny"
 	ActionBreakGlassConfirm = "breakglass.confirm"
+	ActionBreakGlassUnseal  = "breakglass.unseal"
 	ActionTerminateSession  = "session.terminate"
 	ActionExportEvidence    = "session.evidence"
 	ActionPasskeyRemove     = "passkey.remove"

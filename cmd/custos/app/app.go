@@ -325,6 +325,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: access reviews: %w", err)
 	}
 	bgSvc.SetSigner(signer)
+	enablePasskeySigning(signer, stepUp, bgSvc)
 
 	pgHost, pgPort := proxyHostPort(cfg, cfg.Listen.Postgres)
 	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)
