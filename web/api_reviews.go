@@ -139,7 +139,7 @@ func (a *API) attestReview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rev, err := a.o.Reviews.Attest(r.Context(), principal(r).User, r.PathValue("id"), in.Meaning,
-		review.SignatureInput{Password: in.Password, TOTP: in.TOTP, Source: ClientIP(r)})
+		review.SignatureInput{Password: in.Password, TOTP: in.TOTP, Passkey: in.Passkey, Source: ClientIP(r)})
 	if err != nil {
 		a.Fail(w, err)
 		return

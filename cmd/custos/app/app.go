@@ -320,7 +320,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: indicators: %w", err)
 	}
 
-	reviews, err := startReviews(live, dir, ids, st, auditLog, srv, log)
+	reviews, err := startReviews(live, dir, signer, st, auditLog, srv, log)
 	if err != nil {
 		return fmt.Errorf("serve: access reviews: %w", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/esign"
 	"github.com/custos-pam/custos/broker/dbtoken"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/kri"
@@ -241,7 +242,7 @@ func StartWith(tb testing.TB, o Options) *Env {
 	e.URL = e.Server.URL
 	e.startBreakGlass(tb, dirx, log)
 	if e.Reviews, err = review.New(review.Options{Config: config.NewLive(cfg), Directory: dirx, Store: st, Audit: auditLog,
-		Signer: review.PasswordSigner{Auth: ids, Directory: dirx}, Log: log}); err != nil {
+		Signer: esign.New(esign.Options{Config: config.NewLive(cfg), Reauth: ids, Names: dirx}), Log: log}); err != nil {
 		tb.Fatalf("uitest: reviews: %v", err)
 	}
 	e.startIndicators(tb, srv, dirx, log)
