@@ -12,9 +12,9 @@ import (
 
 // passkeyVerifier checks a passkey assertion with user verification whose
 // challenge was begun for exactly (user, action, objectID), consumed on
-// first use; cmd/custos/app adapts *identity.StepUp to it.
+// first use; *identity.StepUp implements it.
 type passkeyVerifier interface {
-	Verify(ctx context.Context, user, action, objectID string, assertion []byte) error
+	VerifyPasskey(ctx context.Context, user, action, objectID string, assertion []byte) error
 }
 
 // SetStepUp makes passkey step-ups of asks and confirmations possible
@@ -69,7 +69,7 @@ func (s *Service) authenticate(ctx context.Context, a *config.BreakGlassAccount,
 		if s.passkeys == nil {
 			return nil, "", refuse(broker.KindUnavailable, "passkeys_disabled", "this broker has no passkey support")
 		}
-		if err := s.passkeys.Verify(ctx, actor, action, object, f.Passkey); err != nil {
+		if err := s.passkeys.VerifyPasskey(ctx, actor, action, object, f.Passkey); err != nil {
 			return nil, "", err
 		}
 		method = policy.StepUpMethodPasskey

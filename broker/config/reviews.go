@@ -10,7 +10,6 @@ import (
 // DefaultReviewEvery is reviews.every's default: quarterly.
 const DefaultReviewEvery = 2160 * time.Hour
 
-
 // Reviews configures periodic access reviews (custos review).
 type Reviews struct {
 	// Reviewers are the users and groups who may start a review, attest

@@ -200,6 +200,13 @@ func (s *StepUp) Verify(ctx context.Context, user, action, objectID string, asse
 	return proof, err
 }
 
+// VerifyPasskey is Verify for callers that need only the verdict (the
+// break-glass service's step-up).
+func (s *StepUp) VerifyPasskey(ctx context.Context, user, action, objectID string, assertion []byte) error {
+	_, err := s.Verify(ctx, user, action, objectID, assertion)
+	return err
+}
+
 func (s *StepUp) verify(ctx context.Context, user, action, objectID string, assertion []byte) (StepUpProof, error) {
 	if s.keys == nil {
 		return StepUpProof{}, errNoPasskeys

@@ -29,25 +29,19 @@ func enablePasskeySigning(sg *esign.Signer, su *identity.StepUp, bg *breakglass.
 	if su == nil || su.Passkeys() == nil {
 		return
 	}
-	sg.SetPasskeys(signingPasskeys{su})
+	sg.SetPasskeys(SigningPasskeys{StepUp: su})
 	if bg != nil {
-		bg.SetStepUp(stepUpPasskeys{su})
+		bg.SetStepUp(su)
 	}
 }
 
-// signingPasskeys binds a signature's passkey to the step-up action
-// "signature" and the object "<action>:<objectID>".
-type signingPasskeys struct{ su *identity.StepUp }
+// SigningPasskeys is the passkey verifier of electronic signatures
+// (esign.Signer.SetPasskeys): a signature's passkey answers a step-up
+// begun for the action "signature" and the object "<action>:<objectID>".
+type SigningPasskeys struct{ StepUp *identity.StepUp }
 
-func (p signingPasskeys) Verify(ctx context.Context, user, action, objectID string, assertion []byte) error {
-	_, err := p.su.Verify(ctx, user, identity.ActionSign, action+":"+objectID, assertion)
-	return err
-}
-
-// stepUpPasskeys checks a passkey step-up for (action, objectID) as is.
-type stepUpPasskeys struct{ su *identity.StepUp }
-
-func (p stepUpPasskeys) Verify(ctx context.Context, user, action, objectID string, assertion []byte) error {
-	_, err := p.su.Verify(ctx, user, action, objectID, assertion)
+// Verify checks assertion for user signing action on objectID.
+func (p SigningPasskeys) Verify(ctx context.Context, user, action, objectID string, assertion []byte) error {
+	_, err := p.StepUp.Verify(ctx, user, identity.ActionSign, action+":"+objectID, assertion)
 	return err
 }
