@@ -117,10 +117,10 @@ type reauthenticator interface {
 
 // passkeyVerifier checks a WebAuthn assertion with user verification
 // whose challenge was bound to (user, action, objectID), single-use;
-// cmd/custos/app adapts *identity.StepUp to it (step-up action
-// "signature", object "<action>:<objectID>").
+// *identity.StepUp implements it (step-up action "signature", object
+// "<action>:<objectID>").
 type passkeyVerifier interface {
-	Verify(ctx context.Context, user, action, objectID string, assertion []byte) error
+	VerifySignature(ctx context.Context, user, action, objectID string, assertion []byte) error
 }
 
 // names gives a user's printed name; *identity.Directory implements it.
@@ -187,7 +187,7 @@ func (s *Signer) Sign(ctx context.Context, user string, rec Record, in *Input) (
 	case len(in.Passkey) > 0 && s.o.Passkeys == nil:
 		return broker.Signature{}, broker.Refuse(broker.KindInvalid, CodePasskeyUnavailable, "passkey signing is not available on this broker: sign with password and TOTP")
 	case len(in.Passkey) > 0:
-		if err := s.o.Passkeys.Verify(ctx, user, rec.Action, rec.ChallengeObject(), in.Passkey); err != nil {
+		if err := s.o.Passkeys.VerifySignature(ctx, user, rec.Action, rec.ChallengeObject(), in.Passkey); err != nil {
 			return broker.Signature{}, fmt.Errorf("esign: passkey: %w", err)
 		}
 	default:

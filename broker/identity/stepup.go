@@ -207,6 +207,14 @@ func (s *StepUp) VerifyPasskey(ctx context.Context, user, action, objectID strin
 	return err
 }
 
+// VerifySignature checks a passkey assertion that re-authenticates user
+// for an electronic signature of action (approve, deny, unseal, review)
+// on objectID: its challenge must have been begun for ActionSign and the
+// object "<action>:<objectID>" (esign.Signer.SetPasskeys).
+func (s *StepUp) VerifySignature(ctx context.Context, user, action, objectID string, assertion []byte) error {
+	return s.VerifyPasskey(ctx, user, ActionSign, action+":"+objectID, assertion)
+}
+
 func (s *StepUp) verify(ctx context.Context, user, action, objectID string, assertion []byte) (StepUpProof, error) {
 	if s.keys == nil {
 		return StepUpProof{}, errNoPasskeys

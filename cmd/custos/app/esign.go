@@ -1,8 +1,6 @@
 package app
 
 import (
-	"context"
-
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
@@ -29,19 +27,8 @@ func enablePasskeySigning(sg *esign.Signer, su *identity.StepUp, bg *breakglass.
 	if su == nil || su.Passkeys() == nil {
 		return
 	}
-	sg.SetPasskeys(SigningPasskeys{StepUp: su})
+	sg.SetPasskeys(su)
 	if bg != nil {
 		bg.SetStepUp(su)
 	}
-}
-
-// SigningPasskeys is the passkey verifier of electronic signatures
-// (esign.Signer.SetPasskeys): a signature's passkey answers a step-up
-// begun for the action "signature" and the object "<action>:<objectID>".
-type SigningPasskeys struct{ StepUp *identity.StepUp }
-
-// Verify checks assertion for user signing action on objectID.
-func (p SigningPasskeys) Verify(ctx context.Context, user, action, objectID string, assertion []byte) error {
-	_, err := p.StepUp.Verify(ctx, user, identity.ActionSign, action+":"+objectID, assertion)
-	return err
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/identity/passkeytest"
 	"github.com/custos-pam/custos/broker/policy"
-	"github.com/custos-pam/custos/cmd/custos/app"
 )
 
 // passkeyEnv makes e's break-glass service check passkey step-ups with a
@@ -152,7 +151,7 @@ func TestSignedUnsealWithPasskey(t *testing.T) {
 		t.Fatal(err)
 	}
 	sg := esign.New(esign.Options{Config: config.NewLive(e.cfg), Reauth: ids, Names: e.dir})
-	sg.SetPasskeys(app.SigningPasskeys{StepUp: su})
+	sg.SetPasskeys(su)
 	e.svc.SetSigner(sg)
 
 	f := e.factor("sam")
