@@ -53,10 +53,24 @@ func (a *API) signatureMeanings(w http.ResponseWriter, r *http.Request) {
 // signatureRequired reports whether decisions on target's role are
 // electronic signatures.
 func (a *API) signatureRequired(target, role string) bool {
+	pol, ok := a.rolePolicy(target, role)
+	return ok && pol.SignatureRequiredFor()
+}
+
+// stepUpRequired is the role's policy.step_up.
+func (a *API) stepUpRequired(target, role string) string {
+	pol, _ := a.rolePolicy(target, role)
+	return pol.StepUp
+}
+
+func (a *API) rolePolicy(target, role string) (config.Policy, bool) {
 	t, ok := a.current().FindTarget(target)
 	if !ok {
-		return false
+		return config.Policy{}, false
 	}
 	ro, ok := t.FindRole(role)
-	return ok && ro.Policy.SignatureRequiredFor()
+	if !ok {
+		return config.Policy{}, false
+	}
+	return ro.Policy, true
 }
