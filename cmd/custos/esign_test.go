@@ -206,6 +206,13 @@ func TestSignedApproval(t *testing.T) {
 	if approval.RecordHash != reqJSON.Approvals[0].Signature.RecordHash {
 		t.Fatal("the audit record and the request hold different record hashes")
 	}
+	// Scripts sign without a prompt: --meaning, --password-stdin, --totp.
+	req3 := decode[jsonRequest](t, b.ok("alice", "request", "demo-pg", "--role", "change", "--for", "10m", "--reason", "CHG-44", "-o", "json"))
+	if _, errs, code := b.run("vera", e2ePassword+"\n", "approve", req3.ID, "--meaning", "approved for investigation only",
+		"--password-stdin", "--totp", totpAt(t, time.Now().Add(30*time.Second))); code != 0 {
+		t.Fatalf("signed approve with flags: exit %d: %s", code, errs)
+	}
+
 	if strings.Contains(b.logs.String(), e2ePassword) {
 		t.Fatal("the broker logged a signing password")
 	}

@@ -10,23 +10,39 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
 
 // signature is the body of an electronic signature (docs/policy.md): the
-// meaning and a fresh re-authentication. It is never a flag: the password
-// and TOTP code are asked on the terminal without echo, or read as two
-// lines (password, then code) from standard input when it is not one.
+// meaning and a fresh re-authentication.
 type signature struct {
 	Meaning  string `json:"meaning"`
 	Password string `json:"password"`
 	TOTP     string `json:"totp"`
 }
 
+// reauth is how a decision re-authenticates, the same on approve and
+// deny: --meaning, --totp and --password-stdin for scripts, a prompt on a
+// terminal for what they leave out.
+type reauth struct {
+	meaning       string
+	totp          string
+	passwordStdin bool
+}
+
+func (f *reauth) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.meaning, "meaning", "", "sign the decision with this meaning (one of the broker's list; asked on a terminal when the role requires a signature)")
+	cmd.Flags().StringVar(&f.totp, "totp", "", "a current TOTP code: the signature's second factor, or the step-up of a role with step_up: totp or any (asked on a terminal when needed)")
+	cmd.Flags().BoolVar(&f.passwordStdin, "password-stdin", false, "read the signing password from standard input (else asked on the terminal)")
+}
+
 // askSignature runs the CLI's side of the signing ceremony for action
 // (approve, deny, unseal): it settles the meaning against the broker's
-// list, then asks for the password and a current TOTP code.
-func askSignature(ctx context.Context, g *globals, action, meaning string) (*signature, error) {
+// list, then takes the password (standard input with --password-stdin or
+// without a terminal, else a prompt without echo) and the TOTP code
+// (--totp, else the next line of standard input or a prompt).
+func askSignature(ctx context.Context, g *globals, action string, f reauth) (*signature, error) {
 	var out struct {
 		Meanings map[string][]string `json:"meanings"`
 	}
@@ -36,6 +52,7 @@ func askSignature(ctx context.Context, g *globals, action, meaning string) (*sig
 	list := out.Meanings[action]
 	in := bufio.NewReader(g.stdin)
 	tty := stdinTerminal(g)
+	meaning := f.meaning
 	switch {
 	case meaning != "" && !slices.Contains(list, meaning):
 		return nil, fmt.Errorf("meaning %q is not one of: %s", meaning, quoteAll(list))
@@ -59,16 +76,18 @@ func askSignature(ctx context.Context, g *globals, action, meaning string) (*sig
 		}
 		meaning = list[n-1]
 	}
-	if tty {
+	if tty && !f.passwordStdin {
 		fmt.Fprintf(g.stderr, "Signing as %q: re-enter your password and a current TOTP code.\n", meaning)
 	}
-	pw, err := askSecret(g, in, tty, "Password: ")
+	pw, err := askSecret(g, in, tty && !f.passwordStdin, "Password: ")
 	if err != nil {
 		return nil, err
 	}
-	code, err := askSecret(g, in, tty, "TOTP code: ")
-	if err != nil {
-		return nil, err
+	code := f.totp
+	if code == "" {
+		if code, err = askSecret(g, in, tty, "TOTP code: "); err != nil {
+			return nil, err
+		}
 	}
 	return &signature{Meaning: meaning, Password: pw, TOTP: strings.TrimSpace(code)}, nil
 }
@@ -103,10 +122,6 @@ func quoteAll(list []string) string {
 	}
 	return strings.Join(q, ", ")
 }
-
-// errSignatureNeeded stands for signature_required before any call, when
-// the user chose to sign (--meaning).
-var errSignatureNeeded = &apiError{Status: 403, Code: "signature_required"}
 
 // signatureNeeded reports whether err is the broker's signature_required.
 func signatureNeeded(err error) bool {
