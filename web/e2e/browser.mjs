@@ -12,15 +12,17 @@ import { createHmac } from 'node:crypto';
 export const F = JSON.parse(process.env.CUSTOS_E2E);
 export const ART = process.env.CUSTOS_E2E_ARTIFACTS;
 
-// run starts Chromium, calls body({ context, page, problems, shot }) and
-// reports: "<name> browser test passed", or the error with a
-// "<name>-failure" screenshot and exit code 1. The profile is removed.
-export async function run(name, viewport, body) {
+// launch starts Chromium with a throw-away profile and returns the
+// context, its page (page errors collected in problems), shot(name) for a
+// full-page screenshot into the artifacts folder, and close, which also
+// removes the profile. options: viewport, acceptDownloads.
+export async function launch(name, { viewport, acceptDownloads = false }) {
   const profile = mkdtempSync(join(tmpdir(), `custos-e2e-${name}-`));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
     ignoreHTTPSErrors: true,
+    acceptDownloads,
     viewport,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -30,16 +32,27 @@ export async function run(name, viewport, body) {
   const problems = [];
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
   const shot = (n) => page.screenshot({ path: join(ART, n + '.png'), fullPage: true });
+  const close = async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, page, problems, shot, close };
+}
+
+// run launches Chromium, calls body({ context, page, problems, shot })
+// and reports: "<name> browser test passed", or the error with a
+// "<name>-failure" screenshot and exit code 1.
+export async function run(name, viewport, body) {
+  const b = await launch(name, { viewport });
   try {
-    await body({ context, page, problems, shot });
+    await body(b);
     console.log(`${name} browser test passed`);
   } catch (e) {
-    await shot(`${name}-failure`).catch(() => {});
+    await b.shot(`${name}-failure`).catch(() => {});
     console.error(e);
     process.exitCode = 1;
   } finally {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
+    await b.close();
   }
 }
 

@@ -179,7 +179,7 @@ func newRequestsCmd(g *globals) *cobra.Command {
 func newDecideCmd(g *globals, approve bool) *cobra.Command {
 	var (
 		comment, reason string
-		f               reauth
+		f               factorFlags
 	)
 	use, short, example := "approve ID", "Approve a pending request", `  custos approve req_abc123 --comment "ok, INC-123"
   custos approve req_abc123 --meaning "approved for production change"   # signed: asks password and TOTP code
@@ -262,13 +262,14 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 		cmd.Flags().StringVar(&reason, "reason", "", "why the request is denied (required)")
 	}
 	f.add(cmd)
+	f.addMeaning(cmd)
 	return cmd
 }
 
 // addReauth puts the decision's re-authentication into body: the
 // signature (sign), else the step-up code (stepUp: --totp, or a prompt on
 // a terminal; without either the broker's step_up_required stands).
-func addReauth(ctx context.Context, g *globals, action string, f reauth, sign, stepUp bool, body map[string]any) error {
+func addReauth(ctx context.Context, g *globals, action string, f factorFlags, sign, stepUp bool, body map[string]any) error {
 	switch {
 	case sign:
 		sig, err := askSignature(ctx, g, action, f)

@@ -22,19 +22,41 @@ type signature struct {
 	TOTP     string `json:"totp"`
 }
 
-// reauth is how a decision re-authenticates, the same on approve and
-// deny: --meaning, --totp and --password-stdin for scripts, a prompt on a
-// terminal for what they leave out.
-type reauth struct {
-	meaning       string
+// factorFlags are how every step that re-authenticates takes its
+// factors, the same on approve, deny, break-glass steps, drills and
+// review attestations: --totp, --password-stdin and, where the step is
+// (or may be) an electronic signature, --meaning, for scripts; a prompt
+// on a terminal for what they leave out where the step asks.
+type factorFlags struct {
 	totp          string
 	passwordStdin bool
+	// meaning signs the step; see addMeaning.
+	meaning string
 }
 
-func (f *reauth) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.meaning, "meaning", "", "sign the decision with this meaning (one of the broker's list; asked on a terminal when the role requires a signature)")
-	cmd.Flags().StringVar(&f.totp, "totp", "", "a current TOTP code: the signature's second factor, or the step-up of a role with step_up: totp or any (asked on a terminal when needed)")
-	cmd.Flags().BoolVar(&f.passwordStdin, "password-stdin", false, "read the signing password from standard input (else asked on the terminal)")
+// addMeaning adds --meaning to the steps that are, or may be,
+// signatures.
+func (f *factorFlags) addMeaning(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.meaning, "meaning", "", "the meaning of your electronic signature, one of the broker's list (signatures.meanings); asked on a terminal when the step is a signature")
+}
+
+func (f *factorFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.totp, "totp", "", "your current TOTP code: the second factor of a confirmation or signature, or an approval's step-up (each code is used once)")
+	cmd.Flags().BoolVar(&f.passwordStdin, "password-stdin", false, "read your password from standard input (else asked on the terminal)")
+}
+
+// body is the password (standard input or terminal), the code and the
+// meaning as the break-glass and review steps send them.
+func (f *factorFlags) body(g *globals) (map[string]any, error) {
+	pw, err := readPassword(g, f.passwordStdin)
+	if err != nil {
+		return nil, err
+	}
+	body := map[string]any{"password": pw, "totp": f.totp, "via": "cli"}
+	if f.meaning != "" {
+		body["meaning"] = f.meaning
+	}
+	return body, nil
 }
 
 // askSignature runs the CLI's side of the signing ceremony for action
@@ -42,7 +64,7 @@ func (f *reauth) add(cmd *cobra.Command) {
 // list, then takes the password (standard input with --password-stdin or
 // without a terminal, else a prompt without echo) and the TOTP code
 // (--totp, else the next line of standard input or a prompt).
-func askSignature(ctx context.Context, g *globals, action string, f reauth) (*signature, error) {
+func askSignature(ctx context.Context, g *globals, action string, f factorFlags) (*signature, error) {
 	var out struct {
 		Meanings map[string][]string `json:"meanings"`
 	}
