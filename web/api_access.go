@@ -160,11 +160,8 @@ func (a *API) decide(approve bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := principal(r)
 		var in decideBody
-		if r.ContentLength != 0 {
-			if err := DecodeJSON(r, &in); err != nil {
-				WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-				return
-			}
+		if !decodeOptional(w, r, &in) {
+			return
 		}
 		comment := strings.TrimSpace(in.Comment)
 		if !approve {
@@ -256,11 +253,8 @@ type revokeBody struct {
 func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	var in revokeBody
-	if r.ContentLength != 0 {
-		if err := DecodeJSON(r, &in); err != nil {
-			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
+	if !decodeOptional(w, r, &in) {
+		return
 	}
 	reason := strings.TrimSpace(in.Reason)
 	if reason == "" && p.Via == ViaWeb {

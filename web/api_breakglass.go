@@ -170,11 +170,8 @@ func (a *API) closeBreakGlass(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if r.ContentLength != 0 {
-		if err := DecodeJSON(r, &in); err != nil {
-			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
+	if !decodeOptional(w, r, &in) {
+		return
 	}
 	v, err := a.o.BreakGlass.Close(r.Context(), p.User, r.PathValue("account"), strings.TrimSpace(in.Reason))
 	if err != nil {
