@@ -325,7 +325,9 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: access reviews: %w", err)
 	}
 	bgSvc.SetSigner(signer)
-	enablePasskeySigning(signer, stepUp, bgSvc)
+	if err := enablePasskeySigning(cfg, signer, stepUp, bgSvc); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 
 	pgHost, pgPort := proxyHostPort(cfg, cfg.Listen.Postgres)
 	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)
