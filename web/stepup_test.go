@@ -183,3 +183,65 @@ func TestStepUpEvidence(t *testing.T) {
 		t.Fatalf("session view: %d %s", st, b)
 	}
 }
+
+// TestReviewAttestWithPasskey: an access review's attestation is signed
+// by the shared ceremony, so a reviewer signs it with a passkey: one
+// begun for another review is refused, the bound one attests with
+// method passkey, and it is spent (replayed on the next review, refused).
+func TestReviewAttestWithPasskey(t *testing.T) {
+	env := uitest.Start(t)
+	x := &authzEnv{env: env}
+	secret, _, err := env.Identity.Tokens().IssueProven(t.Context(), "sam", "api", "", time.Hour, "127.0.0.1", "password", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sam := &caller{role: security, http: env.Client(), bearer: secret}
+	key := passkeytest.New(env.LocalURL, "localhost")
+	st, b := sam.do(t, x, "POST", "/api/v1/passkeys/begin", nil)
+	if st != http.StatusOK {
+		t.Fatalf("begin registration: %d %s", st, b)
+	}
+	cred, err := key.Register(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, b := sam.do(t, x, "POST", "/api/v1/passkeys", map[string]any{"name": "sam's key", "credential": json.RawMessage(cred)}); st != http.StatusCreated {
+		t.Fatalf("register: %d %s", st, b)
+	}
+	assertion := func(object string) json.RawMessage {
+		st, b := sam.do(t, x, "POST", "/api/v1/stepup/begin", map[string]string{"action": "signature", "object_id": object})
+		if st != http.StatusOK {
+			t.Fatalf("step-up begin: %d %s", st, b)
+		}
+		a, err := key.Assert(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	start := func(name string) string {
+		st, b := sam.do(t, x, "POST", "/api/v1/reviews", map[string]string{"name": name})
+		var r struct{ ID string }
+		if st != http.StatusCreated || json.Unmarshal(b, &r) != nil {
+			t.Fatalf("start review: %d %s", st, b)
+		}
+		return r.ID
+	}
+	attest := func(id string, a json.RawMessage) (int, string) {
+		st, b := sam.do(t, x, "POST", "/api/v1/reviews/"+id+"/attest", map[string]any{"meaning": "reviewed, no concerns", "passkey": a})
+		return st, string(b)
+	}
+	r1 := start("Q1")
+	if st, b := attest(r1, assertion("review:rev_another")); st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+		t.Fatalf("a passkey begun for another review: %d %s", st, b)
+	}
+	bound := assertion("review:" + r1)
+	st, body := attest(r1, bound)
+	if st != http.StatusOK || !strings.Contains(body, `"method": "passkey"`) || !strings.Contains(body, `"state": "attested"`) {
+		t.Fatalf("attestation signed with a bound passkey: %d %s", st, body)
+	}
+	r2 := start("Q2")
+	if st, b := attest(r2, bound); st != http.StatusForbidden || !strings.Contains(b, "already used") {
+		t.Fatalf("the same assertion replayed: %d %s", st, b)
+	}
+}
