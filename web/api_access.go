@@ -20,6 +20,10 @@ type RequestView struct {
 	// SignatureRequired is set when deciding the request is an electronic
 	// signature (the role's policy.signature).
 	SignatureRequired bool `json:"signature_required"`
+	// StepUp is what an approval must confirm with (the role's
+	// policy.step_up: passkey, totp or any); empty for none. A signature
+	// counts as the step-up it amounts to.
+	StepUp string `json:"step_up,omitempty"`
 }
 
 func viewRequest(r broker.Request, canDecide bool) RequestView {
@@ -113,7 +117,7 @@ func (a *API) listRequests(w http.ResponseWriter, r *http.Request) {
 	views := make([]RequestView, 0, len(out))
 	for _, q := range out {
 		v := viewRequest(q, mayDecide[q.ID])
-		v.SignatureRequired = a.signatureRequired(q.Target, q.Role)
+		v.SignatureRequired, v.StepUp = a.signatureRequired(q.Target, q.Role), a.stepUpRequired(q.Target, q.Role)
 		views = append(views, v)
 	}
 	WriteJSON(w, http.StatusOK, views)
@@ -130,7 +134,7 @@ func (a *API) getRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	canDecide := req.State == broker.RequestPending && a.o.Access.CheckDecide(p.User, req) == nil
 	v := viewRequest(req, canDecide)
-	v.SignatureRequired = a.signatureRequired(req.Target, req.Role)
+	v.SignatureRequired, v.StepUp = a.signatureRequired(req.Target, req.Role), a.stepUpRequired(req.Target, req.Role)
 	WriteJSON(w, http.StatusOK, v)
 }
 
@@ -156,11 +160,8 @@ func (a *API) decide(approve bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := principal(r)
 		var in decideBody
-		if r.ContentLength != 0 {
-			if err := DecodeJSON(r, &in); err != nil {
-				WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-				return
-			}
+		if !decodeOptional(w, r, &in) {
+			return
 		}
 		comment := strings.TrimSpace(in.Comment)
 		if !approve {
@@ -252,11 +253,8 @@ type revokeBody struct {
 func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	var in revokeBody
-	if r.ContentLength != 0 {
-		if err := DecodeJSON(r, &in); err != nil {
-			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
+	if !decodeOptional(w, r, &in) {
+		return
 	}
 	reason := strings.TrimSpace(in.Reason)
 	if reason == "" && p.Via == ViaWeb {

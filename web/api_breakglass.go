@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -46,6 +47,14 @@ type factorBody struct {
 	// Meaning signs the confirmation, when signatures.unseal is
 	// "required" (one of GET /api/v1/signatures/meanings' unseal list).
 	Meaning string `json:"meaning,omitempty"`
+	// Passkey is a passkey assertion (the PublicKeyCredential's JSON)
+	// for a challenge from POST /api/v1/stepup/begin: with
+	// signatures.unseal required the signature's (action "signature",
+	// object "unseal:ID", or "unseal:account/NAME" when asking),
+	// otherwise the step-up identity.step_up.breakglass_confirm asks for
+	// (action "breakglass.confirm", object the unseal ID; asking:
+	// "breakglass.unseal", the account name).
+	Passkey json.RawMessage `json:"passkey,omitempty"`
 	// Via is accepted from older clients and ignored: the server decides
 	// the channel from how the caller signed in.
 	Via string `json:"via,omitempty"`
@@ -54,7 +63,7 @@ type factorBody struct {
 // factor is the caller's second factor, with the channel the server
 // decided (never one the body names).
 func (f factorBody) factor(r *http.Request) breakglass.Factor {
-	return breakglass.Factor{Password: f.Password, TOTP: f.TOTP, Meaning: f.Meaning, Via: principal(r).Via, Source: ClientIP(r)}
+	return breakglass.Factor{Password: f.Password, TOTP: f.TOTP, Meaning: f.Meaning, Passkey: f.Passkey, Via: principal(r).Via, Source: ClientIP(r)}
 }
 
 // bgAccount is an account as the API shows it: its configuration, state
@@ -161,11 +170,8 @@ func (a *API) closeBreakGlass(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if r.ContentLength != 0 {
-		if err := DecodeJSON(r, &in); err != nil {
-			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
+	if !decodeOptional(w, r, &in) {
+		return
 	}
 	v, err := a.o.BreakGlass.Close(r.Context(), p.User, r.PathValue("account"), strings.TrimSpace(in.Reason))
 	if err != nil {

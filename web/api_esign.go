@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/custos-pam/custos/broker/config"
@@ -20,8 +21,10 @@ type signatureBody struct {
 	Meaning  string `json:"meaning"`
 	Password string `json:"password"`
 	TOTP     string `json:"totp"`
-	// Passkey is a WebAuthn assertion (base64 in JSON).
-	Passkey []byte `json:"passkey,omitempty"`
+	// Passkey is a passkey assertion (the PublicKeyCredential's JSON) for
+	// a challenge from POST /api/v1/stepup/begin with action "signature"
+	// and object "<approve|deny|unseal|review>:<ID>".
+	Passkey json.RawMessage `json:"passkey,omitempty"`
 }
 
 // input is the ceremony's input for b, or nil without a body.
@@ -50,10 +53,24 @@ func (a *API) signatureMeanings(w http.ResponseWriter, r *http.Request) {
 // signatureRequired reports whether decisions on target's role are
 // electronic signatures.
 func (a *API) signatureRequired(target, role string) bool {
+	pol, ok := a.rolePolicy(target, role)
+	return ok && pol.SignatureRequiredFor()
+}
+
+// stepUpRequired is the role's policy.step_up.
+func (a *API) stepUpRequired(target, role string) string {
+	pol, _ := a.rolePolicy(target, role)
+	return pol.StepUp
+}
+
+func (a *API) rolePolicy(target, role string) (config.Policy, bool) {
 	t, ok := a.current().FindTarget(target)
 	if !ok {
-		return false
+		return config.Policy{}, false
 	}
 	ro, ok := t.FindRole(role)
-	return ok && ro.Policy.SignatureRequiredFor()
+	if !ok {
+		return config.Policy{}, false
+	}
+	return ro.Policy, true
 }

@@ -74,11 +74,8 @@ func (a *API) startReview(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Name string `json:"name"`
 	}
-	if r.ContentLength != 0 {
-		if err := DecodeJSON(r, &in); err != nil {
-			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
+	if !decodeOptional(w, r, &in) {
+		return
 	}
 	rev, err := a.o.Reviews.Start(r.Context(), principal(r).User, in.Name)
 	if err != nil {
@@ -139,7 +136,7 @@ func (a *API) attestReview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rev, err := a.o.Reviews.Attest(r.Context(), principal(r).User, r.PathValue("id"), in.Meaning,
-		review.SignatureInput{Password: in.Password, TOTP: in.TOTP, Source: ClientIP(r)})
+		review.SignatureInput{Password: in.Password, TOTP: in.TOTP, Passkey: in.Passkey, Source: ClientIP(r)})
 	if err != nil {
 		a.Fail(w, err)
 		return

@@ -45,7 +45,7 @@ const StepUpHeader = "X-Custos-Step-Up"
 // stepUpActions are the actions POST /api/v1/stepup/begin issues
 // challenges for.
 var stepUpActions = map[string]bool{
-	identity.ActionApprove: true, identity.ActionDeny: true, identity.ActionBreakGlassConfirm: true,
+	identity.ActionApprove: true, identity.ActionDeny: true, identity.ActionBreakGlassConfirm: true, identity.ActionBreakGlassUnseal: true,
 	identity.ActionTerminateSession: true, identity.ActionExportEvidence: true, identity.ActionPasskeyRemove: true,
 	identity.ActionSign: true, identity.ActionTOTPEnrol: true, identity.ActionPasskeyAdd: true,
 }
@@ -175,11 +175,8 @@ func (a *API) beginPasskey(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		StepUp *stepUpBody `json:"step_up"`
 	}
-	if r.ContentLength != 0 {
-		if err := DecodeJSON(r, &in); err != nil {
-			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
+	if !decodeOptional(w, r, &in) {
+		return
 	}
 	if !a.requireFreshOrStepUp(w, r, identity.ActionPasskeyAdd, principal(r).User, "registering a passkey", in.StepUp) {
 		return
@@ -224,11 +221,8 @@ func (a *API) removePasskey(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		StepUp *stepUpBody `json:"step_up"`
 	}
-	if r.ContentLength != 0 {
-		if err := DecodeJSON(r, &in); err != nil {
-			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
+	if !decodeOptional(w, r, &in) {
+		return
 	}
 	id := r.PathValue("id")
 	if !a.requireStepUp(w, r, "any", identity.ActionPasskeyRemove, id, "removing a passkey", in.StepUp) {
@@ -261,11 +255,8 @@ func (a *API) totpBegin(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		StepUp *stepUpBody `json:"step_up"`
 	}
-	if r.ContentLength != 0 {
-		if err := DecodeJSON(r, &in); err != nil {
-			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
+	if !decodeOptional(w, r, &in) {
+		return
 	}
 	user := principal(r).User
 	enrolled, err := a.o.TOTP.Enrolled(r.Context(), user)

@@ -50,6 +50,20 @@ func DecodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
+// decodeOptional reads an optional JSON body into v (DecodeJSON): an
+// empty body leaves v as it is; a malformed one is answered 400
+// bad_request, and decodeOptional returns false.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool {
+	if r.ContentLength == 0 {
+		return true
+	}
+	if err := DecodeJSON(r, v); err != nil {
+		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return false
+	}
+	return true
+}
+
 // StatusOf is the HTTP status of a refusal's kind: the one place where
 // the broker's kinds of refusal become status codes.
 func StatusOf(k broker.Kind) int {

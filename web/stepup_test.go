@@ -24,24 +24,7 @@ func TestStepUpApproval(t *testing.T) {
 	if st, b := signIn(t, x, approver, false).do(t, x, "POST", "/api/v1/passkeys/begin", nil); st != http.StatusForbidden || !strings.Contains(string(b), "step_up_required") {
 		t.Fatalf("passkey registration on a session without a fresh sign-in: %d %s", st, b)
 	}
-	secret, _, err := env.Identity.Tokens().IssueProven(t.Context(), "bob", "api", "", time.Hour, "127.0.0.1", "password", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob := &caller{role: approver, http: env.Client(), bearer: secret}
-	key := passkeytest.New(env.LocalURL, "localhost")
-
-	st, b := bob.do(t, x, "POST", "/api/v1/passkeys/begin", nil)
-	if st != http.StatusOK {
-		t.Fatalf("begin registration: %d %s", st, b)
-	}
-	cred, err := key.Register(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st, b := bob.do(t, x, "POST", "/api/v1/passkeys", map[string]any{"name": "bob's laptop", "credential": json.RawMessage(cred)}); st != http.StatusCreated {
-		t.Fatalf("register: %d %s", st, b)
-	}
+	bob, key := withPasskey(t, x, "bob", approver)
 
 	request := func() string {
 		r, err := env.Access.Create(t.Context(), "alice", access.NewRequest{Target: "demo-pg", Role: "admin", Duration: time.Hour, Reason: "INC-7"})
@@ -50,17 +33,7 @@ func TestStepUpApproval(t *testing.T) {
 		}
 		return r.ID
 	}
-	begin := func(id string) []byte {
-		st, b := bob.do(t, x, "POST", "/api/v1/stepup/begin", map[string]string{"action": "request.approve", "object_id": id})
-		if st != http.StatusOK {
-			t.Fatalf("step-up begin: %d %s", st, b)
-		}
-		a, err := key.Assert(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
+	begin := func(id string) []byte { return assertFor(t, x, bob, key, "request.approve", id) }
 	approve := func(id string, stepUp any) (int, string) {
 		body := map[string]any{"comment": "ok"}
 		if stepUp != nil {
@@ -182,4 +155,80 @@ func TestStepUpEvidence(t *testing.T) {
 	if st, b := sam.do(t, x, "GET", "/api/v1/sessions/"+x.f.SSH, nil); st != http.StatusOK || json.Unmarshal(b, &sd) != nil || sd.EvidenceStepUp != "any" {
 		t.Fatalf("session view: %d %s", st, b)
 	}
+}
+
+// TestReviewAttestWithPasskey: an access review's attestation is signed
+// by the shared ceremony, so a reviewer signs it with a passkey: one
+// begun for another review is refused, the bound one attests with
+// method passkey, and it is spent (replayed on the next review, refused).
+func TestReviewAttestWithPasskey(t *testing.T) {
+	env := uitest.Start(t)
+	x := &authzEnv{env: env}
+	sam, key := withPasskey(t, x, "sam", security)
+	assertion := func(object string) json.RawMessage { return assertFor(t, x, sam, key, "signature", object) }
+	start := func(name string) string {
+		st, b := sam.do(t, x, "POST", "/api/v1/reviews", map[string]string{"name": name})
+		var r struct{ ID string }
+		if st != http.StatusCreated || json.Unmarshal(b, &r) != nil {
+			t.Fatalf("start review: %d %s", st, b)
+		}
+		return r.ID
+	}
+	attest := func(id string, a json.RawMessage) (int, string) {
+		st, b := sam.do(t, x, "POST", "/api/v1/reviews/"+id+"/attest", map[string]any{"meaning": "reviewed, no concerns", "passkey": a})
+		return st, string(b)
+	}
+	r1 := start("Q1")
+	if st, b := attest(r1, assertion("review:rev_another")); st != http.StatusForbidden || !strings.Contains(b, "step_up_required") {
+		t.Fatalf("a passkey begun for another review: %d %s", st, b)
+	}
+	bound := assertion("review:" + r1)
+	st, body := attest(r1, bound)
+	if st != http.StatusOK || !strings.Contains(body, `"method": "passkey"`) || !strings.Contains(body, `"state": "attested"`) {
+		t.Fatalf("attestation signed with a bound passkey: %d %s", st, body)
+	}
+	r2 := start("Q2")
+	if st, b := attest(r2, bound); st != http.StatusForbidden || !strings.Contains(b, "already used") {
+		t.Fatalf("the same assertion replayed: %d %s", st, b)
+	}
+}
+
+// withPasskey signs user in freshly (a bearer token proven by password
+// just now, as after custos login) and registers a software passkey for
+// them over the API.
+func withPasskey(t *testing.T, x *authzEnv, user, role string) (*caller, *passkeytest.Authenticator) {
+	t.Helper()
+	secret, _, err := x.env.Identity.Tokens().IssueProven(t.Context(), user, "api", "", time.Hour, "127.0.0.1", "password", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &caller{role: role, http: x.env.Client(), bearer: secret}
+	key := passkeytest.New(x.env.LocalURL, "localhost")
+	st, b := c.do(t, x, "POST", "/api/v1/passkeys/begin", nil)
+	if st != http.StatusOK {
+		t.Fatalf("begin registration: %d %s", st, b)
+	}
+	cred, err := key.Register(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, b := c.do(t, x, "POST", "/api/v1/passkeys", map[string]any{"name": user + "'s key", "credential": json.RawMessage(cred)}); st != http.StatusCreated {
+		t.Fatalf("register: %d %s", st, b)
+	}
+	return c, key
+}
+
+// assertFor begins a step-up as c for (action, object) and answers it
+// with key.
+func assertFor(t *testing.T, x *authzEnv, c *caller, key *passkeytest.Authenticator, action, object string) []byte {
+	t.Helper()
+	st, b := c.do(t, x, "POST", "/api/v1/stepup/begin", map[string]string{"action": action, "object_id": object})
+	if st != http.StatusOK {
+		t.Fatalf("step-up begin %s %s: %d %s", action, object, st, b)
+	}
+	a, err := key.Assert(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

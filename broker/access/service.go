@@ -198,6 +198,9 @@ func (s *Service) Decide(ctx context.Context, actor, requestID string, d Decisio
 		s.refused(ctx, actor, action, requestID, err, map[string]any{"request_id": requestID, "via": d.Via})
 		return broker.Request{}, nil, err
 	}
+	if d.StepUp == "" {
+		d.StepUp = signedStepUp(sig)
+	}
 	err = s.store.Update(ctx, func(tx broker.Tx) error {
 		var err error
 		req, err = tx.GetRequest(requestID)

@@ -7,6 +7,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/esign"
+	"github.com/custos-pam/custos/broker/policy"
 )
 
 // signer runs the electronic-signature ceremony; *esign.Signer
@@ -42,7 +43,16 @@ func (s *Service) sign(ctx context.Context, actor, requestID string, d Decision)
 	if !pol.SignatureRequiredFor() && d.Sign == nil {
 		return nil, nil
 	}
-	if _, err := s.decide(pol, req, actor, d, s.now().UTC()); err != nil {
+	// The re-authentication about to be checked counts as the step-up
+	// it amounts to (signedStepUp), so the vote is checked with it.
+	pre := d
+	if pre.StepUp == "" && d.Sign != nil {
+		pre.StepUp = policy.StepUpMethodTOTP
+		if len(d.Sign.Passkey) > 0 {
+			pre.StepUp = policy.StepUpMethodPasskey
+		}
+	}
+	if _, err := s.decide(pol, req, actor, pre, s.now().UTC()); err != nil {
 		return nil, err
 	}
 	if s.signer == nil {
@@ -53,6 +63,24 @@ func (s *Service) sign(ctx context.Context, actor, requestID string, d Decision)
 		return nil, err
 	}
 	return &sig, nil
+}
+
+// signedStepUp is the step-up a signature's re-authentication amounts
+// to: a passkey assertion bound to this decision, or a password and a
+// single-use TOTP code, each fresh and consumed by the signature. A role
+// with both policy.signature and policy.step_up needs no second
+// confirmation.
+func signedStepUp(sig *broker.Signature) string {
+	if sig == nil {
+		return ""
+	}
+	switch sig.Method {
+	case esign.MethodPasskey:
+		return policy.StepUpMethodPasskey
+	case esign.MethodPasswordTOTP:
+		return policy.StepUpMethodTOTP
+	}
+	return ""
 }
 
 // attachSignature checks sig against the request as stored now and puts

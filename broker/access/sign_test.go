@@ -30,16 +30,24 @@ func (f *fakeSigner) Sign(_ context.Context, user string, rec esign.Record, in *
 	if f.transplant {
 		rec.ObjectID = "req_other"
 	}
+	method := esign.MethodPasswordTOTP
+	if len(in.Passkey) > 0 {
+		method = esign.MethodPasskey
+	}
 	return broker.Signature{Signer: user, PrintedName: "Bob B.", SignedAt: time.Now().UTC(), Meaning: in.Meaning,
-		Method: esign.MethodPasswordTOTP, Action: rec.Action, ObjectID: rec.ObjectID, RecordHash: rec.Hash()}, nil
+		Method: method, Action: rec.Action, ObjectID: rec.ObjectID, RecordHash: rec.Hash()}, nil
 }
 
 func signSetup(t *testing.T, sg *fakeSigner) (*access.Service, broker.Store) {
+	return signSetupWith(t, sg, "")
+}
+
+func signSetupWith(t *testing.T, sg *fakeSigner, roles string) (*access.Service, broker.Store) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(testConfig + `
       - name: admin
         policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 1h, signature: required}
-`))
+` + roles))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,5 +120,39 @@ func TestDecideNeedsSignature(t *testing.T) {
 	d := details.Signature
 	if last.Outcome != broker.OutcomeSuccess || d["meaning"] != "approved" || d["printed_name"] != "Bob B." || d["method"] != "password+totp" || d["record_hash"] != sig.RecordHash {
 		t.Fatalf("audit record %+v", last)
+	}
+}
+
+// TestSignatureIsTheStepUp: on a role with both policy.signature and
+// policy.step_up, the signature's re-authentication is the step-up it
+// amounts to: a password-and-code signature meets totp but not passkey
+// (refused before the ceremony), a passkey signature meets passkey.
+func TestSignatureIsTheStepUp(t *testing.T) {
+	ctx := context.Background()
+	sg := &fakeSigner{}
+	s, _ := signSetupWith(t, sg, `      - name: change
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 1h, signature: required, step_up: passkey}
+      - name: report
+        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 1h, signature: required, step_up: totp}
+`)
+	newReq := func(role string) string {
+		r, err := s.Create(ctx, "alice", access.NewRequest{Target: "db", Role: role, Duration: time.Hour, Reason: "CHG-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	change := newReq("change")
+	if _, _, err := s.Decide(ctx, "bob", change, access.Decision{Approve: true, Sign: &esign.Input{Meaning: "m", Password: "pw", TOTP: "123456"}}); code(err) != "step_up_required" {
+		t.Fatalf("password-and-code signature where a passkey is required: %v", err)
+	}
+	if sg.calls != 0 {
+		t.Fatalf("the ceremony ran for a signature that cannot meet the step-up")
+	}
+	if _, grant, err := s.Decide(ctx, "bob", change, access.Decision{Approve: true, Sign: &esign.Input{Meaning: "m", Passkey: []byte("assertion")}}); err != nil || grant == nil {
+		t.Fatalf("passkey signature: %v", err)
+	}
+	if _, grant, err := s.Decide(ctx, "bob", newReq("report"), access.Decision{Approve: true, Sign: &esign.Input{Meaning: "m", Password: "pw", TOTP: "123456"}}); err != nil || grant == nil {
+		t.Fatalf("password-and-code signature where totp is required: %v", err)
 	}
 }

@@ -154,6 +154,8 @@ type Service struct {
 	started chan struct{}
 	// signer signs confirmations (sign.go); nil: none.
 	signer signer
+	// passkeys checks passkey step-ups (stepup.go); nil: none.
+	passkeys passkeyVerifier
 }
 
 // New returns a Service.
@@ -250,6 +252,10 @@ type Factor struct {
 	// Meaning is the signature's meaning, when confirmations are
 	// electronic signatures (signatures.unseal).
 	Meaning string
+	// Passkey is a WebAuthn assertion (the PublicKeyCredential as JSON):
+	// the step-up identity.step_up.breakglass_confirm asks for, or, when
+	// confirmations are signatures, the signature's re-authentication.
+	Passkey []byte
 }
 
 // checkFactor authenticates user again. Failures are rate-limited per user

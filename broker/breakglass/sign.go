@@ -30,12 +30,17 @@ func unsealRecord(a *config.BreakGlassAccount, u *Unseal) esign.Record {
 // signConfirm runs the signing ceremony for a confirmation of u: the
 // custodian's password and TOTP code (through the sign-in limiter) or a
 // passkey, and a meaning from signatures.meanings.unseal. It replaces the
-// second-factor check.
-func (s *Service) signConfirm(ctx context.Context, a *config.BreakGlassAccount, u *Unseal, actor string, f Factor) (*broker.Signature, error) {
+// second-factor check. The asker cannot know the unseal's ID before
+// asking: their passkey is bound to "account/NAME" instead (ask).
+func (s *Service) signConfirm(ctx context.Context, a *config.BreakGlassAccount, u *Unseal, actor string, f Factor, ask bool) (*broker.Signature, error) {
 	if s.signer == nil {
 		return nil, forbidden(esign.CodeSignatureRequired, "unseal confirmations are electronic signatures and signing is not available on this broker")
 	}
-	sig, err := s.signer.Sign(ctx, actor, unsealRecord(a, u), &esign.Input{Meaning: f.Meaning, Password: f.Password, TOTP: f.TOTP, Source: f.Source})
+	rec := unsealRecord(a, u)
+	if ask {
+		rec.Challenge = "account/" + a.Name
+	}
+	sig, err := s.signer.Sign(ctx, actor, rec, &esign.Input{Meaning: f.Meaning, Password: f.Password, TOTP: f.TOTP, Passkey: f.Passkey, Source: f.Source})
 	if err != nil {
 		return nil, err
 	}

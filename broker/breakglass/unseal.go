@@ -61,18 +61,7 @@ func (s *Service) unseal(ctx context.Context, actor string, in UnsealRequest, d 
 	}
 	// Asking counts as the asker's confirmation: with signatures.unseal
 	// required (and not a drill, which the broker runs) it is signed too.
-	var (
-		factor string
-		sig    *broker.Signature
-	)
-	if s.cfg.Signatures.UnsealRequired() && d == nil {
-		sig, err = s.signConfirm(ctx, a, &u, actor, in.Factor)
-		if sig != nil {
-			factor = sig.Method
-		}
-	} else {
-		factor, err = s.checkFactor(ctx, a, actor, in.Factor)
-	}
+	sig, factor, err := s.authenticate(ctx, a, &u, actor, in.Factor, true, d != nil)
 	if err != nil {
 		return Unseal{}, err
 	}
@@ -170,18 +159,7 @@ func (s *Service) confirm(ctx context.Context, actor, unsealID string, f Factor)
 	if err := checkConfirm(a, st, actor, unsealID, s.now().UTC()); err != nil {
 		return ref, err
 	}
-	var (
-		factor string
-		sig    *broker.Signature
-	)
-	if s.cfg.Signatures.UnsealRequired() {
-		sig, err = s.signConfirm(ctx, a, st.Unseal, actor, f)
-		if sig != nil {
-			factor = sig.Method
-		}
-	} else {
-		factor, err = s.checkFactor(ctx, a, actor, f)
-	}
+	sig, factor, err := s.authenticate(ctx, a, st.Unseal, actor, f, false, false)
 	if err != nil {
 		return ref, err
 	}

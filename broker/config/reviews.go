@@ -2,15 +2,13 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
 // DefaultReviewEvery is reviews.every's default: quarterly.
 const DefaultReviewEvery = 2160 * time.Hour
-
-// DefaultReviewMeanings are reviews.meanings' default.
-var DefaultReviewMeanings = []string{"reviewed, no concerns", "reviewed, concerns raised"}
 
 // Reviews configures periodic access reviews (custos review).
 type Reviews struct {
@@ -21,8 +19,10 @@ type Reviews struct {
 	// the last attested review makes reviews overdue. Default: 2160h
 	// (quarterly).
 	Every Duration `yaml:"every"`
-	// Meanings are the meanings a reviewer may sign an attestation with.
-	// Default: "reviewed, no concerns" and "reviewed, concerns raised".
+	// Meanings is a deprecated alias of signatures.meanings.review, kept
+	// so configs that set it still load: when signatures.meanings.review
+	// is not set it takes this list. Default: empty (the meanings are
+	// signatures.meanings.review, or DefaultMeanings[SignReview]).
 	Meanings []string `yaml:"meanings"`
 }
 
@@ -37,8 +37,11 @@ func (c *Config) ReviewersOrDefault() []string {
 
 func (c *Config) applyReviewDefaults() {
 	setDur(&c.Reviews.Every, DefaultReviewEvery)
-	if len(c.Reviews.Meanings) == 0 {
-		c.Reviews.Meanings = append([]string(nil), DefaultReviewMeanings...)
+	if len(c.Reviews.Meanings) > 0 && len(c.Signatures.Meanings[SignReview]) == 0 {
+		if c.Signatures.Meanings == nil {
+			c.Signatures.Meanings = map[string][]string{}
+		}
+		c.Signatures.Meanings[SignReview] = append([]string(nil), c.Reviews.Meanings...)
 	}
 }
 
@@ -55,5 +58,8 @@ func (c *Config) validateReviews(ck *checker, users, groups map[string]bool) {
 		if strings.TrimSpace(m) == "" {
 			ck.add(fmt.Sprintf("reviews.meanings[%d]", i), "must not be empty")
 		}
+	}
+	if len(c.Reviews.Meanings) > 0 && !slices.Equal(c.Reviews.Meanings, c.Signatures.Meanings[SignReview]) {
+		ck.add("reviews.meanings", "is a deprecated alias of signatures.meanings.review and differs from it: set only signatures.meanings.review")
 	}
 }

@@ -22,6 +22,8 @@ security_admins: [security]
 		{"unknown reviewer", base + "reviews: {reviewers: [mallory]}\n", `reviews.reviewers[0]: unknown user or group "mallory"`, nil},
 		{"empty meaning", base + "reviews: {meanings: [' ']}\n", "reviews.meanings[0]", nil},
 		{"negative period", base + "reviews: {every: -1h}\n", "reviews.every", nil},
+		{"deprecated alias differing from signatures.meanings.review", base + "reviews: {meanings: [ok]}\nsignatures: {meanings: {review: [fine]}}\n",
+			"reviews.meanings: is a deprecated alias", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -38,9 +40,25 @@ security_admins: [security]
 			if got := c.ReviewersOrDefault(); !slices.Equal(got, tc.reviewers) {
 				t.Errorf("reviewers %v, want %v", got, tc.reviewers)
 			}
-			if c.Reviews.Every.D() != DefaultReviewEvery || !slices.Equal(c.Reviews.Meanings, DefaultReviewMeanings) {
-				t.Errorf("defaults: every %s, meanings %q", c.Reviews.Every.D(), c.Reviews.Meanings)
+			if got := c.Signatures.MeaningsFor(SignReview); c.Reviews.Every.D() != DefaultReviewEvery || !slices.Equal(got, DefaultMeanings[SignReview]) {
+				t.Errorf("defaults: every %s, meanings %q", c.Reviews.Every.D(), got)
 			}
 		})
+	}
+}
+
+// TestReviewMeaningsAlias: a config that still sets reviews.meanings
+// loads, and its list becomes the review signature's meanings.
+func TestReviewMeaningsAlias(t *testing.T) {
+	c, err := Parse([]byte(`
+users: [{name: rita}]
+security_admins: []
+reviews: {meanings: ["checked", "checked, see ticket"]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Signatures.MeaningsFor(SignReview); !slices.Equal(got, []string{"checked", "checked, see ticket"}) {
+		t.Fatalf("review meanings %q", got)
 	}
 }

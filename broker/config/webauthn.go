@@ -45,6 +45,13 @@ type StepUpActions struct {
 	// ExportEvidence: downloading a session's evidence bundle. Default:
 	// none.
 	ExportEvidence string `yaml:"export_evidence"`
+	// BreakGlassConfirm: asking for and confirming a break-glass unseal
+	// (each custodian's confirmation; not the ask of a drill the broker
+	// starts). With passkey a confirmation carries a passkey assertion
+	// bound to the unseal (or, for the ask, the account) besides the
+	// password and code; totp and any accept the confirmation's TOTP
+	// code. Default: none.
+	BreakGlassConfirm string `yaml:"breakglass_confirm"`
 }
 
 // Resolved returns w with its defaults filled in from publicURL.
@@ -79,5 +86,8 @@ func (c *Config) validateWebAuthn(ck *checker) {
 	}
 	if !ValidStepUp(s.ExportEvidence) {
 		ck.add("identity.step_up.export_evidence", "must be passkey, totp or any, not %q", s.ExportEvidence)
+	}
+	if !ValidStepUp(s.BreakGlassConfirm) {
+		ck.add("identity.step_up.breakglass_confirm", "must be passkey, totp or any, not %q", s.BreakGlassConfirm)
 	}
 }

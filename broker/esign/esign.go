@@ -67,6 +67,20 @@ type Record struct {
 	Action   string
 	ObjectID string
 	Fields   []Field
+	// Challenge is the object a passkey's challenge must be bound to
+	// (with Action), for records whose ID the signer cannot know before
+	// signing (the unseal an ask creates). Default: ObjectID. It is not
+	// part of the hash.
+	Challenge string
+}
+
+// ChallengeObject is what a passkey assertion signing r must have been
+// begun for, together with r.Action: r.Challenge, or r.ObjectID.
+func (r Record) ChallengeObject() string {
+	if r.Challenge != "" {
+		return r.Challenge
+	}
+	return r.ObjectID
 }
 
 // Hash returns "sha256:" and the hex SHA-256 of the record's canonical
@@ -101,10 +115,12 @@ type reauthenticator interface {
 	Reauthenticate(ctx context.Context, user, password, totp, source string) (string, error)
 }
 
-// passkeyVerifier checks a WebAuthn assertion whose challenge was bound
-// to (user, action, objectID), single-use.
+// passkeyVerifier checks a WebAuthn assertion with user verification
+// whose challenge was bound to (user, action, objectID), single-use;
+// *identity.StepUp implements it (step-up action "signature", object
+// "<action>:<objectID>").
 type passkeyVerifier interface {
-	Verify(ctx context.Context, user, action, objectID string, assertion []byte) error
+	VerifySignature(ctx context.Context, user, action, objectID string, assertion []byte) error
 }
 
 // names gives a user's printed name; *identity.Directory implements it.
@@ -171,7 +187,7 @@ func (s *Signer) Sign(ctx context.Context, user string, rec Record, in *Input) (
 	case len(in.Passkey) > 0 && s.o.Passkeys == nil:
 		return broker.Signature{}, broker.Refuse(broker.KindInvalid, CodePasskeyUnavailable, "passkey signing is not available on this broker: sign with password and TOTP")
 	case len(in.Passkey) > 0:
-		if err := s.o.Passkeys.Verify(ctx, user, rec.Action, rec.ObjectID, in.Passkey); err != nil {
+		if err := s.o.Passkeys.VerifySignature(ctx, user, rec.Action, rec.ChallengeObject(), in.Passkey); err != nil {
 			return broker.Signature{}, fmt.Errorf("esign: passkey: %w", err)
 		}
 	default:

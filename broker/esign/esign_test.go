@@ -27,7 +27,7 @@ func (p printed) PrintedName(u string) string { return p[u] }
 
 type passkeys struct{ bound string }
 
-func (p passkeys) Verify(_ context.Context, user, action, objectID string, _ []byte) error {
+func (p passkeys) VerifySignature(_ context.Context, user, action, objectID string, _ []byte) error {
 	if user+"/"+action+"/"+objectID != p.bound {
 		return errors.New("assertion bound to another action")
 	}

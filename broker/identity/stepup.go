@@ -21,6 +21,7 @@ const (
 	ActionApprove           = "request.approve"
 	ActionDeny              = "request.deny"
 	ActionBreakGlassConfirm = "breakglass.confirm"
+	ActionBreakGlassUnseal  = "breakglass.unseal"
 	ActionTerminateSession  = "session.terminate"
 	ActionExportEvidence    = "session.evidence"
 	ActionPasskeyRemove     = "passkey.remove"
@@ -197,6 +198,21 @@ func (s *StepUp) Verify(ctx context.Context, user, action, objectID string, asse
 	proof, err := s.verify(ctx, user, action, objectID, assertion)
 	s.record(ctx, user, action, objectID, StepUpPasskey, proof.Credential, err)
 	return proof, err
+}
+
+// VerifyPasskey is Verify for callers that need only the verdict (the
+// break-glass service's step-up).
+func (s *StepUp) VerifyPasskey(ctx context.Context, user, action, objectID string, assertion []byte) error {
+	_, err := s.Verify(ctx, user, action, objectID, assertion)
+	return err
+}
+
+// VerifySignature checks a passkey assertion that re-authenticates user
+// for an electronic signature of action (approve, deny, unseal, review)
+// on objectID: its challenge must have been begun for ActionSign and the
+// object "<action>:<objectID>" (esign.Signer.SetPasskeys).
+func (s *StepUp) VerifySignature(ctx context.Context, user, action, objectID string, assertion []byte) error {
+	return s.VerifyPasskey(ctx, user, ActionSign, action+":"+objectID, assertion)
 }
 
 func (s *StepUp) verify(ctx context.Context, user, action, objectID string, assertion []byte) (StepUpProof, error) {

@@ -82,12 +82,20 @@ type Signature struct {
 	Time        time.Time `json:"time"`
 	Meaning     string    `json:"meaning"`
 	Method      string    `json:"method"`
+	// Signer is the login; RecordHash the hash of the record signed
+	// (esign.Record.Hash). Reviews attested before the signing ceremony
+	// was shared lack both.
+	Signer     string `json:"signer,omitempty"`
+	RecordHash string `json:"record_hash,omitempty"`
 }
 
-// SignatureInput is what a signer presents again to sign.
+// SignatureInput is what a signer presents again to sign: password and
+// TOTP code, or a passkey assertion (action "signature", object
+// "review:ID").
 type SignatureInput struct {
 	Password string
 	TOTP     string
+	Passkey  []byte
 	// Source is the client address, for rate limiting and audit.
 	Source string
 }

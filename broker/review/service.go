@@ -14,6 +14,7 @@ import (
 	"github.com/custos-pam/custos/broker/access"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/esign"
 )
 
 // State keys: the index of every review, oldest first, and each review.
@@ -323,26 +324,35 @@ func (s *Service) Mark(ctx context.Context, actor, id string, n int, verdict, co
 	return out, err
 }
 
-// Attest signs an open review: actor re-authenticates and states a
-// meaning from reviews.meanings. The signature, the snapshot hash and a
-// hash over the lines and their marks are stored and audited.
+// Attest signs an open review with the electronic-signature ceremony
+// (esign, action review): actor re-authenticates (password and TOTP, or
+// a passkey bound to "review:ID") and states a meaning from
+// signatures.meanings.review. The signature covers the review's lines
+// and marks as they were when signing began; the signature, the snapshot
+// hash and a hash over the lines and their marks are stored and audited.
 func (s *Service) Attest(ctx context.Context, actor, id, meaning string, in SignatureInput) (Review, error) {
 	if err := s.may(access.ConductReview, actor); err != nil {
 		s.refused(ctx, actor, "review.attest", id, err)
 		return Review{}, err
 	}
-	meanings := s.o.Config.Load().Reviews.Meanings
-	if !slices.Contains(meanings, meaning) {
-		return Review{}, broker.Refuse(broker.KindInvalid, "invalid_meaning", "the meaning must be one of: %s", strings.Join(meanings, "; "))
-	}
-	if _, err := s.Get(ctx, actor, id); err != nil {
+	cur, err := s.Get(ctx, actor, id)
+	if err != nil {
 		return Review{}, err
 	}
-	sig, err := s.o.Signer.Sign(ctx, actor, "review.attest", id, meaning, in)
+	if cur.State != StateOpen {
+		return Review{}, broker.Refuse(broker.KindConflict, "review_closed", "review %s is already attested", id)
+	}
+	rec, err := attestRecord(cur)
+	if err != nil {
+		return Review{}, err
+	}
+	signed, err := s.o.Signer.Sign(ctx, actor, rec, &esign.Input{Meaning: meaning, Password: in.Password, TOTP: in.TOTP,
+		Passkey: in.Passkey, Source: in.Source})
 	if err != nil {
 		s.refused(ctx, actor, "review.attest", id, err)
 		return Review{}, err
 	}
+	sig := stored(signed)
 	var out Review
 	err = s.o.Store.Update(ctx, func(tx broker.Tx) error {
 		r, err := loadReview(tx, id)
@@ -351,6 +361,13 @@ func (s *Service) Attest(ctx context.Context, actor, id, meaning string, in Sign
 		}
 		if r.State != StateOpen {
 			return broker.Refuse(broker.KindConflict, "review_closed", "review %s is already attested", id)
+		}
+		now, err := attestRecord(r)
+		if err != nil {
+			return err
+		}
+		if err := esign.Check(signed, now); err != nil {
+			return err
 		}
 		a := &Attestation{By: actor, Signature: sig, Flagged: r.flagged()}
 		if a.ResultHash, err = hashResult(r.SnapshotHash, r.Lines, sig); err != nil {
@@ -363,7 +380,7 @@ func (s *Service) Attest(ctx context.Context, actor, id, meaning string, in Sign
 		if _, err := s.o.Audit.AppendTx(ctx, tx, audit.Entry{Actor: actor, Action: "review.attest", Target: id,
 			Outcome: broker.OutcomeSuccess, Details: map[string]any{"name": r.Name,
 				"printed_name": sig.PrintedName, "time": sig.Time.Format(time.RFC3339Nano), "meaning": sig.Meaning,
-				"method": sig.Method, "snapshot_hash": r.SnapshotHash, "prev_hash": r.PrevHash,
+				"method": sig.Method, "signer": sig.Signer, "record_hash": sig.RecordHash, "snapshot_hash": r.SnapshotHash, "prev_hash": r.PrevHash,
 				"result_hash": a.ResultHash, "lines": len(r.Lines), "flagged": a.Flagged}}); err != nil {
 			return err
 		}
@@ -374,7 +391,7 @@ func (s *Service) Attest(ctx context.Context, actor, id, meaning string, in Sign
 		s.refused(ctx, actor, "review.attest", id, err)
 		return Review{}, err
 	}
-	s.o.Log.Info("access review attested", "review", id, "by", actor, "meaning", meaning)
+	s.o.Log.Info("access review attested", "review", id, "by", actor, "meaning", sig.Meaning)
 	return out, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/audit"
 	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/esign"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/store/postgres"
 	"github.com/custos-pam/custos/broker/store/sqlite"
@@ -40,7 +41,7 @@ users:
   - {name: bob, password_hash: %[1]q}
   - {name: carol, password_hash: %[1]q}
   - {name: sam, password_hash: %[1]q}
-  - {name: rita, email: rita@example.test, password_hash: %[1]q, totp_secret: %[2]q}
+  - {name: rita, display_name: Rita Q. Reviewer, email: rita@example.test, password_hash: %[1]q, totp_secret: %[2]q}
 groups:
   - {name: dbas, members: [alice]}
   - {name: approvers, members: [bob]}
@@ -106,7 +107,7 @@ func newFixture(t *testing.T, open func(*testing.T) broker.Store) *fixture {
 		t.Fatal(err)
 	}
 	if f.svc, err = New(Options{Config: f.live, Directory: f.dir, Store: st, Audit: al,
-		Signer: PasswordSigner{Auth: f.ids, Directory: f.dir}, Now: func() time.Time { return f.now }}); err != nil {
+		Signer: esign.New(esign.Options{Config: f.live, Reauth: f.ids, Names: f.dir}), Now: func() time.Time { return f.now }}); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -215,7 +216,7 @@ func testReviewLifecycle(t *testing.T, open func(*testing.T) broker.Store) {
 	}
 
 	// Signing: the meaning must be configured, the password right.
-	if _, err := f.svc.Attest(ctx, "rita", r1.ID, "looks fine", SignatureInput{Password: "pw", TOTP: code(-1)}); broker.CodeOf(err) != "invalid_meaning" {
+	if _, err := f.svc.Attest(ctx, "rita", r1.ID, "looks fine", SignatureInput{Password: "pw", TOTP: code(-1)}); broker.CodeOf(err) != esign.CodeMeaningNotAllowed {
 		t.Fatalf("unconfigured meaning: %v", err)
 	}
 	if _, err := f.svc.Attest(ctx, "rita", r1.ID, "reviewed, no concerns", SignatureInput{Password: "wrong", TOTP: "000000", Source: "192.0.2.9"}); broker.CodeOf(err) != identity.CodeReauthFailed {
@@ -232,7 +233,8 @@ func testReviewLifecycle(t *testing.T, open func(*testing.T) broker.Store) {
 		t.Fatal(err)
 	}
 	sig := a1.Attestation.Signature
-	if sig.PrintedName != "rita <rita@example.test>" || sig.Method != identity.MethodPasswordTOTP || sig.Meaning != "reviewed, no concerns" || sig.Time.Location() != time.UTC {
+	if sig.PrintedName != "Rita Q. Reviewer" || sig.Signer != "rita" || !strings.HasPrefix(sig.RecordHash, "sha256:") ||
+		sig.Method != identity.MethodPasswordTOTP || sig.Meaning != "reviewed, no concerns" || sig.Time.Location() != time.UTC {
 		t.Fatalf("signature: %+v", sig)
 	}
 	if _, err := f.svc.Mark(ctx, "rita", r1.ID, 1, VerdictFlag, "late"); broker.CodeOf(err) != "review_closed" {
@@ -266,7 +268,7 @@ func testReviewLifecycle(t *testing.T, open func(*testing.T) broker.Store) {
 	var d map[string]any
 	_ = json.Unmarshal(last.Details, &d)
 	if last.Outcome != broker.OutcomeSuccess || d["snapshot_hash"] != r2.SnapshotHash || d["meaning"] != "reviewed, concerns raised" ||
-		d["printed_name"] != "rita <rita@example.test>" || d["method"] != "password+totp" || d["time"] == nil {
+		d["printed_name"] != "Rita Q. Reviewer" || d["method"] != "password+totp" || d["time"] == nil {
 		t.Fatalf("review.attest record: %s %s", last.Outcome, last.Details)
 	}
 	if n := len(auditOf(t, f.st, "auth.reauth")); n != 1 {
@@ -312,5 +314,40 @@ func TestSigningGuessesCountAgainstSignIn(t *testing.T) {
 	}
 	if _, err := f.svc.Attest(ctx, "rita", r.ID, "reviewed, no concerns", SignatureInput{Password: "pw", TOTP: code(1), Source: "203.0.113.5"}); identity.CodeOf(err) != identity.CodeTooManyAttempts {
 		t.Fatalf("signing while blocked: %v", err)
+	}
+}
+
+// markingSigner marks a line while the signer re-authenticates, as a
+// second reviewer acting at that moment would.
+type markingSigner struct {
+	signer
+	mark func()
+}
+
+func (m markingSigner) Sign(ctx context.Context, user string, rec esign.Record, in *esign.Input) (broker.Signature, error) {
+	m.mark()
+	return m.signer.Sign(ctx, user, rec, in)
+}
+
+// TestAttestSignsWhatWasReviewed: a mark made between the start of the
+// signing and its storing changes what the signature covers: the
+// attestation is refused (signature_mismatch) and the review stays open.
+func TestAttestSignsWhatWasReviewed(t *testing.T) {
+	f := newFixture(t, stores["sqlite"])
+	ctx := t.Context()
+	r, err := f.svc.Start(ctx, "rita", "Q4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc.o.Signer = markingSigner{signer: f.svc.o.Signer, mark: func() {
+		if _, err := f.svc.Mark(ctx, "rita", r.ID, 1, VerdictFlag, "slipped in"); err != nil {
+			t.Errorf("mark: %v", err)
+		}
+	}}
+	if _, err := f.svc.Attest(ctx, "rita", r.ID, "reviewed, no concerns", SignatureInput{Password: "pw", TOTP: code(0)}); broker.CodeOf(err) != esign.CodeSignatureMismatch {
+		t.Fatalf("attestation over lines changed while signing: %v", err)
+	}
+	if got, _ := f.svc.Get(ctx, "rita", r.ID); got.State != StateOpen {
+		t.Fatalf("review %s after a mismatched signature", got.State)
 	}
 }

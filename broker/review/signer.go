@@ -2,55 +2,40 @@ package review
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
-	"time"
 
-	"github.com/custos-pam/custos/broker/identity"
+	"github.com/custos-pam/custos/broker"
+	"github.com/custos-pam/custos/broker/config"
+	"github.com/custos-pam/custos/broker/esign"
 )
 
-// signer signs one action on one object for user: it checks the user's
-// credentials again and returns the signature (printed name, UTC time,
-// meaning, method). A wrong credential is a *broker.Error.
+// signer runs the electronic-signature ceremony (re-authentication by
+// password and TOTP or a passkey, and a meaning from
+// signatures.meanings.review); *esign.Signer implements it.
 type signer interface {
-	Sign(ctx context.Context, user, action, objectID, meaning string, reauth SignatureInput) (Signature, error)
+	Sign(ctx context.Context, user string, rec esign.Record, in *esign.Input) (broker.Signature, error)
 }
 
-// reauthenticator checks a signed-in user's password and TOTP code again
-// (the re-authentication of every electronic signature: single-use code,
-// guesses counted against the sign-in limiter); *identity.Service
-// implements it.
-type reauthenticator interface {
-	Reauthenticate(ctx context.Context, user, password, totp, source string) (string, error)
-}
-
-// lookup finds a user's directory entry, for the printed name.
-type lookup interface {
-	Lookup(name string) (identity.Identity, bool)
-}
-
-// PasswordSigner is the default signer: a signature is the user's
-// password and, when they have one, a current TOTP code, checked again
-// by the identity service.
-type PasswordSigner struct {
-	Auth      reauthenticator
-	Directory lookup
-	// Now defaults to time.Now.
-	Now func() time.Time
-}
-
-// Sign implements signer.
-func (p PasswordSigner) Sign(ctx context.Context, user, action, objectID, meaning string, in SignatureInput) (Signature, error) {
-	method, err := p.Auth.Reauthenticate(ctx, user, in.Password, in.TOTP, in.Source)
+// attestRecord is what a review's attestation signs: the review's ID,
+// name, snapshot, predecessor, and its lines with their marks, so a mark
+// made while the signer re-authenticated makes the signature not match.
+func attestRecord(r Review) (esign.Record, error) {
+	b, err := json.Marshal(r.Lines)
 	if err != nil {
-		return Signature{}, fmt.Errorf("sign %s: %w", action, err)
+		return esign.Record{}, fmt.Errorf("review: sign: %w", err)
 	}
-	now := time.Now
-	if p.Now != nil {
-		now = p.Now
-	}
-	name := user
-	if id, ok := p.Directory.Lookup(user); ok && id.Email != "" {
-		name = user + " <" + id.Email + ">"
-	}
-	return Signature{PrintedName: name, Time: now().UTC(), Meaning: meaning, Method: method}, nil
+	sum := sha256.Sum256(b)
+	return esign.Record{Action: config.SignReview, ObjectID: r.ID, Fields: []esign.Field{
+		{Name: "name", Value: r.Name}, {Name: "snapshot_hash", Value: r.SnapshotHash}, {Name: "prev_hash", Value: r.PrevHash},
+		{Name: "lines", Value: "sha256:" + hex.EncodeToString(sum[:])},
+	}}, nil
+}
+
+// stored is sig as a review keeps it.
+func stored(sig broker.Signature) Signature {
+	return Signature{PrintedName: sig.PrintedName, Time: sig.SignedAt.UTC(), Meaning: sig.Meaning, Method: sig.Method,
+		Signer: sig.Signer, RecordHash: sig.RecordHash}
 }

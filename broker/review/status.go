@@ -6,6 +6,7 @@ import (
 
 	"github.com/custos-pam/custos/broker"
 	"github.com/custos-pam/custos/broker/access"
+	"github.com/custos-pam/custos/broker/config"
 )
 
 // Status returns the open review, the last attested one and whether a
@@ -20,7 +21,7 @@ func (s *Service) Status(ctx context.Context, actor string) (Status, error) {
 
 func (s *Service) status(ctx context.Context) (Status, error) {
 	cfg := s.o.Config.Load()
-	st := Status{Every: cfg.Reviews.Every.D().String(), Reviewers: cfg.ReviewersOrDefault(), Meanings: cfg.Reviews.Meanings}
+	st := Status{Every: cfg.Reviews.Every.D().String(), Reviewers: cfg.ReviewersOrDefault(), Meanings: cfg.Signatures.MeaningsFor(config.SignReview)}
 	var idx []Summary
 	err := s.o.Store.View(ctx, func(tx broker.Tx) error {
 		var err error

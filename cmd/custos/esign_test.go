@@ -21,7 +21,10 @@ const veraTOTP = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 // signingStack adds vera, an approver with a password, TOTP and a display
 // name, and a role whose decisions are electronic signatures.
-func signingStack(t *testing.T) *fullStack {
+func signingStack(t *testing.T) *fullStack { return signingStackWith(t, "") }
+
+// signingStackWith is signingStack with extra top-level config.
+func signingStackWith(t *testing.T, extra string) *fullStack {
 	return startFullStack(t, stackOptions{edit: func(cfg string) string {
 		cfg = strings.Replace(cfg, "  - {name: sam, password: env:CUSTOS_E2E_PASSWORD}\n",
 			"  - {name: sam, password: env:CUSTOS_E2E_PASSWORD}\n  - {name: vera, display_name: Vera Q. Signer, password: env:CUSTOS_E2E_PASSWORD, totp_secret: "+veraTOTP+"}\n", 1)
@@ -32,7 +35,7 @@ func signingStack(t *testing.T) *fullStack {
 signatures:
   meanings:
     approve: ["approved for production change", "approved for investigation only"]
-`
+` + extra
 	}})
 }
 
@@ -203,6 +206,13 @@ func TestSignedApproval(t *testing.T) {
 	if approval.RecordHash != reqJSON.Approvals[0].Signature.RecordHash {
 		t.Fatal("the audit record and the request hold different record hashes")
 	}
+	// Scripts sign without a prompt: --meaning, --password-stdin, --totp.
+	req3 := decode[jsonRequest](t, b.ok("alice", "request", "demo-pg", "--role", "change", "--for", "10m", "--reason", "CHG-44", "-o", "json"))
+	if _, errs, code := b.run("vera", e2ePassword+"\n", "approve", req3.ID, "--meaning", "approved for investigation only",
+		"--password-stdin", "--totp", totpAt(t, time.Now().Add(30*time.Second))); code != 0 {
+		t.Fatalf("signed approve with flags: exit %d: %s", code, errs)
+	}
+
 	if strings.Contains(b.logs.String(), e2ePassword) {
 		t.Fatal("the broker logged a signing password")
 	}

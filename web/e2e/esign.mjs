@@ -1,36 +1,14 @@
 // Signing an approval in Chromium (TestBrowserSignedApproval): the
 // pending row of a signed role asks for the meaning, the password and a
-// current code; without them the approval is refused.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// current code; without them the approval is refused. A second request
+// is signed with a passkey (Chromium's virtual authenticator) instead of
+// the password and code.
 import assert from 'node:assert/strict';
+import { F, registerPasskey, run, signIn, virtualAuthenticator } from './browser.mjs';
 
-const F = JSON.parse(process.env.CUSTOS_E2E);
-const ART = process.env.CUSTOS_E2E_ARTIFACTS;
-const profile = mkdtempSync(join(tmpdir(), 'custos-e2e-esign-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  ignoreHTTPSErrors: true,
-  viewport: { width: 1400, height: 900 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-context.setDefaultTimeout(15000);
-const page = context.pages()[0] || await context.newPage();
-const problems = [];
-page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-const shot = (name) => page.screenshot({ path: join(ART, name + '.png'), fullPage: true });
-
-try {
-  await page.goto(F.url + '/ui/login');
-  await page.fill('#user', 'sam');
-  await page.fill('#password', F.password);
-  await page.fill('#totp', F.login);
-  await page.click('button[type=submit]');
-  await page.waitForURL(/\/ui\/sessions/);
+await run('esign', { width: 1400, height: 900 }, async ({ context, page, problems, shot }) => {
+  await virtualAuthenticator(context, page);
+  await signIn(page, 'sam', F.password, F.login);
   await page.goto(F.url + '/ui/requests/' + F.request);
   const row = page.locator(`#pending tr[data-request="${F.request}"]`);
   await row.waitFor();
@@ -54,13 +32,21 @@ try {
   await signed.waitFor();
   assert.match(await signed.textContent(), /^Signed by sam \(sam\) at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, meaning "approved for production change", re-authenticated by password\+totp$/);
   await shot('esign-03-approved');
+
+  // With a passkey: registered on the Security keys page (a fresh
+  // sign-in), then chosen in the signing fields.
+  await registerPasskey(page, 'virtual laptop');
+  await page.goto(F.url + '/ui/requests/' + F.passkeyRequest);
+  const row2 = page.locator(`#pending tr[data-request="${F.passkeyRequest}"]`);
+  await row2.waitFor();
+  await row2.locator('select[data-meaning="approve"]').selectOption('approved for investigation only');
+  await row2.locator(`input[aria-label="sign ${F.passkeyRequest} with a passkey"]`).check();
+  await shot('esign-04-passkey');
+  await row2.locator('button[data-action="approve"]').click();
+  await page.locator('.notice.ok', { hasText: 'Approved' }).waitFor();
+  const signed2 = page.locator(`#all tr[data-request="${F.passkeyRequest}"] ul.signatures li`);
+  await signed2.waitFor();
+  assert.match(await signed2.textContent(), /meaning "approved for investigation only", re-authenticated by passkey$/);
+  await shot('esign-05-passkey-approved');
   assert.deepEqual(problems, []);
-  console.log('signing browser test passed');
-} catch (e) {
-  await shot('esign-failure').catch(() => {});
-  console.error(e);
-  process.exitCode = 1;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

@@ -19,8 +19,9 @@ import (
 // TestBrowserSignedApproval approves a request of a role whose decisions
 // are electronic signatures in Chromium: the pending row offers the
 // meaning and the re-authentication fields, an approval without them is
-// refused, and with them the decision is signed (esign.mjs drives the
-// browser).
+// refused, and with them the decision is signed; a second request is
+// signed with a passkey from Chromium's virtual authenticator (esign.mjs
+// drives the browser).
 func TestBrowserSignedApproval(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
 		t.Fatal("chromium is not installed: run web/e2e/run.sh (apt-get install chromium)")
@@ -39,13 +40,20 @@ func TestBrowserSignedApproval(t *testing.T) {
 		}
 	}
 	env.Config.Signatures.Meanings = map[string][]string{config.SignApprove: {"approved for investigation only", "approved for production change"}}
-	env.Access.SetSigner(esign.New(esign.Options{Config: config.NewLive(env.Config), Reauth: env.Identity, Names: env.Identity.Directory()}))
+	signer := esign.New(esign.Options{Config: config.NewLive(env.Config), Reauth: env.Identity, Names: env.Identity.Directory()})
+	signer.SetPasskeys(env.StepUp)
+	env.Access.SetSigner(signer)
 	req, err := env.Access.Create(t.Context(), "alice", access.NewRequest{Target: "demo-pg", Role: "readonly", Duration: time.Hour, Reason: "CHG-9"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	req2, err := env.Access.Create(t.Context(), "alice", access.NewRequest{Target: "demo-pg", Role: "readonly", Duration: time.Hour, Reason: "CHG-10"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := time.Now()
-	fixtures, _ := json.Marshal(map[string]any{"url": env.URL, "password": uitest.Password, "request": req.ID,
+	// LocalURL: the passkeys' relying party is localhost.
+	fixtures, _ := json.Marshal(map[string]any{"url": env.LocalURL, "password": uitest.Password, "request": req.ID, "passkeyRequest": req2.ID,
 		"login": uitest.Code("sam", now), "sign": uitest.Code("sam", now.Add(30*time.Second))})
 	artifacts, _ := filepath.Abs("artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
@@ -67,5 +75,12 @@ func TestBrowserSignedApproval(t *testing.T) {
 	s := got.Approvals[0].Signature
 	if s.Signer != "sam" || s.Meaning != "approved for production change" || s.Method != esign.MethodPasswordTOTP {
 		t.Fatalf("signature %+v", s)
+	}
+	got, err = env.Access.GetRequest(t.Context(), req2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Approvals) != 1 || got.Approvals[0].Signature == nil || got.Approvals[0].Signature.Method != esign.MethodPasskey {
+		t.Fatalf("request signed with a passkey: %+v", got.Approvals)
 	}
 }

@@ -2,70 +2,19 @@
 // browser's virtual authenticator (DevTools WebAuthn domain): bob
 // registers a passkey on the Security keys page, then approves requests
 // for a role whose policy says step_up: passkey.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { F, registerPasskey, run, signIn, totp, virtualAuthenticator } from './browser.mjs';
 
-// totp is RFC 6238 (SHA-1, 6 digits, 30 s) over a base32 secret, as an
-// authenticator app computes it.
-function totp(secret, at = Date.now()) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(Math.floor(at / 30000)));
-  const h = createHmac('sha1', key).update(msg).digest();
-  const o = h[h.length - 1] & 0x0f;
-  return String((h.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
-
-const F = JSON.parse(process.env.CUSTOS_E2E);
-const ART = process.env.CUSTOS_E2E_ARTIFACTS;
-const profile = mkdtempSync(join(tmpdir(), 'custos-e2e-passkeys-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  ignoreHTTPSErrors: true,
-  viewport: { width: 1300, height: 900 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-context.setDefaultTimeout(15000);
-const page = context.pages()[0] || await context.newPage();
-const problems = [];
-page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-const shot = (name) => page.screenshot({ path: join(ART, name + '.png'), fullPage: true });
 const [rq1, rq2, rq3] = F.requests;
 
-// state reads a request's state as bob sees it.
-const state = (id) => page.evaluate(async (id) => (await (await fetch('/api/v1/requests/' + id)).json()).state, id);
-
-try {
-  // A platform authenticator that verifies its user (as a fingerprint
-  // reader or screen lock would) and keeps discoverable credentials.
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
-      isUserVerified: true, automaticPresenceSimulation: true },
-  });
-
-  await page.goto(F.url + '/ui/login');
-  await page.fill('#user', F.user);
-  await page.fill('#password', F.password);
-  await page.click('#login-form button[type=submit]');
-  await page.waitForURL(/\/ui\/sessions/);
+await run('passkeys', { width: 1300, height: 900 }, async ({ context, page, problems, shot }) => {
+  // state reads a request's state as bob sees it.
+  const state = (id) => page.evaluate(async (id) => (await (await fetch('/api/v1/requests/' + id)).json()).state, id);
+  const { cdp, authenticatorId } = await virtualAuthenticator(context, page);
+  await signIn(page, F.user, F.password);
 
   // Register a passkey.
-  await page.goto(F.url + '/ui/security');
-  await page.locator('#passkeys table, #passkeys .empty').first().waitFor().catch(() => {});
-  await page.fill('#passkey-name', 'virtual laptop');
-  await page.click('#passkey-register');
-  await page.locator('#passkeys tr[data-passkey]').waitFor();
+  await registerPasskey(page, 'virtual laptop');
   assert.equal((await page.locator('#passkeys tr[data-passkey] td').first().textContent()).trim(), 'virtual laptop');
   const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   assert.equal(credentials.length, 1, 'the authenticator holds the registered credential');
@@ -125,12 +74,4 @@ try {
   assert.match(results.replay.message, /already used/);
   assert.equal(await state(rq3), 'pending');
   assert.deepEqual(problems, []);
-  console.log('passkeys browser test passed');
-} catch (e) {
-  await shot('passkeys-failure').catch(() => {});
-  console.error(e);
-  process.exitCode = 1;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

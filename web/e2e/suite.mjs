@@ -1,31 +1,15 @@
 // The web UI's browser suite, run by e2e_test.go against a broker it
 // started: Debian chromium through playwright-core, one fresh profile,
 // every page screenshotted into CUSTOS_E2E_ARTIFACTS.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import assert from 'node:assert/strict';
+import { ART, F, launch } from './browser.mjs';
 
-const F = JSON.parse(process.env.CUSTOS_E2E);
-const ART = process.env.CUSTOS_E2E_ARTIFACTS;
 const timings = {};
 
-const profile = mkdtempSync(join(tmpdir(), 'custos-e2e-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  ignoreHTTPSErrors: true,
-  acceptDownloads: true,
-  viewport: { width: 1400, height: 1000 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-context.setDefaultTimeout(15000);
-const page = context.pages()[0] || await context.newPage();
-const problems = [];
-page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+const { context, page, problems, shot, close } = await launch('suite', { viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
 page.on('console', (m) => {
   // Blocked inline styles are xterm.js's own <style> elements, which the
   // CSP refuses as intended (term.js mirrors them); anything else counts.
@@ -35,7 +19,6 @@ page.on('console', (m) => {
 page.on('dialog', (d) => { problems.push('unexpected dialog: ' + d.message()); d.dismiss(); });
 
 const url = (p) => F.url + p;
-const shot = (name) => page.screenshot({ path: join(ART, name + '.png'), fullPage: true });
 
 async function signIn(user, totp) {
   await page.goto(url('/ui/login'));
@@ -522,6 +505,5 @@ writeFileSync(join(ART, 'timings.json'), JSON.stringify(timings, null, 2));
 console.log('timings: ' + JSON.stringify(timings));
 console.log(`browser suite: ${steps.length} scenarios in ${Date.now() - started} ms`);
 console.log(`${passed} passed, ${failed} failed`);
-await context.close();
-rmSync(profile, { recursive: true, force: true });
+await close();
 process.exit(failed ? 1 : 0);

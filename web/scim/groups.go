@@ -88,117 +88,75 @@ func withMembers(r *http.Request) bool {
 }
 
 func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) {
-	terms, err := parseFilter(r.URL.Query().Get("filter"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalidFilter", err.Error())
-		return
-	}
-	st, err := h.store.SCIMView(r.Context())
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	var groups []*identity.SCIMGroup
-	for _, g := range st.Groups {
-		if matchGroup(g, terms) {
-			groups = append(groups, g)
+	listed(h, w, r, func(st *identity.SCIMState, terms []term) []any {
+		var groups []*identity.SCIMGroup
+		for _, g := range st.Groups {
+			if matchGroup(g, terms) {
+				groups = append(groups, g)
+			}
 		}
-	}
-	slices.SortFunc(groups, func(a, b *identity.SCIMGroup) int { return strings.Compare(a.DisplayName, b.DisplayName) })
-	all := make([]any, 0, len(groups))
-	for _, g := range groups {
-		all = append(all, h.groupJSON(st, g, withMembers(r)))
-	}
-	writeList(w, r, all)
+		slices.SortFunc(groups, func(a, b *identity.SCIMGroup) int { return strings.Compare(a.DisplayName, b.DisplayName) })
+		all := make([]any, 0, len(groups))
+		for _, g := range groups {
+			all = append(all, h.groupJSON(st, g, withMembers(r)))
+		}
+		return all
+	})
 }
 
 func (h *Handler) getGroup(w http.ResponseWriter, r *http.Request) {
-	st, err := h.store.SCIMView(r.Context())
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	g, ok := st.Groups[r.PathValue("id")]
-	if !ok {
-		h.fail(w, notFound("group"))
-		return
-	}
-	writeJSON(w, http.StatusOK, h.groupJSON(st, g, withMembers(r)))
+	got(h, w, r, func(st *identity.SCIMState) (groupResource, error) {
+		g, ok := st.Groups[r.PathValue("id")]
+		if !ok {
+			return groupResource{}, notFound("group")
+		}
+		return h.groupJSON(st, g, withMembers(r)), nil
+	})
 }
 
 func (h *Handler) createGroup(w http.ResponseWriter, r *http.Request) {
-	var in groupInput
-	if err := decode(r, &in); err != nil {
-		h.fail(w, err)
-		return
-	}
-	var out groupResource
-	err := h.store.SCIMUpdate(r.Context(), func(st *identity.SCIMState) error {
-		now := time.Now().UTC()
-		g := &identity.SCIMGroup{ID: identity.NewSCIMID(), Created: now, Modified: now}
-		in.apply(g)
-		st.Groups[g.ID] = g
-		out = h.groupJSON(st, g, true)
-		return nil
+	withBody(h, w, r, func(in groupInput) {
+		change(h, w, r, true, func(st *identity.SCIMState) (groupResource, error) {
+			now := time.Now().UTC()
+			g := &identity.SCIMGroup{ID: identity.NewSCIMID(), Created: now, Modified: now}
+			in.apply(g)
+			st.Groups[g.ID] = g
+			return h.groupJSON(st, g, true), nil
+		})
 	})
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	w.Header().Set("Location", out.Meta.Location)
-	writeJSON(w, http.StatusCreated, out)
 }
 
 func (h *Handler) replaceGroup(w http.ResponseWriter, r *http.Request) {
-	var in groupInput
-	if err := decode(r, &in); err != nil {
-		h.fail(w, err)
-		return
-	}
-	h.updateGroup(w, r, func(g *identity.SCIMGroup) error { in.apply(g); return nil })
+	withBody(h, w, r, func(in groupInput) {
+		h.updateGroup(w, r, func(g *identity.SCIMGroup) error { in.apply(g); return nil })
+	})
 }
 
 func (h *Handler) patchGroup(w http.ResponseWriter, r *http.Request) {
-	var p patchRequest
-	if err := decode(r, &p); err != nil {
-		h.fail(w, err)
-		return
-	}
-	h.updateGroup(w, r, func(g *identity.SCIMGroup) error { return p.applyGroup(g) })
+	withBody(h, w, r, func(p patchRequest) { h.updateGroup(w, r, p.applyGroup) })
 }
 
+// updateGroup changes the group the path names with fn.
 func (h *Handler) updateGroup(w http.ResponseWriter, r *http.Request, fn func(*identity.SCIMGroup) error) {
-	var out groupResource
-	err := h.store.SCIMUpdate(r.Context(), func(st *identity.SCIMState) error {
+	change(h, w, r, false, func(st *identity.SCIMState) (groupResource, error) {
 		g, ok := st.Groups[r.PathValue("id")]
 		if !ok {
-			return notFound("group")
+			return groupResource{}, notFound("group")
 		}
 		if err := fn(g); err != nil {
-			return err
+			return groupResource{}, err
 		}
 		g.Modified = time.Now().UTC()
-		out = h.groupJSON(st, g, true)
-		return nil
+		return h.groupJSON(st, g, true), nil
 	})
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) deleteGroup(w http.ResponseWriter, r *http.Request) {
-	err := h.store.SCIMUpdate(r.Context(), func(st *identity.SCIMState) error {
+	remove(h, w, r, func(st *identity.SCIMState) error {
 		if _, ok := st.Groups[r.PathValue("id")]; !ok {
 			return notFound("group")
 		}
 		delete(st.Groups, r.PathValue("id"))
 		return nil
 	})
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

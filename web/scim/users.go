@@ -146,119 +146,79 @@ func matchUser(u *identity.SCIMUser, terms []term) bool {
 }
 
 func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request) {
-	terms, err := parseFilter(r.URL.Query().Get("filter"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalidFilter", err.Error())
-		return
-	}
-	st, err := h.store.SCIMView(r.Context())
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	var users []*identity.SCIMUser
-	for _, u := range st.Users {
-		if !u.Deleted && matchUser(u, terms) {
-			users = append(users, u)
+	listed(h, w, r, func(st *identity.SCIMState, terms []term) []any {
+		var users []*identity.SCIMUser
+		for _, u := range st.Users {
+			if !u.Deleted && matchUser(u, terms) {
+				users = append(users, u)
+			}
 		}
-	}
-	slices.SortFunc(users, func(a, b *identity.SCIMUser) int { return strings.Compare(a.UserName, b.UserName) })
-	all := make([]any, 0, len(users))
-	for _, u := range users {
-		all = append(all, h.userJSON(st, u))
-	}
-	writeList(w, r, all)
+		slices.SortFunc(users, func(a, b *identity.SCIMUser) int { return strings.Compare(a.UserName, b.UserName) })
+		all := make([]any, 0, len(users))
+		for _, u := range users {
+			all = append(all, h.userJSON(st, u))
+		}
+		return all
+	})
 }
 
 func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
-	st, err := h.store.SCIMView(r.Context())
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	u, ok := st.Users[r.PathValue("id")]
-	if !ok || u.Deleted {
-		h.fail(w, notFound("user"))
-		return
-	}
-	writeJSON(w, http.StatusOK, h.userJSON(st, u))
+	got(h, w, r, func(st *identity.SCIMState) (userResource, error) {
+		u, ok := st.Users[r.PathValue("id")]
+		if !ok || u.Deleted {
+			return userResource{}, notFound("user")
+		}
+		return h.userJSON(st, u), nil
+	})
 }
 
 func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
-	var in userInput
-	if err := decode(r, &in); err != nil {
-		h.fail(w, err)
-		return
-	}
-	var out userResource
-	err := h.store.SCIMUpdate(r.Context(), func(st *identity.SCIMState) error {
-		now := time.Now().UTC()
-		u := &identity.SCIMUser{ID: identity.NewSCIMID(), Created: now, Modified: now}
-		if err := in.apply(u); err != nil {
-			return err
-		}
-		// A tombstone of the same name gives way to the new user.
-		for id, old := range st.Users {
-			if old.Deleted && old.UserName == u.UserName {
-				delete(st.Users, id)
+	withBody(h, w, r, func(in userInput) {
+		change(h, w, r, true, func(st *identity.SCIMState) (userResource, error) {
+			now := time.Now().UTC()
+			u := &identity.SCIMUser{ID: identity.NewSCIMID(), Created: now, Modified: now}
+			if err := in.apply(u); err != nil {
+				return userResource{}, err
 			}
-		}
-		st.Users[u.ID] = u
-		out = h.userJSON(st, u)
-		return nil
+			// A tombstone of the same name gives way to the new user.
+			for id, old := range st.Users {
+				if old.Deleted && old.UserName == u.UserName {
+					delete(st.Users, id)
+				}
+			}
+			st.Users[u.ID] = u
+			return h.userJSON(st, u), nil
+		})
 	})
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	w.Header().Set("Location", out.Meta.Location)
-	writeJSON(w, http.StatusCreated, out)
 }
 
 func (h *Handler) replaceUser(w http.ResponseWriter, r *http.Request) {
-	var in userInput
-	if err := decode(r, &in); err != nil {
-		h.fail(w, err)
-		return
-	}
-	h.updateUser(w, r, func(u *identity.SCIMUser) error { return in.apply(u) })
+	withBody(h, w, r, func(in userInput) { h.updateUser(w, r, in.apply) })
 }
 
 func (h *Handler) patchUser(w http.ResponseWriter, r *http.Request) {
-	var p patchRequest
-	if err := decode(r, &p); err != nil {
-		h.fail(w, err)
-		return
-	}
-	h.updateUser(w, r, func(u *identity.SCIMUser) error { return p.applyUser(u) })
+	withBody(h, w, r, func(p patchRequest) { h.updateUser(w, r, p.applyUser) })
 }
 
 // updateUser changes the live user the path names with fn.
 func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request, fn func(*identity.SCIMUser) error) {
-	var out userResource
-	err := h.store.SCIMUpdate(r.Context(), func(st *identity.SCIMState) error {
+	change(h, w, r, false, func(st *identity.SCIMState) (userResource, error) {
 		u, ok := st.Users[r.PathValue("id")]
 		if !ok || u.Deleted {
-			return notFound("user")
+			return userResource{}, notFound("user")
 		}
 		if err := fn(u); err != nil {
-			return err
+			return userResource{}, err
 		}
 		u.Modified = time.Now().UTC()
-		out = h.userJSON(st, u)
-		return nil
+		return h.userJSON(st, u), nil
 	})
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // deleteUser leaves a tombstone (identity.SCIMUser.Deleted) and removes
 // the user from every group.
 func (h *Handler) deleteUser(w http.ResponseWriter, r *http.Request) {
-	err := h.store.SCIMUpdate(r.Context(), func(st *identity.SCIMState) error {
+	remove(h, w, r, func(st *identity.SCIMState) error {
 		id := r.PathValue("id")
 		u, ok := st.Users[id]
 		if !ok || u.Deleted {
@@ -270,9 +230,4 @@ func (h *Handler) deleteUser(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

@@ -320,11 +320,14 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("serve: indicators: %w", err)
 	}
 
-	reviews, err := startReviews(live, dir, ids, st, auditLog, srv, log)
+	reviews, err := startReviews(live, dir, signer, st, auditLog, srv, log)
 	if err != nil {
 		return fmt.Errorf("serve: access reviews: %w", err)
 	}
 	bgSvc.SetSigner(signer)
+	if err := enablePasskeySigning(cfg, signer, stepUp, bgSvc); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 
 	pgHost, pgPort := proxyHostPort(cfg, cfg.Listen.Postgres)
 	sshHost, sshPort := proxyHostPort(cfg, cfg.Listen.SSH)

@@ -86,37 +86,6 @@ func (u *bgUnseal) custodians() string {
 	return strings.Join(names, ", ")
 }
 
-// factorFlags are the second factor every opening step asks for again.
-type factorFlags struct {
-	totp          string
-	passwordStdin bool
-	// meaning signs the step, when unseal confirmations are electronic
-	// signatures (signatures.unseal); see addMeaning.
-	meaning string
-}
-
-// addMeaning adds --meaning to the steps that are confirmations.
-func (f *factorFlags) addMeaning(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.meaning, "meaning", "", "the meaning of your signature, when confirmations are electronic signatures (signatures.unseal)")
-}
-
-func (f *factorFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.totp, "totp", "", "your current TOTP code (asked again for every confirmation)")
-	cmd.Flags().BoolVar(&f.passwordStdin, "password-stdin", false, "read your password from standard input")
-}
-
-func (f *factorFlags) body(g *globals) (map[string]any, error) {
-	pw, err := readPassword(g, f.passwordStdin)
-	if err != nil {
-		return nil, err
-	}
-	body := map[string]any{"password": pw, "totp": f.totp, "via": "cli"}
-	if f.meaning != "" {
-		body["meaning"] = f.meaning
-	}
-	return body, nil
-}
-
 func newBreakglassCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "breakglass",

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net/url"
@@ -176,13 +177,18 @@ func newRequestsCmd(g *globals) *cobra.Command {
 }
 
 func newDecideCmd(g *globals, approve bool) *cobra.Command {
-	var comment, reason, meaning, totp string
+	var (
+		comment, reason string
+		f               factorFlags
+	)
 	use, short, example := "approve ID", "Approve a pending request", `  custos approve req_abc123 --comment "ok, INC-123"
-  custos approve req_abc123 --meaning "approved for production change"   # signed: asks password and TOTP
+  custos approve req_abc123 --meaning "approved for production change"   # signed: asks password and TOTP code
+  echo "$PW" | custos approve req_abc123 --meaning "approved" --password-stdin --totp 123456
   custos approve req_abc123 --totp 123456   # a role with step_up: totp or any`
 	action := "approve"
 	if !approve {
-		use, short, example = "deny ID", "Deny a pending request", `  custos deny req_abc123 --reason "use the read replica"`
+		use, short, example = "deny ID", "Deny a pending request", `  custos deny req_abc123 --reason "use the read replica"
+  custos deny req_abc123 --reason "no ticket" --meaning denied --totp 123456   # signed`
 		action = "deny"
 	}
 	cmd := &cobra.Command{
@@ -194,11 +200,6 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 				return err
 			}
 			path, body := "/approve", map[string]any{"comment": comment}
-			if totp != "" {
-				// A step-up the role's policy may ask for; a passkey
-				// needs the web UI.
-				body["step_up"] = map[string]string{"totp": totp}
-			}
 			if !approve {
 				if strings.TrimSpace(reason) == "" {
 					return fmt.Errorf("deny: --reason is required")
@@ -209,20 +210,31 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 				Request request `json:"request"`
 				Grant   *grant  `json:"grant"`
 			}
-			endpoint := "/api/v1/requests/" + url.PathEscape(args[0]) + path
-			// A role whose decisions are electronic signatures answers
-			// signature_required: sign and try again.
-			err = errSignatureNeeded
-			if meaning == "" {
-				err = g.call(cmd.Context(), "POST", endpoint, body, &out)
+			endpoint := "/api/v1/requests/" + url.PathEscape(args[0])
+			// What the decision needs: a signature (the role's
+			// policy.signature, or --meaning), a step-up (policy.step_up,
+			// approvals only), or neither. A signature is also the
+			// step-up, so one TOTP code serves.
+			var need struct {
+				Target            string `json:"target"`
+				Role              string `json:"role"`
+				SignatureRequired bool   `json:"signature_required"`
+				StepUp            string `json:"step_up"`
 			}
-			if signatureNeeded(err) {
-				sig, serr := askSignature(cmd.Context(), g, action, meaning)
-				if serr != nil {
-					return fmt.Errorf("%s: %w", action, serr)
+			known := g.call(cmd.Context(), "GET", endpoint, nil, &need) == nil
+			sign := f.meaning != "" || need.SignatureRequired
+			if approve && need.StepUp == "passkey" {
+				return fmt.Errorf("%s: approving %s/%s needs a passkey: approve it in the web UI (/ui/requests/%s)", action, need.Target, need.Role, args[0])
+			}
+			if err := addReauth(cmd.Context(), g, action, f, sign, approve && need.StepUp != "", body); err != nil {
+				return fmt.Errorf("%s: %w", action, err)
+			}
+			err = g.call(cmd.Context(), "POST", endpoint+path, body, &out)
+			if signatureNeeded(err) && !sign && !known {
+				// The request could not be read first: sign now.
+				if err = addReauth(cmd.Context(), g, action, f, true, false, body); err == nil {
+					err = g.call(cmd.Context(), "POST", endpoint+path, body, &out)
 				}
-				body["signature"] = sig
-				err = g.call(cmd.Context(), "POST", endpoint, body, &out)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", action, err)
@@ -246,12 +258,35 @@ func newDecideCmd(g *globals, approve bool) *cobra.Command {
 	}
 	if approve {
 		cmd.Flags().StringVar(&comment, "comment", "", "a note kept with your approval")
-		cmd.Flags().StringVar(&totp, "totp", "", "a current TOTP code, for roles whose policy asks for a step-up (step_up: totp or any); step_up: passkey roles are approved in the web UI")
 	} else {
 		cmd.Flags().StringVar(&reason, "reason", "", "why the request is denied (required)")
 	}
-	cmd.Flags().StringVar(&meaning, "meaning", "", "sign the decision with this meaning (one of the broker's list); the password and TOTP code are asked, never flags")
+	f.add(cmd)
+	f.addMeaning(cmd)
 	return cmd
+}
+
+// addReauth puts the decision's re-authentication into body: the
+// signature (sign), else the step-up code (stepUp: --totp, or a prompt on
+// a terminal; without either the broker's step_up_required stands).
+func addReauth(ctx context.Context, g *globals, action string, f factorFlags, sign, stepUp bool, body map[string]any) error {
+	switch {
+	case sign:
+		sig, err := askSignature(ctx, g, action, f)
+		if err != nil {
+			return err
+		}
+		body["signature"] = sig
+	case f.totp != "":
+		body["step_up"] = map[string]string{"totp": f.totp}
+	case stepUp && stdinTerminal(g):
+		code, err := askSecret(g, bufio.NewReader(g.stdin), true, "TOTP code (step-up): ")
+		if err != nil {
+			return err
+		}
+		body["step_up"] = map[string]string{"totp": strings.TrimSpace(code)}
+	}
+	return nil
 }
 
 func newCancelCmd(g *globals) *cobra.Command {

@@ -145,7 +145,7 @@ func newReviewAttestCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVar(&meaning, "meaning", "", `what your signature means, one of reviews.meanings (e.g. "reviewed, no concerns")`)
+	cmd.Flags().StringVar(&meaning, "meaning", "", `what your signature means, one of signatures.meanings.review (e.g. "reviewed, no concerns")`)
 	return cmd
 }
 

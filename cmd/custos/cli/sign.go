@@ -10,23 +10,61 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
 
 // signature is the body of an electronic signature (docs/policy.md): the
-// meaning and a fresh re-authentication. It is never a flag: the password
-// and TOTP code are asked on the terminal without echo, or read as two
-// lines (password, then code) from standard input when it is not one.
+// meaning and a fresh re-authentication.
 type signature struct {
 	Meaning  string `json:"meaning"`
 	Password string `json:"password"`
 	TOTP     string `json:"totp"`
 }
 
+// factorFlags are how every step that re-authenticates takes its
+// factors, the same on approve, deny, break-glass steps, drills and
+// review attestations: --totp, --password-stdin and, where the step is
+// (or may be) an electronic signature, --meaning, for scripts; a prompt
+// on a terminal for what they leave out where the step asks.
+type factorFlags struct {
+	totp          string
+	passwordStdin bool
+	// meaning signs the step; see addMeaning.
+	meaning string
+}
+
+// addMeaning adds --meaning to the steps that are, or may be,
+// signatures.
+func (f *factorFlags) addMeaning(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.meaning, "meaning", "", "the meaning of your electronic signature, one of the broker's list (signatures.meanings); asked on a terminal when the step is a signature")
+}
+
+func (f *factorFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.totp, "totp", "", "your current TOTP code: the second factor of a confirmation or signature, or an approval's step-up (each code is used once)")
+	cmd.Flags().BoolVar(&f.passwordStdin, "password-stdin", false, "read your password from standard input (else asked on the terminal)")
+}
+
+// body is the password (standard input or terminal), the code and the
+// meaning as the break-glass and review steps send them.
+func (f *factorFlags) body(g *globals) (map[string]any, error) {
+	pw, err := readPassword(g, f.passwordStdin)
+	if err != nil {
+		return nil, err
+	}
+	body := map[string]any{"password": pw, "totp": f.totp, "via": "cli"}
+	if f.meaning != "" {
+		body["meaning"] = f.meaning
+	}
+	return body, nil
+}
+
 // askSignature runs the CLI's side of the signing ceremony for action
 // (approve, deny, unseal): it settles the meaning against the broker's
-// list, then asks for the password and a current TOTP code.
-func askSignature(ctx context.Context, g *globals, action, meaning string) (*signature, error) {
+// list, then takes the password (standard input with --password-stdin or
+// without a terminal, else a prompt without echo) and the TOTP code
+// (--totp, else the next line of standard input or a prompt).
+func askSignature(ctx context.Context, g *globals, action string, f factorFlags) (*signature, error) {
 	var out struct {
 		Meanings map[string][]string `json:"meanings"`
 	}
@@ -36,6 +74,7 @@ func askSignature(ctx context.Context, g *globals, action, meaning string) (*sig
 	list := out.Meanings[action]
 	in := bufio.NewReader(g.stdin)
 	tty := stdinTerminal(g)
+	meaning := f.meaning
 	switch {
 	case meaning != "" && !slices.Contains(list, meaning):
 		return nil, fmt.Errorf("meaning %q is not one of: %s", meaning, quoteAll(list))
@@ -59,16 +98,18 @@ func askSignature(ctx context.Context, g *globals, action, meaning string) (*sig
 		}
 		meaning = list[n-1]
 	}
-	if tty {
+	if tty && !f.passwordStdin {
 		fmt.Fprintf(g.stderr, "Signing as %q: re-enter your password and a current TOTP code.\n", meaning)
 	}
-	pw, err := askSecret(g, in, tty, "Password: ")
+	pw, err := askSecret(g, in, tty && !f.passwordStdin, "Password: ")
 	if err != nil {
 		return nil, err
 	}
-	code, err := askSecret(g, in, tty, "TOTP code: ")
-	if err != nil {
-		return nil, err
+	code := f.totp
+	if code == "" {
+		if code, err = askSecret(g, in, tty, "TOTP code: "); err != nil {
+			return nil, err
+		}
 	}
 	return &signature{Meaning: meaning, Password: pw, TOTP: strings.TrimSpace(code)}, nil
 }
@@ -103,10 +144,6 @@ func quoteAll(list []string) string {
 	}
 	return strings.Join(q, ", ")
 }
-
-// errSignatureNeeded stands for signature_required before any call, when
-// the user chose to sign (--meaning).
-var errSignatureNeeded = &apiError{Status: 403, Code: "signature_required"}
 
 // signatureNeeded reports whether err is the broker's signature_required.
 func signatureNeeded(err error) bool {

@@ -31,6 +31,7 @@ import (
 	"github.com/custos-pam/custos/broker/breakglass"
 	"github.com/custos-pam/custos/broker/config"
 	"github.com/custos-pam/custos/broker/dbtoken"
+	"github.com/custos-pam/custos/broker/esign"
 	"github.com/custos-pam/custos/broker/identity"
 	"github.com/custos-pam/custos/broker/kri"
 	"github.com/custos-pam/custos/broker/review"
@@ -249,8 +250,11 @@ func StartWith(tb testing.TB, o Options) *Env {
 	tb.Cleanup(e.Server.Close)
 	e.URL = e.Server.URL
 	e.startBreakGlass(tb, dirx, log)
+	// Review attestations are signed by the broker's ceremony, passkeys
+	// included once the step-up verifier exists (below).
+	reviewSigner := esign.New(esign.Options{Config: config.NewLive(cfg), Reauth: ids, Names: dirx})
 	if e.Reviews, err = review.New(review.Options{Config: config.NewLive(cfg), Directory: dirx, Store: st, Audit: auditLog,
-		Signer: review.PasswordSigner{Auth: ids, Directory: dirx}, Log: log}); err != nil {
+		Signer: reviewSigner, Log: log}); err != nil {
 		tb.Fatalf("uitest: reviews: %v", err)
 	}
 	e.startIndicators(tb, srv, dirx, log)
@@ -267,6 +271,7 @@ func StartWith(tb testing.TB, o Options) *Env {
 		tb.Fatalf("uitest: passkeys: %v", err)
 	}
 	e.StepUp = identity.NewStepUp(passkeys, dirx, st, auditLog, nil, nil)
+	reviewSigner.SetPasskeys(e.StepUp)
 	api, err := web.NewAPI(web.Options{Auth: ids, Tokens: ids.Tokens(), Access: acc, Store: st, Audit: auditLog,
 		StepUp: e.StepUp, Passkeys: passkeys, TOTP: identity.StoreTOTP{Store: st, Audit: auditLog, Dir: dirx},
 		Config: cfg, Recordings: rec, Terminator: term, Live: hub, BreakGlass: e.BreakGlass, SSO: ids, Users: ids, Holds: e.Holds, Reviews: e.Reviews, Indicators: e.Indicators,

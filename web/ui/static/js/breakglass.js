@@ -5,7 +5,8 @@
 // unseal's account first. The broker decides who may do what; refusals
 // are shown as they come.
 import { api, me, el, section, table, fmtTime, explain, emptyState } from './lib.js';
-import { meanings, meaningSelect, manifestation, unsealSigned } from './esign.js';
+import { meanings, meaningSelect, manifestation, unsealSigned, passkeyChoice, passkeySignature } from './esign.js';
+import { stepUp } from './webauthn.js';
 
 const stateLabels = {
   sealed: 'Sealed', unseal_requested: 'Unseal requested', open: 'Open', rotating: 'Rotating',
@@ -125,6 +126,17 @@ export async function render(root) {
     status.prepend(el('p', { class: 'notice ok', role: 'status' }, text, link ? [' ', el('a', { href: link }, link)] : null));
   };
 
+  // passkeyFor is the passkey field of an unseal or confirmation whose
+  // "with a passkey" box is checked: the signature's (signatures.unseal)
+  // or the step-up's (identity.step_up.breakglass_confirm), bound to the
+  // unseal, or for an ask to the account.
+  const passkeyFor = async (box, a, u) => {
+    if (!box.checked) return {};
+    if (signed) return { passkey: await passkeySignature('unseal', u ? u.id : 'account/' + a.name) };
+    const proof = u ? await stepUp('breakglass.confirm', u.id) : await stepUp('breakglass.unseal', a.name);
+    return { passkey: proof.assertion };
+  };
+
   const actions = (a) => {
     const out = [];
     const u = a.unseal;
@@ -133,11 +145,12 @@ export async function render(root) {
       const [incident, il] = field('Incident', { name: 'incident', placeholder: 'INC-…', size: 10, required: true });
       const sf = secondFactor(a);
       const meaning = signed ? meaningSelect(signMeanings, 'unseal', 'meaning of the unseal of ' + a.name) : null;
+      const key = passkeyChoice('unseal ' + a.name + ' with a passkey');
       out.push(actionForm('unseal', [el('span', null, rl, reason), el('span', null, il, incident),
-        meaning ? el('label', null, 'Meaning (electronic signature) ', meaning) : null, sf.parts],
+        meaning ? el('label', null, 'Meaning (electronic signature) ', meaning) : null, sf.parts, el('label', null, key, ' with a passkey')],
         { text: 'Request unseal', class: 'danger' },
-        () => api('POST', `/api/v1/breakglass/${encodeURIComponent(a.name)}/unseal`,
-          { reason: reason.value, incident: incident.value, ...sf.value(), ...(meaning ? { meaning: meaning.value } : {}) }),
+        async () => api('POST', `/api/v1/breakglass/${encodeURIComponent(a.name)}/unseal`,
+          { reason: reason.value, incident: incident.value, ...sf.value(), ...(meaning ? { meaning: meaning.value } : {}), ...(await passkeyFor(key, a, null)) }),
         (res) => (res.outcome === 'opened'
           ? done(`${a.name} is open until ${fmtTime(res.open_until)} (single custodian).`)
           : done(`Unseal ${res.id} of ${a.name} requested: ${res.confirmations.length} of ${res.required} confirmations. Another custodian confirms at`,
@@ -148,10 +161,12 @@ export async function render(root) {
       // With signatures.unseal: required the confirmation is an electronic
       // signature: the custodian also chooses its meaning.
       const meaning = signed ? meaningSelect(signMeanings, 'unseal', 'meaning of the confirmation of ' + u.id) : null;
+      const key = passkeyChoice('confirm ' + u.id + ' with a passkey');
       out.push(actionForm('confirm', [el('span', { class: 'muted' }, signed ? 'Sign the confirmation (electronic signature): ' : 'Confirm with a fresh second factor: '),
-        meaning ? el('label', null, 'Meaning ', meaning) : null, sf.parts],
+        meaning ? el('label', null, 'Meaning ', meaning) : null, sf.parts, el('label', null, key, ' with a passkey')],
         { text: 'Confirm unseal', class: 'danger' },
-        () => api('POST', `/api/v1/breakglass/unseals/${encodeURIComponent(u.id)}/confirm`, { ...sf.value(), ...(meaning ? { meaning: meaning.value } : {}) }),
+        async () => api('POST', `/api/v1/breakglass/unseals/${encodeURIComponent(u.id)}/confirm`,
+          { ...sf.value(), ...(meaning ? { meaning: meaning.value } : {}), ...(await passkeyFor(key, a, u)) }),
         (res) => done(res.outcome === 'opened'
           ? `Confirmed: ${res.confirmations.length} of ${res.required}. ${a.name} is open for ${res.requested_by} until ${fmtTime(res.open_until)}.`
           : `Confirmed: ${res.confirmations.length} of ${res.required} confirmations.`), sf));

@@ -1,8 +1,10 @@
 // Electronic signatures: the signing fields a decision on a role with
-// policy.signature: required shows (meaning, password, TOTP code), and the
-// one-line manifestation of a signature (printed name, UTC time, meaning,
-// method). The password and code go to the broker with the decision only.
+// policy.signature: required shows (meaning, and password and TOTP code or
+// a passkey), and the one-line manifestation of a signature (printed
+// name, UTC time, meaning, method). The password and code go to the
+// broker with the decision only.
 import { api, el } from './lib.js';
+import { stepUp } from './webauthn.js';
 
 let cache = null;
 
@@ -22,19 +24,41 @@ export function meaningSelect(all, action, label) {
   return el('select', { 'aria-label': label, dataset: { meaning: action } }, (all[action] || []).map((m) => el('option', { value: m }, m)));
 }
 
+// passkeySignature re-authenticates with a passkey for a signature of
+// action (approve, deny, unseal, review) on objectID: the broker's
+// challenge is bound to "signature" and "<action>:<objectID>" and usable
+// once. It returns the signature body's passkey field.
+export async function passkeySignature(action, objectID) {
+  return (await stepUp('signature', `${action}:${objectID}`)).assertion;
+}
+
+// passkeyChoice is the "sign with a passkey" checkbox of a signing form.
+export function passkeyChoice(label) {
+  return el('input', { type: 'checkbox', 'aria-label': label, dataset: { signWith: 'passkey' } });
+}
+
 // signingFields returns { node, body(action) } for request r: a fieldset
-// with a meaning choice per action and the re-authentication fields.
+// with a meaning choice per action and the re-authentication fields
+// (password and code, or a passkey). body is async: a passkey signature
+// asks the authenticator.
 export function signingFields(r, all) {
   const choose = (action) => meaningSelect(all, action, `meaning of ${action} for ${r.id}`);
   const approveMeaning = choose('approve');
   const denyMeaning = choose('deny');
   const pw = el('input', { type: 'password', autocomplete: 'current-password', size: 12, placeholder: 'password', 'aria-label': 'password to sign ' + r.id });
   const code = el('input', { inputmode: 'numeric', autocomplete: 'one-time-code', size: 7, placeholder: 'TOTP code', 'aria-label': 'TOTP code to sign ' + r.id });
+  const withKey = passkeyChoice('sign ' + r.id + ' with a passkey');
   const node = el('fieldset', { class: 'signature', dataset: { signature: r.id } },
-    el('legend', null, 'Electronic signature: re-enter your password and a current code'),
-    el('label', null, 'Approve meaning ', approveMeaning), el('label', null, 'Deny meaning ', denyMeaning), pw, code);
-  const body = (action) => {
-    const s = { meaning: (action === 'approve' ? approveMeaning : denyMeaning).value, password: pw.value, totp: code.value };
+    el('legend', null, 'Electronic signature: re-enter your password and a current code, or use a passkey'),
+    el('label', null, 'Approve meaning ', approveMeaning), el('label', null, 'Deny meaning ', denyMeaning), pw, code,
+    el('label', null, withKey, ' with a passkey'));
+  const body = async (action) => {
+    const s = { meaning: (action === 'approve' ? approveMeaning : denyMeaning).value };
+    if (withKey.checked) {
+      s.passkey = await passkeySignature(action, r.id);
+    } else {
+      s.password = pw.value; s.totp = code.value;
+    }
     pw.value = ''; code.value = '';
     return s;
   };

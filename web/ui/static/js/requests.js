@@ -67,7 +67,7 @@ export async function render(root) {
     const act = (what) => async () => {
       try {
         const body = { comment: comment.value };
-        if (sign) body.signature = sign.body(what);
+        if (sign) body.signature = await sign.body(what);
         if (what === 'approve' && withPasskey) body.step_up = await stepUp('request.approve', r.id);
         const res = await api('POST', `/api/v1/requests/${encodeURIComponent(r.id)}/${what}`, body);
         notice(root, 'ok', what === 'approve'

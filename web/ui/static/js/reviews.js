@@ -1,10 +1,11 @@
 // Access reviews: whether one is overdue, every review, and one review's
 // diff against the last attested review. Reviewers attest or flag each
 // line (a flag needs a comment) and sign the attestation with a meaning,
-// their password and authenticator code. /ui/reviews/<id> opens that
+// their password and authenticator code or a passkey. /ui/reviews/<id> opens that
 // review. The broker decides who may do what; refusals are shown as they
 // come.
 import { api, el, section, table, fmtTime, explain, emptyState } from './lib.js';
+import { passkeyChoice, passkeySignature } from './esign.js';
 
 let seq = 0;
 
@@ -77,14 +78,18 @@ async function showReview(box, id, status, reloadAll) {
       `Signed by ${s.printed_name} at ${fmtTime(s.time)} — "${s.meaning}" (${s.method}); ${r.attestation.flagged} line(s) flagged; result hash ${r.attestation.result_hash}`));
   } else if (r.state === 'open') {
     const meaning = el('select', { id: 'rv-meaning', name: 'meaning' }, (status.meanings || []).map((m) => el('option', { value: m }, m)));
+    const key = passkeyChoice('sign review ' + r.id + ' with a passkey');
     parts.push(el('h3', null, 'Attest this review'),
-      el('p', { class: 'muted' }, 'Your attestation is an electronic signature: your password and authenticator code confirm it is you, and the meaning says what you sign.'),
+      el('p', { class: 'muted' }, 'Your attestation is an electronic signature: your password and authenticator code, or a passkey, confirm it is you, and the meaning says what you sign.'),
       form('attest', [el('span', null, el('label', { for: 'rv-meaning' }, 'Meaning '), meaning),
-        field('Password', { type: 'password', name: 'password', autocomplete: 'current-password', required: true, size: 16 }),
-        field('Authenticator code', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', size: 7 })], 'Sign attestation',
+        field('Password', { type: 'password', name: 'password', autocomplete: 'current-password', size: 16 }),
+        field('Authenticator code', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', size: 7 }),
+        el('label', null, key, ' with a passkey instead')], 'Sign attestation',
       async (f) => {
-        await api('POST', `/api/v1/reviews/${encodeURIComponent(r.id)}/attest`,
-          { meaning: meaning.value, password: f.elements.password.value, totp: f.elements.totp.value });
+        const body = { meaning: meaning.value };
+        if (key.checked) body.passkey = await passkeySignature('review', r.id);
+        else Object.assign(body, { password: f.elements.password.value, totp: f.elements.totp.value });
+        await api('POST', `/api/v1/reviews/${encodeURIComponent(r.id)}/attest`, body);
         await reloadAll(r.id);
       }));
   }
