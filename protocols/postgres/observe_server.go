@@ -236,7 +236,8 @@ func (d *digest) hex() string {
 		d.h = sha256.New()
 	}
 	if cap(d.arena)-len(d.arena) < 2*sha256.Size {
-		d.arena = make([]byte, 0, digestArena)
+		// Blocks double from a few sums, so a quiet session holds little.
+		d.arena = make([]byte, 0, min(max(2*cap(d.arena), 8*2*sha256.Size), digestArena))
 	}
 	i := len(d.arena)
 	d.arena = d.arena[:i+2*sha256.Size]
