@@ -89,6 +89,10 @@ func heapPerConn(t *testing.T, conninfo string, n int, profile string) (heap, st
 			}
 			pprof.Lookup("heap").WriteTo(f, 0)
 			f.Close()
+			if f, err := os.Create(name + ".goroutines"); err == nil {
+				pprof.Lookup("goroutine").WriteTo(f, 1)
+				f.Close()
+			}
 		}
 	}
 	k := float64(n - n/2)

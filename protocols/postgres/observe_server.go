@@ -331,13 +331,17 @@ func (o *serverObserver) readyForQuery(tx byte) {
 
 // intern returns tag as a string, reusing the string of an identical
 // earlier tag so repeated tags do not allocate.
-func (o *serverObserver) intern(tag []byte) string {
-	if t, ok := o.tags[string(tag)]; ok {
+func (o *serverObserver) intern(tag []byte) string { return intern(o.tags, tag) }
+
+// intern returns b as a string, from m when an identical one was seen;
+// m keeps up to 256 short strings.
+func intern(m map[string]string, b []byte) string {
+	if t, ok := m[string(b)]; ok {
 		return t
 	}
-	t := string(tag)
-	if len(o.tags) < 256 && len(t) <= 64 {
-		o.tags[t] = t
+	t := string(b)
+	if len(m) < 256 && len(t) <= 64 {
+		m[t] = t
 	}
 	return t
 }
