@@ -243,6 +243,40 @@ func BenchmarkPgbench(b *testing.B) {
 	}
 }
 
+// BenchmarkPgbenchConnect runs pgbench -C (a new connection per
+// transaction, one client) directly, through the broker and through
+// PgBouncer, and reports connections per second, the broker's ratios and
+// its CPU time per connection.
+func BenchmarkPgbenchConnect(b *testing.B) {
+	e := newBenchEnv(b)
+	paths := []struct{ name, conn, password string }{
+		{"direct", e.direct, e.password}, {"broker", e.broker, e.token}, {"pgbouncer", e.bouncer, e.password}}
+	rate := map[string][]float64{}
+	var cpuPerConn []float64
+	for range b.N {
+		for run := 0; run < benchRuns; run++ {
+			for _, p := range paths {
+				cpu := selfCPU()
+				out := runPgbench(b, e.s.pgbench, p.conn, p.password, "-n", "-S", "-C", "-c", "1",
+					"-T", strconv.Itoa(benchDuration))
+				tx := processed(b, out)
+				if p.name == "broker" {
+					cpuPerConn = append(cpuPerConn, float64((selfCPU()-cpu).Microseconds())/float64(tx))
+				}
+				rate[p.name] = append(rate[p.name], float64(tx)/benchDuration)
+			}
+		}
+	}
+	d, br, pb := median(rate["direct"]), median(rate["broker"]), median(rate["pgbouncer"])
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(d, "conn/s_direct")
+	b.ReportMetric(br, "conn/s_broker")
+	b.ReportMetric(pb, "conn/s_pgbouncer")
+	b.ReportMetric(br/d, "x_direct")
+	b.ReportMetric(br/pb, "x_pgbouncer")
+	b.ReportMetric(median(cpuPerConn), "broker_cpu_us/conn")
+}
+
 // BenchmarkSimpleQueryLatency measures the latency a single pgbench
 // client (a separate process, as in real use) sees for the select-only
 // simple query directly, through the broker and through PgBouncer, from
