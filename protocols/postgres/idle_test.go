@@ -20,8 +20,9 @@ const idleConns = 100
 // recorder, TLS both ways, each after one query) and reports the Go heap
 // the process holds per connection, less what the same clients hold when
 // connected straight to PostgreSQL. It is a report, not an assertion:
-// run with -v to read it. CUSTOS_IDLE_HEAPPROFILE=path writes a heap
-// profile while the proxied connections are held.
+// run with -v to read it. CUSTOS_IDLE_CONNS and CUSTOS_IDLE_QUERIES (per
+// connection before it idles) change the load; CUSTOS_IDLE_HEAPPROFILE=path
+// writes heap profiles while the proxied connections are held.
 func TestIdleConnectionHeap(t *testing.T) {
 	if raceEnabled {
 		t.Skip("heap figures under the race detector are meaningless")
@@ -39,18 +40,22 @@ func TestIdleConnectionHeap(t *testing.T) {
 		" user=" + s.role + " password=" + s.password + " sslmode=require"
 	proxied := s.conninfo("alice", testTarget, "require") + " password=" + tok
 
-	dh, ds := heapPerConn(t, direct, n, "")
-	ph, ps := heapPerConn(t, proxied, n, os.Getenv("CUSTOS_IDLE_HEAPPROFILE"))
-	t.Logf("idle connections: %d; per additional connection (slope from %d to %d): direct (client only) heap %.1f KiB, stacks %.1f KiB; "+
+	queries := 1
+	if v, err := strconv.Atoi(os.Getenv("CUSTOS_IDLE_QUERIES")); err == nil && v > 0 {
+		queries = v
+	}
+	dh, ds := heapPerConn(t, direct, n, queries, "")
+	ph, ps := heapPerConn(t, proxied, n, queries, os.Getenv("CUSTOS_IDLE_HEAPPROFILE"))
+	t.Logf("idle connections: %d, each after %d queries; per additional connection (slope from %d to %d): direct (client only) heap %.1f KiB, stacks %.1f KiB; "+
 		"through the proxy heap %.1f KiB, stacks %.1f KiB; the proxy's share: heap %.1f KiB, goroutine stacks %.1f KiB",
-		n, n/2, n, dh/1024, ds/1024, ph/1024, ps/1024, (ph-dh)/1024, (ps-ds)/1024)
+		n, queries, n/2, n, dh/1024, ds/1024, ph/1024, ps/1024, (ph-dh)/1024, (ps-ds)/1024)
 }
 
-// heapPerConn opens n connections with conninfo, runs one query on each,
+// heapPerConn opens n connections with conninfo, runs queries on each,
 // and returns the growth of the live heap, and of goroutine stacks, per
 // connection held idle: the slope between holding n/2 and n, so fixed
 // costs (pools, the first chunks in flight) do not count.
-func heapPerConn(t *testing.T, conninfo string, n int, profile string) (heap, stacks float64) {
+func heapPerConn(t *testing.T, conninfo string, n, queries int, profile string) (heap, stacks float64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -68,8 +73,10 @@ func heapPerConn(t *testing.T, conninfo string, n int, profile string) (heap, st
 				t.Fatalf("connect: %v", err)
 			}
 			conns = append(conns, c)
-			if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
-				t.Fatalf("query: %v", err)
+			for range queries {
+				if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+					t.Fatalf("query: %v", err)
+				}
 			}
 		}
 		// Let the relays settle into their idle reads and the

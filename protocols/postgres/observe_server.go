@@ -209,7 +209,8 @@ func (o *serverObserver) message(typ byte, b []byte) error {
 }
 
 // digest is a reusable SHA-256 over message bodies. It allocates when
-// created and, for the hex sums it returns, once per digestArena bytes.
+// created and, for the hex sums it returns, once per block (blocks double
+// up to digestArena bytes).
 type digest struct {
 	h   hash.Hash
 	n   int64
