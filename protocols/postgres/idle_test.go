@@ -14,7 +14,7 @@ import (
 
 // idleConns is how many connections TestIdleConnectionHeap holds
 // (CUSTOS_IDLE_CONNS overrides it).
-const idleConns = 100
+const idleConns = 60
 
 // TestIdleConnectionHeap holds N idle connections through the proxy (real
 // recorder, TLS both ways, each after one query) and reports the Go heap
