@@ -136,44 +136,54 @@ func (w *Writer) spoolLoop() {
 				break more
 			}
 		}
-		w.mu.Lock()
-		epoch := w.epoch
-		w.mu.Unlock()
-		// Chunks sealed onto a chunk that failed to spool cannot be
-		// chained: they are dropped with it.
-		live := batch[:0]
-		for _, s := range batch {
-			if s.epoch == epoch {
-				live = append(live, s)
-			} else {
-				w.finish(s, false)
-			}
-		}
-		if len(live) == 0 {
-			continue
-		}
-		bodies = bodies[:0]
-		for _, s := range live {
-			bodies = append(bodies, s.b)
-		}
-		n, err := write(live[0].ci.Seq, bodies)
-		for _, s := range live[:n] {
-			w.r.chunkSpooled(w.t, s.ci)
-			w.finish(s, true)
-		}
-		if err == nil {
-			continue
-		}
-		failed := live[n]
-		w.mu.Lock()
-		w.epoch++
-		w.rewind = &chainLink{seq: failed.ci.Seq - 1, hash: failed.ci.Prev}
-		w.mu.Unlock()
-		w.fail(fmt.Errorf("%w: spool: %w", ErrRecordingFailed, err))
-		for _, s := range live[n:] {
+		bodies = w.spoolBatch(batch, bodies[:0], write)
+		// The buffers went back to the pool: an idle session must not
+		// keep them alive.
+		clear(batch)
+		clear(bodies)
+	}
+}
+
+// spoolBatch writes one batch of sealed chunks and accounts for each; it
+// returns bodies, grown to hold the batch.
+func (w *Writer) spoolBatch(batch []sealed, bodies [][]byte, write func(uint64, [][]byte) (int, error)) [][]byte {
+	w.mu.Lock()
+	epoch := w.epoch
+	w.mu.Unlock()
+	// Chunks sealed onto a chunk that failed to spool cannot be
+	// chained: they are dropped with it.
+	live := batch[:0]
+	for _, s := range batch {
+		if s.epoch == epoch {
+			live = append(live, s)
+		} else {
 			w.finish(s, false)
 		}
 	}
+	if len(live) == 0 {
+		return bodies
+	}
+	for _, s := range live {
+		bodies = append(bodies, s.b)
+	}
+	n, err := write(live[0].ci.Seq, bodies)
+	for _, s := range live[:n] {
+		w.r.chunkSpooled(w.t, s.ci)
+		w.finish(s, true)
+	}
+	if err == nil {
+		return bodies
+	}
+	failed := live[n]
+	w.mu.Lock()
+	w.epoch++
+	w.rewind = &chainLink{seq: failed.ci.Seq - 1, hash: failed.ci.Prev}
+	w.mu.Unlock()
+	w.fail(fmt.Errorf("%w: spool: %w", ErrRecordingFailed, err))
+	for _, s := range live[n:] {
+		w.finish(s, false)
+	}
+	return bodies
 }
 
 // finish accounts for a chunk the spool writer is done with: durable, or

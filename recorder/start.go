@@ -89,10 +89,9 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 		sealerDone: make(chan struct{}), done: make(chan struct{}),
 		progress: make(chan struct{}), ix: newIndexer(h.Policy.IndexSQL), prev: hh,
 	}
-	w.cur = r.plainBufs.get()
 	start := event.Event{Kind: event.KindStart}
 	w.ix.observe(&start)
-	w.appended(event.Append(w.cur, &start), 0)
+	w.appended(event.Append(w.open(), &start), 0)
 
 	if r.cfg.Index != nil {
 		if err := r.cfg.Index.PutSession(ctx, w.indexEntry(broker.SessionLive, w.ix.stats(), time.Time{}, "", "")); err != nil {

@@ -149,7 +149,7 @@ func (w *Writer) Record(e event.Event) error {
 		return err
 	}
 	e.Offset = w.offset()
-	buf := event.Append(w.cur, &e)
+	buf := event.Append(w.open(), &e)
 	if !w.reserve(buf) {
 		return w.refuse()
 	}
@@ -172,7 +172,7 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 			return err
 		}
 		off := w.offset()
-		buf := event.AppendData(w.cur, k, off, ch, p[:n])
+		buf := event.AppendData(w.open(), k, off, ch, p[:n])
 		if !w.reserve(buf) {
 			return w.refuse()
 		}
@@ -275,8 +275,19 @@ func (w *Writer) handOff() {
 	}
 	w.full = append(w.full, pending{b: w.cur, n: w.curN, first: w.curFirst, last: w.curLast})
 	w.handed++
-	w.cur = w.r.plainBufs.get()
+	// The next chunk takes a buffer with its first event: an idle
+	// session holds none.
+	w.cur = nil
 	w.curN = 0
+}
+
+// open returns the open chunk's buffer, taking one from the pool when the
+// chunk has none yet. Callers hold w.mu.
+func (w *Writer) open() []byte {
+	if w.cur == nil {
+		w.cur = w.r.plainBufs.get()
+	}
+	return w.cur
 }
 
 func (w *Writer) wake() {
@@ -342,7 +353,7 @@ func (w *Writer) end(state, by, reason string) error {
 	}
 	e := event.Event{Kind: event.KindEnd, Op: state, Name: by, Text: reason, Offset: w.offset()}
 	w.ix.observe(&e)
-	buf := event.Append(w.cur, &e)
+	buf := event.Append(w.open(), &e)
 	w.r.forceSpool(int64(len(buf) - len(w.cur)))
 	w.appended(buf, e.Offset)
 	w.live.record(e)

@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -148,6 +149,33 @@ func postgresUser(b *testing.B) *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }
 
+// selfCPU is the CPU time (user and system) this process used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// selfIO is a counter of /proc/self/io: syscr and syscw count read and
+// write system calls (those that found nothing to read too).
+func selfIO(name string) int64 {
+	data, _ := os.ReadFile("/proc/self/io")
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, name+": "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// mallocs is the number of heap objects this process allocated so far.
+func mallocs() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.Mallocs
+}
+
 var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 
 func median(xs []float64) float64 {
@@ -156,27 +184,40 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// BenchmarkPgbench runs pgbench -M simple directly, through the broker with
-// every statement recorded, and through PgBouncer (session mode), for the
-// select-only and TPC-B-like scripts at 1, 8 and 32 clients, and reports
-// median TPS and the broker's ratios to the other two.
+// BenchmarkPgbench runs pgbench directly, through the broker with every
+// statement recorded, and through PgBouncer (session mode), for the
+// select-only (simple and prepared protocol) and TPC-B-like scripts at 1, 8
+// and 32 clients, and reports median TPS, the broker's ratios to the other
+// two and the broker's CPU time per transaction.
 func BenchmarkPgbench(b *testing.B) {
 	e := newBenchEnv(b)
-	for _, script := range []struct{ name, flag string }{{"select-only", "-S"}, {"tpcb", ""}} {
+	for _, script := range []struct{ name, flag, mode string }{
+		{"select-only", "-S", "simple"}, {"select-only", "-S", "prepared"}, {"tpcb", "", "simple"}} {
 		for _, clients := range []int{1, 8, 32} {
-			b.Run(fmt.Sprintf("%s/clients=%d", script.name, clients), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/%s/clients=%d", script.name, script.mode, clients), func(b *testing.B) {
 				paths := []struct{ name, conn, password string }{
 					{"direct", e.direct, e.password}, {"broker", e.broker, e.token}, {"pgbouncer", e.bouncer, e.password}}
 				tps := map[string][]float64{}
+				var cpuPerTx, readsPerTx, writesPerTx, allocsPerTx []float64
 				for range b.N {
 					for run := 0; run < benchRuns; run++ {
 						for _, p := range paths {
-							args := []string{"-n", "-M", "simple", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
+							args := []string{"-n", "-M", script.mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
 								"-T", strconv.Itoa(benchDuration)}
 							if script.flag != "" {
 								args = append(args, script.flag)
 							}
+							cpu, r0, w0, m0 := selfCPU(), selfIO("syscr"), selfIO("syscw"), mallocs()
 							out := runPgbench(b, e.s.pgbench, p.conn, p.password, args...)
+							if p.name == "broker" {
+								// The proxy is this process; pgbench and
+								// PostgreSQL are others.
+								tx := float64(processed(b, out))
+								cpuPerTx = append(cpuPerTx, float64((selfCPU()-cpu).Microseconds())/tx)
+								readsPerTx = append(readsPerTx, float64(selfIO("syscr")-r0)/tx)
+								writesPerTx = append(writesPerTx, float64(selfIO("syscw")-w0)/tx)
+								allocsPerTx = append(allocsPerTx, float64(mallocs()-m0)/tx)
+							}
 							m := tpsRE.FindStringSubmatch(out)
 							if m == nil {
 								b.Fatalf("%s: no tps in pgbench output:\n%s", p.name, out)
@@ -193,9 +234,47 @@ func BenchmarkPgbench(b *testing.B) {
 				b.ReportMetric(pb, "tps_pgbouncer")
 				b.ReportMetric(br/d, "x_direct")
 				b.ReportMetric(br/pb, "x_pgbouncer")
+				b.ReportMetric(median(cpuPerTx), "broker_cpu_us/tx")
+				b.ReportMetric(median(readsPerTx), "broker_reads/tx")
+				b.ReportMetric(median(writesPerTx), "broker_writes/tx")
+				b.ReportMetric(median(allocsPerTx), "broker_allocs/tx")
 			})
 		}
 	}
+}
+
+// BenchmarkPgbenchConnect runs pgbench -C (a new connection per
+// transaction, one client) directly, through the broker and through
+// PgBouncer, and reports connections per second, the broker's ratios and
+// its CPU time per connection.
+func BenchmarkPgbenchConnect(b *testing.B) {
+	e := newBenchEnv(b)
+	paths := []struct{ name, conn, password string }{
+		{"direct", e.direct, e.password}, {"broker", e.broker, e.token}, {"pgbouncer", e.bouncer, e.password}}
+	rate := map[string][]float64{}
+	var cpuPerConn []float64
+	for range b.N {
+		for run := 0; run < benchRuns; run++ {
+			for _, p := range paths {
+				cpu := selfCPU()
+				out := runPgbench(b, e.s.pgbench, p.conn, p.password, "-n", "-S", "-C", "-c", "1",
+					"-T", strconv.Itoa(benchDuration))
+				tx := processed(b, out)
+				if p.name == "broker" {
+					cpuPerConn = append(cpuPerConn, float64((selfCPU()-cpu).Microseconds())/float64(tx))
+				}
+				rate[p.name] = append(rate[p.name], float64(tx)/benchDuration)
+			}
+		}
+	}
+	d, br, pb := median(rate["direct"]), median(rate["broker"]), median(rate["pgbouncer"])
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(d, "conn/s_direct")
+	b.ReportMetric(br, "conn/s_broker")
+	b.ReportMetric(pb, "conn/s_pgbouncer")
+	b.ReportMetric(br/d, "x_direct")
+	b.ReportMetric(br/pb, "x_pgbouncer")
+	b.ReportMetric(median(cpuPerConn), "broker_cpu_us/conn")
 }
 
 // BenchmarkSimpleQueryLatency measures the latency a single pgbench

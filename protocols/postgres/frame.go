@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 )
 
 // headerLen is the length of a v3 message header: a type byte and a
@@ -127,9 +128,16 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return "write: " + e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-// initialBuf is the starting size of a copier's buffer; it grows up to the
-// largest wanted message.
+// initialBuf is the size of the pooled buffer a copier reads into while
+// bytes flow; larger wanted messages get a buffer of their own.
 const initialBuf = 32 << 10
+
+// idleBuf is the size of the buffer a copier keeps for itself and waits in
+// while its source is quiet: a drained copier hands its pooled buffer back.
+const idleBuf = 2 << 10
+
+// relayBufs recycles the copiers' initialBuf buffers across sessions.
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, initialBuf); return &b }}
 
 // copier relays one direction: it reads from src into its buffer, lets the
 // scanner inspect the messages, and writes every complete message (and
@@ -137,9 +145,15 @@ const initialBuf = 32 << 10
 type copier struct {
 	src, dst net.Conn
 	sc       scanner
-	buf      []byte
+	// buf is small, a pooled initialBuf buffer (pooled set) or one sized
+	// for a large wanted message.
+	buf    []byte
+	small  []byte
+	pooled *[]byte
 	// buf[r:w] holds bytes read but not yet consumed by the scanner.
 	r, w int
+	// last is the size of the latest read.
+	last int
 	// flush is called after each read's messages are scanned and before
 	// they are forwarded; nil means nothing to do.
 	flush func() error
@@ -160,7 +174,7 @@ func newCopier(src, dst net.Conn, h frameHandler, maxStream, maxDecode int) *cop
 	return &copier{
 		src: src, dst: dst, rw: rw,
 		sc:         scanner{h: h, maxStream: maxStream, maxDecode: maxDecode},
-		buf:        make([]byte, initialBuf),
+		small:      make([]byte, idleBuf),
 		atBoundary: true,
 	}
 }
@@ -168,11 +182,12 @@ func newCopier(src, dst net.Conn, h frameHandler, maxStream, maxDecode int) *cop
 // run relays until src or dst fails or a handler refuses a message. It
 // returns io.EOF when src closed cleanly at a message boundary.
 func (c *copier) run() error {
+	c.buf = c.small
+	defer c.release()
 	for {
-		if err := c.makeRoom(); err != nil {
-			return err
-		}
+		c.makeRoom()
 		n, rerr := c.src.Read(c.buf[c.w:])
+		c.last = n
 		if n > 0 {
 			if c.touch != nil {
 				c.touch(n)
@@ -219,24 +234,49 @@ func (c *copier) run() error {
 }
 
 // makeRoom makes sure the buffer has space to read into and can hold the
-// wanted message the scanner is waiting for.
-func (c *copier) makeRoom() error {
+// wanted message the scanner is waiting for. A drained copier whose last
+// read was short (its peer now waits for an answer) goes back to its small
+// buffer; one that filled the small buffer takes a pooled one.
+func (c *copier) makeRoom() {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
+		if c.last < idleBuf && len(c.buf) > idleBuf {
+			c.release()
+			c.buf = c.small
+		}
 	}
 	need := max(c.sc.need, headerLen)
 	if c.w < len(c.buf) && c.r+need <= len(c.buf) {
-		return nil
+		return
 	}
-	if need > len(c.buf) {
-		size := min(2*len(c.buf), c.sc.maxDecode+headerLen)
-		nb := make([]byte, max(need, size))
+	if need > len(c.buf) || len(c.buf) == idleBuf {
+		// Too small for the wanted message, or the small buffer filled:
+		// bytes are flowing.
+		size := max(need, min(2*len(c.buf), c.sc.maxDecode+headerLen))
+		var nb []byte
+		var bp *[]byte
+		if size <= initialBuf {
+			bp = relayBufs.Get().(*[]byte)
+			nb = *bp
+		} else {
+			nb = make([]byte, size)
+		}
 		c.w = copy(nb, c.buf[c.r:c.w])
 		c.r = 0
-		c.buf = nb
-		return nil
+		c.release()
+		c.buf, c.pooled = nb, bp
+		return
 	}
 	c.w = copy(c.buf, c.buf[c.r:c.w])
 	c.r = 0
-	return nil
+}
+
+// release hands a pooled buffer back, cleared: it held a session's bytes.
+func (c *copier) release() {
+	if c.pooled == nil {
+		return
+	}
+	clear(*c.pooled)
+	relayBufs.Put(c.pooled)
+	c.pooled = nil
 }

@@ -68,6 +68,8 @@ type clientObserver struct {
 	// mask, for a role with masking rules, learns which statement or
 	// portal each result answers.
 	mask *masker
+	// names interns statement and portal names.
+	names map[string]string
 }
 
 // Frontend message types the relay accepts.
@@ -192,7 +194,10 @@ func (o *clientObserver) decode(typ byte, b []byte) error {
 		if !ok || len(rest) < 4 {
 			return malformed("Execute")
 		}
-		o.evs = append(o.evs, event.Event{Kind: event.KindPGExecute, Name: string(portal), N: int64(int32(binary.BigEndian.Uint32(rest)))})
+		if o.names == nil {
+			o.names = make(map[string]string)
+		}
+		o.evs = append(o.evs, event.Event{Kind: event.KindPGExecute, Name: intern(o.names, portal), N: int64(int32(binary.BigEndian.Uint32(rest)))})
 	case 'F':
 		e, err := o.functionCall(b)
 		if err != nil {
@@ -298,7 +303,10 @@ func (o *clientObserver) bind(b []byte) (event.Event, error) {
 	if _, _, ok := formats(rest); !ok {
 		return event.Event{}, malformed("Bind")
 	}
-	return event.Event{Kind: event.KindPGBind, Name: string(portal), Text: string(stmt), Args: args, N: int64(n)}, nil
+	if o.names == nil {
+		o.names = make(map[string]string)
+	}
+	return event.Event{Kind: event.KindPGBind, Name: intern(o.names, portal), Text: intern(o.names, stmt), Args: args, N: int64(n)}, nil
 }
 
 // functionCall decodes a FunctionCall (fast-path) message. It is recorded

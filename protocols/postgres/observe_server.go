@@ -209,7 +209,8 @@ func (o *serverObserver) message(typ byte, b []byte) error {
 }
 
 // digest is a reusable SHA-256 over message bodies. It allocates when
-// created and, for the hex sums it returns, once per digestArena bytes.
+// created and, for the hex sums it returns, once per block (blocks double
+// up to digestArena bytes).
 type digest struct {
 	h   hash.Hash
 	n   int64
@@ -236,7 +237,8 @@ func (d *digest) hex() string {
 		d.h = sha256.New()
 	}
 	if cap(d.arena)-len(d.arena) < 2*sha256.Size {
-		d.arena = make([]byte, 0, digestArena)
+		// Blocks double from a few sums, so a quiet session holds little.
+		d.arena = make([]byte, 0, min(max(2*cap(d.arena), 8*2*sha256.Size), digestArena))
 	}
 	i := len(d.arena)
 	d.arena = d.arena[:i+2*sha256.Size]
@@ -330,13 +332,17 @@ func (o *serverObserver) readyForQuery(tx byte) {
 
 // intern returns tag as a string, reusing the string of an identical
 // earlier tag so repeated tags do not allocate.
-func (o *serverObserver) intern(tag []byte) string {
-	if t, ok := o.tags[string(tag)]; ok {
+func (o *serverObserver) intern(tag []byte) string { return intern(o.tags, tag) }
+
+// intern returns b as a string, from m when an identical one was seen;
+// m keeps up to 256 short strings.
+func intern(m map[string]string, b []byte) string {
+	if t, ok := m[string(b)]; ok {
 		return t
 	}
-	t := string(tag)
-	if len(o.tags) < 256 && len(t) <= 64 {
-		o.tags[t] = t
+	t := string(b)
+	if len(m) < 256 && len(t) <= 64 {
+		m[t] = t
 	}
 	return t
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -27,6 +28,15 @@ type directConn struct {
 	// pending are bytes read before (looking for a PROXY header) that
 	// Read returns first.
 	pending []byte
+
+	// The calls handed to the RawConn are made once, with their
+	// arguments and results in these fields, so a Read or Write does not
+	// allocate a closure. rmu and wmu keep concurrent callers apart.
+	rmu, wmu   sync.Mutex
+	rd, wr     func(fd uintptr) bool
+	rp, wp     []byte
+	rn, wn     int
+	rerr, werr syscall.Errno
 }
 
 // direct wraps a TCP connection, also one accepted through a PROXY
@@ -47,6 +57,7 @@ func direct(c net.Conn) net.Conn {
 		return c
 	}
 	d := &directConn{TCPConn: tc, rc: rc}
+	d.rd, d.wr = d.read, d.write
 	if viaProxy {
 		d.remote, d.pending = pc.RemoteAddr(), pc.Pending()
 	}
@@ -65,26 +76,17 @@ func (c *directConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
 		return n, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	c.rp, c.rn, c.rerr = p, 0, 0
+	err := c.rc.Read(c.rd)
+	n, errno := c.rn, c.rerr
+	c.rp = nil
 	if err != nil {
 		return 0, c.opError("read", err)
 	}
@@ -97,25 +99,29 @@ func (c *directConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *directConn) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
+// read is the RawConn call behind Read: false asks the poller to wait.
+func (c *directConn) read(fd uintptr) bool {
+	p := c.rp
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
 		}
+		c.rn, c.rerr = int(r), e
 		return true
-	})
+	}
+}
+
+func (c *directConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wp, c.wn, c.werr = p, 0, 0
+	err := c.rc.Write(c.wr)
+	n, errno := c.wn, c.werr
+	c.wp = nil
 	if err != nil {
 		return n, c.opError("write", err)
 	}
@@ -123,6 +129,25 @@ func (c *directConn) Write(p []byte) (int, error) {
 		return n, c.opError("write", os.NewSyscallError("write", errno))
 	}
 	return n, nil
+}
+
+// write is the RawConn call behind Write: false asks the poller to wait.
+func (c *directConn) write(fd uintptr) bool {
+	p := c.wp
+	for c.wn < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.wn])), uintptr(len(p)-c.wn))
+		switch e {
+		case 0:
+			c.wn += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	return true
 }
 
 func (c *directConn) opError(op string, err error) error {
