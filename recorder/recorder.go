@@ -43,7 +43,8 @@ type Recorder struct {
 	wg     sync.WaitGroup
 
 	// Chunk buffers: plaintext being filled, and sealed chunks.
-	plainBufs, sealBufs *bufPool
+	chunks   chunkBufs
+	sealBufs *bufPool
 
 	mu      sync.Mutex
 	closed  bool
@@ -84,8 +85,8 @@ func New(ctx context.Context, cfg Config) (*Recorder, error) {
 		ctx:     rctx, cancel: cancel,
 		live: map[string]*Writer{}, tracks: map[string]*track{},
 		jobWake: make(chan struct{}, 1), idle: make(chan struct{}),
-		plainBufs: newBufPool(cfg.ChunkSize + cfg.ChunkSize/8),
-		sealBufs:  newBufPool(chunk.MaxSealedLen(cfg.ChunkSize + cfg.ChunkSize/8)),
+		chunks:   newChunkBufs(cfg.ChunkSize + cfg.ChunkSize/8),
+		sealBufs: newBufPool(chunk.MaxSealedLen(cfg.ChunkSize + cfg.ChunkSize/8)),
 	}
 	if err := r.recover(ctx); err != nil {
 		cancel()

@@ -53,7 +53,7 @@ func (w *Writer) sealLoop() {
 			} else {
 				w.r.forceSpool(-int64(len(p.b)))
 			}
-			w.r.plainBufs.put(p.b)
+			w.r.chunks.put(p.b)
 			w.mu.Lock()
 			if err != nil {
 				w.lost = true
@@ -99,7 +99,11 @@ func (w *Writer) seal(p pending) (sealed, error) {
 		SessionID: w.header.SessionID, Seq: w.seq + 1, Prev: w.prev,
 		Events: p.n, First: p.first, Last: p.last, Sealed: time.Now().UTC(),
 	}
-	b, err := chunk.AppendSeal(w.r.sealBufs.get(), w.aead, f, p.b, rand.Reader)
+	var dst []byte // a small chunk's sealed copy is allocated to fit
+	if len(p.b) > smallChunk {
+		dst = w.r.sealBufs.get()
+	}
+	b, err := chunk.AppendSeal(dst, w.aead, f, p.b, rand.Reader)
 	if err != nil {
 		return sealed{}, err
 	}
@@ -150,6 +154,7 @@ func (w *Writer) spoolLoop() {
 			}
 		}
 		if len(live) == 0 {
+			clear(batch)
 			continue
 		}
 		bodies = bodies[:0]
@@ -157,11 +162,15 @@ func (w *Writer) spoolLoop() {
 			bodies = append(bodies, s.b)
 		}
 		n, err := write(live[0].ci.Seq, bodies)
+		// The buffers go back to the pool: the batch keeps no reference to
+		// them while the loop waits for the next chunk.
+		clear(bodies)
 		for _, s := range live[:n] {
 			w.r.chunkSpooled(w.t, s.ci)
 			w.finish(s, true)
 		}
 		if err == nil {
+			clear(batch)
 			continue
 		}
 		failed := live[n]
@@ -173,6 +182,7 @@ func (w *Writer) spoolLoop() {
 		for _, s := range live[n:] {
 			w.finish(s, false)
 		}
+		clear(batch)
 	}
 }
 

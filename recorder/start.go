@@ -89,9 +89,9 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 		sealerDone: make(chan struct{}), done: make(chan struct{}),
 		progress: make(chan struct{}), ix: newIndexer(h.Policy.IndexSQL), prev: hh,
 	}
-	w.cur = r.plainBufs.get()
 	start := event.Event{Kind: event.KindStart}
 	w.ix.observe(&start)
+	w.cur = r.chunks.room(nil, eventRoom(&start))
 	w.appended(event.Append(w.cur, &start), 0)
 
 	if r.cfg.Index != nil {

@@ -149,6 +149,7 @@ func (w *Writer) Record(e event.Event) error {
 		return err
 	}
 	e.Offset = w.offset()
+	w.cur = w.r.chunks.room(w.cur, eventRoom(&e))
 	buf := event.Append(w.cur, &e)
 	if !w.reserve(buf) {
 		return w.refuse()
@@ -172,6 +173,7 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 			return err
 		}
 		off := w.offset()
+		w.cur = w.r.chunks.room(w.cur, dataOverhead+n)
 		buf := event.AppendData(w.cur, k, off, ch, p[:n])
 		if !w.reserve(buf) {
 			return w.refuse()
@@ -185,6 +187,18 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 			return nil
 		}
 	}
+}
+
+// dataOverhead bounds what a data event's encoding adds to its bytes.
+const dataOverhead = 32
+
+// eventRoom estimates e's encoded length, for sizing the chunk buffer.
+func eventRoom(e *event.Event) int {
+	n := 64 + len(e.Data) + len(e.Op) + len(e.Name) + len(e.Text)
+	for _, a := range e.Args {
+		n += 8 + len(a)
+	}
+	return n
 }
 
 // reserve accounts in the spool for what buf, w.cur with one event
@@ -275,7 +289,7 @@ func (w *Writer) handOff() {
 	}
 	w.full = append(w.full, pending{b: w.cur, n: w.curN, first: w.curFirst, last: w.curLast})
 	w.handed++
-	w.cur = w.r.plainBufs.get()
+	w.cur = nil // the next event takes a buffer: an idle session holds none
 	w.curN = 0
 }
 
@@ -342,6 +356,7 @@ func (w *Writer) end(state, by, reason string) error {
 	}
 	e := event.Event{Kind: event.KindEnd, Op: state, Name: by, Text: reason, Offset: w.offset()}
 	w.ix.observe(&e)
+	w.cur = w.r.chunks.room(w.cur, eventRoom(&e))
 	buf := event.Append(w.cur, &e)
 	w.r.forceSpool(int64(len(buf) - len(w.cur)))
 	w.appended(buf, e.Offset)
