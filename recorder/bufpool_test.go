@@ -60,3 +60,17 @@ func TestChunkBufferSizedToNeed(t *testing.T) {
 		t.Fatalf("recorded output %d bytes, want %d", len(out), len(want))
 	}
 }
+
+func TestInFlightChunks(t *testing.T) {
+	tests := []struct{ chunkSize, want int }{
+		{4 << 10, maxInFlight},
+		{1 << 20, 8},
+		{defaultChunkSize, 2},
+		{64 << 20, 2},
+	}
+	for _, tt := range tests {
+		if got := inFlightChunks(tt.chunkSize); got != tt.want {
+			t.Errorf("inFlightChunks(%d) = %d, want %d", tt.chunkSize, got, tt.want)
+		}
+	}
+}

@@ -84,7 +84,7 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 	lag := min(max(now.Sub(h.StartedAt), 0), time.Minute)
 	w := &Writer{
 		r: r, t: t, header: h, start: now.Add(-lag), aead: aead, failOpen: h.Policy.FailOpen,
-		chunkSize: r.cfg.ChunkSize, interval: r.cfg.ChunkInterval,
+		chunkSize: r.cfg.ChunkSize, interval: r.cfg.ChunkInterval, inFlight: inFlightChunks(r.cfg.ChunkSize),
 		kick: make(chan struct{}, 1), toSpool: make(chan sealed, maxInFlight),
 		sealerDone: make(chan struct{}), done: make(chan struct{}),
 		progress: make(chan struct{}), ix: newIndexer(h.Policy.IndexSQL), prev: hh,

@@ -12,12 +12,12 @@ import (
 
 // Writer records one session. Its methods are safe for concurrent use by
 // the proxy's relay goroutines and never wait on the network or the disk:
-// an event is encoded into an in-memory buffer, closed as a chunk at 1 MiB
+// an event is encoded into an in-memory buffer, closed as a chunk at 4 MiB
 // or 1 s, whichever comes first. In the background one goroutine seals
 // closed chunks (compression, encryption, chain hash) while another writes
 // the sealed ones to the spool, syncing each batch once. A method waits
-// only when maxInFlight closed chunks are not yet durable: that bounds a
-// session's memory to about maxInFlight+1 chunks (~9 MiB of events, each
+// only when inFlight closed chunks are not yet durable: that bounds a
+// session's memory to about inFlight+1 chunks (~12 MiB of events, each
 // held as plaintext or sealed, not both). Buffers are recycled through the
 // Recorder's pools.
 //
@@ -35,6 +35,7 @@ type Writer struct {
 	failOpen  bool
 	chunkSize int
 	interval  time.Duration
+	inFlight  int // closed chunks not yet durable before appends wait
 
 	kick       chan struct{} // wakes the sealer
 	toSpool    chan sealed   // sealed chunks, to the spool writer
@@ -85,8 +86,19 @@ type pending struct {
 }
 
 // maxInFlight bounds the closed chunks not yet durable in the spool
-// (waiting to be sealed, sealed, or being written) before appends wait.
-const maxInFlight = 8
+// (waiting to be sealed, sealed, or being written) before appends wait;
+// inFlightBytes bounds their events, so large chunks are fewer (never
+// fewer than 2, so one is sealed while another is written).
+const (
+	maxInFlight   = 8
+	inFlightBytes = 8 << 20
+)
+
+// inFlightChunks is how many closed chunks of chunkSize bytes may be
+// pending.
+func inFlightChunks(chunkSize int) int {
+	return min(maxInFlight, max(2, inFlightBytes/chunkSize))
+}
 
 // SessionID returns the recorded session's id.
 func (w *Writer) SessionID() string { return w.header.SessionID }
@@ -234,7 +246,7 @@ func (w *Writer) refuse() error {
 	return cause
 }
 
-// writable waits while the disk is behind (maxInFlight chunks not yet
+// writable waits while the disk is behind (inFlight chunks not yet
 // durable) and reports whether events may be appended. Callers hold w.mu.
 func (w *Writer) writable() error {
 	for {
@@ -244,7 +256,7 @@ func (w *Writer) writable() error {
 		if w.err != nil && !w.failOpen {
 			return w.err
 		}
-		if w.handed-w.spooled < maxInFlight {
+		if w.handed-w.spooled < uint64(w.inFlight) {
 			return nil
 		}
 		ch := w.progress

@@ -21,7 +21,7 @@ import (
 // byte; "after-burst" ones first receive 4 MiB, then wait in cat, so the
 // figure shows whether the relay gives back what the burst needed. It
 // reports; it asserts nothing about size. With CUSTOS_BENCH_HEAPPROFILE=DIR
-// it writes the heap profile taken while the sessions are held (user
+// it writes the heap and goroutine profiles taken while the sessions are held (user
 // web-1: through the proxy; the target's login: direct).
 func BenchmarkSSHIdleHeap(b *testing.B) {
 	const n = 200
@@ -38,21 +38,30 @@ func BenchmarkSSHIdleHeap(b *testing.B) {
 			direct := e.directClientConfig(b)
 			proxied := e.clientConfig(b)
 			for range b.N {
-				dh, dg := heldSessions(b, n, e.sshd.Addr(), direct, cmd, burst)
-				ph, pg := heldSessions(b, n, "127.0.0.1:"+strconv.Itoa(e.port), proxied, cmd, burst)
-				b.ReportMetric(float64(ph-dh)/n/1024, "proxy-heap-KiB/session")
-				b.ReportMetric(float64(pg-dg)/n, "proxy-goroutines/session")
+				d := heldSessions(b, n, e.sshd.Addr(), direct, cmd, burst)
+				p := heldSessions(b, n, "127.0.0.1:"+strconv.Itoa(e.port), proxied, cmd, burst)
+				b.ReportMetric(float64(p.heap-d.heap)/n/1024, "proxy-heap-KiB/session")
+				b.ReportMetric(float64(p.stack-d.stack)/n/1024, "proxy-stack-KiB/session")
+				b.ReportMetric(float64(p.goroutines-d.goroutines)/n, "proxy-goroutines/session")
 			}
 		})
 	}
 }
 
+// held is what the process holds: live heap and goroutine stack bytes, and
+// goroutines.
+type held struct{ heap, stack, goroutines int64 }
+
+func (h held) minus(o held) held {
+	return held{h.heap - o.heap, h.stack - o.stack, h.goroutines - o.goroutines}
+}
+
 // heldSessions opens n sessions running cmd, waits until each has sent
-// burst bytes of output, and returns the growth of the process's live heap
-// and goroutines while they are held.
-func heldSessions(b *testing.B, n int, addr string, cfg *ssh.ClientConfig, cmd string, burst int64) (heap int64, goroutines int) {
+// burst bytes of output, and returns what the process holds more while
+// they are open.
+func heldSessions(b *testing.B, n int, addr string, cfg *ssh.ClientConfig, cmd string, burst int64) held {
 	b.Helper()
-	h0, g0 := liveHeap()
+	before := liveHeap()
 	var clients []*ssh.Client
 	defer func() {
 		for _, c := range clients {
@@ -90,12 +99,12 @@ func heldSessions(b *testing.B, n int, addr string, cfg *ssh.ClientConfig, cmd s
 	// Wait until the recorder has sealed and spooled what the sessions
 	// sent (an open chunk closes after 1 s): the live heap stops shrinking.
 	time.Sleep(2 * time.Second)
-	h1, g1 := liveHeap()
+	now := liveHeap()
 	for range 30 {
 		time.Sleep(time.Second)
-		h, g := liveHeap()
-		settled := h+h/50 >= h1
-		h1, g1 = h, g
+		h := liveHeap()
+		settled := h.heap+h.heap/50 >= now.heap
+		now = h
 		if settled {
 			break
 		}
@@ -103,24 +112,26 @@ func heldSessions(b *testing.B, n int, addr string, cfg *ssh.ClientConfig, cmd s
 	if dir := os.Getenv("CUSTOS_BENCH_HEAPPROFILE"); dir != "" {
 		// The heap while the sessions are held, to see what holds it:
 		// go tool pprof -sample_index=inuse_space -top DIR/heap-USER.pprof
-		if f, err := os.Create(filepath.Join(dir, "heap-"+cfg.User+".pprof")); err == nil {
-			_ = pprof.WriteHeapProfile(f)
-			f.Close()
+		for _, p := range []string{"heap", "goroutine"} {
+			if f, err := os.Create(filepath.Join(dir, p+"-"+cfg.User+".pprof")); err == nil {
+				_ = pprof.Lookup(p).WriteTo(f, 0)
+				f.Close()
+			}
 		}
 	}
-	return int64(h1) - int64(h0), g1 - g0
+	return now.minus(before)
 }
 
 type counter struct{ n *atomic.Int64 }
 
 func (c counter) Write(p []byte) (int, error) { c.n.Add(int64(len(p))); return len(p), nil }
 
-func liveHeap() (uint64, int) {
+func liveHeap() held {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapAlloc, runtime.NumGoroutine()
+	return held{int64(m.HeapAlloc), int64(m.StackInuse), int64(runtime.NumGoroutine())}
 }
 
 // clientConfig is the user's client configuration for the proxy.
