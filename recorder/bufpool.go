@@ -29,3 +29,49 @@ func (b *bufPool) put(buf []byte) {
 	buf = buf[:0]
 	b.pool.Put(&buf)
 }
+
+// smallChunk is the buffer an open chunk starts with: enough for a second
+// of typing and terminal echo. A chunk outgrowing it moves to a full-size
+// buffer, so a busy stream still fills chunk-size chunks in one buffer.
+const smallChunk = 16 << 10
+
+// chunkBufs hands out the buffers an open chunk's events are encoded into:
+// small first, full size once the chunk outgrows the small one. An open
+// chunk takes no buffer until its first event, and gives it to the sealer
+// when it closes, so a session with nothing to record holds none.
+type chunkBufs struct {
+	small, full *bufPool
+}
+
+func newChunkBufs(full int) chunkBufs {
+	return chunkBufs{small: newBufPool(smallChunk), full: newBufPool(full)}
+}
+
+// room returns cur, or a buffer holding cur's bytes, with room for need
+// more bytes if a pooled buffer has it. A larger need is left to append.
+func (c chunkBufs) room(cur []byte, need int) []byte {
+	if cap(cur)-len(cur) >= need {
+		return cur
+	}
+	if cap(cur) == 0 {
+		if need <= c.small.size {
+			return c.small.get()
+		}
+		return c.full.get()
+	}
+	if cap(cur) >= c.full.size {
+		return cur // a full-size chunk about to close; append grows it
+	}
+	b := append(c.full.get(), cur...)
+	c.put(cur)
+	return b
+}
+
+// put recycles a buffer room handed out.
+func (c chunkBufs) put(b []byte) {
+	if cap(b) >= c.full.size {
+		c.full.put(b)
+		return
+	}
+	c.small.put(b)
+}

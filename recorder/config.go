@@ -90,7 +90,7 @@ type Config struct {
 	// Logger logs. Default: slog.Default().
 	Logger *slog.Logger
 	// ChunkSize closes a chunk when its events reach this many bytes.
-	// Default: 1 MiB.
+	// Default: 4 MiB (defaultChunkSize).
 	ChunkSize int
 	// ChunkInterval closes a chunk this long after its first event.
 	// Default: 1s.
@@ -104,6 +104,14 @@ type Config struct {
 	// spoolWrite replaces spool.Session.WriteChunks in tests.
 	spoolWrite func(sp *spool.Session, seq uint64, bodies [][]byte) (int, error)
 }
+
+// defaultChunkSize closes a busy session's chunks. Every chunk costs a
+// spool file, a sync and an object-store write whatever its size, and a
+// bulk stream fills 1 MiB in a few milliseconds: 4 MiB chunks cut that
+// per-chunk cost (the broker's and the object store's CPU per GiB) to a
+// quarter. A quiet session's chunks still close after ChunkInterval, which
+// is what bounds the data a crash can lose.
+const defaultChunkSize = 4 << 20
 
 // DefaultRetention is six years, as hours.
 const DefaultRetention = 52584 * time.Hour
@@ -122,7 +130,7 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.Default()
 	}
 	if c.ChunkSize <= 0 {
-		c.ChunkSize = 1 << 20
+		c.ChunkSize = defaultChunkSize
 	}
 	if c.ChunkInterval <= 0 {
 		c.ChunkInterval = time.Second

@@ -1,7 +1,7 @@
 // Package recorder records proxied sessions as durable, encrypted,
 // tamper-evident recordings. A Recorder hands each session a Writer that the
 // proxies call from their relay goroutines; events are encoded into a
-// buffer, sealed into compressed, encrypted chunks (at 1 MiB or 1 s) and
+// buffer, sealed into compressed, encrypted chunks (at 4 MiB or 1 s) and
 // synced into a local spool by background goroutines (appends wait only
 // when a bounded number of chunks is not yet durable), then uploaded in
 // the background to an object store under Object Lock. Closing a session writes a manifest signed with the broker's

@@ -210,12 +210,14 @@ type byteRing struct {
 
 func (r *byteRing) write(p []byte) {
 	if len(p) >= LiveOutputMax {
-		r.b = append(r.b[:0], p[len(p)-LiveOutputMax:]...)
-		r.head = 0
+		r.b, r.head = r.b[:0], 0
+		r.grow(LiveOutputMax)
+		r.b = append(r.b, p[len(p)-LiveOutputMax:]...)
 		return
 	}
 	if room := LiveOutputMax - len(r.b); room > 0 {
 		n := min(room, len(p))
+		r.grow(n)
 		r.b = append(r.b, p[:n]...)
 		p = p[n:]
 	}
@@ -223,6 +225,16 @@ func (r *byteRing) write(p []byte) {
 		n := copy(r.b[r.head:], p)
 		p = p[n:]
 		r.head = (r.head + n) % LiveOutputMax
+	}
+}
+
+// grow makes room for n more bytes, doubling up to LiveOutputMax and
+// never past it: the ring holds no more than it keeps.
+func (r *byteRing) grow(n int) {
+	if need := len(r.b) + n; need > cap(r.b) {
+		nb := make([]byte, len(r.b), min(max(2*cap(r.b), need, 4<<10), LiveOutputMax))
+		copy(nb, r.b)
+		r.b = nb
 	}
 }
 

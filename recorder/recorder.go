@@ -42,8 +42,11 @@ type Recorder struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// Chunk buffers: plaintext being filled, and sealed chunks.
-	plainBufs, sealBufs *bufPool
+	// Chunk buffers: plaintext being filled, and sealed chunks. A full
+	// one has room past ChunkSize for the largest relay read the SSH proxy
+	// records as one event (256 KiB), so closing a chunk never regrows it.
+	chunks   chunkBufs
+	sealBufs *bufPool
 
 	mu      sync.Mutex
 	closed  bool
@@ -84,8 +87,8 @@ func New(ctx context.Context, cfg Config) (*Recorder, error) {
 		ctx:     rctx, cancel: cancel,
 		live: map[string]*Writer{}, tracks: map[string]*track{},
 		jobWake: make(chan struct{}, 1), idle: make(chan struct{}),
-		plainBufs: newBufPool(cfg.ChunkSize + cfg.ChunkSize/8),
-		sealBufs:  newBufPool(chunk.MaxSealedLen(cfg.ChunkSize + cfg.ChunkSize/8)),
+		chunks:   newChunkBufs(cfg.ChunkSize + cfg.ChunkSize/4),
+		sealBufs: newBufPool(chunk.MaxSealedLen(cfg.ChunkSize + cfg.ChunkSize/4)),
 	}
 	if err := r.recover(ctx); err != nil {
 		cancel()

@@ -228,8 +228,9 @@ func TestChunkClosesOnTime(t *testing.T) {
 	}
 }
 
-// TestChunkClosesOnSize proves a chunk closes at ChunkSize: 2.5 MiB written
-// at once (well within a second) land in chunks of about 1 MiB.
+// TestChunkClosesOnSize proves a chunk closes at ChunkSize: 2.5 chunks'
+// worth written at once (well within a second) land in chunks of about
+// the default ChunkSize.
 func TestChunkClosesOnSize(t *testing.T) {
 	ctx := context.Background()
 	env := newEnv(t, nil)
@@ -237,7 +238,7 @@ func TestChunkClosesOnSize(t *testing.T) {
 	w, _ := r.Start(ctx, testHeader("ses_size"))
 	defer w.Close()
 	p := bytes.Repeat([]byte("x"), 32<<10)
-	for range 80 { // 2.5 MiB
+	for range 5 * defaultChunkSize / 2 / len(p) {
 		if err := w.Output(1, p); err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +252,7 @@ func TestChunkClosesOnSize(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("2.5 MiB did not close two chunks")
+			t.Fatal("2.5 chunks' worth did not close two chunks")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -263,8 +264,8 @@ func TestChunkClosesOnSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Size < 1<<20 || f.Size > 1<<20+40<<10 {
-		t.Fatalf("chunk 1 holds %d bytes of events, want about 1 MiB", f.Size)
+	if f.Size < defaultChunkSize || f.Size > defaultChunkSize+40<<10 {
+		t.Fatalf("chunk 1 holds %d bytes of events, want about %d", f.Size, defaultChunkSize)
 	}
 	// Repeated bytes compress: the stored chunk is far smaller.
 	if f.Codec != chunk.CodecS2 || len(b) > 64<<10 {

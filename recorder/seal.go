@@ -53,7 +53,7 @@ func (w *Writer) sealLoop() {
 			} else {
 				w.r.forceSpool(-int64(len(p.b)))
 			}
-			w.r.plainBufs.put(p.b)
+			w.r.chunks.put(p.b)
 			w.mu.Lock()
 			if err != nil {
 				w.lost = true
@@ -99,7 +99,11 @@ func (w *Writer) seal(p pending) (sealed, error) {
 		SessionID: w.header.SessionID, Seq: w.seq + 1, Prev: w.prev,
 		Events: p.n, First: p.first, Last: p.last, Sealed: time.Now().UTC(),
 	}
-	b, err := chunk.AppendSeal(w.r.sealBufs.get(), w.aead, f, p.b, rand.Reader)
+	var dst []byte // a small chunk's sealed copy is allocated to fit
+	if len(p.b) > smallChunk {
+		dst = w.r.sealBufs.get()
+	}
+	b, err := chunk.AppendSeal(dst, w.aead, f, p.b, rand.Reader)
 	if err != nil {
 		return sealed{}, err
 	}
@@ -136,54 +140,50 @@ func (w *Writer) spoolLoop() {
 				break more
 			}
 		}
-		bodies = w.spoolBatch(batch, bodies[:0], write)
-		// The buffers went back to the pool: an idle session must not
-		// keep them alive.
-		clear(batch)
+		w.mu.Lock()
+		epoch := w.epoch
+		w.mu.Unlock()
+		// Chunks sealed onto a chunk that failed to spool cannot be
+		// chained: they are dropped with it.
+		live := batch[:0]
+		for _, s := range batch {
+			if s.epoch == epoch {
+				live = append(live, s)
+			} else {
+				w.finish(s, false)
+			}
+		}
+		if len(live) == 0 {
+			clear(batch)
+			continue
+		}
+		bodies = bodies[:0]
+		for _, s := range live {
+			bodies = append(bodies, s.b)
+		}
+		n, err := write(live[0].ci.Seq, bodies)
+		// The buffers go back to the pool: the batch keeps no reference to
+		// them while the loop waits for the next chunk.
 		clear(bodies)
-	}
-}
-
-// spoolBatch writes one batch of sealed chunks and accounts for each; it
-// returns bodies, grown to hold the batch.
-func (w *Writer) spoolBatch(batch []sealed, bodies [][]byte, write func(uint64, [][]byte) (int, error)) [][]byte {
-	w.mu.Lock()
-	epoch := w.epoch
-	w.mu.Unlock()
-	// Chunks sealed onto a chunk that failed to spool cannot be
-	// chained: they are dropped with it.
-	live := batch[:0]
-	for _, s := range batch {
-		if s.epoch == epoch {
-			live = append(live, s)
-		} else {
+		for _, s := range live[:n] {
+			w.r.chunkSpooled(w.t, s.ci)
+			w.finish(s, true)
+		}
+		if err == nil {
+			clear(batch)
+			continue
+		}
+		failed := live[n]
+		w.mu.Lock()
+		w.epoch++
+		w.rewind = &chainLink{seq: failed.ci.Seq - 1, hash: failed.ci.Prev}
+		w.mu.Unlock()
+		w.fail(fmt.Errorf("%w: spool: %w", ErrRecordingFailed, err))
+		for _, s := range live[n:] {
 			w.finish(s, false)
 		}
+		clear(batch)
 	}
-	if len(live) == 0 {
-		return bodies
-	}
-	for _, s := range live {
-		bodies = append(bodies, s.b)
-	}
-	n, err := write(live[0].ci.Seq, bodies)
-	for _, s := range live[:n] {
-		w.r.chunkSpooled(w.t, s.ci)
-		w.finish(s, true)
-	}
-	if err == nil {
-		return bodies
-	}
-	failed := live[n]
-	w.mu.Lock()
-	w.epoch++
-	w.rewind = &chainLink{seq: failed.ci.Seq - 1, hash: failed.ci.Prev}
-	w.mu.Unlock()
-	w.fail(fmt.Errorf("%w: spool: %w", ErrRecordingFailed, err))
-	for _, s := range live[n:] {
-		w.finish(s, false)
-	}
-	return bodies
 }
 
 // finish accounts for a chunk the spool writer is done with: durable, or

@@ -84,14 +84,15 @@ func (r *Recorder) Start(ctx context.Context, h event.Header) (*Writer, error) {
 	lag := min(max(now.Sub(h.StartedAt), 0), time.Minute)
 	w := &Writer{
 		r: r, t: t, header: h, start: now.Add(-lag), aead: aead, failOpen: h.Policy.FailOpen,
-		chunkSize: r.cfg.ChunkSize, interval: r.cfg.ChunkInterval,
+		chunkSize: r.cfg.ChunkSize, interval: r.cfg.ChunkInterval, inFlight: inFlightChunks(r.cfg.ChunkSize),
 		kick: make(chan struct{}, 1), toSpool: make(chan sealed, maxInFlight),
 		sealerDone: make(chan struct{}), done: make(chan struct{}),
 		progress: make(chan struct{}), ix: newIndexer(h.Policy.IndexSQL), prev: hh,
 	}
 	start := event.Event{Kind: event.KindStart}
 	w.ix.observe(&start)
-	w.appended(event.Append(w.open(), &start), 0)
+	w.cur = r.chunks.room(nil, eventRoom(&start))
+	w.appended(event.Append(w.cur, &start), 0)
 
 	if r.cfg.Index != nil {
 		if err := r.cfg.Index.PutSession(ctx, w.indexEntry(broker.SessionLive, w.ix.stats(), time.Time{}, "", "")); err != nil {

@@ -12,12 +12,12 @@ import (
 
 // Writer records one session. Its methods are safe for concurrent use by
 // the proxy's relay goroutines and never wait on the network or the disk:
-// an event is encoded into an in-memory buffer, closed as a chunk at 1 MiB
+// an event is encoded into an in-memory buffer, closed as a chunk at 4 MiB
 // or 1 s, whichever comes first. In the background one goroutine seals
 // closed chunks (compression, encryption, chain hash) while another writes
 // the sealed ones to the spool, syncing each batch once. A method waits
-// only when maxInFlight closed chunks are not yet durable: that bounds a
-// session's memory to about maxInFlight+1 chunks (~9 MiB of events, each
+// only when inFlight closed chunks are not yet durable: that bounds a
+// session's memory to about inFlight+1 chunks (~12 MiB of events, each
 // held as plaintext or sealed, not both). Buffers are recycled through the
 // Recorder's pools.
 //
@@ -35,6 +35,7 @@ type Writer struct {
 	failOpen  bool
 	chunkSize int
 	interval  time.Duration
+	inFlight  int // closed chunks not yet durable before appends wait
 
 	kick       chan struct{} // wakes the sealer
 	toSpool    chan sealed   // sealed chunks, to the spool writer
@@ -85,8 +86,19 @@ type pending struct {
 }
 
 // maxInFlight bounds the closed chunks not yet durable in the spool
-// (waiting to be sealed, sealed, or being written) before appends wait.
-const maxInFlight = 8
+// (waiting to be sealed, sealed, or being written) before appends wait;
+// inFlightBytes bounds their events, so large chunks are fewer (never
+// fewer than 2, so one is sealed while another is written).
+const (
+	maxInFlight   = 8
+	inFlightBytes = 8 << 20
+)
+
+// inFlightChunks is how many closed chunks of chunkSize bytes may be
+// pending.
+func inFlightChunks(chunkSize int) int {
+	return min(maxInFlight, max(2, inFlightBytes/chunkSize))
+}
 
 // SessionID returns the recorded session's id.
 func (w *Writer) SessionID() string { return w.header.SessionID }
@@ -149,7 +161,8 @@ func (w *Writer) Record(e event.Event) error {
 		return err
 	}
 	e.Offset = w.offset()
-	buf := event.Append(w.open(), &e)
+	w.cur = w.r.chunks.room(w.cur, eventRoom(&e))
+	buf := event.Append(w.cur, &e)
 	if !w.reserve(buf) {
 		return w.refuse()
 	}
@@ -172,7 +185,8 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 			return err
 		}
 		off := w.offset()
-		buf := event.AppendData(w.open(), k, off, ch, p[:n])
+		w.cur = w.r.chunks.room(w.cur, dataOverhead+n)
+		buf := event.AppendData(w.cur, k, off, ch, p[:n])
 		if !w.reserve(buf) {
 			return w.refuse()
 		}
@@ -185,6 +199,18 @@ func (w *Writer) data(k event.Kind, ch uint32, p []byte) error {
 			return nil
 		}
 	}
+}
+
+// dataOverhead bounds what a data event's encoding adds to its bytes.
+const dataOverhead = 32
+
+// eventRoom estimates e's encoded length, for sizing the chunk buffer.
+func eventRoom(e *event.Event) int {
+	n := 64 + len(e.Data) + len(e.Op) + len(e.Name) + len(e.Text)
+	for _, a := range e.Args {
+		n += 8 + len(a)
+	}
+	return n
 }
 
 // reserve accounts in the spool for what buf, w.cur with one event
@@ -220,7 +246,7 @@ func (w *Writer) refuse() error {
 	return cause
 }
 
-// writable waits while the disk is behind (maxInFlight chunks not yet
+// writable waits while the disk is behind (inFlight chunks not yet
 // durable) and reports whether events may be appended. Callers hold w.mu.
 func (w *Writer) writable() error {
 	for {
@@ -230,7 +256,7 @@ func (w *Writer) writable() error {
 		if w.err != nil && !w.failOpen {
 			return w.err
 		}
-		if w.handed-w.spooled < maxInFlight {
+		if w.handed-w.spooled < uint64(w.inFlight) {
 			return nil
 		}
 		ch := w.progress
@@ -275,19 +301,8 @@ func (w *Writer) handOff() {
 	}
 	w.full = append(w.full, pending{b: w.cur, n: w.curN, first: w.curFirst, last: w.curLast})
 	w.handed++
-	// The next chunk takes a buffer with its first event: an idle
-	// session holds none.
-	w.cur = nil
+	w.cur = nil // the next event takes a buffer: an idle session holds none
 	w.curN = 0
-}
-
-// open returns the open chunk's buffer, taking one from the pool when the
-// chunk has none yet. Callers hold w.mu.
-func (w *Writer) open() []byte {
-	if w.cur == nil {
-		w.cur = w.r.plainBufs.get()
-	}
-	return w.cur
 }
 
 func (w *Writer) wake() {
@@ -353,7 +368,8 @@ func (w *Writer) end(state, by, reason string) error {
 	}
 	e := event.Event{Kind: event.KindEnd, Op: state, Name: by, Text: reason, Offset: w.offset()}
 	w.ix.observe(&e)
-	buf := event.Append(w.open(), &e)
+	w.cur = w.r.chunks.room(w.cur, eventRoom(&e))
+	buf := event.Append(w.cur, &e)
 	w.r.forceSpool(int64(len(buf) - len(w.cur)))
 	w.appended(buf, e.Offset)
 	w.live.record(e)

@@ -14,12 +14,6 @@ import (
 	"github.com/custos-pam/custos/recorder/event"
 )
 
-// copyBufSize is the relay buffer: large enough that a busy stream moves
-// many SSH packets per read, write and recorded event.
-const copyBufSize = 256 << 10
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
-
 // sessionChannel relays one "session" channel between client and target.
 type sessionChannel struct {
 	s      *session
@@ -167,9 +161,8 @@ func (c *sessionChannel) startRelay() {
 // recording each read before it is written.
 func (c *sessionChannel) copyToClient(stderr bool) {
 	defer c.outWG.Done()
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	var rb relayBuf
+	defer rb.release()
 	var src io.Reader = c.up
 	var dst io.Writer = c.client
 	kind := event.KindOutput
@@ -177,6 +170,7 @@ func (c *sessionChannel) copyToClient(stderr bool) {
 		src, dst, kind = c.up.Stderr(), c.client.Stderr(), event.KindStderr
 	}
 	for {
+		buf := rb.buf()
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			c.s.Relayed(metrics.ToClient, n)
@@ -194,6 +188,7 @@ func (c *sessionChannel) copyToClient(stderr bool) {
 			}
 			c.bytesOut.Add(int64(n))
 		}
+		rb.used(n)
 		if rerr != nil {
 			return
 		}
@@ -203,10 +198,10 @@ func (c *sessionChannel) copyToClient(stderr bool) {
 // copyToUpstream relays the client's stdin to the target. At the client's
 // EOF it half-closes the target side.
 func (c *sessionChannel) copyToUpstream() {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	var rb relayBuf
+	defer rb.release()
 	for {
+		buf := rb.buf()
 		n, rerr := c.client.Read(buf)
 		if n > 0 {
 			c.s.Relayed(metrics.ToTarget, n)
@@ -224,6 +219,7 @@ func (c *sessionChannel) copyToUpstream() {
 			}
 			c.bytesIn.Add(int64(n))
 		}
+		rb.used(n)
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
 				_ = c.up.CloseWrite()

@@ -1,6 +1,7 @@
 package sshproxy
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -81,25 +82,32 @@ func (s *session) handleDirectTCPIP(nc ssh.NewChannel) {
 // pipe copies src to dst until EOF, then half-closes dst, and returns the
 // bytes moved; dir is the direction (metrics.ToTarget or ToClient).
 func (s *session) pipe(dst, src ssh.Channel, dir string) int64 {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	n, err := io.CopyBuffer(activity{dst, s, dir}, src, *bp)
+	var rb relayBuf
+	defer rb.release()
+	var n int64
+	var err error
+	for {
+		buf := rb.buf()
+		r, rerr := src.Read(buf)
+		if r > 0 {
+			s.Relayed(dir, r)
+			if _, err = dst.Write(buf[:r]); err != nil {
+				break
+			}
+			n += int64(r)
+		}
+		rb.used(r)
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				err = rerr
+			}
+			break
+		}
+	}
 	if err == nil {
 		_ = dst.CloseWrite()
 	} else {
 		_ = dst.Close()
 	}
 	return n
-}
-
-// activity marks the session active on every write.
-type activity struct {
-	io.Writer
-	s   *session
-	dir string
-}
-
-func (a activity) Write(p []byte) (int, error) {
-	a.s.Relayed(a.dir, len(p))
-	return a.Writer.Write(p)
 }

@@ -130,8 +130,10 @@ func (s *Store) Put(ctx context.Context, key string, body []byte, opts store.Put
 		po.LegalHold = minio.LegalHoldEnabled
 	}
 	// Object Lock writes need an integrity header (Content-MD5 or a
-	// checksum): send the body's SHA-256, which the server checks.
-	po.Checksum = minio.ChecksumSHA256
+	// checksum), which the server checks: CRC32C, computed in hardware,
+	// guards the transfer. Tampering is what the chain hashes and the
+	// signed manifest detect; the chunk's SHA-256 travels as metadata.
+	po.Checksum = minio.ChecksumCRC32C
 	if opts.SHA256 != "" {
 		po.UserMetadata = map[string]string{metaSHA256: opts.SHA256}
 	}
