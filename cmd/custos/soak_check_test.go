@@ -367,8 +367,8 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 			if exact || cut && bounded {
 				res.sshMatched++
 			} else {
-				res.mismatch("ssh session %s (%s %s, %s, exit %d): recorded in %d out %d (index %d), client sent %d received %d",
-					x.ID, run.kind, run.marker, x.State, run.exit, rec.in, rec.out, x.Bytes, run.sent, run.received)
+				res.mismatch("ssh session %s (%s %s, %s, exit %d): recorded in %d out %d (index %d), client sent %d received %d\nbroker log:\n%s",
+					x.ID, run.kind, run.marker, x.State, run.exit, rec.in, rec.out, x.Bytes, run.sent, run.received, s.logLines(x.ID))
 			}
 		case "up", "down":
 			res.scpChecked++
