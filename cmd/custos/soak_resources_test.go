@@ -216,7 +216,7 @@ func (s *soak) logHeap(when string) {
 }
 
 // table is the soak's report.
-func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, after soakSample, peak *soakPeak) string {
+func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, after, checked soakSample, peak *soakPeak) string {
 	var b strings.Builder
 	verdict := func(ok bool) string {
 		if ok {
@@ -249,6 +249,8 @@ func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, aft
 	row("Vault leases", fmt.Sprint(before.leases), fmt.Sprint(after.leases), verdict(after.leases <= before.leases))
 	row("broker Go heap in use (within 10%)", mb(before.heap), mb(after.heap), verdict(after.heap <= 1.10*before.heap))
 	row("broker resident memory (not judged)", mb(before.rss), mb(after.rss), fmt.Sprintf("%+.0f%%", pct(after.rss-before.rss, before.rss)))
+	row("after the check: goroutines, heap (not judged)", "-", fmt.Sprintf("%.0f, %s", checked.goroutines, mb(checked.heap)),
+		fmt.Sprintf("%+.0f%%", pct(checked.heap-before.heap, before.heap)))
 	row("resources settled after", "-", after.at.Sub(s.loadEnd).Round(time.Second).String(), "-")
 	fmt.Fprintf(&b, "during the load (every 5 s): at most %.0f ssh and %.0f postgres sessions live, %.0f goroutines, %.0f descriptors, %s heap in use, %s resident; %.1f s of broker CPU (%.2f cores)\n",
 		peak.liveSSH, peak.livePG, peak.goroutines, peak.fds, mb(peak.heap), mb(peak.rss), peak.cpu, peak.cpu/load.Seconds())
