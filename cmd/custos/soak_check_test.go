@@ -406,8 +406,10 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 			continue
 		}
 		// No session: fine only when the broker refused the connection
-		// (the lane's grant was revoked) and the client got nothing.
-		if r.exit != 0 && r.received == 0 && r.size == 0 || r.kind == "down" && r.exit != 0 && r.size == 0 {
+		// (the lane's grant was revoked) and the client got nothing. An
+		// upload's size is the local file's, not what it sent: one that
+		// failed without a session carrying its marker moved nothing.
+		if r.exit != 0 && r.received == 0 && (r.size == 0 || r.kind == "up") || r.kind == "down" && r.exit != 0 && r.size == 0 {
 			if unmarked > 0 {
 				unmarked-- // its session was cut before the marker
 				res.sshCutEarly++
