@@ -75,7 +75,7 @@ SOAK_DURATION ?= 5m
 SOAK_SSH ?= 100
 SOAK_PG ?= 200
 soak:
-	CI=true SOAK_DURATION=$(SOAK_DURATION) SOAK_SSH=$(SOAK_SSH) SOAK_PG=$(SOAK_PG) SOAK_OUT=$(CURDIR)/.dev/soak.txt \
+	CI=true SOAK_DURATION=$(SOAK_DURATION) SOAK_SSH=$(SOAK_SSH) SOAK_PG=$(SOAK_PG) SOAK_OUT=$(CURDIR)/.dev/soak.txt SOAK_PROFILES=$(CURDIR)/.dev/soak-profiles \
 		$(GO) test -tags soak -count=1 -timeout 45m -run '^TestSoak$$' -v ./cmd/custos
 
 ## clean: remove build output (not .dev/; `make down` first, then rm -rf .dev)

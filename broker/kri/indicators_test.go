@@ -193,3 +193,31 @@ func TestKRISessionsPerTarget(t *testing.T) {
 		t.Fatalf("breakdown %+v, want %+v", ind.Breakdown, want)
 	}
 }
+
+// An indicator's drill-down list is cut at MaxRecords, and what is kept
+// holds no more than that: the records past the cap (one per session
+// this month, for one) are not kept alive behind the list.
+func TestKRIRecordsCapHoldsNoMore(t *testing.T) {
+	e := newEnv(t)
+	start := e.now.Add(-time.Second)
+	if start.Before(time.Date(e.now.Year(), e.now.Month(), 1, 0, 0, 0, 0, time.UTC)) {
+		t.Skip("the wall clock is at the first second of a month")
+	}
+	c, err := kri.New(kri.Options{Config: e.cfg, Store: e.st, Drills: e.bg, Now: e.clock, MaxRecords: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 40 {
+		e.session(broker.Session{User: "alice", StartedAt: start, EndedAt: e.now, State: broker.SessionClosed})
+	}
+	ind, err := c.One(t.Context(), "privileged_sessions_month")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ind.RecordCount != 40 || len(ind.Records) != 3 {
+		t.Fatalf("%d records behind the value, %d listed; want 40 and 3", ind.RecordCount, len(ind.Records))
+	}
+	if cap(ind.Records) > 3 {
+		t.Fatalf("the list of 3 records keeps room for %d: the records past the cap stay in memory", cap(ind.Records))
+	}
+}

@@ -250,7 +250,9 @@ func (c *Computer) compute(ctx context.Context, only string) ([]Indicator, error
 		}
 		count := len(recs)
 		if len(recs) > c.o.MaxRecords {
-			recs = recs[:c.o.MaxRecords]
+			// A copy: recs[:MaxRecords] alone would keep every record
+			// (one per session this month, for one) alive behind it.
+			recs = slices.Clone(recs[:c.o.MaxRecords])
 		}
 		ind := Indicator{Name: d.name, Title: d.title, Unit: d.unit, Source: d.source, Value: v, Breakdown: rows,
 			RecordCount: count, Records: recs, At: now, Status: StatusOK}

@@ -367,8 +367,8 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 			if exact || cut && bounded {
 				res.sshMatched++
 			} else {
-				res.mismatch("ssh session %s (%s %s, %s, exit %d): recorded in %d out %d (index %d), client sent %d received %d",
-					x.ID, run.kind, run.marker, x.State, run.exit, rec.in, rec.out, x.Bytes, run.sent, run.received)
+				res.mismatch("ssh session %s (%s %s, %s, exit %d): recorded in %d out %d (index %d), client sent %d received %d\nbroker log:\n%s",
+					x.ID, run.kind, run.marker, x.State, run.exit, rec.in, rec.out, x.Bytes, run.sent, run.received, s.logLines(x.ID))
 			}
 		case "up", "down":
 			res.scpChecked++
@@ -406,8 +406,10 @@ func (s *soak) matchSSH(res *soakResult, user string, sessions []soakSession, ex
 			continue
 		}
 		// No session: fine only when the broker refused the connection
-		// (the lane's grant was revoked) and the client got nothing.
-		if r.exit != 0 && r.received == 0 && r.size == 0 || r.kind == "down" && r.exit != 0 && r.size == 0 {
+		// (the lane's grant was revoked) and the client got nothing. An
+		// upload's size is the local file's, not what it sent: one that
+		// failed without a session carrying its marker moved nothing.
+		if r.exit != 0 && r.received == 0 && (r.size == 0 || r.kind == "up") || r.kind == "down" && r.exit != 0 && r.size == 0 {
 			if unmarked > 0 {
 				unmarked-- // its session was cut before the marker
 				res.sshCutEarly++

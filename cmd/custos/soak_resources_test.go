@@ -99,12 +99,14 @@ func fileDiff(before, after map[string]int) []string {
 }
 
 // baseline is the idle broker's level: the highest of five samples a
-// second apart, since its background work (sweeps, scrapes, checkpoints)
-// comes and goes.
+// second apart, each right after a collection, since its background work
+// (sweeps, scrapes, checkpoints) comes and goes.
 func (s *soak) baseline(ctx context.Context) soakSample {
+	s.collect(ctx)
 	b := s.sample(ctx)
 	for range 4 {
 		time.Sleep(time.Second)
+		s.collect(ctx)
 		x := s.sample(ctx)
 		if x.fds > b.fds {
 			b.fds, b.files = x.fds, x.files
@@ -169,27 +171,31 @@ func resourcesOK(before, after soakSample) bool {
 		after.leases <= before.leases && after.heap <= 1.10*before.heap
 }
 
-// waitGC waits until the broker's Go runtime has collected garbage
-// after t (it does at least every two minutes), so the heap figure is
-// not inflated by garbage of what came before.
-func (s *soak) waitGC(t time.Time) {
-	deadline := time.Now().Add(150 * time.Second)
-	for {
-		last, _ := sample(scrapeMetrics(s.t, s.b.url), "go_memstats_last_gc_time_seconds")
-		if last > float64(t.UnixNano())/1e9 || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(2 * time.Second)
+// collect makes the broker run a full garbage collection, the documented
+// way an admin can: its heap profile with gc=1 (security admins, with
+// listen.pprof on). The heap in use is compared right after one, before
+// and after the load alike; sampled at a random point of the collector's
+// cycle it also counts whatever garbage has piled up since the last
+// collection, which after a load of a gigabyte is tens of MiB for up to
+// two minutes (the heap goal is twice what was live at the previous
+// collection, and the runtime forces one only every two minutes).
+func (s *soak) collect(ctx context.Context) {
+	a := s.api()
+	defer a.http.CloseIdleConnections() // no connection of its own left in the counts
+	if _, err := a.get(ctx, "/api/v1/debug/pprof/heap?gc=1"); err != nil {
+		s.t.Fatalf("collect garbage in the broker: %v", err)
 	}
 }
 
-// settle samples until the resources are back where they started or
-// SOAK_SETTLE has passed (idle HTTP connections close after 90 s; the Go
-// runtime collects at least every two minutes), and returns the last sample.
+// settle samples, each time right after a collection, until the
+// resources are back where they started or SOAK_SETTLE has passed (idle
+// HTTP and Vault connections close after two minutes and 90 s), and
+// returns the last sample.
 func (s *soak) settle(ctx context.Context, before soakSample) soakSample {
 	deadline := time.Now().Add(s.k.settle)
-	s.waitGC(time.Now())
+	s.logHeap("after the load, before a collection")
 	for {
+		s.collect(ctx)
 		after := s.sample(ctx)
 		if resourcesOK(before, after) || time.Now().After(deadline) || ctx.Err() != nil {
 			return after
@@ -198,8 +204,19 @@ func (s *soak) settle(ctx context.Context, before soakSample) soakSample {
 	}
 }
 
+// logHeap logs the broker's heap figures as they are now.
+func (s *soak) logHeap(when string) {
+	body := scrapeMetrics(s.t, s.b.url)
+	var v [4]float64
+	for i, name := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_next_gc_bytes", "go_memstats_last_gc_time_seconds"} {
+		v[i], _ = sample(body, name)
+	}
+	s.t.Logf("broker heap %s: %.1f MiB in use, %.1f MiB allocated, next collection at %.1f MiB, last one %.0f s ago",
+		when, v[0]/(1<<20), v[1]/(1<<20), v[2]/(1<<20), float64(time.Now().UnixNano())/1e9-v[3])
+}
+
 // table is the soak's report.
-func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, after soakSample, peak *soakPeak) string {
+func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, after, checked soakSample, peak *soakPeak) string {
 	var b strings.Builder
 	verdict := func(ok bool) string {
 		if ok {
@@ -232,6 +249,8 @@ func (s *soak) table(k soakKnobs, load time.Duration, r *soakResult, before, aft
 	row("Vault leases", fmt.Sprint(before.leases), fmt.Sprint(after.leases), verdict(after.leases <= before.leases))
 	row("broker Go heap in use (within 10%)", mb(before.heap), mb(after.heap), verdict(after.heap <= 1.10*before.heap))
 	row("broker resident memory (not judged)", mb(before.rss), mb(after.rss), fmt.Sprintf("%+.0f%%", pct(after.rss-before.rss, before.rss)))
+	row("after the check: goroutines, heap (not judged)", "-", fmt.Sprintf("%.0f, %s", checked.goroutines, mb(checked.heap)),
+		fmt.Sprintf("%+.0f%%", pct(checked.heap-before.heap, before.heap)))
 	row("resources settled after", "-", after.at.Sub(s.loadEnd).Round(time.Second).String(), "-")
 	fmt.Fprintf(&b, "during the load (every 5 s): at most %.0f ssh and %.0f postgres sessions live, %.0f goroutines, %.0f descriptors, %s heap in use, %s resident; %.1f s of broker CPU (%.2f cores)\n",
 		peak.liveSSH, peak.livePG, peak.goroutines, peak.fds, mb(peak.heap), mb(peak.rss), peak.cpu, peak.cpu/load.Seconds())
@@ -333,4 +352,33 @@ func (s *soak) watchPeak(ctx context.Context) *soakPeak {
 		}
 	}()
 	return p
+}
+
+// saveProfiles writes the broker's heap profile and goroutine list to
+// SOAK_PROFILES/<tag>-heap.pprof and <tag>-goroutine.txt when that is
+// set (make soak sets it to .dev/soak-profiles), for
+// `go tool pprof -sample_index=inuse_space -top` and a diff of the two.
+// It is taken after the sample it explains, since fetching the heap
+// profile with gc=1 makes the broker collect first (so the profile shows
+// what is live, not what was live two collections ago).
+func (s *soak) saveProfiles(ctx context.Context, tag string) {
+	dir := os.Getenv("SOAK_PROFILES")
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.t.Logf("profiles: %v", err)
+		return
+	}
+	a := s.api()
+	defer a.http.CloseIdleConnections()
+	for name, path := range map[string]string{"heap.pprof": "/api/v1/debug/pprof/heap?gc=1", "goroutine.txt": "/api/v1/debug/pprof/goroutine?debug=1"} {
+		body, err := a.get(ctx, path)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, tag+"-"+name), body, 0o644)
+		}
+		if err != nil {
+			s.t.Logf("profile %s: %v", name, err)
+		}
+	}
 }

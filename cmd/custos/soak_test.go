@@ -139,8 +139,9 @@ func TestSoak(t *testing.T) {
 	// an approval, a revocation) so the baseline holds the broker's
 	// lazily built state, then take it.
 	s.warmUp()
-	s.waitGC(time.Now())
+	s.logHeap("before the load, before a collection")
 	before := s.baseline(context.Background())
+	s.saveProfiles(context.Background(), "before")
 
 	for _, u := range append(append([]string{}, s.pgUsers...), s.sshUsers...) {
 		s.grant(u)
@@ -189,11 +190,20 @@ func TestSoak(t *testing.T) {
 	defer cancelCheck()
 	s.waitQuiet(checkCtx)
 	s.quietAfter = time.Since(s.loadEnd)
+	// What the load left behind is sampled before the check: listing and
+	// verifying thousands of recordings fills the session table's
+	// verification results (a bounded cache, about 300 bytes a session),
+	// which is the check's footprint, not the load's. It is sampled
+	// again after the check, and reported.
+	after := s.settle(checkCtx, before)
+	s.saveProfiles(checkCtx, "after")
 	checkStart := time.Now()
 	res := s.check(checkCtx)
 	res.took = time.Since(checkStart)
-	after := s.settle(checkCtx, before)
-	table := s.table(k, loadTime, res, before, after, peak)
+	s.collect(checkCtx)
+	checked := s.sample(checkCtx)
+	s.saveProfiles(checkCtx, "checked")
+	table := s.table(k, loadTime, res, before, after, checked, peak)
 	fmt.Print(table)
 	if out := os.Getenv("SOAK_OUT"); out != "" {
 		_ = os.MkdirAll(filepath.Dir(out), 0o755)
@@ -250,8 +260,8 @@ func startSoakStack(t *testing.T, k soakKnobs) *soak {
 	}
 	requesters := strings.Join(append(append([]string{}, s.pgUsers...), s.sshUsers...), ", ")
 	httpPort := devstack.FreePort(t)
-	cfg := fmt.Sprintf(soakConfig, httpPort, s.sshPort, s.pgPort, dir, mio.Endpoint, bucket, v.Addr,
-		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login, users.String(), requesters)
+	cfg := soakConfig(t, fmt.Sprintf(stackConfig, httpPort, s.sshPort, s.pgPort, dir, mio.Endpoint, bucket, v.Addr,
+		pg.Addr(), sshd.Addr(), strings.TrimSpace(sshd.HostKeyLine), sshd.Login), dir, users.String(), requesters)
 	b := &brokerProc{t: t, cfg: filepath.Join(dir, "custos.yaml"), url: fmt.Sprintf("https://127.0.0.1:%d", httpPort), homes: map[string]string{}}
 	if err := os.WriteFile(b.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -290,47 +300,25 @@ func startSoakStack(t *testing.T, k soakKnobs) *soak {
 	return s
 }
 
-// soakConfig is the broker for the soak: stackConfig's components, a user
-// per lane, readonly PostgreSQL and ops SSH roles.
-const soakConfig = `
-listen:
-  http: "127.0.0.1:%[1]d"
-  ssh: "127.0.0.1:%[2]d"
-  postgres: "127.0.0.1:%[3]d"
-  tls_cert: %[4]s/tls.crt
-  tls_key: %[4]s/tls.key
-  data_dir: %[4]s/data
-store: {driver: sqlite, path: %[4]s/custos.db}
-recording:
-  store: s3
-  s3: {endpoint: "%[5]s", bucket: "%[6]s", access_key: env:CUSTOS_E2E_S3_ACCESS, secret_key: env:CUSTOS_E2E_S3_SECRET, insecure: true}
-  retention: 1d
-  encryption: vault
-vault: {address: "%[7]s", token: env:CUSTOS_E2E_VAULT_TOKEN}
-users:
-  - {name: bob, password: env:CUSTOS_E2E_PASSWORD}
-  - {name: sam, password: env:CUSTOS_E2E_PASSWORD}
-%[12]sgroups:
-  - {name: dbas, members: [%[13]s]}
-  - {name: approvers, members: [bob]}
-  - {name: security, members: [sam]}
-security_admins: [security]
-targets:
-  - name: demo-pg
-    kind: postgres
-    address: "%[8]s"
-    roles:
-      - name: readonly
-        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 2h, require_reason: true}
-  - name: demo-ssh
-    kind: ssh
-    address: "%[9]s"
-    ssh: {host_keys: ["%[10]s"]}
-    roles:
-      - name: ops
-        login: %[11]s
-        policy: {requesters: [dbas], approvers: [approvers], approvals: 1, max_duration: 2h, require_reason: true}
-`
+// soakConfig turns stackConfig (written for dir) into the soak's broker:
+// a user per lane instead of alice, all of them requesters, grants long
+// enough for the whole run, and profiles on so a failed run can say where
+// its memory went.
+func soakConfig(t *testing.T, cfg, dir, users, requesters string) string {
+	t.Helper()
+	for _, r := range []struct{ old, new string }{
+		{"  - {name: alice, password: env:CUSTOS_E2E_PASSWORD, ssh_keys: [\"file:" + dir + "/alice.pub\"]}\n", users},
+		{"{name: dbas, members: [alice]}", "{name: dbas, members: [" + requesters + "]}"},
+		{"max_duration: 1h", "max_duration: 2h"},
+		{"listen:\n", "listen:\n  pprof: true\n"},
+	} {
+		if !strings.Contains(cfg, r.old) {
+			t.Fatalf("stackConfig no longer has %q", r.old)
+		}
+		cfg = strings.ReplaceAll(cfg, r.old, r.new)
+	}
+	return cfg
+}
 
 // pct is a/b as a percentage, 0 when b is 0.
 func pct(a, b float64) float64 {

@@ -361,7 +361,7 @@ func (r *run) start(ctx context.Context, cfg *config.Config) error {
 	if ln, err = httpListener(ln, cfg); err != nil {
 		return err
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := newHTTPServer(srv.Handler(), httpIdleTimeout)
 	r.onStop("http", httpSrv.Shutdown)
 	r.httpAddr, r.httpErr = ln.Addr().String(), make(chan error, 1)
 	go func() {
