@@ -200,32 +200,47 @@ func (b *bench) sshStreams() error {
 	}
 	n := b.p.streamMiB << 20
 	for _, up := range []bool{true, false} {
-		var cus, dir, cpu []float64
-		for i := 0; i < b.p.runs; i++ {
-			c, ticks, err := sshStream(bp, n, up, b.s.brokerPID)
-			if err != nil {
-				return err
-			}
-			d, _, err := sshStream(dp, n, up, 0)
-			if err != nil {
-				return err
-			}
-			cus, dir = append(cus, c), append(dir, d)
-			cpu = append(cpu, ticks/clkTck/(float64(n)/(1<<30)))
+		scn := fmt.Sprintf("ssh stream %d MiB %s", b.p.streamMiB, direction(up))
+		if err := b.pairedStream(scn, n, func(p sshPeer, pid int) (float64, float64, error) {
+			return sshStream(p, n, up, pid)
+		}, bp, dp); err != nil {
+			return err
 		}
-		dirn := "down"
-		if up {
-			dirn = "up"
-		}
-		scn := fmt.Sprintf("ssh stream %d MiB %s", b.p.streamMiB, dirn)
-		b.add(newRow(scn, shared, "MB/s via Custos", "MB/s", cus, nil))
-		b.add(newRow(scn, shared, "MB/s direct", "MB/s", dir, nil))
-		r := newRow(scn, shared, "Custos ÷ direct", "×", ratios(cus, dir), atLeast("≥ 0.8", 0.8))
-		r.Plot = "ratio"
-		b.add(r)
-		b.add(newRow(scn, shared, "broker CPU per GiB", "s", cpu, nil))
 	}
 	return nil
+}
+
+// pairedStream measures one byte stream of n bytes through the broker and
+// straight to sshd, run by run, and adds its rows: MB/s each way, the
+// ratio against the 0.8 target, and broker CPU per GiB.
+func (b *bench) pairedStream(scn string, n int64, measure func(p sshPeer, brokerPID int) (mbps, ticks float64, err error), bp, dp sshPeer) error {
+	var cus, dir, cpu []float64
+	for i := 0; i < b.p.runs; i++ {
+		c, ticks, err := measure(bp, b.s.brokerPID)
+		if err != nil {
+			return err
+		}
+		d, _, err := measure(dp, 0)
+		if err != nil {
+			return err
+		}
+		cus, dir = append(cus, c), append(dir, d)
+		cpu = append(cpu, ticks/clkTck/(float64(n)/(1<<30)))
+	}
+	b.add(newRow(scn, shared, "MB/s via Custos", "MB/s", cus, nil))
+	b.add(newRow(scn, shared, "MB/s direct", "MB/s", dir, nil))
+	r := newRow(scn, shared, "Custos ÷ direct", "×", ratios(cus, dir), atLeast("≥ 0.8", 0.8))
+	r.Plot = "ratio"
+	b.add(r)
+	b.add(newRow(scn, shared, "broker CPU per GiB", "s", cpu, nil))
+	return nil
+}
+
+func direction(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
 }
 
 // idle holds count connections of kind at once, for each count, and

@@ -108,30 +108,12 @@ func (b *bench) transfers() error {
 	defer func() { _, _, _ = sshStreamTo(dp, "rm -f "+remote) }()
 	for _, tool := range []string{"scp", "sftp"} {
 		for _, up := range []bool{true, false} {
-			var cus, dir, cpu []float64
-			for i := 0; i < b.p.runs; i++ {
-				c, ticks, err := transfer(tool, bp, local, remote, n, up, b.s.brokerPID)
-				if err != nil {
-					return err
-				}
-				d, _, err := transfer(tool, dp, local, remote, n, up, 0)
-				if err != nil {
-					return err
-				}
-				cus, dir = append(cus, c), append(dir, d)
-				cpu = append(cpu, ticks/clkTck/(float64(n)/(1<<30)))
+			scn := fmt.Sprintf("%s %d MiB %s", tool, b.p.streamMiB, direction(up))
+			if err := b.pairedStream(scn, n, func(p sshPeer, pid int) (float64, float64, error) {
+				return transfer(tool, p, local, remote, n, up, pid)
+			}, bp, dp); err != nil {
+				return err
 			}
-			dirn := "down"
-			if up {
-				dirn = "up"
-			}
-			scn := fmt.Sprintf("%s %d MiB %s", tool, b.p.streamMiB, dirn)
-			b.add(newRow(scn, shared, "MB/s via Custos", "MB/s", cus, nil))
-			b.add(newRow(scn, shared, "MB/s direct", "MB/s", dir, nil))
-			r := newRow(scn, shared, "Custos ÷ direct", "×", ratios(cus, dir), atLeast("≥ 0.8", 0.8))
-			r.Plot = "ratio"
-			b.add(r)
-			b.add(newRow(scn, shared, "broker CPU per GiB", "s", cpu, nil))
 		}
 	}
 	return nil
