@@ -47,6 +47,7 @@ var dialect = sqlstore.Dialect{
 		return errors.As(err, &e) &&
 			(e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 	},
+	SessionFTS: true,
 }
 
 // Store is the SQLite state store.

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -269,7 +270,7 @@ func testSessions(t *testing.T, s broker.Store) {
 	s1 := mk("ses_1", "grt_1", "alice", "db1", "postgres", broker.SessionClosed, 0, "SELECT * FROM Patients WHERE name LIKE 'A%'")
 	s1.EndedAt, s1.ManifestHash = at(time.Minute), "abc"
 	s2 := mk("ses_2", "grt_2", "bob", "host1", "ssh", broker.SessionLive, time.Minute, "sudo systemctl restart nginx\nCAT /etc/ÄRGER")
-	s3 := mk("ses_3", "grt_3", "alice", "host1", "ssh", broker.SessionTerminated, 2*time.Minute, "rm -rf /tmp/x_y")
+	s3 := mk("ses_3", "grt_3", "alice", "host1", "ssh", broker.SessionTerminated, 2*time.Minute, "rm -rf /tmp/x_y\nls /var/[ab]*.lo?")
 	s3.EndReason = "access revoked"
 	update(t, s, func(tx broker.Tx) error {
 		for _, x := range []broker.Session{s1, s2, s3} {
@@ -305,6 +306,11 @@ func testSessions(t *testing.T, s broker.Store) {
 			{"contains takes % literally", broker.SessionFilter{Contains: "%"}, []string{"ses_1"}},
 			{"contains takes _ literally", broker.SessionFilter{Contains: "x_y"}, []string{"ses_3"}},
 			{"contains _ is no wildcard", broker.SessionFilter{Contains: "m_-rf"}, nil},
+			{"contains takes * ? [ literally", broker.SessionFilter{Contains: "[ab]*.lo?"}, []string{"ses_3"}},
+			{"contains * is no wildcard", broker.SessionFilter{Contains: "/var/*.lo"}, nil},
+			{"contains ? is no wildcard", broker.SessionFilter{Contains: "/v?r/"}, nil},
+			{"contains [ is no class", broker.SessionFilter{Contains: "/tmp/[x]"}, nil},
+			{"contains two characters", broker.SessionFilter{Contains: "RM"}, []string{"ses_3"}},
 			{"limit", broker.SessionFilter{Limit: 1}, []string{"ses_3"}},
 			{"combined", broker.SessionFilter{User: "alice", Protocol: "ssh", Contains: "RM"}, []string{"ses_3"}},
 		}
@@ -320,6 +326,76 @@ func testSessions(t *testing.T, s broker.Store) {
 	view(t, s, func(tx broker.Tx) error {
 		got, err := tx.ListSessions(broker.SessionFilter{Contains: "EXIT", States: []broker.SessionState{broker.SessionClosed}})
 		checkIDs(t, "after replace", got, err, "ses_2")
+		return nil
+	})
+
+	// A replaced index is searched as it now reads, not as it read.
+	s3.Index = "psql -c 'vacuum'"
+	update(t, s, func(tx broker.Tx) error { return tx.PutSession(s3) })
+	view(t, s, func(tx broker.Tx) error {
+		got, err := tx.ListSessions(broker.SessionFilter{Contains: "rm -rf"})
+		checkIDs(t, "replaced text is gone", got, err)
+		got, err = tx.ListSessions(broker.SessionFilter{Contains: "VACUUM"})
+		checkIDs(t, "replacing text is found", got, err, "ses_3")
+		return nil
+	})
+}
+
+// testSessionSearchAtScale searches more sessions than a content search
+// reads newest-first before turning to an index (2,000 on SQLite), so a
+// search that finds its page among the newest, one whose matches are all
+// older, and one that needs both give the same answers as a plain scan.
+func testSessionSearchAtScale(t *testing.T, s broker.Store) {
+	const n = 2500
+	id := func(i int) string { return fmt.Sprintf("ses_%05d", i) }
+	update(t, s, func(tx broker.Tx) error {
+		for i := range n {
+			idx := "ls -la /var/log\n"
+			if i%10 == 0 {
+				idx += "every TENTH session\n"
+			}
+			if i == 6 || i == 7 {
+				idx += "pg_dump --data-only customers\n"
+			}
+			user := "alice"
+			if i%2 == 1 {
+				user = "bob"
+			}
+			err := tx.PutSession(broker.Session{ID: id(i), GrantID: "grt_1", User: user, Target: "db1", Role: "ro",
+				Protocol: "ssh", StartedAt: at(time.Duration(i) * time.Second), State: broker.SessionClosed, Index: idx})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	ids := func(from, to, step int) []string { // newest first
+		var out []string
+		for i := from; i >= to; i -= step {
+			out = append(out, id(i))
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		f    broker.SessionFilter
+		want []string
+	}{
+		{"common, page among the newest", broker.SessionFilter{Contains: "/VAR/LOG", Limit: 50}, ids(n-1, n-50, 1)},
+		{"rare and old", broker.SessionFilter{Contains: "pg_dump", Limit: 500}, []string{id(7), id(6)}},
+		{"rare and old, one user", broker.SessionFilter{Contains: "pg_dump", User: "bob", Limit: 500}, []string{id(7)}},
+		{"page needs older sessions", broker.SessionFilter{Contains: "tenth", Limit: 240}, ids(n-10, 0, 10)[:240]},
+		{"every match, page larger", broker.SessionFilter{Contains: "tenth", Limit: 1000}, ids(n-10, 0, 10)},
+		{"no limit", broker.SessionFilter{Contains: "tenth"}, ids(n-10, 0, 10)},
+		{"paged past the newest", broker.SessionFilter{Contains: "tenth", Until: at(100 * time.Second), Limit: 3}, []string{id(90), id(80), id(70)}},
+		{"two characters", broker.SessionFilter{Contains: "pg", Limit: 500}, []string{id(7), id(6)}},
+		{"nothing", broker.SessionFilter{Contains: "rm -rf", Limit: 500}, nil},
+	}
+	view(t, s, func(tx broker.Tx) error {
+		for _, c := range cases {
+			got, err := tx.ListSessions(c.f)
+			checkIDs(t, "ListSessions "+c.name, got, err, c.want...)
+		}
 		return nil
 	})
 }

@@ -23,6 +23,7 @@ func Run(t *testing.T, open func(t *testing.T) broker.Store) {
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, open(t)) })
 	t.Run("DeleteExpiredTokens", func(t *testing.T) { testDeleteExpiredTokens(t, open(t)) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, open(t)) })
+	t.Run("SessionSearchAtScale", func(t *testing.T) { testSessionSearchAtScale(t, open(t)) })
 	t.Run("State", func(t *testing.T) { testState(t, open(t)) })
 	t.Run("Limits", func(t *testing.T) { testLimits(t, open(t)) })
 	t.Run("NotFound", func(t *testing.T) { testNotFound(t, open(t)) })

@@ -27,4 +27,9 @@ type Dialect struct {
 	Name string
 	// IsUniqueViolation reports whether err is a unique-constraint failure.
 	IsUniqueViolation func(err error) bool
+	// SessionFTS says the sessions table has the sessions_fts trigram
+	// index (SQLite, migration 0003), which content searches of three
+	// characters or more go through. PostgreSQL's pg_trgm index serves
+	// the plain LIKE, so it needs no flag.
+	SessionFTS bool
 }

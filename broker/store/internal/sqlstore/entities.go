@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -262,16 +263,30 @@ func (t *Tx) PutSession(s broker.Session) error {
 }
 
 // ListSessions returns the sessions f selects, newest first.
+//
+// A content search (f.Contains) on SQLite has two ways to run. A common
+// string is found soonest by reading the newest sessions until the page
+// is full; a rare one by the sessions_fts trigram index, which reads only
+// the sessions that contain it but must read all of them before sorting.
+// So a page-limited search first reads the newest sessionWindow sessions
+// the other filters select (newestSessions); when they fill the page, or
+// are all there is, that is the answer, and only otherwise does the
+// search go through the index. Both give the same sessions.
 func (t *Tx) ListSessions(f broker.SessionFilter) ([]broker.Session, error) {
+	text := strings.ToLower(f.Contains)
+	if t.d.SessionFTS && f.Limit > 0 && len([]rune(text)) >= 3 {
+		out, done, err := t.newestSessions(f, text)
+		if err != nil || done {
+			return out, err
+		}
+	}
 	var w filter
-	w.eq("user_name", f.User)
-	w.eq("target", f.Target)
-	w.eq("protocol", f.Protocol)
-	w.eq("grant_id", f.GrantID)
-	w.in("state", stringsOf(f.States))
-	w.time("started_at", ">=", f.Since)
-	w.time("started_at", "<", f.Until)
-	w.contains("search_text", strings.ToLower(f.Contains))
+	sessionFilter(&w, f)
+	if t.d.SessionFTS {
+		w.containsFTS(text)
+	} else {
+		w.contains("search_text", text)
+	}
 	q := "SELECT index_text, data FROM sessions" + w.where() + " ORDER BY started_at DESC, id DESC" + w.limit(f.Limit)
 	var out []broker.Session
 	err := t.each(q, w.args, func(r Rows) error {
@@ -279,16 +294,71 @@ func (t *Tx) ListSessions(f broker.SessionFilter) ([]broker.Session, error) {
 		if err := r.Scan(&index, &data); err != nil {
 			return err
 		}
-		var s broker.Session
-		if err := json.Unmarshal([]byte(data), &s); err != nil {
-			return err
-		}
-		s.Index = index
+		s, err := decodeSession(index, data)
 		out = append(out, s)
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, t.errorf("list sessions: %w", err)
 	}
 	return out, nil
+}
+
+// sessionWindow is how many of the newest sessions a content search
+// reads before it turns to the trigram index.
+const sessionWindow = 2000
+
+// newestSessions reads the newest sessionWindow sessions f selects apart
+// from its text, newest first, and keeps those whose text contains text.
+// done reports that they are the whole answer: the page filled, or the
+// window held every session the other filters select.
+func (t *Tx) newestSessions(f broker.SessionFilter, text string) (out []broker.Session, done bool, err error) {
+	var w filter
+	hit := "search_text LIKE " + w.arg(likePattern(text)) + ` ESCAPE '\'`
+	sessionFilter(&w, f)
+	q := "SELECT CASE WHEN " + hit + " THEN index_text END, CASE WHEN " + hit + " THEN data END FROM sessions" +
+		w.where() + " ORDER BY started_at DESC, id DESC LIMIT " + w.arg(int64(sessionWindow))
+	n := 0
+	err = t.each(q, w.args, func(r Rows) error {
+		if len(out) == f.Limit {
+			return errPageFull
+		}
+		n++
+		var index, data *string
+		if err := r.Scan(&index, &data); err != nil {
+			return err
+		}
+		if data == nil {
+			return nil
+		}
+		s, err := decodeSession(*index, *data)
+		out = append(out, s)
+		return err
+	})
+	if err != nil && !errors.Is(err, errPageFull) {
+		return nil, false, t.errorf("list sessions: %w", err)
+	}
+	return out, len(out) == f.Limit || n < sessionWindow, nil
+}
+
+var errPageFull = errors.New("page full")
+
+// sessionFilter adds f's conditions other than its text to w.
+func sessionFilter(w *filter, f broker.SessionFilter) {
+	w.eq("user_name", f.User)
+	w.eq("target", f.Target)
+	w.eq("protocol", f.Protocol)
+	w.eq("grant_id", f.GrantID)
+	w.in("state", stringsOf(f.States))
+	w.time("started_at", ">=", f.Since)
+	w.time("started_at", "<", f.Until)
+}
+
+func decodeSession(index, data string) (broker.Session, error) {
+	var s broker.Session
+	if err := json.Unmarshal([]byte(data), &s); err != nil {
+		return s, err
+	}
+	s.Index = index
+	return s, nil
 }

@@ -66,8 +66,28 @@ func (f *filter) contains(col, s string) {
 	if s == "" {
 		return
 	}
+	f.conds = append(f.conds, col+" LIKE "+f.arg(likePattern(s))+` ESCAPE '\'`)
+}
+
+// likePattern is a LIKE pattern (escape character \) matching values that
+// contain s, every character of s taken literally.
+func likePattern(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	f.conds = append(f.conds, col+" LIKE "+f.arg("%"+r.Replace(s)+"%")+` ESCAPE '\'`)
+	return "%" + r.Replace(s) + "%"
+}
+
+// containsFTS matches the sessions whose search_text contains s through
+// the sessions_fts trigram index (SQLite). Callers lowercase s. GLOB is
+// case-sensitive, as the index is, and takes s literally once its three
+// wildcard characters are bracketed. A string shorter than a trigram
+// cannot use the index, so it falls back to contains.
+func (f *filter) containsFTS(s string) {
+	if len([]rune(s)) < 3 {
+		f.contains("search_text", s)
+		return
+	}
+	r := strings.NewReplacer(`*`, `[*]`, `?`, `[?]`, `[`, `[[]`)
+	f.conds = append(f.conds, "rowid IN (SELECT rowid FROM sessions_fts WHERE search_text GLOB "+f.arg("*"+r.Replace(s)+"*")+")")
 }
 
 // where returns the WHERE clause, or "" when nothing is filtered.
