@@ -56,19 +56,35 @@ func TestLiveWatchAndTerminate(t *testing.T) {
 	if !strings.Contains(screen.Text(), "$ whoami") {
 		t.Fatalf("late watcher's screen:\n%s", screen.Text())
 	}
-	// Each keystroke reaches the watcher in well under a second.
+	// Each keystroke's echo reaches the watcher in well under a second.
+	// The keystroke (an input event) and its echo (output) may come in
+	// one message or in two, so messages are read until the echo is there.
 	for _, ch := range "ls -la" {
 		sent := time.Now()
 		if err := live.Type(string(ch)); err != nil {
 			t.Fatal(err)
 		}
-		ev := readMsg(t, c, "events", 2*time.Second)
+		for echoed := false; !echoed; {
+			ev := readMsg(t, c, "events", 2*time.Second)
+			for _, e := range ev["events"].([]any) {
+				m := e.(map[string]any)
+				if m["k"] == "output" {
+					d, _ := base64.StdEncoding.DecodeString(m["d"].(string))
+					screen.Write(d)
+					echoed = true
+				}
+			}
+		}
 		if lag := time.Since(sent); lag > time.Second {
 			t.Fatalf("keystroke took %v to reach the watcher", lag)
 		}
+	}
+	// An echo that came after the next keystroke's wait leaves the last
+	// one still on its way.
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(screen.Text(), "$ ls -la") && time.Now().Before(deadline); {
+		ev := readMsg(t, c, "events", time.Until(deadline))
 		for _, e := range ev["events"].([]any) {
-			m := e.(map[string]any)
-			if m["k"] == "output" {
+			if m := e.(map[string]any); m["k"] == "output" {
 				d, _ := base64.StdEncoding.DecodeString(m["d"].(string))
 				screen.Write(d)
 			}
