@@ -35,7 +35,7 @@ func (b *bench) steps() []step {
 		// Opening one: about 50 ms for PostgreSQL, 250 ms for SSH (a
 		// Vault-signed certificate per session), plus a second per count.
 		step{"idle PostgreSQL connections", time.Duration(p.runs) * (sum(p.pgCounts)*50*time.Millisecond + time.Duration(len(p.pgCounts))*time.Second), func() error { return b.idle("postgres") }},
-		step{"idle SSH sessions", time.Duration(p.runs) * (sum(p.sshCounts)*250*time.Millisecond + time.Duration(len(p.sshCounts))*time.Second), func() error { return b.idle("ssh") }},
+		step{"idle SSH sessions", time.Duration(p.runs) * (sum(p.sshCounts)*120*time.Millisecond + time.Duration(len(p.sshCounts))*time.Second), func() error { return b.idle("ssh") }},
 	)
 	steps = append(steps, b.dataProtectionSteps()...)
 	steps = append(steps, b.moreSteps()...) // scenarios_more.go

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -115,35 +117,25 @@ func (s *stack) idleSSH(n int) (func(), error) {
 	}
 	cfg := &ssh.ClientConfig{User: "demo-ssh", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second} // loopback benchmark only
-	var clients []*ssh.Client
-	closeAll := func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}
 	addr := net.JoinHostPort("127.0.0.1", s.env["CUSTOS_SSH_PORT"])
-	for i := 0; i < n; i++ {
+	return openIdle(n, func(i int) (io.Closer, error) {
 		c, err := ssh.Dial("tcp", addr, cfg)
 		if err != nil {
-			closeAll()
 			return nil, fmt.Errorf("bench: idle ssh %d: %w", i, err)
 		}
-		clients = append(clients, c)
 		sess, err := c.NewSession()
+		if err == nil {
+			_, err = sess.StdinPipe()
+		}
+		if err == nil {
+			err = sess.Start("cat")
+		}
 		if err != nil {
-			closeAll()
+			c.Close()
 			return nil, fmt.Errorf("bench: idle ssh session %d: %w", i, err)
 		}
-		if _, err := sess.StdinPipe(); err != nil {
-			closeAll()
-			return nil, err
-		}
-		if err := sess.Start("cat"); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("bench: idle ssh start %d: %w", i, err)
-		}
-	}
-	return closeAll, nil
+		return c, nil
+	})
 }
 
 // idlePG opens n PostgreSQL connections through the broker.
@@ -153,21 +145,72 @@ func (s *stack) idlePG(n int) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	var conns []*pgx.Conn
-	closeAll := func() {
-		for _, c := range conns {
-			c.Close(context.Background())
-		}
-	}
-	for i := 0; i < n; i++ {
+	return openIdle(n, func(i int) (io.Closer, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		c, err := pgx.ConnectConfig(ctx, cfg)
-		cancel()
 		if err != nil {
-			closeAll()
 			return nil, fmt.Errorf("bench: idle pg %d: %w", i, err)
 		}
-		conns = append(conns, c)
+		return pgCloser{c}, nil
+	})
+}
+
+type pgCloser struct{ c *pgx.Conn }
+
+func (p pgCloser) Close() error { return p.c.Close(context.Background()) }
+
+// idleOpeners is how many idle connections are opened at once: enough
+// that a connection's round trips (handshakes, the broker's credential
+// and recording start) overlap, few enough to stay under sshd's
+// MaxStartups and not to be a load test of connection setup.
+const idleOpeners = 8
+
+// openIdle opens n connections, idleOpeners at a time, and returns a
+// function closing them all. When one fails, those open are closed and
+// the first error is returned.
+func openIdle(n int, open func(i int) (io.Closer, error)) (func(), error) {
+	var (
+		mu    sync.Mutex
+		conns []io.Closer
+		first error
+		wg    sync.WaitGroup
+		next  atomic.Int64
+	)
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for range min(idleOpeners, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				mu.Lock()
+				failed := first != nil
+				mu.Unlock()
+				if failed {
+					return
+				}
+				c, err := open(i)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				}
+				if c != nil {
+					conns = append(conns, c)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		closeAll()
+		return nil, first
 	}
 	return closeAll, nil
 }
