@@ -226,16 +226,15 @@ func (t *Tx) DeleteExpiredTokens(before time.Time) (int, error) {
 
 // GetSession returns the session with the given ID.
 func (t *Tx) GetSession(id string) (broker.Session, error) {
-	var s broker.Session
 	var index, data string
 	err := t.getOne("SELECT index_text, data FROM sessions WHERE id = $1", []any{id}, &index, &data)
+	var s broker.Session
 	if err == nil {
-		err = json.Unmarshal([]byte(data), &s)
+		s, err = decodeSession(index, data)
 	}
 	if err != nil {
-		return s, t.errorf("get session %s: %w", id, err)
+		return broker.Session{}, t.errorf("get session %s: %w", id, err)
 	}
-	s.Index = index
 	return s, nil
 }
 
@@ -354,6 +353,8 @@ func sessionFilter(w *filter, f broker.SessionFilter) {
 	w.time("started_at", "<", f.Until)
 }
 
+// decodeSession is a session from its row: the JSON data column, and
+// the index text the JSON encoding leaves out.
 func decodeSession(index, data string) (broker.Session, error) {
 	var s broker.Session
 	if err := json.Unmarshal([]byte(data), &s); err != nil {
