@@ -62,13 +62,25 @@ func TestStreamDeliversInOrderAcrossRestart(t *testing.T) {
 		}
 		return cancel, &wg
 	}
+	// waitFor waits until both receivers hold n records and both streams
+	// have saved a cursor of n: a receiver can hold a batch before its
+	// streamer has seen it confirmed (syslog's orderly close), and a
+	// streamer stopped then sends that batch again after its restart.
+	cursorsAt := func(n int) bool {
+		for _, name := range []string{"webhook", "syslog"} {
+			if cur, err := stream.ReadCursor(filepath.Join(dir, name+".cursor")); err != nil || cur < int64(n) {
+				return false
+			}
+		}
+		return true
+	}
 	waitFor := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
 			h, _ := hookGot.Snapshot()
 			s, _ := sysGot.Snapshot()
-			if len(h) >= n && len(s) >= n {
+			if len(h) >= n && len(s) >= n && cursorsAt(n) {
 				return
 			}
 			time.Sleep(20 * time.Millisecond)
