@@ -31,7 +31,7 @@ type plan struct {
 }
 
 func fullPlan() plan {
-	return plan{runs: 5, secs: 10, clients: []int{1, 8, 32}, modes: []string{"simple", "extended", "prepared"},
+	return plan{runs: 5, secs: 5, clients: []int{1, 8, 32}, modes: []string{"simple", "extended", "prepared"},
 		ownClients: []int{1, 8, 32}, ownModes: []string{"simple", "extended", "prepared"}, streamMiB: 1024, pgCounts: []int{250, 500, 1000, 2000}, sshCounts: []int{125, 250, 500, 1000}}
 }
 

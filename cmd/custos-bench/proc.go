@@ -140,20 +140,67 @@ func (s *stack) heapKiB() float64 {
 			}
 		}
 	}
+	v, _ := s.metric("go_memstats_heap_inuse_bytes")
+	return v / 1024
+}
+
+// metric sums the broker's /metrics samples of name over all label sets;
+// ok is false when the endpoint cannot be read or has no such sample.
+func (s *stack) metric(name string) (sum float64, ok bool) {
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool()}}}
 	res, err := c.Get(s.env["CUSTOS_URL"] + "/metrics")
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f / 1024
+		rest, found := strings.CutPrefix(line, name)
+		if !found || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+			f, err := strconv.ParseFloat(strings.TrimSpace(rest[i+1:]), 64)
+			if err == nil {
+				sum, ok = sum+f, true
+			}
 		}
 	}
-	return 0
+	return sum, ok
+}
+
+// settle waits, up to a bound, until the broker holds no session and its
+// recorder spool is empty, so that a memory baseline is not taken while
+// the previous connections are still being torn down and uploaded.
+func (s *stack) settle() { s.drain(true) }
+
+// drain waits, up to a bound, until the recorder spool is empty and, with
+// noSessions, until no session is active; it says so when the bound is
+// reached.
+func (s *stack) drain(noSessions bool) {
+	start := time.Now()
+	var active, chunks float64
+	for time.Since(start) < 60*time.Second {
+		// A gauge with no sample yet (no session since start) reads 0.
+		active, _ = s.metric("custos_sessions_active")
+		chunks, _ = s.metric("custos_recorder_spool_chunks")
+		if (!noSessions || active == 0) && chunks == 0 {
+			time.Sleep(500 * time.Millisecond)
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	fmt.Fprintf(os.Stderr, "bench: broker still busy after %s (%.0f sessions active, %.0f spool chunks); measuring anyway\n",
+		time.Since(start).Round(time.Second), active, chunks)
+}
+
+func (s *stack) caPool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(s.env["CUSTOS_CA_CERT"]); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	return pool
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -34,8 +35,8 @@ func (b *bench) steps() []step {
 		step{"ssh stream up and down", time.Duration(p.runs*4) * time.Duration(p.streamMiB/16+1) * time.Second, b.sshStreams},
 		// Opening one: about 50 ms for PostgreSQL, 250 ms for SSH (a
 		// Vault-signed certificate per session), plus a second per count.
-		step{"idle PostgreSQL connections", time.Duration(p.runs) * (sum(p.pgCounts)*50*time.Millisecond + time.Duration(len(p.pgCounts))*time.Second), func() error { return b.idle("postgres") }},
-		step{"idle SSH sessions", time.Duration(p.runs) * (sum(p.sshCounts)*120*time.Millisecond + time.Duration(len(p.sshCounts))*time.Second), func() error { return b.idle("ssh") }},
+		step{"idle PostgreSQL connections", time.Duration(p.runs) * (maxOf(p.pgCounts)*50*time.Millisecond + time.Duration(len(p.pgCounts))*time.Second), func() error { return b.idle("postgres") }},
+		step{"idle SSH sessions", time.Duration(p.runs) * (maxOf(p.sshCounts)*120*time.Millisecond + time.Duration(len(p.sshCounts))*time.Second), func() error { return b.idle("ssh") }},
 	)
 	steps = append(steps, b.dataProtectionSteps()...)
 	steps = append(steps, b.moreSteps()...) // scenarios_more.go
@@ -243,50 +244,71 @@ func direction(up bool) string {
 	return "down"
 }
 
-// idle holds count connections of kind at once, for each count, and
-// reports the broker's RSS growth per connection.
+// idle holds connections of kind open through the broker and reports
+// its RSS and Go heap growth per connection. Each run starts from nothing
+// held and opens connections up to each count in turn (ascending),
+// measuring at every count against the run's own baseline, then closes
+// them all: one ramp per run gives every count, so the slope shows
+// without opening the smaller counts again.
 func (b *bench) idle(kind string) error {
 	counts, limit, goal, bound := b.p.pgCounts, 0, "≤ 64 KiB", 64.0
+	open := b.s.idlePG
 	if kind == "ssh" {
-		counts, goal, bound = b.p.sshCounts, "≤ 150 KiB", 150
+		counts, goal, bound, open = b.p.sshCounts, "≤ 150 KiB", 150, b.s.idleSSH
 	} else if v, err := b.s.psqlDirect("show max_connections"); err == nil {
 		limit, _ = strconv.Atoi(v)
 		limit -= 20 // the broker's own and pgbench's spare
 	}
-	deltas := map[int][]float64{}     // count → ΔRSS KiB per run
-	heapDeltas := map[int][]float64{} // count → Δheap KiB per run
+	var held []int
 	for _, n := range counts {
 		if limit > 0 && n > limit {
 			b.add(missing(fmt.Sprintf("%d idle %s connections", n, kind), "broker RSS per connection", goal,
 				fmt.Sprintf("not measured: target max_connections allows %d", limit+20)))
 			continue
 		}
-		var per, heap []float64
-		for i := 0; i < b.p.runs; i++ {
-			before, heapBefore := rssKiB(b.s.brokerPID), b.s.heapKiB()
-			open := b.s.idlePG
-			if kind == "ssh" {
-				open = b.s.idleSSH
+		held = append(held, n)
+	}
+	slices.Sort(held)
+	deltas := map[int][]float64{}     // count → ΔRSS KiB per run
+	heapDeltas := map[int][]float64{} // count → Δheap KiB per run
+	for i := 0; i < b.p.runs; i++ {
+		b.s.settle()
+		before, heapBefore := rssKiB(b.s.brokerPID), b.s.heapKiB()
+		var closers []func()
+		closeAll := func() {
+			for _, c := range closers {
+				c()
 			}
-			closeAll, err := open(n)
+		}
+		open0 := 0
+		for _, n := range held {
+			c, err := open(n - open0)
 			if err != nil {
+				closeAll()
 				return err
 			}
-			time.Sleep(500 * time.Millisecond)
+			closers, open0 = append(closers, c), n
+			b.s.drain(false) // the new sessions' first recording chunks uploaded
 			after, heapAfter := rssKiB(b.s.brokerPID), b.s.heapKiB()
-			closeAll()
 			if heapBefore > 0 && heapAfter > 0 {
-				heap = append(heap, (heapAfter-heapBefore)/float64(n))
 				heapDeltas[n] = append(heapDeltas[n], heapAfter-heapBefore)
 			}
-			per = append(per, (after-before)/float64(n))
 			deltas[n] = append(deltas[n], after-before)
-			time.Sleep(500 * time.Millisecond)
 		}
-		r := newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker RSS growth per connection", "KiB", per, nil)
-		b.add(r)
-		if len(heap) > 0 {
-			h := newRow(fmt.Sprintf("%d idle %s connections", n, kind), shared, "broker Go heap in use growth per connection", "KiB", heap, nil)
+		closeAll()
+	}
+	perConn := func(d []float64, n int) []float64 {
+		out := make([]float64, len(d))
+		for j, v := range d {
+			out[j] = v / float64(n)
+		}
+		return out
+	}
+	for _, n := range held {
+		scn := fmt.Sprintf("%d idle %s connections", n, kind)
+		b.add(newRow(scn, shared, "broker RSS growth per connection", "KiB", perConn(deltas[n], n), nil))
+		if len(heapDeltas[n]) > 0 {
+			h := newRow(scn, shared, "broker Go heap in use growth per connection", "KiB", perConn(heapDeltas[n], n), nil)
 			h.Plot, h.Count = "memory-"+kind, n // the plot shows the steadier heap figure
 			b.add(h)
 		}
@@ -325,12 +347,8 @@ func (b *bench) addSlope(kind, measure string, deltas map[int][]float64, goal st
 	b.add(r)
 }
 
-func sum(v []int) time.Duration {
-	var n int
-	for _, x := range v {
-		n += x
-	}
-	return time.Duration(n)
+func maxOf(v []int) time.Duration {
+	return time.Duration(slices.Max(v))
 }
 
 func slope(xs, ys []float64) float64 {
