@@ -131,6 +131,7 @@ func (b *bench) run() error {
 			left -= done.est
 		}
 		fmt.Fprintf(os.Stderr, "bench: scenario %d/%d %s — elapsed %s, about %s left\n", i+1, len(steps), st.name, el, left.Round(time.Second))
+		b.refreshToken()
 		if err := st.run(); err != nil {
 			logf("bench: %s: %v", st.name, err)
 			b.add(missing(st.name, "", "", "failed: "+firstLine(err.Error())))
@@ -138,6 +139,23 @@ func (b *bench) run() error {
 	}
 	fmt.Fprintf(os.Stderr, "bench: done in %s\n", time.Since(b.start).Round(time.Second))
 	return nil
+}
+
+// refreshToken fetches a fresh connection token for every PostgreSQL
+// peer through the broker: a token lives auth.db_token_ttl (15 minutes by
+// default) and a full run takes far longer. The token is not bound to a
+// role, so the data-protection peers take it too.
+func (b *bench) refreshToken() {
+	tok, err := b.s.dbToken()
+	if err != nil || tok == "" {
+		logf("bench: db token: %v (keeping the previous one)", err)
+		return
+	}
+	b.s.pgToken, b.peers.broker.password = tok, tok
+	for role, p := range b.protection {
+		p.password = tok
+		b.protection[role] = p
+	}
 }
 
 func firstLine(s string) string {

@@ -146,7 +146,9 @@ func (s *stack) grant(target, role string) error {
 			return err
 		}
 	}
-	out, err := s.cli("alice", "", "request", target, "--role", role, "--for", "1h", "--reason", "BENCH-1 make bench", "-o", "json")
+	// 4h (readwrite's longest in the dev config): a full run takes
+	// about two hours and every scenario needs the grant to hold.
+	out, err := s.cli("alice", "", "request", target, "--role", role, "--for", "4h", "--reason", "BENCH-1 make bench", "-o", "json")
 	if err != nil {
 		return err
 	}
