@@ -120,13 +120,7 @@ func children(pid int) []int {
 // the stack serves profiles (listen.pprof, security admin sam), or 0 when
 // unreadable.
 func (s *stack) heapKiB() float64 {
-	pem, err := os.ReadFile(s.env["CUSTOS_CA_CERT"])
-	if err != nil {
-		return 0
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	c := s.client()
 	if s.adminToken != "" {
 		// Two collections (sync.Pool keeps a victim cache for one) through
 		// the heap profile's gc=1, so the figure is live memory, not
@@ -147,8 +141,7 @@ func (s *stack) heapKiB() float64 {
 // metric sums the broker's /metrics samples of name over all label sets;
 // ok is false when the endpoint cannot be read or has no such sample.
 func (s *stack) metric(name string) (sum float64, ok bool) {
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool()}}}
-	res, err := c.Get(s.env["CUSTOS_URL"] + "/metrics")
+	res, err := s.client().Get(s.env["CUSTOS_URL"] + "/metrics")
 	if err != nil {
 		return 0, false
 	}
@@ -197,10 +190,15 @@ func (s *stack) drain(noSessions bool) {
 		time.Since(start).Round(time.Second), active, chunks)
 }
 
-func (s *stack) caPool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	if pem, err := os.ReadFile(s.env["CUSTOS_CA_CERT"]); err == nil {
-		pool.AppendCertsFromPEM(pem)
+// client is the driver's HTTPS client for the broker, trusting the
+// stack's CA; made once.
+func (s *stack) client() *http.Client {
+	if s.api == nil {
+		pool := x509.NewCertPool()
+		if pem, err := os.ReadFile(s.env["CUSTOS_CA_CERT"]); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		s.api = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	}
-	return pool
+	return s.api
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -29,6 +30,10 @@ type stack struct {
 	adminToken string
 	tmp        string
 	started    bool // the driver ran deploy/dev/up.sh itself
+	// api is the one HTTPS client for the broker's /metrics and
+	// profiles, reused so that polling holds one connection, not one
+	// per poll (they would count in the idle-memory figures).
+	api *http.Client
 }
 
 func readEnv(path string) (map[string]string, error) {
